@@ -1,0 +1,229 @@
+//! Command-line front end: flags become requests; output is rendered here.
+//! Nothing below this module sees clap types.
+
+mod render;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::analyze::{self, Analysis};
+use crate::host::{self, HostRoot};
+use crate::listing::{self, ListingFile};
+use crate::model::Inventory;
+use crate::report::{InventoryReport, IommuReport};
+
+/// Exit codes, as documented in `docs/cli.md`.
+pub mod exit {
+    /// Success; for reports: the report was produced.
+    pub const OK: u8 = 0;
+    /// Findings: the host is not ready (check) or a request was refused.
+    pub const FINDINGS: u8 = 1;
+    /// Error: nothing usable could be read, bad arguments, I/O failure.
+    pub const ERROR: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "exliar",
+    version,
+    about = "Give a GPU to a VM (or a container), safely, on any mainstream Linux distribution",
+    long_about = "exliar inspects a Linux host (PCI devices, GPUs, IOMMU groups), recommends which GPU \
+to pass through, and (in later commands) isolates it.\n\nDetection is read-only and needs no root. \
+Every command reads the host through --root (default /), so it works on snapshots and mounted target roots too.",
+    after_help = "Exit status: 0 ok, 1 findings (not ready / refused), 2 error."
+)]
+pub struct Cli {
+    /// Read the host from this directory instead of / (a snapshot, a mounted target root)
+    #[arg(
+        long,
+        global = true,
+        env = "EXLIAR_ROOT",
+        value_name = "DIR",
+        default_value = "/"
+    )]
+    pub root: PathBuf,
+
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// GPU-first report of this host: GPUs, their groups and functions, quirks, a recommendation, then every PCI device
+    Scan(ReportArgs),
+    /// IOMMU groups with their members and a verdict per group (like ls-iommu)
+    Iommu(ReportArgs),
+    /// Capture exactly the files exliar reads into a folder or a .tar, readable back with --root
+    Snapshot(SnapshotArgs),
+    /// Analyze pasted text: IOMMU-group listings and lspci output (several files of one machine merge)
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print the versioned JSON document instead of the human report
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Output: a path ending in .tar writes an archive; anything else a new (or empty) folder
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Text files to read; `-` reads standard input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print the versioned JSON document instead of the human report
+    #[arg(long)]
+    pub json: bool,
+    /// Show only the IOMMU group listing
+    #[arg(long)]
+    pub iommu: bool,
+}
+
+/// Entry point used by `main.rs`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::from(exit::OK);
+            }
+            eprintln!("exliar: error: {e:#}");
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EXLIAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Run a parsed command line; returns the exit code.
+pub fn run(cli: &Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Scan(a) => {
+            let host = HostRoot::new(&cli.root);
+            let inv = read_host(&host)?;
+            let analysis = analyze::analyze(&inv);
+            emit_inventory(&inv, &analysis, a.json, false)
+        }
+        Command::Iommu(a) => {
+            let host = HostRoot::new(&cli.root);
+            let inv = read_host(&host)?;
+            let analysis = analyze::analyze(&inv);
+            emit_inventory(&inv, &analysis, a.json, true)
+        }
+        Command::Snapshot(a) => snapshot(&cli.root, &a.out),
+        Command::Analyze(a) => {
+            let files = read_listing_files(&a.files)?;
+            let inv = listing::parse_files(&files)?;
+            let analysis = analyze::analyze(&inv);
+            emit_inventory(&inv, &analysis, a.json, a.iommu)
+        }
+    }
+}
+
+/// Read the inventory of a host root.
+pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
+    let ids = host::sysfs::load_pci_ids(host);
+    let inv = host::sysfs::read_inventory(host, &ids)?;
+    for w in &inv.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(inv)
+}
+
+fn emit_inventory(
+    inv: &Inventory,
+    analysis: &Analysis,
+    json: bool,
+    iommu_only: bool,
+) -> anyhow::Result<u8> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        if iommu_only {
+            serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv, analysis))?;
+        } else {
+            serde_json::to_writer_pretty(&mut out, &InventoryReport::new(inv, analysis))?;
+        }
+        writeln!(out)?;
+    } else {
+        let text = if iommu_only {
+            render::iommu(inv, analysis)
+        } else {
+            render::scan(inv, analysis)
+        };
+        out.write_all(text.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8> {
+    let host = HostRoot::recording(root);
+    // Read everything the reports read (the reports themselves are not kept).
+    let inv = read_host(&host)?;
+    let _ = analyze::analyze(&inv);
+    let n = host::snapshot::write(&host, out)
+        .with_context(|| format!("writing snapshot {}", out.display()))?;
+    eprintln!(
+        "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder>",
+        root.display(),
+        out.display()
+    );
+    Ok(exit::OK)
+}
+
+fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
+    let mut files = Vec::new();
+    for p in paths {
+        let (name, bytes) = if p.as_os_str() == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading standard input")?;
+            ("-".to_string(), buf)
+        } else {
+            let bytes = fs_err::read(p)?;
+            (p.display().to_string(), bytes)
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        files.push(ListingFile { name, text });
+    }
+    Ok(files)
+}

@@ -1,0 +1,225 @@
+//! Human output. Pure: analysis in, text out.
+
+use std::fmt::Write as _;
+
+use crate::analyze::{Analysis, Gpu, GroupVerdict, Mode};
+use crate::model::{Device, Inventory, PciAddress, Source};
+
+fn source_line(inv: &Inventory) -> String {
+    match &inv.source {
+        Source::Sysfs { root } => {
+            let os = inv.host.os_pretty_name.as_deref().unwrap_or("unknown OS");
+            format!("host {root} ({os})")
+        }
+        Source::Listing { files } => format!("pasted listing: {}", files.join(", ")),
+    }
+}
+
+fn iommu_line(inv: &Inventory) -> String {
+    match inv.iommu.enabled {
+        Some(true) => format!(
+            "IOMMU: enabled, {} groups{}",
+            inv.iommu.groups.len(),
+            if inv.iommu.units.is_empty() {
+                String::new()
+            } else {
+                format!(" (units: {})", inv.iommu.units.join(", "))
+            }
+        ),
+        Some(false) => "IOMMU: not enabled (no IOMMU groups)".to_string(),
+        None => "IOMMU: unknown (the source does not list groups)".to_string(),
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+fn fn_label(inv: &Inventory, a: &PciAddress) -> String {
+    let class = inv
+        .device(a)
+        .and_then(|d| d.class)
+        .map(|c| match c.class_subclass() {
+            0x0300 => "VGA",
+            0x0302 => "3D",
+            0x0380 => "display",
+            0x0403 | 0x0401 => "audio",
+            0x0c03 => "USB",
+            0x0c80 => "UCSI/serial bus",
+            _ => c.describe(),
+        })
+        .unwrap_or("?");
+    format!("{a} ({class})")
+}
+
+fn gpu_block(out: &mut String, inv: &Inventory, g: &Gpu) {
+    let ids = match (g.vendor_id, g.device_id) {
+        (Some(v), Some(d)) => format!(" [{v:04x}:{d:04x}]"),
+        _ => String::new(),
+    };
+    let mut tags = vec![g.kind.label().to_string(), g.vendor.clone()];
+    tags.push(
+        if g.bmc {
+            "BMC"
+        } else if g.integrated {
+            "integrated"
+        } else {
+            "discrete"
+        }
+        .to_string(),
+    );
+    if g.boot_display {
+        tags.push("boot display".to_string());
+    }
+    let _ = writeln!(out, "  {}  {}{}", g.address, g.name, ids);
+    let _ = writeln!(out, "    {}", tags.join(", "));
+    let _ = writeln!(
+        out,
+        "    driver: {}   IOMMU group: {}   isolation: {}",
+        opt(&g.driver),
+        opt(&g.iommu_group),
+        g.isolation.label()
+    );
+    let fns: Vec<String> = g.functions.iter().map(|a| fn_label(inv, a)).collect();
+    let _ = writeln!(out, "    functions: {}", fns.join(", "));
+    if !g.group_peers.is_empty() {
+        let peers: Vec<String> = g.group_peers.iter().map(|a| fn_label(inv, a)).collect();
+        let _ = writeln!(out, "    group peers: {}", peers.join(", "));
+    }
+    if !g.identical_ids_with.is_empty() {
+        let twins: Vec<String> = g.identical_ids_with.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(out, "    identical ids with: {}", twins.join(", "));
+    }
+    if let Some(r) = &g.reset_methods {
+        let _ = writeln!(
+            out,
+            "    reset methods: {}",
+            if r.is_empty() {
+                "none".to_string()
+            } else {
+                r.join(" ")
+            }
+        );
+    }
+    for q in &g.quirk_details {
+        let _ = writeln!(out, "    quirk {}: {}", q.id, q.title);
+        let _ = writeln!(out, "      {}", q.advice);
+    }
+    let _ = writeln!(out, "    verdict: {}", g.verdict);
+}
+
+fn device_table(out: &mut String, devices: &[Device]) {
+    let _ = writeln!(
+        out,
+        "  {:<13} {:<8} {:<9} {:<16} {:>5}  NAME",
+        "ADDRESS", "CLASS", "IDS", "DRIVER", "GROUP"
+    );
+    for d in devices {
+        let class = d.class.map_or_else(
+            || "-".to_string(),
+            |c| format!("{:04x}", c.class_subclass()),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<13} {:<8} {:<9} {:<16} {:>5}  {}",
+            d.address.to_string(),
+            class,
+            d.ids(),
+            d.driver.as_deref().unwrap_or("-"),
+            opt(&d.iommu_group),
+            d.display_name()
+        );
+    }
+}
+
+/// `exliar scan` / `exliar analyze`.
+pub fn scan(inv: &Inventory, a: &Analysis) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "exliar scan: {}", source_line(inv));
+    let _ = writeln!(out, "{}", iommu_line(inv));
+    let _ = writeln!(out);
+    if a.gpus.is_empty() {
+        let _ = writeln!(out, "GPUs: none found (no PCI display-class function)");
+    } else {
+        let _ = writeln!(out, "GPUs ({})", a.gpus.len());
+        for g in &a.gpus {
+            gpu_block(&mut out, inv, g);
+        }
+    }
+    let _ = writeln!(out);
+    let r = &a.recommendation;
+    let head = match r.mode {
+        Mode::Split => format!(
+            "pass through {}, the host keeps {}",
+            opt(&r.passthrough),
+            opt(&r.host)
+        ),
+        Mode::SingleGpu => format!("single GPU ({}): handover only", opt(&r.host)),
+        Mode::None => "none".to_string(),
+    };
+    let _ = writeln!(out, "Recommendation: {head}");
+    for reason in &r.reasons {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Devices ({})", inv.devices.len());
+    device_table(&mut out, &inv.devices);
+    if !inv.warnings.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Warnings ({})", inv.warnings.len());
+        for w in &inv.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}
+
+/// `exliar iommu`.
+pub fn iommu(inv: &Inventory, a: &Analysis) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "exliar iommu: {}", source_line(inv));
+    let _ = writeln!(out, "{}", iommu_line(inv));
+    for g in &a.groups {
+        let mark = match g.verdict {
+            GroupVerdict::Isolated => "isolated",
+            GroupVerdict::Shared => "SHARED",
+            GroupVerdict::BridgesOnly => "bridges",
+        };
+        let _ = writeln!(out, "IOMMU group {} [{mark}] {}", g.id, g.summary);
+        for m in &g.devices {
+            let line = match inv.device(m) {
+                Some(d) => format!(
+                    "{} [{}] {} ({})",
+                    d.class.map_or_else(
+                        || "????".to_string(),
+                        |c| format!("{:04x}", c.class_subclass())
+                    ),
+                    d.ids(),
+                    d.display_name(),
+                    d.driver.as_deref().unwrap_or("no driver")
+                ),
+                None => "(not in the device list)".to_string(),
+            };
+            let _ = writeln!(out, "  {m} {line}");
+        }
+    }
+    let ungrouped: Vec<&Device> = inv
+        .devices
+        .iter()
+        .filter(|d| d.iommu_group.is_none())
+        .collect();
+    if !ungrouped.is_empty() && inv.iommu.enabled == Some(true) {
+        let _ = writeln!(out, "Devices in no group ({})", ungrouped.len());
+        for d in ungrouped {
+            let _ = writeln!(out, "  {} {}", d.address, d.display_name());
+        }
+    }
+    if !inv.warnings.is_empty() {
+        let _ = writeln!(out, "Warnings ({})", inv.warnings.len());
+        for w in &inv.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}

@@ -1,0 +1,12 @@
+//! The one seam to the host: every read goes through a [`HostRoot`].
+//!
+//! Parsers and analysis never touch the file system; they receive what this
+//! module read.
+
+mod pciids;
+mod root;
+pub mod snapshot;
+pub mod sysfs;
+
+pub use pciids::{PCI_IDS_PATHS, PciIds};
+pub use root::{HostRoot, ReadError, Touched};

@@ -1,0 +1,148 @@
+//! Names from the system's `pci.ids`, looked up lazily.
+//!
+//! The file (about 1.3 MB) is read once, but not parsed: a lookup scans for
+//! the vendor's line at the start of a line, then the device line inside that
+//! vendor's block. Results are cached, so a host with 4096 functions of three
+//! vendors scans the file a handful of times.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Where distributions install `pci.ids`, relative to the host root.
+pub const PCI_IDS_PATHS: &[&str] = &[
+    "usr/share/misc/pci.ids",
+    "usr/share/hwdata/pci.ids",
+    "usr/share/pci.ids",
+];
+
+/// A lazily-searched `pci.ids` text.
+#[derive(Debug, Default)]
+pub struct PciIds {
+    text: String,
+    vendors: RefCell<HashMap<u16, Option<(usize, usize)>>>,
+    devices: RefCell<HashMap<(u16, u16), Option<String>>>,
+}
+
+impl PciIds {
+    pub fn new(text: String) -> Self {
+        Self {
+            text,
+            ..Self::default()
+        }
+    }
+
+    /// An empty database: every lookup gives `None`.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// The vendor block: (start of the vendor line, end of its block).
+    fn vendor_block(&self, vendor: u16) -> Option<(usize, usize)> {
+        if let Some(v) = self.vendors.borrow().get(&vendor) {
+            return *v;
+        }
+        let key = format!("{vendor:04x}  ");
+        let bytes = self.text.as_bytes();
+        let mut found = None;
+        let mut pos = 0;
+        while let Some(off) = self.text[pos..].find(&key) {
+            let at = pos + off;
+            if at == 0 || bytes[at - 1] == b'\n' {
+                found = Some(at);
+                break;
+            }
+            pos = at + key.len();
+        }
+        let block = found.map(|start| {
+            // The block ends at the next line that starts with a hex digit or
+            // 'C ' (the class section), i.e. a non-tab, non-comment line.
+            let mut end = self.text.len();
+            let mut line_start = self.text[start..].find('\n').map_or(end, |i| start + i + 1);
+            while line_start < self.text.len() {
+                let b = bytes[line_start];
+                if b != b'\t' && b != b'#' && b != b'\n' {
+                    end = line_start;
+                    break;
+                }
+                line_start = self.text[line_start..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| line_start + i + 1);
+            }
+            (start, end)
+        });
+        self.vendors.borrow_mut().insert(vendor, block);
+        block
+    }
+
+    pub fn vendor(&self, vendor: u16) -> Option<String> {
+        let (start, end) = self.vendor_block(vendor)?;
+        let line = self.text[start..end].lines().next()?;
+        Some(line.get(6..)?.trim().to_string()).filter(|s| !s.is_empty())
+    }
+
+    pub fn device(&self, vendor: u16, device: u16) -> Option<String> {
+        if let Some(v) = self.devices.borrow().get(&(vendor, device)) {
+            return v.clone();
+        }
+        let name = self.vendor_block(vendor).and_then(|(start, end)| {
+            let key = format!("{device:04x}  ");
+            self.text[start..end]
+                .lines()
+                .skip(1)
+                .find_map(|l| l.strip_prefix('\t').and_then(|l| l.strip_prefix(&key)))
+                .map(|n| n.trim().to_string())
+        });
+        self.devices
+            .borrow_mut()
+            .insert((vendor, device), name.clone());
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "# comment 10de  fake\n\
+1002  Advanced Micro Devices, Inc. [AMD/ATI]\n\
+\t67df  Ellesmere [Radeon RX 470/480/570/570X/580/580X/590]\n\
+\t\t1002 0b37  Radeon RX 480\n\
+\taaf0  Ellesmere HDMI Audio [Radeon RX 470/480 / 570/580/590]\n\
+10de  NVIDIA Corporation\n\
+\t1401  GM206 [GeForce GTX 960]\n\
+# a comment inside\n\
+\t0fba  GM206 High Definition Audio Controller\n\
+C 03  Display controller\n\
+\t00  VGA compatible controller\n";
+
+    #[test]
+    fn finds_vendors_and_devices() {
+        let ids = PciIds::new(SAMPLE.to_string());
+        assert_eq!(ids.vendor(0x10de).as_deref(), Some("NVIDIA Corporation"));
+        assert_eq!(
+            ids.device(0x10de, 0x0fba).as_deref(),
+            Some("GM206 High Definition Audio Controller")
+        );
+        assert_eq!(
+            ids.device(0x1002, 0x67df).as_deref(),
+            Some("Ellesmere [Radeon RX 470/480/570/570X/580/580X/590]")
+        );
+        // Subsystem lines are not device lines.
+        assert_eq!(ids.device(0x1002, 0x1002), None);
+        assert_eq!(ids.device(0x10de, 0x9999), None);
+        assert_eq!(ids.vendor(0x1234), None);
+        // Cached answers agree.
+        assert_eq!(ids.vendor(0x10de).as_deref(), Some("NVIDIA Corporation"));
+    }
+
+    #[test]
+    fn empty_database_answers_none() {
+        let ids = PciIds::empty();
+        assert_eq!(ids.vendor(0x10de), None);
+        assert_eq!(ids.device(0x10de, 0x1401), None);
+    }
+}

@@ -1,0 +1,279 @@
+//! The host root: every read of the host goes through here.
+//!
+//! Paths are given relative to the root (`sys/bus/pci/devices`). Symbolic
+//! links are resolved lexically, inside the root, so a tree captured from
+//! another machine (a snapshot, a fixture, a mounted installer target) reads
+//! exactly like the live host and never leads outside itself.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// What a read touched, for `exliar snapshot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    File,
+    Dir,
+    /// A symbolic link and its target text as stored on disk.
+    Link(PathBuf),
+}
+
+/// Read access to one host tree.
+#[derive(Debug)]
+pub struct HostRoot {
+    root: PathBuf,
+    record: Option<RefCell<BTreeMap<PathBuf, Touched>>>,
+}
+
+/// An error reading a host file. The path shown is the one inside the root.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct ReadError {
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+impl ReadError {
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
+}
+
+impl HostRoot {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            record: None,
+        }
+    }
+
+    /// A root that remembers every path it reads (for snapshots).
+    pub fn recording(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            record: Some(RefCell::new(BTreeMap::new())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// Everything read so far (only for a recording root).
+    pub fn touched(&self) -> BTreeMap<PathBuf, Touched> {
+        self.record
+            .as_ref()
+            .map(|r| r.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    fn note(&self, rel: &Path, what: Touched) {
+        if let Some(r) = &self.record {
+            r.borrow_mut().insert(rel.to_path_buf(), what);
+        }
+    }
+
+    /// The name shown to users for a path inside the root: `/sys/...` on the
+    /// live host, `ROOT/sys/...` elsewhere.
+    pub fn display(&self, rel: &Path) -> String {
+        self.root.join(rel).display().to_string()
+    }
+
+    fn err(&self, rel: &Path, source: io::Error) -> ReadError {
+        ReadError {
+            path: self.display(rel),
+            source,
+        }
+    }
+
+    /// Resolve every symbolic link in `rel` lexically, inside the root.
+    /// Returns the resolved root-relative path.
+    pub fn resolve(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        let mut out = PathBuf::new();
+        let mut pending: Vec<PathBuf> = vec![rel.to_path_buf()];
+        let mut hops = 0;
+        while let Some(p) = pending.pop() {
+            let mut comps: Vec<Component<'_>> = p.components().collect();
+            comps.reverse();
+            while let Some(c) = comps.pop() {
+                match c {
+                    Component::RootDir | Component::Prefix(_) => out = PathBuf::new(),
+                    Component::CurDir => {}
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(name) => {
+                        let candidate = out.join(name);
+                        let full = self.root.join(&candidate);
+                        match std::fs::symlink_metadata(&full) {
+                            Ok(md) if md.file_type().is_symlink() => {
+                                hops += 1;
+                                if hops > 40 {
+                                    return Err(self.err(
+                                        rel,
+                                        io::Error::other("too many levels of symbolic links"),
+                                    ));
+                                }
+                                let target = std::fs::read_link(&full)
+                                    .map_err(|e| self.err(&candidate, e))?;
+                                self.note(&candidate, Touched::Link(target.clone()));
+                                // The rest of this path continues after the target.
+                                let rest: PathBuf = comps.iter().rev().collect();
+                                comps.clear();
+                                pending.push(rest);
+                                pending.push(target);
+                            }
+                            _ => out = candidate,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read a whole file as text (lossy UTF-8).
+    pub fn read_string(&self, rel: impl AsRef<Path>) -> Result<String, ReadError> {
+        let bytes = self.read_bytes(rel)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// Read a whole file.
+    pub fn read_bytes(&self, rel: impl AsRef<Path>) -> Result<Vec<u8>, ReadError> {
+        let rel = self.resolve(rel.as_ref())?;
+        let bytes = std::fs::read(self.root.join(&rel)).map_err(|e| self.err(&rel, e))?;
+        self.note(&rel, Touched::File);
+        Ok(bytes)
+    }
+
+    /// Read a file when it exists: `Ok(None)` when it does not.
+    pub fn read_optional(&self, rel: impl AsRef<Path>) -> Result<Option<String>, ReadError> {
+        match self.read_string(rel) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last component of a symbolic link's target (`driver` → `vfio-pci`).
+    /// `Ok(None)` when the link does not exist.
+    pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<Option<String>, ReadError> {
+        let rel = rel.as_ref();
+        let parent = match rel.parent() {
+            Some(p) => self.resolve(p)?,
+            None => PathBuf::new(),
+        };
+        let Some(name) = rel.file_name() else {
+            return Ok(None);
+        };
+        let at = parent.join(name);
+        match std::fs::read_link(self.root.join(&at)) {
+            Ok(target) => {
+                self.note(&at, Touched::Link(target.clone()));
+                Ok(target.file_name().map(|n| n.to_string_lossy().into_owned()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(&at, e)),
+        }
+    }
+
+    /// Whether a path exists (after resolving links inside the root).
+    pub fn exists(&self, rel: impl AsRef<Path>) -> bool {
+        match self.resolve(rel.as_ref()) {
+            Ok(p) => {
+                let ok = std::fs::symlink_metadata(self.root.join(&p)).is_ok();
+                if ok {
+                    self.note(&p, Touched::File);
+                }
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The entry names of a directory, sorted. Link entries are recorded with
+    /// their targets so that a snapshot can recreate them.
+    pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, ReadError> {
+        let rel = self.resolve(rel.as_ref())?;
+        let full = self.root.join(&rel);
+        let rd = std::fs::read_dir(&full).map_err(|e| self.err(&rel, e))?;
+        self.note(&rel, Touched::Dir);
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry = entry.map_err(|e| self.err(&rel, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if self.record.is_some()
+                && entry.file_type().is_ok_and(|t| t.is_symlink())
+                && let Ok(target) = std::fs::read_link(entry.path())
+            {
+                self.note(&rel.join(&name), Touched::Link(target));
+            }
+            names.push(name);
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_links_inside_the_root() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let r = t.path();
+        std::fs::create_dir_all(r.join("sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0"))?;
+        std::fs::write(
+            r.join("sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/class"),
+            "0x030000\n",
+        )?;
+        std::fs::create_dir_all(r.join("sys/bus/pci/devices"))?;
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:00/0000:00:01.0/0000:01:00.0",
+            r.join("sys/bus/pci/devices/0000:01:00.0"),
+        )?;
+        // An absolute link is taken relative to the root, never the real /.
+        std::os::unix::fs::symlink("/sys/devices", r.join("abs"))?;
+        // A link climbing above the root stays at the root.
+        std::os::unix::fs::symlink("../../../../../../etc", r.join("sys/escape"))?;
+        let host = HostRoot::recording(r);
+        assert_eq!(
+            host.read_string("sys/bus/pci/devices/0000:01:00.0/class")?,
+            "0x030000\n"
+        );
+        assert_eq!(
+            host.resolve(Path::new("abs/pci0000:00"))?,
+            PathBuf::from("sys/devices/pci0000:00")
+        );
+        assert_eq!(host.resolve(Path::new("sys/escape"))?, PathBuf::from("etc"));
+        let touched = host.touched();
+        assert!(touched.contains_key(Path::new(
+            "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/class"
+        )));
+        assert!(matches!(
+            touched.get(Path::new("sys/bus/pci/devices/0000:01:00.0")),
+            Some(Touched::Link(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn link_loops_are_an_error_not_a_hang() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        std::os::unix::fs::symlink("b", t.path().join("a"))?;
+        std::os::unix::fs::symlink("a", t.path().join("b"))?;
+        let host = HostRoot::new(t.path());
+        assert!(host.read_string("a/x").is_err());
+        Ok(())
+    }
+}

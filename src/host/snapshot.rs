@@ -1,0 +1,187 @@
+//! `exliar snapshot`: copy exactly the files exliar read into a folder or a
+//! tar archive, laid out so that `--root` reads them back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::root::{HostRoot, Touched};
+
+/// The manifest written at the top of every snapshot.
+pub const MANIFEST: &str = "exliar-snapshot.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: already exists and is not an empty folder")]
+    NotEmpty { path: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One entry of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir(PathBuf),
+    File(PathBuf, Vec<u8>),
+    Link(PathBuf, PathBuf),
+}
+
+/// What a snapshot holds, in a writable order (parents before children).
+pub fn collect(host: &HostRoot) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for (rel, what) in host.touched() {
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        match what {
+            Touched::Link(target) => out.push(Entry::Link(rel, target)),
+            Touched::Dir => out.push(Entry::Dir(rel)),
+            Touched::File => {
+                let full = host.path().join(&rel);
+                match std::fs::symlink_metadata(&full) {
+                    Ok(md) if md.is_dir() => out.push(Entry::Dir(rel)),
+                    Ok(md) if md.is_file() => {
+                        if let Ok(bytes) = std::fs::read(&full) {
+                            out.push(Entry::File(rel, bytes));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+fn manifest(host: &HostRoot, entries: &[Entry]) -> Vec<u8> {
+    let v = serde_json::json!({
+        "schema": "exliar.snapshot/1",
+        "exliar_version": env!("CARGO_PKG_VERSION"),
+        "captured_root": host.path().display().to_string(),
+        "entries": entries.len(),
+        "read_back_with": "exliar scan --root <this folder>",
+    });
+    let mut s = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    s.push(b'\n');
+    s
+}
+
+/// Write a snapshot: a `.tar` file when `out` ends in `.tar`, a folder otherwise.
+pub fn write(host: &HostRoot, out: &Path) -> Result<usize, SnapshotError> {
+    let entries = collect(host);
+    let man = manifest(host, &entries);
+    if out.extension().is_some_and(|e| e == "tar") {
+        write_tar(out, &entries, &man)?;
+    } else {
+        write_dir(out, &entries, &man)?;
+    }
+    Ok(entries.len())
+}
+
+fn write_tar(out: &Path, entries: &[Entry], man: &[u8]) -> Result<(), SnapshotError> {
+    let file = std::fs::File::create(out).map_err(io_err(out))?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(file));
+    b.mode(tar::HeaderMode::Deterministic);
+    let mut append = |path: &Path, kind: tar::EntryType, data: &[u8], link: Option<&Path>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        if let Some(l) = link {
+            b.append_link(&mut h, path, l)
+        } else {
+            b.append_data(&mut h, path, data)
+        }
+    };
+    append(Path::new(MANIFEST), tar::EntryType::Regular, man, None).map_err(io_err(out))?;
+    for e in entries {
+        match e {
+            Entry::Dir(p) => append(p, tar::EntryType::Directory, &[], None),
+            Entry::File(p, bytes) => append(p, tar::EntryType::Regular, bytes, None),
+            Entry::Link(p, t) => append(p, tar::EntryType::Symlink, &[], Some(t)),
+        }
+        .map_err(io_err(out))?;
+    }
+    let mut w = b.into_inner().map_err(io_err(out))?;
+    w.flush().map_err(io_err(out))
+}
+
+fn write_dir(out: &Path, entries: &[Entry], man: &[u8]) -> Result<(), SnapshotError> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            return Err(SnapshotError::NotEmpty {
+                path: out.display().to_string(),
+            });
+        }
+    }
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    std::fs::write(out.join(MANIFEST), man).map_err(io_err(out))?;
+    for e in entries {
+        let (rel, dir_only) = match e {
+            Entry::Dir(p) => (p, true),
+            Entry::File(p, _) | Entry::Link(p, _) => (p, false),
+        };
+        // Only plain relative components: never write outside `out`.
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            continue;
+        }
+        let full = out.join(rel);
+        let parent = if dir_only {
+            full.as_path()
+        } else {
+            full.parent().unwrap_or(out)
+        };
+        create_dirs_no_links(out, parent)?;
+        match e {
+            Entry::Dir(_) => {}
+            Entry::File(_, bytes) => std::fs::write(&full, bytes).map_err(io_err(&full))?,
+            Entry::Link(_, target) => {
+                if std::fs::symlink_metadata(&full).is_err() {
+                    std::os::unix::fs::symlink(target, &full).map_err(io_err(&full))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create `dir` below `base`, refusing to pass through a symbolic link.
+fn create_dirs_no_links(base: &Path, dir: &Path) -> Result<(), SnapshotError> {
+    let rel = dir.strip_prefix(base).unwrap_or(Path::new(""));
+    let mut cur = base.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => {
+                return Err(SnapshotError::Io {
+                    path: cur.display().to_string(),
+                    source: std::io::Error::other("exists and is not a folder"),
+                });
+            }
+            Err(_) => std::fs::create_dir(&cur).map_err(io_err(&cur))?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! exliar: take a Linux host from "I have a GPU I want to give away" to
+//! "my VM has it", safely.
+//!
+//! The flow: [`host`] reads the machine (the only module that touches the
+//! file system) → [`model`] holds what was read → [`analyze`] draws
+//! conclusions, purely → [`report`] shapes versioned JSON → [`cli`] parses
+//! flags into requests and renders output.
+
+pub mod analyze;
+pub mod cli;
+pub mod host;
+pub mod listing;
+pub mod model;
+pub mod report;
