@@ -3,6 +3,7 @@
 //! Parsers and analysis never touch the file system; they receive what this
 //! module read.
 
+pub mod devdir;
 mod pciids;
 mod root;
 pub mod snapshot;

@@ -6,7 +6,7 @@
 //! exactly like the live host and never leads outside itself.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
@@ -24,6 +24,9 @@ pub enum Touched {
 pub struct HostRoot {
     root: PathBuf,
     record: Option<RefCell<BTreeMap<PathBuf, Touched>>>,
+    /// Resolved directories, so that reading 20 attributes of one device
+    /// resolves its directory once.
+    dirs: RefCell<HashMap<PathBuf, PathBuf>>,
 }
 
 /// An error reading a host file. The path shown is the one inside the root.
@@ -46,6 +49,7 @@ impl HostRoot {
         Self {
             root: root.into(),
             record: None,
+            dirs: RefCell::new(HashMap::new()),
         }
     }
 
@@ -54,11 +58,16 @@ impl HostRoot {
         Self {
             root: root.into(),
             record: Some(RefCell::new(BTreeMap::new())),
+            dirs: RefCell::new(HashMap::new()),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.root
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.record.is_some()
     }
 
     pub fn is_live(&self) -> bool {
@@ -147,9 +156,44 @@ impl HostRoot {
         })
     }
 
+    /// Resolve a directory path, remembering the answer.
+    fn resolve_dir(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        if let Some(p) = self.dirs.borrow().get(rel) {
+            return Ok(p.clone());
+        }
+        let p = self.resolve(rel)?;
+        self.dirs.borrow_mut().insert(rel.to_path_buf(), p.clone());
+        Ok(p)
+    }
+
+    /// Split `rel` into its resolved parent and a plain final name; `None`
+    /// when the final component is not a plain name (`..`, empty).
+    fn split_resolved(&self, rel: &Path) -> Result<Option<PathBuf>, ReadError> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Ok(None);
+        };
+        if !matches!(rel.components().next_back(), Some(Component::Normal(_))) {
+            return Ok(None);
+        }
+        Ok(Some(self.resolve_dir(parent)?.join(name)))
+    }
+
     /// Read a whole file.
     pub fn read_bytes(&self, rel: impl AsRef<Path>) -> Result<Vec<u8>, ReadError> {
-        let rel = self.resolve(rel.as_ref())?;
+        let rel = rel.as_ref();
+        if let Some(at) = self.split_resolved(rel)? {
+            // Fast path: the parent is resolved; open the last component
+            // without following a link. A link there takes the slow path.
+            match open_nofollow(&self.root.join(&at)) {
+                Ok(bytes) => {
+                    self.note(&at, Touched::File);
+                    return Ok(bytes);
+                }
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {}
+                Err(e) => return Err(self.err(&at, e)),
+            }
+        }
+        let rel = self.resolve(rel)?;
         let bytes = std::fs::read(self.root.join(&rel)).map_err(|e| self.err(&rel, e))?;
         self.note(&rel, Touched::File);
         Ok(bytes)
@@ -169,7 +213,7 @@ impl HostRoot {
     pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<Option<String>, ReadError> {
         let rel = rel.as_ref();
         let parent = match rel.parent() {
-            Some(p) => self.resolve(p)?,
+            Some(p) => self.resolve_dir(p)?,
             None => PathBuf::new(),
         };
         let Some(name) = rel.file_name() else {
@@ -203,7 +247,7 @@ impl HostRoot {
     /// The entry names of a directory, sorted. Link entries are recorded with
     /// their targets so that a snapshot can recreate them.
     pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, ReadError> {
-        let rel = self.resolve(rel.as_ref())?;
+        let rel = self.resolve_dir(rel.as_ref())?;
         let full = self.root.join(&rel);
         let rd = std::fs::read_dir(&full).map_err(|e| self.err(&rel, e))?;
         self.note(&rel, Touched::Dir);
@@ -222,6 +266,19 @@ impl HostRoot {
         names.sort();
         Ok(names)
     }
+}
+
+/// Read a file, refusing to follow a symbolic link in its last component.
+fn open_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    let mut buf = Vec::with_capacity(64);
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::model::{
     ClassCode, Device, HostFacts, Inventory, IommuState, PciAddress, Source, Warning,
 };
 
+use super::devdir::{DevDir, FdDir, FdRoot, RootDir};
 use super::pciids::{PCI_IDS_PATHS, PciIds};
 use super::root::HostRoot;
 
@@ -40,16 +41,24 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
         path: host.display(Path::new(PCI_DEVICES)),
         source: Some(e),
     })?;
-    let mut devices = Vec::with_capacity(names.len());
+    let mut addresses = Vec::with_capacity(names.len());
     for name in &names {
-        let Ok(address) = PciAddress::parse(name) else {
-            warnings.push(Warning::new(
+        match PciAddress::parse(name) {
+            Ok(a) => addresses.push(a),
+            Err(_) => warnings.push(Warning::new(
                 host.display(&Path::new(PCI_DEVICES).join(name)),
                 "not a PCI address; entry skipped",
-            ));
-            continue;
-        };
-        devices.push(read_device(host, ids, address, &mut warnings));
+            )),
+        }
+    }
+    let mut devices = read_devices(host, &addresses, &mut warnings);
+    for d in &mut devices {
+        if let Some(v) = d.vendor_id {
+            d.vendor_name = ids.vendor(v);
+            if let Some(dev) = d.device_id {
+                d.device_name = ids.device(v, dev);
+            }
+        }
     }
     let iommu = read_iommu(host, &mut warnings);
     let host_facts = read_host_facts(host);
@@ -63,6 +72,9 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
         warnings,
     };
     inv.normalize();
+    // Groups with no PCI members are kept out of the table: exliar reasons
+    // about PCI functions only.
+    inv.iommu.groups.retain(|_, m| !m.is_empty());
     Ok(inv)
 }
 
@@ -94,36 +106,52 @@ pub fn parents_from_link(target: &Path, me: PciAddress) -> Vec<PciAddress> {
     chain
 }
 
-fn read_device(
-    host: &HostRoot,
-    ids: &PciIds,
+/// Parse one device directory. Missing optional attributes are fine; a
+/// missing required one (class, vendor, device) or a garbled value is a
+/// warning naming the file. The device is always returned.
+pub fn parse_device(
+    dir: &mut dyn DevDir,
     address: PciAddress,
     warnings: &mut Vec<Warning>,
 ) -> Device {
     let mut d = Device::new(address);
-    let link = Path::new(PCI_DEVICES).join(address.to_string());
-    // Resolve the device directory once; attribute reads then need no links.
-    let dir: PathBuf = match host.resolve(&link) {
-        Ok(p) => p,
+    let entries: std::collections::HashSet<String> = match dir.entries() {
+        Ok(e) => e.into_iter().collect(),
         Err(e) => {
-            warnings.push(Warning::new(host.display(&link), e.source.to_string()));
+            warnings.push(Warning::new(dir.display(""), e.to_string()));
             return d;
         }
     };
-    if let Ok(target) = std::fs::read_link(host.path().join(&link)) {
-        d.parents = parents_from_link(&target, address);
-    }
-
     let mut a = Attrs {
-        host,
-        dir: &dir,
+        dir,
+        entries: &entries,
         warnings,
     };
-    d.class = a.hex("class", true, 0xff_ffff).map(ClassCode);
-    d.vendor_id = a.hex("vendor", true, 0xffff).map(|v| v as u16);
-    d.device_id = a.hex("device", true, 0xffff).map(|v| v as u16);
-    d.subsystem_vendor_id = a.hex("subsystem_vendor", false, 0xffff).map(|v| v as u16);
-    d.subsystem_device_id = a.hex("subsystem_device", false, 0xffff).map(|v| v as u16);
+    // `uevent` holds class, ids, subsystem ids and driver in one read; the
+    // single attribute files are the fallback for trees without it.
+    let ev = a.uevent();
+    d.class = ev
+        .class
+        .or_else(|| a.hex("class", true, 0xff_ffff))
+        .map(ClassCode);
+    let (v, dev) = match ev.id {
+        Some((v, dev)) => (Some(v), Some(dev)),
+        None => (
+            a.hex("vendor", true, 0xffff).map(|v| v as u16),
+            a.hex("device", true, 0xffff).map(|v| v as u16),
+        ),
+    };
+    d.vendor_id = v;
+    d.device_id = dev;
+    let (sv, sd) = match ev.subsys {
+        Some((v, dev)) => (Some(v), Some(dev)),
+        None => (
+            a.hex("subsystem_vendor", false, 0xffff).map(|v| v as u16),
+            a.hex("subsystem_device", false, 0xffff).map(|v| v as u16),
+        ),
+    };
+    d.subsystem_vendor_id = sv;
+    d.subsystem_device_id = sd;
     d.revision = a.hex("revision", false, 0xff).map(|v| v as u8);
     d.driver_override = a
         .text("driver_override", false)
@@ -147,61 +175,106 @@ fn read_device(
     d.link.max_width = a.dec("max_link_width");
     d.sriov.total_vfs = a.dec("sriov_totalvfs");
     d.sriov.num_vfs = a.dec("sriov_numvfs");
-    d.driver = a.link("driver");
+    d.driver = if ev.read { ev.driver } else { a.link("driver") };
     d.iommu_group = a.link("iommu_group").and_then(|g| g.parse().ok());
     d.sriov.physfn = a.link("physfn").and_then(|x| PciAddress::parse(&x).ok());
-
-    // One directory listing gives the optional entries: rom, virtfn*, device links.
-    match host.list_dir(&dir) {
-        Ok(entries) => {
-            d.rom = Some(entries.iter().any(|e| e == "rom"));
-            for e in &entries {
-                if e.starts_with("virtfn") {
-                    if let Some(x) = a.link(e).and_then(|x| PciAddress::parse(&x).ok()) {
-                        d.sriov.virtfns.push(x);
-                    }
-                } else if let Some(x) = e.strip_prefix("consumer:pci:") {
-                    d.consumers.extend(PciAddress::parse(x).ok());
-                } else if let Some(x) = e.strip_prefix("supplier:pci:") {
-                    d.suppliers.extend(PciAddress::parse(x).ok());
-                }
+    d.rom = Some(entries.contains("rom"));
+    let mut names: Vec<&String> = entries.iter().collect();
+    names.sort();
+    for e in names {
+        if e.starts_with("virtfn") {
+            if let Some(x) = a.link(e).and_then(|x| PciAddress::parse(&x).ok()) {
+                d.sriov.virtfns.push(x);
             }
-            d.sriov.virtfns.sort();
-        }
-        Err(e) => a
-            .warnings
-            .push(Warning::new(host.display(&dir), e.source.to_string())),
-    }
-
-    if let Some(v) = d.vendor_id {
-        d.vendor_name = ids.vendor(v);
-        if let Some(dev) = d.device_id {
-            d.device_name = ids.device(v, dev);
+        } else if let Some(x) = e.strip_prefix("consumer:pci:") {
+            d.consumers.extend(PciAddress::parse(x).ok());
+        } else if let Some(x) = e.strip_prefix("supplier:pci:") {
+            d.suppliers.extend(PciAddress::parse(x).ok());
         }
     }
+    d.sriov.virtfns.sort();
     d
 }
 
 /// Attribute reads of one device directory, collecting warnings.
 struct Attrs<'a> {
-    host: &'a HostRoot,
-    dir: &'a Path,
+    dir: &'a mut dyn DevDir,
+    entries: &'a std::collections::HashSet<String>,
     warnings: &'a mut Vec<Warning>,
 }
 
+/// What a device's `uevent` file says.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Uevent {
+    /// The file was there and read.
+    pub read: bool,
+    pub class: Option<u32>,
+    pub id: Option<(u16, u16)>,
+    pub subsys: Option<(u16, u16)>,
+    pub driver: Option<String>,
+}
+
+/// Parse a PCI device's `uevent` (`PCI_CLASS=30000`, `PCI_ID=10DE:1401`,
+/// `PCI_SUBSYS_ID=1458:36BA`, `DRIVER=nvidia`).
+pub fn parse_uevent(text: &str) -> Uevent {
+    let pair = |v: &str| -> Option<(u16, u16)> {
+        let (a, b) = v.split_once(':')?;
+        Some((
+            u16::from_str_radix(a, 16).ok()?,
+            u16::from_str_radix(b, 16).ok()?,
+        ))
+    };
+    let mut u = Uevent {
+        read: true,
+        ..Uevent::default()
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        match k {
+            "PCI_CLASS" => u.class = u32::from_str_radix(v, 16).ok().filter(|c| *c <= 0xff_ffff),
+            "PCI_ID" => u.id = pair(v),
+            "PCI_SUBSYS_ID" => u.subsys = pair(v),
+            "DRIVER" if !v.is_empty() => u.driver = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    u
+}
+
 impl Attrs<'_> {
+    fn uevent(&mut self) -> Uevent {
+        match self.text("uevent", false) {
+            Some(t) => parse_uevent(&t),
+            None => Uevent::default(),
+        }
+    }
+
     fn warn(&mut self, name: &str, msg: String) {
-        self.warnings
-            .push(Warning::new(self.host.display(&self.dir.join(name)), msg));
+        let at = self.dir.display(name);
+        self.warnings.push(Warning::new(at, msg));
     }
 
     /// Trimmed text of an attribute; a missing required one is a warning.
     fn text(&mut self, name: &str, required: bool) -> Option<String> {
-        match self.host.read_string(self.dir.join(name)) {
-            Ok(s) => Some(s.trim().to_string()),
-            Err(e) if e.is_not_found() && !required => None,
+        if !self.entries.contains(name) {
+            if required {
+                self.warn(name, "missing".to_string());
+            }
+            return None;
+        }
+        match self.dir.read(name) {
+            Ok(Some(b)) => Some(String::from_utf8_lossy(&b).trim().to_string()),
+            Ok(None) => {
+                if required {
+                    self.warn(name, "missing".to_string());
+                }
+                None
+            }
             Err(e) => {
-                self.warn(name, e.source.to_string());
+                self.warn(name, e.to_string());
                 None
             }
         }
@@ -226,16 +299,105 @@ impl Attrs<'_> {
     }
 
     fn link(&mut self, name: &str) -> Option<String> {
-        match self.host.link_name(self.dir.join(name)) {
+        if !self.entries.contains(name) {
+            return None;
+        }
+        match self.dir.link(name) {
             Ok(n) => n,
             Err(e) => {
-                self.warn(name, e.source.to_string());
+                self.warn(name, e.to_string());
                 None
             }
         }
     }
 }
 
+/// Read every device: in parallel through descriptors when possible, else
+/// (and always for recording roots) through the host root.
+fn read_devices(
+    host: &HostRoot,
+    addresses: &[PciAddress],
+    warnings: &mut Vec<Warning>,
+) -> Vec<Device> {
+    let fast = if host.is_recording() {
+        None
+    } else {
+        FdRoot::open(host.path())
+    };
+    let Some(fast) = fast else {
+        return addresses
+            .iter()
+            .map(|&address| read_device_slow(host, address, warnings))
+            .collect();
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(addresses.len().div_ceil(32).max(1));
+    let chunk = addresses.len().div_ceil(threads).max(1);
+    let results: Vec<(Vec<Device>, Vec<Warning>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = addresses
+            .chunks(chunk)
+            .map(|part| {
+                let fast = &fast;
+                s.spawn(move || {
+                    let mut w = Vec::new();
+                    let devs = part
+                        .iter()
+                        .map(|&address| read_device_fast(fast, address, &mut w))
+                        .collect::<Vec<_>>();
+                    (devs, w)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut devices = Vec::with_capacity(addresses.len());
+    for (d, w) in results {
+        devices.extend(d);
+        warnings.extend(w);
+    }
+    devices
+}
+
+fn read_device_fast(fast: &FdRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Device {
+    let rel = format!("{PCI_DEVICES}/{address}");
+    let shown = fast.path().join(&rel);
+    let parents = fast
+        .read_link(&rel)
+        .map(|t| parents_from_link(&t, address))
+        .unwrap_or_default();
+    let mut d = match fast.open_dir(&rel) {
+        Ok(fd) => parse_device(&mut FdDir { fd, shown }, address, warnings),
+        Err(e) => {
+            warnings.push(Warning::new(shown.display().to_string(), e.to_string()));
+            Device::new(address)
+        }
+    };
+    d.parents = parents;
+    d
+}
+
+fn read_device_slow(host: &HostRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Device {
+    let shown = Path::new(PCI_DEVICES).join(address.to_string());
+    let dir: PathBuf = match host.resolve(&shown) {
+        Ok(p) => p,
+        Err(e) => {
+            warnings.push(Warning::new(host.display(&shown), e.source.to_string()));
+            return Device::new(address);
+        }
+    };
+    let parents = std::fs::read_link(host.path().join(&shown))
+        .map(|t| parents_from_link(&t, address))
+        .unwrap_or_default();
+    let mut d = parse_device(&mut RootDir { host, shown, dir }, address, warnings);
+    d.parents = parents;
+    d
+}
 fn read_iommu(host: &HostRoot, warnings: &mut Vec<Warning>) -> IommuState {
     let mut state = IommuState::default();
     match host.list_dir(IOMMU_GROUPS) {
@@ -249,18 +411,21 @@ fn read_iommu(host: &HostRoot, warnings: &mut Vec<Warning>) -> IommuState {
                     ));
                     continue;
                 };
-                let dir = Path::new(IOMMU_GROUPS).join(&g).join("devices");
-                let members = match host.list_dir(&dir) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        warnings.push(Warning::new(host.display(&dir), e.source.to_string()));
-                        continue;
+                // Members come from each device's `iommu_group` link (already
+                // read). A recording root also lists the group's folder, so a
+                // snapshot carries the kernel's own group table.
+                let mut addrs = Vec::new();
+                if host.is_recording() {
+                    let dir = Path::new(IOMMU_GROUPS).join(&g).join("devices");
+                    match host.list_dir(&dir) {
+                        Ok(m) => {
+                            addrs = m.iter().filter_map(|m| PciAddress::parse(m).ok()).collect()
+                        }
+                        Err(e) => {
+                            warnings.push(Warning::new(host.display(&dir), e.source.to_string()))
+                        }
                     }
-                };
-                let addrs: Vec<PciAddress> = members
-                    .iter()
-                    .filter_map(|m| PciAddress::parse(m).ok())
-                    .collect();
+                }
                 // Groups holding only non-PCI devices (platform devices) are
                 // still groups; they count towards "enabled".
                 state.enabled = Some(true);
@@ -276,9 +441,6 @@ fn read_iommu(host: &HostRoot, warnings: &mut Vec<Warning>) -> IommuState {
     if let Ok(units) = host.list_dir(IOMMU_CLASS) {
         state.units = units;
     }
-    // Groups with no PCI members are kept out of the table: exliar reasons
-    // about PCI functions only.
-    state.groups.retain(|_, m| !m.is_empty());
     state
 }
 
@@ -357,6 +519,20 @@ mod tests {
     }
 
     #[test]
+    fn uevent_fields() {
+        let u = parse_uevent(
+            "DRIVER=nvidia\nPCI_CLASS=30000\nPCI_ID=10DE:1401\nPCI_SUBSYS_ID=1458:36BA\nPCI_SLOT_NAME=0000:01:00.0\nMODALIAS=pci:v000010DEd00001401sv00001458sd000036BAbc03sc00i00\n",
+        );
+        assert_eq!(u.class, Some(0x030000));
+        assert_eq!(u.id, Some((0x10de, 0x1401)));
+        assert_eq!(u.subsys, Some((0x1458, 0x36ba)));
+        assert_eq!(u.driver.as_deref(), Some("nvidia"));
+        let unbound = parse_uevent("PCI_CLASS=60400\nPCI_ID=8086:1901\n");
+        assert_eq!(unbound.driver, None);
+        assert!(unbound.read);
+    }
+
+    #[test]
     fn os_release_quotes() {
         let t = "NAME=\"Debian GNU/Linux\"\nID=debian\nPRETTY_NAME='Debian 12'\n";
         assert_eq!(os_release_value(t, "ID").as_deref(), Some("debian"));
@@ -374,6 +550,7 @@ mod tests {
             let _ = parse_dec::<i32>(&s);
             let _ = os_release_value(&s, "ID");
             let _ = cpuinfo_value(&s, "flags");
+            let _ = parse_uevent(&s);
         }
     }
 }

@@ -1,0 +1,181 @@
+//! Reading one PCI device directory, two ways:
+//!
+//! * [`FdDir`]: the fast path for reports. The directory is opened once with
+//!   `openat2(RESOLVE_IN_ROOT)`, so the kernel itself keeps every link inside
+//!   the host root, and attributes are read relative to that descriptor.
+//! * [`RootDir`]: through [`HostRoot`]'s lexical resolution, which records
+//!   every path it reads (snapshots), and works where `openat2` does not.
+//!
+//! Both feed the same parser ([`super::sysfs::parse_device`]); a test checks
+//! that they agree.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, RawDir, ResolveFlags};
+
+use super::root::HostRoot;
+
+/// What the device parser needs from a device directory.
+pub trait DevDir {
+    /// Entry names (unsorted).
+    fn entries(&mut self) -> io::Result<Vec<String>>;
+    /// A file's bytes; `Ok(None)` when it does not exist.
+    fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// The last component of a link's target; `Ok(None)` when absent.
+    fn link(&mut self, name: &str) -> io::Result<Option<String>>;
+    /// How to name an entry in a warning.
+    fn display(&self, name: &str) -> String;
+}
+
+fn not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// A device directory read through [`HostRoot`].
+pub struct RootDir<'a> {
+    pub host: &'a HostRoot,
+    /// The directory's path inside the root as the user knows it
+    /// (`sys/bus/pci/devices/ADDR`).
+    pub shown: PathBuf,
+    /// The resolved directory inside the root.
+    pub dir: PathBuf,
+}
+
+impl DevDir for RootDir<'_> {
+    fn entries(&mut self) -> io::Result<Vec<String>> {
+        self.host.list_dir(&self.dir).map_err(|e| e.source)
+    }
+    fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match self.host.read_bytes(self.dir.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.source),
+        }
+    }
+    fn link(&mut self, name: &str) -> io::Result<Option<String>> {
+        self.host
+            .link_name(self.dir.join(name))
+            .map_err(|e| e.source)
+    }
+    fn display(&self, name: &str) -> String {
+        self.host.display(&self.shown.join(name))
+    }
+}
+
+/// The root directory opened for `openat2`.
+pub struct FdRoot {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl FdRoot {
+    /// Open `root`; `None` when `openat2(RESOLVE_IN_ROOT)` is not available
+    /// (old kernel, seccomp filter), so the caller falls back.
+    pub fn open(root: &Path) -> Option<Self> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let me = Self {
+            fd,
+            path: root.to_path_buf(),
+        };
+        // Probe once.
+        me.open_dir(".").ok()?;
+        Some(me)
+    }
+
+    /// Open a directory inside the root, links resolved by the kernel as if
+    /// the root were `/`.
+    pub fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
+        rustix::fs::openat2(
+            self.fd.as_fd(),
+            rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// The target text of a link inside the root (not followed).
+    pub fn read_link(&self, rel: &str) -> io::Result<PathBuf> {
+        let t = rustix::fs::readlinkat(self.fd.as_fd(), rel, Vec::new())?;
+        Ok(PathBuf::from(t.to_string_lossy().into_owned()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A device directory held open by descriptor.
+pub struct FdDir {
+    pub fd: OwnedFd,
+    pub shown: PathBuf,
+}
+
+impl DevDir for FdDir {
+    fn entries(&mut self) -> io::Result<Vec<String>> {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+        let mut it = RawDir::new(self.fd.as_fd(), &mut buf);
+        let mut names = Vec::with_capacity(48);
+        while let Some(e) = it.next() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(String::from_utf8_lossy(n).into_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let fd = match rustix::fs::openat(
+            self.fd.as_fd(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = io::Error::from(e);
+                return if not_found(&e) { Ok(None) } else { Err(e) };
+            }
+        };
+        // A short read means end of file, for sysfs attributes and local
+        // files alike, so small files take one read.
+        let mut out = Vec::with_capacity(64);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = rustix::io::read(&fd, &mut chunk)?;
+            out.extend_from_slice(&chunk[..n]);
+            if n < chunk.len() {
+                break;
+            }
+        }
+        Ok(Some(out))
+    }
+
+    fn link(&mut self, name: &str) -> io::Result<Option<String>> {
+        match rustix::fs::readlinkat(self.fd.as_fd(), name, Vec::new()) {
+            Ok(t) => {
+                let t = PathBuf::from(t.to_string_lossy().into_owned());
+                Ok(t.file_name().map(|n| n.to_string_lossy().into_owned()))
+            }
+            Err(e) => {
+                let e = io::Error::from(e);
+                if not_found(&e) { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    fn display(&self, name: &str) -> String {
+        self.shown.join(name).display().to_string()
+    }
+}
