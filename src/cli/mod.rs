@@ -160,7 +160,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
 /// Read the inventory of a host root.
 pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
     let ids = host::sysfs::load_pci_ids(host);
-    let inv = host::sysfs::read_inventory(host, &ids)?;
+    read_inventory(host, &ids)
+}
+
+fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {
+    let inv = host::sysfs::read_inventory(host, ids)?;
     for w in &inv.warnings {
         tracing::warn!("{w}");
     }
@@ -197,9 +201,10 @@ fn emit_inventory(
 fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8> {
     let host = HostRoot::recording(root);
     // Read everything the reports read (the reports themselves are not kept).
-    let inv = read_host(&host)?;
+    let ids = host::sysfs::load_pci_ids(&host);
+    let inv = read_inventory(&host, &ids)?;
     let _ = analyze::analyze(&inv);
-    let n = host::snapshot::write(&host, out)
+    let n = host::snapshot::write(&host, &ids, out)
         .with_context(|| format!("writing snapshot {}", out.display()))?;
     eprintln!(
         "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder>",

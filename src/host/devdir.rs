@@ -28,6 +28,8 @@ pub trait DevDir {
     fn link(&mut self, name: &str) -> io::Result<Option<String>>;
     /// How to name an entry in a warning.
     fn display(&self, name: &str) -> String;
+    /// The parser relied on this entry's existence (snapshots keep it).
+    fn used(&mut self, _name: &str) {}
 }
 
 fn not_found(e: &io::Error) -> bool {
@@ -62,6 +64,9 @@ impl DevDir for RootDir<'_> {
     }
     fn display(&self, name: &str) -> String {
         self.host.display(&self.shown.join(name))
+    }
+    fn used(&mut self, name: &str) {
+        self.host.mark_present(self.dir.join(name));
     }
 }
 

@@ -40,6 +40,36 @@ impl PciIds {
         self.text.is_empty()
     }
 
+    /// A `pci.ids` holding only the vendor and device lines looked up so
+    /// far: what a snapshot needs to reproduce the same names.
+    pub fn trimmed(&self) -> String {
+        let mut vendors: Vec<u16> = self
+            .vendors
+            .borrow()
+            .iter()
+            .filter(|(_, b)| b.is_some())
+            .map(|(v, _)| *v)
+            .collect();
+        vendors.sort_unstable();
+        let devices = self.devices.borrow();
+        let mut out =
+            String::from("# pci.ids entries used by exliar when this snapshot was taken\n");
+        for v in vendors {
+            let Some(vn) = self.vendor(v) else { continue };
+            out.push_str(&format!("{v:04x}  {vn}\n"));
+            let mut ds: Vec<(u16, &String)> = devices
+                .iter()
+                .filter(|((dv, _), n)| *dv == v && n.is_some())
+                .filter_map(|((_, d), n)| n.as_ref().map(|n| (*d, n)))
+                .collect();
+            ds.sort();
+            for (d, n) in ds {
+                out.push_str(&format!("\t{d:04x}  {n}\n"));
+            }
+        }
+        out
+    }
+
     /// The vendor block: (start of the vendor line, end of its block).
     fn vendor_block(&self, vendor: u16) -> Option<(usize, usize)> {
         if let Some(v) = self.vendors.borrow().get(&vendor) {
@@ -137,6 +167,18 @@ C 03  Display controller\n\
         assert_eq!(ids.vendor(0x1234), None);
         // Cached answers agree.
         assert_eq!(ids.vendor(0x10de).as_deref(), Some("NVIDIA Corporation"));
+    }
+
+    #[test]
+    fn trimmed_copy_answers_the_same() {
+        let ids = PciIds::new(SAMPLE.to_string());
+        let _ = ids.device(0x10de, 0x0fba);
+        let _ = ids.device(0x10de, 0x9999);
+        let small = PciIds::new(ids.trimmed());
+        assert_eq!(small.vendor(0x10de), ids.vendor(0x10de));
+        assert_eq!(small.device(0x10de, 0x0fba), ids.device(0x10de, 0x0fba));
+        assert_eq!(small.vendor(0x1002), None);
+        assert!(ids.trimmed().len() < SAMPLE.len());
     }
 
     #[test]

@@ -15,6 +15,9 @@ use std::path::{Component, Path, PathBuf};
 pub enum Touched {
     File,
     Dir,
+    /// Only the entry's existence was used (`rom`, device-link names): a
+    /// snapshot holds an empty file there.
+    Present,
     /// A symbolic link and its target text as stored on disk.
     Link(PathBuf),
 }
@@ -244,8 +247,8 @@ impl HostRoot {
         }
     }
 
-    /// The entry names of a directory, sorted. Link entries are recorded with
-    /// their targets so that a snapshot can recreate them.
+    /// The entry names of a directory, sorted. Entries are not recorded:
+    /// callers read (or [`HostRoot::mark_present`]) the ones they use.
     pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, ReadError> {
         let rel = self.resolve_dir(rel.as_ref())?;
         let full = self.root.join(&rel);
@@ -254,17 +257,28 @@ impl HostRoot {
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.err(&rel, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if self.record.is_some()
-                && entry.file_type().is_ok_and(|t| t.is_symlink())
-                && let Ok(target) = std::fs::read_link(entry.path())
-            {
-                self.note(&rel.join(&name), Touched::Link(target));
-            }
-            names.push(name);
+            names.push(entry.file_name().to_string_lossy().into_owned());
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Record that an entry's existence was used (for snapshots).
+    pub fn mark_present(&self, rel: impl AsRef<Path>) {
+        if self.record.is_some()
+            && let Ok(p) = self.resolve(rel.as_ref())
+        {
+            let full = self.root.join(&p);
+            match std::fs::symlink_metadata(&full) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    if let Ok(t) = std::fs::read_link(&full) {
+                        self.note(&p, Touched::Link(t));
+                    }
+                }
+                Ok(_) => self.note(&p, Touched::Present),
+                Err(_) => {}
+            }
+        }
     }
 }
 

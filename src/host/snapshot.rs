@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::pciids::{PCI_IDS_PATHS, PciIds};
 use super::root::{HostRoot, Touched};
 
 /// The manifest written at the top of every snapshot.
@@ -37,15 +38,23 @@ pub enum Entry {
 }
 
 /// What a snapshot holds, in a writable order (parents before children).
-pub fn collect(host: &HostRoot) -> Vec<Entry> {
+/// `pci.ids` is cut down to the entries the report used.
+pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
     let mut out = Vec::new();
     for (rel, what) in host.touched() {
         if rel.as_os_str().is_empty() {
             continue;
         }
+        if PCI_IDS_PATHS.iter().any(|p| Path::new(p) == rel) {
+            if !ids.is_empty() {
+                out.push(Entry::File(rel, ids.trimmed().into_bytes()));
+            }
+            continue;
+        }
         match what {
             Touched::Link(target) => out.push(Entry::Link(rel, target)),
             Touched::Dir => out.push(Entry::Dir(rel)),
+            Touched::Present => out.push(Entry::File(rel, Vec::new())),
             Touched::File => {
                 let full = host.path().join(&rel);
                 match std::fs::symlink_metadata(&full) {
@@ -77,8 +86,8 @@ fn manifest(host: &HostRoot, entries: &[Entry]) -> Vec<u8> {
 }
 
 /// Write a snapshot: a `.tar` file when `out` ends in `.tar`, a folder otherwise.
-pub fn write(host: &HostRoot, out: &Path) -> Result<usize, SnapshotError> {
-    let entries = collect(host);
+pub fn write(host: &HostRoot, ids: &PciIds, out: &Path) -> Result<usize, SnapshotError> {
+    let entries = collect(host, ids);
     let man = manifest(host, &entries);
     if out.extension().is_some_and(|e| e == "tar") {
         write_tar(out, &entries, &man)?;

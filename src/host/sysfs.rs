@@ -179,6 +179,9 @@ pub fn parse_device(
     d.iommu_group = a.link("iommu_group").and_then(|g| g.parse().ok());
     d.sriov.physfn = a.link("physfn").and_then(|x| PciAddress::parse(&x).ok());
     d.rom = Some(entries.contains("rom"));
+    if entries.contains("rom") {
+        a.dir.used("rom");
+    }
     let mut names: Vec<&String> = entries.iter().collect();
     names.sort();
     for e in names {
@@ -188,8 +191,10 @@ pub fn parse_device(
             }
         } else if let Some(x) = e.strip_prefix("consumer:pci:") {
             d.consumers.extend(PciAddress::parse(x).ok());
+            a.dir.used(e);
         } else if let Some(x) = e.strip_prefix("supplier:pci:") {
             d.suppliers.extend(PciAddress::parse(x).ok());
+            a.dir.used(e);
         }
     }
     d.sriov.virtfns.sort();
