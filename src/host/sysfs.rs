@@ -52,6 +52,7 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
         }
     }
     let mut devices = read_devices(host, &addresses, &mut warnings);
+    inherit_from_pf(&mut devices);
     for d in &mut devices {
         if let Some(v) = d.vendor_id {
             d.vendor_name = ids.vendor(v);
@@ -76,6 +77,22 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
     // about PCI functions only.
     inv.iommu.groups.retain(|_, m| !m.is_empty());
     Ok(inv)
+}
+
+/// Give SR-IOV virtual functions their physical function's NUMA node.
+fn inherit_from_pf(devices: &mut [Device]) {
+    let pf_numa: std::collections::HashMap<PciAddress, Option<i32>> = devices
+        .iter()
+        .filter(|d| !d.sriov.virtfns.is_empty())
+        .map(|d| (d.address, d.numa_node))
+        .collect();
+    for d in devices.iter_mut() {
+        if let Some(pf) = d.sriov.physfn
+            && d.numa_node.is_none()
+        {
+            d.numa_node = pf_numa.get(&pf).copied().flatten();
+        }
+    }
 }
 
 /// Parse a sysfs hex attribute such as `0x10de\n`.
@@ -166,13 +183,19 @@ pub fn parse_device(
     d.reset_methods = a
         .text("reset_method", false)
         .map(|s| s.split_whitespace().map(String::from).collect());
-    d.numa_node = a.dec("numa_node");
-    d.link.current_speed = a
-        .text("current_link_speed", false)
-        .filter(|s| !s.is_empty());
-    d.link.current_width = a.dec("current_link_width");
-    d.link.max_speed = a.text("max_link_speed", false).filter(|s| !s.is_empty());
-    d.link.max_width = a.dec("max_link_width");
+    // An SR-IOV virtual function has no link of its own (the SR-IOV spec
+    // reserves a VF's link registers) and sits on its physical function's
+    // NUMA node: those come from the PF (see `inherit_from_pf`), which also
+    // keeps scans of VF-heavy servers fast.
+    if !entries.contains("physfn") {
+        d.numa_node = a.dec("numa_node");
+        d.link.current_speed = a
+            .text("current_link_speed", false)
+            .filter(|s| !s.is_empty());
+        d.link.current_width = a.dec("current_link_width");
+        d.link.max_speed = a.text("max_link_speed", false).filter(|s| !s.is_empty());
+        d.link.max_width = a.dec("max_link_width");
+    }
     d.sriov.total_vfs = a.dec("sriov_totalvfs");
     d.sriov.num_vfs = a.dec("sriov_numvfs");
     d.driver = if ev.read { ev.driver } else { a.link("driver") };
