@@ -104,13 +104,13 @@ fn write_tree(
         if let Some(r) = d.revision {
             write(&dir.join("revision"), &format!("0x{r:02x}\n"))?;
         }
-        if d.class.is_some_and(|c| c.class_subclass() == 0x0300) {
-            if let Some(b) = boot_vga {
-                write(
-                    &dir.join("boot_vga"),
-                    if b == d.address { "1\n" } else { "0\n" },
-                )?;
-            }
+        if d.class.is_some_and(|c| c.class_subclass() == 0x0300)
+            && let Some(b) = boot_vga
+        {
+            write(
+                &dir.join("boot_vga"),
+                if b == d.address { "1\n" } else { "0\n" },
+            )?;
         }
         if let Some(drv) = &d.driver {
             std::fs::create_dir_all(sys.join("bus/pci/drivers").join(drv))?;
