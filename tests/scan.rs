@@ -15,21 +15,44 @@ fn fixture_hosts_golden_and_schema() {
     let hosts = fixture_hosts();
     assert!(!hosts.is_empty(), "no fixture hosts");
     for h in hosts {
-        let name = h.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let out = exliar().args(["scan", "--json", "--root"]).arg(&h).output().expect("run exliar");
-        assert!(out.status.success(), "{name}: scan --json failed: {}", String::from_utf8_lossy(&out.stderr));
+        let name = h
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let out = exliar()
+            .args(["scan", "--json", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run exliar");
+        assert!(
+            out.status.success(),
+            "{name}: scan --json failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let doc = json(&out);
         assert_valid(&inv_schema, &doc, &format!("{name}: scan --json"));
         insta::assert_snapshot!(format!("scan-json-{name}"), redact(&stdout(&out), &h));
 
-        let out = exliar().args(["scan", "--root"]).arg(&h).output().expect("run exliar");
+        let out = exliar()
+            .args(["scan", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run exliar");
         assert!(out.status.success(), "{name}: scan failed");
         insta::assert_snapshot!(format!("scan-{name}"), redact(&stdout(&out), &h));
 
-        let out = exliar().args(["iommu", "--json", "--root"]).arg(&h).output().expect("run exliar");
+        let out = exliar()
+            .args(["iommu", "--json", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run exliar");
         assert!(out.status.success(), "{name}: iommu --json failed");
         assert_valid(&iommu_schema, &json(&out), &format!("{name}: iommu --json"));
-        let out = exliar().args(["iommu", "--root"]).arg(&h).output().expect("run exliar");
+        let out = exliar()
+            .args(["iommu", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run exliar");
         insta::assert_snapshot!(format!("iommu-{name}"), redact(&stdout(&out), &h));
     }
 }
@@ -58,21 +81,59 @@ fn without_source(mut v: serde_json::Value) -> serde_json::Value {
 #[test]
 fn snapshot_round_trips() {
     for h in fixture_hosts() {
-        let original = json(&exliar().args(["scan", "--json", "--root"]).arg(&h).output().expect("scan"));
+        let original = json(
+            &exliar()
+                .args(["scan", "--json", "--root"])
+                .arg(&h)
+                .output()
+                .expect("scan"),
+        );
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("snap");
-        exliar().args(["snapshot", "--root"]).arg(&h).arg(&dir).assert().success();
-        let again = json(&exliar().args(["scan", "--json", "--root"]).arg(&dir).output().expect("scan"));
-        assert_eq!(without_source(original.clone()), without_source(again), "folder snapshot of {}", h.display());
+        exliar()
+            .args(["snapshot", "--root"])
+            .arg(&h)
+            .arg(&dir)
+            .assert()
+            .success();
+        let again = json(
+            &exliar()
+                .args(["scan", "--json", "--root"])
+                .arg(&dir)
+                .output()
+                .expect("scan"),
+        );
+        assert_eq!(
+            without_source(original.clone()),
+            without_source(again),
+            "folder snapshot of {}",
+            h.display()
+        );
 
         let tar = tmp.path().join("snap.tar");
-        exliar().args(["snapshot", "--root"]).arg(&h).arg(&tar).assert().success();
+        exliar()
+            .args(["snapshot", "--root"])
+            .arg(&h)
+            .arg(&tar)
+            .assert()
+            .success();
         let unpacked = tmp.path().join("unpacked");
         std::fs::create_dir(&unpacked).expect("mkdir");
         let file = std::fs::File::open(&tar).expect("open tar");
         tar::Archive::new(file).unpack(&unpacked).expect("unpack");
-        let again = json(&exliar().args(["scan", "--json", "--root"]).arg(&unpacked).output().expect("scan"));
-        assert_eq!(without_source(original), without_source(again), "tar snapshot of {}", h.display());
+        let again = json(
+            &exliar()
+                .args(["scan", "--json", "--root"])
+                .arg(&unpacked)
+                .output()
+                .expect("scan"),
+        );
+        assert_eq!(
+            without_source(original),
+            without_source(again),
+            "tar snapshot of {}",
+            h.display()
+        );
     }
 }
 
@@ -82,16 +143,31 @@ fn snapshot_is_minimal_and_careful() {
     let h = host("devbox-virtio");
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("snap");
-    exliar().args(["snapshot", "--root"]).arg(&h).arg(&dir).assert().success();
+    exliar()
+        .args(["snapshot", "--root"])
+        .arg(&h)
+        .arg(&dir)
+        .assert()
+        .success();
     let mut files = Vec::new();
     for e in walk(&dir) {
         let rel = e.strip_prefix(&dir).expect("prefix").display().to_string();
         files.push(rel);
     }
     assert!(files.iter().any(|f| f == "exliar-snapshot.json"));
-    assert!(files.iter().all(|f| !f.contains("modalias") && !f.contains("resource") && !f.contains("config")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.contains("modalias") && !f.contains("resource") && !f.contains("config")),
+        "{files:?}"
+    );
     // Refuses to write into a folder with something in it.
-    exliar().args(["snapshot", "--root"]).arg(&h).arg(&dir).assert().code(2);
+    exliar()
+        .args(["snapshot", "--root"])
+        .arg(&h)
+        .arg(&dir)
+        .assert()
+        .code(2);
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -111,13 +187,24 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// This development machine: a VM with virtio devices, no GPU, no IOMMU.
 #[test]
 fn devbox_has_no_gpu_and_no_iommu() {
-    let doc = json(&exliar().args(["scan", "--json", "--root"]).arg(host("devbox-virtio")).output().expect("scan"));
+    let doc = json(
+        &exliar()
+            .args(["scan", "--json", "--root"])
+            .arg(host("devbox-virtio"))
+            .output()
+            .expect("scan"),
+    );
     assert_eq!(doc["iommu"]["enabled"], false);
     assert_eq!(doc["gpus"].as_array().map(Vec::len), Some(0));
     assert_eq!(doc["recommendation"]["mode"], "none");
     let devices = doc["devices"].as_array().expect("devices");
     assert_eq!(devices.len(), 6);
-    assert!(devices.iter().filter(|d| d["vendor_id"] == "1af4").all(|d| d["driver"] == "virtio-pci"));
+    assert!(
+        devices
+            .iter()
+            .filter(|d| d["vendor_id"] == "1af4")
+            .all(|d| d["driver"] == "virtio-pci")
+    );
     assert_eq!(doc["warnings"].as_array().map(Vec::len), Some(0));
 }
 
@@ -130,24 +217,50 @@ fn bad_input_gives_warnings_not_panics() {
     let dev = r.join("sys/devices/pci0000:00/0000:00:02.0");
     std::fs::create_dir_all(&dev).expect("mkdir");
     std::fs::create_dir_all(r.join("sys/bus/pci/devices")).expect("mkdir");
-    std::os::unix::fs::symlink("../../../devices/pci0000:00/0000:00:02.0", r.join("sys/bus/pci/devices/0000:00:02.0")).expect("link");
+    std::os::unix::fs::symlink(
+        "../../../devices/pci0000:00/0000:00:02.0",
+        r.join("sys/bus/pci/devices/0000:00:02.0"),
+    )
+    .expect("link");
     std::fs::write(dev.join("class"), "0x0300zz\n").expect("w");
     std::fs::write(dev.join("vendor"), [0xff, 0xfe, 0x00, 0x01]).expect("w");
     std::fs::write(dev.join("device"), "0x1401\n").expect("w");
     std::os::unix::fs::symlink("../../../nowhere/driver", dev.join("driver")).expect("link");
-    std::os::unix::fs::symlink("../../../kernel/iommu_groups/notanumber", dev.join("iommu_group")).expect("link");
+    std::os::unix::fs::symlink(
+        "../../../kernel/iommu_groups/notanumber",
+        dev.join("iommu_group"),
+    )
+    .expect("link");
     // A dangling device link and a non-address entry.
-    std::os::unix::fs::symlink("../../../devices/pci0000:00/0000:00:09.0", r.join("sys/bus/pci/devices/0000:00:09.0")).expect("link");
+    std::os::unix::fs::symlink(
+        "../../../devices/pci0000:00/0000:00:09.0",
+        r.join("sys/bus/pci/devices/0000:00:09.0"),
+    )
+    .expect("link");
     std::fs::write(r.join("sys/bus/pci/devices/garbage"), b"\x00\x01").expect("w");
 
-    let out = exliar().args(["scan", "--json", "--root"]).arg(r).output().expect("scan");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = exliar()
+        .args(["scan", "--json", "--root"])
+        .arg(r)
+        .output()
+        .expect("scan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc = json(&out);
     let warnings: Vec<String> = doc["warnings"]
         .as_array()
         .expect("warnings")
         .iter()
-        .map(|w| format!("{}: {}", w["location"].as_str().unwrap_or(""), w["message"].as_str().unwrap_or("")))
+        .map(|w| {
+            format!(
+                "{}: {}",
+                w["location"].as_str().unwrap_or(""),
+                w["message"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     let has = |needle: &str| warnings.iter().any(|w| w.contains(needle));
     assert!(has("0000:00:02.0/class: garbled"), "{warnings:?}");
@@ -159,12 +272,20 @@ fn bad_input_gives_warnings_not_panics() {
     assert_eq!(devices[0]["device_id"], "1401");
     assert!(devices[0]["class"].is_null() && devices[0]["vendor_id"].is_null());
     // Human output too, and warnings go to stderr.
-    let out = exliar().args(["scan", "--root"]).arg(r).output().expect("scan");
+    let out = exliar()
+        .args(["scan", "--root"])
+        .arg(r)
+        .output()
+        .expect("scan");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("garbled"));
 
     let empty = tempfile::tempdir().expect("tempdir");
-    let out = exliar().args(["scan", "--root"]).arg(empty.path()).output().expect("scan");
+    let out = exliar()
+        .args(["scan", "--root"])
+        .arg(empty.path())
+        .output()
+        .expect("scan");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sys/bus/pci/devices"), "{err}");

@@ -204,9 +204,9 @@ fn same_vendor(a: &Device, b: &Device) -> bool {
 /// Classes of sibling functions that belong to a graphics card.
 const CARD_FUNCTION_CLASSES: &[u16] = &[0x0403, 0x0401, 0x0c03, 0x0c80];
 
-/// The card's functions: the GPU, its same-slot siblings of the GPU's vendor
-/// that are audio/USB/UCSI functions, and device-link partners.
-pub fn card_functions(inv: &Inventory, gpu: &Device) -> Vec<PciAddress> {
+/// The card's functions: the GPU, its same-slot audio/USB/UCSI siblings (of
+/// the GPU's vendor for integrated graphics), and device-link partners.
+pub fn card_functions(inv: &Inventory, gpu: &Device, integrated: bool) -> Vec<PciAddress> {
     let mut f: BTreeSet<PciAddress> = BTreeSet::new();
     f.insert(gpu.address);
     for d in &inv.devices {
@@ -219,7 +219,11 @@ pub fn card_functions(inv: &Inventory, gpu: &Device) -> Vec<PciAddress> {
         let class_ok = d
             .class
             .is_some_and(|c| CARD_FUNCTION_CLASSES.contains(&c.class_subclass()));
-        if class_ok && same_vendor(d, gpu) {
+        // A discrete card's slot is one physical device: all its audio/USB/
+        // UCSI functions belong to it. An APU's graphics slot also holds
+        // chipset USB and audio of the CPU's vendor (1022 beside 1002): only
+        // the GPU vendor's functions are the GPU's.
+        if class_ok && (!integrated || same_vendor(d, gpu)) {
             f.insert(d.address);
         }
     }
@@ -240,7 +244,8 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
     let mut gpus: Vec<Gpu> = displays
         .iter()
         .map(|d| {
-            let functions = card_functions(inv, d);
+            let integrated = is_integrated(d, db);
+            let functions = card_functions(inv, d, integrated);
             let mut groups: BTreeSet<u32> = BTreeSet::new();
             let mut any_unknown = false;
             for f in &functions {
@@ -307,7 +312,7 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 vendor: vendor_short(d.vendor_id, d.vendor_name.as_deref()),
                 name: d.display_name(),
                 kind: GpuKind::of(d.class.map_or(0, |c| c.subclass())),
-                integrated: is_integrated(d, db),
+                integrated,
                 bmc,
                 boot_display,
                 boot_display_evidence,

@@ -467,6 +467,9 @@ fn read_iommu(host: &HostRoot, warnings: &mut Vec<Warning>) -> IommuState {
         )),
     }
     if let Ok(units) = host.list_dir(IOMMU_CLASS) {
+        for u in &units {
+            host.mark_present(Path::new(IOMMU_CLASS).join(u));
+        }
         state.units = units;
     }
     state

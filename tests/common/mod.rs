@@ -18,7 +18,12 @@ pub fn manifest_dir() -> PathBuf {
 pub fn fixture_hosts() -> Vec<PathBuf> {
     let dir = manifest_dir().join("tests/fixtures/hosts");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -61,18 +66,30 @@ pub fn redact(text: &str, root: &Path) -> String {
 pub fn schema(name: &str) -> jsonschema::Validator {
     let p = manifest_dir().join("docs/schema").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     jsonschema::validator_for(&v).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 pub fn assert_valid(schema: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
-    let errors: Vec<String> = schema.iter_errors(doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "{what} does not match its schema:\n{}", errors.join("\n"));
+    let errors: Vec<String> = schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match its schema:\n{}",
+        errors.join("\n")
+    );
 }
 
 /// Addresses in a JSON array, as strings.
 pub fn addrs(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
