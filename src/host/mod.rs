@@ -3,11 +3,14 @@
 //! Parsers and analysis never touch the file system; they receive what this
 //! module read.
 
+pub mod critical;
 pub mod devdir;
+pub mod kernel;
 mod pciids;
 mod root;
 pub mod snapshot;
 pub mod sysfs;
+pub mod write;
 
 pub use pciids::{PCI_IDS_PATHS, PciIds};
 pub use root::{HostRoot, ReadError, Touched};

@@ -1,0 +1,118 @@
+//! Runtime bindings exliar made, kept in a small state file so that a crash
+//! never loses which driver a device came from. It lives under `/run`: a
+//! reboot undoes every runtime binding, and the file goes with it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::PciAddress;
+
+pub const STATE_FILE: &str = "run/exliar/bindings.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub address: PciAddress,
+    pub original_driver: Option<String>,
+    pub original_override: Option<String>,
+    pub group: Option<u32>,
+}
+
+/// Where bindings are recorded.
+pub trait BindingState {
+    fn all(&self) -> Vec<Binding>;
+    /// Record a binding (before the kernel is touched).
+    fn record(&mut self, b: Binding) -> std::io::Result<()>;
+    fn forget(&mut self, a: &PciAddress) -> std::io::Result<()>;
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct FileDoc {
+    schema: String,
+    bindings: Vec<Binding>,
+}
+
+/// The state file under a root, rewritten atomically on every change.
+#[derive(Debug)]
+pub struct StateFile {
+    root: PathBuf,
+    bindings: Vec<Binding>,
+}
+
+impl StateFile {
+    /// Load the file (a missing file is an empty state; a garbled one is an
+    /// error naming it, so nothing recorded is silently dropped).
+    pub fn load(root: &Path) -> Result<Self, String> {
+        let path = root.join(STATE_FILE);
+        let bindings = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<FileDoc>(&bytes)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .bindings
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            bindings,
+        })
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        if self.bindings.is_empty() {
+            return crate::host::write::remove_file(&self.root, Path::new(STATE_FILE));
+        }
+        let doc = FileDoc {
+            schema: "exliar.bindings/1".to_string(),
+            bindings: self.bindings.clone(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        crate::host::write::atomic_write(&self.root, Path::new(STATE_FILE), &bytes, 0o644)
+    }
+}
+
+impl BindingState for StateFile {
+    fn all(&self) -> Vec<Binding> {
+        self.bindings.clone()
+    }
+    fn record(&mut self, b: Binding) -> std::io::Result<()> {
+        // Keep the first record: a second bind must not overwrite the
+        // driver the device really came from.
+        if !self.bindings.iter().any(|x| x.address == b.address) {
+            self.bindings.push(b);
+            self.bindings.sort_by_key(|x| x.address);
+        }
+        self.save()
+    }
+    fn forget(&mut self, a: &PciAddress) -> std::io::Result<()> {
+        let n = self.bindings.len();
+        self.bindings.retain(|x| x.address != *a);
+        if n != self.bindings.len() {
+            self.save()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An in-memory state, for dry runs and tests.
+#[derive(Debug, Default)]
+pub struct MemoryState(pub Vec<Binding>);
+
+impl BindingState for MemoryState {
+    fn all(&self) -> Vec<Binding> {
+        self.0.clone()
+    }
+    fn record(&mut self, b: Binding) -> std::io::Result<()> {
+        if !self.0.iter().any(|x| x.address == b.address) {
+            self.0.push(b);
+        }
+        Ok(())
+    }
+    fn forget(&mut self, a: &PciAddress) -> std::io::Result<()> {
+        self.0.retain(|x| x.address != *a);
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The one small interface through which exliar changes the running kernel:
+//! sysfs attribute writes and module loading. Everything else exliar does to
+//! a host is a file edit planned as data.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+/// A write to the kernel, as recorded in logs and errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelOp {
+    /// Write `value` to the sysfs attribute at `path` (inside the root).
+    Write { path: PathBuf, value: String },
+    /// `modprobe NAME`.
+    LoadModule { name: String },
+}
+
+impl std::fmt::Display for KernelOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelOp::Write { path, value } => {
+                write!(f, "write {:?} to /{}", value.trim_end(), path.display())
+            }
+            KernelOp::LoadModule { name } => write!(f, "modprobe {name}"),
+        }
+    }
+}
+
+/// The kernel-write interface.
+pub trait Kernel {
+    /// Write a sysfs attribute; `rel` is relative to the host root
+    /// (`sys/bus/pci/devices/0000:01:00.0/driver_override`).
+    fn write_attr(&self, rel: &Path, value: &str) -> io::Result<()>;
+    /// Load a kernel module.
+    fn load_module(&self, name: &str) -> io::Result<()>;
+}
+
+/// The real kernel under a root (normally `/`). Paths are opened with
+/// `openat2(RESOLVE_IN_ROOT)`, so no link leads a write outside the root.
+#[derive(Debug)]
+pub struct SysfsKernel {
+    root: PathBuf,
+}
+
+impl SysfsKernel {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+impl Kernel for SysfsKernel {
+    fn write_attr(&self, rel: &Path, value: &str) -> io::Result<()> {
+        let root = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let fd = rustix::fs::openat2(
+            root.as_fd(),
+            rel,
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("/{}: {e}", rel.display()),
+            )
+        })?;
+        // A sysfs store takes the whole value in one write.
+        let n = rustix::io::write(&fd, value.as_bytes()).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("/{}: {e}", rel.display()),
+            )
+        })?;
+        if n != value.len() {
+            return Err(io::Error::other(format!(
+                "/{}: short write ({n} of {} bytes)",
+                rel.display(),
+                value.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn load_module(&self, name: &str) -> io::Result<()> {
+        // No shell: the module name is one argument.
+        let out = std::process::Command::new("modprobe")
+            .arg("--")
+            .arg(name)
+            .output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "modprobe {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Writing files inside a root without ever following a link out of it.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// Create `rel` (relative to `root`) as a directory, refusing to pass
+/// through any symbolic link or non-directory on the way.
+pub fn ensure_dir(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::other(format!(
+                "{}: not a plain relative path",
+                rel.display()
+            )));
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{}: exists and is not a folder (links are not followed)",
+                    cur.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&cur)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cur)
+}
+
+/// Atomically replace `rel` (relative to `root`) with `bytes`: a temporary
+/// file in the same folder, fsync, rename. The folder is created if needed.
+/// An existing link at the destination is refused.
+pub fn atomic_write(root: &Path, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = ensure_dir(root, parent)?;
+    let name = rel
+        .file_name()
+        .ok_or_else(|| io::Error::other(format!("{}: no file name", rel.display())))?;
+    let dest = dir.join(name);
+    if std::fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(io::Error::other(format!(
+            "{}: is a symbolic link; refusing to write through it",
+            dest.display()
+        )));
+    }
+    let mut f = atomic_write_file::AtomicWriteFile::options().open(&dest)?;
+    f.write_all(bytes)?;
+    f.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    f.commit()
+}
+
+/// Remove `rel` if it is a plain file inside `root`.
+pub fn remove_file(root: &Path, rel: &Path) -> io::Result<()> {
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let dir = ensure_dir(root, parent)?;
+    let Some(name) = rel.file_name() else {
+        return Ok(());
+    };
+    match std::fs::remove_file(dir.join(name)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_links_on_the_way_and_at_the_end() -> io::Result<()> {
+        let t = tempfile::tempdir()?;
+        let outside = tempfile::tempdir()?;
+        std::os::unix::fs::symlink(outside.path(), t.path().join("run"))?;
+        assert!(atomic_write(t.path(), Path::new("run/exliar/x.json"), b"{}", 0o644).is_err());
+        assert!(
+            std::fs::read_dir(outside.path())?.next().is_none(),
+            "nothing written outside"
+        );
+        std::fs::create_dir(t.path().join("var"))?;
+        std::os::unix::fs::symlink(outside.path().join("f"), t.path().join("var/f"))?;
+        assert!(atomic_write(t.path(), Path::new("var/f"), b"x", 0o644).is_err());
+        atomic_write(
+            t.path(),
+            Path::new("var/lib/exliar/state.json"),
+            b"{}",
+            0o600,
+        )?;
+        assert_eq!(
+            std::fs::read(t.path().join("var/lib/exliar/state.json"))?,
+            b"{}"
+        );
+        Ok(())
+    }
+}
