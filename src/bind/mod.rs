@@ -46,6 +46,9 @@ pub struct Request {
 pub struct Refusal {
     pub address: PciAddress,
     pub reason: String,
+    /// `--force` may override it (boot display, last GPU, host-critical);
+    /// it may not for what cannot work (no IOMMU, bridges, no group).
+    pub overridable: bool,
 }
 
 /// The result of a bind or unbind, also the `--json` document.
@@ -115,6 +118,7 @@ pub fn targets(
             return Err(Refusal {
                 address: *a,
                 reason: "no such PCI device".to_string(),
+                overridable: false,
             });
         };
         match req.scope {
@@ -132,6 +136,7 @@ pub fn targets(
                     return Err(Refusal {
                         address: *a,
                         reason: "is in no IOMMU group".to_string(),
+                        overridable: false,
                     });
                 };
                 for m in inv.iommu.groups.get(&gid).into_iter().flatten() {
@@ -160,6 +165,7 @@ pub fn refusals(
                 reason:
                     "the IOMMU is not enabled: vfio-pci cannot take devices (see `exliar check`)"
                         .to_string(),
+                overridable: false,
             });
         }
         return out;
@@ -170,12 +176,14 @@ pub fn refusals(
             out.push(Refusal {
                 address: *a,
                 reason: "is a bridge; bridges stay with the host".to_string(),
+                overridable: false,
             });
         }
         if dev.iommu_group.is_none() {
             out.push(Refusal {
                 address: *a,
                 reason: "is in no IOMMU group".to_string(),
+                overridable: false,
             });
         }
         if analysis
@@ -187,12 +195,14 @@ pub fn refusals(
                 address: *a,
                 reason: "is the boot display (the host's console); use --force to take it anyway"
                     .to_string(),
+                overridable: true,
             });
         }
         for c in critical.iter().filter(|c| c.address == *a) {
             out.push(Refusal {
                 address: *a,
                 reason: format!("is host-critical ({})", c.why),
+                overridable: true,
             });
         }
     }
@@ -209,6 +219,7 @@ pub fn refusals(
                     address: g.address,
                     reason: "is the host's last GPU; use --force for single-GPU handover"
                         .to_string(),
+                    overridable: true,
                 });
             }
         }
