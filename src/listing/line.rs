@@ -48,18 +48,25 @@ pub enum Parsed {
     Garbled(String),
 }
 
-/// Whether a token is shaped like a PCI address (hex digits, `:` and `.`),
-/// valid or not.
+/// Whether a token is shaped like a PCI address, valid or not:
+/// `[DDDD:]BB:DD.F` with hex digits (a 4- to 8-digit domain). Timestamps
+/// (`12:30:45.123`) and the like are not.
 pub fn looks_like_address(tok: &str) -> bool {
-    let colons = tok.bytes().filter(|&b| b == b':').count();
-    (1..=2).contains(&colons)
-        && tok.contains('.')
-        && tok.len() >= 5
-        && tok.len() <= 16
-        && tok.bytes().next().is_some_and(|b| b.is_ascii_hexdigit())
-        && tok
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    let hex = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
+    };
+    let Some((rest, function)) = tok.rsplit_once('.') else {
+        return false;
+    };
+    if !hex(function, 1, 1) {
+        return false;
+    }
+    let parts: Vec<&str> = rest.split(':').collect();
+    match parts.as_slice() {
+        [bus, dev] => hex(bus, 2, 2) && hex(dev, 2, 2),
+        [domain, bus, dev] => hex(domain, 4, 8) && hex(bus, 2, 2) && hex(dev, 2, 2),
+        _ => false,
+    }
 }
 
 /// The first whitespace-separated word and the rest (trimmed at the start).
@@ -428,6 +435,14 @@ mod tests {
     #[test]
     fn addresses() {
         assert_eq!(parse_lspci("hello world"), Parsed::NotDevice);
+        assert_eq!(
+            parse_lspci("12:30:45.123 kernel: usb 1-1: new device"),
+            Parsed::NotDevice
+        );
+        assert!(matches!(
+            parse_lspci("01:00.9 VGA compatible controller: X"),
+            Parsed::Garbled(_)
+        ));
         assert_eq!(parse_lspci(""), Parsed::NotDevice);
         assert!(matches!(
             parse_lspci("01:2f.0 VGA compatible controller: X"),

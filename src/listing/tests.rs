@@ -289,3 +289,25 @@ proptest! {
         prop_assert!(inv.warnings.is_empty());
     }
 }
+
+#[test]
+fn domains_are_kept_and_domain_zero_merges_with_the_short_form() {
+    let inv = parse(
+        "IOMMU Group 12:\n\t0000:01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2504] (rev a1)\n\t10000:e1:00.0 Non-Volatile memory controller [0108]: Samsung Electronics Co Ltd NVMe SSD Controller PM9A1/PM9A3/980PRO [144d:a80a]\n$ lspci -nnk\n01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2504] (rev a1)\n\tKernel driver in use: nvidia\n",
+    );
+    assert_eq!(inv.devices.len(), 2);
+    let gpu = dev(&inv, "0000:01:00.0");
+    assert_eq!(gpu.iommu_group, Some(12));
+    assert_eq!(gpu.driver.as_deref(), Some("nvidia"));
+    assert_eq!(dev(&inv, "10000:e1:00.0").iommu_group, Some(12));
+    assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
+}
+
+#[test]
+fn log_lines_with_timestamps_are_not_device_lines() {
+    let inv = parse(
+        "12:30:45.123 kernel: pci 0000:01:00.0: vgaarb: setting as boot VGA device\n01:00.0 VGA compatible controller: NVIDIA Corporation Device 1d01\n",
+    );
+    assert_eq!(inv.devices.len(), 1);
+    assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
+}
