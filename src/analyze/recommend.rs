@@ -134,8 +134,11 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
         }
     }
     let host_ids = host.map(|h| (h.vendor_id, h.device_id));
+    // A card already bound to vfio-pci is the one the user passes through:
+    // recommending another would undo a working setup.
     candidates.sort_by_key(|g| {
         (
+            g.driver.as_deref() != Some("vfio-pci"),
             g.integrated,
             host_ids.is_some_and(|ids| ids.0.is_some() && ids == (g.vendor_id, g.device_id)),
             g.address,

@@ -1,7 +1,25 @@
 //! Pasted text: IOMMU-group listings and `lspci` output, turned into an
 //! [`Inventory`] for `exliar analyze`. Pure: text in, inventory out.
+//!
+//! Each file is read line by line ([`formats::classify`]); device lines
+//! become records ([`line`]), detail lines (`Subsystem:`, `Kernel driver in
+//! use:`) fill in the record above them, group headers give the group of the
+//! device lines below them. Records of every file are then merged by address,
+//! field by field: the first value read wins, a different later value is a
+//! warning. Whatever no file says stays unknown.
 
-use crate::model::{Inventory, Source};
+mod formats;
+mod line;
+mod vendors;
+
+use std::collections::BTreeMap;
+
+use crate::model::{
+    ClassCode, Device, HostFacts, Inventory, IommuState, PciAddress, Source, Warning,
+};
+
+use formats::{Detail, LineKind};
+use line::{LineFields, Parsed};
 
 /// One pasted file.
 #[derive(Debug, Clone)]
@@ -17,14 +35,324 @@ pub enum ListingError {
     NothingUsable { files: String },
 }
 
+/// One device line of one file, with what its detail lines added.
+#[derive(Debug, Clone)]
+struct Record {
+    /// `file:line`.
+    location: String,
+    device: Device,
+}
+
+/// What one file says.
+#[derive(Debug, Default)]
+struct FileFacts {
+    records: Vec<Record>,
+    cmdline: Option<String>,
+    warnings: Vec<Warning>,
+}
+
+/// The group whose header was seen last, while its members follow.
+#[derive(Debug, Clone, Copy)]
+struct GroupContext {
+    id: u32,
+    /// Indentation of the group's first member: an unindented device line
+    /// after indented members is not a member (an lspci listing that follows
+    /// the group listing).
+    member_indent: Option<usize>,
+}
+
+fn device_from(f: &LineFields) -> Device {
+    let mut d = Device::new(f.address);
+    d.class = f.class;
+    d.vendor_id = f.vendor_id;
+    d.device_id = f.device_id;
+    d.revision = f.revision;
+    d.vendor_name = f.vendor_name.clone();
+    d.device_name = f.device_name.clone();
+    d
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Read one file.
+fn parse_file(name: &str, text: &str) -> FileFacts {
+    let mut facts = FileFacts::default();
+    let mut current: Option<usize> = None;
+    let mut group: Option<GroupContext> = None;
+    for (i, raw) in text.split('\n').enumerate() {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let location = format!("{name}:{}", i + 1);
+        let indent = indent_of(raw);
+        match formats::classify(raw) {
+            LineKind::Blank => current = None,
+            LineKind::GroupHeader(id) => {
+                group = Some(GroupContext {
+                    id,
+                    member_indent: None,
+                });
+                current = None;
+            }
+            LineKind::Comment => current = None,
+            LineKind::Usb => {}
+            LineKind::Cmdline(c) => {
+                if facts.cmdline.is_none() {
+                    facts.cmdline = Some(c.to_string());
+                }
+                current = None;
+                group = None;
+            }
+            LineKind::Other => {
+                current = None;
+                group = None;
+            }
+            LineKind::Detail(d) => {
+                if let Some(rec) = current.and_then(|i| facts.records.get_mut(i)) {
+                    apply_detail(&mut rec.device, &d);
+                }
+            }
+            LineKind::Device(dl) => {
+                let explicit = dl.group;
+                let member_of = match (explicit, group.as_mut()) {
+                    (Some(_), _) => explicit,
+                    (None, Some(ctx)) => {
+                        let member = match ctx.member_indent {
+                            None => true,
+                            Some(first) => indent > 0 || first == 0,
+                        };
+                        if member {
+                            ctx.member_indent.get_or_insert(indent);
+                            Some(ctx.id)
+                        } else {
+                            None
+                        }
+                    }
+                    (None, None) => None,
+                };
+                if dl.columns {
+                    if let Some(id) = explicit {
+                        group = Some(GroupContext {
+                            id,
+                            member_indent: None,
+                        });
+                    }
+                } else if explicit.is_none() && member_of.is_none() {
+                    group = None;
+                }
+                match dl.parsed {
+                    Parsed::Device(f) => {
+                        if let Some(why) = &f.damage {
+                            facts.warnings.push(Warning::new(
+                                &location,
+                                format!(
+                                    "device line looks truncated or garbled ({why}); kept what it says about {}",
+                                    f.address
+                                ),
+                            ));
+                        }
+                        let mut device = device_from(&f);
+                        device.iommu_group = member_of;
+                        facts.records.push(Record { location, device });
+                        current = Some(facts.records.len() - 1);
+                    }
+                    Parsed::Garbled(why) => {
+                        facts.warnings.push(Warning::new(
+                            &location,
+                            format!("device line skipped: {why}"),
+                        ));
+                        current = None;
+                    }
+                    Parsed::NotDevice => current = None,
+                }
+            }
+        }
+    }
+    facts
+}
+
+fn apply_detail(d: &mut Device, detail: &Detail<'_>) {
+    match detail {
+        Detail::Subsystem(Some((v, s))) => {
+            d.subsystem_vendor_id = d.subsystem_vendor_id.or(Some(*v));
+            d.subsystem_device_id = d.subsystem_device_id.or(Some(*s));
+        }
+        Detail::Driver(name) => {
+            if d.driver.is_none() {
+                d.driver = Some((*name).to_string());
+            }
+        }
+        Detail::Group(g) => {
+            d.iommu_group = d.iommu_group.or(Some(*g));
+        }
+        Detail::NumaNode(n) => d.numa_node = d.numa_node.or(Some(*n)),
+        Detail::Subsystem(None) | Detail::Other => {}
+    }
+}
+
+/// Take `new` where `old` is unknown; a different known value is a conflict.
+fn merge_field<T: PartialEq + Clone + std::fmt::Debug>(
+    old: &mut Option<T>,
+    new: &Option<T>,
+    what: &str,
+    show: impl Fn(&T) -> String,
+    conflicts: &mut Vec<String>,
+) {
+    match (old.as_ref(), new) {
+        (None, Some(n)) => *old = Some(n.clone()),
+        (Some(o), Some(n)) if o != n => {
+            conflicts.push(format!("{what} {} (kept {})", show(n), show(o)));
+        }
+        _ => {}
+    }
+}
+
+fn merge_class(old: &mut Option<ClassCode>, new: Option<ClassCode>, conflicts: &mut Vec<String>) {
+    match (*old, new) {
+        (None, Some(n)) => *old = Some(n),
+        // lspci -v adds the programming interface; keep the one that says it.
+        (Some(o), Some(n)) if o.class_subclass() == n.class_subclass() && o.prog_if() == 0 => {
+            *old = Some(n);
+        }
+        (Some(o), Some(n)) if o.class_subclass() == n.class_subclass() => {}
+        (Some(o), Some(n)) => conflicts.push(format!(
+            "class {:04x} (kept {:04x})",
+            n.class_subclass(),
+            o.class_subclass()
+        )),
+        _ => {}
+    }
+}
+
+/// Merge what another line says about a device into what is known.
+fn merge_device(old: &mut Device, new: &Device) -> Vec<String> {
+    let mut c = Vec::new();
+    let hex = |v: &u16| format!("{v:04x}");
+    let text = |v: &String| format!("`{v}`");
+    merge_class(&mut old.class, new.class, &mut c);
+    merge_field(&mut old.vendor_id, &new.vendor_id, "vendor id", hex, &mut c);
+    merge_field(&mut old.device_id, &new.device_id, "device id", hex, &mut c);
+    merge_field(
+        &mut old.subsystem_vendor_id,
+        &new.subsystem_vendor_id,
+        "subsystem vendor id",
+        hex,
+        &mut c,
+    );
+    merge_field(
+        &mut old.subsystem_device_id,
+        &new.subsystem_device_id,
+        "subsystem device id",
+        hex,
+        &mut c,
+    );
+    merge_field(
+        &mut old.revision,
+        &new.revision,
+        "revision",
+        |v| format!("{v:02x}"),
+        &mut c,
+    );
+    merge_field(
+        &mut old.vendor_name,
+        &new.vendor_name,
+        "vendor name",
+        text,
+        &mut c,
+    );
+    merge_field(
+        &mut old.device_name,
+        &new.device_name,
+        "device name",
+        text,
+        &mut c,
+    );
+    merge_field(&mut old.driver, &new.driver, "driver", text, &mut c);
+    merge_field(
+        &mut old.iommu_group,
+        &new.iommu_group,
+        "IOMMU group",
+        u32::to_string,
+        &mut c,
+    );
+    merge_field(
+        &mut old.numa_node,
+        &new.numa_node,
+        "NUMA node",
+        i32::to_string,
+        &mut c,
+    );
+    c
+}
+
+/// Merge the records of all files, in order, by address.
+fn merge(facts: Vec<FileFacts>, names: Vec<String>) -> Inventory {
+    let mut warnings = Vec::new();
+    let mut devices: BTreeMap<PciAddress, Device> = BTreeMap::new();
+    let mut cmdline = None;
+    for f in facts {
+        warnings.extend(f.warnings);
+        if cmdline.is_none() {
+            cmdline = f.cmdline;
+        }
+        for r in f.records {
+            match devices.get_mut(&r.device.address) {
+                None => {
+                    devices.insert(r.device.address, r.device);
+                }
+                Some(old) => {
+                    for conflict in merge_device(old, &r.device) {
+                        warnings.push(Warning::new(
+                            &r.location,
+                            format!(
+                                "{}: this line says {conflict}, which an earlier line contradicts",
+                                r.device.address
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut inv = Inventory {
+        source: Source::Listing { files: names },
+        devices: devices.into_values().collect(),
+        iommu: IommuState::default(),
+        host: HostFacts {
+            kernel_cmdline: cmdline,
+            ..HostFacts::default()
+        },
+        warnings,
+    };
+    inv.normalize();
+    inv
+}
+
 /// Parse every file and merge them into one inventory.
 pub fn parse_files(files: &[ListingFile]) -> Result<Inventory, ListingError> {
-    let _ = Source::Listing { files: Vec::new() };
-    Err(ListingError::NothingUsable {
-        files: files
-            .iter()
-            .map(|f| f.name.clone())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    let mut facts = Vec::with_capacity(files.len());
+    for f in files {
+        let mut ff = parse_file(&f.name, &f.text);
+        if ff.records.is_empty() {
+            ff.warnings.push(Warning::new(
+                &f.name,
+                "no PCI device lines found in this file",
+            ));
+        }
+        facts.push(ff);
+    }
+    if facts.iter().all(|f| f.records.is_empty()) {
+        return Err(ListingError::NothingUsable {
+            files: files
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    let names = files.iter().map(|f| f.name.clone()).collect();
+    Ok(merge(facts, names))
 }
+
+#[cfg(test)]
+mod tests;

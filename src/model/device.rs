@@ -82,6 +82,127 @@ pub fn describe_class(cs: u16) -> &'static str {
     }
 }
 
+/// The class/subclass pair lspci names with `name` (its wording, from
+/// pci.ids), case-insensitively: the reverse of [`describe_class`] and more.
+/// A name that is both a class and its `80` ("other") subclass, such as
+/// `Display controller`, gives the `80` subclass; `PCI bridge` gives `0604`.
+/// Class names without a subclass of that name (`Unclassified device`,
+/// `Generic system peripheral`) give `None`: lspci prints them with the code.
+pub fn class_from_name(name: &str) -> Option<u16> {
+    const NAMES: &[(&str, u16)] = &[
+        ("Non-VGA unclassified device", 0x0000),
+        ("VGA compatible unclassified device", 0x0001),
+        ("Image coprocessor", 0x0005),
+        ("SCSI storage controller", 0x0100),
+        ("IDE interface", 0x0101),
+        ("Floppy disk controller", 0x0102),
+        ("IPI bus controller", 0x0103),
+        ("RAID bus controller", 0x0104),
+        ("ATA controller", 0x0105),
+        ("SATA controller", 0x0106),
+        ("Serial Attached SCSI controller", 0x0107),
+        ("Non-Volatile memory controller", 0x0108),
+        ("Universal Flash Storage controller", 0x0109),
+        ("Mass storage controller", 0x0180),
+        ("Ethernet controller", 0x0200),
+        ("Token ring network controller", 0x0201),
+        ("FDDI network controller", 0x0202),
+        ("ATM network controller", 0x0203),
+        ("ISDN controller", 0x0204),
+        ("WorldFip controller", 0x0205),
+        ("PICMG controller", 0x0206),
+        ("Infiniband controller", 0x0207),
+        ("Fabric controller", 0x0208),
+        ("Network controller", 0x0280),
+        ("VGA compatible controller", 0x0300),
+        ("XGA compatible controller", 0x0301),
+        ("3D controller", 0x0302),
+        ("Display controller", 0x0380),
+        ("Multimedia video controller", 0x0400),
+        ("Multimedia audio controller", 0x0401),
+        ("Computer telephony device", 0x0402),
+        ("Audio device", 0x0403),
+        ("Multimedia controller", 0x0480),
+        ("RAM memory", 0x0500),
+        ("FLASH memory", 0x0501),
+        ("CXL", 0x0502),
+        ("Memory controller", 0x0580),
+        ("Host bridge", 0x0600),
+        ("ISA bridge", 0x0601),
+        ("EISA bridge", 0x0602),
+        ("MicroChannel bridge", 0x0603),
+        ("PCI bridge", 0x0604),
+        ("PCMCIA bridge", 0x0605),
+        ("NuBus bridge", 0x0606),
+        ("CardBus bridge", 0x0607),
+        ("RACEway bridge", 0x0608),
+        ("Semi-transparent PCI-to-PCI bridge", 0x0609),
+        ("InfiniBand to PCI host bridge", 0x060a),
+        ("Bridge", 0x0680),
+        ("Serial controller", 0x0700),
+        ("Parallel controller", 0x0701),
+        ("Multiport serial controller", 0x0702),
+        ("Modem", 0x0703),
+        ("GPIB controller", 0x0704),
+        ("Smard Card controller", 0x0705),
+        ("Communication controller", 0x0780),
+        ("PIC", 0x0800),
+        ("DMA controller", 0x0801),
+        ("Timer", 0x0802),
+        ("RTC", 0x0803),
+        ("PCI Hot-plug controller", 0x0804),
+        ("SD Host controller", 0x0805),
+        ("IOMMU", 0x0806),
+        ("Root Complex Event Collector", 0x0807),
+        ("System peripheral", 0x0880),
+        ("Timing Card", 0x0899),
+        ("Keyboard controller", 0x0900),
+        ("Digitizer Pen", 0x0901),
+        ("Mouse controller", 0x0902),
+        ("Scanner controller", 0x0903),
+        ("Gameport controller", 0x0904),
+        ("Input device controller", 0x0980),
+        ("Generic Docking Station", 0x0a00),
+        ("Docking Station", 0x0a80),
+        ("Co-processor", 0x0b40),
+        ("I2O", 0x0e00),
+        ("FireWire (IEEE 1394)", 0x0c00),
+        ("ACCESS Bus", 0x0c01),
+        ("SSA", 0x0c02),
+        ("USB controller", 0x0c03),
+        ("Fibre Channel", 0x0c04),
+        ("SMBus", 0x0c05),
+        ("InfiniBand", 0x0c06),
+        ("IPMI Interface", 0x0c07),
+        ("SERCOS interface", 0x0c08),
+        ("CANBUS", 0x0c09),
+        ("Serial bus controller", 0x0c80),
+        ("IRDA controller", 0x0d00),
+        ("Consumer IR controller", 0x0d01),
+        ("RF controller", 0x0d10),
+        ("Bluetooth", 0x0d11),
+        ("Broadband", 0x0d12),
+        ("802.1a controller", 0x0d20),
+        ("802.1b controller", 0x0d21),
+        ("Wireless controller", 0x0d80),
+        ("Network and computing encryption device", 0x1000),
+        ("Entertainment encryption device", 0x1010),
+        ("Encryption controller", 0x1080),
+        ("DPIO module", 0x1100),
+        ("Performance counters", 0x1101),
+        ("Communication synchronizer", 0x1110),
+        ("Signal processing management", 0x1120),
+        ("Signal processing controller", 0x1180),
+        ("Processing accelerators", 0x1200),
+        ("Non-Essential Instrumentation", 0x1300),
+    ];
+    let name = name.trim();
+    NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, cs)| *cs)
+}
+
 impl std::fmt::Display for ClassCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "0x{:06x}", self.0)
@@ -240,5 +361,27 @@ impl Device {
                 .map_or("Unknown device", ClassCode::describe)
                 .to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for cs in 0u16..=0xffff {
+            let name = describe_class(cs);
+            if name == "Unclassified device" {
+                continue;
+            }
+            let back = class_from_name(name);
+            let want = if cs == 0x0609 { 0x0604 } else { cs };
+            assert_eq!(back, Some(want), "{cs:04x} {name}");
+        }
+        assert_eq!(class_from_name("vga compatible controller"), Some(0x0300));
+        assert_eq!(class_from_name("IOMMU"), Some(0x0806));
+        assert_eq!(class_from_name("Generic system peripheral"), None);
+        assert_eq!(class_from_name("Frobnicator"), None);
     }
 }

@@ -6,5 +6,5 @@ mod device;
 mod inventory;
 
 pub use address::{AddressError, PciAddress};
-pub use device::{ClassCode, Device, Link, Sriov, describe_class, hex16};
+pub use device::{ClassCode, Device, Link, Sriov, class_from_name, describe_class, hex16};
 pub use inventory::{HostFacts, Inventory, IommuState, Source, Warning};
