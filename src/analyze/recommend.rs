@@ -74,6 +74,12 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             "{} is the only GPU: passing it through leaves the host without a display while the VM runs. Use single-GPU handover (the host releases the card when the VM starts and takes it back when it stops).",
             label(g)
         ));
+        if g.driver.as_deref() == Some("vfio-pci") {
+            reasons.push(
+                "It is already on vfio-pci: the host runs headless (no console on a GPU) and the card is ready for a VM."
+                    .to_string(),
+            );
+        }
         if g.isolation != Isolation::Isolated {
             reasons.push(format!("Its IOMMU isolation is {}.", g.isolation.label()));
         }

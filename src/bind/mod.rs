@@ -88,7 +88,64 @@ pub struct GroupOutcome {
     pub vfio_node: bool,
 }
 
+/// Reset-method changes for cards with the AMD reset bug.
+#[derive(Debug, Clone, Default)]
+pub struct QuirkOps {
+    pub writes: Vec<(PathBuf, String)>,
+    pub steps: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Cards with the `amd-reset-bug` quirk get `reset_method` =
+/// `device_specific` when the vendor-reset module is loaded; a warning when
+/// it is not. Pure apart from reading the host.
+pub fn reset_quirks(host: &HostRoot, analysis: &Analysis, targets: &[PciAddress]) -> QuirkOps {
+    let mut q = QuirkOps::default();
+    let loaded = host.exists("sys/module/vendor_reset");
+    for g in analysis
+        .gpus
+        .iter()
+        .filter(|g| targets.contains(&g.address))
+    {
+        if !g.quirks.iter().any(|id| id == "amd-reset-bug") {
+            continue;
+        }
+        if loaded {
+            let path = dev_rel(&g.address, "reset_method");
+            q.steps.push(
+                KernelOp::Write {
+                    path: path.clone(),
+                    value: "device_specific".to_string(),
+                }
+                .to_string(),
+            );
+            q.writes.push((path, "device_specific".to_string()));
+        } else {
+            q.warnings.push(format!(
+                "{} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset`)",
+                g.address
+            ));
+        }
+    }
+    q
+}
+
+/// Make the reset-method writes.
+pub fn apply_reset_quirks(kernel: &dyn Kernel, q: &QuirkOps) -> Result<(), String> {
+    for (path, value) in &q.writes {
+        kernel
+            .write_attr(path, value)
+            .map_err(|e| format!("setting reset_method: {e}"))?;
+    }
+    Ok(())
+}
+
 impl Outcome {
+    /// An outcome for a request refused before anything was done.
+    pub fn refused(action: &'static str, dry_run: bool) -> Self {
+        Self::new(action, dry_run)
+    }
+
     fn new(action: &'static str, dry_run: bool) -> Self {
         Self {
             schema: "exliar.bind/1",

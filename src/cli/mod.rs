@@ -2,6 +2,7 @@
 //! Nothing below this module sees clap types.
 
 mod render;
+mod runtime;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ pub mod exit {
     version,
     about = "Give a GPU to a VM (or a container), safely, on any mainstream Linux distribution",
     long_about = "exliar inspects a Linux host (PCI devices, GPUs, IOMMU groups), recommends which GPU \
-to pass through, and (in later commands) isolates it.\n\nDetection is read-only and needs no root. \
+to pass through, and moves devices between host drivers and vfio-pci at runtime (bind/unbind).\n\nDetection is read-only and needs no root. \
 Every command reads the host through --root (default /), so it works on snapshots and mounted target roots too.",
     after_help = "Exit status: 0 ok, 1 findings (not ready / refused), 2 error."
 )]
@@ -65,6 +66,50 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Analyze pasted text: IOMMU-group listings and lspci output (several files of one machine merge)
     Analyze(AnalyzeArgs),
+    /// Move devices to vfio-pci now (the card's functions, or --group): verified, undone on failure; needs root
+    Bind(BindArgs),
+    /// Give devices back to the drivers they had before `exliar bind`; needs root
+    Unbind(UnbindArgs),
+    /// What exliar manages on this host now: devices it holds on vfio-pci
+    Status(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BindArgs {
+    /// PCI addresses (`0000:01:00.0` or `01:00.0`)
+    #[arg(required = true, value_name = "ADDR")]
+    pub addresses: Vec<String>,
+    /// Take every endpoint of the devices' IOMMU groups
+    #[arg(long, conflicts_with = "exact")]
+    pub group: bool,
+    /// Take exactly the given functions, even if that leaves a group non-viable (reported)
+    #[arg(long)]
+    pub exact: bool,
+    /// Override the safety refusals (boot display, the host's last GPU, host-critical devices)
+    #[arg(long)]
+    pub force: bool,
+    /// Show the kernel writes without making them
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the versioned JSON result
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnbindArgs {
+    /// PCI addresses; with none, every device exliar holds
+    #[arg(value_name = "ADDR")]
+    pub addresses: Vec<String>,
+    /// Take every endpoint of the devices' IOMMU groups
+    #[arg(long)]
+    pub group: bool,
+    /// Show the kernel writes without making them
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the versioned JSON result
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +158,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -154,6 +202,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let analysis = analyze::analyze(&inv);
             emit_inventory(&inv, &analysis, a.json, a.iommu)
         }
+        Command::Bind(a) => runtime::bind(&cli.root, a),
+        Command::Unbind(a) => runtime::unbind(&cli.root, a),
+        Command::Status(a) => runtime::status(&cli.root, a.json),
     }
 }
 
