@@ -70,9 +70,17 @@ fn fast_and_recording_readers_agree() {
     }
 }
 
+/// The report without where it was read from: `source`, and the root in
+/// warning locations.
 fn without_source(mut v: serde_json::Value) -> serde_json::Value {
+    let root = v["source"]["root"].as_str().unwrap_or("").to_string();
     if let Some(o) = v.as_object_mut() {
         o.remove("source");
+    }
+    for w in v["warnings"].as_array_mut().into_iter().flatten() {
+        if let Some(loc) = w["location"].as_str() {
+            w["location"] = serde_json::Value::from(loc.replacen(&root, "[ROOT]", 1));
+        }
     }
     v
 }
@@ -289,4 +297,83 @@ fn bad_input_gives_warnings_not_panics() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sys/bus/pci/devices"), "{err}");
+}
+
+/// Each tree built from a real machine's listing gives the same GPU
+/// analysis and recommendation through `scan --root` as `analyze` gives on
+/// the listing itself (whose expectations are checked in tests/analyze.rs).
+#[test]
+fn hw_fixture_trees_agree_with_analyze() {
+    let Some(shared) = shared_fixtures() else {
+        return;
+    };
+    let dumps = shared.join("hw-dumps");
+    let mut checked = 0;
+    for h in fixture_hosts() {
+        let name = h
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(num) = name.strip_prefix("hw").and_then(|n| n.get(..2)) else {
+            continue;
+        };
+        let mut files: Vec<_> = std::fs::read_dir(&dumps)
+            .expect("hw-dumps")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(&format!("{num}-")))
+            })
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "{name}: no dump {num}-*");
+        let scanned = json(
+            &exliar()
+                .args(["scan", "--json", "--root"])
+                .arg(&h)
+                .output()
+                .expect("scan"),
+        );
+        let analyzed = json(
+            &exliar()
+                .args(["analyze", "--json"])
+                .args(&files)
+                .output()
+                .expect("analyze"),
+        );
+        // Names may differ: a listing can name a device without naming its
+        // vendor, which a pci.ids file cannot express.
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            for g in v.as_array_mut().into_iter().flatten() {
+                if let Some(o) = g.as_object_mut() {
+                    o.remove("name");
+                }
+            }
+            v
+        };
+        assert_eq!(
+            strip(&scanned["gpus"]),
+            strip(&analyzed["gpus"]),
+            "{name}: gpus differ"
+        );
+        for k in ["mode", "passthrough", "host"] {
+            assert_eq!(
+                scanned["recommendation"][k], analyzed["recommendation"][k],
+                "{name}: recommendation {k} differs"
+            );
+        }
+        assert_eq!(
+            scanned["iommu_groups"], analyzed["iommu_groups"],
+            "{name}: groups differ"
+        );
+        assert_eq!(
+            scanned["devices"].as_array().map(Vec::len),
+            analyzed["devices"].as_array().map(Vec::len),
+            "{name}: device count"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} machine trees checked");
 }
