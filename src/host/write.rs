@@ -34,6 +34,17 @@ pub fn ensure_dir(root: &Path, rel: &Path) -> io::Result<PathBuf> {
 /// file in the same folder, fsync, rename. The folder is created if needed.
 /// An existing link at the destination is refused.
 pub fn atomic_write(root: &Path, rel: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    atomic_write_owned(root, rel, bytes, mode, None)
+}
+
+/// [`atomic_write`] that also sets the owner (uid, gid) before the rename.
+pub fn atomic_write_owned(
+    root: &Path,
+    rel: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let parent = rel.parent().unwrap_or(Path::new(""));
@@ -52,6 +63,9 @@ pub fn atomic_write(root: &Path, rel: &Path, bytes: &[u8], mode: u32) -> io::Res
     f.write_all(bytes)?;
     f.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(f.as_file(), Some(uid), Some(gid))?;
+    }
     f.commit()
 }
 

@@ -1,0 +1,178 @@
+//! Plans: every persistent change exliar makes, as data, before anything is
+//! touched. A [`Plan`] is an ordered list of typed [`Step`]s; `exliar plan`
+//! renders it (unified diffs, commands), `exliar apply` hands it to
+//! [`crate::txn`].
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::model::PciAddress;
+
+/// One change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Step {
+    /// Create or replace a file (path relative to the target root).
+    WriteFile {
+        path: PathBuf,
+        /// The content the plan was made against (`None`: the file is
+        /// absent). Apply refuses if the file changed since.
+        #[serde(skip)]
+        before: Option<Vec<u8>>,
+        #[serde(skip)]
+        after: Vec<u8>,
+        /// Mode for a new file; an existing file keeps its mode and owner.
+        mode: u32,
+        why: String,
+    },
+    /// Kernel command-line parameters to add and remove, for whatever boot
+    /// loader boots the target (filled in per boot loader).
+    KernelParams {
+        add: Vec<String>,
+        remove: Vec<String>,
+        why: String,
+    },
+    /// A command run after the files are written (initramfs regeneration,
+    /// boot-loader update), inside the target root when it is not `/`.
+    Run { argv: Vec<String>, why: String },
+}
+
+impl Step {
+    pub fn path(&self) -> Option<&PathBuf> {
+        match self {
+            Step::WriteFile { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// A plan for one target root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub schema: &'static str,
+    /// The target root (`/`, or an installer's mounted root).
+    pub target: String,
+    /// The GPU being isolated and the functions bound with it.
+    pub gpu: Option<PciAddress>,
+    pub functions: Vec<PciAddress>,
+    pub steps: Vec<Step>,
+    pub warnings: Vec<String>,
+}
+
+pub const PLAN_SCHEMA: &str = "exliar.plan/1";
+
+impl Plan {
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            schema: PLAN_SCHEMA,
+            target: target.into(),
+            gpu: None,
+            functions: Vec::new(),
+            steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Nothing to do: the target already has everything.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn file_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::WriteFile { .. }))
+    }
+}
+
+/// A unified diff of one file change, with `a/`/`b/` paths.
+pub fn unified_diff(path: &std::path::Path, before: Option<&[u8]>, after: &[u8]) -> String {
+    let old = before.map(String::from_utf8_lossy).unwrap_or_default();
+    let new = String::from_utf8_lossy(after);
+    let shown = format!("/{}", path.display());
+    let old_name = if before.is_some() {
+        shown.clone()
+    } else {
+        "/dev/null".to_string()
+    };
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_name, &shown)
+        .to_string()
+}
+
+/// The human rendering of a plan (what `exliar plan` prints).
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    if let Some(g) = plan.gpu {
+        let fns: Vec<String> = plan.functions.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "Plan: isolate {g} for passthrough (functions: {})",
+            fns.join(", ")
+        );
+    }
+    let _ = writeln!(out, "Target root: {}", plan.target);
+    if plan.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNothing to change: the target is already configured."
+        );
+    }
+    for (i, s) in plan.steps.iter().enumerate() {
+        let n = i + 1;
+        match s {
+            Step::WriteFile {
+                path,
+                before,
+                after,
+                why,
+                ..
+            } => {
+                let verb = if before.is_some() { "edit" } else { "create" };
+                let _ = writeln!(out, "\n[{n}] {verb} /{}: {why}", path.display());
+                out.push_str(&unified_diff(path, before.as_deref(), after));
+            }
+            Step::KernelParams { add, remove, why } => {
+                let _ = writeln!(out, "\n[{n}] kernel command line: {why}");
+                if !add.is_empty() {
+                    let _ = writeln!(out, "    add:    {}", add.join(" "));
+                }
+                if !remove.is_empty() {
+                    let _ = writeln!(out, "    remove: {}", remove.join(" "));
+                }
+            }
+            Step::Run { argv, why } => {
+                let _ = writeln!(out, "\n[{n}] run: {}  ({why})", argv.join(" "));
+            }
+        }
+    }
+    for w in &plan.warnings {
+        let _ = writeln!(out, "\nwarning: {w}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_of_a_new_and_an_edited_file() {
+        let d = unified_diff(
+            std::path::Path::new("etc/modprobe.d/x.conf"),
+            None,
+            b"a\nb\n",
+        );
+        assert!(
+            d.starts_with("--- /dev/null\n+++ /etc/modprobe.d/x.conf\n"),
+            "{d}"
+        );
+        assert!(d.contains("+a\n+b\n"));
+        let d = unified_diff(std::path::Path::new("etc/f"), Some(b"x\ny\n"), b"x\nz\n");
+        assert!(d.contains("-y\n+z\n"), "{d}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The journal of one transaction (`var/lib/exliar/txn/<id>/journal.json`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::PciAddress;
+use crate::plan::{Plan, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Started and not finished: `exliar recover` is needed.
+    Applying,
+    Applied,
+    /// A command failed; the files were restored.
+    Failed,
+    RolledBack,
+    /// An interrupted transaction whose files were restored.
+    Recovered,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Applying => "applying (interrupted)",
+            Status::Applied => "applied",
+            Status::Failed => "failed (restored)",
+            Status::RolledBack => "rolled back",
+            Status::Recovered => "recovered",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileState {
+    Pending,
+    /// The original is saved; the file may or may not be written yet.
+    BackedUp,
+    Written,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: PathBuf,
+    pub existed: bool,
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub before_sha256: Option<String>,
+    pub after_sha256: String,
+    pub state: FileState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunState {
+    Pending,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub argv: Vec<String>,
+    pub state: RunState,
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub schema: String,
+    pub id: String,
+    pub created_unix: u64,
+    pub target: String,
+    pub gpu: Option<PciAddress>,
+    pub functions: Vec<PciAddress>,
+    pub status: Status,
+    pub files: Vec<FileRecord>,
+    pub commands: Vec<CommandRecord>,
+    pub kernel_params_add: Vec<String>,
+    pub kernel_params_remove: Vec<String>,
+}
+
+impl Journal {
+    pub fn new(
+        root: &Path,
+        plan: &Plan,
+        files: Vec<FileRecord>,
+        commands: Vec<CommandRecord>,
+    ) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut add = Vec::new();
+        let mut remove = Vec::new();
+        for s in &plan.steps {
+            if let Step::KernelParams {
+                add: a, remove: r, ..
+            } = s
+            {
+                add.extend(a.iter().cloned());
+                remove.extend(r.iter().cloned());
+            }
+        }
+        Self {
+            schema: "exliar.journal/1".to_string(),
+            id: new_id(root, now),
+            created_unix: now,
+            target: root.display().to_string(),
+            gpu: plan.gpu,
+            functions: plan.functions.clone(),
+            status: Status::Applying,
+            files,
+            commands,
+            kernel_params_add: add,
+            kernel_params_remove: remove,
+        }
+    }
+}
+
+/// A sortable, unique id: UTC time plus a counter for the same second.
+fn new_id(root: &Path, now: u64) -> String {
+    let (y, mo, d, h, mi, s) = civil(now);
+    let base = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
+    let dir = root.join(super::STATE_DIR).join("txn");
+    let mut n = 0;
+    loop {
+        let id = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        if !dir.join(&id).exists() {
+            return id;
+        }
+        n += 1;
+    }
+}
+
+/// Unix seconds to (year, month, day, hour, minute, second), UTC.
+fn civil(t: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let days = t / 86_400;
+    let rem = t % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y as u64,
+        m as u64,
+        d as u64,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil(1_795_310_430), (2026, 11, 22, 1, 20, 30));
+        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+}
