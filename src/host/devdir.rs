@@ -18,10 +18,69 @@ use rustix::fs::{Mode, OFlags, RawDir, ResolveFlags};
 
 use super::root::HostRoot;
 
+/// Attribute names the parser looks for, as a compact set.
+const KNOWN: &[&str] = &[
+    "class",
+    "vendor",
+    "device",
+    "subsystem_vendor",
+    "subsystem_device",
+    "revision",
+    "uevent",
+    "driver_override",
+    "boot_vga",
+    "reset_method",
+    "numa_node",
+    "current_link_speed",
+    "current_link_width",
+    "max_link_speed",
+    "max_link_width",
+    "sriov_totalvfs",
+    "sriov_numvfs",
+    "driver",
+    "iommu_group",
+    "physfn",
+    "rom",
+];
+
+/// The entries of a device directory that matter: the known attribute
+/// names (a bit set) and the variable ones (`virtfnN`, device links).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Entries {
+    known: u32,
+    /// `virtfn*`, `consumer:*`, `supplier:*`, sorted by `finish`.
+    pub extra: Vec<String>,
+}
+
+impl Entries {
+    pub fn add(&mut self, name: &[u8]) {
+        if let Some(i) = KNOWN.iter().position(|k| k.as_bytes() == name) {
+            self.known |= 1 << i;
+        } else if name.starts_with(b"virtfn")
+            || name.starts_with(b"consumer:")
+            || name.starts_with(b"supplier:")
+        {
+            self.extra.push(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+
+    pub fn finish(mut self) -> Self {
+        self.extra.sort();
+        self
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        match KNOWN.iter().position(|k| *k == name) {
+            Some(i) => self.known & (1 << i) != 0,
+            None => self.extra.iter().any(|e| e == name),
+        }
+    }
+}
+
 /// What the device parser needs from a device directory.
 pub trait DevDir {
-    /// Entry names (unsorted).
-    fn entries(&mut self) -> io::Result<Vec<String>>;
+    /// The entries that matter.
+    fn entries(&mut self) -> io::Result<Entries>;
     /// A file's bytes; `Ok(None)` when it does not exist.
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// The last component of a link's target; `Ok(None)` when absent.
@@ -47,8 +106,13 @@ pub struct RootDir<'a> {
 }
 
 impl DevDir for RootDir<'_> {
-    fn entries(&mut self) -> io::Result<Vec<String>> {
-        self.host.list_dir(&self.dir).map_err(|e| e.source)
+    fn entries(&mut self) -> io::Result<Entries> {
+        let names = self.host.list_dir(&self.dir).map_err(|e| e.source)?;
+        let mut e = Entries::default();
+        for n in &names {
+            e.add(n.as_bytes());
+        }
+        Ok(e.finish())
     }
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
         match self.host.read_bytes(self.dir.join(name)) {
@@ -73,6 +137,8 @@ impl DevDir for RootDir<'_> {
 /// The root directory opened for `openat2`.
 pub struct FdRoot {
     fd: OwnedFd,
+    /// `sys/devices`, for opening device folders by their link target.
+    sys_devices: Option<OwnedFd>,
     path: PathBuf,
 }
 
@@ -86,13 +152,34 @@ impl FdRoot {
             Mode::empty(),
         )
         .ok()?;
-        let me = Self {
+        let mut me = Self {
             fd,
+            sys_devices: None,
             path: root.to_path_buf(),
         };
         // Probe once.
         me.open_dir(".").ok()?;
+        me.sys_devices = me.open_dir("sys/devices").ok();
         Some(me)
+    }
+
+    /// Open a device folder from its `sys/bus/pci/devices/ADDR` link target.
+    /// The usual target `../../../devices/…` is opened beneath `sys/devices`
+    /// (a shorter walk, still confined by the kernel); anything else goes
+    /// through [`FdRoot::open_dir`] on the link itself.
+    pub fn open_device(&self, link_rel: &str, target: &Path) -> io::Result<OwnedFd> {
+        if let (Some(devs), Ok(rest)) = (&self.sys_devices, target.strip_prefix("../../../devices"))
+        {
+            return rustix::fs::openat2(
+                devs.as_fd(),
+                rest,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            )
+            .map_err(io::Error::from);
+        }
+        self.open_dir(link_rel)
     }
 
     /// Open a directory inside the root, links resolved by the kernel as if
@@ -126,18 +213,14 @@ pub struct FdDir {
 }
 
 impl DevDir for FdDir {
-    fn entries(&mut self) -> io::Result<Vec<String>> {
+    fn entries(&mut self) -> io::Result<Entries> {
         let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
         let mut it = RawDir::new(self.fd.as_fd(), &mut buf);
-        let mut names = Vec::with_capacity(48);
+        let mut names = Entries::default();
         while let Some(e) = it.next() {
-            let e = e?;
-            let n = e.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(String::from_utf8_lossy(n).into_owned());
-            }
+            names.add(e?.file_name().to_bytes());
         }
-        Ok(names)
+        Ok(names.finish())
     }
 
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {

@@ -6,7 +6,7 @@ use crate::model::{
     ClassCode, Device, HostFacts, Inventory, IommuState, PciAddress, Source, Warning,
 };
 
-use super::devdir::{DevDir, FdDir, FdRoot, RootDir};
+use super::devdir::{DevDir, Entries, FdDir, FdRoot, RootDir};
 use super::pciids::{PCI_IDS_PATHS, PciIds};
 use super::root::HostRoot;
 
@@ -132,8 +132,8 @@ pub fn parse_device(
     warnings: &mut Vec<Warning>,
 ) -> Device {
     let mut d = Device::new(address);
-    let entries: std::collections::HashSet<String> = match dir.entries() {
-        Ok(e) => e.into_iter().collect(),
+    let entries: Entries = match dir.entries() {
+        Ok(e) => e,
         Err(e) => {
             warnings.push(Warning::new(dir.display(""), e.to_string()));
             return d;
@@ -205,9 +205,7 @@ pub fn parse_device(
     if entries.contains("rom") {
         a.dir.used("rom");
     }
-    let mut names: Vec<&String> = entries.iter().collect();
-    names.sort();
-    for e in names {
+    for e in &entries.extra {
         if e.starts_with("virtfn") {
             if let Some(x) = a.link(e).and_then(|x| PciAddress::parse(&x).ok()) {
                 d.sriov.virtfns.push(x);
@@ -227,7 +225,7 @@ pub fn parse_device(
 /// Attribute reads of one device directory, collecting warnings.
 struct Attrs<'a> {
     dir: &'a mut dyn DevDir,
-    entries: &'a std::collections::HashSet<String>,
+    entries: &'a Entries,
     warnings: &'a mut Vec<Warning>,
 }
 
@@ -395,11 +393,16 @@ fn read_devices(
 fn read_device_fast(fast: &FdRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Device {
     let rel = format!("{PCI_DEVICES}/{address}");
     let shown = fast.path().join(&rel);
-    let parents = fast
-        .read_link(&rel)
-        .map(|t| parents_from_link(&t, address))
+    let target = fast.read_link(&rel).ok();
+    let parents = target
+        .as_ref()
+        .map(|t| parents_from_link(t, address))
         .unwrap_or_default();
-    let mut d = match fast.open_dir(&rel) {
+    let opened = match &target {
+        Some(t) => fast.open_device(&rel, t),
+        None => fast.open_dir(&rel),
+    };
+    let mut d = match opened {
         Ok(fd) => parse_device(&mut FdDir { fd, shown }, address, warnings),
         Err(e) => {
             warnings.push(Warning::new(shown.display().to_string(), e.to_string()));
