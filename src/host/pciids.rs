@@ -75,32 +75,29 @@ impl PciIds {
         if let Some(v) = self.vendors.borrow().get(&vendor) {
             return *v;
         }
-        let key = format!("{vendor:04x}  ");
         let bytes = self.text.as_bytes();
-        let mut found = None;
-        let mut pos = 0;
-        while let Some(off) = self.text[pos..].find(&key) {
-            let at = pos + off;
-            if at == 0 || bytes[at - 1] == b'\n' {
-                found = Some(at);
-                break;
-            }
-            pos = at + key.len();
-        }
+        let key = format!("{vendor:04x}  ");
+        // A vendor line starts a line: "\nvvvv  " (or the file itself).
+        let found = if bytes.starts_with(key.as_bytes()) {
+            Some(0)
+        } else {
+            memchr::memmem::find(bytes, format!("\n{key}").as_bytes()).map(|i| i + 1)
+        };
         let block = found.map(|start| {
-            // The block ends at the next line that starts with a hex digit or
-            // 'C ' (the class section), i.e. a non-tab, non-comment line.
-            let mut end = self.text.len();
-            let mut line_start = self.text[start..].find('\n').map_or(end, |i| start + i + 1);
-            while line_start < self.text.len() {
-                let b = bytes[line_start];
-                if b != b'\t' && b != b'#' && b != b'\n' {
-                    end = line_start;
-                    break;
+            // The block ends at the next line that is not a device line
+            // (tab), a comment or empty: the next vendor, or the classes.
+            let mut end = bytes.len();
+            let mut pos = start;
+            while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
+                let next = pos + nl + 1;
+                match bytes.get(next) {
+                    Some(b'\t' | b'#' | b'\n') => pos = next,
+                    Some(_) => {
+                        end = next;
+                        break;
+                    }
+                    None => break,
                 }
-                line_start = self.text[line_start..]
-                    .find('\n')
-                    .map_or(self.text.len(), |i| line_start + i + 1);
             }
             (start, end)
         });
@@ -119,12 +116,14 @@ impl PciIds {
             return v.clone();
         }
         let name = self.vendor_block(vendor).and_then(|(start, end)| {
-            let key = format!("{device:04x}  ");
-            self.text[start..end]
-                .lines()
-                .skip(1)
-                .find_map(|l| l.strip_prefix('\t').and_then(|l| l.strip_prefix(&key)))
-                .map(|n| n.trim().to_string())
+            let block = &self.text.as_bytes()[start..end];
+            let key = format!("\n\t{device:04x}  ");
+            let at = memchr::memmem::find(block, key.as_bytes())? + key.len();
+            let line_end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
+            let name = String::from_utf8_lossy(&block[at..line_end])
+                .trim()
+                .to_string();
+            Some(name).filter(|n| !n.is_empty())
         });
         self.devices
             .borrow_mut()
