@@ -7,6 +7,7 @@
 //! flags into requests and renders output.
 
 pub mod analyze;
+pub mod check;
 pub mod cli;
 pub mod host;
 pub mod listing;

@@ -10,4 +10,4 @@ pub mod snapshot;
 pub mod sysfs;
 
 pub use pciids::{PCI_IDS_PATHS, PciIds};
-pub use root::{HostRoot, ReadError, Touched};
+pub use root::{HostRoot, NodeInfo, ReadError, Touched};

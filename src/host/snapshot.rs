@@ -55,6 +55,7 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
             Touched::Link(target) => out.push(Entry::Link(rel, target)),
             Touched::Dir => out.push(Entry::Dir(rel)),
             Touched::Present => out.push(Entry::File(rel, Vec::new())),
+            Touched::Trimmed(bytes) => out.push(Entry::File(rel, bytes)),
             Touched::File => {
                 let full = host.path().join(&rel);
                 match std::fs::symlink_metadata(&full) {
@@ -64,7 +65,10 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                             out.push(Entry::File(rel, bytes));
                         }
                     }
-                    _ => {}
+                    // Device nodes and sockets (`/dev/kvm`, libvirt's
+                    // socket): only their presence was used.
+                    Ok(_) => out.push(Entry::File(rel, Vec::new())),
+                    Err(_) => {}
                 }
             }
         }
@@ -78,7 +82,7 @@ fn manifest(host: &HostRoot, entries: &[Entry]) -> Vec<u8> {
         "exliar_version": env!("CARGO_PKG_VERSION"),
         "captured_root": host.path().display().to_string(),
         "entries": entries.len(),
-        "read_back_with": "exliar scan --root <this folder>",
+        "read_back_with": "exliar scan --root <this folder>; exliar check --root <this folder>",
     });
     let mut s = serde_json::to_vec_pretty(&v).unwrap_or_default();
     s.push(b'\n');
