@@ -151,6 +151,8 @@ pub const OVMF_FILES: &[&str] = &[
     // QEMU's bundled edk2 (Fedora, Arch, upstream builds)
     "usr/share/qemu/edk2-x86_64-code.fd",
     "usr/share/qemu/edk2-x86_64-secure-code.fd",
+    // Proxmox VE (pve-edk2-firmware)
+    "usr/share/pve-edk2-firmware/OVMF_CODE_4M.fd",
     // NixOS (virtualisation.libvirtd.qemu.ovmf)
     "run/libvirt/nix-ovmf/OVMF_CODE.fd",
 ];
@@ -398,7 +400,11 @@ pub fn gather(host: &HostRoot) -> Evidence {
     // Devices, firmware tables, IOMMU.
     g.presence("dev/kvm");
     g.presence("dev/kvmfr0");
-    g.list(ACPI_TABLES, |_| true);
+    // Table names (DMAR, SSDT1), not the `data`/`dynamic` folders.
+    g.list(ACPI_TABLES, |n| {
+        n.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    });
     g.list(IOMMU_CLASS, |_| true);
     g.list(IOMMU_GROUPS, |n| n.parse::<u32>().is_ok());
 
@@ -453,8 +459,9 @@ pub fn gather(host: &HostRoot) -> Evidence {
         g.file(&format!("{HUGEPAGES}/{size}/free_hugepages"));
     }
 
-    // The current user: only meaningful on the live host.
-    if g.ev.live {
+    // The current user: only meaningful on the live host, and not kept in
+    // snapshots (another machine's reader is not this user).
+    if g.ev.live && !host.is_recording() {
         g.file("proc/self/status");
         g.file("etc/group");
         for p in ["dev/kvm"].iter().chain(LIBVIRT_SOCKETS) {

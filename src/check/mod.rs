@@ -128,12 +128,12 @@ pub const CHECKS: &[(&str, &str)] = &[
         "DMAR (Intel) / IVRS (AMD) ACPI table in /sys/firmware/acpi/tables",
     ),
     (
-        "iommu.active",
-        "kernel IOMMU active: /sys/class/iommu units and /sys/kernel/iommu_groups",
-    ),
-    (
         "iommu.cmdline",
         "kernel parameters versus what this kernel needs (intel_iommu=on, invalid amd_iommu=on, iommu=off)",
+    ),
+    (
+        "iommu.active",
+        "kernel IOMMU active: /sys/class/iommu units and /sys/kernel/iommu_groups",
     ),
     ("iommu.passthrough", "iommu=pt (informational)"),
     (

@@ -788,8 +788,9 @@ impl<'a> Ctx<'a> {
             gather::IOMMU_CLASS,
             match self.ev.listing(gather::IOMMU_CLASS) {
                 Listing::Entries(e) if !e.is_empty() => format!("units: {}", e.join(" ")),
-                Listing::Entries(_) => "empty: no IOMMU unit registered".to_string(),
-                Listing::Missing => "missing".to_string(),
+                Listing::Entries(_) | Listing::Missing => {
+                    "empty or absent: no IOMMU unit registered".to_string()
+                }
                 Listing::Unreadable(e) => format!("unreadable: {e}"),
             },
         );
@@ -797,8 +798,7 @@ impl<'a> Ctx<'a> {
             gather::IOMMU_GROUPS,
             match groups_l {
                 Listing::Entries(e) if !e.is_empty() => format!("{} groups", e.len()),
-                Listing::Entries(_) => "empty: no IOMMU groups".to_string(),
-                _ => "missing".to_string(),
+                _ => "empty or absent: no IOMMU groups".to_string(),
             },
         );
         if self.iommu_on() {
@@ -1736,8 +1736,9 @@ impl<'a> Ctx<'a> {
         let facts: Vec<Fact> = r
             .reasons
             .iter()
+            .skip(if r.mode == Mode::Split { 0 } else { 1 })
             .take(3)
-            .map(|x| Fact::new("sys/bus/pci/devices", x.clone()))
+            .map(|x| Fact::new("exliar scan (recommendation)", x.clone()))
             .collect();
         match (r.mode, r.passthrough, r.host) {
             (Mode::Split, Some(p), host) => Check::new(
@@ -1752,10 +1753,11 @@ impl<'a> Ctx<'a> {
             .facts(facts),
             (Mode::SingleGpu, _, Some(h)) => Check::new(
                 id,
-                Status::Warn,
-                format!("{} is the only GPU: boot-time passthrough would leave the host without a display; use single-GPU handover", name(h)),
+                Status::Fail,
+                format!("{} is the only GPU: binding it to vfio-pci at boot would leave the host without a display (the GPU checks below are about this card, for single-GPU handover)", name(h)),
             )
-            .facts(facts),
+            .facts(facts)
+            .fix("use single-GPU handover (the host releases the card while the VM runs), or add a second GPU (or use the integrated one) for the host"),
             _ => Check::new(
                 id,
                 Status::Fail,
@@ -1885,7 +1887,7 @@ impl<'a> Ctx<'a> {
         let quirk = g.quirks.iter().any(|q| q == "amd-reset-bug");
         if quirk {
             facts.push(Fact::new(
-                "data/gpu-db.toml",
+                "exliar GPU database (data/gpu-db.toml)",
                 format!(
                     "{} matches quirk amd-reset-bug (needs vendor-reset)",
                     g.address

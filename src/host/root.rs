@@ -354,7 +354,10 @@ impl HostRoot {
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.err(&rel, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != super::snapshot::KEEP {
+                names.push(name);
+            }
         }
         names.sort();
         Ok(names)

@@ -10,6 +10,11 @@ use super::root::{HostRoot, Touched};
 /// The manifest written at the top of every snapshot.
 pub const MANIFEST: &str = "exliar-snapshot.json";
 
+/// An empty file put into folders that hold nothing else, so that a
+/// snapshot kept in git (which stores no empty folders) reads back the same.
+/// [`HostRoot::list_dir`] never shows it.
+pub const KEEP: &str = ".exliar-keep";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{path}: already exists and is not an empty folder")]
@@ -70,6 +75,25 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                     Ok(_) => out.push(Entry::File(rel, Vec::new())),
                     Err(_) => {}
                 }
+            }
+        }
+    }
+    keep_empty_dirs(out)
+}
+
+/// Add a [`KEEP`] file to every folder entry that nothing else lies in.
+/// Entries come sorted by path, so a folder's contents follow it directly.
+fn keep_empty_dirs(entries: Vec<Entry>) -> Vec<Entry> {
+    let path = |e: &Entry| match e {
+        Entry::Dir(p) | Entry::File(p, _) | Entry::Link(p, _) => p.clone(),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        out.push(e.clone());
+        if let Entry::Dir(d) = e {
+            let has_child = entries.get(i + 1).is_some_and(|x| path(x).starts_with(d));
+            if !has_child {
+                out.push(Entry::File(d.join(KEEP), Vec::new()));
             }
         }
     }
