@@ -626,3 +626,16 @@ fn real_initramfs_configs() {
         assert!(env.initramfs_conflicts.is_empty(), "{name}");
     }
 }
+
+/// docs/checks.md documents every check id.
+#[test]
+fn docs_list_every_check() {
+    let doc =
+        std::fs::read_to_string(manifest_dir().join("docs/checks.md")).expect("docs/checks.md");
+    for (id, _) in check::CHECKS {
+        assert!(
+            doc.contains(&format!("| `{id}` |")),
+            "docs/checks.md lacks {id}"
+        );
+    }
+}
