@@ -639,3 +639,63 @@ fn docs_list_every_check() {
         );
     }
 }
+
+/// A parameter on the running command line that the boot loader's
+/// configuration lacks is lost at the next boot: a warning with the remedy.
+#[test]
+fn running_but_not_configured_parameter_warns() {
+    let mut ev = Evidence::default();
+    put(
+        &mut ev,
+        "proc/cpuinfo",
+        "vendor_id\t: GenuineIntel\nflags\t\t: vmx\n",
+    );
+    put(
+        &mut ev,
+        "proc/cmdline",
+        "BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on\n",
+    );
+    put(&mut ev, "etc/os-release", "ID=debian\n");
+    put(
+        &mut ev,
+        "etc/default/grub",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+    );
+    ev.present.insert("boot/grub/grub.cfg".into(), true);
+    let checks = check::run_checks(&ev, None, &["iommu.cmdline"]);
+    assert_eq!(checks.len(), 1);
+    let c = &checks[0];
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.summary.contains("will be gone after the next boot"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.remedy
+            .as_deref()
+            .unwrap_or("")
+            .contains("sudo update-grub")
+    );
+    // Configured too: ok.
+    put(
+        &mut ev,
+        "etc/default/grub",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet intel_iommu=on\"\n",
+    );
+    let checks = check::run_checks(&ev, None, &["iommu.cmdline"]);
+    assert_eq!(checks[0].status, Status::Ok, "{:?}", checks[0]);
+    // Old Fedora BLS entries say `$kernelopts`: not judged.
+    put(&mut ev, "etc/default/grub", "GRUB_ENABLE_BLSCFG=true\n");
+    ev.dirs.insert(
+        "boot/loader/entries".into(),
+        Listing::Entries(vec!["a.conf".into()]),
+    );
+    put(
+        &mut ev,
+        "boot/loader/entries/a.conf",
+        "options $kernelopts\n",
+    );
+    let checks = check::run_checks(&ev, None, &["iommu.cmdline"]);
+    assert_eq!(checks[0].status, Status::Ok, "{:?}", checks[0]);
+}

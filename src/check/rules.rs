@@ -556,33 +556,28 @@ impl<'a> Ctx<'a> {
             ));
         }
         let hw = self.hw_virt();
+        let mut remedies: Vec<&str> = Vec::new();
         c.summary = match usable {
             Some(true) => {
                 "/dev/kvm present and usable (read/write) by the current user".to_string()
             }
             Some(false) => {
                 c.status = Status::Warn;
-                c.remedy = Some("sudo usermod -aG kvm $USER (then log in again); libvirt's system VMs do not need this".to_string());
-                "/dev/kvm present but the current user may not open it read/write".to_string()
+                remedies.push("sudo usermod -aG kvm $USER (then log in again; libvirt's system VMs do not need this)");
+                "/dev/kvm present, but the current user may not open it read/write".to_string()
             }
             None => "/dev/kvm present".to_string(),
         };
         if self.pvm() && !hw {
             c.status = Status::Warn;
-            c.summary = format!(
-                "{}, but it is kvm_pvm (PVM: KVM without hardware virtualization) and cpuinfo shows no vmx/svm: this is a nested PVM setup, not hardware KVM",
-                c.summary
-            );
-            c.remedy = Some("run on a host with VT-x/AMD-V (or a VM with nested virtualization and a virtual IOMMU) for device passthrough".to_string());
-        } else if !hw
-            && self.cpuinfo != Content::Missing
-            && matches!(self.cpuinfo, Content::Data(_))
-        {
+            c.summary.push_str("; it is provided by kvm_pvm (PVM: KVM without hardware virtualization) while cpuinfo shows no vmx/svm: a nested PVM setup, not hardware KVM");
+            remedies.push("for device passthrough, run on a host with VT-x/AMD-V (or a VM with nested virtualization and a virtual IOMMU)");
+        } else if !hw && matches!(self.cpuinfo, Content::Data(_)) {
             c.status = Status::Warn;
-            c.summary = format!(
-                "{}, yet /proc/cpuinfo shows no vmx/svm: contradictory evidence (a paravirtual or emulated KVM)",
-                c.summary
-            );
+            c.summary.push_str("; yet /proc/cpuinfo shows no vmx/svm: contradictory evidence (a paravirtual or emulated KVM)");
+        }
+        if !remedies.is_empty() {
+            c.remedy = Some(remedies.join("; "));
         }
         c.facts(facts)
     }
@@ -993,6 +988,16 @@ impl<'a> Ctx<'a> {
         let Some(next) = bootenv::configured_params(&self.boot) else {
             return c;
         };
+        // `$kernelopts` (old Fedora BLS entries) and shell expansions: the
+        // configured value is not known.
+        if self
+            .boot
+            .configured_cmdline
+            .as_ref()
+            .is_some_and(|f| f.value.contains('$') || f.value.contains('`'))
+        {
+            return c;
+        }
         let (k, v) = param.split_once('=').unwrap_or((param, ""));
         if next.has_option(k, v) || not_needed {
             return c;
