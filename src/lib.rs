@@ -8,6 +8,7 @@
 
 pub mod analyze;
 pub mod bind;
+pub mod check;
 pub mod cli;
 pub mod host;
 pub mod listing;

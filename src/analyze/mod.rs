@@ -1,6 +1,7 @@
 //! Pure analysis of an [`Inventory`]: GPUs, IOMMU groups, recommendation.
 //! No I/O happens here.
 
+pub mod bootenv;
 pub mod db;
 pub mod gpu;
 pub mod groups;

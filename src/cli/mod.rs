@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::analyze::{self, Analysis};
+use crate::check;
 use crate::host::{self, HostRoot};
 use crate::listing::{self, ListingFile};
 use crate::model::Inventory;
@@ -62,6 +63,8 @@ pub enum Command {
     Scan(ReportArgs),
     /// IOMMU groups with their members and a verdict per group (like ls-iommu)
     Iommu(ReportArgs),
+    /// Host readiness for GPU passthrough: CPU, KVM, IOMMU, kernel, boot loader, initramfs, VM stack, the GPU, hugepages
+    Check(CheckArgs),
     /// Capture exactly the files exliar reads into a folder or a .tar, readable back with --root
     Snapshot(SnapshotArgs),
     /// Analyze pasted text: IOMMU-group listings and lspci output (several files of one machine merge)
@@ -117,6 +120,16 @@ pub struct ReportArgs {
     /// Print the versioned JSON document instead of the human report
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the versioned JSON document (exliar.check/1) instead of the human report
+    #[arg(long)]
+    pub json: bool,
+    /// Run only these checks: ids (iommu.cmdline) or prefixes (iommu); see docs/checks.md
+    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "ID")]
+    pub only: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +208,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let analysis = analyze::analyze(&inv);
             emit_inventory(&inv, &analysis, a.json, true)
         }
+        Command::Check(a) => check(&cli.root, a),
         Command::Snapshot(a) => snapshot(&cli.root, &a.out),
         Command::Analyze(a) => {
             let files = read_listing_files(&a.files)?;
@@ -249,16 +263,58 @@ fn emit_inventory(
     Ok(exit::OK)
 }
 
+/// Everything `exliar check` reads: the check evidence and, when the PCI
+/// tree can be read, the GPU analysis.
+pub fn check_evidence(host: &HostRoot) -> (check::Evidence, Option<Analysis>) {
+    let (analysis, pci_error) = match read_host(host) {
+        Ok(inv) => (Some(analyze::analyze(&inv)), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let mut ev = check::gather(host);
+    ev.pci_error = pci_error;
+    (ev, analysis)
+}
+
+fn check(root: &std::path::Path, a: &CheckArgs) -> anyhow::Result<u8> {
+    let selected = check::select(&a.only)?;
+    if !root.is_dir() {
+        anyhow::bail!("{}: not a folder", root.display());
+    }
+    let host = HostRoot::new(root);
+    let (ev, analysis) = check_evidence(&host);
+    let checks = check::run_checks(&ev, analysis.as_ref(), &selected);
+    let narrowed = (!a.only.is_empty()).then_some(selected);
+    let report = check::CheckReport::new(&ev, analysis.as_ref(), checks, narrowed);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render::check(&report, &ev).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(if report.ready {
+        exit::OK
+    } else {
+        exit::FINDINGS
+    })
+}
+
 fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8> {
     let host = HostRoot::recording(root);
     // Read everything the reports read (the reports themselves are not kept).
     let ids = host::sysfs::load_pci_ids(&host);
     let inv = read_inventory(&host, &ids)?;
     let _ = analyze::analyze(&inv);
+    // And everything `exliar check` reads, so that `check --root` on the
+    // snapshot gives the same result.
+    let ev = check::gather(&host);
+    check::trim_for_snapshot(&host, &ev);
     let n = host::snapshot::write(&host, &ids, out)
         .with_context(|| format!("writing snapshot {}", out.display()))?;
     eprintln!(
-        "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder>",
+        "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)",
         root.display(),
         out.display()
     );

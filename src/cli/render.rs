@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::analyze::{Analysis, Gpu, GroupVerdict, Mode};
+use crate::check::{CheckReport, Evidence, Status};
 use crate::model::{Device, Inventory, PciAddress, Source};
 
 fn source_line(inv: &Inventory) -> String {
@@ -219,6 +220,83 @@ pub fn iommu(inv: &Inventory, a: &Analysis) -> String {
         let _ = writeln!(out, "Warnings ({})", inv.warnings.len());
         for w in &inv.warnings {
             let _ = writeln!(out, "  {w}");
+        }
+    }
+    out
+}
+
+/// `exliar check`.
+pub fn check(r: &CheckReport, ev: &Evidence) -> String {
+    let mut out = String::new();
+    let os = ev
+        .os_release()
+        .and_then(|(_, t)| crate::host::sysfs::os_release_value(&t, "PRETTY_NAME"))
+        .unwrap_or_else(|| "unknown OS".to_string());
+    let kernel = ev
+        .kernel_release()
+        .map(|k| format!(", Linux {k}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "exliar check: host {} ({os}{kernel}){}",
+        r.root,
+        if r.live { "" } else { " [not the live host]" }
+    );
+    let mut group = None;
+    for c in &r.checks {
+        if group != Some(c.group) {
+            group = Some(c.group);
+            let _ = writeln!(out);
+            let _ = writeln!(out, "{}", c.group.label());
+        }
+        let mark = match c.status {
+            Status::Ok => "ok",
+            Status::Info => "info",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        };
+        let _ = writeln!(out, "  {mark:<4}  {:<20} {}", c.id, c.summary);
+        if matches!(c.status, Status::Warn | Status::Fail | Status::Skip) {
+            for e in &c.evidence {
+                let _ = writeln!(out, "        {:<20} {e}", "");
+            }
+        }
+        if c.status != Status::Ok
+            && let Some(fix) = &c.remedy
+        {
+            let _ = writeln!(out, "        {:<20} fix: {fix}", "");
+        }
+    }
+    let _ = writeln!(out);
+    let n = &r.counts;
+    let tally = format!(
+        "{} ok, {} info, {} warnings, {} failed, {} skipped",
+        n.ok, n.info, n.warn, n.fail, n.skip
+    );
+    let scope = if r.only.is_some() {
+        " (only the selected checks)"
+    } else {
+        ""
+    };
+    match &r.first_blocker {
+        None => {
+            let what = r
+                .target_gpu
+                .as_ref()
+                .map(|g| format!(" of {g}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "READY for boot-time passthrough{what}{scope}: nothing blocks it ({tally})."
+            );
+        }
+        Some(b) => {
+            let _ = writeln!(
+                out,
+                "NOT READY for boot-time passthrough{scope}: first blocking failure {}: {} ({tally}).",
+                b.id, b.summary
+            );
         }
     }
     out

@@ -13,4 +13,4 @@ pub mod sysfs;
 pub mod write;
 
 pub use pciids::{PCI_IDS_PATHS, PciIds};
-pub use root::{HostRoot, ReadError, Touched};
+pub use root::{HostRoot, NodeInfo, ReadError, Touched};

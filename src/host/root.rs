@@ -20,6 +20,21 @@ pub enum Touched {
     Present,
     /// A symbolic link and its target text as stored on disk.
     Link(PathBuf),
+    /// The file was read, but a snapshot stores only this part of it (the
+    /// lines that were used), so that it reads back the same.
+    Trimmed(Vec<u8>),
+}
+
+/// What the live host says about a device node or socket (only on the live
+/// root: another tree's nodes are placeholders).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `char device`, `socket`, `file`, …
+    pub kind: &'static str,
+    /// Permission bits (`0o660`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Read access to one host tree.
@@ -87,8 +102,82 @@ impl HostRoot {
 
     fn note(&self, rel: &Path, what: Touched) {
         if let Some(r) = &self.record {
-            r.borrow_mut().insert(rel.to_path_buf(), what);
+            let mut r = r.borrow_mut();
+            // Never downgrade: a trimmed record stays trimmed when the file
+            // is read again, and a read file stays read when only its
+            // presence is asked later.
+            match (r.get(rel), &what) {
+                (Some(Touched::Trimmed(_)), Touched::File | Touched::Present) => return,
+                (Some(Touched::File), Touched::Present) => return,
+                _ => {}
+            }
+            r.insert(rel.to_path_buf(), what);
         }
+    }
+
+    /// For a recording root: store only `content` for `rel` in a snapshot
+    /// (the lines a report used), instead of the whole file.
+    pub fn record_trimmed(&self, rel: impl AsRef<Path>, content: Vec<u8>) {
+        if self.record.is_some()
+            && let Ok(p) = self.resolve(rel.as_ref())
+        {
+            self.note(&p, Touched::Trimmed(content));
+        }
+    }
+
+    /// On the live root only: whether the current user may open `rel` for
+    /// reading (and writing), as the kernel decides (`access(2)`). `None`
+    /// on any other root, where the current user is not the tree's user.
+    pub fn live_access(&self, rel: impl AsRef<Path>, write: bool) -> Option<Result<bool, String>> {
+        if !self.is_live() {
+            return None;
+        }
+        let full = self.root.join(rel.as_ref());
+        let mode = if write {
+            rustix::fs::Access::READ_OK | rustix::fs::Access::WRITE_OK
+        } else {
+            rustix::fs::Access::READ_OK
+        };
+        Some(match rustix::fs::access(&full, mode) {
+            Ok(()) => Ok(true),
+            Err(e)
+                if e == rustix::io::Errno::ACCESS
+                    || e == rustix::io::Errno::PERM
+                    || e == rustix::io::Errno::ROFS =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("{}: {}", full.display(), std::io::Error::from(e))),
+        })
+    }
+
+    /// On the live root only: the type, mode and owner of `rel`.
+    pub fn live_node(&self, rel: impl AsRef<Path>) -> Option<NodeInfo> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if !self.is_live() {
+            return None;
+        }
+        let md = std::fs::metadata(self.root.join(rel.as_ref())).ok()?;
+        let ft = md.file_type();
+        let kind = if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_socket() {
+            "socket"
+        } else if ft.is_dir() {
+            "directory"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            "special file"
+        };
+        Some(NodeInfo {
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        })
     }
 
     /// The name shown to users for a path inside the root: `/sys/...` on the
@@ -233,16 +322,24 @@ impl HostRoot {
         }
     }
 
-    /// Whether a path exists (after resolving links inside the root).
+    /// Whether a path exists (after resolving links inside the root). A
+    /// snapshot records only the presence (an empty file, or a folder).
     pub fn exists(&self, rel: impl AsRef<Path>) -> bool {
         match self.resolve(rel.as_ref()) {
-            Ok(p) => {
-                let ok = std::fs::symlink_metadata(self.root.join(&p)).is_ok();
-                if ok {
-                    self.note(&p, Touched::File);
+            Ok(p) => match std::fs::symlink_metadata(self.root.join(&p)) {
+                Ok(md) => {
+                    self.note(
+                        &p,
+                        if md.is_dir() {
+                            Touched::Dir
+                        } else {
+                            Touched::Present
+                        },
+                    );
+                    true
                 }
-                ok
-            }
+                Err(_) => false,
+            },
             Err(_) => false,
         }
     }
@@ -257,7 +354,10 @@ impl HostRoot {
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.err(&rel, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name != super::snapshot::KEEP {
+                names.push(name);
+            }
         }
         names.sort();
         Ok(names)

@@ -10,6 +10,11 @@ use super::root::{HostRoot, Touched};
 /// The manifest written at the top of every snapshot.
 pub const MANIFEST: &str = "exliar-snapshot.json";
 
+/// An empty file put into folders that hold nothing else, so that a
+/// snapshot kept in git (which stores no empty folders) reads back the same.
+/// [`HostRoot::list_dir`] never shows it.
+pub const KEEP: &str = ".exliar-keep";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{path}: already exists and is not an empty folder")]
@@ -55,6 +60,7 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
             Touched::Link(target) => out.push(Entry::Link(rel, target)),
             Touched::Dir => out.push(Entry::Dir(rel)),
             Touched::Present => out.push(Entry::File(rel, Vec::new())),
+            Touched::Trimmed(bytes) => out.push(Entry::File(rel, bytes)),
             Touched::File => {
                 let full = host.path().join(&rel);
                 match std::fs::symlink_metadata(&full) {
@@ -64,8 +70,30 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                             out.push(Entry::File(rel, bytes));
                         }
                     }
-                    _ => {}
+                    // Device nodes and sockets (`/dev/kvm`, libvirt's
+                    // socket): only their presence was used.
+                    Ok(_) => out.push(Entry::File(rel, Vec::new())),
+                    Err(_) => {}
                 }
+            }
+        }
+    }
+    keep_empty_dirs(out)
+}
+
+/// Add a [`KEEP`] file to every folder entry that nothing else lies in.
+/// Entries come sorted by path, so a folder's contents follow it directly.
+fn keep_empty_dirs(entries: Vec<Entry>) -> Vec<Entry> {
+    let path = |e: &Entry| match e {
+        Entry::Dir(p) | Entry::File(p, _) | Entry::Link(p, _) => p.clone(),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        out.push(e.clone());
+        if let Entry::Dir(d) = e {
+            let has_child = entries.get(i + 1).is_some_and(|x| path(x).starts_with(d));
+            if !has_child {
+                out.push(Entry::File(d.join(KEEP), Vec::new()));
             }
         }
     }
@@ -78,7 +106,7 @@ fn manifest(host: &HostRoot, entries: &[Entry]) -> Vec<u8> {
         "exliar_version": env!("CARGO_PKG_VERSION"),
         "captured_root": host.path().display().to_string(),
         "entries": entries.len(),
-        "read_back_with": "exliar scan --root <this folder>",
+        "read_back_with": "exliar scan --root <this folder>; exliar check --root <this folder>",
     });
     let mut s = serde_json::to_vec_pretty(&v).unwrap_or_default();
     s.push(b'\n');
