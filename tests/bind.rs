@@ -219,6 +219,7 @@ fn bind_card_then_unbind_restores_everything() {
         [a(GPU), a(GPU_AUDIO)],
         "the card's functions"
     );
+    assert!(out.devices.iter().all(|d| d.recorded));
     for f in [GPU, GPU_AUDIO] {
         assert_eq!(h.driver(f).as_deref(), Some("vfio-pci"), "{f}");
         assert_eq!(h.sim.driver_override(&a(f)).as_deref(), Some("vfio-pci"));
@@ -761,6 +762,12 @@ fn unbind_without_a_record_and_of_driverless_functions() {
             "write \"vfio-pci\" to /sys/bus/pci/devices/0000:01:00.1/driver_override",
             "write \"0000:01:00.1\" to /sys/bus/pci/drivers_probe",
         ]
+    );
+    let recorded: Vec<bool> = out.devices.iter().map(|d| d.recorded).collect();
+    assert_eq!(
+        recorded,
+        [false, true],
+        "only the device exliar moved is held"
     );
     let st = h.state().all();
     assert_eq!(st.len(), 1);

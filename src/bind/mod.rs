@@ -118,7 +118,8 @@ pub struct DeviceOutcome {
     /// the recorded driver for an unbind; `None` when the device should have
     /// none, or (unbind without a record) when it is the kernel's choice.
     pub expected: Option<String>,
-    /// Unbind: exliar had recorded this device's original driver.
+    /// exliar holds a record of this device's original driver: after a bind
+    /// (it moved the device, now or before), before an unbind.
     pub recorded: bool,
 }
 
@@ -795,13 +796,14 @@ fn bind(
         }
     }
     out.steps = steps;
+    let held: BTreeSet<PciAddress> = store.all().iter().map(|b| b.address).collect();
     for a in targets {
         out.devices.push(DeviceOutcome {
             address: *a,
             driver_before: before.get(a).and_then(|b| b.driver.clone()),
             driver_after: if dry_run { None } else { driver_of(host, a) },
             expected: Some(VFIO.to_string()),
-            recorded: false,
+            recorded: held.contains(a),
         });
     }
     if !dry_run {
