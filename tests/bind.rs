@@ -820,6 +820,43 @@ fn unbind_without_a_record_and_of_driverless_functions() {
     assert!(out.warnings[0].contains("left alone"));
 }
 
+#[test]
+fn unbind_with_no_address_takes_only_what_exliar_holds() {
+    // The GPU was put on vfio-pci by someone else; exliar binds its card,
+    // which moves (and records) only the audio function.
+    let tree = SimTree::new()
+        .device(
+            SimDevice::new(a(BOOT_GPU), 0x030000, 0x1af4, 0x1050)
+                .driver("virtio-pci")
+                .group(1)
+                .boot_vga(),
+        )
+        .device(
+            SimDevice::new(a(GPU), 0x030000, 0x10de, 0x1c82)
+                .driver("vfio-pci")
+                .group(2),
+        )
+        .device(
+            SimDevice::new(a(GPU_AUDIO), 0x040300, 0x10de, 0x0fb9)
+                .driver("snd_hda_intel")
+                .group(2),
+        );
+    let h = Host::new(&tree);
+    assert!(h.bind(&req(&[GPU], Scope::Card)).ok);
+    assert_eq!(h.driver(GPU_AUDIO).as_deref(), Some("vfio-pci"));
+    let out = h.unbind(&req(&[], Scope::Card));
+    check_schema(&out);
+    assert!(out.ok, "{out:#?}");
+    assert_eq!(out.scope, Scope::Exact);
+    assert_eq!(
+        out.devices.iter().map(|d| d.address).collect::<Vec<_>>(),
+        [a(GPU_AUDIO)]
+    );
+    assert_eq!(h.driver(GPU_AUDIO).as_deref(), Some("snd_hda_intel"));
+    assert_eq!(h.driver(GPU).as_deref(), Some("vfio-pci"), "not exliar's");
+    assert_eq!(h.sim.vfio_nodes(), [2]);
+}
+
 // --- the CLI ---------------------------------------------------------------------
 
 fn cli_tree(tree: &SimTree) -> tempfile::TempDir {

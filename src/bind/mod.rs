@@ -829,7 +829,7 @@ fn bind(
 
 /// Give the devices `req` covers back to their recorded drivers (or to
 /// whatever the kernel picks when none was recorded). With no addresses:
-/// every device `store` holds. In a dry run nothing is written.
+/// exactly the devices `store` holds. In a dry run nothing is written.
 pub fn unbind_request(
     host: &HostRoot,
     kernel: &dyn Kernel,
@@ -841,6 +841,10 @@ pub fn unbind_request(
     let mut out = Outcome::new("unbind", req.scope, req.dry_run);
     let mut req = req.clone();
     if req.addresses.is_empty() {
+        // Exactly what exliar holds: not the rest of those cards or groups,
+        // which someone else may have put on vfio-pci.
+        req.scope = Scope::Exact;
+        out.scope = Scope::Exact;
         for b in store.all() {
             if inv.device(&b.address).is_some() {
                 req.addresses.push(b.address);
