@@ -660,7 +660,7 @@ fn bind(
     let vendor_reset = host.exists("sys/module/vendor_reset");
     for a in reset_bug.iter().filter(|_| !vendor_reset) {
         out.warnings.push(format!(
-            "{a} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset`, then bind again)"
+            "{a} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset` before binding)"
         ));
     }
 
