@@ -3,7 +3,11 @@
 //!
 //! Binding is by address (`driver_override`), never by `new_id`, which would
 //! take every card with the same ids. Every kernel write goes through the
-//! [`Kernel`] interface; every read through a [`HostRoot`].
+//! [`Kernel`] interface; every read through a [`HostRoot`]. Each binding is
+//! recorded in a [`BindingState`] before the kernel is touched, so a crash
+//! never loses the driver a device came from.
+//!
+//! The entry points are [`bind_request`], [`unbind_request`] and [`status`].
 
 mod state;
 
@@ -12,18 +16,22 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::analyze::{Analysis, is_group_infrastructure};
+use crate::analyze::{self, Analysis, is_group_infrastructure};
 use crate::host::HostRoot;
-use crate::host::critical::Critical;
+use crate::host::critical::{self, Critical};
 use crate::host::kernel::{Kernel, KernelOp};
 use crate::model::{Inventory, PciAddress};
 
-pub use state::{Binding, BindingState, MemoryState, STATE_FILE, StateFile};
+pub use state::{Binding, BindingState, MemoryState, STATE_FILE, StateFile, StateLock};
 
 pub const VFIO: &str = "vfio-pci";
 
+/// Drivers that leave an IOMMU group usable by vfio (besides no driver).
+const VIABLE_DRIVERS: &[&str] = &[VFIO, "pci-stub"];
+
 /// Which devices a request covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// The card's functions (GPU + audio/USB/UCSI), or the device itself.
     Card,
@@ -35,6 +43,7 @@ pub enum Scope {
 
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// For unbind, empty means every device exliar holds.
     pub addresses: Vec<PciAddress>,
     pub scope: Scope,
     pub force: bool,
@@ -51,21 +60,51 @@ pub struct Refusal {
     pub overridable: bool,
 }
 
-/// The result of a bind or unbind, also the `--json` document.
+/// A step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The device it was for; `None` for module loading and group checks.
+    pub device: Option<PciAddress>,
+    /// The kernel write as listed in `steps`, or the check
+    /// (`verify driver`, `verify /dev/vfio/N`, `verify group N viable`).
+    pub step: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(a) = &self.device {
+            write!(f, "{a}: ")?;
+        }
+        write!(f, "{}: {}", self.step, self.message)
+    }
+}
+
+/// The result of a bind or unbind, also the `--json` document
+/// (`exliar.bind/1`, see docs/json.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub schema: &'static str,
+    pub exliar_version: &'static str,
     pub action: &'static str,
+    pub scope: Scope,
     pub dry_run: bool,
+    /// Done, verified, and every group involved is viable.
     pub ok: bool,
     pub devices: Vec<DeviceOutcome>,
     pub groups: Vec<GroupOutcome>,
-    /// Kernel writes made (or, with --dry-run, that would be made).
+    /// Kernel writes made (or, with --dry-run, that would be made), in order;
+    /// those of an undo start with `undo: `.
     pub steps: Vec<String>,
     pub refusals: Vec<Refusal>,
     pub warnings: Vec<String>,
+    /// What failed, the first failure first (a bind stops at its first).
+    pub failures: Vec<Failure>,
+    /// One sentence for people, when something failed.
     pub error: Option<String>,
-    /// Set when a failure was undone.
+    /// Set when a failed bind was undone completely (every device back on
+    /// its driver with its override); a partial undo says what is left in
+    /// `warnings`.
     pub rolled_back: bool,
 }
 
@@ -73,83 +112,41 @@ pub struct Outcome {
 pub struct DeviceOutcome {
     pub address: PciAddress,
     pub driver_before: Option<String>,
+    /// `None` in a dry run (nothing changed) and when the device has no driver.
     pub driver_after: Option<String>,
+    /// The driver the device should be on afterwards: vfio-pci for a bind,
+    /// the recorded driver for an unbind; `None` when the device should have
+    /// none, or (unbind without a record) when it is the kernel's choice.
     pub expected: Option<String>,
+    /// exliar holds a record of this device's original driver: after a bind
+    /// (it moved the device, now or before), before an unbind.
+    pub recorded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub address: PciAddress,
+    pub driver: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupOutcome {
     pub id: u32,
-    /// Every endpoint on vfio-pci or driverless.
+    /// Every endpoint on vfio-pci (or pci-stub) or driverless.
     pub viable: bool,
     /// Endpoints that keep the group from being viable, with their driver.
-    pub blocking: Vec<(PciAddress, String)>,
+    pub blocking: Vec<Blocker>,
     /// `/dev/vfio/N` exists.
     pub vfio_node: bool,
 }
 
-/// Reset-method changes for cards with the AMD reset bug.
-#[derive(Debug, Clone, Default)]
-pub struct QuirkOps {
-    pub writes: Vec<(PathBuf, String)>,
-    pub steps: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-/// Cards with the `amd-reset-bug` quirk get `reset_method` =
-/// `device_specific` when the vendor-reset module is loaded; a warning when
-/// it is not. Pure apart from reading the host.
-pub fn reset_quirks(host: &HostRoot, analysis: &Analysis, targets: &[PciAddress]) -> QuirkOps {
-    let mut q = QuirkOps::default();
-    let loaded = host.exists("sys/module/vendor_reset");
-    for g in analysis
-        .gpus
-        .iter()
-        .filter(|g| targets.contains(&g.address))
-    {
-        if !g.quirks.iter().any(|id| id == "amd-reset-bug") {
-            continue;
-        }
-        if loaded {
-            let path = dev_rel(&g.address, "reset_method");
-            q.steps.push(
-                KernelOp::Write {
-                    path: path.clone(),
-                    value: "device_specific".to_string(),
-                }
-                .to_string(),
-            );
-            q.writes.push((path, "device_specific".to_string()));
-        } else {
-            q.warnings.push(format!(
-                "{} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset`)",
-                g.address
-            ));
-        }
-    }
-    q
-}
-
-/// Make the reset-method writes.
-pub fn apply_reset_quirks(kernel: &dyn Kernel, q: &QuirkOps) -> Result<(), String> {
-    for (path, value) in &q.writes {
-        kernel
-            .write_attr(path, value)
-            .map_err(|e| format!("setting reset_method: {e}"))?;
-    }
-    Ok(())
-}
-
 impl Outcome {
-    /// An outcome for a request refused before anything was done.
-    pub fn refused(action: &'static str, dry_run: bool) -> Self {
-        Self::new(action, dry_run)
-    }
-
-    fn new(action: &'static str, dry_run: bool) -> Self {
+    fn new(action: &'static str, scope: Scope, dry_run: bool) -> Self {
         Self {
             schema: "exliar.bind/1",
+            exliar_version: env!("CARGO_PKG_VERSION"),
             action,
+            scope,
             dry_run,
             ok: false,
             devices: Vec::new(),
@@ -157,9 +154,21 @@ impl Outcome {
             steps: Vec::new(),
             refusals: Vec::new(),
             warnings: Vec::new(),
+            failures: Vec::new(),
             error: None,
             rolled_back: false,
         }
+    }
+
+    fn fail(&mut self, f: Failure) {
+        self.failures.push(f);
+        self.error = Some(
+            self.failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
     }
 }
 
@@ -258,7 +267,10 @@ pub fn refusals(
         for c in critical.iter().filter(|c| c.address == *a) {
             out.push(Refusal {
                 address: *a,
-                reason: format!("is host-critical ({})", c.why),
+                reason: format!(
+                    "is host-critical ({}); use --force to take it anyway",
+                    c.why
+                ),
                 overridable: true,
             });
         }
@@ -284,6 +296,60 @@ pub fn refusals(
     out
 }
 
+/// Groups that binding only `targets` would leave non-viable: a member
+/// outside `targets` that is on a host driver. Pure.
+fn shared_group_refusals(inv: &Inventory, targets: &[PciAddress]) -> Vec<Refusal> {
+    let groups: BTreeSet<u32> = targets
+        .iter()
+        .filter_map(|a| inv.device(a).and_then(|d| d.iommu_group))
+        .collect();
+    let mut out = Vec::new();
+    for g in groups {
+        let peers: Vec<String> = inv
+            .iommu
+            .groups
+            .get(&g)
+            .into_iter()
+            .flatten()
+            .filter(|m| !targets.contains(m))
+            .filter_map(|m| inv.device(m))
+            .filter(|d| !d.is_bridge())
+            .filter_map(|d| {
+                let drv = d.driver.as_deref()?;
+                (!VIABLE_DRIVERS.contains(&drv)).then(|| format!("{} on {drv}", d.address))
+            })
+            .collect();
+        if peers.is_empty() {
+            continue;
+        }
+        let first = targets
+            .iter()
+            .find(|a| inv.device(a).and_then(|d| d.iommu_group) == Some(g));
+        if let Some(a) = first {
+            out.push(Refusal {
+                address: *a,
+                reason: format!(
+                    "shares IOMMU group {g} with {}: a VM can only use the whole group; bind it with --group, or take only these functions with --exact (the group stays unusable)",
+                    peers.join(", ")
+                ),
+                overridable: false,
+            });
+        }
+    }
+    out
+}
+
+/// Cards with the `amd-reset-bug` quirk among `targets`.
+fn reset_bug_cards(analysis: &Analysis, targets: &[PciAddress]) -> BTreeSet<PciAddress> {
+    analysis
+        .gpus
+        .iter()
+        .filter(|g| targets.contains(&g.address))
+        .filter(|g| g.quirks.iter().any(|id| id == "amd-reset-bug"))
+        .map(|g| g.address)
+        .collect()
+}
+
 fn dev_rel(a: &PciAddress, attr: &str) -> PathBuf {
     PathBuf::from(format!("sys/bus/pci/devices/{a}/{attr}"))
 }
@@ -300,16 +366,31 @@ fn override_of(host: &HostRoot, a: &PciAddress) -> Option<String> {
         .filter(|s| !s.is_empty() && s != "(null)")
 }
 
+fn reset_method_of(host: &HostRoot, a: &PciAddress) -> Option<String> {
+    host.read_optional(dev_rel(a, "reset_method"))
+        .ok()
+        .flatten()
+        .map(|s| s.trim().to_string())
+}
+
+fn shown(o: Option<&str>) -> &str {
+    o.unwrap_or("no driver")
+}
+
+/// Runs kernel writes (or, in a dry run, only lists them).
 struct Runner<'a> {
     host: &'a HostRoot,
     kernel: &'a dyn Kernel,
     dry_run: bool,
     steps: Vec<String>,
+    /// Prefix for listed steps (`undo: `).
+    prefix: &'static str,
 }
 
 impl Runner<'_> {
-    fn op(&mut self, op: KernelOp) -> Result<(), String> {
-        self.steps.push(op.to_string());
+    fn op(&mut self, device: Option<PciAddress>, op: KernelOp) -> Result<(), Failure> {
+        let step = op.to_string();
+        self.steps.push(format!("{}{step}", self.prefix));
         if self.dry_run {
             return Ok(());
         }
@@ -317,41 +398,63 @@ impl Runner<'_> {
             KernelOp::Write { path, value } => self.kernel.write_attr(path, value),
             KernelOp::LoadModule { name } => self.kernel.load_module(name),
         };
-        r.map_err(|e| format!("{op}: {e}"))
-    }
-
-    fn write(&mut self, path: PathBuf, value: &str) -> Result<(), String> {
-        self.op(KernelOp::Write {
-            path,
-            value: value.to_string(),
+        r.map_err(|e| Failure {
+            device,
+            step,
+            message: e.to_string(),
         })
     }
 
-    /// Move one device to `override_value`'s driver (or, with `None`, clear
-    /// the override and let the kernel choose).
-    fn rebind(&mut self, a: &PciAddress, override_value: Option<&str>) -> Result<(), String> {
+    fn write(&mut self, a: &PciAddress, path: PathBuf, value: &str) -> Result<(), Failure> {
+        self.op(
+            Some(*a),
+            KernelOp::Write {
+                path,
+                value: value.to_string(),
+            },
+        )
+    }
+
+    /// `driver_override`: a driver name, or `None` to clear it.
+    fn set_override(&mut self, a: &PciAddress, value: Option<&str>) -> Result<(), Failure> {
         self.write(
+            a,
             dev_rel(a, "driver_override"),
-            &format!("{}\n", override_value.unwrap_or("")),
-        )?;
-        let current = if self.dry_run {
-            None
+            &format!("{}\n", value.unwrap_or("")),
+        )
+    }
+
+    fn unbind_from(&mut self, a: &PciAddress, driver: &str) -> Result<(), Failure> {
+        self.write(
+            a,
+            PathBuf::from(format!("sys/bus/pci/drivers/{driver}/unbind")),
+            &a.to_string(),
+        )
+    }
+
+    fn probe(&mut self, a: &PciAddress) -> Result<(), Failure> {
+        self.write(
+            a,
+            PathBuf::from("sys/bus/pci/drivers_probe"),
+            &a.to_string(),
+        )
+    }
+
+    /// The device's driver now (in a dry run: `assumed`, what it would be).
+    fn driver(&self, a: &PciAddress, assumed: Option<&str>) -> Option<String> {
+        if self.dry_run {
+            assumed.map(str::to_string)
         } else {
             driver_of(self.host, a)
-        };
-        let bound_elsewhere = match (&current, override_value) {
-            (Some(c), Some(want)) => c != want,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if bound_elsewhere || self.dry_run {
-            let drv = current.unwrap_or_else(|| "<current driver>".to_string());
-            self.write(
-                PathBuf::from(format!("sys/bus/pci/drivers/{drv}/unbind")),
-                &a.to_string(),
-            )?;
         }
-        self.write(PathBuf::from("sys/bus/pci/drivers_probe"), &a.to_string())
+    }
+}
+
+fn verify(a: &PciAddress, message: String) -> Failure {
+    Failure {
+        device: Some(*a),
+        step: "verify driver".to_string(),
+        message,
     }
 }
 
@@ -365,10 +468,12 @@ fn group_outcomes(host: &HostRoot, inv: &Inventory, groups: &BTreeSet<u32>) -> V
                     continue;
                 }
                 if let Some(d) = driver_of(host, m)
-                    && d != VFIO
-                    && d != "pci-stub"
+                    && !VIABLE_DRIVERS.contains(&d.as_str())
                 {
-                    blocking.push((*m, d));
+                    blocking.push(Blocker {
+                        address: *m,
+                        driver: d,
+                    });
                 }
             }
             GroupOutcome {
@@ -381,66 +486,238 @@ fn group_outcomes(host: &HostRoot, inv: &Inventory, groups: &BTreeSet<u32>) -> V
         .collect()
 }
 
-/// Bind `targets` to vfio-pci. On any failure every device already moved
-/// is put back. `store` records each binding before it is made.
-pub fn bind(
+fn groups_of(inv: &Inventory, targets: &[PciAddress]) -> BTreeSet<u32> {
+    targets
+        .iter()
+        .filter_map(|a| inv.device(a).and_then(|d| d.iommu_group))
+        .collect()
+}
+
+/// What a device had before a bind.
+#[derive(Debug, Clone, Default)]
+struct Before {
+    driver: Option<String>,
+    driver_override: Option<String>,
+    reset_method: Option<String>,
+}
+
+/// What a device should be given back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Want {
+    /// The recorded driver (`None`: no driver).
+    Driver(Option<String>),
+    /// Nothing recorded: whatever the kernel picks, as long as it is not
+    /// vfio-pci.
+    KernelChoice,
+}
+
+/// Put one device back: override, driver, reset method. Verifies the
+/// driver afterwards (not in a dry run).
+fn restore(
+    run: &mut Runner<'_>,
+    a: &PciAddress,
+    current: &Before,
+    want_override: Option<&str>,
+    want: &Want,
+    want_reset: Option<&str>,
+) -> Result<(), Failure> {
+    if current.driver_override.as_deref() != want_override {
+        run.set_override(a, want_override)?;
+    }
+    let cur = current.driver.as_deref();
+    let probe = match want {
+        Want::Driver(d) if d.as_deref() == cur => false,
+        Want::Driver(d) => {
+            if let Some(c) = cur {
+                run.unbind_from(a, c)?;
+            }
+            d.is_some()
+        }
+        Want::KernelChoice => match cur {
+            Some(VFIO) => {
+                run.unbind_from(a, VFIO)?;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        },
+    };
+    if probe {
+        run.probe(a)?;
+    }
+    if let Some(m) = want_reset
+        && current.reset_method.as_deref() != Some(m)
+    {
+        // An empty list is written as a newline: the kernel takes "" as
+        // "no reset method", and a zero-length write would not reach it.
+        run.write(a, dev_rel(a, "reset_method"), &format!("{m}\n"))?;
+    }
+    if run.dry_run {
+        return Ok(());
+    }
+    let now = driver_of(run.host, a);
+    match want {
+        Want::Driver(d) if now != *d => Err(verify(
+            a,
+            format!(
+                "on {} afterwards, expected {}",
+                shown(now.as_deref()),
+                shown(d.as_deref())
+            ),
+        )),
+        Want::KernelChoice if now.as_deref() == Some(VFIO) => Err(verify(
+            a,
+            "still on vfio-pci afterwards: vfio-pci claims it by id (vfio-pci.ids= or new_id), not by exliar's override".to_string(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn before_of(host: &HostRoot, a: &PciAddress) -> Before {
+    Before {
+        driver: driver_of(host, a),
+        driver_override: override_of(host, a),
+        reset_method: reset_method_of(host, a),
+    }
+}
+
+/// Bind the devices `req` covers to vfio-pci, after the safety refusals
+/// (`--force` overrides those that may be overridden). In a dry run nothing
+/// is written: neither the kernel nor `store`.
+pub fn bind_request(
     host: &HostRoot,
     kernel: &dyn Kernel,
+    store: &mut dyn BindingState,
+    inv: &Inventory,
+    req: &Request,
+) -> Outcome {
+    let analysis = analyze::analyze(inv);
+    let mut out = Outcome::new("bind", req.scope, req.dry_run);
+    let targets = match targets(inv, &analysis, req) {
+        Ok(t) => t,
+        Err(r) => {
+            out.refusals.push(r);
+            return out;
+        }
+    };
+    let crit = critical::find(host);
+    let mut all = refusals(inv, &analysis, &targets, &crit);
+    if req.scope == Scope::Card {
+        all.extend(shared_group_refusals(inv, &targets));
+    }
+    let (forced, blocking): (Vec<Refusal>, Vec<Refusal>) =
+        all.into_iter().partition(|r| r.overridable && req.force);
+    if !blocking.is_empty() {
+        out.refusals = blocking;
+        out.devices = targets
+            .iter()
+            .map(|a| DeviceOutcome {
+                address: *a,
+                driver_before: driver_of(host, a),
+                driver_after: None,
+                expected: Some(VFIO.to_string()),
+                recorded: false,
+            })
+            .collect();
+        return out;
+    }
+    out.warnings.extend(
+        forced
+            .iter()
+            .map(|r| format!("--force: {} {}", r.address, r.reason)),
+    );
+    let quirky = reset_bug_cards(&analysis, &targets);
+    if req.dry_run {
+        let mut scratch = MemoryState(store.all());
+        bind(host, kernel, &mut scratch, inv, &targets, &quirky, out)
+    } else {
+        bind(host, kernel, store, inv, &targets, &quirky, out)
+    }
+}
+
+/// Bind `targets` to vfio-pci. On any failure every device already moved
+/// is put back. `store` records each binding before it is made.
+fn bind(
+    host: &HostRoot,
+    kernel: &dyn Kernel,
+    store: &mut dyn BindingState,
     inv: &Inventory,
     targets: &[PciAddress],
-    scope: Scope,
-    dry_run: bool,
-    store: &mut dyn BindingState,
+    reset_bug: &BTreeSet<PciAddress>,
+    mut out: Outcome,
 ) -> Outcome {
-    let mut out = Outcome::new("bind", dry_run);
+    let dry_run = out.dry_run;
     let mut run = Runner {
         host,
         kernel,
         dry_run,
         steps: Vec::new(),
+        prefix: "",
     };
-    let groups: BTreeSet<u32> = targets
-        .iter()
-        .filter_map(|a| inv.device(a).and_then(|d| d.iommu_group))
-        .collect();
-    let before: BTreeMap<PciAddress, (Option<String>, Option<String>)> = targets
-        .iter()
-        .map(|a| (*a, (driver_of(host, a), override_of(host, a))))
-        .collect();
+    let groups = groups_of(inv, targets);
+    let before: BTreeMap<PciAddress, Before> =
+        targets.iter().map(|a| (*a, before_of(host, a))).collect();
+    let vendor_reset = host.exists("sys/module/vendor_reset");
+    for a in reset_bug.iter().filter(|_| !vendor_reset) {
+        out.warnings.push(format!(
+            "{a} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset` before binding)"
+        ));
+    }
 
-    let result = (|| -> Result<(), String> {
-        if !host.exists("sys/bus/pci/drivers/vfio-pci") || dry_run {
-            run.op(KernelOp::LoadModule {
-                name: VFIO.to_string(),
-            })?;
+    let result = (|| -> Result<(), Failure> {
+        if !host.exists("sys/bus/pci/drivers/vfio-pci") {
+            run.op(
+                None,
+                KernelOp::LoadModule {
+                    name: VFIO.to_string(),
+                },
+            )?;
             if !dry_run && !host.exists("sys/bus/pci/drivers/vfio-pci") {
-                return Err("vfio-pci did not appear after modprobe".to_string());
+                return Err(Failure {
+                    device: None,
+                    step: "modprobe vfio-pci".to_string(),
+                    message: "/sys/bus/pci/drivers/vfio-pci did not appear".to_string(),
+                });
             }
         }
-        let mut done: Vec<PciAddress> = Vec::new();
         for a in targets {
-            let (drv, ovr) = before.get(a).cloned().unwrap_or_default();
-            if drv.as_deref() == Some(VFIO) {
+            let b = before.get(a).cloned().unwrap_or_default();
+            if b.driver.as_deref() == Some(VFIO) {
                 continue;
             }
-            if !dry_run {
-                store
-                    .record(Binding {
-                        address: *a,
-                        original_driver: drv.clone(),
-                        original_override: ovr.clone(),
-                        group: inv.device(a).and_then(|d| d.iommu_group),
-                    })
-                    .map_err(|e| format!("recording the binding of {a}: {e}"))?;
+            let set_reset = vendor_reset
+                && reset_bug.contains(a)
+                && b.reset_method.as_deref() != Some("device_specific");
+            store
+                .record(Binding {
+                    address: *a,
+                    original_driver: b.driver.clone(),
+                    original_override: b.driver_override.clone(),
+                    group: inv.device(a).and_then(|d| d.iommu_group),
+                    original_reset_method: b.reset_method.clone().filter(|_| set_reset),
+                })
+                .map_err(|e| Failure {
+                    device: Some(*a),
+                    step: format!("record in /{STATE_FILE}"),
+                    message: e.to_string(),
+                })?;
+            if set_reset {
+                run.write(a, dev_rel(a, "reset_method"), "device_specific")?;
             }
-            done.push(*a);
-            run.rebind(a, Some(VFIO)).map_err(|e| format!("{a}: {e}"))?;
+            run.set_override(a, Some(VFIO))?;
+            if let Some(d) = run.driver(a, b.driver.as_deref()) {
+                run.unbind_from(a, &d)?;
+            }
+            run.probe(a)?;
             if !dry_run {
                 let now = driver_of(host, a);
                 if now.as_deref() != Some(VFIO) {
-                    return Err(format!(
-                        "{a}: still on {} after drivers_probe (expected vfio-pci)",
-                        now.as_deref().unwrap_or("no driver")
+                    return Err(verify(
+                        a,
+                        format!(
+                            "on {} after drivers_probe, expected vfio-pci (see dmesg)",
+                            shown(now.as_deref())
+                        ),
                     ));
                 }
             }
@@ -450,26 +727,31 @@ pub fn bind(
         }
         for g in group_outcomes(host, inv, &groups) {
             if !g.vfio_node {
-                return Err(format!("/dev/vfio/{} did not appear", g.id));
+                return Err(Failure {
+                    device: None,
+                    step: format!("verify /dev/vfio/{}", g.id),
+                    message: format!("/dev/vfio/{} did not appear", g.id),
+                });
             }
-            if !g.viable && scope != Scope::Exact {
+            if !g.viable && out.scope != Scope::Exact {
                 let who: Vec<String> = g
                     .blocking
                     .iter()
-                    .map(|(a, d)| format!("{a} on {d}"))
+                    .map(|b| format!("{} on {}", b.address, b.driver))
                     .collect();
-                return Err(format!(
-                    "IOMMU group {} is not viable: {}",
-                    g.id,
-                    who.join(", ")
-                ));
+                return Err(Failure {
+                    device: None,
+                    step: format!("verify group {} viable", g.id),
+                    message: format!("IOMMU group {} is not viable: {}", g.id, who.join(", ")),
+                });
             }
         }
         Ok(())
     })();
 
-    if let Err(e) = result {
-        out.error = Some(e);
+    let mut steps = std::mem::take(&mut run.steps);
+    if let Err(f) = result {
+        out.fail(f);
         if !dry_run {
             // Undo in reverse order: every device back to what it had.
             let mut undo = Runner {
@@ -477,50 +759,61 @@ pub fn bind(
                 kernel,
                 dry_run: false,
                 steps: Vec::new(),
+                prefix: "undo: ",
             };
+            let mut complete = true;
             for a in targets.iter().rev() {
-                let (drv, ovr) = before.get(a).cloned().unwrap_or_default();
-                if driver_of(host, a) == drv && override_of(host, a) == ovr {
-                    let _ = store.forget(a);
-                    continue;
+                let b = before.get(a).cloned().unwrap_or_default();
+                if b.driver.as_deref() == Some(VFIO) {
+                    continue; // not touched; a record it has stays
                 }
-                match undo.rebind(a, ovr.as_deref()) {
+                let now = before_of(host, a);
+                let r = restore(
+                    &mut undo,
+                    a,
+                    &now,
+                    b.driver_override.as_deref(),
+                    &Want::Driver(b.driver.clone()),
+                    b.reset_method.as_deref(),
+                );
+                match r {
                     Ok(()) => {
-                        let _ = store.forget(a);
+                        if let Err(e) = store.forget(a) {
+                            out.warnings
+                                .push(format!("{a}: could not update /{STATE_FILE}: {e}"));
+                        }
                     }
-                    Err(e) => out.warnings.push(format!("undo of {a} failed: {e}")),
-                }
-                if driver_of(host, a) != drv {
-                    out.warnings.push(format!(
-                        "{a} is on {} after undo (it had {})",
-                        driver_of(host, a).as_deref().unwrap_or("no driver"),
-                        drv.as_deref().unwrap_or("no driver")
-                    ));
+                    Err(f) => {
+                        complete = false;
+                        out.warnings.push(format!(
+                            "undo failed, {f}; its original driver stays recorded for `exliar unbind`"
+                        ));
+                    }
                 }
             }
-            run.steps
-                .extend(undo.steps.into_iter().map(|s| format!("undo: {s}")));
-            out.rolled_back = true;
+            steps.extend(undo.steps);
+            out.rolled_back = complete;
         }
     }
-    out.steps = run.steps;
+    out.steps = steps;
+    let held: BTreeSet<PciAddress> = store.all().iter().map(|b| b.address).collect();
     for a in targets {
-        let b = before.get(a).and_then(|b| b.0.clone());
         out.devices.push(DeviceOutcome {
             address: *a,
-            driver_before: b,
+            driver_before: before.get(a).and_then(|b| b.driver.clone()),
             driver_after: if dry_run { None } else { driver_of(host, a) },
             expected: Some(VFIO.to_string()),
+            recorded: held.contains(a),
         });
     }
     if !dry_run {
         out.groups = group_outcomes(host, inv, &groups);
-        if out.error.is_none() {
+        if out.failures.is_empty() {
             for g in out.groups.iter().filter(|g| !g.viable) {
                 let who: Vec<String> = g
                     .blocking
                     .iter()
-                    .map(|(a, d)| format!("{a} on {d}"))
+                    .map(|b| format!("{} on {}", b.address, b.driver))
                     .collect();
                 out.warnings.push(format!(
                     "IOMMU group {} is not viable ({}): a VM cannot use it until those are bound too (exliar bind --group)",
@@ -530,91 +823,131 @@ pub fn bind(
             }
         }
     }
-    out.ok = out.error.is_none() && out.groups.iter().all(|g| g.viable);
+    out.ok = out.failures.is_empty() && out.groups.iter().all(|g| g.viable);
     out
 }
 
-/// Give `targets` back to their recorded drivers (or to whatever the kernel
-/// picks when none was recorded).
-pub fn unbind(
+/// Give the devices `req` covers back to their recorded drivers (or to
+/// whatever the kernel picks when none was recorded). With no addresses:
+/// exactly the devices `store` holds. In a dry run nothing is written.
+pub fn unbind_request(
     host: &HostRoot,
     kernel: &dyn Kernel,
+    store: &mut dyn BindingState,
+    inv: &Inventory,
+    req: &Request,
+) -> Outcome {
+    let analysis = analyze::analyze(inv);
+    let mut out = Outcome::new("unbind", req.scope, req.dry_run);
+    let mut req = req.clone();
+    if req.addresses.is_empty() {
+        // Exactly what exliar holds: not the rest of those cards or groups,
+        // which someone else may have put on vfio-pci.
+        req.scope = Scope::Exact;
+        out.scope = Scope::Exact;
+        for b in store.all() {
+            if inv.device(&b.address).is_some() {
+                req.addresses.push(b.address);
+            } else {
+                out.warnings.push(format!(
+                    "{} is recorded but no longer present; its record is dropped",
+                    b.address
+                ));
+                if !req.dry_run
+                    && let Err(e) = store.forget(&b.address)
+                {
+                    out.warnings
+                        .push(format!("could not update /{STATE_FILE}: {e}"));
+                }
+            }
+        }
+    }
+    let targets = match targets(inv, &analysis, &req) {
+        Ok(t) => t,
+        Err(r) => {
+            out.refusals.push(r);
+            return out;
+        }
+    };
+    if req.dry_run {
+        let mut scratch = MemoryState(store.all());
+        unbind(host, kernel, &mut scratch, inv, &targets, out)
+    } else {
+        unbind(host, kernel, store, inv, &targets, out)
+    }
+}
+
+fn unbind(
+    host: &HostRoot,
+    kernel: &dyn Kernel,
+    store: &mut dyn BindingState,
     inv: &Inventory,
     targets: &[PciAddress],
-    dry_run: bool,
-    store: &mut dyn BindingState,
+    mut out: Outcome,
 ) -> Outcome {
-    let mut out = Outcome::new("unbind", dry_run);
+    let dry_run = out.dry_run;
     let mut run = Runner {
         host,
         kernel,
         dry_run,
         steps: Vec::new(),
+        prefix: "",
     };
-    let groups: BTreeSet<u32> = targets
-        .iter()
-        .filter_map(|a| inv.device(a).and_then(|d| d.iommu_group))
-        .collect();
+    let groups = groups_of(inv, targets);
     let recorded: BTreeMap<PciAddress, Binding> = store
         .all()
         .into_iter()
         .filter(|b| targets.contains(&b.address))
         .map(|b| (b.address, b))
         .collect();
-    let mut errors = Vec::new();
     for a in targets {
-        let before = driver_of(host, a);
+        let now = before_of(host, a);
         let rec = recorded.get(a);
-        if before.as_deref() != Some(VFIO) && rec.is_none() {
+        let mut dev = DeviceOutcome {
+            address: *a,
+            driver_before: now.driver.clone(),
+            driver_after: now.driver.clone(),
+            expected: None,
+            recorded: rec.is_some(),
+        };
+        if now.driver.as_deref() != Some(VFIO) && rec.is_none() {
             out.warnings.push(format!(
-                "{a} is not on vfio-pci ({}); left alone",
-                before.as_deref().unwrap_or("no driver")
+                "{a} is not on vfio-pci ({}) and exliar did not bind it; left alone",
+                shown(now.driver.as_deref())
             ));
-            out.devices.push(DeviceOutcome {
-                address: *a,
-                driver_before: before.clone(),
-                driver_after: before,
-                expected: None,
-            });
+            out.devices.push(dev);
             continue;
         }
-        let ovr = rec.and_then(|r| r.original_override.clone());
-        let expected = rec.and_then(|r| r.original_driver.clone());
-        match run.rebind(a, ovr.as_deref()) {
+        let want = match rec {
+            Some(r) => Want::Driver(r.original_driver.clone()),
+            None => Want::KernelChoice,
+        };
+        dev.expected = rec.and_then(|r| r.original_driver.clone());
+        let result = restore(
+            &mut run,
+            a,
+            &now,
+            rec.and_then(|r| r.original_override.as_deref()),
+            &want,
+            rec.and_then(|r| r.original_reset_method.as_deref()),
+        );
+        dev.driver_after = if dry_run { None } else { driver_of(host, a) };
+        match result {
+            Ok(()) if !dry_run => {
+                if let Err(e) = store.forget(a) {
+                    out.warnings
+                        .push(format!("{a}: could not update /{STATE_FILE}: {e}"));
+                }
+            }
             Ok(()) => {}
-            Err(e) => {
-                errors.push(format!("{a}: {e}"));
-                continue;
-            }
+            Err(f) => out.fail(f),
         }
-        let after = if dry_run { None } else { driver_of(host, a) };
-        if !dry_run {
-            match (&expected, &after) {
-                (Some(want), got) if got.as_deref() != Some(want.as_str()) => errors.push(format!(
-                    "{a}: on {} after unbind (expected {want})",
-                    got.as_deref().unwrap_or("no driver")
-                )),
-                (None, Some(got)) if got == VFIO => {
-                    errors.push(format!("{a}: still on vfio-pci after unbind"));
-                }
-                _ => {
-                    if let Err(e) = store.forget(a) {
-                        out.warnings
-                            .push(format!("{a}: could not update {STATE_FILE}: {e}"));
-                    }
-                }
-            }
-        }
-        out.devices.push(DeviceOutcome {
-            address: *a,
-            driver_before: before,
-            driver_after: after,
-            expected,
-        });
+        out.devices.push(dev);
     }
     out.steps = run.steps;
     if !dry_run {
         out.groups = group_outcomes(host, inv, &groups);
+        let mut stale = Vec::new();
         for g in &out.groups {
             let any_vfio = inv
                 .iommu
@@ -624,13 +957,76 @@ pub fn unbind(
                 .flatten()
                 .any(|m| driver_of(host, m).as_deref() == Some(VFIO));
             if g.vfio_node && !any_vfio {
-                errors.push(format!("/dev/vfio/{} is still present", g.id));
+                stale.push(Failure {
+                    device: None,
+                    step: format!("verify /dev/vfio/{} gone", g.id),
+                    message: format!(
+                        "/dev/vfio/{} is still present with no member on vfio-pci (is a VM or another program holding the group open?)",
+                        g.id
+                    ),
+                });
             }
         }
+        for f in stale {
+            out.fail(f);
+        }
     }
-    if !errors.is_empty() {
-        out.error = Some(errors.join("; "));
-    }
-    out.ok = out.error.is_none();
+    out.ok = out.failures.is_empty();
     out
+}
+
+/// `exliar status --json` (`exliar.status/1`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusDoc {
+    pub schema: &'static str,
+    pub exliar_version: &'static str,
+    /// Devices exliar bound at runtime (from its state file).
+    pub runtime_bindings: Vec<StatusBinding>,
+    /// Every device on vfio-pci now, whoever bound it.
+    pub vfio_devices: Vec<PciAddress>,
+    /// The IOMMU groups of those devices and of the recorded ones.
+    pub groups: Vec<GroupOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusBinding {
+    pub address: PciAddress,
+    pub current_driver: Option<String>,
+    pub original_driver: Option<String>,
+    pub group: Option<u32>,
+    /// The device is on vfio-pci now (false: someone else moved it).
+    pub on_vfio: bool,
+}
+
+/// What exliar holds on this host now.
+pub fn status(host: &HostRoot, inv: &Inventory, store: &dyn BindingState) -> StatusDoc {
+    let runtime_bindings: Vec<StatusBinding> = store
+        .all()
+        .into_iter()
+        .map(|b| {
+            let current = driver_of(host, &b.address);
+            StatusBinding {
+                address: b.address,
+                on_vfio: current.as_deref() == Some(VFIO),
+                current_driver: current,
+                original_driver: b.original_driver,
+                group: b.group,
+            }
+        })
+        .collect();
+    let vfio_devices: Vec<PciAddress> = inv
+        .devices
+        .iter()
+        .filter(|d| driver_of(host, &d.address).as_deref() == Some(VFIO))
+        .map(|d| d.address)
+        .collect();
+    let mut groups: BTreeSet<u32> = groups_of(inv, &vfio_devices);
+    groups.extend(runtime_bindings.iter().filter_map(|b| b.group));
+    StatusDoc {
+        schema: "exliar.status/1",
+        exliar_version: env!("CARGO_PKG_VERSION"),
+        groups: group_outcomes(host, inv, &groups),
+        runtime_bindings,
+        vfio_devices,
+    }
 }

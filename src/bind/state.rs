@@ -13,9 +13,14 @@ pub const STATE_FILE: &str = "run/exliar/bindings.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub address: PciAddress,
+    /// The driver before `exliar bind` (`None`: the device had none).
     pub original_driver: Option<String>,
+    /// Its `driver_override` before (`None`: unset).
     pub original_override: Option<String>,
     pub group: Option<u32>,
+    /// Its `reset_method` before, when exliar changes it (AMD reset bug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_reset_method: Option<String>,
 }
 
 /// Where bindings are recorded.
@@ -39,7 +44,34 @@ pub struct StateFile {
     bindings: Vec<Binding>,
 }
 
+/// An exclusive lock on the state (`run/exliar/lock`), held while a bind or
+/// unbind runs so that two of them never interleave their records. Released
+/// when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct StateLock {
+    _fd: std::os::fd::OwnedFd,
+}
+
 impl StateFile {
+    /// Take the lock, waiting for another exliar that holds it.
+    pub fn lock(root: &Path) -> Result<StateLock, String> {
+        use rustix::fs::{FlockOperation, Mode, OFlags};
+        let rel = Path::new(STATE_FILE).with_file_name("lock");
+        let shown = root.join(&rel);
+        let dir = rel.parent().unwrap_or(Path::new(""));
+        let dir = crate::host::write::ensure_dir(root, dir)
+            .map_err(|e| format!("{}: {e}", shown.display()))?;
+        let fd = rustix::fs::open(
+            dir.join("lock"),
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| format!("{}: {e}", shown.display()))?;
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive)
+            .map_err(|e| format!("{}: {e}", shown.display()))?;
+        Ok(StateLock { _fd: fd })
+    }
+
     /// Load the file (a missing file is an empty state; a garbled one is an
     /// error naming it, so nothing recorded is silently dropped).
     pub fn load(root: &Path) -> Result<Self, String> {

@@ -69,7 +69,7 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Analyze pasted text: IOMMU-group listings and lspci output (several files of one machine merge)
     Analyze(AnalyzeArgs),
-    /// Move devices to vfio-pci now (the card's functions, or --group): verified, undone on failure; needs root
+    /// Move devices to vfio-pci now, until `exliar unbind` or a reboot (the card's functions, or --group): verified, undone on failure; needs root
     Bind(BindArgs),
     /// Give devices back to the drivers they had before `exliar bind`; needs root
     Unbind(UnbindArgs),

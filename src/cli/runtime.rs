@@ -1,4 +1,5 @@
-//! `exliar bind`, `unbind` and `status`.
+//! `exliar bind`, `unbind` and `status`: flags become a [`Request`]; the
+//! work is in [`crate::bind`]; the outcome is rendered here.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,10 +8,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{BindArgs, UnbindArgs, exit, read_host};
-use crate::analyze;
-use crate::bind::{self, BindingState, MemoryState, Outcome, Request, Scope, StateFile};
+use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
-use crate::host::critical;
 use crate::host::kernel::SysfsKernel;
 use crate::model::PciAddress;
 
@@ -29,9 +28,9 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
 
 fn render(o: &Outcome) -> String {
     let mut s = String::new();
-    let verb = if o.dry_run { "would run" } else { "ran" };
+    let verb = if o.dry_run { "would make" } else { "made" };
     if !o.refusals.is_empty() {
-        s.push_str("Refused:\n");
+        s.push_str(&format!("Refused to {}:\n", o.action));
         for r in &o.refusals {
             s.push_str(&format!("  {} {}\n", r.address, r.reason));
         }
@@ -42,19 +41,19 @@ fn render(o: &Outcome) -> String {
             s.push_str(&format!("  {st}\n"));
         }
     }
-    for d in &o.devices {
-        let before = d.driver_before.as_deref().unwrap_or("no driver");
-        match (&d.driver_after, o.dry_run) {
-            (_, true) => s.push_str(&format!(
-                "  {}: {before} -> {}\n",
-                d.address,
-                d.expected.as_deref().unwrap_or("(kernel's choice)")
-            )),
-            (after, false) => s.push_str(&format!(
-                "  {}: {before} -> {}\n",
-                d.address,
-                after.as_deref().unwrap_or("no driver")
-            )),
+    if o.refusals.is_empty() {
+        for d in &o.devices {
+            let before = d.driver_before.as_deref().unwrap_or("no driver");
+            let after = if o.dry_run {
+                match (&d.expected, o.action, d.recorded) {
+                    (Some(e), _, _) => e.as_str(),
+                    (None, "unbind", false) => "(the kernel's choice)",
+                    (None, _, _) => "no driver",
+                }
+            } else {
+                d.driver_after.as_deref().unwrap_or("no driver")
+            };
+            s.push_str(&format!("  {}: {before} -> {after}\n", d.address));
         }
     }
     for g in &o.groups {
@@ -98,122 +97,60 @@ fn finish(o: &Outcome, json: bool) -> anyhow::Result<u8> {
     })
 }
 
-fn state(root: &Path) -> anyhow::Result<StateFile> {
-    StateFile::load(root).map_err(|e| anyhow::anyhow!(e))
+fn scope(group: bool, exact: bool) -> Scope {
+    if group {
+        Scope::Group
+    } else if exact {
+        Scope::Exact
+    } else {
+        Scope::Card
+    }
+}
+
+/// The state file, locked for the run (not for a dry run: that writes
+/// nothing, not even the lock).
+fn state(root: &Path, dry_run: bool) -> anyhow::Result<(StateFile, Option<StateLock>)> {
+    let lock = if dry_run {
+        None
+    } else {
+        Some(StateFile::lock(root).map_err(|e| anyhow::anyhow!(e))?)
+    };
+    let st = StateFile::load(root).map_err(|e| anyhow::anyhow!(e))?;
+    Ok((st, lock))
 }
 
 pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
-    let analysis = analyze::analyze(&inv);
     let req = Request {
         addresses: parse_addresses(&a.addresses)?,
-        scope: if a.group {
-            Scope::Group
-        } else if a.exact {
-            Scope::Exact
-        } else {
-            Scope::Card
-        },
+        scope: scope(a.group, a.exact),
         force: a.force,
         dry_run: a.dry_run,
     };
-    let targets = match bind::targets(&inv, &analysis, &req) {
-        Ok(t) => t,
-        Err(r) => anyhow::bail!("{}: {}", r.address, r.reason),
-    };
-    let crit = critical::find(&host);
-    let refusals = bind::refusals(&inv, &analysis, &targets, &crit);
-    let blocking: Vec<_> = refusals
-        .iter()
-        .filter(|r| !r.overridable || !req.force)
-        .cloned()
-        .collect();
     let kernel = SysfsKernel::new(root);
-    let mut out = if blocking.is_empty() {
-        let quirk_ops = bind::reset_quirks(&host, &analysis, &targets);
-        if a.dry_run {
-            let mut st = MemoryState::default();
-            let mut o = bind::bind(&host, &kernel, &inv, &targets, req.scope, true, &mut st);
-            o.steps.splice(0..0, quirk_ops.steps);
-            o.warnings.extend(quirk_ops.warnings);
-            o
-        } else {
-            let mut st = state(root)?;
-            let pre = bind::apply_reset_quirks(&kernel, &quirk_ops);
-            let mut o = bind::bind(&host, &kernel, &inv, &targets, req.scope, false, &mut st);
-            o.steps.splice(0..0, quirk_ops.steps);
-            o.warnings.extend(quirk_ops.warnings);
-            if let Err(e) = pre {
-                o.warnings.push(e);
-            }
-            o
-        }
-    } else {
-        let mut o = bind::Outcome::refused("bind", a.dry_run);
-        o.refusals = blocking;
-        o
-    };
-    if req.force {
-        out.warnings.extend(
-            refusals
-                .iter()
-                .filter(|r| r.overridable)
-                .map(|r| format!("--force: {} {}", r.address, r.reason)),
-        );
-    }
+    let (mut st, _lock) = state(root, a.dry_run)?;
+    let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
     finish(&out, a.json)
 }
 
 pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
-    let analysis = analyze::analyze(&inv);
-    let mut st = state(root)?;
-    let addresses = if a.addresses.is_empty() {
-        st.all().into_iter().map(|b| b.address).collect()
-    } else {
-        parse_addresses(&a.addresses)?
-    };
-    if addresses.is_empty() {
-        eprintln!("exliar: nothing to unbind: exliar holds no device (see `exliar status`)");
-        return Ok(exit::OK);
-    }
     let req = Request {
-        addresses,
-        scope: if a.group { Scope::Group } else { Scope::Card },
+        addresses: parse_addresses(&a.addresses)?,
+        scope: scope(a.group, false),
         force: false,
         dry_run: a.dry_run,
     };
-    let targets = match bind::targets(&inv, &analysis, &req) {
-        Ok(t) => t,
-        Err(r) => anyhow::bail!("{}: {}", r.address, r.reason),
-    };
+    let (mut st, _lock) = state(root, a.dry_run)?;
+    if req.addresses.is_empty() && st.all().is_empty() {
+        eprintln!("exliar: nothing to unbind: exliar holds no device (see `exliar status`)");
+        return Ok(exit::OK);
+    }
     let kernel = SysfsKernel::new(root);
-    let out = if a.dry_run {
-        let mut mem = MemoryState(st.all());
-        bind::unbind(&host, &kernel, &inv, &targets, true, &mut mem)
-    } else {
-        bind::unbind(&host, &kernel, &inv, &targets, false, &mut st)
-    };
+    let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
     finish(&out, a.json)
-}
-
-#[derive(Debug, Serialize)]
-struct StatusDoc {
-    schema: &'static str,
-    /// Devices exliar bound at runtime (from its state file).
-    runtime_bindings: Vec<StatusBinding>,
-    /// Every device on vfio-pci now, whoever bound it.
-    vfio_devices: Vec<PciAddress>,
-}
-
-#[derive(Debug, Serialize)]
-struct StatusBinding {
-    address: PciAddress,
-    current_driver: Option<String>,
-    original_driver: Option<String>,
-    group: Option<u32>,
 }
 
 pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
@@ -221,26 +158,8 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
     let inv = read_host(&host)?;
     let st = StateFile::load(root)
         .map_err(|e| anyhow::anyhow!(e))
-        .context("reading state")?;
-    let doc = StatusDoc {
-        schema: "exliar.status/1",
-        runtime_bindings: st
-            .all()
-            .into_iter()
-            .map(|b| StatusBinding {
-                address: b.address,
-                current_driver: inv.device(&b.address).and_then(|d| d.driver.clone()),
-                original_driver: b.original_driver,
-                group: b.group,
-            })
-            .collect(),
-        vfio_devices: inv
-            .devices
-            .iter()
-            .filter(|d| d.driver.as_deref() == Some(bind::VFIO))
-            .map(|d| d.address)
-            .collect(),
-    };
+        .context("reading the state")?;
+    let doc = bind::status(&host, &inv, &st);
     if json {
         print_json(&doc)?;
         return Ok(exit::OK);
@@ -272,6 +191,15 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
         s.push_str(&format!(
             "Also on vfio-pci (not bound by exliar at runtime): {}\n",
             others.join(", ")
+        ));
+    }
+    for g in &doc.groups {
+        s.push_str(&format!(
+            "IOMMU group {}: {}; /dev/vfio/{} {}\n",
+            g.id,
+            if g.viable { "viable" } else { "NOT viable" },
+            g.id,
+            if g.vfio_node { "present" } else { "absent" }
         ));
     }
     print!("{s}");

@@ -60,7 +60,9 @@ impl Kernel for SysfsKernel {
         let fd = rustix::fs::openat2(
             root.as_fd(),
             rel,
-            OFlags::WRONLY | OFlags::CLOEXEC,
+            // TRUNC, as a shell's `>` does: sysfs ignores it, and a plain
+            // file (a tree that is not sysfs) is then rewritten whole.
+            OFlags::WRONLY | OFlags::TRUNC | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )
@@ -88,6 +90,15 @@ impl Kernel for SysfsKernel {
     }
 
     fn load_module(&self, name: &str) -> io::Result<()> {
+        // modprobe acts on the running kernel, whatever the root: a tree
+        // that is not the live host (a snapshot, a mounted target) must not
+        // load modules into this machine.
+        if self.root != Path::new("/") {
+            return Err(io::Error::other(format!(
+                "modprobe {name}: modules are loaded only on the live host (--root /), not for {}",
+                self.root.display()
+            )));
+        }
         // No shell: the module name is one argument.
         let out = std::process::Command::new("modprobe")
             .arg("--")

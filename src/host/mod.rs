@@ -8,6 +8,7 @@ pub mod devdir;
 pub mod kernel;
 mod pciids;
 mod root;
+pub mod sim;
 pub mod snapshot;
 pub mod sysfs;
 pub mod write;

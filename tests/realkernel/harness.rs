@@ -47,6 +47,9 @@ pub struct Scenario {
     /// helper is available) after the standard exliar commands and before `/out` is
     /// shipped; its stdout, stderr and status land in `scenario.{stdout,stderr,rc}`.
     pub guest_script: Option<String>,
+    /// Deadline for this guest when it needs longer than the default (the
+    /// larger of this and `EXLIAR_REALKERNEL_TIMEOUT`/the default applies).
+    pub timeout: Option<Duration>,
 }
 
 impl Scenario {
@@ -57,6 +60,7 @@ impl Scenario {
             devices: devices.to_owned(),
             cmdline: String::new(),
             guest_script: None,
+            timeout: None,
         }
     }
 
@@ -65,6 +69,13 @@ impl Scenario {
     pub fn with_cmdline(mut self, params: &str) -> Scenario {
         self.cmdline.push(' ');
         self.cmdline.push_str(params);
+        self
+    }
+
+    /// Gives this guest longer than the default deadline.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn with_timeout(mut self, t: Duration) -> Scenario {
+        self.timeout = Some(t);
         self
     }
 
@@ -118,10 +129,15 @@ impl GuestRun {
 impl ExliarOutput {
     /// Parses stdout as JSON, panicking with the command's output when it is not.
     pub fn json(&self) -> serde_json::Value {
+        self.json_rc(0)
+    }
+
+    /// Parses stdout as JSON after checking the exit code is `rc`.
+    pub fn json_rc(&self, rc: i32) -> serde_json::Value {
         assert_eq!(
-            self.rc, 0,
-            "`exliar {}` failed in the guest (rc {}); stderr:\n{}",
-            self.args, self.rc, self.stderr
+            self.rc, rc,
+            "`exliar {}` in the guest: rc {}, expected {rc}; stdout:\n{}\nstderr:\n{}",
+            self.args, self.rc, self.stdout, self.stderr
         );
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -253,7 +269,7 @@ fn boot_lock() -> MutexGuard<'static, ()> {
 
 /// Appends `line` to `target/realkernel/times.txt` (truncated by the first write of a
 /// test process).
-fn record_time(line: &str) {
+pub fn record_time(line: &str) {
     static FIRST: OnceLock<()> = OnceLock::new();
     let path = cache_dir().join("times.txt");
     let truncate = FIRST.set(()).is_ok();
@@ -391,7 +407,7 @@ fn boot_locked(setup: &Setup, scenario: &Scenario) -> Result<GuestRun> {
     };
     let cmd = qemu_command(setup, scenario, &initrd, &serial_log, &xfer);
     fs::write(dir.join("qemu-command.txt"), format!("{cmd:?}\n"))?;
-    let limit = timeout();
+    let limit = scenario.timeout.map_or(timeout(), |t| t.max(timeout()));
     let ending = qemu::run_with_timeout(cmd, &qemu_log, limit)?;
     let explain = |what: String| -> anyhow::Error {
         anyhow::anyhow!(
