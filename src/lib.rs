@@ -12,4 +12,5 @@ pub mod cli;
 pub mod host;
 pub mod listing;
 pub mod model;
+pub mod plan;
 pub mod report;

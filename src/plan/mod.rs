@@ -1,0 +1,4 @@
+pub mod earlybind;
+pub mod editors;
+pub mod initramfs;
+pub mod modprobe;
