@@ -680,15 +680,41 @@ pub fn check_dropins(main: &str, dropins: &[(&str, &str)], edit: &MkinitcpioEdit
                 name,
                 line,
                 format!(
-                    "re-assigns {} after {CONF}, so {} {} not in effect; add it to this drop-in",
+                    "re-assigns {} after {CONF}, so {} {} not in effect: add {} here",
                     var.name(),
                     req.join(" "),
                     if req.len() > 1 { "are" } else { "is" },
+                    if req.len() > 1 { "them" } else { "it" },
                 ),
             ));
         }
     }
     findings
+}
+
+/// `MODULES` entries the kernel `(major, minor)` does not have:
+/// `vfio_virqfd` from 6.2 on (merged into `vfio`). mkinitcpio reports
+/// "module not found" for them; exliar leaves the user's entries alone and
+/// says so.
+pub fn obsolete_modules(text: &str, kernel: (u32, u32)) -> Result<Vec<Finding>, EditError> {
+    let mut out = Vec::new();
+    if kernel < (6, 2) {
+        return Ok(out);
+    }
+    for a in shell::parse(text)?.iter().filter(|a| a.name == "MODULES") {
+        for i in a.value.items() {
+            if normalize_module(&i.text) == "vfio_virqfd" && !i.text.ends_with('?') {
+                let line = text[..i.start].matches('\n').count() + 1;
+                out.push(Finding::new(
+                    CONF,
+                    line,
+                    "vfio_virqfd is part of vfio since Linux 6.2: mkinitcpio reports it as not found \
+                     (drop it, or write `vfio_virqfd?`)",
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn basename(path: &str) -> &str {
@@ -968,6 +994,14 @@ mod tests {
         assert_eq!(found[0].file, "/etc/mkinitcpio.conf.d/b.conf");
         assert_eq!(found[0].line, 1);
         assert!(check_dropins(main, &[("x/a.conf", "MODULES+=(amdgpu)\n")], &e).is_empty());
+    }
+
+    #[test]
+    fn obsolete_virqfd() {
+        let t = "MODULES=(vfio\n  vfio_virqfd)\nMODULES+=(vfio-virqfd?)\n";
+        let f = obsolete_modules(t, (6, 6)).unwrap_or_default();
+        assert_eq!(f.iter().map(|f| f.line).collect::<Vec<_>>(), [2]);
+        assert!(obsolete_modules(t, (6, 1)).unwrap_or_default().is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::{is_claiming, normalize_module};
-use crate::plan::editors::{EditError, check_token, insert_block, lines, strip_block};
+use crate::plan::editors::{EditError, Finding, check_token, insert_block, lines, strip_block};
 
 pub const MODULES_FILE: &str = "/etc/initramfs-tools/modules";
 const TAG: &str = "vfio";
@@ -58,6 +58,31 @@ impl ModulesEdit {
     }
 }
 
+/// Lines naming a module the kernel `(major, minor)` does not have
+/// (`vfio_virqfd` from 6.2 on): mkinitramfs warns and skips it.
+pub fn obsolete_modules(text: &str, kernel: (u32, u32)) -> Vec<Finding> {
+    if kernel < (6, 2) {
+        return Vec::new();
+    }
+    lines(text)
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.text.trim_start();
+            !t.starts_with('#')
+                && t.split_whitespace().next().map(normalize_module).as_deref()
+                    == Some("vfio_virqfd")
+        })
+        .map(|(n, _)| {
+            Finding::new(
+                MODULES_FILE,
+                n + 1,
+                "vfio_virqfd is part of vfio since Linux 6.2: this line can go",
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +123,12 @@ mod tests {
             "raid1\namdgpu\nvfio_pci\n",
             "raid1\n# BEGIN exliar vfio\nvfio\nvfio_iommu_type1\nvfio_pci\n# END exliar vfio\namdgpu\nvfio_pci\n",
         );
+    }
+
+    #[test]
+    fn obsolete_virqfd() {
+        let f = obsolete_modules("vfio\n# vfio_virqfd\n vfio-virqfd\n", (6, 2));
+        assert_eq!(f.iter().map(|f| f.line).collect::<Vec<_>>(), [3]);
     }
 
     #[test]
