@@ -154,7 +154,9 @@ pub struct IsolationRequest {
     pub vfio_pci_builtin: bool,
     pub guest: Vec<GuestFunction>,
     /// vendor:device of every function the host keeps (to find identical
-    /// cards: an id the host also has cannot go to `ids=`).
+    /// cards: an id the host also has cannot go to `ids=`). Leave out
+    /// devices already given to VMs (bound to vfio-pci): their ids, when
+    /// modprobe.d binds them today, are carried over.
     pub host_ids: Vec<PciId>,
     /// The modprobe.d files present now, `(path, text)`, `/etc` before
     /// `/run` before `/usr/lib` before `/lib`: ids and softdeps already
@@ -239,7 +241,35 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     } else if !ids_text.is_empty() {
         let current = modprobe::existing_vfio_ids(&existing);
         plan.findings.extend(current.findings());
-        let merged = modprobe::merge_ids(current.effective_ids(), &ids_text);
+        // exliar's list is read last and replaces the one in effect today:
+        // carry that one over, except ids of devices the host keeps.
+        let (carried, dropped): (Vec<String>, Vec<String>) = current
+            .effective_ids()
+            .iter()
+            .cloned()
+            .partition(|id| id.parse::<PciId>().map_or(true, |i| !host.contains(&i)));
+        if let Some(e) = current.effective() {
+            if !carried.is_empty() {
+                plan.findings.push(Finding::new(
+                    &e.file,
+                    e.line,
+                    format!(
+                        "exliar's `ids=` list (read last) carries over {}",
+                        carried.join(",")
+                    ),
+                ));
+            }
+            for id in &dropped {
+                plan.findings.push(Finding::new(
+                    &e.file,
+                    e.line,
+                    format!(
+                        "exliar's `ids=` list leaves out {id}: the host keeps a device with this id"
+                    ),
+                ));
+            }
+        }
+        let merged = modprobe::merge_ids(&carried, &ids_text);
         let edit = modprobe::ModprobeEdit::new(vec![
             "# vfio-pci claims these vendor:device ids (only the guest card has them).".into(),
             "# Kept last (zz-): a later `ids=` would replace this list.".into(),
@@ -373,12 +403,15 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
             }
         }
     }
-    plan.regenerate = req
-        .generator
-        .regenerate_command()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // Only what reaches the initramfs needs it rebuilt.
+    if !plan.create.is_empty() || !plan.edit.is_empty() {
+        plan.regenerate = req
+            .generator
+            .regenerate_command()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    }
     plan
 }
 

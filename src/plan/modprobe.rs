@@ -307,10 +307,7 @@ impl VfioIds {
         out.push(Finding::new(
             &last.file,
             last.line,
-            format!(
-                "vfio-pci gets `ids={}` from here today; exliar's list keeps these ids and adds the guest's",
-                last.ids.join(",")
-            ),
+            format!("vfio-pci gets `ids={}` from here today", last.ids.join(",")),
         ));
         out
     }
