@@ -517,7 +517,7 @@ fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
             ))
         }
         Mark::Added { .. } => {
-            let local = shell::parse(current).unwrap_or_default();
+            let local = shell::parse_piece(current);
             let only_ours = local.iter().all(|a| match Var::of(&a.name) {
                 Some(v) => a.value.items().iter().all(|i| v.managed(&v.key(&i.text))),
                 None => false,
@@ -540,9 +540,7 @@ fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
 /// Put `saved` back if `current` differs from it only by items exliar adds;
 /// otherwise take exliar's items out of `current` and keep the rest.
 fn restore(saved: &str, current: &str) -> String {
-    let (Ok(was), Ok(now)) = (shell::parse(saved), shell::parse(current)) else {
-        return current.to_string();
-    };
+    let (was, now) = (shell::parse_piece(saved), shell::parse_piece(current));
     let skeleton = |text: &str, assigns: &[Assignment]| {
         let cuts = assigns
             .iter()
@@ -944,6 +942,18 @@ mod tests {
             "MODULES=(amdgpu); HOOKS=(base block)\n",
             "# exliar was: MODULES=(amdgpu); HOOKS=(base block)\n\
              MODULES=(vfio vfio_iommu_type1 vfio_pci amdgpu); HOOKS=(base modconf block)\n",
+        );
+    }
+
+    #[test]
+    fn statement_line_opening_a_multiline_string() {
+        // Found by fuzzing: the edited line also opens a string that the
+        // next line closes; its saved copy must still be put back exactly.
+        let e = edit(&[], &["modconf"], &[]);
+        check(
+            &e,
+            "HOOKS=(base) x\"\ny\"\n",
+            "# exliar was: HOOKS=(base) x\"\nHOOKS=(base modconf) x\"\ny\"\n",
         );
     }
 

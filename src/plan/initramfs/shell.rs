@@ -66,11 +66,18 @@ pub(crate) struct Assignment {
 
 /// Every assignment at the start of a command, in file order.
 pub(crate) fn parse(text: &str) -> Result<Vec<Assignment>, EditError> {
-    Lexer::new(text).run()
+    Lexer::new(text, false).run()
+}
+
+/// [`parse`] for a piece cut out of a file (one statement's lines): a quote
+/// or array that the rest of the file would close runs to the end instead.
+pub(crate) fn parse_piece(text: &str) -> Vec<Assignment> {
+    Lexer::new(text, true).run().unwrap_or_default()
 }
 
 struct Lexer<'a> {
     text: &'a str,
+    lenient: bool,
     s: &'a [u8],
     starts: Vec<usize>,
 }
@@ -87,7 +94,7 @@ const RESERVED: &[&str] = &[
 ];
 
 impl<'a> Lexer<'a> {
-    fn new(text: &'a str) -> Self {
+    fn new(text: &'a str, lenient: bool) -> Self {
         let mut starts = vec![0];
         for (i, b) in text.bytes().enumerate() {
             if b == b'\n' {
@@ -96,6 +103,7 @@ impl<'a> Lexer<'a> {
         }
         Self {
             text,
+            lenient,
             s: text.as_bytes(),
             starts,
         }
@@ -111,6 +119,16 @@ impl<'a> Lexer<'a> {
 
     fn err(&self, off: usize, msg: impl Into<String>) -> EditError {
         EditError::new(self.line0(off) + 1, msg)
+    }
+
+    /// An unterminated construct opened at `off`: an error, or (lenient)
+    /// the end of the text.
+    fn unterminated(&self, off: usize, msg: &str) -> Result<usize, EditError> {
+        if self.lenient {
+            Ok(self.s.len())
+        } else {
+            Err(self.err(off, msg))
+        }
     }
 
     fn run(&self) -> Result<Vec<Assignment>, EditError> {
@@ -158,9 +176,9 @@ impl<'a> Lexer<'a> {
                                 name: name.to_string(),
                                 append,
                                 start: i,
-                                end: close + 1,
+                                end: (close + 1).min(s.len()),
                                 first_line: self.line0(i),
-                                last_line: self.line0(close),
+                                last_line: self.line0(close.min(s.len().saturating_sub(1))),
                                 value: Value::Array {
                                     open: e,
                                     close,
@@ -187,7 +205,9 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
-        if let Some(&p) = parens.last() {
+        if let Some(&p) = parens.last()
+            && !self.lenient
+        {
             return Err(self.err(p, "`(` is never closed"));
         }
         Ok(out)
@@ -226,7 +246,7 @@ impl<'a> Lexer<'a> {
     fn close_single(&self, i: usize) -> Result<usize, EditError> {
         match self.s[i + 1..].iter().position(|&b| b == b'\'') {
             Some(p) => Ok(i + 1 + p + 1),
-            None => Err(self.err(i, "single quote `'` is never closed")),
+            None => self.unterminated(i, "single quote `'` is never closed"),
         }
     }
 
@@ -241,7 +261,7 @@ impl<'a> Lexer<'a> {
                 _ => j += 1,
             }
         }
-        Err(self.err(i, "quote `$'` is never closed"))
+        self.unterminated(i, "quote `$'` is never closed")
     }
 
     fn close_double(&self, i: usize) -> Result<usize, EditError> {
@@ -257,7 +277,7 @@ impl<'a> Lexer<'a> {
                 _ => j += 1,
             }
         }
-        Err(self.err(i, "double quote `\"` is never closed"))
+        self.unterminated(i, "double quote `\"` is never closed")
     }
 
     fn close_backtick(&self, i: usize) -> Result<usize, EditError> {
@@ -270,7 +290,7 @@ impl<'a> Lexer<'a> {
                 _ => j += 1,
             }
         }
-        Err(self.err(i, "backquote `` ` `` is never closed"))
+        self.unterminated(i, "backquote `` ` `` is never closed")
     }
 
     /// `( ... )` of `$( )` or `$(( ))` with `open` at the `(`.
@@ -298,7 +318,7 @@ impl<'a> Lexer<'a> {
                 _ => j += 1,
             }
         }
-        Err(self.err(open, "`$(` is never closed"))
+        self.unterminated(open, "`$(` is never closed")
     }
 
     fn close_brace(&self, open: usize) -> Result<usize, EditError> {
@@ -326,7 +346,7 @@ impl<'a> Lexer<'a> {
                 _ => j += 1,
             }
         }
-        Err(self.err(open, "`${` is never closed"))
+        self.unterminated(open, "`${` is never closed")
     }
 
     /// The items of `( ... )` with `open` at the `(`, and the `)` offset.
@@ -343,7 +363,9 @@ impl<'a> Lexer<'a> {
                 }
             }
             if i >= s.len() {
-                return Err(self.err(open, "array `(` is never closed"));
+                return self
+                    .unterminated(open, "array `(` is never closed")
+                    .map(|end| (items, end));
             }
             match s[i] {
                 b')' => return Ok((items, i)),
