@@ -145,6 +145,126 @@ mod tests {
         );
     }
 
+    /// Run the script against a fake /sys with a fake modprobe: the paths
+    /// are rewritten into a temporary directory.
+    fn run_script(
+        root: &std::path::Path,
+        iommu: bool,
+        vfio_registered: bool,
+        args: &[&str],
+    ) -> String {
+        let sys = root.join("sys");
+        let dev = |a: &str| sys.join("bus/pci/devices").join(a);
+        for a in ["0000:0b:00.0", "0000:0b:00.1", "0000:0c:00.0"] {
+            let _ = std::fs::create_dir_all(dev(a));
+            let _ = std::fs::write(dev(a).join("driver_override"), "(null)\n");
+        }
+        let _ = std::fs::create_dir_all(dev("0000:0c:00.0").join("driver"));
+        let _ = std::fs::create_dir_all(sys.join("kernel/iommu_groups"));
+        if iommu {
+            let _ = std::fs::create_dir_all(sys.join("kernel/iommu_groups/7"));
+        }
+        if vfio_registered {
+            let _ = std::fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci"));
+        }
+        let bin = root.join("bin");
+        let _ = std::fs::create_dir_all(&bin);
+        let log = root.join("modprobe.log");
+        let fake = format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display());
+        let _ = std::fs::write(bin.join("modprobe"), fake);
+        let _ = std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(bin.join("modprobe"))
+            .status();
+        let text = script(&[
+            PciAddress::new(0, 0x0b, 0, 0),
+            PciAddress::new(0, 0x0b, 0, 1),
+            PciAddress::new(0, 0x0c, 0, 0),
+            PciAddress::new(0, 0x0d, 0, 0),
+        ])
+        // sysfs takes each write on its own; a plain file must append.
+        .replace(
+            "> /sys/bus/pci/drivers_probe",
+            ">> /sys/bus/pci/drivers_probe",
+        )
+        .replace("/sys/", &format!("{}/", sys.display()))
+        .replace(
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            &format!("PATH={}", bin.display()),
+        );
+        let path = root.join("vfio-early-bind");
+        let _ = std::fs::write(&path, text);
+        let status = std::process::Command::new("sh")
+            .arg(&path)
+            .args(args)
+            .status();
+        assert!(status.is_ok_and(|s| s.success()));
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "0b.0={} 0b.1={} 0c.0={} probe={} modprobe={}",
+            read(dev("0000:0b:00.0").join("driver_override")).trim(),
+            read(dev("0000:0b:00.1").join("driver_override")).trim(),
+            read(dev("0000:0c:00.0").join("driver_override")).trim(),
+            read(sys.join("bus/pci/drivers_probe"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(","),
+            read(log).trim(),
+        )
+    }
+
+    #[test]
+    fn script_behaviour_on_a_fake_sysfs() {
+        let Ok(tmp) = tempfile::tempdir() else {
+            return;
+        };
+        let case = |name: &str, iommu, registered, args: &[&str]| {
+            let root = tmp.path().join(name);
+            run_script(&root, iommu, registered, args)
+        };
+        assert_eq!(
+            case("module", true, false, &["vfio-pci", "x=1"]),
+            "0b.0=vfio-pci 0b.1=vfio-pci 0c.0=vfio-pci probe= modprobe=-i vfio-pci x=1"
+        );
+        // vfio-pci already there: the unbound devices are probed (0c has a
+        // driver; 0d does not exist).
+        assert_eq!(
+            case("builtin", true, true, &["vfio-pci"]),
+            "0b.0=vfio-pci 0b.1=vfio-pci 0c.0=vfio-pci probe=0000:0b:00.0,0000:0b:00.1 modprobe=-i vfio-pci"
+        );
+        // No IOMMU: nothing is bound, vfio-pci still loads.
+        assert_eq!(
+            case("no-iommu", false, true, &["vfio-pci"]),
+            "0b.0=(null) 0b.1=(null) 0c.0=(null) probe= modprobe=-i vfio-pci"
+        );
+        assert_eq!(
+            case("no-args", true, false, &[]),
+            "0b.0=vfio-pci 0b.1=vfio-pci 0c.0=vfio-pci probe= modprobe="
+        );
+    }
+
+    #[test]
+    fn scripts_are_valid_sh() {
+        let Ok(tmp) = tempfile::tempdir() else {
+            return;
+        };
+        let hook = tmp.path().join("hook");
+        let _ = std::fs::write(&hook, initramfs_tools_hook());
+        let out = std::process::Command::new("sh")
+            .arg(&hook)
+            .arg("prereqs")
+            .output();
+        assert!(
+            out.as_ref()
+                .is_ok_and(|o| o.status.success() && o.stdout == b"\n"),
+            "{out:?}"
+        );
+        let s = tmp.path().join("script");
+        let _ = std::fs::write(&s, script(&[PciAddress::new(0, 1, 0, 0)]));
+        let st = std::process::Command::new("sh").arg("-n").arg(&s).status();
+        assert!(st.is_ok_and(|s| s.success()));
+    }
+
     #[test]
     fn hook_follows_the_prereqs_protocol() {
         let h = initramfs_tools_hook();

@@ -334,16 +334,30 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     } else {
         Vec::new()
     };
+    // modconf carries /etc/modprobe.d into a mkinitcpio image.
+    let modprobe_files = plan
+        .create
+        .iter()
+        .any(|f| f.path.starts_with("/etc/modprobe.d/"));
     match req.generator {
-        Generator::Mkinitcpio => plan.edit.push(FileEdit {
-            path: mkinitcpio::CONF.into(),
-            edit: InPlaceEdit::Mkinitcpio(mkinitcpio::MkinitcpioEdit {
+        Generator::Mkinitcpio => {
+            let edit = mkinitcpio::MkinitcpioEdit {
                 modules,
-                hooks: vec!["modconf".into()],
+                hooks: if modprobe_files {
+                    vec!["modconf".into()]
+                } else {
+                    Vec::new()
+                },
                 files: in_image,
-            }),
-            create_if_missing: false,
-        }),
+            };
+            if edit != mkinitcpio::MkinitcpioEdit::default() {
+                plan.edit.push(FileEdit {
+                    path: mkinitcpio::CONF.into(),
+                    edit: InPlaceEdit::Mkinitcpio(edit),
+                    create_if_missing: false,
+                });
+            }
+        }
         Generator::Dracut => {
             let mut items = in_image;
             // Non-hostonly images carry no /etc/modprobe.d: name ours.
@@ -713,6 +727,100 @@ pub(crate) fn was_lines(original: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn req(generator: Generator, builtin: bool, host: &[(u16, u16)]) -> IsolationRequest {
+        IsolationRequest {
+            generator,
+            kernel: (6, 6),
+            vfio_pci_builtin: builtin,
+            guest: vec![
+                GuestFunction {
+                    address: PciAddress::new(0, 0x0b, 0, 0),
+                    id: PciId::new(0x10de, 0x2504),
+                    class: 0x030000,
+                },
+                GuestFunction {
+                    address: PciAddress::new(0, 0x0b, 0, 1),
+                    id: PciId::new(0x10de, 0x228e),
+                    class: 0x040300,
+                },
+            ],
+            host_ids: host.iter().map(|&(v, d)| PciId::new(v, d)).collect(),
+            modprobe_d: Vec::new(),
+        }
+    }
+
+    fn paths(plan: &IsolationPlan) -> Vec<&str> {
+        plan.create
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(plan.edit.iter().map(|e| e.path.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn ids_only_per_generator() {
+        for g in [
+            Generator::Mkinitcpio,
+            Generator::Dracut,
+            Generator::InitramfsTools,
+            Generator::Booster,
+        ] {
+            let plan = plan_isolation(&req(g, false, &[(0x1002, 0x73bf)]));
+            assert_eq!(plan.ids.len(), 2);
+            assert!(plan.bind_by_address.is_empty());
+            let p = paths(&plan);
+            assert!(
+                p.contains(&modprobe::IDS_CONF) && p.contains(&modprobe::EARLY_CONF),
+                "{p:?}"
+            );
+            assert!(!p.contains(&earlybind::SCRIPT_PATH));
+            assert_eq!(plan.regenerate, g.regenerate_command());
+        }
+    }
+
+    #[test]
+    fn shared_audio_id_goes_by_address_only() {
+        // Another card of the host has the same HDMI-audio id.
+        let plan = plan_isolation(&req(Generator::Mkinitcpio, false, &[(0x10de, 0x228e)]));
+        assert_eq!(plan.ids, [PciId::new(0x10de, 0x2504)]);
+        assert_eq!(plan.bind_by_address, [PciAddress::new(0, 0x0b, 0, 1)]);
+        let early = plan.create.iter().find(|f| f.path == modprobe::EARLY_CONF);
+        assert!(early.is_some_and(|f| f.content.contains(&earlybind::install_line(false))));
+    }
+
+    #[test]
+    fn builtin_ids_only_touch_nothing_but_the_command_line() {
+        for g in [
+            Generator::Mkinitcpio,
+            Generator::Dracut,
+            Generator::InitramfsTools,
+            Generator::Booster,
+        ] {
+            let plan = plan_isolation(&req(g, true, &[]));
+            assert_eq!(plan.kernel_params, ["vfio-pci.ids=10de:2504,10de:228e"]);
+            assert!(
+                plan.create.is_empty() && plan.edit.is_empty() && plan.regenerate.is_empty(),
+                "{g:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn builtin_identical_uses_the_pseudo_module() {
+        let plan = plan_isolation(&req(
+            Generator::Dracut,
+            true,
+            &[(0x10de, 0x2504), (0x10de, 0x228e)],
+        ));
+        assert!(plan.kernel_params.is_empty());
+        let early = plan.create.iter().find(|f| f.path == modprobe::EARLY_CONF);
+        assert!(early.is_some_and(|f| {
+            f.content
+                .contains("softdep nouveau pre: exliar_vfio_early_bind")
+                && f.content.contains(&earlybind::install_line(true))
+        }));
+    }
 
     #[test]
     fn blocks_round_trip_with_and_without_final_newline() {
