@@ -10,6 +10,11 @@ use serde::Serialize;
 
 use crate::model::PciAddress;
 
+pub mod earlybind;
+pub mod editors;
+pub mod initramfs;
+pub mod modprobe;
+
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
