@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use crate::model::PciAddress;
 
+pub mod boot;
+
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
