@@ -249,8 +249,40 @@ pub fn edit_default_grub(
     add: &[String],
     remove: &[String],
 ) -> Result<Edited, EditError> {
-    edit_var(text, key.name(), add, remove, &[], true, &new_line(key))
+    let inputs = GrubInputs {
+        main: text,
+        dropins: &[],
+        dropins_sourced: false,
+    };
+    let other = other_key_params(&inputs, key)?;
+    edit_var(text, key.name(), add, remove, &other, true, &new_line(key))
         .map_err(|e| e.in_file(DEFAULT_GRUB))
+}
+
+impl GrubKey {
+    /// The other variable: normal entries get both on their command line.
+    pub fn other(self) -> GrubKey {
+        match self {
+            GrubKey::LinuxDefault => GrubKey::Linux,
+            GrubKey::Linux => GrubKey::LinuxDefault,
+        }
+    }
+}
+
+/// The parameters the other variable puts on the same (normal) command
+/// line: present already, so not added again.
+fn other_key_params(inputs: &GrubInputs<'_>, key: GrubKey) -> Result<Vec<Existing>, EditError> {
+    let other = grub_cmdline_setting(inputs, key.other())?;
+    Ok(other
+        .value
+        .into_iter()
+        .filter(|t| !t.contains('$') && !t.contains('`'))
+        .map(|t| Existing {
+            text: t,
+            place: key.other().name().to_string(),
+            editable: false,
+        })
+        .collect())
 }
 
 fn new_line(key: GrubKey) -> NewLine<'static> {
@@ -274,6 +306,7 @@ pub fn edit_grub(
     remove: &[String],
 ) -> Result<(Vec<(GrubFile, Edited)>, CmdlineSetting), EditError> {
     let setting = grub_cmdline_setting(inputs, key)?;
+    let other = other_key_params(inputs, key)?;
     let mut files: Vec<(GrubFile, &str)> = vec![(GrubFile::Main, inputs.main)];
     for (n, t) in inputs.dropins {
         files.push((GrubFile::DropIn(n.clone()), t.as_str()));
@@ -282,7 +315,7 @@ pub fn edit_grub(
     for (f, text) in files {
         let is_target = f == setting.file;
         // What reaches the value from elsewhere.
-        let inherited: Vec<Existing> = if is_target {
+        let mut inherited: Vec<Existing> = if is_target {
             let here = scan(text)
                 .ok()
                 .map(|v| {
@@ -312,6 +345,9 @@ pub fn edit_grub(
         } else {
             Vec::new()
         };
+        if is_target {
+            inherited.extend(other.iter().cloned());
+        }
         let e = edit_var(
             text,
             key.name(),

@@ -321,6 +321,12 @@ pub fn edit_limine_conf(
         }
     }
     let mut warnings = warnings;
+    if targets.is_empty() && !add.is_empty() {
+        warnings.push(
+            "no Linux entry (`protocol: linux`) in this file: nothing to add the parameters to"
+                .to_string(),
+        );
+    }
     if new_lines > 0 {
         warnings.push(format!(
             "{new_lines} Linux entr{} had no `cmdline:`; one is added",
