@@ -224,8 +224,10 @@ fn parse_lines(text: &str) -> Vec<KeyLine> {
 /// `options` line (entries may have several; the loader joins them in
 /// order), removed from whichever line holds them; comment lines and the
 /// key/value separator (blanks or TABs) stay as they are. `efi` and `uki`
-/// entries are returned unchanged. A Linux entry without `options` gets one
-/// (a warning says so). Fallback entries (see [`is_fallback_entry`]) only
+/// entries are returned unchanged. A Linux entry without `options` gets one,
+/// after a `# added by exliar` comment line (a warning says so); removing
+/// its last parameter removes both lines. A user's own `options` line is
+/// never removed, even when left empty. Fallback entries (see [`is_fallback_entry`]) only
 /// lose parameters.
 pub fn edit_loader_entry(
     file_name: &str,
@@ -336,9 +338,17 @@ pub fn edit_loader_entry(
                 .iter()
                 .all(|&j| d.delete.iter().any(|&i| map[i] == j));
             let appended_here = g == opts.len() - 1 && !d.append.is_empty();
-            if all_gone && !appended_here {
-                edits.retain(|e| e.end <= l.line_start || e.start >= l.line_end);
-                edits.push(whole_line(text, l.line_start, l.line_end, l.line_end_nl));
+            // Only a line exliar made, marked by the comment line above it.
+            let mark = text[..l.line_start].strip_suffix('\n').map(|before| {
+                let s = before.rfind('\n').map_or(0, |i| i + 1);
+                (s, before[s..].trim() == super::shell::MARK)
+            });
+            if all_gone
+                && !appended_here
+                && let Some((mark_start, true)) = mark
+            {
+                edits.retain(|e| e.end <= mark_start || e.start >= l.line_end);
+                edits.push(whole_line(text, mark_start, l.line_end, l.line_end_nl));
             }
         }
     } else {
@@ -353,7 +363,7 @@ pub fn edit_loader_entry(
                 Some(l) => " ".repeat((l.key.len() + l.sep.len()).saturating_sub(7).max(1)),
                 None => " ".to_string(),
             };
-            let new_line = format!("options{sep}{}", d.append.join(" "));
+            let new_line = format!("{}\noptions{sep}{}", super::shell::MARK, d.append.join(" "));
             edits.push(insert_line_after(
                 text,
                 anchor.line_end,
@@ -478,7 +488,7 @@ mod tests {
         let e = edit_loader_entry("a.conf", t, &s(&["iommu=pt"]), &[]).unwrap();
         assert_eq!(
             e.edited.text,
-            "title A\nlinux   /vmlinuz\ninitrd  /initrd\noptions iommu=pt\n# c\n"
+            "title A\nlinux   /vmlinuz\ninitrd  /initrd\n# added by exliar\noptions iommu=pt\n# c\n"
         );
         let r = edit_loader_entry("a.conf", &e.edited.text, &[], &s(&["iommu=pt"])).unwrap();
         assert_eq!(r.edited.text, t);

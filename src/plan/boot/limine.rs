@@ -126,7 +126,7 @@ fn value_of<'a>(l: &Line<'a>) -> (usize, &'a str) {
 type Target = (usize, Option<(usize, usize)>, usize);
 
 struct Entry {
-    /// Line numbers (indexes into `lines`) of its option lines.
+    /// Indexes into `lines` of its option lines.
     opts: Vec<usize>,
     header: usize,
 }
@@ -237,12 +237,22 @@ pub fn edit_limine_conf(
         group += 1;
     }
     let (existing, map) = existing_of(&tokens, "");
-    let warnings = lint(&existing);
+    let mut warnings = lint(&existing);
+    let (add, more) = super::params::not_anywhere(
+        &existing,
+        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        targets.len(),
+        add,
+        "Linux entries",
+    );
+    warnings.extend(more);
+    let add = add.as_slice();
     let mut edits: Vec<TextEdit> = Vec::new();
     let mut added = Vec::new();
     let mut removed = Vec::new();
     let mut dwarn = Vec::new();
     let mut new_lines = 0;
+    let mut emptied: Vec<usize> = Vec::new();
     for (ei, tgt, anchor) in &targets {
         let g = tgt.map(|t| t.0);
         let idx: Vec<usize> = (0..existing.len())
@@ -251,6 +261,16 @@ pub fn edit_limine_conf(
         let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
         let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
         let d = decide(&ex, add, remove);
+        if let Some((g, _)) = tgt {
+            let in_line = tokens.iter().filter(|t| t.group == *g).count();
+            if in_line > 0
+                && d.delete.len() == in_line
+                && d.append.is_empty()
+                && d.replace.is_empty()
+            {
+                emptied.push(*anchor);
+            }
+        }
         match tgt {
             Some(t) => {
                 let mut es = edits_for(text, &tokens, &sub_map, &d, Some(*t), &|p| p.to_string());
@@ -273,7 +293,11 @@ pub fn edit_limine_conf(
                     } else {
                         a.indent.to_string()
                     };
-                    let line = format!("{indent}cmdline: {}", d.append.join(" "));
+                    let line = format!(
+                        "{indent}{}\n{indent}cmdline: {}",
+                        super::shell::MARK,
+                        d.append.join(" ")
+                    );
                     edits.push(insert_line_after(text, a.end, a.end_nl, &line));
                     new_lines += 1;
                 }
@@ -296,31 +320,16 @@ pub fn edit_limine_conf(
         }
     }
     // A `cmdline:` line left empty by the removal goes (exliar made it).
-    for (_, tgt, anchor) in &targets {
-        if let Some((g, _)) = tgt {
-            let l = &ls[*anchor];
-            let mine: Vec<usize> = (0..tokens.len())
-                .filter(|&j| tokens[j].group == *g)
-                .collect();
-            let deleting: Vec<usize> = edits
-                .iter()
-                .filter(|e| e.text.is_empty() && e.start >= l.start && e.end <= l.end)
-                .map(|e| e.start)
-                .collect();
-            let appending = edits
-                .iter()
-                .any(|e| !e.text.is_empty() && e.start >= l.start && e.start <= l.end);
-            if !mine.is_empty()
-                && deleting.len() == mine.len()
-                && !appending
-                && key_of(l) == "cmdline"
-            {
-                edits.retain(|e| e.end <= l.start || e.start >= l.end);
-                edits.push(super::bls::whole_line(text, l.start, l.end, l.end_nl));
-            }
+    // Only a line exliar made (marked by the comment line above it) goes;
+    // a user's `cmdline:` stays, empty.
+    for &anchor in &emptied {
+        let l = &ls[anchor];
+        if anchor > 0 && ls[anchor - 1].body.trim_end() == super::shell::MARK {
+            let m = &ls[anchor - 1];
+            edits.retain(|e| e.end <= m.start || e.start >= l.end);
+            edits.push(super::bls::whole_line(text, m.start, l.end, l.end_nl));
         }
     }
-    let mut warnings = warnings;
     if targets.is_empty() && !add.is_empty() {
         warnings.push(
             "no Linux entry (`protocol: linux`) in this file: nothing to add the parameters to"
@@ -422,7 +431,7 @@ mod tests {
         let e = edit_limine_conf(t, &s(&["iommu=pt"]), &[]).unwrap();
         assert_eq!(
             e.text,
-            "/Linux\n  protocol: linux\n  path: boot():/vmlinuz\n  cmdline: iommu=pt\n  module_path: boot():/initrd\n"
+            "/Linux\n  protocol: linux\n  path: boot():/vmlinuz\n  # added by exliar\n  cmdline: iommu=pt\n  module_path: boot():/initrd\n"
         );
         assert_eq!(
             edit_limine_conf(&e.text, &[], &s(&["iommu=pt"]))

@@ -272,6 +272,45 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
     d
 }
 
+/// For files with several entries (rEFInd lines, Limine entries) edited
+/// alike: the parameters of `add` that no entry has yet. One that some
+/// entry already has is added to none (so that removing exliar's
+/// parameters later never touches the user's), with a warning.
+/// `group` is the entry of each existing parameter, `groups` how many
+/// entries there are.
+pub fn not_anywhere(
+    existing: &[Existing],
+    group: &[usize],
+    groups: usize,
+    add: &[String],
+    entries: &str,
+) -> (Vec<String>, Vec<String>) {
+    let mut keep = Vec::new();
+    let mut warnings = Vec::new();
+    for a in add {
+        match existing.iter().find(|e| same_param(&e.text, a)) {
+            Some(e) => {
+                let mut with: Vec<usize> = existing
+                    .iter()
+                    .zip(group)
+                    .filter(|(e, _)| same_param(&e.text, a))
+                    .map(|(_, g)| *g)
+                    .collect();
+                with.sort_unstable();
+                with.dedup();
+                if with.len() < groups {
+                    warnings.push(format!(
+                        "`{a}` is already set ({}); it is not added to the other {entries} (add it by hand where it is missing)",
+                        e.place
+                    ));
+                }
+            }
+            None => keep.push(a.clone()),
+        }
+    }
+    (keep, warnings)
+}
+
 /// Check the parameters a planner asks to add: each must be one token.
 pub fn check_params(add: &[String]) -> Result<(), super::EditError> {
     for p in add {

@@ -100,7 +100,16 @@ pub fn edit_refind_linux_conf(
         }
     }
     let (existing, map) = existing_of(&tokens, "");
-    let warnings = lint(&existing);
+    let mut warnings = lint(&existing);
+    let (add, more) = super::params::not_anywhere(
+        &existing,
+        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        groups.len(),
+        add,
+        "entries",
+    );
+    warnings.extend(more);
+    let add = add.as_slice();
     // Decide per entry: every line gets the parameters it lacks.
     let mut all_edits = Vec::new();
     let mut added: Vec<String> = Vec::new();
