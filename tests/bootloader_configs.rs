@@ -301,3 +301,132 @@ fn grub_with_dropins_over_real_main_files() {
         grub::GrubFile::DropIn("50-cloudimg-settings.cfg".into())
     );
 }
+
+/// Bad input gets a message naming the file and the line.
+#[test]
+fn bad_input_messages() {
+    let a = add();
+    let mut s = String::new();
+    let mut show = |file: &str, r: Result<Edited, EditError>| match r {
+        Ok(e) => {
+            let _ = writeln!(s, "{file}: ok, warnings {:?}", e.warnings);
+        }
+        Err(e) => {
+            let _ = writeln!(s, "{}", e.in_file(file));
+        }
+    };
+    show(
+        "/etc/default/grub",
+        grub::edit_default_grub(
+            "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet splash\nGRUB_CMDLINE_LINUX=\"\"\n",
+            grub::GrubKey::LinuxDefault,
+            &a,
+            &[],
+        ),
+    );
+    show(
+        "/etc/default/grub",
+        grub::edit_default_grub(
+            "GRUB_CMDLINE_LINUX_DEFAULT='quiet\n",
+            grub::GrubKey::LinuxDefault,
+            &a,
+            &[],
+        ),
+    );
+    show(
+        "/etc/default/grub",
+        grub::edit_default_grub(
+            "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"\"\n",
+            grub::GrubKey::LinuxDefault,
+            &a,
+            &[],
+        ),
+    );
+    show(
+        "/boot/loader/entries/arch.conf",
+        bls::edit_loader_entry(
+            "arch.conf",
+            "title A\nlinux /vmlinuz-linux\noptions root=/dev/sda2 foo=\"bar\n",
+            &a,
+            &[],
+        )
+        .map(|e| e.edited),
+    );
+    show(
+        "/boot/loader/entries/arch.conf",
+        bls::edit_loader_entry(
+            "arch.conf",
+            "title A\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\nlinux /vmlinuz-lts\n",
+            &a,
+            &[],
+        )
+        .map(|e| e.edited),
+    );
+    show(
+        "/boot/loader/entries/arch.conf",
+        bls::edit_loader_entry("arch.conf", "title A\nlinux /vmlinuz-linux\n", &a, &[])
+            .map(|e| e.edited),
+    );
+    show(
+        "/etc/kernel/cmdline",
+        bls::edit_kernel_cmdline("root=ZFS=rpool/ROOT/pve-1 boot=zfs\nfoo=\"x\n", &a, &[]),
+    );
+    show(
+        "/boot/refind_linux.conf",
+        refind::edit_refind_linux_conf(
+            "\"Boot\" \"ro root=/dev/sda2\"\n\"Single\" \"ro root=/dev/sda2 single\n",
+            &a,
+            &[],
+        ),
+    );
+    show(
+        "/boot/limine.cfg",
+        limine::edit_limine_conf(
+            "TIMEOUT=5\n\n:Arch Linux\n    PROTOCOL=linux\n    CMDLINE=root=/dev/sda2\n",
+            &a,
+            &[],
+        ),
+    );
+    show(
+        "/boot/limine.conf",
+        limine::edit_limine_conf(
+            "/Arch\n    protocol: linux\n    cmdline: root=/dev/sda2\n    KERNEL_CMDLINE: quiet\n",
+            &a,
+            &[],
+        ),
+    );
+    match kernelstub::read_config(
+        "{\n  \"user\": {\n    \"kernel_options\": [\"quiet\",],\n  }\n}\n",
+    ) {
+        Ok(c) => panic!("{c:?}"),
+        Err(e) => {
+            let _ = writeln!(s, "{}", e.in_file("/etc/kernelstub/configuration"));
+        }
+    }
+    insta::assert_snapshot!("bad-input", s);
+}
+
+/// The NixOS module for the RTX 4090 machine of hw-dumps/06 (the
+/// `nixos-qemu.nix.user-philt` host), bound by address.
+#[test]
+fn nixos_module_golden() {
+    use exliar::model::PciAddress;
+    use exliar::plan::boot::{CpuVendor, Framebuffer, nix, params_for_host};
+    let ids = vec!["10de:2684".to_string(), "10de:22ba".to_string()];
+    let params = params_for_host(
+        CpuVendor::Intel,
+        false,
+        false,
+        &ids,
+        false,
+        Framebuffer::SimpleFramebuffer,
+        true,
+    );
+    let m = nix::nixos_module(
+        &params,
+        &["vfio_pci".into(), "vfio".into(), "vfio_iommu_type1".into()],
+        "options vfio-pci ids=10de:2684,10de:22ba\nsoftdep nvidia pre: vfio-pci\n",
+        &[PciAddress::new(0, 1, 0, 0), PciAddress::new(0, 1, 0, 1)],
+    );
+    insta::assert_snapshot!("nixos-module", m);
+}

@@ -24,10 +24,14 @@ pub fn read_config(text: &str) -> Result<KernelstubConfig, EditError> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         EditError::new(
             e.line(),
-            format!(
-                "not valid JSON (column {}): {e}; kernelstub reads this file with Python's json.load",
-                e.column()
-            ),
+            {
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                format!(
+                    "not valid JSON (column {}): {msg}; kernelstub reads this file with Python's json.load",
+                    e.column()
+                )
+            },
         )
     })?;
     let obj = v

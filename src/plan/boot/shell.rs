@@ -301,6 +301,48 @@ impl<'a> Lexer<'a> {
 /// All assignments at the start of a statement line, in order. An
 /// unterminated quote anywhere is an error naming the line it opens on.
 pub(crate) fn scan(text: &str) -> Result<Vec<Assignment>, EditError> {
+    scan_inner(text).map_err(|e| better_quote_error(text, e))
+}
+
+/// A missing closing quote makes the shell read on: the quote is "closed"
+/// by the next line's opening quote, and the error shows up lines later.
+/// Name the first line whose double quotes do not pair up instead.
+fn better_quote_error(text: &str, e: EditError) -> EditError {
+    if !e.message.contains("double quote") {
+        return e;
+    }
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('#') || n + 1 >= e.line {
+            continue;
+        }
+        let b = t.as_bytes();
+        let mut count = 0;
+        let mut i = 0;
+        let mut in_single = false;
+        while i < b.len() {
+            match b[i] {
+                b'\\' if !in_single => i += 1,
+                b'\'' if count % 2 == 0 => in_single = !in_single,
+                b'"' if !in_single => count += 1,
+                _ => {}
+            }
+            i += 1;
+        }
+        if count % 2 == 1 {
+            return EditError::new(
+                n + 1,
+                format!(
+                    "unterminated double quote: the quote opened on this line is not closed on it (the shell reads on to line {})",
+                    e.line
+                ),
+            );
+        }
+    }
+    e
+}
+
+fn scan_inner(text: &str) -> Result<Vec<Assignment>, EditError> {
     let lx = Lexer {
         t: text,
         b: text.as_bytes(),
