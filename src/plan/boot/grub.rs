@@ -114,8 +114,7 @@ struct Event<'a> {
     a: super::shell::Assignment,
 }
 
-fn events<'a>(inputs: &GrubInputs<'a>, key: GrubKey) -> Result<Vec<Event<'a>>, EditError> {
-    let name = key.name();
+fn events<'a>(inputs: &GrubInputs<'a>, name: &str) -> Result<Vec<Event<'a>>, EditError> {
     let main_assigns = scan(inputs.main).map_err(|e| e.in_file(DEFAULT_GRUB))?;
     let mut drop_assigns = Vec::new();
     for (n, t) in inputs.dropins {
@@ -168,8 +167,8 @@ pub fn grub_cmdline_setting(
     inputs: &GrubInputs<'_>,
     key: GrubKey,
 ) -> Result<CmdlineSetting, EditError> {
-    let ev = events(inputs, key)?;
     let name = key.name();
+    let ev = events(inputs, name)?;
     let mut value: Vec<String> = Vec::new();
     let mut base: Option<usize> = None;
     for (i, e) in ev.iter().enumerate() {
@@ -229,6 +228,29 @@ pub fn grub_cmdline_setting(
         value,
         warnings,
     })
+}
+
+/// The value the shell ends up with for a simple variable
+/// (`GRUB_ENABLE_BLSCFG`, `GRUB_DISABLE_RECOVERY`), quotes removed and
+/// expansions left as written; `None` when no file sets it.
+pub fn grub_variable(inputs: &GrubInputs<'_>, name: &str) -> Result<Option<String>, EditError> {
+    let ev = events(inputs, name)?;
+    Ok(ev.last().map(|e| super::shell::decode(e.text, &e.a).text))
+}
+
+/// Which variable to add parameters to: `GRUB_CMDLINE_LINUX_DEFAULT` when
+/// it is set anywhere (Debian, Ubuntu, Arch), `GRUB_CMDLINE_LINUX` on a BLS
+/// system that only sets that one (Fedora's anaconda), else
+/// `GRUB_CMDLINE_LINUX_DEFAULT` (added).
+pub fn preferred_key(inputs: &GrubInputs<'_>) -> Result<GrubKey, EditError> {
+    if !events(inputs, GrubKey::LinuxDefault.name())?.is_empty() {
+        return Ok(GrubKey::LinuxDefault);
+    }
+    let bls = grub_variable(inputs, "GRUB_ENABLE_BLSCFG")?.as_deref() == Some("true");
+    if bls && !events(inputs, GrubKey::Linux.name())?.is_empty() {
+        return Ok(GrubKey::Linux);
+    }
+    Ok(GrubKey::LinuxDefault)
 }
 
 fn refers(token: &str, name: &str) -> bool {
@@ -589,6 +611,35 @@ mod tests {
             grub_cmdline_setting(&inputs, K).unwrap().file,
             GrubFile::Main
         );
+    }
+
+    #[test]
+    fn variables_and_preferred_key() {
+        let fedora = "GRUB_CMDLINE_LINUX=\"rhgb quiet\"\nGRUB_ENABLE_BLSCFG=true\n";
+        let i = GrubInputs {
+            main: fedora,
+            dropins: &[],
+            dropins_sourced: false,
+        };
+        assert_eq!(
+            grub_variable(&i, "GRUB_ENABLE_BLSCFG").unwrap().as_deref(),
+            Some("true")
+        );
+        assert_eq!(preferred_key(&i).unwrap(), GrubKey::Linux);
+        let debian = "GRUB_CMDLINE_LINUX_DEFAULT='quiet'\nGRUB_CMDLINE_LINUX=\"\"\n";
+        let i = GrubInputs {
+            main: debian,
+            dropins: &[],
+            dropins_sourced: true,
+        };
+        assert_eq!(preferred_key(&i).unwrap(), GrubKey::LinuxDefault);
+        assert_eq!(
+            grub_variable(&i, "GRUB_CMDLINE_LINUX_DEFAULT")
+                .unwrap()
+                .as_deref(),
+            Some("quiet")
+        );
+        assert_eq!(grub_variable(&i, "GRUB_X").unwrap(), None);
     }
 
     #[test]
