@@ -558,6 +558,13 @@ mod tests {
     }
 
     #[test]
+    fn continuation_at_end_of_file() {
+        let e = edit_default_grub("GRUB_TIMEOUT=5 \\", K, &s(&["iommu=pt"]), &[]).unwrap_err();
+        assert!(e.message.contains("line continuation"), "{e}");
+        assert!(edit_default_grub("GRUB_TIMEOUT=5 \\\\", K, &s(&["iommu=pt"]), &[]).is_ok());
+    }
+
+    #[test]
     fn unterminated_quote_names_the_line() {
         let e = edit_default_grub(
             "A=1\nGRUB_CMDLINE_LINUX_DEFAULT=\"quiet\nB=2\n",

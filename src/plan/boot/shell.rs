@@ -632,12 +632,23 @@ pub(crate) fn edit_var(
                         .after_var
                         .and_then(|v| all.iter().rfind(|a| a.name == v)),
                 };
-                edits.push(match anchor {
+                let ins = match anchor {
                     Some(a) => {
                         super::bls::insert_line_after(text, a.stmt_end, a.stmt_end_nl, &line)
                     }
                     None => append_line(text, &line),
-                });
+                };
+                // After a last line ending in `\` the shell would join the
+                // new line to it.
+                let before = &text[..ins.start];
+                let trailing = before.len() - before.trim_end_matches('\\').len();
+                if ins.text.starts_with('\n') && trailing % 2 == 1 {
+                    return Err(EditError::new(
+                        line_of(text, ins.start),
+                        "the file ends in `\\` (a line continuation): a line added after it would be joined to this one",
+                    ));
+                }
+                edits.push(ins);
                 if assigns.is_empty() {
                     warnings.push(format!("{var} is not set: a line setting it is added"));
                 }
