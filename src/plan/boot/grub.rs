@@ -562,6 +562,8 @@ mod tests {
         let e = edit_default_grub("GRUB_TIMEOUT=5 \\", K, &s(&["iommu=pt"]), &[]).unwrap_err();
         assert!(e.message.contains("line continuation"), "{e}");
         assert!(edit_default_grub("GRUB_TIMEOUT=5 \\\\", K, &s(&["iommu=pt"]), &[]).is_ok());
+        let e = edit_default_grub("GRUB_TIMEOUT=5 \\\n", K, &s(&["iommu=pt"]), &[]).unwrap_err();
+        assert!(e.message.contains("line continuation"), "{e}");
     }
 
     #[test]

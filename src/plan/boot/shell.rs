@@ -641,11 +641,16 @@ pub(crate) fn edit_var(
                 // After a last line ending in `\` the shell would join the
                 // new line to it.
                 let before = &text[..ins.start];
+                let before = if ins.text.starts_with('\n') {
+                    before
+                } else {
+                    before.strip_suffix('\n').unwrap_or(before)
+                };
                 let trailing = before.len() - before.trim_end_matches('\\').len();
-                if ins.text.starts_with('\n') && trailing % 2 == 1 {
+                if trailing % 2 == 1 {
                     return Err(EditError::new(
                         line_of(text, ins.start),
-                        "the file ends in `\\` (a line continuation): a line added after it would be joined to this one",
+                        "this line ends in `\\` (a line continuation) at the end of the file: a line added after it would be joined to it",
                     ));
                 }
                 edits.push(ins);
