@@ -378,7 +378,8 @@ fn scan_inner(text: &str) -> Result<Vec<Assignment>, EditError> {
         if let Some((name, plus, vstart)) = assignment_head(text, name_at) {
             let (segments, vend) = lx.word(vstart)?;
             let after = lx.rest_of_statement(vend)?;
-            let (stmt_end, stmt_end_nl) = if after > 0 && b[after - 1] == b'\n' {
+            // (A newline escaped by the value's last `\` is part of the word.)
+            let (stmt_end, stmt_end_nl) = if after > vend && b[after - 1] == b'\n' {
                 (after - 1, after)
             } else {
                 (after, after)
@@ -714,6 +715,8 @@ mod tests {
         );
         assert!(v[4].plus);
         assert_eq!(v[1].trailing, " # c");
+        let v = scan("A=\"x\"\\\n").unwrap();
+        assert_eq!((v[0].value_end, v[0].stmt_end), (7, 7));
         let e = scan("A=1\nB=\"x\n\nC=2\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.message.contains("double quote"));
