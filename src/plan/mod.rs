@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::model::PciAddress;
 
+pub mod boot;
 pub mod earlybind;
 pub mod editors;
 pub mod initramfs;

@@ -1,0 +1,535 @@
+//! Boot Loader Specification type #1 entries (systemd-boot, and the
+//! Fedora/RHEL snippets grub2 reads), `/etc/kernel/cmdline`
+//! (kernel-install, UKIs, Proxmox), and the commands that apply them:
+//! `kernel-install add`, `proxmox-boot-tool refresh`, `grubby`.
+
+use super::params::{Decision, check_params, decide, lint, tokenize};
+use super::region::{Located, TextEdit, apply, edits_for, existing_of};
+use super::{EditError, Edited, line_of, line_ranges};
+
+// ---------------------------------------------------------------------------
+// /etc/kernel/cmdline
+
+/// Edit `/etc/kernel/cmdline`. The whole file is the command line (there is
+/// no comment syntax; systemd's 90-loaderentry.install reads it with
+/// `tr -s "$IFS" ' '`, so newlines are blanks too). New parameters go after
+/// the last one, before any trailing newline.
+pub fn edit_kernel_cmdline(
+    text: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<Edited, EditError> {
+    check_params(add)?;
+    let spans = tokenize(text).map_err(|e| EditError::new(line_of(text, e.offset), e.message))?;
+    let tokens: Vec<Located> = spans
+        .iter()
+        .map(|s| Located {
+            text: text[s.start..s.end].to_string(),
+            start: s.start,
+            end: s.end,
+            group: 0,
+            opaque: false,
+            editable: true,
+            line: line_of(text, s.start),
+        })
+        .collect();
+    let (existing, map) = existing_of(&tokens, "");
+    let mut warnings = lint(&existing);
+    for t in &tokens {
+        if t.text.starts_with('#') {
+            warnings.push(format!(
+                "line {}: `{}` looks like a comment, but /etc/kernel/cmdline has no comment syntax: it is passed to the kernel as a parameter",
+                t.line, t.text
+            ));
+            break;
+        }
+    }
+    let d = decide(&existing, add, remove);
+    let edits = edits_for(text, &tokens, &map, &d, Some((0, 0)), &|p| p.to_string());
+    Ok(finish(text, edits, d, warnings))
+}
+
+/// The content for a new `/etc/kernel/cmdline` when there is none: what
+/// kernel-install would have used (`/proc/cmdline` without the boot
+/// loader's `BOOT_IMAGE=` and `initrd=`, as 90-loaderentry.install does)
+/// plus the new parameters, on one line.
+pub fn kernel_cmdline_from_proc(proc_cmdline: &str, add: &[String]) -> String {
+    let mut v: Vec<String> = super::params::split(proc_cmdline)
+        .unwrap_or_else(|_| {
+            proc_cmdline
+                .split_ascii_whitespace()
+                .map(str::to_string)
+                .collect()
+        })
+        .into_iter()
+        .filter(|t| !t.starts_with("BOOT_IMAGE=") && !t.starts_with("initrd="))
+        .collect();
+    for a in add {
+        if !v.iter().any(|t| super::params::same_param(t, a)) {
+            v.push(a.clone());
+        }
+    }
+    format!("{}\n", v.join(" "))
+}
+
+/// Who reads `/etc/kernel/cmdline` on this host, hence what makes an edit
+/// take effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdlineConsumer {
+    /// Proxmox VE with proxmox-boot-tool (systemd-boot or GRUB on ZFS/ESP
+    /// sync).
+    Proxmox,
+    /// kernel-install writes the loader entries: re-run it for every
+    /// installed kernel, `(version, image path)`.
+    KernelInstall { kernels: Vec<(String, String)> },
+    /// mkinitcpio presets building UKIs (the command line is embedded).
+    MkinitcpioUki,
+}
+
+/// The commands (argv) that make an edited `/etc/kernel/cmdline` effective.
+pub fn kernel_cmdline_apply(consumer: &CmdlineConsumer) -> Vec<Vec<String>> {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match consumer {
+        CmdlineConsumer::Proxmox => vec![v(&["proxmox-boot-tool", "refresh"])],
+        CmdlineConsumer::KernelInstall { kernels } => kernels
+            .iter()
+            .map(|(kver, image)| v(&["kernel-install", "add", kver, image]))
+            .collect(),
+        CmdlineConsumer::MkinitcpioUki => vec![v(&["mkinitcpio", "-P"])],
+    }
+}
+
+// ---------------------------------------------------------------------------
+// grubby
+
+/// `grubby --update-kernel=ALL --args=… --remove-args=…` for BLS systems
+/// (Fedora, RHEL, CentOS Stream), as argv. `existing` is the current
+/// command line of the entries (e.g. `options` of one BLS snippet, or
+/// `/etc/kernel/cmdline`): grubby would overwrite a user's conflicting
+/// value, so the decision is taken here first and conflicts become
+/// warnings. `None` when there is nothing to do.
+pub fn grubby_argv(
+    existing: &[String],
+    add: &[String],
+    remove: &[String],
+) -> (Option<Vec<String>>, Decision) {
+    let ex: Vec<super::params::Existing> = existing
+        .iter()
+        .map(|t| super::params::Existing::here(t, "the current command line".into()))
+        .collect();
+    let d = decide(&ex, add, remove);
+    if d.added.is_empty() && d.removed.is_empty() {
+        return (None, d);
+    }
+    let mut argv = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
+    if !d.added.is_empty() {
+        argv.push(format!("--args={}", d.added.join(" ")));
+    }
+    // A replaced value is updated by --args (grubby changes the value of a
+    // key it already has); only pure removals go to --remove-args.
+    let replaced_ids: Vec<String> = d.added.iter().map(|a| super::params::identity(a)).collect();
+    let pure_removed: Vec<&String> = d
+        .removed
+        .iter()
+        .filter(|r| !replaced_ids.contains(&super::params::identity(r)))
+        .collect();
+    if !pure_removed.is_empty() {
+        let r: Vec<&str> = pure_removed.iter().map(|s| s.as_str()).collect();
+        argv.push(format!("--remove-args={}", r.join(" ")));
+    }
+    (Some(argv), d)
+}
+
+// ---------------------------------------------------------------------------
+// Type #1 entries
+
+/// What an entry boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `linux` + `initrd` + `options`: edited.
+    Linux,
+    /// `efi` (Windows, a shell): left alone.
+    Efi,
+    /// `uki`: the command line is inside the image; left alone.
+    Uki,
+}
+
+/// The result of [`edit_loader_entry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryEdit {
+    pub kind: EntryKind,
+    /// A fallback/rescue entry: parameters are not added (it stays a way to
+    /// boot without passthrough), only removed.
+    pub fallback: bool,
+    pub edited: Edited,
+}
+
+/// A fallback or rescue entry (by file name, title or initrd): Arch's
+/// `*-fallback.conf` / `initramfs-*-fallback.img`, Fedora's `*-0-rescue-*`.
+pub fn is_fallback_entry(file_name: &str, text: &str) -> bool {
+    let low = file_name.to_ascii_lowercase();
+    if low.contains("fallback") || low.contains("rescue") {
+        return true;
+    }
+    parse_lines(text).iter().any(|l| {
+        matches!(l.key.as_str(), "title" | "initrd" | "linux")
+            && (l.value.to_ascii_lowercase().contains("fallback")
+                || (l.key == "title" && l.value.to_ascii_lowercase().contains("rescue")))
+    })
+}
+
+#[derive(Debug)]
+struct KeyLine {
+    key: String,
+    value: String,
+    /// 1-based.
+    line: usize,
+    line_start: usize,
+    line_end: usize,
+    line_end_nl: usize,
+    value_start: usize,
+    sep: String,
+}
+
+fn parse_lines(text: &str) -> Vec<KeyLine> {
+    let mut v = Vec::new();
+    for (n, (s, e, enl)) in line_ranges(text).into_iter().enumerate() {
+        let raw = &text[s..e];
+        let trimmed = raw.trim_start_matches([' ', '\t']);
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let lead = raw.len() - trimmed.len();
+        let key_len = trimmed.find([' ', '\t']).unwrap_or(trimmed.len());
+        let key = &trimmed[..key_len];
+        let rest = &trimmed[key_len..];
+        let value = rest.trim_start_matches([' ', '\t']);
+        let sep = &rest[..rest.len() - value.len()];
+        v.push(KeyLine {
+            key: key.to_string(),
+            value: value.to_string(),
+            line: n + 1,
+            line_start: s,
+            line_end: e,
+            line_end_nl: enl,
+            value_start: s + lead + key_len + sep.len(),
+            sep: sep.to_string(),
+        });
+    }
+    v
+}
+
+/// Edit one loader entry (`$ESP/loader/entries/*.conf` or
+/// `/boot/loader/entries/*.conf`): parameters are added to the last
+/// `options` line (entries may have several; the loader joins them in
+/// order), removed from whichever line holds them; comment lines and the
+/// key/value separator (blanks or TABs) stay as they are. `efi` and `uki`
+/// entries are returned unchanged. A Linux entry without `options` gets one,
+/// after a `# added by exliar` comment line (a warning says so); removing
+/// its last parameter removes both lines. A user's own `options` line is
+/// never removed, even when left empty. Fallback entries (see [`is_fallback_entry`]) only
+/// lose parameters.
+pub fn edit_loader_entry(
+    file_name: &str,
+    text: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<EntryEdit, EditError> {
+    check_params(add)?;
+    let lines = parse_lines(text);
+    let first = |k: &str| lines.iter().find(|l| l.key == k);
+    let mut boot_keys = lines
+        .iter()
+        .filter(|l| matches!(l.key.as_str(), "linux" | "efi" | "uki"));
+    let kind_line = boot_keys.next().ok_or_else(|| {
+        EditError::new(
+            lines.first().map(|l| l.line).unwrap_or(1),
+            "not a boot loader entry: no `linux`, `efi` or `uki` key",
+        )
+    })?;
+    if let Some(second) = boot_keys.next() {
+        return Err(EditError::new(
+            second.line,
+            format!(
+                "`{}` again: this entry already names what it boots with `{}` on line {}",
+                second.key, kind_line.key, kind_line.line
+            ),
+        ));
+    }
+    let kind = match kind_line.key.as_str() {
+        "linux" => EntryKind::Linux,
+        "efi" => EntryKind::Efi,
+        _ => EntryKind::Uki,
+    };
+    let fallback = is_fallback_entry(file_name, text);
+    if kind != EntryKind::Linux {
+        let mut edited = Edited::unchanged(text);
+        if kind == EntryKind::Uki && !add.is_empty() {
+            edited.warnings.push(format!(
+                "line {}: a `uki` entry: its command line is embedded in the image; change /etc/kernel/cmdline and rebuild the UKI",
+                kind_line.line
+            ));
+        }
+        return Ok(EntryEdit {
+            kind,
+            fallback,
+            edited,
+        });
+    }
+    let add: &[String] = if fallback { &[] } else { add };
+    // Tokens of every options line, one group per line.
+    let mut tokens = Vec::new();
+    let opts: Vec<&KeyLine> = lines.iter().filter(|l| l.key == "options").collect();
+    for (g, l) in opts.iter().enumerate() {
+        let spans = tokenize(&l.value).map_err(|e| {
+            EditError::new(
+                l.line,
+                format!(
+                    "{} in `options` (column {})",
+                    e.message,
+                    l.value_start - l.line_start + e.offset + 1
+                ),
+            )
+        })?;
+        for s in spans {
+            tokens.push(Located {
+                text: l.value[s.start..s.end].to_string(),
+                start: l.value_start + s.start,
+                end: l.value_start + s.end,
+                group: g,
+                opaque: false,
+                editable: true,
+                line: l.line,
+            });
+        }
+    }
+    let (existing, map) = existing_of(&tokens, "");
+    let mut warnings = lint(&existing);
+    let d = decide(&existing, add, remove);
+    let mut edits;
+    if let Some(last) = opts.last() {
+        let g = opts.len() - 1;
+        let group_start = if last.sep.is_empty() {
+            last.line_end
+        } else {
+            last.value_start
+        };
+        let lead = if last.sep.is_empty() { " " } else { "" };
+        edits = edits_for(text, &tokens, &map, &d, Some((g, group_start)), &|p| {
+            p.to_string()
+        });
+        if !lead.is_empty() {
+            for e in edits.iter_mut() {
+                if e.start == group_start && e.start == e.end && !e.text.starts_with(' ') {
+                    e.text.insert_str(0, lead);
+                }
+            }
+        }
+        // An options line left without parameters by the removal is
+        // deleted (exliar made it, see below).
+        for (g, l) in opts.iter().enumerate() {
+            let in_line: Vec<usize> = (0..tokens.len())
+                .filter(|&j| tokens[j].group == g)
+                .collect();
+            if in_line.is_empty() {
+                continue;
+            }
+            let all_gone = in_line
+                .iter()
+                .all(|&j| d.delete.iter().any(|&i| map[i] == j));
+            let appended_here = g == opts.len() - 1 && !d.append.is_empty();
+            // Only a line exliar made, marked by the comment line above it.
+            let mark = text[..l.line_start].strip_suffix('\n').map(|before| {
+                let s = before.rfind('\n').map_or(0, |i| i + 1);
+                (s, before[s..].trim() == super::shell::MARK)
+            });
+            if all_gone
+                && !appended_here
+                && let Some((mark_start, true)) = mark
+            {
+                edits.retain(|e| e.end <= mark_start || e.start >= l.line_end);
+                edits.push(whole_line(text, mark_start, l.line_end, l.line_end_nl));
+            }
+        }
+    } else {
+        edits = Vec::new();
+        if !d.append.is_empty() {
+            let anchor = lines
+                .iter()
+                .rfind(|l| matches!(l.key.as_str(), "linux" | "initrd"))
+                .unwrap_or(kind_line);
+            let sep = match first("linux") {
+                Some(l) if l.sep.contains('\t') => "\t".to_string(),
+                Some(l) => " ".repeat((l.key.len() + l.sep.len()).saturating_sub(7).max(1)),
+                None => " ".to_string(),
+            };
+            let new_line = format!("{}\noptions{sep}{}", super::shell::MARK, d.append.join(" "));
+            edits.push(insert_line_after(
+                text,
+                anchor.line_end,
+                anchor.line_end_nl,
+                &new_line,
+            ));
+            warnings.push(format!(
+                "the entry has no `options` line: one is added after line {}",
+                anchor.line
+            ));
+        }
+    }
+    Ok(EntryEdit {
+        kind,
+        fallback,
+        edited: finish(text, edits, d, warnings),
+    })
+}
+
+/// Delete a whole line: with its newline, or, for a last line without one,
+/// with the newline before it.
+pub(crate) fn whole_line(text: &str, start: usize, end: usize, end_nl: usize) -> TextEdit {
+    if end_nl > end || start == 0 {
+        TextEdit {
+            start,
+            end: end_nl,
+            text: String::new(),
+        }
+    } else {
+        let _ = text;
+        TextEdit {
+            start: start - 1,
+            end,
+            text: String::new(),
+        }
+    }
+}
+
+/// Insert a line after the line ending at `end` (`end_nl` past its newline):
+/// the inverse of [`whole_line`].
+pub(crate) fn insert_line_after(_text: &str, end: usize, end_nl: usize, line: &str) -> TextEdit {
+    if end_nl > end {
+        TextEdit {
+            start: end_nl,
+            end: end_nl,
+            text: format!("{line}\n"),
+        }
+    } else {
+        TextEdit {
+            start: end,
+            end,
+            text: format!("\n{line}"),
+        }
+    }
+}
+
+pub(crate) fn finish(
+    text: &str,
+    edits: Vec<TextEdit>,
+    d: Decision,
+    mut warnings: Vec<String>,
+) -> Edited {
+    warnings.extend(d.warnings);
+    Edited {
+        text: apply(text, edits),
+        added: d.added,
+        removed: d.removed,
+        warnings,
+    }
+}
+
+/// The `default` of `loader.conf` (a file name or glob such as `arch-*`),
+/// with its line, so the planner can tell which entry boots by default.
+pub fn loader_conf_default(text: &str) -> Option<(usize, String)> {
+    parse_lines(text)
+        .into_iter()
+        .rfind(|l| l.key == "default")
+        .map(|l| (l.line, l.value.trim_end().to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn kernel_cmdline_keeps_layout() {
+        let e = edit_kernel_cmdline("root=/x quiet\n", &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(e.text, "root=/x quiet iommu=pt\n");
+        let r = edit_kernel_cmdline(&e.text, &[], &s(&["iommu=pt"])).unwrap();
+        assert_eq!(r.text, "root=/x quiet\n");
+        let e = edit_kernel_cmdline("", &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(e.text, "iommu=pt");
+        let e = edit_kernel_cmdline("# c\nroot=/x\n", &[], &[]).unwrap();
+        assert!(
+            e.warnings[0].contains("no comment syntax"),
+            "{:?}",
+            e.warnings
+        );
+        let err = edit_kernel_cmdline("root=/x\nfoo=\"bar\n", &[], &[]).unwrap_err();
+        assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn from_proc() {
+        assert_eq!(
+            kernel_cmdline_from_proc(
+                "BOOT_IMAGE=/vmlinuz root=/x initrd=\\i.img quiet\n",
+                &s(&["iommu=pt", "quiet"])
+            ),
+            "root=/x quiet iommu=pt\n"
+        );
+    }
+
+    #[test]
+    fn entry_without_options_gets_one_and_loses_it() {
+        let t = "title A\nlinux   /vmlinuz\ninitrd  /initrd\n# c\n";
+        let e = edit_loader_entry("a.conf", t, &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(
+            e.edited.text,
+            "title A\nlinux   /vmlinuz\ninitrd  /initrd\n# added by exliar\noptions iommu=pt\n# c\n"
+        );
+        let r = edit_loader_entry("a.conf", &e.edited.text, &[], &s(&["iommu=pt"])).unwrap();
+        assert_eq!(r.edited.text, t);
+    }
+
+    #[test]
+    fn repeated_options_and_errors() {
+        let t = "linux /v\noptions root=/x\noptions\tquiet\n";
+        let e = edit_loader_entry("a.conf", t, &s(&["iommu=pt", "quiet"]), &[]).unwrap();
+        assert_eq!(
+            e.edited.text,
+            "linux /v\noptions root=/x\noptions\tquiet iommu=pt\n"
+        );
+        let err = edit_loader_entry("a.conf", "linux /a\nlinux /b\n", &[], &[]).unwrap_err();
+        assert_eq!(err.line, 2);
+        let err = edit_loader_entry("a.conf", "title x\n", &[], &[]).unwrap_err();
+        assert!(err.message.contains("not a boot loader entry"));
+        let err = edit_loader_entry("a.conf", "linux /a\noptions a=\"b\n", &[], &[]).unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(
+            err.in_file("/boot/loader/entries/a.conf").to_string(),
+            "/boot/loader/entries/a.conf:2: unterminated double quote in the kernel command line in `options` (column 11)"
+        );
+    }
+
+    #[test]
+    fn grubby() {
+        let (argv, _) = grubby_argv(
+            &s(&["quiet", "vfio-pci.ids=1:2"]),
+            &s(&["vfio-pci.ids=1:2,3:4", "iommu=pt"]),
+            &s(&["vfio-pci.ids=1:2", "rd.driver.pre=vfio-pci"]),
+        );
+        assert_eq!(
+            argv.unwrap(),
+            s(&[
+                "grubby",
+                "--update-kernel=ALL",
+                "--args=vfio-pci.ids=1:2,3:4 iommu=pt"
+            ])
+        );
+        let (argv, _) = grubby_argv(&s(&["iommu=pt"]), &s(&["iommu=pt"]), &[]);
+        assert!(argv.is_none());
+    }
+}

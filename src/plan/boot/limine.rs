@@ -1,0 +1,489 @@
+//! Limine: `limine.conf` (the format of Limine ≥ 8: `key: value`, entries
+//! opened by `/Title`) and `/etc/default/limine` (bash, read by
+//! limine-entry-tool / limine-mkinitcpio-hook, which generate limine.conf).
+
+use super::bls::{finish, insert_line_after};
+use super::params::{check_params, decide, lint, tokenize};
+use super::region::{Located, TextEdit, edits_for, existing_of};
+use super::shell::{NewLine, edit_var};
+use super::{EditError, Edited, line_ranges};
+
+/// Said with every change to limine.conf.
+pub const ENROLLED_CHECKSUM_WARNING: &str = "if a BLAKE2B checksum of limine.conf is enrolled in Limine's EFI binary (`limine enroll-config`, used with Secure Boot), the edited file no longer matches it and Limine refuses to boot: enroll the new checksum (`limine enroll-config <EFI binary> <b2sum of limine.conf>`) and re-sign the binary before rebooting";
+
+/// Which syntax a Limine configuration uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimineFormat {
+    /// `key: value`, `/Entry` (Limine ≥ 8, `limine.conf`).
+    New,
+    /// `KEY=VALUE`, `:Entry` (Limine ≤ 7, `limine.cfg`).
+    Old,
+    /// Nothing that tells (comments, macros only).
+    Unknown,
+}
+
+struct Line<'a> {
+    n: usize,
+    start: usize,
+    end: usize,
+    end_nl: usize,
+    /// Leading blanks.
+    indent: &'a str,
+    /// Without the indent.
+    body: &'a str,
+}
+
+fn lines(text: &str) -> Vec<Line<'_>> {
+    line_ranges(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (s, e, enl))| {
+            let raw = &text[s..e];
+            let body = raw.trim_start_matches([' ', '\t']);
+            Line {
+                n: i + 1,
+                start: s,
+                end: e,
+                end_nl: enl,
+                indent: &raw[..raw.len() - body.len()],
+                body,
+            }
+        })
+        .collect()
+}
+
+fn is_old_line(body: &str) -> bool {
+    if body.starts_with(':') {
+        return true;
+    }
+    // KEY=VALUE with an upper-case key (macros are `${X}=`).
+    match body.split_once('=') {
+        Some((k, _)) => {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+        }
+        None => false,
+    }
+}
+
+fn is_new_line(body: &str) -> bool {
+    if body.starts_with('/') {
+        return true;
+    }
+    match body.split_once(':') {
+        Some((k, _)) => !k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_'),
+        None => false,
+    }
+}
+
+/// Detect the format; a file with lines of both is an error naming one of
+/// each (the formats must not be mixed).
+pub fn limine_format(text: &str) -> Result<LimineFormat, EditError> {
+    let mut old = None;
+    let mut new = None;
+    for l in lines(text) {
+        if l.body.is_empty() || l.body.starts_with('#') || l.body.starts_with("${") {
+            continue;
+        }
+        if is_new_line(l.body) {
+            new.get_or_insert(l.n);
+        } else if is_old_line(l.body) {
+            old.get_or_insert(l.n);
+        }
+    }
+    match (old, new) {
+        (Some(o), Some(n)) => Err(EditError::new(
+            o.max(n),
+            format!(
+                "mixes the old limine.cfg syntax (line {o}) with the new limine.conf syntax (line {n}); Limine reads one format per file"
+            ),
+        )),
+        (Some(_), None) => Ok(LimineFormat::Old),
+        (None, Some(_)) => Ok(LimineFormat::New),
+        (None, None) => Ok(LimineFormat::Unknown),
+    }
+}
+
+/// Whether a config checksum is enrolled in a Limine EFI binary: the 128
+/// characters after `++CONFIG_B2SUM_SIGNATURE++` are all `0` until
+/// `limine enroll-config` writes the hash there. `None`: not a Limine
+/// binary with that marker.
+pub fn config_checksum_enrolled(efi_binary: &[u8]) -> Option<bool> {
+    const SIG: &[u8] = b"++CONFIG_B2SUM_SIGNATURE++";
+    let at = memchr::memmem::find(efi_binary, SIG)? + SIG.len();
+    let slot = efi_binary.get(at..at + 128)?;
+    Some(slot.iter().any(|&c| c != b'0'))
+}
+
+fn value_of<'a>(l: &Line<'a>) -> (usize, &'a str) {
+    let colon = l.body.find(':').unwrap_or(0);
+    let after = &l.body[colon + 1..];
+    let v = after.trim_start_matches([' ', '\t']);
+    (l.end - v.len(), v)
+}
+
+type Target = (usize, Option<(usize, usize)>, usize);
+
+struct Entry {
+    /// Indexes into `lines` of its option lines.
+    opts: Vec<usize>,
+    header: usize,
+}
+
+/// Edit `limine.conf`: the `cmdline:` (alias `kernel_cmdline:`; keys are
+/// case-insensitive) of every entry with `protocol: linux`. Values run to the
+/// end of the line, unquoted; comments are only whole lines and stay. A
+/// Linux entry without a command line gets one after its `path:` line. The
+/// old format (`limine.cfg`) is refused.
+pub fn edit_limine_conf(
+    text: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<Edited, EditError> {
+    check_params(add)?;
+    match limine_format(text)? {
+        LimineFormat::Old => {
+            let n = lines(text)
+                .iter()
+                .find(|l| is_old_line(l.body))
+                .map(|l| l.n)
+                .unwrap_or(1);
+            return Err(EditError::new(
+                n,
+                "old-format Limine configuration (limine.cfg, Limine ≤ 7: `:Entry`, `KEY=VALUE`); exliar edits only limine.conf (Limine ≥ 8)",
+            ));
+        }
+        LimineFormat::New | LimineFormat::Unknown => {}
+    }
+    let ls = lines(text);
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, l) in ls.iter().enumerate() {
+        if l.body.starts_with('/') {
+            entries.push(Entry {
+                opts: Vec::new(),
+                header: i,
+            });
+        } else if !l.body.is_empty()
+            && !l.body.starts_with('#')
+            && l.body.contains(':')
+            && let Some(e) = entries.last_mut()
+        {
+            e.opts.push(i);
+        }
+    }
+    let key_of = |l: &Line<'_>| -> String {
+        l.body
+            .split_once(':')
+            .map(|(k, _)| k.trim().to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    let mut tokens = Vec::new();
+    // (entry, (group, value start) of its command line, anchor line)
+    let mut targets: Vec<Target> = Vec::new();
+    let mut group = 0usize;
+    for (ei, e) in entries.iter().enumerate() {
+        let linux = e.opts.iter().any(|&i| {
+            key_of(&ls[i]) == "protocol" && value_of(&ls[i]).1.trim().eq_ignore_ascii_case("linux")
+        });
+        if !linux {
+            continue;
+        }
+        let cmdlines: Vec<usize> = e
+            .opts
+            .iter()
+            .copied()
+            .filter(|&i| matches!(key_of(&ls[i]).as_str(), "cmdline" | "kernel_cmdline"))
+            .collect();
+        if cmdlines.len() > 1 {
+            return Err(EditError::new(
+                ls[cmdlines[1]].n,
+                format!(
+                    "a second command line in entry `{}` (the first is on line {}); Limine uses only one",
+                    ls[e.header].body.trim_start_matches(['/', '+']).trim(),
+                    ls[cmdlines[0]].n
+                ),
+            ));
+        }
+        match cmdlines.first() {
+            Some(&i) => {
+                let (vstart, v) = value_of(&ls[i]);
+                let spans = tokenize(v).map_err(|er| EditError::new(ls[i].n, er.message))?;
+                for s in spans {
+                    let t = &v[s.start..s.end];
+                    tokens.push(Located {
+                        text: t.to_string(),
+                        start: vstart + s.start,
+                        end: vstart + s.end,
+                        group,
+                        opaque: t.contains("${"),
+                        editable: true,
+                        line: ls[i].n,
+                    });
+                }
+                targets.push((ei, Some((group, vstart)), i));
+            }
+            None => {
+                let anchor = e
+                    .opts
+                    .iter()
+                    .copied()
+                    .rfind(|&i| matches!(key_of(&ls[i]).as_str(), "path" | "kernel_path"))
+                    .or_else(|| e.opts.last().copied())
+                    .unwrap_or(e.header);
+                targets.push((ei, None, anchor));
+            }
+        }
+        group += 1;
+    }
+    let (existing, map) = existing_of(&tokens, "");
+    let mut warnings = lint(&existing);
+    let (add, more) = super::params::not_anywhere(
+        &existing,
+        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        targets.len(),
+        add,
+        "Linux entries",
+    );
+    warnings.extend(more);
+    let add = add.as_slice();
+    let mut edits: Vec<TextEdit> = Vec::new();
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let mut dwarn = Vec::new();
+    let mut new_lines = 0;
+    let mut emptied: Vec<usize> = Vec::new();
+    for (ei, tgt, anchor) in &targets {
+        let g = tgt.map(|t| t.0);
+        let idx: Vec<usize> = (0..existing.len())
+            .filter(|&i| Some(tokens[map[i]].group) == g)
+            .collect();
+        let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
+        let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
+        let d = decide(&ex, add, remove);
+        if let Some((g, _)) = tgt {
+            let in_line = tokens.iter().filter(|t| t.group == *g).count();
+            if in_line > 0
+                && d.delete.len() == in_line
+                && d.append.is_empty()
+                && d.replace.is_empty()
+            {
+                emptied.push(*anchor);
+            }
+        }
+        match tgt {
+            Some(t) => {
+                let mut es = edits_for(text, &tokens, &sub_map, &d, Some(*t), &|p| p.to_string());
+                // `cmdline:` with no blank after the colon.
+                let l = &ls[*anchor];
+                if t.1 == l.end && !l.body.ends_with([' ', '\t']) {
+                    for e in es.iter_mut() {
+                        if e.start == t.1 && e.start == e.end && !e.text.starts_with(' ') {
+                            e.text.insert(0, ' ');
+                        }
+                    }
+                }
+                edits.extend(es);
+            }
+            None => {
+                if !d.append.is_empty() {
+                    let a = &ls[*anchor];
+                    let indent = if *anchor == entries[*ei].header {
+                        "    ".to_string()
+                    } else {
+                        a.indent.to_string()
+                    };
+                    let line = format!(
+                        "{indent}{}\n{indent}cmdline: {}",
+                        super::shell::MARK,
+                        d.append.join(" ")
+                    );
+                    edits.push(insert_line_after(text, a.end, a.end_nl, &line));
+                    new_lines += 1;
+                }
+            }
+        }
+        for a in d.added {
+            if !added.contains(&a) {
+                added.push(a);
+            }
+        }
+        for r in d.removed {
+            if !removed.contains(&r) {
+                removed.push(r);
+            }
+        }
+        for w in d.warnings {
+            if !dwarn.contains(&w) {
+                dwarn.push(w);
+            }
+        }
+    }
+    // A `cmdline:` line left empty by the removal goes (exliar made it).
+    // Only a line exliar made (marked by the comment line above it) goes;
+    // a user's `cmdline:` stays, empty.
+    for &anchor in &emptied {
+        let l = &ls[anchor];
+        if anchor > 0 && ls[anchor - 1].body.trim_end() == super::shell::MARK {
+            let m = &ls[anchor - 1];
+            edits.retain(|e| e.end <= m.start || e.start >= l.end);
+            edits.push(super::bls::whole_line(text, m.start, l.end, l.end_nl));
+        }
+    }
+    if targets.is_empty() && !add.is_empty() {
+        warnings.push(
+            "no Linux entry (`protocol: linux`) in this file: nothing to add the parameters to"
+                .to_string(),
+        );
+    }
+    if new_lines > 0 {
+        warnings.push(format!(
+            "{new_lines} Linux entr{} had no `cmdline:`; one is added",
+            if new_lines == 1 { "y" } else { "ies" }
+        ));
+    }
+    let d = super::params::Decision {
+        added,
+        removed,
+        warnings: dwarn,
+        ..Default::default()
+    };
+    let mut out = finish(text, edits, d, warnings);
+    if out.text != text {
+        out.warnings.push(ENROLLED_CHECKSUM_WARNING.to_string());
+    }
+    Ok(out)
+}
+
+/// Edit `/etc/default/limine`: `KERNEL_CMDLINE[default]` (bash associative
+/// array; the file usually appends with `+=`). The last assignment that sets
+/// it is extended in place; without one, `KERNEL_CMDLINE[default]+=" …"` is
+/// added on a marked line. Other `KERNEL_CMDLINE[...]` keys are named in a
+/// warning.
+pub fn edit_default_limine(
+    text: &str,
+    add: &[String],
+    remove: &[String],
+) -> Result<Edited, EditError> {
+    let var = "KERNEL_CMDLINE[default]";
+    let mut e = edit_var(
+        text,
+        var,
+        add,
+        remove,
+        &[],
+        true,
+        &NewLine {
+            after_var: None,
+            plus: true,
+        },
+    )
+    .map_err(|e| e.in_file("/etc/default/limine"))?;
+    if let Ok(all) = super::shell::scan(text) {
+        for a in all
+            .iter()
+            .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
+        {
+            e.warnings.push(format!(
+                "line {}: {} is not changed; the parameters are added to {var} only",
+                a.line, a.name
+            ));
+        }
+    }
+    Ok(e)
+}
+
+/// Regenerate limine.conf from `/etc/default/limine` (limine-entry-tool's
+/// command; limine-mkinitcpio-hook installs it too). Not verified on a real
+/// system here.
+pub fn default_limine_update_argv() -> Vec<String> {
+    vec!["limine-update".to_string()]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn linux_entries_only() {
+        let t = "timeout: 3\n/Linux\n    PROTOCOL: Linux\n    path: boot():/vmlinuz\n    CMDLINE: root=/x quiet\n/Other\n    protocol: limine\n    kernel_cmdline: keep\n";
+        let e = edit_limine_conf(t, &s(&["iommu=pt"]), &[]).unwrap();
+        assert!(e.text.contains("    CMDLINE: root=/x quiet iommu=pt\n"));
+        assert!(e.text.contains("kernel_cmdline: keep\n"));
+        assert!(e.warnings.iter().any(|w| w.contains("enroll")));
+        assert_eq!(
+            edit_limine_conf(&e.text, &[], &s(&["iommu=pt"]))
+                .unwrap()
+                .text,
+            t
+        );
+    }
+
+    #[test]
+    fn entry_without_cmdline() {
+        let t =
+            "/Linux\n  protocol: linux\n  path: boot():/vmlinuz\n  module_path: boot():/initrd\n";
+        let e = edit_limine_conf(t, &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(
+            e.text,
+            "/Linux\n  protocol: linux\n  path: boot():/vmlinuz\n  # added by exliar\n  cmdline: iommu=pt\n  module_path: boot():/initrd\n"
+        );
+        assert_eq!(
+            edit_limine_conf(&e.text, &[], &s(&["iommu=pt"]))
+                .unwrap()
+                .text,
+            t
+        );
+    }
+
+    #[test]
+    fn formats() {
+        let old = "TIMEOUT=5\n:Arch\n    PROTOCOL=linux\n    CMDLINE=root=/x\n";
+        assert_eq!(limine_format(old).unwrap(), LimineFormat::Old);
+        let e = edit_limine_conf(old, &s(&["iommu=pt"]), &[]).unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = limine_format("timeout: 5\n:Arch\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = edit_limine_conf("/A\nprotocol: linux\ncmdline: a\nCmdline: b\n", &[], &[])
+            .unwrap_err();
+        assert_eq!(e.line, 4);
+    }
+
+    #[test]
+    fn enrolled() {
+        let mut b = b"xx++CONFIG_B2SUM_SIGNATURE++".to_vec();
+        b.extend(std::iter::repeat_n(b'0', 128));
+        assert_eq!(config_checksum_enrolled(&b), Some(false));
+        let n = b.len();
+        b[n - 1] = b'a';
+        assert_eq!(config_checksum_enrolled(&b), Some(true));
+        assert_eq!(config_checksum_enrolled(b"nothing"), None);
+    }
+
+    #[test]
+    fn default_limine() {
+        let t = "ESP_PATH=\"/boot\"\nKERNEL_CMDLINE[default]+=\"quiet rw\"\n";
+        let e = edit_default_limine(t, &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(
+            e.text,
+            "ESP_PATH=\"/boot\"\nKERNEL_CMDLINE[default]+=\"quiet rw iommu=pt\"\n"
+        );
+        let t = "ESP_PATH=\"/boot\"\n";
+        let e = edit_default_limine(t, &s(&["iommu=pt"]), &[]).unwrap();
+        assert_eq!(
+            e.text,
+            "ESP_PATH=\"/boot\"\nKERNEL_CMDLINE[default]+=\" iommu=pt\" # added by exliar\n"
+        );
+        assert_eq!(
+            edit_default_limine(&e.text, &[], &s(&["iommu=pt"]))
+                .unwrap()
+                .text,
+            t
+        );
+    }
+}
