@@ -1,6 +1,7 @@
 //! Command-line front end: flags become requests; output is rendered here.
 //! Nothing below this module sees clap types.
 
+mod boot;
 mod render;
 mod runtime;
 
@@ -75,6 +76,16 @@ pub enum Command {
     Unbind(UnbindArgs),
     /// What exliar manages on this host now: devices it holds on vfio-pci
     Status(ReportArgs),
+    /// Show what boot-time isolation of a GPU would change (diffs, commands); changes nothing
+    Plan(boot::PlanCmd),
+    /// Apply the plan as one journaled transaction (asks first unless --yes); needs root
+    Apply(boot::ApplyCmd),
+    /// Undo an applied transaction, byte for byte, and regenerate; needs root
+    Rollback(boot::TxnCmd),
+    /// The transactions exliar has made on this root
+    History(boot::TargetCmd),
+    /// Return every file of an interrupted transaction to its original; needs root
+    Recover(boot::TargetCmd),
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +230,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Bind(a) => runtime::bind(&cli.root, a),
         Command::Unbind(a) => runtime::unbind(&cli.root, a),
         Command::Status(a) => runtime::status(&cli.root, a.json),
+        Command::Plan(a) => boot::plan_cmd(&cli.root, a),
+        Command::Apply(a) => boot::apply(&cli.root, a),
+        Command::Rollback(a) => boot::rollback(&cli.root, a),
+        Command::History(a) => boot::history(&cli.root, a),
+        Command::Recover(a) => boot::recover(&cli.root, a),
     }
 }
 

@@ -13,7 +13,9 @@ use crate::model::PciAddress;
 pub mod boot;
 pub mod earlybind;
 pub mod editors;
+pub mod facts;
 pub mod initramfs;
+pub mod isolate;
 pub mod modprobe;
 
 /// One change.
@@ -42,7 +44,13 @@ pub enum Step {
     },
     /// A command run after the files are written (initramfs regeneration,
     /// boot-loader update), inside the target root when it is not `/`.
-    Run { argv: Vec<String>, why: String },
+    Run {
+        argv: Vec<String>,
+        /// What undoes it on rollback (`grubby --remove-args=…`); `None`:
+        /// the command regenerates from files, so rollback runs it again.
+        undo: Option<Vec<String>>,
+        why: String,
+    },
 }
 
 impl Step {
@@ -151,7 +159,7 @@ pub fn render(plan: &Plan) -> String {
                     let _ = writeln!(out, "    remove: {}", remove.join(" "));
                 }
             }
-            Step::Run { argv, why } => {
+            Step::Run { argv, why, .. } => {
                 let _ = writeln!(out, "\n[{n}] run: {}  ({why})", argv.join(" "));
             }
         }

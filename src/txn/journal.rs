@@ -64,6 +64,9 @@ pub enum RunState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRecord {
     pub argv: Vec<String>,
+    /// Run instead of `argv` on rollback (see `Step::Run`).
+    #[serde(default)]
+    pub undo: Option<Vec<String>>,
     pub state: RunState,
     pub output: Option<String>,
 }

@@ -141,6 +141,24 @@ impl Boundaries {
     }
 }
 
+/// The id of an interrupted transaction under `root`, read without the
+/// lock (for warnings in read-only commands).
+pub fn unfinished_readonly(root: &Path) -> Option<String> {
+    let dir = root.join(STATE_DIR).join("txn");
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids.into_iter().find(|id| {
+        std::fs::read(dir.join(id).join("journal.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
+            .is_some_and(|j| j.status == Status::Applying)
+    })
+}
+
 /// A file as it is now: bytes, mode, uid, gid.
 type Current = (Vec<u8>, u32, u32, u32);
 
@@ -289,8 +307,9 @@ impl Store {
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::Run { argv, .. } => Some(CommandRecord {
+                Step::Run { argv, undo, .. } => Some(CommandRecord {
                     argv: argv.clone(),
+                    undo: undo.clone(),
                     state: RunState::Pending,
                     output: None,
                 }),
@@ -352,7 +371,7 @@ impl Store {
                     // Put everything back, then regenerate from the originals.
                     self.restore_files(&j, None)?;
                     for c in &j.commands[..i] {
-                        let _ = runner.run(&self.root, &c.argv);
+                        let _ = runner.run(&self.root, c.undo.as_ref().unwrap_or(&c.argv));
                     }
                     j.status = Status::Failed;
                     self.save(&j)?;
@@ -365,7 +384,6 @@ impl Store {
         }
         j.status = Status::Applied;
         self.save(&j)?;
-        b.pass();
         Ok(j)
     }
 
@@ -407,7 +425,16 @@ impl Store {
         self.restore_files(&j, Some(()))?;
         if j.commands.iter().any(|c| c.state != RunState::Pending) {
             for c in &j.commands {
-                let _ = runner.run(&self.root, &c.argv);
+                match (&c.undo, c.state) {
+                    // An undoable command that never ran needs no undo.
+                    (Some(_), RunState::Pending) => {}
+                    (Some(u), _) => {
+                        let _ = runner.run(&self.root, u);
+                    }
+                    (None, _) => {
+                        let _ = runner.run(&self.root, &c.argv);
+                    }
+                }
             }
         }
         j.status = Status::Recovered;
@@ -552,6 +579,7 @@ mod tests {
         ));
         p.steps.push(Step::Run {
             argv: vec!["mkinitcpio".to_string(), "-P".to_string()],
+            undo: None,
             why: "regenerate".to_string(),
         });
         p

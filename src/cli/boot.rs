@@ -1,0 +1,437 @@
+//! `exliar plan`, `apply`, `rollback`, `history`, `recover`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{exit, read_host};
+use crate::analyze;
+use crate::host::{HostRoot, critical};
+use crate::plan::boot::params::{CpuVendor, Framebuffer, params_for_host};
+use crate::plan::isolate::{self, IsolateRequest, PlanError};
+use crate::plan::{self, Plan, facts, initramfs, modprobe};
+use crate::txn::{CommandRunner, Journal, NoRunner, Status, Store, SystemRunner};
+
+/// Flags shared by `plan` and `apply`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The GPU to isolate (`0000:01:00.0`), or `auto` for the recommendation
+    #[arg(long, default_value = "auto", value_name = "ADDR|auto")]
+    pub gpu: String,
+    /// Write into this root instead of the running system's (an installer's
+    /// mounted target); hardware is still read from --root
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<std::path::PathBuf>,
+    /// Go on despite overridable refusals (boot display of a single-GPU
+    /// host, a shared IOMMU group, no IOMMU yet)
+    #[arg(long)]
+    pub force: bool,
+    /// Also add `iommu=pt` (host devices skip IOMMU translation)
+    #[arg(long)]
+    pub iommu_pt: bool,
+    /// Print the versioned JSON document
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanCmd {
+    #[command(flatten)]
+    pub common: PlanArgs,
+    /// `text` (diffs), `json`, or `nix` (a NixOS module to import, for NixOS)
+    #[arg(long, default_value = "text", value_parser = ["text", "json", "nix"])]
+    pub format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyCmd {
+    #[command(flatten)]
+    pub common: PlanArgs,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Write the files but do not run the regeneration commands (run them yourself)
+    #[arg(long)]
+    pub no_run: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TxnCmd {
+    /// A transaction id from `exliar history`, or `last`
+    #[arg(default_value = "last")]
+    pub txn: String,
+    /// The root whose transactions to use (default: --root)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<std::path::PathBuf>,
+    /// Restore the originals even if someone changed the files since
+    #[arg(long)]
+    pub force: bool,
+    /// Do not run the regeneration commands
+    #[arg(long)]
+    pub no_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TargetCmd {
+    /// The root whose transactions to use (default: --root)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<std::path::PathBuf>,
+    /// Do not run the regeneration commands
+    #[arg(long)]
+    pub no_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
+    let host = HostRoot::new(root);
+    let inv = read_host(&host)?;
+    let analysis = analyze::analyze(&inv);
+    let crit = critical::find(&host);
+    let target_root = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+    let live = a.target.is_none() && root == Path::new("/");
+    let target = HostRoot::new(&target_root);
+    let facts = facts::read(&target, live);
+    let gpu = if a.gpu == "auto" {
+        None
+    } else {
+        Some(crate::model::PciAddress::parse(&a.gpu)?)
+    };
+    Ok(isolate::plan(
+        &inv,
+        &analysis,
+        &crit,
+        &facts,
+        &IsolateRequest {
+            gpu,
+            force: a.force,
+            iommu_pt: a.iommu_pt,
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct PlanDoc<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    exliar_version: &'static str,
+    /// Unified diffs, in step order (file steps only).
+    diffs: Vec<String>,
+}
+
+fn plan_doc(p: &Plan) -> PlanDoc<'_> {
+    PlanDoc {
+        plan: p,
+        exliar_version: env!("CARGO_PKG_VERSION"),
+        diffs: p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                plan::Step::WriteFile {
+                    path,
+                    before,
+                    after,
+                    ..
+                } => Some(plan::unified_diff(path, before.as_deref(), after)),
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
+fn refused(e: &PlanError, json: bool) -> anyhow::Result<u8> {
+    if json {
+        print_json(&serde_json::json!({
+            "schema": plan::PLAN_SCHEMA,
+            "error": e.to_string(),
+            "overridable": matches!(e, PlanError::Refused { overridable: true, .. }),
+        }))?;
+    }
+    eprintln!("exliar: {e}");
+    if matches!(
+        e,
+        PlanError::Refused {
+            overridable: true,
+            ..
+        }
+    ) {
+        eprintln!("exliar: --force goes on anyway");
+    }
+    Ok(match e {
+        PlanError::Refused { .. } => exit::FINDINGS,
+        _ => exit::ERROR,
+    })
+}
+
+pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
+    if a.format == "nix" {
+        return nix(root, &a.common);
+    }
+    let p = match build(root, &a.common)? {
+        Ok(p) => p,
+        Err(e) => return refused(&e, a.common.json || a.format == "json"),
+    };
+    let target_root = a
+        .common
+        .target
+        .clone()
+        .unwrap_or_else(|| root.to_path_buf());
+    if let Some(j) = crate::txn::unfinished_readonly(&target_root) {
+        eprintln!(
+            "exliar: warning: transaction {j} was interrupted; run `exliar recover` before applying anything"
+        );
+    }
+    if a.common.json || a.format == "json" {
+        print_json(&plan_doc(&p))?;
+    } else {
+        print!("{}", plan::render(&p));
+        if !p.is_empty() {
+            println!("\nNothing was changed. `exliar apply` (same flags) applies this plan.");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `exliar plan --format nix`: a NixOS module for the user to import.
+fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
+    let host = HostRoot::new(root);
+    let inv = read_host(&host)?;
+    let analysis = analyze::analyze(&inv);
+    let addr = if a.gpu == "auto" {
+        analysis.recommendation.passthrough
+    } else {
+        Some(crate::model::PciAddress::parse(&a.gpu)?)
+    };
+    let Some(gpu) = addr.and_then(|x| {
+        analysis
+            .gpus
+            .iter()
+            .find(|g| g.address == x || g.functions.contains(&x))
+    }) else {
+        eprintln!(
+            "exliar: no GPU to isolate: {}",
+            analysis.recommendation.reasons.join(" ")
+        );
+        return Ok(exit::FINDINGS);
+    };
+    let mut ids = Vec::new();
+    let mut by_address = Vec::new();
+    let mut drivers: Vec<&str> = Vec::new();
+    for f in &gpu.functions {
+        let Some(d) = inv.device(f) else { continue };
+        let (Some(v), Some(dv)) = (d.vendor_id, d.device_id) else {
+            continue;
+        };
+        let shared = inv.devices.iter().any(|o| {
+            !gpu.functions.contains(&o.address) && o.vendor_id == Some(v) && o.device_id == Some(dv)
+        });
+        if shared {
+            by_address.push(*f);
+        } else {
+            ids.push(format!("{v:04x}:{dv:04x}"));
+        }
+        for drv in modprobe::drivers_for(v, d.class.map_or(0, |c| c.0)) {
+            if !drivers.contains(&drv) {
+                drivers.push(drv);
+            }
+        }
+    }
+    let cpu = match inv.host.cpu_vendor.as_deref() {
+        Some("GenuineIntel") => CpuVendor::Intel,
+        Some("AuthenticAMD") => CpuVendor::Amd,
+        _ => CpuVendor::Other,
+    };
+    // NixOS kernels do not turn the Intel IOMMU on by default.
+    let params = params_for_host(
+        cpu,
+        false,
+        false,
+        &ids,
+        false,
+        Framebuffer::None,
+        a.iommu_pt,
+    );
+    let modules: Vec<String> = initramfs::vfio_modules((6, 6))
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut extra = String::new();
+    if !ids.is_empty() {
+        extra.push_str(&modprobe::ids_option_line(&ids));
+        extra.push('\n');
+    }
+    for d in drivers {
+        extra.push_str(&format!("softdep {d} pre: vfio-pci\n"));
+    }
+    print!(
+        "{}",
+        plan::boot::nix::nixos_module(&params, &modules, &extra, &by_address)
+    );
+    Ok(exit::OK)
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "exliar: not applied: confirmation needs a terminal; pass --yes to apply from a script"
+        );
+        return Ok(false);
+    }
+    eprint!("Apply this plan? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+fn runner(no_run: bool) -> Box<dyn CommandRunner> {
+    if no_run {
+        Box::new(NoRunner)
+    } else {
+        Box::new(SystemRunner)
+    }
+}
+
+fn journal_text(j: &Journal) -> String {
+    let mut s = format!("transaction {}: {}\n", j.id, j.status);
+    for f in &j.files {
+        s.push_str(&format!(
+            "  /{} ({})\n",
+            f.path.display(),
+            if f.existed { "edited" } else { "created" }
+        ));
+    }
+    for c in &j.commands {
+        s.push_str(&format!("  ran: {}\n", c.argv.join(" ")));
+    }
+    s
+}
+
+pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
+    let target_root = a
+        .common
+        .target
+        .clone()
+        .unwrap_or_else(|| root.to_path_buf());
+    // Take the lock first, and refuse over an interrupted transaction: its
+    // half-written files would make the new plan look done.
+    let store = Store::open(&target_root)?;
+    if let Some(j) = store.unfinished()? {
+        return Err(crate::txn::TxnError::Unfinished { id: j.id }.into());
+    }
+    let p = match build(root, &a.common)? {
+        Ok(p) => p,
+        Err(e) => return refused(&e, a.common.json),
+    };
+    if p.is_empty() {
+        if a.common.json {
+            print_json(
+                &serde_json::json!({"schema": "exliar.apply/1", "applied": false, "reason": "nothing to change", "plan": plan_doc(&p)}),
+            )?;
+        } else {
+            println!("Nothing to change: the target is already configured.");
+        }
+        return Ok(exit::OK);
+    }
+    if !a.common.json {
+        print!("{}", plan::render(&p));
+    }
+    if !a.yes && !confirm()? {
+        return Ok(exit::FINDINGS);
+    }
+    let mut run = runner(a.no_run);
+    let j = store.apply(&p, run.as_mut())?;
+    if a.common.json {
+        print_json(
+            &serde_json::json!({"schema": "exliar.apply/1", "applied": true, "journal": j}),
+        )?;
+    } else {
+        print!("{}", journal_text(&j));
+        println!(
+            "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
+            p.gpu.map(|g| g.to_string()).unwrap_or_default()
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
+    let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+    let store = Store::open(&target)?;
+    let mut run = runner(a.no_run);
+    let j = store.rollback(&a.txn, a.force, run.as_mut())?;
+    if a.json {
+        print_json(&j)?;
+    } else {
+        print!("{}", journal_text(&j));
+        println!(
+            "Rolled back: every file is as it was before; reboot to boot without the isolation."
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
+    let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+    let store = Store::open(&target)?;
+    let mut run = runner(a.no_run);
+    match store.recover(run.as_mut())? {
+        Some(j) => {
+            if a.json {
+                print_json(&j)?;
+            } else {
+                print!("{}", journal_text(&j));
+                println!(
+                    "Recovered: every file the interrupted transaction touched is back to its original."
+                );
+            }
+        }
+        None => {
+            if a.json {
+                print_json(&serde_json::json!(null))?;
+            } else {
+                println!("Nothing to recover: no interrupted transaction.");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+#[derive(Serialize)]
+struct HistoryDoc {
+    schema: &'static str,
+    transactions: Vec<Journal>,
+}
+
+pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
+    let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+    let store = Store::open(&target)?;
+    let js = store.journals()?;
+    if a.json {
+        print_json(&HistoryDoc {
+            schema: "exliar.history/1",
+            transactions: js,
+        })?;
+        return Ok(exit::OK);
+    }
+    if js.is_empty() {
+        println!("No transactions.");
+    }
+    for j in &js {
+        print!("{}", journal_text(j));
+        if j.status == Status::Applying {
+            println!("  (interrupted: run `exliar recover`)");
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,192 @@
+//! Reading a target root for the planner. This is the planner's only I/O,
+//! and it goes through [`HostRoot`] like every other read.
+
+use std::path::Path;
+
+use crate::analyze::bootenv::{self, OsFamily};
+use crate::check::gather;
+use crate::host::HostRoot;
+use crate::host::sysfs::os_release_value;
+
+use super::isolate::TargetFacts;
+
+/// Files the planner may edit or consult, relative to the target root.
+const FILES: &[&str] = &[
+    "etc/mkinitcpio.conf",
+    "etc/booster.yaml",
+    "etc/initramfs-tools/modules",
+    "etc/dracut.conf",
+    "etc/default/grub",
+    "etc/kernel/cmdline",
+    "etc/default/limine",
+    "etc/kernelstub/configuration",
+    "boot/grub/grub.cfg",
+    "boot/grub2/grub.cfg",
+];
+
+const MODPROBE_DIRS: &[&str] = &[
+    "etc/modprobe.d",
+    "run/modprobe.d",
+    "usr/lib/modprobe.d",
+    "lib/modprobe.d",
+];
+
+const TOOLS: &[(&str, &[&str])] = &[
+    ("update-grub", &["usr/sbin/update-grub", "sbin/update-grub"]),
+    (
+        "grub-mkconfig",
+        &[
+            "usr/sbin/grub-mkconfig",
+            "sbin/grub-mkconfig",
+            "usr/bin/grub-mkconfig",
+        ],
+    ),
+    (
+        "grub2-mkconfig",
+        &["usr/sbin/grub2-mkconfig", "sbin/grub2-mkconfig"],
+    ),
+    (
+        "grubby",
+        &["usr/sbin/grubby", "sbin/grubby", "usr/bin/grubby"],
+    ),
+    (
+        "kernel-install",
+        &["usr/bin/kernel-install", "bin/kernel-install"],
+    ),
+];
+
+fn text(host: &HostRoot, rel: &str) -> Option<String> {
+    host.read_optional(rel).ok().flatten()
+}
+
+/// Kernel releases installed in the target, newest last.
+fn installed_kernels(host: &HostRoot) -> Vec<String> {
+    let mut v: Vec<String> = ["lib/modules", "usr/lib/modules"]
+        .iter()
+        .flat_map(|d| host.list_dir(d).unwrap_or_default())
+        .filter(|k| k.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    v.sort_by_key(|k| version_key(k));
+    v.dedup();
+    v
+}
+
+fn version_key(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Gather what the planner needs from `target`. `live` says whether the
+/// target is the running system (then its running kernel is the one that
+/// matters; otherwise the newest installed one).
+pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
+    let mut f = TargetFacts {
+        root: target.path().display().to_string(),
+        ..TargetFacts::default()
+    };
+    let ev = gather::gather(target);
+    let os_text = ev.os_release().map(|(_, t)| t).unwrap_or_default();
+    let os = OsFamily {
+        id: os_release_value(&os_text, "ID"),
+        id_like: os_release_value(&os_text, "ID_LIKE")
+            .map(|v| v.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+    };
+    let boot = bootenv::detect(&ev, &os);
+
+    let kernels = installed_kernels(target);
+    f.kernel_release = if live {
+        text(target, "proc/sys/kernel/osrelease").map(|s| s.trim().to_string())
+    } else {
+        None
+    }
+    .or_else(|| kernels.last().cloned());
+    f.kernels = kernels
+        .iter()
+        .map(|k| {
+            let in_modules = format!("lib/modules/{k}/vmlinuz");
+            let image = if target.exists(&in_modules) {
+                format!("/{in_modules}")
+            } else {
+                format!("/boot/vmlinuz-{k}")
+            };
+            (k.clone(), image)
+        })
+        .collect();
+    if let Some(k) = &f.kernel_release {
+        for base in ["lib/modules", "usr/lib/modules"] {
+            if let Some(b) = text(target, &format!("{base}/{k}/modules.builtin")) {
+                f.vfio_pci_builtin = b
+                    .lines()
+                    .any(|l| l.ends_with("/vfio-pci.ko") || l.ends_with("/vfio_pci.ko"));
+                break;
+            }
+        }
+        let config = text(target, &format!("boot/config-{k}"));
+        f.intel_iommu_default_on = config.as_deref().is_some_and(|c| {
+            c.lines()
+                .any(|l| l.trim() == "CONFIG_INTEL_IOMMU_DEFAULT_ON=y")
+        });
+    }
+
+    let mut paths: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
+    // Drop-ins and files the editors and detection point at.
+    for d in [
+        "etc/dracut.conf.d",
+        "etc/mkinitcpio.conf.d",
+        "etc/default/grub.d",
+    ] {
+        for e in target.list_dir(d).unwrap_or_default() {
+            paths.push(format!("{d}/{e}"));
+        }
+    }
+    if let Some(src) = &boot.cmdline_source {
+        use bootenv::CmdlineSource as C;
+        match src {
+            C::BlsEntry { file } | C::RefindConf { file } | C::LimineConf { file } => {
+                paths.push(file.trim_start_matches('/').to_string());
+            }
+            _ => {}
+        }
+    }
+    for p in paths {
+        let content = text(target, &p);
+        f.files.insert(p, content);
+    }
+    // Files exliar creates: their current content decides whether a step
+    // is needed.
+    for p in [
+        super::earlybind::SCRIPT_PATH,
+        super::earlybind::TOOLS_HOOK_PATH,
+        super::modprobe::EARLY_CONF,
+        super::modprobe::IDS_CONF,
+        super::initramfs::dracut::DROPIN,
+    ] {
+        let rel = p.trim_start_matches('/').to_string();
+        let content = text(target, &rel);
+        f.files.insert(rel, content);
+    }
+    for dir in MODPROBE_DIRS {
+        for e in target.list_dir(dir).unwrap_or_default() {
+            if !e.ends_with(".conf") {
+                continue;
+            }
+            let rel = format!("{dir}/{e}");
+            if let Some(t) = text(target, &rel) {
+                f.files.insert(rel.clone(), Some(t.clone()));
+                f.modprobe_d.push((format!("/{rel}"), t));
+            }
+        }
+    }
+    for (name, candidates) in TOOLS {
+        if candidates.iter().any(|c| target.exists(Path::new(c))) {
+            f.tools.push(name.to_string());
+        }
+    }
+    f.proc_cmdline = text(target, "proc/cmdline").map(|s| s.trim().to_string());
+    f.boot = Some(boot);
+    f
+}

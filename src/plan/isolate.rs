@@ -1,0 +1,552 @@
+//! The boot-time isolation planner: hardware analysis + the target's
+//! configuration in, a [`Plan`] out. Pure: [`TargetFacts`] carries every
+//! file the planner may read (gathered by `facts::read`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::analyze::bootenv::{BootEnv, CmdlineSource, Initramfs};
+use crate::analyze::{Analysis, Isolation};
+use crate::host::critical::Critical;
+use crate::model::{Inventory, PciAddress};
+
+use super::boot::params::{CpuVendor, Framebuffer, params_for_host};
+use super::boot::{bls, grub, kernelstub, limine, refind};
+use super::editors::{GuestFunction, IsolationRequest, plan_isolation};
+use super::initramfs::Generator;
+use super::modprobe::PciId;
+use super::{Plan, Step};
+
+/// The target's configuration, as read.
+#[derive(Debug, Clone, Default)]
+pub struct TargetFacts {
+    pub root: String,
+    pub boot: Option<BootEnv>,
+    /// Kernel release of the target (`6.1.0-26-amd64`), and the installed
+    /// kernels `(release, image path)`.
+    pub kernel_release: Option<String>,
+    pub kernels: Vec<(String, String)>,
+    pub vfio_pci_builtin: bool,
+    pub intel_iommu_default_on: bool,
+    /// Relevant files: path (relative to the target root) → content.
+    pub files: BTreeMap<String, Option<String>>,
+    /// modprobe.d files in kmod's order, `(path, text)`.
+    pub modprobe_d: Vec<(String, String)>,
+    /// Tools present in the target (`update-grub`, `grubby`, …).
+    pub tools: Vec<String>,
+    pub proc_cmdline: Option<String>,
+}
+
+impl TargetFacts {
+    pub fn file(&self, rel: &str) -> Option<&str> {
+        self.files.get(rel).and_then(|o| o.as_deref())
+    }
+    pub fn has_tool(&self, name: &str) -> bool {
+        self.tools.iter().any(|t| t == name)
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct IsolateRequest {
+    /// `None`: the recommendation.
+    pub gpu: Option<PciAddress>,
+    pub force: bool,
+    pub iommu_pt: bool,
+}
+
+/// Why there is no plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("refused: {}", reasons.join("; "))]
+    Refused {
+        reasons: Vec<String>,
+        /// `--force` would go on.
+        overridable: bool,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{file}: {message}")]
+    Edit { file: String, message: String },
+}
+
+fn refuse(reasons: Vec<String>, overridable: bool) -> PlanError {
+    PlanError::Refused {
+        reasons,
+        overridable,
+    }
+}
+
+fn generator(i: Initramfs) -> Option<Generator> {
+    match i {
+        Initramfs::Mkinitcpio => Some(Generator::Mkinitcpio),
+        Initramfs::Dracut => Some(Generator::Dracut),
+        Initramfs::InitramfsTools => Some(Generator::InitramfsTools),
+        Initramfs::Booster => Some(Generator::Booster),
+        Initramfs::Nixos => None,
+    }
+}
+
+fn kernel_mm(release: Option<&str>) -> (u32, u32) {
+    let r = release.unwrap_or("");
+    let mut it = r
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    (major, minor)
+}
+
+/// Build the isolation plan.
+pub fn plan(
+    inv: &Inventory,
+    analysis: &Analysis,
+    critical: &[Critical],
+    facts: &TargetFacts,
+    req: &IsolateRequest,
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::new(facts.root.clone());
+    let boot = facts.boot.as_ref().ok_or_else(|| {
+        PlanError::Unsupported("the target's boot environment could not be read".to_string())
+    })?;
+    if boot.immutable.is_some() || boot.initramfs == Some(Initramfs::Nixos) {
+        return Err(PlanError::Unsupported(
+            "this is an immutable system (NixOS or ostree): exliar does not edit its files; use `exliar plan --format nix` (NixOS) and add the module to your configuration".to_string(),
+        ));
+    }
+
+    // Which GPU.
+    let address = match req.gpu.or(analysis.recommendation.passthrough) {
+        Some(a) => a,
+        None => {
+            let mut reasons = vec!["no GPU given and none recommended".to_string()];
+            reasons.extend(analysis.recommendation.reasons.iter().cloned());
+            return Err(refuse(reasons, false));
+        }
+    };
+    let Some(gpu) = analysis
+        .gpus
+        .iter()
+        .find(|g| g.address == address || g.functions.contains(&address))
+    else {
+        return Err(refuse(vec![format!("{address} is not a GPU")], false));
+    };
+
+    // Refusals.
+    let mut hard = Vec::new();
+    let mut soft = Vec::new();
+    if inv.iommu.enabled == Some(false) {
+        soft.push("the IOMMU is not enabled on the running system (see `exliar check`); the plan adds the kernel parameters, but nothing is isolated until it is on".to_string());
+    }
+    let others = analysis
+        .gpus
+        .iter()
+        .filter(|g| g.address != gpu.address && !g.functions.contains(&g.address) || g.bmc)
+        .filter(|g| g.address != gpu.address)
+        .count();
+    if gpu.boot_display && others == 0 {
+        soft.push(format!(
+            "{} is the boot display and the host has no other GPU: the host would boot headless",
+            gpu.address
+        ));
+    }
+    if gpu.bmc {
+        hard.push(format!("{} is a board-management display", gpu.address));
+    }
+    for peer in &gpu.group_peers {
+        if let Some(c) = critical.iter().find(|c| c.address == *peer) {
+            hard.push(format!(
+                "its IOMMU group also holds {peer}, which the host needs ({})",
+                c.why
+            ));
+        } else if analysis.recommendation.host == Some(*peer) {
+            hard.push(format!(
+                "its IOMMU group also holds {peer}, the GPU the host keeps"
+            ));
+        }
+    }
+    if gpu.isolation == Isolation::Shared && hard.is_empty() {
+        soft.push(format!(
+            "{} is not isolated: its IOMMU group also holds {}",
+            gpu.address,
+            gpu.group_peers
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !hard.is_empty() {
+        return Err(refuse(hard, false));
+    }
+    if !soft.is_empty() && !req.force {
+        return Err(refuse(soft, true));
+    }
+    plan.warnings
+        .extend(soft.into_iter().map(|s| format!("--force: {s}")));
+    plan.gpu = Some(gpu.address);
+    plan.functions = gpu.functions.clone();
+
+    // The guest's functions and the host's ids.
+    let mut guest = Vec::new();
+    for a in &gpu.functions {
+        let d = inv
+            .device(a)
+            .ok_or_else(|| PlanError::Unsupported(format!("{a}: not in the inventory")))?;
+        let (Some(v), Some(dv), Some(c)) = (d.vendor_id, d.device_id, d.class) else {
+            return Err(PlanError::Unsupported(format!(
+                "{a}: vendor, device or class unknown"
+            )));
+        };
+        guest.push(GuestFunction {
+            address: *a,
+            id: PciId {
+                vendor: v,
+                device: dv,
+            },
+            class: c.0,
+        });
+    }
+    let host_ids: Vec<PciId> = inv
+        .devices
+        .iter()
+        .filter(|d| !gpu.functions.contains(&d.address))
+        .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
+        .filter_map(|d| {
+            Some(PciId {
+                vendor: d.vendor_id?,
+                device: d.device_id?,
+            })
+        })
+        .collect();
+
+    let generator = boot.initramfs.and_then(generator).ok_or_else(|| {
+        PlanError::Unsupported(
+            "no initramfs generator found in the target (mkinitcpio, dracut, initramfs-tools or booster); see `exliar check --only boot.initramfs`".to_string(),
+        )
+    })?;
+    let iso = plan_isolation(&IsolationRequest {
+        generator,
+        kernel: kernel_mm(facts.kernel_release.as_deref()),
+        vfio_pci_builtin: facts.vfio_pci_builtin,
+        guest,
+        host_ids,
+        modprobe_d: facts.modprobe_d.clone(),
+    });
+    for f in &iso.findings {
+        plan.warnings.push(if f.line > 0 {
+            format!("{}:{}: {}", f.file, f.line, f.message)
+        } else {
+            format!("{}: {}", f.file, f.message)
+        });
+    }
+
+    let mut changed = false;
+    for nf in &iso.create {
+        let rel = nf.path.trim_start_matches('/').to_string();
+        let before = facts.file(&rel).map(str::to_string);
+        if before.as_deref() == Some(nf.content.as_str()) {
+            continue;
+        }
+        changed = true;
+        plan.steps.push(Step::WriteFile {
+            path: PathBuf::from(&rel),
+            before: before.map(String::into_bytes),
+            after: nf.content.clone().into_bytes(),
+            mode: nf.mode,
+            why: "exliar's own file for vfio-pci at boot".to_string(),
+        });
+    }
+    for fe in &iso.edit {
+        let rel = fe.path.trim_start_matches('/').to_string();
+        let before = facts.file(&rel).map(str::to_string);
+        let base = match (&before, fe.create_if_missing) {
+            (Some(t), _) => t.clone(),
+            (None, true) => String::new(),
+            (None, false) => {
+                return Err(PlanError::Unsupported(format!(
+                    "/{rel} is missing; {} needs it",
+                    generator.name()
+                )));
+            }
+        };
+        let after = fe.edit.apply(&base).map_err(|e| PlanError::Edit {
+            file: format!("/{rel}"),
+            message: e.to_string(),
+        })?;
+        if before.as_deref() == Some(after.as_str()) {
+            continue;
+        }
+        changed = true;
+        plan.steps.push(Step::WriteFile {
+            path: PathBuf::from(&rel),
+            before: before.map(String::into_bytes),
+            after: after.into_bytes(),
+            mode: 0o644,
+            why: format!("vfio modules and configuration for {}", generator.name()),
+        });
+    }
+
+    // Kernel parameters.
+    let cpu = match inv.host.cpu_vendor.as_deref() {
+        Some("GenuineIntel") => CpuVendor::Intel,
+        Some("AuthenticAMD") | Some("HygonGenuine") => CpuVendor::Amd,
+        _ => CpuVendor::Other,
+    };
+    let ids: Vec<String> = iso.ids.iter().map(|i| i.to_string()).collect();
+    let mut params = params_for_host(
+        cpu,
+        facts.intel_iommu_default_on,
+        facts.vfio_pci_builtin,
+        &ids,
+        generator == Generator::Dracut,
+        Framebuffer::None,
+        req.iommu_pt,
+    );
+    for p in &iso.kernel_params {
+        if !params.contains(p) {
+            params.push(p.clone());
+        }
+    }
+    let boot_changed = kernel_params(&mut plan, boot, facts, &params)?;
+
+    if changed || boot_changed.initramfs {
+        plan.steps.push(Step::Run {
+            argv: iso.regenerate.clone(),
+            undo: None,
+            why: format!(
+                "rebuild the initramfs of every installed kernel ({})",
+                generator.name()
+            ),
+        });
+    }
+    for (argv, undo, why) in boot_changed.commands {
+        plan.steps.push(Step::Run { argv, undo, why });
+    }
+    Ok(plan)
+}
+
+#[derive(Default)]
+struct BootChange {
+    /// The command line is embedded in the initramfs/UKI: regenerate.
+    initramfs: bool,
+    commands: Vec<(Vec<String>, Option<Vec<String>>, String)>,
+}
+
+fn edit_err(file: &str) -> impl Fn(super::boot::EditError) -> PlanError + '_ {
+    move |e| PlanError::Edit {
+        file: format!("/{file}"),
+        message: e.to_string(),
+    }
+}
+
+fn write_if_changed(
+    plan: &mut Plan,
+    rel: &str,
+    before: Option<&str>,
+    after: String,
+    why: &str,
+) -> bool {
+    if before == Some(after.as_str()) {
+        return false;
+    }
+    plan.steps.push(Step::WriteFile {
+        path: PathBuf::from(rel),
+        before: before.map(|b| b.as_bytes().to_vec()),
+        after: after.into_bytes(),
+        mode: 0o644,
+        why: why.to_string(),
+    });
+    true
+}
+
+/// Put `params` on the command line of whatever boots the target.
+fn kernel_params(
+    plan: &mut Plan,
+    boot: &BootEnv,
+    facts: &TargetFacts,
+    params: &[String],
+) -> Result<BootChange, PlanError> {
+    let mut out = BootChange::default();
+    if params.is_empty() {
+        return Ok(out);
+    }
+    let why = "kernel parameters for the IOMMU and vfio-pci";
+    let current: Vec<String> = facts
+        .proc_cmdline
+        .as_deref()
+        .map(|c| c.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    match &boot.cmdline_source {
+        Some(CmdlineSource::GrubDefault { .. }) => {
+            let rel = "etc/default/grub";
+            let text = facts.file(rel).unwrap_or("");
+            let inputs = grub::GrubInputs {
+                main: text,
+                dropins: &[],
+                dropins_sourced: false,
+            };
+            let key = grub::preferred_key(&inputs).map_err(edit_err(rel))?;
+            let e = grub::edit_default_grub(text, key, params, &[]).map_err(edit_err(rel))?;
+            plan.warnings.extend(e.warnings.iter().cloned());
+            if write_if_changed(plan, rel, facts.file(rel), e.text.clone(), why) {
+                let host = grub::GrubHost {
+                    has_update_grub: facts.has_tool("update-grub"),
+                    mkconfig: ["grub-mkconfig", "grub2-mkconfig"]
+                        .iter()
+                        .find(|t| facts.has_tool(t))
+                        .map(|t| t.to_string()),
+                    grub_cfg: facts
+                        .files
+                        .get("boot/grub/grub.cfg")
+                        .is_some_and(Option::is_some),
+                    grub2_cfg: facts
+                        .files
+                        .get("boot/grub2/grub.cfg")
+                        .is_some_and(Option::is_some),
+                    blscfg: grub::grub_variable(&inputs, "GRUB_ENABLE_BLSCFG")
+                        .ok()
+                        .flatten()
+                        .as_deref()
+                        == Some("true"),
+                    mkconfig_update_bls_cmdline: false,
+                    has_grubby: facts.has_tool("grubby"),
+                };
+                let u = grub::grub_update(&host, &e.added, &[], "");
+                plan.warnings.extend(u.warnings);
+                for c in u.commands {
+                    out.commands
+                        .push((c, None, "regenerate the GRUB configuration".to_string()));
+                }
+            }
+        }
+        Some(CmdlineSource::KernelCmdlineFile { .. }) | Some(CmdlineSource::ProxmoxBootTool) => {
+            let rel = "etc/kernel/cmdline";
+            let before = facts.file(rel);
+            let text = match before {
+                Some(t) => {
+                    bls::edit_kernel_cmdline(t, params, &[])
+                        .map_err(edit_err(rel))?
+                        .text
+                }
+                None => bls::kernel_cmdline_from_proc(
+                    facts.proc_cmdline.as_deref().unwrap_or(""),
+                    params,
+                ),
+            };
+            if write_if_changed(plan, rel, before, text, why) {
+                let consumer =
+                    if matches!(boot.cmdline_source, Some(CmdlineSource::ProxmoxBootTool)) {
+                        bls::CmdlineConsumer::Proxmox
+                    } else {
+                        bls::CmdlineConsumer::KernelInstall {
+                            kernels: facts.kernels.clone(),
+                        }
+                    };
+                for c in bls::kernel_cmdline_apply(&consumer) {
+                    out.commands.push((
+                        c,
+                        None,
+                        "write the boot entries from /etc/kernel/cmdline".to_string(),
+                    ));
+                }
+            }
+        }
+        Some(CmdlineSource::BlsEntry { file }) => {
+            let rel = file.trim_start_matches('/');
+            let text = facts
+                .file(rel)
+                .ok_or_else(|| PlanError::Unsupported(format!("/{rel} could not be read")))?;
+            let name = rel.rsplit('/').next().unwrap_or(rel);
+            let e = bls::edit_loader_entry(name, text, params, &[]).map_err(edit_err(rel))?;
+            plan.warnings.extend(e.edited.warnings.iter().cloned());
+            write_if_changed(plan, rel, Some(text), e.edited.text, why);
+        }
+        Some(CmdlineSource::RefindConf { file }) => {
+            let rel = file.trim_start_matches('/');
+            let text = facts.file(rel).unwrap_or("");
+            let e = refind::edit_refind_linux_conf(text, params, &[]).map_err(edit_err(rel))?;
+            plan.warnings.extend(e.warnings.iter().cloned());
+            write_if_changed(plan, rel, facts.file(rel), e.text, why);
+        }
+        Some(CmdlineSource::LimineConf { file }) => {
+            let rel = file.trim_start_matches('/');
+            let text = facts.file(rel).unwrap_or("");
+            let e = limine::edit_limine_conf(text, params, &[]).map_err(edit_err(rel))?;
+            plan.warnings.extend(e.warnings.iter().cloned());
+            write_if_changed(plan, rel, facts.file(rel), e.text, why);
+        }
+        Some(CmdlineSource::LimineDefault) => {
+            let rel = "etc/default/limine";
+            let text = facts.file(rel).unwrap_or("");
+            let e = limine::edit_default_limine(text, params, &[]).map_err(edit_err(rel))?;
+            plan.warnings.extend(e.warnings.iter().cloned());
+            if write_if_changed(plan, rel, facts.file(rel), e.text, why) {
+                out.commands.push((
+                    limine::default_limine_update_argv(),
+                    None,
+                    "regenerate limine.conf".to_string(),
+                ));
+            }
+        }
+        Some(CmdlineSource::Grubby) => {
+            let (argv, d) = bls::grubby_argv(&current, params, &[]);
+            plan.warnings.extend(d.warnings.iter().cloned());
+            if let Some(argv) = argv {
+                let undo = if d.added.is_empty() {
+                    None
+                } else {
+                    Some(vec![
+                        "grubby".to_string(),
+                        "--update-kernel=ALL".to_string(),
+                        format!("--remove-args={}", d.added.join(" ")),
+                    ])
+                };
+                out.commands.push((
+                    argv,
+                    undo,
+                    "add the parameters to every BLS entry".to_string(),
+                ));
+            }
+        }
+        Some(CmdlineSource::Kernelstub) => {
+            let existing = facts
+                .file("etc/kernelstub/configuration")
+                .and_then(|t| kernelstub::read_config(t).ok())
+                .map(|c| c.kernel_options)
+                .unwrap_or_default();
+            let (cmds, d) = kernelstub::kernelstub_argv(&existing, params, &[]);
+            plan.warnings.extend(d.warnings.iter().cloned());
+            for argv in cmds {
+                let undo = (!d.added.is_empty()).then(|| {
+                    vec![
+                        "kernelstub".to_string(),
+                        "-d".to_string(),
+                        d.added.join(" "),
+                    ]
+                });
+                out.commands
+                    .push((argv, undo, "kernelstub: add the parameters".to_string()));
+            }
+        }
+        Some(CmdlineSource::Nixos) | Some(CmdlineSource::Ostree) => {
+            return Err(PlanError::Unsupported(
+                "immutable system: use `exliar plan --format nix` (NixOS) or `rpm-ostree kargs` (ostree)".to_string(),
+            ));
+        }
+        None => {
+            plan.steps.push(Step::KernelParams {
+                add: params.to_vec(),
+                remove: Vec::new(),
+                why:
+                    "no boot-loader configuration was recognised in the target: add these yourself"
+                        .to_string(),
+            });
+            plan.warnings.push(format!(
+                "the boot loader's configuration was not found: add `{}` to the kernel command line yourself",
+                params.join(" ")
+            ));
+        }
+    }
+    Ok(out)
+}
