@@ -66,6 +66,49 @@ fn exliar_checks(run: &GuestRun) -> serde_json::Value {
     scan
 }
 
+/// `exliar check` in the guest: the IOMMU is active (with its unit and the
+/// firmware table as evidence) or not, as the machine was built.
+fn assert_check_iommu(run: &GuestRun, expect: Option<(&str, &str)>) {
+    // `check` exits 1 when the host is not ready (this guest has no vmx/svm).
+    let out = run.exliar("check", "check --json");
+    assert!(out.rc == 0 || out.rc == 1, "check --json rc {}: {}", out.rc, out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("check --json is not JSON ({e}): {}", out.stdout));
+    assert_eq!(checks::str_field(&doc, "schema"), Some("exliar.check/1"));
+    let find = |id: &str| -> serde_json::Value {
+        doc["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("check {id} missing in {doc}"))
+    };
+    let evidence = |c: &serde_json::Value| c["evidence"].to_string();
+    let active = find("iommu.active");
+    let firmware = find("iommu.firmware");
+    match expect {
+        Some((unit, table)) => {
+            assert_eq!(active["status"], "ok", "iommu.active: {active}");
+            assert!(
+                evidence(&active).contains(unit),
+                "iommu.active evidence names {unit}: {active}"
+            );
+            assert_eq!(firmware["status"], "ok", "iommu.firmware: {firmware}");
+            assert!(
+                evidence(&firmware).contains(table),
+                "iommu.firmware evidence names {table}: {firmware}"
+            );
+        }
+        None => {
+            assert_eq!(active["status"], "fail", "iommu.active: {active}");
+            assert_eq!(firmware["status"], "fail", "iommu.firmware: {firmware}");
+            assert!(
+                !doc["ready"].as_bool().unwrap_or(true),
+                "not ready without an IOMMU"
+            );
+        }
+    }
+}
+
 /// Asserts the kernel-side facts the gpu_pair layout is built to produce.
 fn assert_gpu_pair_truth(run: &GuestRun) {
     let t = &run.truth;
@@ -106,6 +149,7 @@ fn gpu_pair() {
         Some("snd_hda_intel")
     );
     let scan = exliar_checks(&run);
+    assert_check_iommu(&run, Some(("dmar", "DMAR")));
     let gpu = checks::gpu(&scan, GUEST_GPU);
     assert_eq!(checks::str_field(gpu, "isolation"), Some("isolated"));
     assert_eq!(
@@ -225,6 +269,7 @@ fn amd_iommu() {
         t.device(GUEST_GPU_AUDIO).driver
     );
     let scan = exliar_checks(&run);
+    assert_check_iommu(&run, Some(("ivhd", "IVRS")));
     let gpu = checks::gpu(&scan, GUEST_GPU);
     assert_eq!(checks::str_field(gpu, "isolation"), Some("isolated"));
     assert_eq!(
@@ -242,6 +287,7 @@ fn no_iommu() {
     assert_gpu_pair_truth(&run);
     assert!(run.truth.groups.is_empty(), "no vIOMMU, no groups");
     let scan = exliar_checks(&run);
+    assert_check_iommu(&run, None);
     for gpu in [GUEST_GPU, HOST_GPU] {
         let g = checks::gpu(&scan, gpu);
         assert_eq!(checks::str_field(g, "isolation"), Some("no-iommu"), "{gpu}");

@@ -85,6 +85,7 @@ cp /out/scan.stdout /out/scan.json
 run_exliar iommu iommu --json
 cp /out/iommu.stdout /out/iommu.json
 run_exliar snapshot snapshot /out/snap.tar
+run_exliar check check --json
 
 # scenario-specific steps (Scenario::with_guest_script), in a subshell so `exit` is harmless
 if [ -f /scenario.sh ]; then

@@ -358,6 +358,10 @@ fn qemu_command(
     .args(["-monitor", "none", "-audiodev", "none,id=snd0"]);
     match scenario.iommu {
         Iommu::Intel => {
+            // An Intel IOMMU belongs with an Intel CPU: TCG's default CPU
+            // (qemu64) says AuthenticAMD, which `exliar check` rightly calls
+            // contradictory evidence beside a DMAR table.
+            cmd.args(["-cpu", "qemu64,vendor=GenuineIntel"]);
             cmd.args(["-device", "intel-iommu,intremap=on"]);
             cmdline.push_str(" intel_iommu=on iommu=pt");
         }
