@@ -71,7 +71,12 @@ fn exliar_checks(run: &GuestRun) -> serde_json::Value {
 fn assert_check_iommu(run: &GuestRun, expect: Option<(&str, &str)>) {
     // `check` exits 1 when the host is not ready (this guest has no vmx/svm).
     let out = run.exliar("check", "check --json");
-    assert!(out.rc == 0 || out.rc == 1, "check --json rc {}: {}", out.rc, out.stderr);
+    assert!(
+        out.rc == 0 || out.rc == 1,
+        "check --json rc {}: {}",
+        out.rc,
+        out.stderr
+    );
     let doc: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("check --json is not JSON ({e}): {}", out.stdout));
     assert_eq!(checks::str_field(&doc, "schema"), Some("exliar.check/1"));

@@ -160,8 +160,11 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!(e))
         .context("reading the state")?;
     let doc = bind::status(&host, &inv, &st);
+    let boot = boot_isolation(root);
     if json {
-        print_json(&doc)?;
+        let mut v = serde_json::to_value(&doc)?;
+        v["boot_isolation"] = serde_json::to_value(&boot)?;
+        print_json(&v)?;
         return Ok(exit::OK);
     }
     let mut s = String::new();
@@ -202,6 +205,48 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
             if g.vfio_node { "present" } else { "absent" }
         ));
     }
+    match &boot {
+        Some(b) => s.push_str(&format!(
+            "Boot-time isolation: {} (transaction {}; `exliar rollback` undoes it): {}\n",
+            b.gpu.map(|g| g.to_string()).unwrap_or_default(),
+            b.transaction,
+            b.files.join(", ")
+        )),
+        None => s.push_str("Boot-time isolation: none applied by exliar\n"),
+    }
     print!("{s}");
     Ok(exit::OK)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BootIsolation {
+    transaction: String,
+    gpu: Option<crate::model::PciAddress>,
+    functions: Vec<crate::model::PciAddress>,
+    files: Vec<String>,
+}
+
+/// The newest applied transaction under the root, read without the lock.
+fn boot_isolation(root: &Path) -> Option<BootIsolation> {
+    let dir = root.join(crate::txn::STATE_DIR).join("txn");
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids.iter().rev().find_map(|id| {
+        let j: crate::txn::Journal =
+            serde_json::from_slice(&std::fs::read(dir.join(id).join("journal.json")).ok()?).ok()?;
+        (j.status == crate::txn::Status::Applied).then(|| BootIsolation {
+            transaction: j.id.clone(),
+            gpu: j.gpu,
+            functions: j.functions.clone(),
+            files: j
+                .files
+                .iter()
+                .map(|f| format!("/{}", f.path.display()))
+                .collect(),
+        })
+    })
 }
