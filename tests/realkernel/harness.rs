@@ -304,7 +304,18 @@ pub fn boot(scenario: &Scenario) -> Option<GuestRun> {
     };
     let _lock = boot_lock();
     let t0 = Instant::now();
-    let result = boot_locked(setup, scenario);
+    let mut result = boot_locked(setup, scenario);
+    // A guest whose kernel never reached /init failed before exliar or the
+    // scenario ran (seen once under heavy load: the emulator stopped during
+    // early boot with nothing logged). Boot it once more, saying so; a
+    // second failure is reported as usual.
+    if result.is_err() && !reached_init(scenario) {
+        say(&format!(
+            "realkernel: scenario {}: the guest kernel stopped before /init; booting once more",
+            scenario.name
+        ));
+        result = boot_locked(setup, scenario);
+    }
     let wall = t0.elapsed();
     let status = match &result {
         Ok(_) => "ok".to_owned(),
@@ -327,6 +338,17 @@ pub fn boot(scenario: &Scenario) -> Option<GuestRun> {
         }
         Err(e) => panic!("realkernel scenario `{}`: {e:#}", scenario.name),
     }
+}
+
+/// Whether the last boot of `scenario` got as far as the guest's /init.
+fn reached_init(scenario: &Scenario) -> bool {
+    let log = cache_dir()
+        .join("runs")
+        .join(scenario.name)
+        .join("serial.log");
+    std::fs::read(&log)
+        .map(|b| String::from_utf8_lossy(&b).contains("Run /init as init process"))
+        .unwrap_or(false)
 }
 
 fn timeout() -> Duration {
