@@ -227,7 +227,26 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     a.file("init", 0o755, GUEST_INIT.as_bytes());
     a.host_executable("bin/busybox", c.busybox, c.ldd)?;
     a.symlink("bin/sh", "busybox");
-    a.host_executable("bin/exliar", c.exliar, c.ldd)?;
+    // The debug build carries ~60 MB of debug info the guest never uses:
+    // strip it (when binutils' strip is there) so the guest loads faster.
+    let stripped = std::env::temp_dir().join(format!("exliar-guest-{}", std::process::id()));
+    let use_stripped = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(c.exliar)
+        .status()
+        .is_ok_and(|st| st.success());
+    let exe = if use_stripped {
+        stripped.as_path()
+    } else {
+        c.exliar
+    };
+    let r = a.host_executable("bin/exliar", exe, c.ldd);
+    if use_stripped {
+        let _ = fs::remove_file(&stripped);
+    }
+    r?;
     a.host_tree("lib/modules", &c.module_root.join("lib/modules"))?;
     Ok(a.finish())
 }
