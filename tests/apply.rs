@@ -63,16 +63,23 @@ fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
 /// apply → plan is empty → rollback restores every byte.
 #[test]
 fn apply_is_idempotent_and_rollback_restores_bytes() {
-    for (hw, distro) in [
-        (HW_IDENTICAL, "debian12-grub-intel"),
-        (HW_SPLIT, "arch-systemd-boot"),
-        (HW_SPLIT, "fedora40-bls-amd"),
-        (HW_IDENTICAL, "popos-kernelstub"),
+    for (hw, distro, extra) in [
+        (HW_IDENTICAL, "debian12-grub-intel", &[][..]),
+        // GRUB leftovers beside systemd-boot: a conflict, settled here.
+        (
+            HW_SPLIT,
+            "arch-systemd-boot",
+            &["--bootloader", "systemd-boot"][..],
+        ),
+        (HW_SPLIT, "fedora40-bls-amd", &[][..]),
+        (HW_IDENTICAL, "popos-kernelstub", &[][..]),
     ] {
         let (_t, dir) = target(distro);
         let original = files(&dir);
         let out = exliar()
-            .args(["plan", "--json", "--root"])
+            .args(["plan", "--json"])
+            .args(extra)
+            .arg("--root")
             .arg(host(hw))
             .arg("--target")
             .arg(&dir)
@@ -90,7 +97,9 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
         );
         assert_eq!(files(&dir), original, "{distro}: plan wrote something");
         let out = exliar()
-            .args(["apply", "--yes", "--no-run", "--root"])
+            .args(["apply", "--yes", "--no-run"])
+            .args(extra)
+            .arg("--root")
             .arg(host(hw))
             .arg("--target")
             .arg(&dir)
@@ -104,7 +113,9 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
         assert_ne!(files(&dir), original);
         let again = json(
             &exliar()
-                .args(["plan", "--json", "--root"])
+                .args(["plan", "--json"])
+                .args(extra)
+                .arg("--root")
                 .arg(host(hw))
                 .arg("--target")
                 .arg(&dir)
@@ -259,4 +270,255 @@ fn refusals_are_explained() {
         "{module}"
     );
     assert!(module.contains("vfio-pci"), "{module}");
+}
+
+/// The Arch tree without `iommu=pt` anywhere, so that `--iommu-pt` needs
+/// the kernel command line (the tree has GRUB leftovers beside
+/// systemd-boot, which LoaderInfo says booted: a conflict).
+fn arch_without_iommu_pt() -> (tempfile::TempDir, PathBuf) {
+    let (t, dir) = target("arch-systemd-boot");
+    for f in ["boot/loader/entries/arch.conf", "etc/default/grub"] {
+        let p = dir.join(f);
+        let text = std::fs::read_to_string(&p).expect("read");
+        std::fs::write(&p, text.replace(" iommu=pt", "")).expect("write");
+    }
+    (t, dir)
+}
+
+fn plan_on(dir: &Path, extra: &[&str]) -> std::process::Output {
+    exliar()
+        .args(["plan", "--json", "--iommu-pt"])
+        .args(extra)
+        .arg("--root")
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(dir)
+        .output()
+        .expect("plan")
+}
+
+fn written_paths(plan: &serde_json::Value) -> Vec<String> {
+    plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["kind"] == "write-file")
+        .map(|s| s["path"].as_str().expect("path").to_string())
+        .collect()
+}
+
+/// Conflicting boot-loader evidence: plan and apply refuse, name the
+/// evidence and the accepted names; `--bootloader` settles it.
+#[test]
+fn conflicting_boot_loaders_need_bootloader() {
+    let plan_schema = schema("plan-1.schema.json");
+    let apply_schema = schema("apply-1.schema.json");
+    let (_t, dir) = arch_without_iommu_pt();
+    let original = files(&dir);
+
+    let out = plan_on(&dir, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_valid(&plan_schema, &doc, "plan refusal");
+    assert_eq!(doc["reason"], "bootloader-conflict");
+    assert_eq!(doc["no_gpu"], false);
+    let evidence = doc["bootloader_evidence"].to_string();
+    assert!(evidence.contains("/boot/grub/grub.cfg"), "{evidence}");
+    assert!(evidence.contains("LoaderInfo"), "{evidence}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--bootloader NAME"), "{err}");
+    for name in [
+        "grub",
+        "systemd-boot",
+        "kernel-cmdline",
+        "limine-default",
+        "proxmox",
+    ] {
+        assert!(err.contains(name), "{name} not in: {err}");
+    }
+
+    let out = exliar()
+        .args([
+            "apply",
+            "--yes",
+            "--no-run",
+            "--json",
+            "--iommu-pt",
+            "--root",
+        ])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    assert_valid(&apply_schema, &doc, "apply refusal");
+    assert_eq!(doc["applied"], false);
+    assert_eq!(doc["reason"], "bootloader-conflict");
+    assert_eq!(files(&dir), original, "a refused apply wrote something");
+
+    // systemd-boot: loader.conf's `default arch` names arch.conf.
+    let out = plan_on(&dir, &["--bootloader", "systemd-boot"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_valid(&plan_schema, &doc, "plan --bootloader systemd-boot");
+    let paths = written_paths(&doc);
+    assert!(
+        paths.contains(&"boot/loader/entries/arch.conf".to_string()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&"etc/default/grub".to_string()),
+        "{paths:?}"
+    );
+    let diffs = doc["diffs"].to_string();
+    assert!(diffs.contains("iommu=pt"), "{diffs}");
+
+    // GRUB, if that is what the user says.
+    let doc = json(&plan_on(&dir, &["--bootloader", "grub"]));
+    let paths = written_paths(&doc);
+    assert!(paths.contains(&"etc/default/grub".to_string()), "{paths:?}");
+    assert!(
+        !paths.contains(&"boot/loader/entries/arch.conf".to_string()),
+        "{paths:?}"
+    );
+
+    // A loader whose file the target lacks: refused, clearly.
+    for (name, file) in [
+        ("refind", "/boot/refind_linux.conf"),
+        ("kernel-cmdline", "/etc/kernel/cmdline"),
+        ("limine-default", "/etc/default/limine"),
+    ] {
+        let out = plan_on(&dir, &["--bootloader", name]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(file) && err.contains("absent"),
+            "{name}: {err}"
+        );
+        assert_valid(&plan_schema, &json(&out), name);
+    }
+
+    // An unknown name: a usage error that lists the accepted ones.
+    let out = plan_on(&dir, &["--bootloader", "lilo"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limine-default"));
+
+    // Apply with the choice, validated against the schema.
+    let out = exliar()
+        .args(["apply", "--yes", "--no-run", "--json", "--iommu-pt"])
+        .args(["--bootloader", "systemd-boot", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_valid(&apply_schema, &doc, "apply --bootloader systemd-boot");
+    assert_eq!(doc["applied"], true);
+    assert_eq!(doc["journal"]["status"], "applied");
+    let entry = std::fs::read_to_string(dir.join("boot/loader/entries/arch.conf")).expect("entry");
+    assert!(entry.contains("iommu=pt"), "{entry}");
+
+    // Applying again: nothing to change, also a valid document.
+    let out = exliar()
+        .args(["apply", "--yes", "--no-run", "--json", "--iommu-pt"])
+        .args(["--bootloader", "systemd-boot", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("apply");
+    let doc = json(&out);
+    assert_valid(&apply_schema, &doc, "apply again");
+    assert_eq!(doc["reason"], "nothing-to-change");
+}
+
+/// systemd-boot's entry choice: loader.conf's default (a glob), else the
+/// only entry that is not a fallback one, else a refusal naming them.
+#[test]
+fn systemd_boot_default_entry() {
+    let (_t, dir) = arch_without_iommu_pt();
+    let entries = dir.join("boot/loader/entries");
+    let arch = std::fs::read_to_string(entries.join("arch.conf")).expect("entry");
+    std::fs::write(entries.join("arch-fallback.conf"), &arch).expect("write");
+    std::fs::write(entries.join("other.conf"), &arch).expect("write");
+    let conf = dir.join("boot/loader/loader.conf");
+    let loader = std::fs::read_to_string(&conf).expect("loader.conf");
+
+    std::fs::write(&conf, loader.replace("default\tarch", "default other*")).expect("write");
+    let paths = written_paths(&json(&plan_on(&dir, &["--bootloader", "systemd-boot"])));
+    assert!(
+        paths.contains(&"boot/loader/entries/other.conf".to_string()),
+        "{paths:?}"
+    );
+
+    // No default: two regular entries are ambiguous.
+    std::fs::write(&conf, loader.replace("default\tarch", "")).expect("write");
+    let out = plan_on(&dir, &["--bootloader", "systemd-boot"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("several entries") && err.contains("other.conf"),
+        "{err}"
+    );
+
+    // One regular entry beside a fallback one: that one.
+    std::fs::remove_file(entries.join("other.conf")).expect("rm");
+    let paths = written_paths(&json(&plan_on(&dir, &["--bootloader", "systemd-boot"])));
+    assert!(
+        paths.contains(&"boot/loader/entries/arch.conf".to_string()),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p.contains("fallback")), "{paths:?}");
+}
+
+/// The plan documents of every distribution tree match the schema; the
+/// definitions apply-1 copies from plan-1 are equal to plan-1's.
+#[test]
+fn plan_json_matches_schema() {
+    let plan_schema = schema("plan-1.schema.json");
+    for (hw, distro) in [
+        (HW_IDENTICAL, "debian12-grub-intel"),
+        (HW_SPLIT, "fedora40-bls-amd"),
+        (HW_IDENTICAL, "popos-kernelstub"),
+        (HW_SPLIT, "cachyos-limine-secureboot"),
+    ] {
+        let out = exliar()
+            .args(["plan", "--json", "--root"])
+            .arg(host(hw))
+            .arg("--target")
+            .arg(host(distro))
+            .output()
+            .expect("plan");
+        assert_valid(&plan_schema, &json(&out), &format!("{hw} on {distro}"));
+    }
+    let read = |n: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(manifest_dir().join("docs/schema").join(n)).expect("read"),
+        )
+        .expect("json")
+    };
+    let (plan, apply) = (read("plan-1.schema.json"), read("apply-1.schema.json"));
+    for def in ["address", "argv", "step", "plan", "refusal"] {
+        assert_eq!(
+            plan["$defs"][def], apply["$defs"][def],
+            "apply-1.schema.json's copy of {def} differs from plan-1's"
+        );
+    }
 }

@@ -288,7 +288,8 @@ fn loader_entries(f: &dyn BootFiles) -> Vec<String> {
     v
 }
 
-const LIMINE_CONFS: &[&str] = &[
+/// Where limine.conf may be, in the order Limine looks.
+pub const LIMINE_CONFS: &[&str] = &[
     "boot/limine.conf",
     "boot/limine/limine.conf",
     "boot/EFI/limine/limine.conf",

@@ -9,7 +9,7 @@ use super::{exit, read_host};
 use crate::analyze;
 use crate::host::{HostRoot, critical};
 use crate::plan::boot::params::{CpuVendor, Framebuffer, params_for_host};
-use crate::plan::isolate::{self, IsolateRequest, PlanError};
+use crate::plan::isolate::{self, BootloaderChoice, IsolateRequest, PlanError};
 use crate::plan::{self, Plan, facts, initramfs, modprobe};
 use crate::txn::{CommandRunner, Journal, NoRunner, Status, Store, SystemRunner};
 
@@ -30,6 +30,12 @@ pub struct PlanArgs {
     /// Also add `iommu=pt` (host devices skip IOMMU translation)
     #[arg(long)]
     pub iommu_pt: bool,
+    /// Where to put the kernel parameters, instead of the detected boot
+    /// loader; needed when the evidence conflicts. One of: grub,
+    /// systemd-boot, kernel-cmdline, grubby, kernelstub, refind, limine,
+    /// limine-default, proxmox
+    #[arg(long, value_name = "NAME", env = "EXLIAR_BOOTLOADER")]
+    pub bootloader: Option<BootloaderChoice>,
     /// Print the versioned JSON document
     #[arg(long)]
     pub json: bool,
@@ -116,6 +122,7 @@ fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
             gpu,
             force: a.force,
             iommu_pt: a.iommu_pt,
+            bootloader: a.bootloader,
         },
     ))
 }
@@ -149,15 +156,49 @@ fn plan_doc(p: &Plan) -> PlanDoc<'_> {
     }
 }
 
-fn refused(e: &PlanError, json: bool) -> anyhow::Result<u8> {
+/// The JSON document of a refusal (`schema`: `exliar.plan/1` or
+/// `exliar.apply/1`).
+fn refusal_doc(e: &PlanError, schema: &str) -> serde_json::Value {
+    let mut doc = serde_json::json!({
+        "schema": schema,
+        "error": e.to_string(),
+        "overridable": matches!(e, PlanError::Refused { overridable: true, .. }),
+        "reason": match e {
+            PlanError::Refused { .. } => "refused",
+            PlanError::AmbiguousBootloader { .. } => "bootloader-conflict",
+            PlanError::Unsupported(_) => "unsupported",
+            PlanError::Edit { .. } => "edit-failed",
+        },
+        "no_gpu": matches!(e, PlanError::Refused { reasons, .. }
+            if reasons.first().is_some_and(|r| r.starts_with("no GPU given and none recommended"))),
+    });
+    if let PlanError::AmbiguousBootloader { evidence } = e {
+        doc["bootloader_evidence"] = serde_json::json!(evidence);
+        doc["bootloader_choices"] = serde_json::json!(
+            BootloaderChoice::ALL
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+        );
+    }
+    if schema == APPLY_SCHEMA {
+        doc["applied"] = serde_json::json!(false);
+    }
+    doc
+}
+
+const APPLY_SCHEMA: &str = "exliar.apply/1";
+
+fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
     if json {
-        print_json(&serde_json::json!({
-            "schema": plan::PLAN_SCHEMA,
-            "error": e.to_string(),
-            "overridable": matches!(e, PlanError::Refused { overridable: true, .. }),
-        }))?;
+        print_json(&refusal_doc(e, schema))?;
     }
     eprintln!("exliar: {e}");
+    if let PlanError::AmbiguousBootloader { .. } = e {
+        for c in BootloaderChoice::ALL {
+            eprintln!("exliar:   --bootloader {:<15} {}", c.name(), c.describe());
+        }
+    }
     if matches!(
         e,
         PlanError::Refused {
@@ -168,7 +209,7 @@ fn refused(e: &PlanError, json: bool) -> anyhow::Result<u8> {
         eprintln!("exliar: --force goes on anyway");
     }
     Ok(match e {
-        PlanError::Refused { .. } => exit::FINDINGS,
+        PlanError::Refused { .. } | PlanError::AmbiguousBootloader { .. } => exit::FINDINGS,
         _ => exit::ERROR,
     })
 }
@@ -179,7 +220,7 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     }
     let p = match build(root, &a.common)? {
         Ok(p) => p,
-        Err(e) => return refused(&e, a.common.json || a.format == "json"),
+        Err(e) => return refused(&e, a.common.json || a.format == "json", plan::PLAN_SCHEMA),
     };
     let target_root = a
         .common
@@ -331,12 +372,12 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
     }
     let p = match build(root, &a.common)? {
         Ok(p) => p,
-        Err(e) => return refused(&e, a.common.json),
+        Err(e) => return refused(&e, a.common.json, APPLY_SCHEMA),
     };
     if p.is_empty() {
         if a.common.json {
             print_json(
-                &serde_json::json!({"schema": "exliar.apply/1", "applied": false, "reason": "nothing to change", "plan": plan_doc(&p)}),
+                &serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": "nothing-to-change", "plan": plan_doc(&p)}),
             )?;
         } else {
             println!("Nothing to change: the target is already configured.");
@@ -350,11 +391,30 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
         return Ok(exit::FINDINGS);
     }
     let mut run = runner(a.no_run);
-    let j = store.apply(&p, run.as_mut())?;
+    let j = match store.apply(&p, run.as_mut()) {
+        Ok(j) => j,
+        Err(e) if a.common.json => {
+            // Installers read stdout: say what failed there too.
+            let restored = matches!(e, crate::txn::TxnError::Command { .. });
+            print_json(&serde_json::json!({
+                "schema": APPLY_SCHEMA,
+                "applied": false,
+                "reason": "failed",
+                "error": e.to_string(),
+                "restored": restored,
+            }))?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if a.common.json {
-        print_json(
-            &serde_json::json!({"schema": "exliar.apply/1", "applied": true, "journal": j}),
-        )?;
+        print_json(&serde_json::json!({
+            "schema": APPLY_SCHEMA,
+            "applied": true,
+            "no_run": a.no_run,
+            "plan": plan_doc(&p),
+            "journal": j,
+        }))?;
     } else {
         print!("{}", journal_text(&j));
         println!(

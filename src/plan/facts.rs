@@ -22,6 +22,7 @@ const FILES: &[&str] = &[
     "etc/kernelstub/configuration",
     "boot/grub/grub.cfg",
     "boot/grub2/grub.cfg",
+    "boot/refind_linux.conf",
 ];
 
 const MODPROBE_DIRS: &[&str] = &[
@@ -141,6 +142,26 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
     ] {
         for e in target.list_dir(d).unwrap_or_default() {
             paths.push(format!("{d}/{e}"));
+        }
+    }
+    // `--bootloader` may name any of these.
+    paths.extend(bootenv::LIMINE_CONFS.iter().map(|s| s.to_string()));
+    for m in bootenv::ESP_MOUNTS {
+        paths.push(format!("{m}/loader/loader.conf"));
+        let dir = format!("{m}/loader/entries");
+        let mut names: Vec<String> = target
+            .list_dir(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.ends_with(".conf"))
+            .collect();
+        names.sort();
+        for e in names {
+            let rel = format!("{dir}/{e}");
+            if !f.loader_entries.contains(&rel) {
+                f.loader_entries.push(rel.clone());
+                paths.push(rel);
+            }
         }
     }
     if let Some(src) = &boot.cmdline_source {

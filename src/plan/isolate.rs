@@ -35,6 +35,10 @@ pub struct TargetFacts {
     /// Tools present in the target (`update-grub`, `grubby`, …).
     pub tools: Vec<String>,
     pub proc_cmdline: Option<String>,
+    /// systemd-boot entries (`boot/loader/entries/arch.conf`, relative to
+    /// the target root, every ESP mount point); their text is in `files`,
+    /// with the `loader.conf` files beside them.
+    pub loader_entries: Vec<String>,
 }
 
 impl TargetFacts {
@@ -53,6 +57,99 @@ pub struct IsolateRequest {
     pub gpu: Option<PciAddress>,
     pub force: bool,
     pub iommu_pt: bool,
+    /// `--bootloader`: where to put the kernel parameters, overriding
+    /// detection (and settling its conflicts).
+    pub bootloader: Option<BootloaderChoice>,
+}
+
+/// The boot loaders (kernel command-line sources) `--bootloader` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootloaderChoice {
+    Grub,
+    SystemdBoot,
+    KernelCmdline,
+    Grubby,
+    Kernelstub,
+    Refind,
+    Limine,
+    LimineDefault,
+    Proxmox,
+}
+
+impl BootloaderChoice {
+    pub const ALL: &'static [BootloaderChoice] = &[
+        BootloaderChoice::Grub,
+        BootloaderChoice::SystemdBoot,
+        BootloaderChoice::KernelCmdline,
+        BootloaderChoice::Grubby,
+        BootloaderChoice::Kernelstub,
+        BootloaderChoice::Refind,
+        BootloaderChoice::Limine,
+        BootloaderChoice::LimineDefault,
+        BootloaderChoice::Proxmox,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BootloaderChoice::Grub => "grub",
+            BootloaderChoice::SystemdBoot => "systemd-boot",
+            BootloaderChoice::KernelCmdline => "kernel-cmdline",
+            BootloaderChoice::Grubby => "grubby",
+            BootloaderChoice::Kernelstub => "kernelstub",
+            BootloaderChoice::Refind => "refind",
+            BootloaderChoice::Limine => "limine",
+            BootloaderChoice::LimineDefault => "limine-default",
+            BootloaderChoice::Proxmox => "proxmox",
+        }
+    }
+
+    /// What each name edits, for messages and `--help`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BootloaderChoice::Grub => "/etc/default/grub, then update-grub or grub-mkconfig",
+            BootloaderChoice::SystemdBoot => {
+                "the default systemd-boot entry (loader.conf `default`, else the only non-fallback entry)"
+            }
+            BootloaderChoice::KernelCmdline => "/etc/kernel/cmdline, then kernel-install",
+            BootloaderChoice::Grubby => "grubby --update-kernel=ALL (BLS entries)",
+            BootloaderChoice::Kernelstub => "kernelstub (Pop!_OS)",
+            BootloaderChoice::Refind => "/boot/refind_linux.conf",
+            BootloaderChoice::Limine => "limine.conf",
+            BootloaderChoice::LimineDefault => "/etc/default/limine, then limine-update",
+            BootloaderChoice::Proxmox => "/etc/kernel/cmdline, then proxmox-boot-tool refresh",
+        }
+    }
+
+    /// The accepted names, comma-separated.
+    pub fn names() -> String {
+        Self::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::str::FromStr for BootloaderChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown boot loader `{s}`; one of: {}",
+                    BootloaderChoice::names()
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for BootloaderChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why there is no plan.
@@ -64,6 +161,14 @@ pub enum PlanError {
         /// `--force` would go on.
         overridable: bool,
     },
+    /// The boot-loader evidence disagrees: `--bootloader NAME` must say
+    /// which one to edit.
+    #[error(
+        "the boot-loader evidence conflicts: {}; say which boot loader to edit with --bootloader NAME (one of: {})",
+        evidence.join("; "),
+        BootloaderChoice::names()
+    )]
+    AmbiguousBootloader { evidence: Vec<String> },
     #[error("{0}")]
     Unsupported(String),
     #[error("{file}: {message}")]
@@ -308,7 +413,16 @@ pub fn plan(
             params.push(p.clone());
         }
     }
-    let boot_changed = kernel_params(&mut plan, boot, facts, &params)?;
+    let source = match req.bootloader {
+        Some(choice) => Some(chosen_source(choice, facts)?),
+        None if !boot.conflicts.is_empty() && !params.is_empty() => {
+            return Err(PlanError::AmbiguousBootloader {
+                evidence: boot.conflicts.clone(),
+            });
+        }
+        None => boot.cmdline_source.clone(),
+    };
+    let boot_changed = kernel_params(&mut plan, source.as_ref(), facts, &params)?;
 
     if changed || boot_changed.initramfs {
         plan.steps.push(Step::Run {
@@ -324,6 +438,175 @@ pub fn plan(
         plan.steps.push(Step::Run { argv, undo, why });
     }
     Ok(plan)
+}
+
+fn absent(choice: BootloaderChoice, what: &str) -> PlanError {
+    refuse(
+        vec![format!(
+            "--bootloader {choice}: {what} is absent in the target (name the boot loader the target boots with)"
+        )],
+        false,
+    )
+}
+
+/// The command-line source `--bootloader` names, checked against the
+/// target's files.
+fn chosen_source(
+    choice: BootloaderChoice,
+    facts: &TargetFacts,
+) -> Result<CmdlineSource, PlanError> {
+    let need = |rel: &str| {
+        if facts.file(rel).is_some() {
+            Ok(())
+        } else {
+            Err(absent(choice, &format!("/{rel}")))
+        }
+    };
+    Ok(match choice {
+        BootloaderChoice::Grub => {
+            need("etc/default/grub")?;
+            CmdlineSource::GrubDefault {
+                file: "/etc/default/grub".to_string(),
+                regenerate: String::new(),
+            }
+        }
+        BootloaderChoice::SystemdBoot => CmdlineSource::BlsEntry {
+            file: format!("/{}", default_sd_entry(facts)?),
+        },
+        BootloaderChoice::KernelCmdline => {
+            need("etc/kernel/cmdline")?;
+            CmdlineSource::KernelCmdlineFile {
+                regenerate: String::new(),
+            }
+        }
+        BootloaderChoice::Proxmox => {
+            need("etc/kernel/cmdline")?;
+            CmdlineSource::ProxmoxBootTool
+        }
+        BootloaderChoice::Grubby => {
+            if !facts.has_tool("grubby") {
+                return Err(absent(choice, "grubby (/usr/sbin/grubby)"));
+            }
+            CmdlineSource::Grubby
+        }
+        BootloaderChoice::Kernelstub => {
+            need("etc/kernelstub/configuration")?;
+            CmdlineSource::Kernelstub
+        }
+        BootloaderChoice::Refind => {
+            need("boot/refind_linux.conf")?;
+            CmdlineSource::RefindConf {
+                file: "/boot/refind_linux.conf".to_string(),
+            }
+        }
+        BootloaderChoice::Limine => {
+            let file = crate::analyze::bootenv::LIMINE_CONFS
+                .iter()
+                .find(|p| facts.file(p).is_some())
+                .ok_or_else(|| absent(choice, "limine.conf"))?;
+            CmdlineSource::LimineConf {
+                file: format!("/{file}"),
+            }
+        }
+        BootloaderChoice::LimineDefault => {
+            need("etc/default/limine")?;
+            CmdlineSource::LimineDefault
+        }
+    })
+}
+
+/// Does a loader.conf `default` pattern (a glob, with or without `.conf`)
+/// name this entry file?
+fn sd_default_matches(pattern: &str, name: &str) -> bool {
+    let stem = name.strip_suffix(".conf").unwrap_or(name);
+    glob_match(pattern, name) || glob_match(pattern, stem)
+}
+
+/// `*` and `?` globbing, as systemd-boot matches `default`.
+fn glob_match(p: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (p.chars().collect(), s.chars().collect());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The systemd-boot entry to edit: the one `default` in loader.conf names,
+/// else the only entry that is not a fallback one.
+fn default_sd_entry(facts: &TargetFacts) -> Result<String, PlanError> {
+    let choice = BootloaderChoice::SystemdBoot;
+    let entries: Vec<&String> = facts
+        .loader_entries
+        .iter()
+        .filter(|e| facts.file(e).is_some())
+        .collect();
+    if entries.is_empty() {
+        return Err(absent(
+            choice,
+            "a loader entry (/boot/loader/entries/*.conf)",
+        ));
+    }
+    let name = |e: &str| e.rsplit('/').next().unwrap_or(e).to_string();
+    let default = crate::analyze::bootenv::ESP_MOUNTS
+        .iter()
+        .filter_map(|m| facts.file(&format!("{m}/loader/loader.conf")))
+        .find_map(|t| {
+            t.lines().find_map(|l| {
+                let mut it = l.trim().splitn(2, char::is_whitespace);
+                (it.next() == Some("default"))
+                    .then(|| it.next().map(|v| v.trim().to_string()))
+                    .flatten()
+            })
+        })
+        .filter(|d| !d.is_empty() && !d.starts_with('@'));
+    if let Some(d) = &default {
+        // systemd-boot sorts entries and takes the first match.
+        let mut matching: Vec<&&String> = entries
+            .iter()
+            .filter(|e| sd_default_matches(d, &name(e)))
+            .collect();
+        matching.sort_by_key(|e| name(e));
+        if let Some(e) = matching.first() {
+            return Ok((**e).clone());
+        }
+    }
+    let regular: Vec<&&String> = entries
+        .iter()
+        .filter(|e| !name(e).contains("fallback"))
+        .collect();
+    match regular.as_slice() {
+        [one] => Ok((**one).clone()),
+        _ => Err(refuse(
+            vec![format!(
+                "--bootloader systemd-boot: {} and loader.conf names no default that matches one; entries: {}",
+                if regular.is_empty() {
+                    "every entry is a fallback one"
+                } else {
+                    "several entries exist"
+                },
+                entries
+                    .iter()
+                    .map(|e| format!("/{e}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+            false,
+        )),
+    }
 }
 
 #[derive(Default)]
@@ -363,7 +646,7 @@ fn write_if_changed(
 /// Put `params` on the command line of whatever boots the target.
 fn kernel_params(
     plan: &mut Plan,
-    boot: &BootEnv,
+    source: Option<&CmdlineSource>,
     facts: &TargetFacts,
     params: &[String],
 ) -> Result<BootChange, PlanError> {
@@ -377,7 +660,7 @@ fn kernel_params(
         .as_deref()
         .map(|c| c.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
-    match &boot.cmdline_source {
+    match source {
         Some(CmdlineSource::GrubDefault { .. }) => {
             let rel = "etc/default/grub";
             let text = facts.file(rel).unwrap_or("");
@@ -435,14 +718,13 @@ fn kernel_params(
                 ),
             };
             if write_if_changed(plan, rel, before, text, why) {
-                let consumer =
-                    if matches!(boot.cmdline_source, Some(CmdlineSource::ProxmoxBootTool)) {
-                        bls::CmdlineConsumer::Proxmox
-                    } else {
-                        bls::CmdlineConsumer::KernelInstall {
-                            kernels: facts.kernels.clone(),
-                        }
-                    };
+                let consumer = if matches!(source, Some(CmdlineSource::ProxmoxBootTool)) {
+                    bls::CmdlineConsumer::Proxmox
+                } else {
+                    bls::CmdlineConsumer::KernelInstall {
+                        kernels: facts.kernels.clone(),
+                    }
+                };
                 for c in bls::kernel_cmdline_apply(&consumer) {
                     out.commands.push((
                         c,
