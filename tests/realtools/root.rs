@@ -186,7 +186,12 @@ pub fn prepare(kernel: &Kernel, flavour: Flavour) -> Result<Result<BaseRoot, Una
         .deb
         .file_stem()
         .and_then(|s| s.to_str())
-        .context("kernel .deb name")?;
+        .context("kernel .deb name")?
+        // no dots: cached_dir's temporary name replaces the extension
+        .replace('.', "_");
+    // one preparation at a time (tests of one process share the cache)
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _lock = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let base = cache.join(format!("root-{ROOT_VERSION}-{stem}"));
     let t0 = std::time::Instant::now();
     cached_dir(&base, |tmp| {
