@@ -50,6 +50,20 @@ pub struct Scenario {
     /// Deadline for this guest when it needs longer than the default (the
     /// larger of this and `EXLIAR_REALKERNEL_TIMEOUT`/the default applies).
     pub timeout: Option<Duration>,
+    /// Boot an installed root instead of the tier's own initramfs (see [`DiskBoot`]).
+    pub disk: Option<DiskBoot>,
+}
+
+/// Boots the tier's kernel with a given initramfs (a real generator's image) and a
+/// raw ext4 disk image of an installed root, on the q35 machine's built-in AHCI
+/// (00:1f.2, there in every scenario, so the PCI topology is unchanged): kernel
+/// parameters `root=/dev/sda rw init=/exliar-check.sh`. The root must hold
+/// `/exliar-check.sh` (see `realtools::boot::install_guest_init`), which does what the
+/// tier's `/init` does (drivers, truth, exliar, shipping `/out`).
+#[derive(Debug, Clone)]
+pub struct DiskBoot {
+    pub initrd: PathBuf,
+    pub image: PathBuf,
 }
 
 impl Scenario {
@@ -61,6 +75,7 @@ impl Scenario {
             cmdline: String::new(),
             guest_script: None,
             timeout: None,
+            disk: None,
         }
     }
 
@@ -76,6 +91,13 @@ impl Scenario {
     #[allow(dead_code)] // not every test binary uses it
     pub fn with_timeout(mut self, t: Duration) -> Scenario {
         self.timeout = Some(t);
+        self
+    }
+
+    /// Boots an installed root (see [`DiskBoot`]).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn with_disk(mut self, disk: DiskBoot) -> Scenario {
+        self.disk = Some(disk);
         self
     }
 
@@ -98,6 +120,8 @@ pub struct GuestRun {
     pub serial_log: PathBuf,
     pub truth: Truth,
     pub wall: Duration,
+    /// Booted from an installed root ([`DiskBoot`]).
+    pub disk: bool,
 }
 
 /// Stdout, stderr and exit code of one exliar command run in the guest.
@@ -395,6 +419,15 @@ fn qemu_command(
     }
     cmdline.push_str(&scenario.cmdline);
     cmd.args(scenario.devices.split_whitespace());
+    if let Some(disk) = &scenario.disk {
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=none,id=rootdisk",
+                qemu::opt_path(&disk.image)
+            ))
+            .args(["-device", "ide-hd,drive=rootdisk,bus=ide.0"]);
+        cmdline.push_str(" root=/dev/sda rw init=/exliar-check.sh");
+    }
     cmd.arg("-chardev")
         .arg(format!("file,id=console,path={}", qemu::opt_path(serial)))
         .args(["-serial", "chardev:console"])
@@ -420,6 +453,10 @@ fn boot_locked(setup: &Setup, scenario: &Scenario) -> Result<GuestRun> {
     let xfer = dir.join("xfer.txt");
     let qemu_log = dir.join("qemu.log");
     let initrd = match &scenario.guest_script {
+        None if scenario.disk.is_some() => scenario.disk.as_ref().unwrap().initrd.clone(),
+        Some(_) if scenario.disk.is_some() => {
+            bail!("a disk boot takes no guest script: put it into the root")
+        }
         None => setup.initramfs.clone(),
         Some(script) => {
             // the kernel unpacks concatenated cpio archives in order
@@ -469,6 +506,7 @@ fn boot_locked(setup: &Setup, scenario: &Scenario) -> Result<GuestRun> {
         serial_log: serial_log.clone(),
         truth,
         wall: Duration::ZERO,
+        disk: scenario.disk.is_some(),
     };
     check_drivers(setup, &run).map_err(|e| explain(format!("{e:#}")))?;
     Ok(run)
@@ -478,7 +516,12 @@ fn boot_locked(setup: &Setup, scenario: &Scenario) -> Result<GuestRun> {
 /// its modalias that the initramfs lacks (the module list needs it), or when a driver
 /// module failed to load.
 fn check_drivers(setup: &Setup, run: &GuestRun) -> Result<()> {
-    let guest = setup.kernel.guest_modules()?;
+    let guest = if run.disk {
+        // an installed root has every module of the kernel
+        setup.kernel.builtin_modules()?.into_iter().chain(all_modules(&setup.kernel)?).collect()
+    } else {
+        setup.kernel.guest_modules()?
+    };
     let builtin = setup.kernel.builtin_modules()?;
     let mut problems = String::new();
     for d in run.truth.devices.values().filter(|d| d.driver.is_none()) {
@@ -513,6 +556,39 @@ fn check_drivers(setup: &Setup, run: &GuestRun) -> Result<()> {
             run.name
         )
     }
+}
+
+/// Every module (normalised name) of the full kernel tree.
+fn all_modules(kernel: &Kernel) -> Result<std::collections::BTreeSet<String>> {
+    let dep = kernel
+        .root
+        .join("lib/modules")
+        .join(&kernel.version)
+        .join("modules.dep");
+    let text = fs::read_to_string(&dep).with_context(|| format!("reading {}", dep.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .map(super::kernel::module_name)
+        .collect())
+}
+
+/// The tier's kernel, for tiers that install it elsewhere; `Err` with the reason when
+/// the tier cannot run here (the caller skips, or fails under CI). Panics when the
+/// setup broke.
+#[allow(dead_code)] // not every test binary uses it
+pub fn kernel() -> Result<&'static Kernel, String> {
+    match setup() {
+        SetupState::Ready(s) => Ok(&s.kernel),
+        SetupState::Unavailable(why) => Err(why.clone()),
+        SetupState::Broken(e) => panic!("realkernel setup failed: {e}"),
+    }
+}
+
+/// Whether `CI` is set (a skip is then a failure).
+#[allow(dead_code)]
+pub fn in_ci() -> bool {
+    ci()
 }
 
 /// Runs the host's exliar with `args`; returns stdout, panicking with stderr on failure.

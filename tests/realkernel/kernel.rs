@@ -211,7 +211,7 @@ pub fn fnv1a(data: &[u8]) -> u64 {
 
 /// Builds `dir` with `build` unless `dir/.ready` exists; builds into a sibling
 /// temporary directory first so an interrupted run leaves nothing half-made.
-fn cached_dir(dir: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn cached_dir(dir: &Path, build: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     if dir.join(".ready").is_file() {
         return Ok(());
     }
