@@ -7,15 +7,23 @@
 
 #[allow(dead_code)] // the tier's modules, partly used here
 mod realkernel {
+    #[path = "../realkernel/harness.rs"]
     pub mod harness;
+    #[path = "../realkernel/initramfs.rs"]
     pub mod initramfs;
+    #[path = "../realkernel/kernel.rs"]
     pub mod kernel;
+    #[path = "../realkernel/qemu.rs"]
     pub mod qemu;
+    #[path = "../realkernel/transport.rs"]
     pub mod transport;
+    #[path = "../realkernel/truth.rs"]
     pub mod truth;
 }
 mod realtools {
+    #[path = "images.rs"]
     pub mod images;
+    #[path = "root.rs"]
     pub mod root;
 }
 
@@ -71,8 +79,7 @@ fn hosts(name: &str, tag: &str) -> PathBuf {
 }
 
 fn read(target: &Path, rel: &str) -> String {
-    std::fs::read_to_string(target.join(rel))
-        .unwrap_or_else(|e| panic!("{rel} in the target: {e}"))
+    std::fs::read_to_string(target.join(rel)).unwrap_or_else(|e| panic!("{rel} in the target: {e}"))
 }
 
 /// apply → the regenerated image holds the vfio modules and exliar's files, byte for
@@ -85,7 +92,10 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
     let target = images::work_root(&base, tag);
     let before = list_image(&base, &target);
     for f in [EARLY_CONF, IDS_CONF, EARLY_BIND] {
-        assert!(!before.iter().any(|p| p == f), "{f} in the image before apply");
+        assert!(
+            !before.iter().any(|p| p == f),
+            "{f} in the image before apply"
+        );
     }
 
     let journal = images::apply(&hw_dir, &target, "0000:02:00.0", tag);
@@ -94,7 +104,11 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
         Flavour::InitramfsTools => "update-initramfs -u -k all",
         Flavour::Dracut => "dracut -f --regenerate-all",
     };
-    assert_eq!(ran, vec![expected.to_owned()], "commands exliar ran: {journal:#}");
+    assert_eq!(
+        ran,
+        vec![expected.to_owned()],
+        "commands exliar ran: {journal:#}"
+    );
 
     let listing = list_image(&base, &target);
     let mut missing: Vec<String> = VFIO_MODULES
@@ -128,7 +142,10 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
             "identical cards must not be claimed by id (the twin would go too)"
         );
         let script = read(&target, EARLY_BIND);
-        assert!(script.contains("0000:02:00.0"), "early-bind script names the GPU:\n{script}");
+        assert!(
+            script.contains("0000:02:00.0"),
+            "early-bind script names the GPU:\n{script}"
+        );
         assert!(
             !script.contains("0000:01:00.0"),
             "early-bind script must not name the twin:\n{script}"
@@ -153,24 +170,35 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
     );
     let _ = std::fs::remove_dir_all(target.join("tmp/exliar-unpacked"));
     let after = list_image(&base, &target);
-    let left: Vec<&String> = after
-        .iter()
-        .filter(|p| p.contains("exliar"))
-        .collect();
-    assert!(left.is_empty(), "exliar's files still in the image after rollback: {left:?}");
+    let left: Vec<&String> = after.iter().filter(|p| p.contains("exliar")).collect();
+    assert!(
+        left.is_empty(),
+        "exliar's files still in the image after rollback: {left:?}"
+    );
     for f in [EARLY_CONF, IDS_CONF, EARLY_BIND] {
-        assert!(!target.join(f).exists(), "{f} still in the target after rollback");
+        assert!(
+            !target.join(f).exists(),
+            "{f} still in the target after rollback"
+        );
     }
 }
 
 #[test]
 fn initramfs_tools_gpu_pair() {
-    apply_and_rollback(Flavour::InitramfsTools, "gpu_pair", "initramfs_tools_gpu_pair");
+    apply_and_rollback(
+        Flavour::InitramfsTools,
+        "gpu_pair",
+        "initramfs_tools_gpu_pair",
+    );
 }
 
 #[test]
 fn initramfs_tools_identical() {
-    apply_and_rollback(Flavour::InitramfsTools, "identical", "initramfs_tools_identical");
+    apply_and_rollback(
+        Flavour::InitramfsTools,
+        "identical",
+        "initramfs_tools_identical",
+    );
 }
 
 #[test]

@@ -91,11 +91,20 @@ mount --rbind /dev "$r/dev"
 mount -t tmpfs tmpfs "$r/run"
 exec "$@""#;
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"])
-        .arg(root)
-        .args(argv)
-        .env("LC_ALL", "C")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(root)
+    .args(argv)
+    .env("LC_ALL", "C")
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     let text = format!(
         "{}{}",
@@ -103,7 +112,11 @@ exec "$@""#;
         String::from_utf8_lossy(&out.stderr)
     );
     if !out.status.success() {
-        bail!("{argv:?} in {} failed ({}):\n{text}", root.display(), out.status);
+        bail!(
+            "{argv:?} in {} failed ({}):\n{text}",
+            root.display(),
+            out.status
+        );
     }
     Ok(text)
 }
@@ -191,7 +204,9 @@ pub fn prepare(kernel: &Kernel, flavour: Flavour) -> Result<Result<BaseRoot, Una
         .replace('.', "_");
     // one preparation at a time (tests of one process share the cache)
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _lock = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _lock = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let base = cache.join(format!("root-{ROOT_VERSION}-{stem}"));
     let t0 = std::time::Instant::now();
     cached_dir(&base, |tmp| {
@@ -210,7 +225,12 @@ pub fn prepare(kernel: &Kernel, flavour: Flavour) -> Result<Result<BaseRoot, Una
         chroot(tmp, &["dpkg", "-i", "/tmp/kernel.deb"])?;
         fs::remove_file(&deb_in_root)?;
         chroot(tmp, &["apt-get", "clean"])?;
-        for junk in ["usr/share/doc", "usr/share/man", "usr/share/locale", "var/lib/apt/lists"] {
+        for junk in [
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+            "var/lib/apt/lists",
+        ] {
             let p = tmp.join(junk);
             if p.exists() {
                 fs::remove_dir_all(&p)?;
