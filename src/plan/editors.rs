@@ -686,6 +686,27 @@ impl Mark {
     }
 }
 
+/// Take every exliar mark out of `text`, one at a time, last first (each
+/// removal re-reads the text), with the editor's own `remove_mark`.
+pub(crate) fn remove_all_marks(
+    text: &str,
+    remove_mark: impl Fn(&str, &Mark) -> Result<String, EditError>,
+) -> Result<String, EditError> {
+    let mut text = text.to_string();
+    while let Some(mark) = find_marks(&text).pop() {
+        let next = remove_mark(&text, &mark)?;
+        if next.len() >= text.len() {
+            // Every step takes marker lines out; anything else is a bug.
+            return Err(EditError::new(
+                mark.first_line() + 1,
+                "cannot take out this exliar mark",
+            ));
+        }
+        text = next;
+    }
+    Ok(text)
+}
+
 pub(crate) fn find_marks(text: &str) -> Vec<Mark> {
     let ls = lines(text);
     let mut out = Vec::new();

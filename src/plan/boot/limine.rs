@@ -303,21 +303,9 @@ pub fn edit_limine_conf(
                 }
             }
         }
-        for a in d.added {
-            if !added.contains(&a) {
-                added.push(a);
-            }
-        }
-        for r in d.removed {
-            if !removed.contains(&r) {
-                removed.push(r);
-            }
-        }
-        for w in d.warnings {
-            if !dwarn.contains(&w) {
-                dwarn.push(w);
-            }
-        }
+        super::push_unique(&mut added, d.added);
+        super::push_unique(&mut removed, d.removed);
+        super::push_unique(&mut dwarn, d.warnings);
     }
     // A `cmdline:` line left empty by the removal goes (exliar made it).
     // Only a line exliar made (marked by the comment line above it) goes;

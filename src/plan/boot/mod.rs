@@ -102,6 +102,15 @@ impl Edited {
 }
 
 /// 1-based line number of a byte offset.
+/// Append the items of `from` that `to` does not hold yet, in order.
+pub(crate) fn push_unique<T: PartialEq>(to: &mut Vec<T>, from: Vec<T>) {
+    for x in from {
+        if !to.contains(&x) {
+            to.push(x);
+        }
+    }
+}
+
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]

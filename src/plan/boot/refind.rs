@@ -130,21 +130,9 @@ pub fn edit_refind_linux_conf(
             Some((g, start)),
             &|p| p.replace('"', "\"\""),
         ));
-        for a in d.added {
-            if !added.contains(&a) {
-                added.push(a);
-            }
-        }
-        for r in d.removed {
-            if !removed.contains(&r) {
-                removed.push(r);
-            }
-        }
-        for w in d.warnings {
-            if !dwarn.contains(&w) {
-                dwarn.push(w);
-            }
-        }
+        super::push_unique(&mut added, d.added);
+        super::push_unique(&mut removed, d.removed);
+        super::push_unique(&mut dwarn, d.warnings);
     }
     let d = super::params::Decision {
         added,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{CLAIMING_DRIVERS, VFIO_MODULES_ANY, normalize_module};
 use crate::plan::editors::{
-    ADDED, EditError, Mark, append_lines, check_token, find_marks, lines, removal_range,
+    ADDED, EditError, Mark, append_lines, check_token, lines, removal_range, remove_all_marks,
     replace_ranges, was_lines,
 };
 
@@ -314,18 +314,7 @@ fn without_items(text: &str, k: &KeyLine, drop: &[usize]) -> (usize, usize, Stri
 
 /// The configuration without exliar's change.
 pub fn remove(text: &str) -> Result<String, EditError> {
-    let mut text = text.to_string();
-    while let Some(mark) = find_marks(&text).pop() {
-        let next = remove_mark(&text, &mark)?;
-        if next.len() >= text.len() {
-            return Err(EditError::new(
-                mark.first_line() + 1,
-                "cannot take out this exliar mark",
-            ));
-        }
-        text = next;
-    }
-    Ok(text)
+    remove_all_marks(text, remove_mark)
 }
 
 fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {

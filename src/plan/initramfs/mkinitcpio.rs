@@ -16,8 +16,8 @@ use serde::Serialize;
 use super::shell::{self, Assignment, Item, Value};
 use super::{VFIO_MODULES_ANY, is_claiming, normalize_module};
 use crate::plan::editors::{
-    ADDED, EditError, Finding, Mark, append_lines, check_token, find_marks, lines, removal_range,
-    replace_ranges, was_lines,
+    ADDED, EditError, Finding, Mark, append_lines, check_token, lines, removal_range,
+    remove_all_marks, replace_ranges, was_lines,
 };
 
 pub const CONF: &str = "/etc/mkinitcpio.conf";
@@ -463,20 +463,7 @@ fn span_of(assigns: &[Assignment], mut f: usize, mut l: usize) -> (usize, usize)
 /// statement put back (or, where the user has changed it since, only the
 /// items exliar added taken out), every `# exliar added` statement deleted.
 pub fn remove(text: &str) -> Result<String, EditError> {
-    let mut text = text.to_string();
-    // One mark at a time, last first: each removal re-reads the text.
-    while let Some(mark) = find_marks(&text).pop() {
-        let next = remove_mark(&text, &mark)?;
-        if next.len() >= text.len() {
-            // Every step takes marker lines out; anything else is a bug.
-            return Err(EditError::new(
-                mark.first_line() + 1,
-                "cannot take out this exliar mark",
-            ));
-        }
-        text = next;
-    }
-    Ok(text)
+    remove_all_marks(text, remove_mark)
 }
 
 fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
