@@ -266,6 +266,17 @@ pub struct OsFamily {
 }
 
 impl OsFamily {
+    /// `ID` and `ID_LIKE` of an os-release text.
+    pub fn from_os_release(text: &str) -> Self {
+        use crate::host::sysfs::os_release_value;
+        Self {
+            id: os_release_value(text, "ID"),
+            id_like: os_release_value(text, "ID_LIKE")
+                .map(|v| v.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+        }
+    }
+
     pub fn is(&self, name: &str) -> bool {
         self.id.as_deref() == Some(name) || self.id_like.iter().any(|x| x == name)
     }

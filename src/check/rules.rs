@@ -119,12 +119,7 @@ impl<'a> Ctx<'a> {
         let release = ev.kernel_release();
         let version = release.as_deref().and_then(parse::kernel_version);
         let os_text = ev.os_release().map(|(_, t)| t).unwrap_or_default();
-        let os = OsFamily {
-            id: os_release_value(&os_text, "ID"),
-            id_like: os_release_value(&os_text, "ID_LIKE")
-                .map(|v| v.split_whitespace().map(String::from).collect())
-                .unwrap_or_default(),
-        };
+        let os = OsFamily::from_os_release(&os_text);
         let family = Family::of(&os);
         let boot = bootenv::detect(ev, &os);
         let groups = entries(ev.listing(gather::IOMMU_GROUPS))

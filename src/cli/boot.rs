@@ -11,7 +11,9 @@ use crate::host::{HostRoot, critical};
 use crate::plan::boot::params::{CpuVendor, Framebuffer, params_for_host};
 use crate::plan::isolate::{self, BootloaderChoice, IsolateRequest, PlanError};
 use crate::plan::{self, Plan, facts, initramfs, modprobe};
-use crate::txn::{CommandRunner, Journal, NoRunner, Status, Store, SystemRunner};
+use crate::txn::{
+    CommandRunner, Journal, NOT_RUN, NoRunner, RunState, Status, Store, SystemRunner,
+};
 
 /// Flags shared by `plan` and `apply`.
 #[derive(Debug, clap::Args)]
@@ -353,7 +355,13 @@ fn journal_text(j: &Journal) -> String {
         ));
     }
     for c in &j.commands {
-        s.push_str(&format!("  ran: {}\n", c.argv.join(" ")));
+        let what = match (c.state, c.output.as_deref()) {
+            (_, Some(NOT_RUN)) => "not run (--no-run)",
+            (RunState::Done, _) => "ran",
+            (RunState::Failed, _) => "failed",
+            (RunState::Pending, _) => "not run",
+        };
+        s.push_str(&format!("  {what}: {}\n", c.argv.join(" ")));
     }
     s
 }

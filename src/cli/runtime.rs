@@ -226,27 +226,16 @@ struct BootIsolation {
     files: Vec<String>,
 }
 
-/// The newest applied transaction under the root, read without the lock.
+/// The newest applied transaction under the root.
 fn boot_isolation(root: &Path) -> Option<BootIsolation> {
-    let dir = root.join(crate::txn::STATE_DIR).join("txn");
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    ids.sort();
-    ids.iter().rev().find_map(|id| {
-        let j: crate::txn::Journal =
-            serde_json::from_slice(&std::fs::read(dir.join(id).join("journal.json")).ok()?).ok()?;
-        (j.status == crate::txn::Status::Applied).then(|| BootIsolation {
-            transaction: j.id.clone(),
-            gpu: j.gpu,
-            functions: j.functions.clone(),
-            files: j
-                .files
-                .iter()
-                .map(|f| format!("/{}", f.path.display()))
-                .collect(),
-        })
+    crate::txn::last_applied_readonly(root).map(|j| BootIsolation {
+        transaction: j.id,
+        gpu: j.gpu,
+        functions: j.functions,
+        files: j
+            .files
+            .iter()
+            .map(|f| format!("/{}", f.path.display()))
+            .collect(),
     })
 }

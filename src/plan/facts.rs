@@ -6,7 +6,6 @@ use std::path::Path;
 use crate::analyze::bootenv::{self, OsFamily};
 use crate::check::gather;
 use crate::host::HostRoot;
-use crate::host::sysfs::os_release_value;
 
 use super::isolate::TargetFacts;
 
@@ -90,12 +89,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
     };
     let ev = gather::gather(target);
     let os_text = ev.os_release().map(|(_, t)| t).unwrap_or_default();
-    let os = OsFamily {
-        id: os_release_value(&os_text, "ID"),
-        id_like: os_release_value(&os_text, "ID_LIKE")
-            .map(|v| v.split_whitespace().map(String::from).collect())
-            .unwrap_or_default(),
-    };
+    let os = OsFamily::from_os_release(&os_text);
     let boot = bootenv::detect(&ev, &os);
 
     let kernels = installed_kernels(target);

@@ -53,15 +53,6 @@ pub enum Step {
     },
 }
 
-impl Step {
-    pub fn path(&self) -> Option<&PathBuf> {
-        match self {
-            Step::WriteFile { path, .. } => Some(path),
-            _ => None,
-        }
-    }
-}
-
 /// A plan for one target root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -92,12 +83,6 @@ impl Plan {
     /// Nothing to do: the target already has everything.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
-    }
-
-    pub fn file_steps(&self) -> impl Iterator<Item = &Step> {
-        self.steps
-            .iter()
-            .filter(|s| matches!(s, Step::WriteFile { .. }))
     }
 }
 

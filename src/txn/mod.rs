@@ -103,13 +103,16 @@ impl CommandRunner for SystemRunner {
     }
 }
 
+/// What [`NoRunner`] records as a command's output.
+pub const NOT_RUN: &str = "skipped (--no-run)";
+
 /// Skips commands (`--no-run`): the user runs them.
 #[derive(Debug, Default)]
 pub struct NoRunner;
 
 impl CommandRunner for NoRunner {
     fn run(&mut self, _target: &Path, _argv: &[String]) -> Result<String, String> {
-        Ok("skipped (--no-run)".to_string())
+        Ok(NOT_RUN.to_string())
     }
 }
 
@@ -141,22 +144,57 @@ impl Boundaries {
     }
 }
 
-/// The id of an interrupted transaction under `root`, read without the
-/// lock (for warnings in read-only commands).
-pub fn unfinished_readonly(root: &Path) -> Option<String> {
+/// Every journal under `root`, oldest first, read without the lock: for
+/// `Store` (which holds it) and for read-only commands (`plan`, `status`).
+pub fn read_journals(root: &Path) -> Result<Vec<Journal>, TxnError> {
     let dir = root.join(STATE_DIR).join("txn");
-    let mut ids: Vec<String> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io_at(&dir)(e)),
+    };
     ids.sort();
-    ids.into_iter().find(|id| {
-        std::fs::read(dir.join(id).join("journal.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
-            .is_some_and(|j| j.status == Status::Applying)
+    ids.iter().map(|id| load_journal(root, id)).collect()
+}
+
+fn load_journal(root: &Path, id: &str) -> Result<Journal, TxnError> {
+    let path = root
+        .join(STATE_DIR)
+        .join("txn")
+        .join(id)
+        .join("journal.json");
+    let bytes = std::fs::read(&path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            TxnError::NoSuchTransaction(id.to_string())
+        } else {
+            io_at(&path)(e)
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| TxnError::Journal {
+        path: path.display().to_string(),
+        message: e.to_string(),
     })
+}
+
+/// The id of an interrupted transaction under `root` (read without the lock).
+pub fn unfinished_readonly(root: &Path) -> Option<String> {
+    read_journals(root)
+        .ok()?
+        .into_iter()
+        .find(|j| j.status == Status::Applying)
+        .map(|j| j.id)
+}
+
+/// The newest applied transaction under `root` (read without the lock).
+pub fn last_applied_readonly(root: &Path) -> Option<Journal> {
+    read_journals(root)
+        .ok()?
+        .into_iter()
+        .rev()
+        .find(|j| j.status == Status::Applied)
 }
 
 /// A file as it is now: bytes, mode, uid, gid.
@@ -202,32 +240,11 @@ impl Store {
 
     /// Every journal, oldest first.
     pub fn journals(&self) -> Result<Vec<Journal>, TxnError> {
-        let dir = self.root.join(STATE_DIR).join("txn");
-        let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_at(&dir)(e)),
-        };
-        ids.sort();
-        ids.iter().map(|id| self.load(id)).collect()
+        read_journals(&self.root)
     }
 
     pub fn load(&self, id: &str) -> Result<Journal, TxnError> {
-        let path = self.root.join(self.txn_dir(id)).join("journal.json");
-        let bytes = std::fs::read(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                TxnError::NoSuchTransaction(id.to_string())
-            } else {
-                io_at(&path)(e)
-            }
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| TxnError::Journal {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        load_journal(&self.root, id)
     }
 
     fn save(&self, j: &Journal) -> Result<(), TxnError> {
@@ -369,7 +386,7 @@ impl Store {
                     j.commands[i].output = Some(tail(&msg));
                     self.save(&j)?;
                     // Put everything back, then regenerate from the originals.
-                    self.restore_files(&j, None)?;
+                    self.restore_files(&j, false)?;
                     for c in &j.commands[..i] {
                         let _ = runner.run(&self.root, c.undo.as_ref().unwrap_or(&c.argv));
                     }
@@ -387,11 +404,11 @@ impl Store {
         Ok(j)
     }
 
-    /// Restore the files of `j` (those at or past `BackedUp`, or all with
-    /// `None`) to their originals, in reverse order.
-    fn restore_files(&self, j: &Journal, only_started: Option<()>) -> Result<(), TxnError> {
+    /// Restore the files of `j` (with `only_started`, those at or past
+    /// `BackedUp`; else all) to their originals, in reverse order.
+    fn restore_files(&self, j: &Journal, only_started: bool) -> Result<(), TxnError> {
         for (i, f) in j.files.iter().enumerate().rev() {
-            if only_started.is_some() && f.state == FileState::Pending {
+            if only_started && f.state == FileState::Pending {
                 continue;
             }
             if f.existed {
@@ -422,7 +439,7 @@ impl Store {
         let Some(mut j) = self.unfinished()? else {
             return Ok(None);
         };
-        self.restore_files(&j, Some(()))?;
+        self.restore_files(&j, true)?;
         if j.commands.iter().any(|c| c.state != RunState::Pending) {
             for c in &j.commands {
                 match (&c.undo, c.state) {
@@ -501,7 +518,7 @@ impl Store {
         if !diffs.is_empty() && !force {
             return Err(TxnError::ChangedSinceApply { diffs });
         }
-        self.restore_files(&j, None)?;
+        self.restore_files(&j, false)?;
         for c in &j.commands {
             runner
                 .run(&self.root, &c.argv)
