@@ -43,6 +43,17 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// `exliar ARGS --root <hardware tree> --target DIR`.
+fn on_target(args: &[&str], hw: &str, dir: &Path) -> assert_cmd::Command {
+    let mut c = exliar();
+    c.args(args)
+        .arg("--root")
+        .arg(host(hw))
+        .arg("--target")
+        .arg(dir);
+    c
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     let st = std::process::Command::new("cp")
         .arg("-a")
@@ -76,13 +87,8 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
     ] {
         let (_t, dir) = target(distro);
         let original = files(&dir);
-        let out = exliar()
-            .args(["plan", "--json"])
+        let out = on_target(&["plan", "--json"], hw, &dir)
             .args(extra)
-            .arg("--root")
-            .arg(host(hw))
-            .arg("--target")
-            .arg(&dir)
             .output()
             .expect("plan");
         assert!(
@@ -96,13 +102,8 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
             "{hw} on {distro}: empty plan"
         );
         assert_eq!(files(&dir), original, "{distro}: plan wrote something");
-        let out = exliar()
-            .args(["apply", "--yes", "--no-run"])
+        let out = on_target(&["apply", "--yes", "--no-run"], hw, &dir)
             .args(extra)
-            .arg("--root")
-            .arg(host(hw))
-            .arg("--target")
-            .arg(&dir)
             .output()
             .expect("apply");
         assert!(
@@ -112,13 +113,8 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
         );
         assert_ne!(files(&dir), original);
         let again = json(
-            &exliar()
-                .args(["plan", "--json"])
+            &on_target(&["plan", "--json"], hw, &dir)
                 .args(extra)
-                .arg("--root")
-                .arg(host(hw))
-                .arg("--target")
-                .arg(&dir)
                 .output()
                 .expect("plan"),
         );
@@ -153,12 +149,8 @@ fn recover_after_a_crash_at_every_step_boundary() {
     for k in 1..100 {
         let (_t, dir) = target("debian12-grub-intel");
         let original = files(&dir);
-        let out = exliar()
+        let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
             .env("EXLIAR_TEST_CRASH_AT", k.to_string())
-            .args(["apply", "--yes", "--no-run", "--root"])
-            .arg(host(HW_IDENTICAL))
-            .arg("--target")
-            .arg(&dir)
             .output()
             .expect("apply");
         if out.status.success() {
@@ -172,11 +164,7 @@ fn recover_after_a_crash_at_every_step_boundary() {
         );
         kill_points += 1;
         // A new apply refuses until recovered.
-        let again = exliar()
-            .args(["apply", "--yes", "--no-run", "--root"])
-            .arg(host(HW_IDENTICAL))
-            .arg("--target")
-            .arg(&dir)
+        let again = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
             .output()
             .expect("apply");
         assert!(
@@ -204,11 +192,7 @@ fn recover_after_a_crash_at_every_step_boundary() {
 #[test]
 fn rollback_refuses_foreign_changes() {
     let (_t, dir) = target("debian12-grub-intel");
-    exliar()
-        .args(["apply", "--yes", "--no-run", "--root"])
-        .arg(host(HW_IDENTICAL))
-        .arg("--target")
-        .arg(&dir)
+    on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .assert()
         .success();
     let f = dir.join("etc/initramfs-tools/modules");
@@ -234,13 +218,13 @@ fn rollback_refuses_foreign_changes() {
 #[test]
 fn refusals_are_explained() {
     let (_t, dir) = target("debian12-grub-intel");
-    let out = exliar()
-        .args(["plan", "--gpu", "0000:01:00.0", "--root"])
-        .arg(host("hw21-laptop-kabylake-u-mx150-optimus-dirty-group"))
-        .arg("--target")
-        .arg(&dir)
-        .output()
-        .expect("plan");
+    let out = on_target(
+        &["plan", "--gpu", "0000:01:00.0"],
+        "hw21-laptop-kabylake-u-mx150-optimus-dirty-group",
+        &dir,
+    )
+    .output()
+    .expect("plan");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -249,13 +233,7 @@ fn refusals_are_explained() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not isolated"));
     let (_n, nix) = target("nixos-amd");
-    let out = exliar()
-        .args(["plan", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&nix)
-        .output()
-        .expect("plan");
+    let out = on_target(&["plan"], HW_SPLIT, &nix).output().expect("plan");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--format nix"));
     let out = exliar()
@@ -286,13 +264,8 @@ fn arch_without_iommu_pt() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn plan_on(dir: &Path, extra: &[&str]) -> std::process::Output {
-    exliar()
-        .args(["plan", "--json", "--iommu-pt"])
+    on_target(&["plan", "--json", "--iommu-pt"], HW_SPLIT, dir)
         .args(extra)
-        .arg("--root")
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(dir)
         .output()
         .expect("plan")
 }
@@ -521,4 +494,34 @@ fn plan_json_matches_schema() {
             "apply-1.schema.json's copy of {def} differs from plan-1's"
         );
     }
+}
+
+/// The boot display may be chosen when another GPU can run the host; only a
+/// single-GPU host's boot display needs --force.
+#[test]
+fn boot_display_refused_only_without_another_gpu() {
+    let (_t, dir) = target("debian12-grub-intel");
+    // hw23: two RX 580; 0000:26:00.0 is the boot display, 27:00.0 can run the host.
+    let out = on_target(&["plan", "--gpu", "0000:26:00.0"], HW_IDENTICAL, &dir)
+        .output()
+        .expect("plan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // hw09: one RTX 3060, the boot display.
+    let out = on_target(
+        &["plan", "--gpu", "0000:2d:00.0"],
+        "hw09-ryzen-x570-rtx3060",
+        &dir,
+    )
+    .output()
+    .expect("plan");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("boot display") && err.contains("--force"),
+        "{err}"
+    );
 }

@@ -243,11 +243,11 @@ pub fn plan(
     if inv.iommu.enabled == Some(false) {
         soft.push("the IOMMU is not enabled on the running system (see `exliar check`); the plan adds the kernel parameters, but nothing is isolated until it is on".to_string());
     }
+    // Another display device (a BMC console counts) can run the host.
     let others = analysis
         .gpus
         .iter()
-        .filter(|g| g.address != gpu.address && !g.functions.contains(&g.address) || g.bmc)
-        .filter(|g| g.address != gpu.address)
+        .filter(|g| g.address != gpu.address && g.virtual_function_of.is_none())
         .count();
     if gpu.boot_display && others == 0 {
         soft.push(format!(
