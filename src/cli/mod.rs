@@ -35,7 +35,8 @@ pub mod exit {
     version,
     about = "Give a GPU to a VM (or a container), safely, on any mainstream Linux distribution",
     long_about = "exliar inspects a Linux host (PCI devices, GPUs, IOMMU groups), recommends which GPU \
-to pass through, and moves devices between host drivers and vfio-pci at runtime (bind/unbind).\n\nDetection is read-only and needs no root. \
+to pass through, isolates it at boot (plan/apply, undone by rollback) and moves devices between \
+host drivers and vfio-pci at runtime (bind/unbind).\n\nDetection is read-only and needs no root. \
 Every command reads the host through --root (default /), so it works on snapshots and mounted target roots too.",
     after_help = "Exit status: 0 ok, 1 findings (not ready / refused), 2 error."
 )]
@@ -74,7 +75,7 @@ pub enum Command {
     Bind(BindArgs),
     /// Give devices back to the drivers they had before `exliar bind`; needs root
     Unbind(UnbindArgs),
-    /// What exliar manages on this host now: devices it holds on vfio-pci
+    /// What exliar manages on this host now: devices it holds on vfio-pci and the boot-time isolation it applied
     Status(ReportArgs),
     /// Show what boot-time isolation of a GPU would change (diffs, commands); changes nothing
     Plan(boot::PlanCmd),
