@@ -63,6 +63,7 @@ fn request(
         guest: functions,
         host_ids,
         modprobe_d,
+        kernel_drivers: Vec::new(),
     }
 }
 

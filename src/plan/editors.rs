@@ -162,6 +162,10 @@ pub struct IsolationRequest {
     /// `/run` before `/usr/lib` before `/lib`: ids and softdeps already
     /// there are merged and reported. exliar's own files are skipped.
     pub modprobe_d: Vec<(String, String)>,
+    /// Modules the target kernel's `modules.alias` matches to the guest's
+    /// functions (`bochs`, `snd_hda_intel`, …): each gets a softdep, beside
+    /// the known drivers of the functions' vendors and classes.
+    pub kernel_drivers: Vec<String>,
 }
 
 /// Everything the engine must do for boot-time isolation, as data.
@@ -208,12 +212,15 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     plan.ids = ids.clone();
     plan.bind_by_address = by_address.clone();
 
-    let mut drivers: Vec<&'static str> = Vec::new();
-    for f in &req.guest {
-        for d in modprobe::drivers_for(f.id.vendor, f.class) {
-            if !drivers.contains(&d) {
-                drivers.push(d);
-            }
+    let mut drivers: Vec<&str> = Vec::new();
+    let known = req
+        .guest
+        .iter()
+        .flat_map(|f| modprobe::drivers_for(f.id.vendor, f.class));
+    for d in known.chain(req.kernel_drivers.iter().map(String::as_str)) {
+        // vfio-pci's own variant drivers are not what it must beat
+        if !d.contains("vfio") && !drivers.contains(&d) {
+            drivers.push(d);
         }
     }
 
@@ -289,11 +296,24 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     } else {
         "vfio-pci"
     };
-    let needs_softdeps = !req.vfio_pci_builtin || pseudo;
-    if needs_softdeps && !drivers.is_empty() {
-        let (softdeps, found) = modprobe::merged_softdeps(&drivers, pre, &existing);
+    let needs_softdeps = (!req.vfio_pci_builtin || pseudo) && !drivers.is_empty();
+    if pseudo && drivers.is_empty() {
+        plan.findings.push(Finding::new(
+            modprobe::EARLY_CONF,
+            0,
+            "no driver is known for the guest card's functions, so nothing loads the early-bind \
+             step at boot: run `modprobe exliar_vfio_early_bind` before the GPU driver loads",
+        ));
+    }
+    // The early-bind `install` line must be there even when no softdep is.
+    if needs_softdeps || early_bind {
+        let (softdeps, found) = if needs_softdeps {
+            modprobe::merged_softdeps(&drivers, pre, &existing)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         plan.findings.extend(found);
-        let mut lines = vec![
+        let mut lines: Vec<String> = vec![
             "# vfio-pci (or exliar's early-bind step) loads before these drivers.".into(),
             "# Kept first (00-): kmod uses only the first softdep/install line per module.".into(),
         ];
@@ -768,6 +788,7 @@ mod tests {
             ],
             host_ids: host.iter().map(|&(v, d)| PciId::new(v, d)).collect(),
             modprobe_d: Vec::new(),
+            kernel_drivers: Vec::new(),
         }
     }
 
@@ -808,6 +829,60 @@ mod tests {
         assert_eq!(plan.bind_by_address, [PciAddress::new(0, 0x0b, 0, 1)]);
         let early = plan.create.iter().find(|f| f.path == modprobe::EARLY_CONF);
         assert!(early.is_some_and(|f| f.content.contains(&earlybind::install_line(false))));
+    }
+
+    /// Identical cards of a vendor with no known driver list (QEMU's VGA,
+    /// 1234:1111): the early-bind `install` line is what binds the card, so
+    /// it is written even with no softdep to go with it.
+    #[test]
+    fn identical_cards_without_known_drivers_still_get_the_install_line() {
+        let mut r = req(Generator::InitramfsTools, false, &[(0x1234, 0x1111)]);
+        r.guest = vec![GuestFunction {
+            address: PciAddress::new(0, 2, 0, 0),
+            id: PciId::new(0x1234, 0x1111),
+            class: 0x030000,
+        }];
+        let plan = plan_isolation(&r);
+        assert_eq!(plan.bind_by_address, [PciAddress::new(0, 2, 0, 0)]);
+        let early = plan
+            .create
+            .iter()
+            .find(|f| f.path == modprobe::EARLY_CONF)
+            .map(|f| f.content.clone())
+            .unwrap_or_default();
+        assert!(early.contains(&earlybind::install_line(false)), "{early}");
+        assert!(!early.lines().any(|l| l.starts_with("softdep")), "{early}");
+        // with the kernel's own driver for it, that driver waits for vfio-pci
+        r.kernel_drivers = vec!["bochs".into(), "vfio_pci_variant".into()];
+        let plan = plan_isolation(&r);
+        let early = plan
+            .create
+            .iter()
+            .find(|f| f.path == modprobe::EARLY_CONF)
+            .map(|f| f.content.clone())
+            .unwrap_or_default();
+        assert!(early.contains("softdep bochs pre: vfio-pci"), "{early}");
+        assert!(!early.contains("vfio_pci_variant"), "{early}");
+    }
+
+    /// A built-in vfio-pci with no known driver: nothing would pull the
+    /// pseudo-module in, and the plan says so.
+    #[test]
+    fn pseudo_module_without_drivers_is_reported() {
+        let mut r = req(Generator::Dracut, true, &[(0x1234, 0x1111)]);
+        r.guest = vec![GuestFunction {
+            address: PciAddress::new(0, 2, 0, 0),
+            id: PciId::new(0x1234, 0x1111),
+            class: 0x030000,
+        }];
+        let plan = plan_isolation(&r);
+        assert!(
+            plan.findings
+                .iter()
+                .any(|f| f.message.contains("modprobe exliar_vfio_early_bind")),
+            "{:?}",
+            plan.findings
+        );
     }
 
     #[test]

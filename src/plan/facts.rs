@@ -8,6 +8,7 @@ use crate::check::gather;
 use crate::host::HostRoot;
 
 use super::isolate::TargetFacts;
+use super::modalias::PciAliases;
 
 /// Files the planner may edit or consult, relative to the target root.
 const FILES: &[&str] = &[
@@ -117,6 +118,12 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
                 f.vfio_pci_builtin = b
                     .lines()
                     .any(|l| l.ends_with("/vfio-pci.ko") || l.ends_with("/vfio_pci.ko"));
+                break;
+            }
+        }
+        for base in ["lib/modules", "usr/lib/modules"] {
+            if let Some(a) = text(target, &format!("{base}/{k}/modules.alias")) {
+                f.pci_aliases = PciAliases::parse(&a);
                 break;
             }
         }

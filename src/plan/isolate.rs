@@ -14,6 +14,7 @@ use super::boot::params::{CpuVendor, Framebuffer, params_for_host};
 use super::boot::{bls, grub, kernelstub, limine, refind};
 use super::editors::{GuestFunction, IsolationRequest, plan_isolation};
 use super::initramfs::Generator;
+use super::modalias::{PciAliases, pci_modalias};
 use super::modprobe::PciId;
 use super::{Plan, Step};
 
@@ -39,6 +40,9 @@ pub struct TargetFacts {
     /// the target root, every ESP mount point); their text is in `files`,
     /// with the `loader.conf` files beside them.
     pub loader_entries: Vec<String>,
+    /// The `pci:` aliases of the target kernel's `modules.alias` (empty when
+    /// the tree has no modules).
+    pub pci_aliases: PciAliases,
 }
 
 impl TargetFacts {
@@ -294,6 +298,7 @@ pub fn plan(
 
     // The guest's functions and the host's ids.
     let mut guest = Vec::new();
+    let mut kernel_drivers: Vec<String> = Vec::new();
     for a in &gpu.functions {
         let d = inv
             .device(a)
@@ -311,6 +316,14 @@ pub fn plan(
             },
             class: c.0,
         });
+        if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
+            let alias = pci_modalias(v, dv, sv, sd, c.0);
+            for m in facts.pci_aliases.modules_for(&alias) {
+                if !kernel_drivers.contains(&m) {
+                    kernel_drivers.push(m);
+                }
+            }
+        }
     }
     let host_ids: Vec<PciId> = inv
         .devices
@@ -337,6 +350,7 @@ pub fn plan(
         guest,
         host_ids,
         modprobe_d: facts.modprobe_d.clone(),
+        kernel_drivers,
     });
     for f in &iso.findings {
         plan.warnings.push(if f.line > 0 {

@@ -16,6 +16,7 @@ pub mod editors;
 pub mod facts;
 pub mod initramfs;
 pub mod isolate;
+pub mod modalias;
 pub mod modprobe;
 
 /// One change.
