@@ -11,7 +11,8 @@ use common::*;
 const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
 const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
 
-/// Every regular file under `root` (except exliar's state), with its bytes.
+/// Every regular file under `root` (except exliar's state), with its bytes, every link
+/// with its target, and every folder (as `/`), so that a folder left behind shows.
 fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -21,7 +22,13 @@ fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
                 continue;
             }
             match e.file_type() {
-                Ok(t) if t.is_dir() => walk(base, &p, out),
+                Ok(t) if t.is_dir() => {
+                    // exliar's state folder stays (history) with its parents
+                    if rel != Path::new("var") && rel != Path::new("var/lib") {
+                        out.insert(rel, b"/".to_vec());
+                    }
+                    walk(base, &p, out)
+                }
                 Ok(t) if t.is_file() => {
                     out.insert(rel, std::fs::read(&p).expect("read"));
                 }

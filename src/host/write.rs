@@ -69,6 +69,67 @@ pub fn atomic_write_owned(
     f.commit()
 }
 
+/// The folders on the way to `rel` (its ancestors, relative to `root`) that
+/// do not exist, outermost first: what writing `rel` would create.
+pub fn missing_dirs(root: &Path, rel: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut cur = PathBuf::new();
+    let Some(parent) = rel.parent() else {
+        return out;
+    };
+    for c in parent.components() {
+        let Component::Normal(name) = c else {
+            return Vec::new();
+        };
+        cur.push(name);
+        if !out.is_empty()
+            || std::fs::symlink_metadata(root.join(&cur))
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            out.push(cur.clone());
+        }
+    }
+    out
+}
+
+/// Remove the folder `rel` inside `root` if it is empty; a folder with
+/// anything in it, or one that is gone, is left alone. Links on the way
+/// (or at the end) are refused.
+pub fn remove_empty_dir(root: &Path, rel: &Path) -> io::Result<()> {
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(io::Error::other(format!(
+                "{}: not a plain relative path",
+                rel.display()
+            )));
+        };
+        cur.push(name);
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{}: is not a folder (links are not followed)",
+                    cur.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    match std::fs::remove_dir(&cur) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 /// Remove `rel` if it is a plain file inside `root`.
 pub fn remove_file(root: &Path, rel: &Path) -> io::Result<()> {
     let parent = rel.parent().unwrap_or(Path::new(""));
@@ -85,6 +146,36 @@ pub fn remove_file(root: &Path, rel: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_dirs_and_their_removal() -> io::Result<()> {
+        let t = tempfile::tempdir()?;
+        std::fs::create_dir(t.path().join("usr"))?;
+        let rel = Path::new("usr/lib/exliar/vfio-early-bind");
+        let missing = missing_dirs(t.path(), rel);
+        assert_eq!(
+            missing,
+            [PathBuf::from("usr/lib"), PathBuf::from("usr/lib/exliar")]
+        );
+        atomic_write(t.path(), rel, b"x", 0o755)?;
+        assert!(missing_dirs(t.path(), rel).is_empty());
+        std::fs::write(t.path().join("usr/lib/other"), b"y")?;
+        remove_file(t.path(), rel)?;
+        for d in missing.iter().rev() {
+            remove_empty_dir(t.path(), d)?;
+        }
+        // usr/lib holds someone else's file: it stays, usr/lib/exliar goes
+        assert!(!t.path().join("usr/lib/exliar").exists());
+        assert!(t.path().join("usr/lib/other").exists());
+        remove_empty_dir(t.path(), Path::new("usr/lib/exliar"))?;
+        // a link is never followed
+        let outside = tempfile::tempdir()?;
+        std::fs::create_dir(outside.path().join("empty"))?;
+        std::os::unix::fs::symlink(outside.path(), t.path().join("out"))?;
+        assert!(remove_empty_dir(t.path(), Path::new("out/empty")).is_err());
+        assert!(outside.path().join("empty").exists());
+        Ok(())
+    }
 
     #[test]
     fn refuses_links_on_the_way_and_at_the_end() -> io::Result<()> {

@@ -51,6 +51,10 @@ pub struct FileRecord {
     pub before_sha256: Option<String>,
     pub after_sha256: String,
     pub state: FileState,
+    /// Folders writing the file created (outermost first), recorded before
+    /// the write; restoring removes those that are empty again.
+    #[serde(default)]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::host::write::{atomic_write_owned, ensure_dir, remove_file};
+use crate::host::write::{
+    atomic_write_owned, ensure_dir, missing_dirs, remove_empty_dir, remove_file,
+};
 use crate::plan::{Plan, Step};
 
 pub use journal::{CommandRecord, FileRecord, FileState, Journal, RunState, Status};
@@ -317,6 +319,7 @@ impl Store {
                     before_sha256: now.as_ref().map(|n| sha256(&n.0)),
                     after_sha256: sha256(after),
                     state: FileState::Pending,
+                    created_dirs: Vec::new(),
                 });
             }
         }
@@ -362,6 +365,7 @@ impl Store {
             atomic_write_owned(&self.root, &mine, after, 0o600, None)
                 .map_err(io_at(&self.root.join(&mine)))?;
             j.files[i].state = FileState::BackedUp;
+            j.files[i].created_dirs = missing_dirs(&self.root, &rec.path);
             self.save(&j)?;
             b.pass();
             let owner = rec.uid.zip(rec.gid);
@@ -428,6 +432,9 @@ impl Store {
                     .map_err(io_at(&self.root.join(&f.path)))?;
             } else {
                 remove_file(&self.root, &f.path).map_err(io_at(&self.root.join(&f.path)))?;
+            }
+            for d in f.created_dirs.iter().rev() {
+                remove_empty_dir(&self.root, d).map_err(io_at(&self.root.join(d)))?;
             }
         }
         Ok(())
