@@ -3,7 +3,9 @@
 //! or `dracut` where initramfs-tools is purged), and the images checked with the
 //! generators' own listers. Hardware comes from `exliar snapshot`s taken in the
 //! real-kernel tier's `gpu_pair` and `identical` guests (tests/realtools/hosts/), so
-//! the addresses are those the QEMU guests have. See tests/realtools/README.md.
+//! the addresses are those the QEMU guests have. The initramfs-tools tests then boot
+//! the regenerated image with the real-kernel tier's kernel on those same QEMU machines
+//! (after apply, and again after rollback). See tests/realtools/README.md.
 
 #[allow(dead_code)] // the tier's modules, partly used here
 mod realkernel {
@@ -13,6 +15,8 @@ mod realkernel {
     pub mod initramfs;
     #[path = "../realkernel/kernel.rs"]
     pub mod kernel;
+    #[path = "../realkernel/machines.rs"]
+    pub mod machines;
     #[path = "../realkernel/qemu.rs"]
     pub mod qemu;
     #[path = "../realkernel/transport.rs"]
@@ -21,6 +25,8 @@ mod realkernel {
     pub mod truth;
 }
 mod realtools {
+    #[path = "boot.rs"]
+    pub mod boot;
     #[path = "images.rs"]
     pub mod images;
     #[path = "root.rs"]
@@ -29,7 +35,9 @@ mod realtools {
 
 use std::path::{Path, PathBuf};
 
-use realkernel::harness::{self, say};
+use realkernel::harness::{self, GuestRun, say};
+use realkernel::machines::{GPU_PAIR_DEVICES, IDENTICAL_DEVICES};
+use realtools::boot;
 use realtools::images::{self, has_module, list_image};
 use realtools::root::{self, BaseRoot, Flavour};
 
@@ -84,12 +92,15 @@ fn read(target: &Path, rel: &str) -> String {
 
 /// apply → the regenerated image holds the vfio modules and exliar's files, byte for
 /// byte as in the target → rollback → the regenerated image holds none of exliar's files.
-fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
+/// The root is booted after apply and after rollback (see [`assert_isolated_boot`]
+/// and [`assert_released_boot`]).
+fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &'static str) {
     let Some(base) = base(flavour, tag) else {
         return;
     };
     let hw_dir = hosts(hw, tag);
     let target = images::work_root(&base, tag);
+    boot::install_guest(&target);
     let before = list_image(&base, &target);
     for f in [EARLY_CONF, IDS_CONF, EARLY_BIND] {
         assert!(
@@ -132,11 +143,22 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
             } else {
                 missing.push(f.to_string());
             }
-        } else if *f != EARLY_CONF || hw == "gpu_pair" {
+        } else {
             panic!("exliar did not write {f} into the target: {journal:#}");
         }
     }
+    // The kernel's modules.alias in the root names bochs for QEMU's VGA (1234:1111), a
+    // vendor exliar has no driver list for: it must wait for vfio-pci all the same.
+    let early = read(&target, EARLY_CONF);
+    assert!(
+        early.contains("softdep bochs pre: vfio-pci"),
+        "{EARLY_CONF}:\n{early}"
+    );
     if hw == "identical" {
+        assert!(
+            early.contains("install vfio-pci /usr/lib/exliar/vfio-early-bind vfio-pci"),
+            "{EARLY_CONF}:\n{early}"
+        );
         assert!(
             !target.join(IDS_CONF).exists(),
             "identical cards must not be claimed by id (the twin would go too)"
@@ -162,6 +184,12 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
             .join("\n")
     );
 
+    let machine = Machine::of(hw, &hw_dir);
+    let name = leak(format!("{tag}_applied"));
+    if let Some(run) = boot::boot(name, machine.devices, &target, &base.kver) {
+        assert_isolated_boot(&run, &machine);
+    }
+
     let rolled = images::rollback(&target, tag);
     let ran = images::commands_ran(&rolled);
     assert!(
@@ -181,6 +209,139 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &str) {
             "{f} still in the target after rollback"
         );
     }
+    let name = leak(format!("{tag}_rolled_back"));
+    if let Some(run) = boot::boot(name, machine.devices, &target, &base.kver) {
+        assert_released_boot(&run, &machine);
+    }
+}
+
+/// Scenario names are `&'static str` (one per test, so leaking is bounded).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The QEMU machine a hardware snapshot came from, and what the test expects of it.
+struct Machine {
+    devices: &'static str,
+    /// The functions exliar isolates (the GPU at 02:00.0 and its audio function).
+    guest: Vec<String>,
+    /// Each function's driver in the guest the snapshot was taken in (no exliar).
+    drivers: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl Machine {
+    fn of(hw: &str, hw_dir: &Path) -> Machine {
+        let (devices, guest) = match hw {
+            "gpu_pair" => (GPU_PAIR_DEVICES, vec!["0000:02:00.0", "0000:02:00.1"]),
+            "identical" => (IDENTICAL_DEVICES, vec!["0000:02:00.0"]),
+            _ => unreachable!("no machine {hw}"),
+        };
+        let scan = harness::host_exliar(&[
+            "scan".as_ref(),
+            "--json".as_ref(),
+            "--root".as_ref(),
+            hw_dir.as_os_str(),
+        ]);
+        let scan: serde_json::Value = serde_json::from_str(&scan).expect("scan --json");
+        let drivers = scan["devices"]
+            .as_array()
+            .expect("devices[]")
+            .iter()
+            .map(|d| {
+                (
+                    d["address"].as_str().unwrap_or_default().to_owned(),
+                    d["driver"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        Machine {
+            devices,
+            guest: guest.into_iter().map(str::to_owned).collect(),
+            drivers,
+        }
+    }
+}
+
+fn driver(run: &GuestRun, address: &str) -> Option<String> {
+    run.truth.device(address).driver.clone()
+}
+
+/// `exliar status --json` in the booted guest (the root's own state directory).
+fn guest_status(run: &GuestRun) -> serde_json::Value {
+    run.exliar("status", "status --json").json()
+}
+
+/// After apply: vfio-pci owns every guest function from the initramfs on (bound before
+/// the guest script loaded any driver), every other function is on the driver it had
+/// without exliar (in `identical`, the twin keeps bochs-drm), and exliar in the booted
+/// host reports the isolation it applied.
+fn assert_isolated_boot(run: &GuestRun, m: &Machine) {
+    let at_init: std::collections::BTreeMap<String, Option<String>> =
+        boot::drivers_at_init(run).into_iter().collect();
+    for f in &m.guest {
+        assert_eq!(
+            at_init.get(f).cloned().flatten().as_deref(),
+            Some("vfio-pci"),
+            "{f} not on vfio-pci when the initramfs handed over (drivers then: {at_init:?})"
+        );
+        assert_eq!(
+            driver(run, f).as_deref(),
+            Some("vfio-pci"),
+            "{f} after boot"
+        );
+    }
+    for (addr, original) in &m.drivers {
+        if m.guest.contains(addr) {
+            continue;
+        }
+        assert_eq!(
+            &driver(run, addr),
+            original,
+            "{addr}: a function exliar does not isolate keeps its driver"
+        );
+    }
+    let status = guest_status(run);
+    assert_eq!(
+        status["boot_isolation"]["gpu"].as_str(),
+        Some(m.guest[0].as_str()),
+        "status in the booted root: {status:#}"
+    );
+    let on_vfio: Vec<&str> = status["vfio_devices"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|a| a.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(on_vfio, m.guest, "status vfio_devices: {status:#}");
+    say(&format!(
+        "realtools: {}: {} on vfio-pci from the initramfs on; every other function on its driver",
+        run.name,
+        m.guest.join(" + ")
+    ));
+}
+
+/// After rollback: every function is on the driver it had without exliar, and
+/// vfio-pci was never loaded.
+fn assert_released_boot(run: &GuestRun, m: &Machine) {
+    for (addr, original) in &m.drivers {
+        assert_eq!(
+            &driver(run, addr),
+            original,
+            "{addr} after rollback and reboot"
+        );
+    }
+    let modules = std::fs::read_to_string(run.out.join("modules.txt")).unwrap_or_default();
+    assert!(
+        !modules.lines().any(|l| l == "vfio_pci"),
+        "vfio_pci loaded after rollback:\n{modules}"
+    );
+    let status = guest_status(run);
+    assert!(
+        status["boot_isolation"].is_null(),
+        "status after rollback: {status:#}"
+    );
+    say(&format!(
+        "realtools: {}: every function back on its driver, vfio_pci not loaded",
+        run.name
+    ));
 }
 
 #[test]

@@ -12,17 +12,31 @@
 #
 # Progress goes to the console (ttyS0), which the host keeps as serial.log.
 
-/bin/busybox mkdir -p /proc /sys /dev /tmp /out /sbin /usr/bin /usr/sbin
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+#
+# The same script is `init=/exliar-check.sh` of an installed Debian root that the
+# real-tools tier boots from a disk (Scenario::with_disk): there the root's own tools
+# (kmod's modprobe, which honours modprobe.d softdeps and install lines) come first
+# in PATH and busybox's applets, linked into /bb, fill the gaps (poweroff).
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /out /bb
+/bin/busybox --install -s /bb
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/bb
+# an initramfs that switched to a disk root has moved these there already
+[ -e /proc/uptime ] || mount -t proc proc /proc
+[ -d /sys/bus ] || mount -t sysfs sysfs /sys
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
 # keep kernel chatter off the console while we print our own progress
 echo 4 > /proc/sys/kernel/printk
 
 say() { echo "[realkernel-init] $*"; }
 say "start, uptime $(cut -d' ' -f1 /proc/uptime)s, kernel $(uname -r)"
+
+# Drivers bound before this script ran: on a disk boot, what the initramfs did.
+for d in /sys/bus/pci/devices/*; do
+  [ -e "$d" ] || continue
+  t=-; [ -e "$d/driver" ] && t=$(readlink "$d/driver") && t=${t##*/}
+  echo "${d##*/} $t"
+done > /out/drivers-at-init.txt
 
 # --- 1. drivers -------------------------------------------------------------------------
 : > /out/modprobe.txt
@@ -110,4 +124,4 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 say "shipped $size bytes, uptime $(cut -d' ' -f1 /proc/uptime)s"
 say "EXLIAR-GUEST-DONE"
 sync
-poweroff -f
+/bb/poweroff -f
