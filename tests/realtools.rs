@@ -203,7 +203,7 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &'static str) {
         left.is_empty(),
         "exliar's files still in the image after rollback: {left:?}"
     );
-    for f in [EARLY_CONF, IDS_CONF, EARLY_BIND] {
+    for f in [EARLY_CONF, IDS_CONF, EARLY_BIND, "usr/lib/exliar"] {
         assert!(
             !target.join(f).exists(),
             "{f} still in the target after rollback"
