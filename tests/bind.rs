@@ -1043,3 +1043,104 @@ fn help_does_not_promise_persist() {
     let readme = std::fs::read_to_string(manifest_dir().join("README.md")).expect("README");
     assert!(!readme.contains("--persist"));
 }
+
+/// `bind --persist`: planned before anything is bound; with `--dry-run` the boot-time
+/// plan is shown (by address: the early-bind script names the card's two functions, no
+/// `ids=` file) and nothing is written.
+#[test]
+fn cli_persist_plans_by_address() {
+    let t = cli_tree(&desktop().module("vfio_pci"));
+    // a Debian system (GRUB, initramfs-tools) on the simulated hardware
+    let debian =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/debian12-grub-intel");
+    for d in ["etc", "boot", "usr/sbin"] {
+        let dest = t.path().join(d);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(debian.join(d))
+            .arg(&dest)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "copying {d}");
+    }
+    let before = tree_contents(t.path()).expect("tree");
+    let out = exliar()
+        .env_remove("EXLIAR_BOOTLOADER")
+        .args(["bind", GPU, "--persist", "--dry-run", "--json", "--root"])
+        .arg(t.path())
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_valid(
+        &schema("bind-1.schema.json"),
+        &doc,
+        "bind --persist --dry-run --json",
+    );
+    let plan = &doc["persist"];
+    assert_valid(&schema("plan-1.schema.json"), plan, "persist plan");
+    let written: Vec<&str> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["path"].as_str())
+        .collect();
+    assert!(
+        written.contains(&"usr/lib/exliar/vfio-early-bind"),
+        "{written:?}"
+    );
+    assert!(
+        !written.contains(&"etc/modprobe.d/zz-exliar-vfio-ids.conf"),
+        "{written:?}"
+    );
+    let diffs = plan["diffs"].to_string();
+    assert!(
+        diffs.contains("0000:01:00.0 0000:01:00.1")
+            && diffs.contains("softdep nouveau pre: vfio-pci"),
+        "{diffs}"
+    );
+    same_tree(
+        &tree_contents(t.path()).expect("tree"),
+        &before,
+        "dry run wrote nothing",
+    );
+
+    let text = exliar()
+        .env_remove("EXLIAR_BOOTLOADER")
+        .args(["bind", GPU, "--persist", "--dry-run", "--root"])
+        .arg(t.path())
+        .output()
+        .expect("run");
+    let text = stdout(&text);
+    assert!(text.contains("Kernel writes (would make):"), "{text}");
+    assert!(
+        text.contains("create usr/lib/exliar/vfio-early-bind")
+            || text.contains("usr/lib/exliar/vfio-early-bind"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Dry run: the boot configuration was not changed."),
+        "{text}"
+    );
+
+    // one card only; --yes belongs to --persist
+    for args in [
+        vec!["bind", GPU, AMD, "--persist", "--dry-run"],
+        vec!["bind", GPU, "--yes", "--dry-run"],
+        vec!["bind", GPU, "--persist", "--group", "--dry-run"],
+    ] {
+        let out = exliar()
+            .args(&args)
+            .arg("--root")
+            .arg(t.path())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

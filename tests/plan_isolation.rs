@@ -64,6 +64,7 @@ fn request(
         host_ids,
         modprobe_d,
         kernel_drivers: Vec::new(),
+        by_address: false,
     }
 }
 

@@ -32,6 +32,11 @@ pub struct PlanArgs {
     /// Also add `iommu=pt` (host devices skip IOMMU translation)
     #[arg(long)]
     pub iommu_pt: bool,
+    /// Bind the card by PCI address at early boot, not by vendor:device id,
+    /// even when no other device has its ids (a card with the same ids added
+    /// later stays the host's)
+    #[arg(long)]
+    pub by_address: bool,
     /// Where to put the kernel parameters, instead of the detected boot
     /// loader; needed when the evidence conflicts. One of: grub,
     /// systemd-boot, kernel-cmdline, grubby, kernelstub, refind, limine,
@@ -124,9 +129,106 @@ fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
             gpu,
             force: a.force,
             iommu_pt: a.iommu_pt,
+            by_address: a.by_address,
             bootloader: a.bootloader,
         },
     ))
+}
+
+/// `bind --persist`: the plan that isolates the card of `gpu` at boot, by
+/// address, on this root.
+pub(super) fn persist_plan(
+    root: &Path,
+    gpu: crate::model::PciAddress,
+    force: bool,
+) -> anyhow::Result<Result<Plan, PlanError>> {
+    let bootloader = match std::env::var("EXLIAR_BOOTLOADER") {
+        Ok(s) if !s.is_empty() => Some(
+            s.parse()
+                .map_err(|e| anyhow::anyhow!("EXLIAR_BOOTLOADER: {e}"))?,
+        ),
+        _ => None,
+    };
+    build(
+        root,
+        &PlanArgs {
+            gpu: gpu.to_string(),
+            target: None,
+            force,
+            iommu_pt: false,
+            by_address: true,
+            bootloader,
+            json: false,
+        },
+    )
+}
+
+/// `bind --persist`: what became of the persistent part; the caller prints
+/// the document in JSON mode.
+pub(super) struct Persisted {
+    pub code: u8,
+    pub doc: serde_json::Value,
+    pub error: Option<anyhow::Error>,
+}
+
+/// `bind --persist` after the runtime bind: with `dry_run` only shows the
+/// plan (an `exliar.plan/1` document); else applies it (an
+/// `exliar.apply/1` document).
+pub(super) fn persist_apply(
+    store: Option<&Store>,
+    p: &Plan,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<Persisted> {
+    let Some(store) = store.filter(|_| !p.is_empty()) else {
+        if !json {
+            if p.is_empty() {
+                println!(
+                    "Boot-time isolation: nothing to change, the card is bound at boot already."
+                );
+            } else {
+                print!("{}", plan::render(p));
+                println!("\nDry run: the boot configuration was not changed.");
+            }
+        }
+        let doc = if p.is_empty() {
+            serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": "nothing-to-change", "plan": plan_doc(p)})
+        } else {
+            serde_json::to_value(plan_doc(p))?
+        };
+        return Ok(Persisted {
+            code: exit::OK,
+            doc,
+            error: None,
+        });
+    };
+    Ok(match apply_built(store, p, yes, false, json)? {
+        Applied::Done { code, doc } => Persisted {
+            code,
+            doc,
+            error: None,
+        },
+        Applied::Failed { doc, error } => Persisted {
+            code: exit::ERROR,
+            doc,
+            error: Some(error),
+        },
+    })
+}
+
+/// `bind --persist`: the transaction store of this root, locked, refusing
+/// over an interrupted transaction (as `apply` does).
+pub(super) fn persist_store(root: &Path) -> anyhow::Result<Store> {
+    let store = Store::open(root)?;
+    if let Some(j) = store.unfinished()? {
+        return Err(crate::txn::TxnError::Unfinished { id: j.id }.into());
+    }
+    Ok(store)
+}
+
+/// Prints a plan refusal (`bind --persist`); returns the exit code.
+pub(super) fn persist_refused(e: &PlanError, json: bool) -> anyhow::Result<u8> {
+    refused(e, json, APPLY_SCHEMA)
 }
 
 #[derive(Serialize)]
@@ -278,7 +380,7 @@ fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
         let shared = inv.devices.iter().any(|o| {
             !gpu.functions.contains(&o.address) && o.vendor_id == Some(v) && o.device_id == Some(dv)
         });
-        if shared {
+        if shared || a.by_address {
             by_address.push(*f);
         } else {
             ids.push(format!("{v:04x}:{dv:04x}"));
@@ -392,45 +494,88 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    if !a.common.json {
-        print!("{}", plan::render(&p));
-    }
-    if !a.yes && !confirm()? {
-        return Ok(exit::FINDINGS);
-    }
-    let mut run = runner(a.no_run);
-    let j = match store.apply(&p, run.as_mut()) {
-        Ok(j) => j,
-        Err(e) if a.common.json => {
-            // Installers read stdout: say what failed there too.
-            let restored = matches!(e, crate::txn::TxnError::Command { .. });
-            print_json(&serde_json::json!({
-                "schema": APPLY_SCHEMA,
-                "applied": false,
-                "reason": "failed",
-                "error": e.to_string(),
-                "restored": restored,
-            }))?;
-            return Err(e.into());
+    match apply_built(&store, &p, a.yes, a.no_run, a.common.json)? {
+        Applied::Done { code, doc } => {
+            if a.common.json {
+                print_json(&doc)?;
+            }
+            Ok(code)
         }
-        Err(e) => return Err(e.into()),
+        Applied::Failed { doc, error } => {
+            if a.common.json {
+                // Installers read stdout: say what failed there too.
+                print_json(&doc)?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// What [`apply_built`] did, with its `exliar.apply/1` document.
+pub(super) enum Applied {
+    /// Applied (exit 0), or not confirmed (exit 1).
+    Done { code: u8, doc: serde_json::Value },
+    /// The transaction failed (its files restored when `restored`).
+    Failed {
+        doc: serde_json::Value,
+        error: anyhow::Error,
+    },
+}
+
+/// Shows a built, non-empty plan (text mode), asks unless `yes`, and applies it
+/// as one transaction. The caller prints the document in JSON mode.
+pub(super) fn apply_built(
+    store: &Store,
+    p: &Plan,
+    yes: bool,
+    no_run: bool,
+    json: bool,
+) -> anyhow::Result<Applied> {
+    if !json {
+        print!("{}", plan::render(p));
+    }
+    if !yes && !confirm()? {
+        return Ok(Applied::Done {
+            code: exit::FINDINGS,
+            doc: serde_json::json!({
+                "schema": APPLY_SCHEMA, "applied": false, "reason": "not-confirmed", "plan": plan_doc(p),
+            }),
+        });
+    }
+    let mut run = runner(no_run);
+    let j = match store.apply(p, run.as_mut()) {
+        Ok(j) => j,
+        Err(e) => {
+            let restored = matches!(e, crate::txn::TxnError::Command { .. });
+            return Ok(Applied::Failed {
+                doc: serde_json::json!({
+                    "schema": APPLY_SCHEMA,
+                    "applied": false,
+                    "reason": "failed",
+                    "error": e.to_string(),
+                    "restored": restored,
+                }),
+                error: e.into(),
+            });
+        }
     };
-    if a.common.json {
-        print_json(&serde_json::json!({
-            "schema": APPLY_SCHEMA,
-            "applied": true,
-            "no_run": a.no_run,
-            "plan": plan_doc(&p),
-            "journal": j,
-        }))?;
-    } else {
+    if !json {
         print!("{}", journal_text(&j));
         println!(
             "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
             p.gpu.map(|g| g.to_string()).unwrap_or_default()
         );
     }
-    Ok(exit::OK)
+    Ok(Applied::Done {
+        code: exit::OK,
+        doc: serde_json::json!({
+            "schema": APPLY_SCHEMA,
+            "applied": true,
+            "no_run": no_run,
+            "plan": plan_doc(p),
+            "journal": j,
+        }),
+    })
 }
 
 pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {

@@ -109,6 +109,15 @@ pub struct BindArgs {
     /// Print the versioned JSON result
     #[arg(long)]
     pub json: bool,
+    /// Also bind this card at every boot: after the runtime bind, apply its
+    /// boot-time isolation by PCI address (as `exliar apply --gpu ADDR
+    /// --by-address`; EXLIAR_BOOTLOADER picks the boot loader where needed),
+    /// shown first and confirmed unless --yes. `exliar rollback` removes it
+    #[arg(long, conflicts_with_all = ["group", "exact"])]
+    pub persist: bool,
+    /// With --persist: change the boot configuration without asking
+    #[arg(long, short = 'y', requires = "persist")]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

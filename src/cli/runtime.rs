@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{BindArgs, UnbindArgs, exit, read_host};
+use super::{BindArgs, UnbindArgs, boot, exit, read_host};
 use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
 use crate::host::kernel::SysfsKernel;
@@ -88,13 +88,17 @@ fn finish(o: &Outcome, json: bool) -> anyhow::Result<u8> {
             print!("{text}");
         }
     }
-    Ok(if o.error.is_some() {
+    Ok(outcome_code(o))
+}
+
+fn outcome_code(o: &Outcome) -> u8 {
+    if o.error.is_some() {
         exit::ERROR
     } else if !o.ok || !o.refusals.is_empty() {
         exit::FINDINGS
     } else {
         exit::OK
-    })
+    }
 }
 
 fn scope(group: bool, exact: bool) -> Scope {
@@ -128,10 +132,47 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
         force: a.force,
         dry_run: a.dry_run,
     };
+    // --persist: lock the transactions and plan first, so that a refusal
+    // changes nothing, not even the runtime binding.
+    let persist = if a.persist {
+        let [gpu] = req.addresses[..] else {
+            anyhow::bail!("--persist takes one card (one address)");
+        };
+        let store = if a.dry_run {
+            None
+        } else {
+            Some(boot::persist_store(root)?)
+        };
+        match boot::persist_plan(root, gpu, a.force)? {
+            Ok(p) => Some((store, p)),
+            Err(e) => return boot::persist_refused(&e, a.json),
+        }
+    } else {
+        None
+    };
     let kernel = SysfsKernel::new(root);
     let (mut st, _lock) = state(root, a.dry_run)?;
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
-    finish(&out, a.json)
+    let Some((store, p)) = persist else {
+        return finish(&out, a.json);
+    };
+    if outcome_code(&out) != exit::OK {
+        // the card is not bound: nothing to make persistent
+        return finish(&out, a.json);
+    }
+    if !a.json {
+        finish(&out, false)?;
+    }
+    let persisted = boot::persist_apply(store.as_ref(), &p, a.yes, a.json)?;
+    if a.json {
+        let mut doc = serde_json::to_value(&out)?;
+        doc["persist"] = persisted.doc;
+        print_json(&doc)?;
+    }
+    match persisted.error {
+        Some(e) => Err(e),
+        None => Ok(persisted.code),
+    }
 }
 
 pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {

@@ -166,6 +166,8 @@ pub struct IsolationRequest {
     /// functions (`bochs`, `snd_hda_intel`, …): each gets a softdep, beside
     /// the known drivers of the functions' vendors and classes.
     pub kernel_drivers: Vec<String>,
+    /// Bind every guest function by address, none by id.
+    pub by_address: bool,
 }
 
 /// Everything the engine must do for boot-time isolation, as data.
@@ -201,7 +203,7 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     let mut ids: Vec<PciId> = Vec::new();
     let mut by_address: Vec<PciAddress> = Vec::new();
     for f in &req.guest {
-        if host.contains(&f.id) {
+        if req.by_address || host.contains(&f.id) {
             by_address.push(f.address);
         } else if !ids.contains(&f.id) {
             ids.push(f.id);
@@ -789,6 +791,7 @@ mod tests {
             host_ids: host.iter().map(|&(v, d)| PciId::new(v, d)).collect(),
             modprobe_d: Vec::new(),
             kernel_drivers: Vec::new(),
+            by_address: false,
         }
     }
 
@@ -863,6 +866,26 @@ mod tests {
             .unwrap_or_default();
         assert!(early.contains("softdep bochs pre: vfio-pci"), "{early}");
         assert!(!early.contains("vfio_pci_variant"), "{early}");
+    }
+
+    /// `--by-address`: unique ids go by address too; no `ids=` file.
+    #[test]
+    fn by_address_binds_unique_ids_by_address() {
+        let mut r = req(Generator::InitramfsTools, false, &[]);
+        r.by_address = true;
+        let plan = plan_isolation(&r);
+        assert!(plan.ids.is_empty());
+        assert_eq!(
+            plan.bind_by_address,
+            [
+                PciAddress::new(0, 0x0b, 0, 0),
+                PciAddress::new(0, 0x0b, 0, 1)
+            ]
+        );
+        let p = paths(&plan);
+        assert!(!p.contains(&modprobe::IDS_CONF), "{p:?}");
+        assert!(p.contains(&earlybind::SCRIPT_PATH), "{p:?}");
+        assert!(p.contains(&earlybind::TOOLS_HOOK_PATH), "{p:?}");
     }
 
     /// A built-in vfio-pci with no known driver: nothing would pull the

@@ -61,6 +61,9 @@ pub struct IsolateRequest {
     pub gpu: Option<PciAddress>,
     pub force: bool,
     pub iommu_pt: bool,
+    /// Bind every function by address (the early-bind step), even ids only
+    /// the guest card has: another card with those ids stays the host's.
+    pub by_address: bool,
     /// `--bootloader`: where to put the kernel parameters, overriding
     /// detection (and settling its conflicts).
     pub bootloader: Option<BootloaderChoice>,
@@ -351,6 +354,7 @@ pub fn plan(
         host_ids,
         modprobe_d: facts.modprobe_d.clone(),
         kernel_drivers,
+        by_address: req.by_address,
     });
     for f in &iso.findings {
         plan.warnings.push(if f.line > 0 {
