@@ -3,7 +3,8 @@
 //! the command that regenerates `grub.cfg`.
 
 use super::params::{Existing, split};
-use super::shell::{NewLine, edit_var, scan, value_tokens};
+use super::shell::scan;
+use super::shellvar::{NewLine, edit_var, value_tokens};
 use super::{EditError, Edited};
 
 /// Which GRUB variable carries the parameters.

@@ -35,6 +35,7 @@ pub mod params;
 pub mod refind;
 pub(crate) mod region;
 pub(crate) mod shell;
+pub(crate) mod shellvar;
 
 pub use params::{CpuVendor, Framebuffer, params_for_host};
 
@@ -76,6 +77,10 @@ impl fmt::Display for EditError {
 }
 
 impl std::error::Error for EditError {}
+
+/// The comment exliar puts on a line it adds, so that removing its last
+/// parameter removes the line.
+pub(crate) const MARK: &str = "# added by exliar";
 
 /// What an editor did: the new text, the parameters it actually added (what
 /// the journal must record), the ones it removed, and warnings for the plan.
