@@ -17,6 +17,7 @@ pub mod facts;
 pub mod initramfs;
 pub mod isolate;
 pub mod modprobe;
+pub(crate) mod shell;
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

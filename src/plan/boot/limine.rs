@@ -367,14 +367,15 @@ pub fn edit_default_limine(
         },
     )
     .map_err(|e| e.in_file("/etc/default/limine"))?;
-    if let Ok(all) = super::shell::scan(text) {
+    if let Ok(all) = crate::plan::shell::assignments(text) {
         for a in all
             .iter()
             .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
         {
             e.warnings.push(format!(
                 "line {}: {} is not changed; the parameters are added to {var} only",
-                a.line, a.name
+                a.line(),
+                a.name
             ));
         }
     }

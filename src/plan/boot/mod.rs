@@ -34,7 +34,6 @@ pub mod nix;
 pub mod params;
 pub mod refind;
 pub(crate) mod region;
-pub(crate) mod shell;
 pub(crate) mod shellvar;
 
 pub use params::{CpuVendor, Framebuffer, params_for_host};
@@ -77,6 +76,12 @@ impl fmt::Display for EditError {
 }
 
 impl std::error::Error for EditError {}
+
+impl From<crate::plan::shell::ShellError> for EditError {
+    fn from(e: crate::plan::shell::ShellError) -> Self {
+        EditError::new(e.line(), e.to_string())
+    }
+}
 
 /// The comment exliar puts on a line it adds, so that removing its last
 /// parameter removes the line.

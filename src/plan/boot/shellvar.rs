@@ -2,12 +2,17 @@
 //! `/etc/default/grub`, `KERNEL_CMDLINE[default]` in `/etc/default/limine`):
 //! the parameters an assignment's value holds, located in the file, and the
 //! editor that adds and removes them keeping the file's quoting. The shell
-//! itself is read by [`super::shell`].
+//! itself is read by [`crate::plan::shell`].
 
 use super::params::{Existing, check_params, decide, lint, tokenize};
 use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::shell::{Assignment, SegKind, decode, scan};
 use super::{EditError, Edited, MARK, line_of, line_ranges};
+use crate::plan::shell::{self, Assignment, SegKind, decode, escape_double};
+
+/// A line exliar added: its comment is [`MARK`].
+fn marked(text: &str, a: &Assignment) -> bool {
+    a.trailing(text).contains(MARK)
+}
 
 /// Kernel parameters in an assignment's value, located in the file.
 pub(crate) fn value_tokens(
@@ -15,10 +20,10 @@ pub(crate) fn value_tokens(
     a: &Assignment,
     group: usize,
 ) -> Result<Vec<Located>, EditError> {
-    let d = decode(text, a);
+    let d = decode(text, a.segments());
     let spans = tokenize(&d.text).map_err(|e| {
         EditError::new(
-            a.line,
+            a.line(),
             format!("{} (in the value of {})", e.message, a.name),
         )
     })?;
@@ -29,7 +34,7 @@ pub(crate) fn value_tokens(
         let end = d.src[s.end - 1].1;
         let first_seg = d.seg[s.start];
         let one_seg = d.seg[s.start..s.end].iter().all(|&x| x == first_seg);
-        let kind = a.segments[first_seg].kind;
+        let kind = a.segments()[first_seg].kind;
         let opaque = d.expands[s.start..s.end].iter().any(|&x| x) || kind == SegKind::Opaque;
         let editable = !opaque
             && one_seg
@@ -46,18 +51,6 @@ pub(crate) fn value_tokens(
         });
     }
     Ok(v)
-}
-
-/// Escape for the inside of a double-quoted shell string.
-pub(crate) fn escape_double(p: &str) -> String {
-    let mut s = String::with_capacity(p.len());
-    for c in p.chars() {
-        if matches!(c, '"' | '$' | '`' | '\\') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s
 }
 
 /// How a new line for a variable is written when the file has no
@@ -85,7 +78,7 @@ pub(crate) fn edit_var(
     new_line: &NewLine<'_>,
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let all = scan(text)?;
+    let all = shell::assignments(text)?;
     let assigns: Vec<&Assignment> = all.iter().filter(|a| a.name == var).collect();
     let mut tokens = Vec::new();
     for (g, a) in assigns.iter().enumerate() {
@@ -100,7 +93,7 @@ pub(crate) fn edit_var(
     // the value (not one that extends it), if it is one quoted string.
     let target = assigns
         .iter()
-        .rposition(|a| a.marked())
+        .rposition(|a| marked(text, a))
         .or_else(|| assigns.iter().rposition(|a| !a.extends(text)))
         .or(if assigns.is_empty() {
             None
@@ -109,7 +102,7 @@ pub(crate) fn edit_var(
         });
     let in_place = target.and_then(|g| {
         let a = assigns[g];
-        match a.simple_kind() {
+        match a.sole_quote() {
             Some(SegKind::Double) => Some((g, a, SegKind::Double)),
             Some(SegKind::Single) if !d.append.iter().any(|p| p.contains('\'')) => {
                 Some((g, a, SegKind::Single))
@@ -120,7 +113,7 @@ pub(crate) fn edit_var(
     let mut edits: Vec<TextEdit>;
     match in_place {
         Some((g, a, kind)) => {
-            let start = a.segments[0].start;
+            let start = a.segments()[0].start;
             let enc: &dyn Fn(&str) -> String = if kind == SegKind::Double {
                 &|p: &str| escape_double(p)
             } else {
@@ -176,7 +169,7 @@ pub(crate) fn edit_var(
     }
     // exliar's own lines left without parameters go away.
     for (g, a) in assigns.iter().enumerate() {
-        if !a.marked() {
+        if !marked(text, a) {
             continue;
         }
         let mine: Vec<usize> = (0..tokens.len())
