@@ -578,12 +578,40 @@ impl<'a> Lexer<'a> {
         let (value, end, last) = if w.end == vstart && self.b.get(vstart) == Some(&b'(') {
             let (items, close) = self.array(vstart)?;
             let end = (close + 1).min(len);
-            let value = Value::Array {
-                open: vstart,
-                close,
-                items,
-            };
-            (value, end, close.min(len.saturating_sub(1)))
+            // `A=(x)y` is no array to bash but the string `(x)y`: kept as
+            // written.
+            let mut k = end;
+            while self.b.get(k..k + 2) == Some(&b"\\\n"[..]) {
+                k += 2;
+            }
+            if close < len && k < len && !is_meta(self.b[k]) {
+                let end = self.word(k)?.end;
+                let opaque = Segment {
+                    kind: SegKind::Opaque,
+                    start: vstart,
+                    end,
+                };
+                (
+                    Value::Scalar {
+                        start: vstart,
+                        end,
+                        segments: vec![opaque],
+                        inner: (vstart, end),
+                        quote: None,
+                        items: Vec::new(),
+                        simple: false,
+                    },
+                    end,
+                    end - 1,
+                )
+            } else {
+                let value = Value::Array {
+                    open: vstart,
+                    close,
+                    items,
+                };
+                (value, end, close.min(len.saturating_sub(1)))
+            }
         } else {
             let end = w.end;
             (self.scalar(w), end, end.saturating_sub(1).max(start))
@@ -1097,6 +1125,33 @@ mod tests {
     fn carriage_return_is_not_a_blank() {
         assert!(names("\rA=1\n").is_empty());
         assert_eq!(names("MODULES=(\r\na\r\n)\n")[0].2, ["\r", "a\r"]);
+        // `)\r` glues: a CRLF file's array is a string to bash.
+        let t = "MODULES=(a)\r\n";
+        let a = assignments(t).unwrap();
+        assert_eq!(a[0].value_text(t), "(a)\r");
+        assert!(a[0].value.items().is_empty());
+    }
+
+    /// `A=(x)y` is the string `(x)y` to bash, not an array and another word.
+    #[test]
+    fn parenthesis_glued_to_a_word() {
+        let t = "FILES=(/etc/foo)GRUB_ENABLE_BLSCFG=true\nA=(x)\\\n\nB=(y)#c\n";
+        let a = assignments(t).unwrap();
+        let v: Vec<(&str, &str)> = a
+            .iter()
+            .map(|a| (a.name.as_str(), a.value_text(t)))
+            .collect();
+        assert_eq!(
+            v,
+            [
+                ("FILES", "(/etc/foo)GRUB_ENABLE_BLSCFG=true"),
+                ("A", "(x)"),
+                ("B", "(y)#c")
+            ]
+        );
+        assert_eq!(a[0].decoded(t), "(/etc/foo)GRUB_ENABLE_BLSCFG=true");
+        assert!(matches!(a[1].value, Value::Array { .. }));
+        assert!(matches!(a[2].value, Value::Scalar { simple: false, .. }));
     }
 
     /// An array's statement ends after its `)`, not at its first line.
