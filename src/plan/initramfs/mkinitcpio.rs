@@ -940,6 +940,14 @@ mod tests {
     }
 
     #[test]
+    fn saved_line_with_an_open_quote() {
+        // The old reader cut an unterminated quote one byte short, which
+        // panicked inside a multi-byte character.
+        let t = "# exliar was: X=\"é\nMODULES=(vfio)\n";
+        assert_eq!(remove(t).ok().as_deref(), Some("MODULES=()\n"));
+    }
+
+    #[test]
     fn remove_after_user_changes_takes_out_only_exliar_items() {
         let e = vfio();
         let applied = e
