@@ -48,6 +48,12 @@ impl EditError {
     }
 }
 
+impl From<super::shell::ShellError> for EditError {
+    fn from(e: super::shell::ShellError) -> Self {
+        EditError::new(e.line(), e.to_string())
+    }
+}
+
 /// A file the plan creates from nothing (and owns: rollback deletes it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewFile {

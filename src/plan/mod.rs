@@ -18,6 +18,7 @@ pub mod initramfs;
 pub mod isolate;
 pub mod modalias;
 pub mod modprobe;
+pub(crate) mod shell;
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

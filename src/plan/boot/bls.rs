@@ -341,7 +341,7 @@ pub fn edit_loader_entry(
             // Only a line exliar made, marked by the comment line above it.
             let mark = text[..l.line_start].strip_suffix('\n').map(|before| {
                 let s = before.rfind('\n').map_or(0, |i| i + 1);
-                (s, before[s..].trim() == super::shell::MARK)
+                (s, before[s..].trim() == super::MARK)
             });
             if all_gone
                 && !appended_here
@@ -363,7 +363,7 @@ pub fn edit_loader_entry(
                 Some(l) => " ".repeat((l.key.len() + l.sep.len()).saturating_sub(7).max(1)),
                 None => " ".to_string(),
             };
-            let new_line = format!("{}\noptions{sep}{}", super::shell::MARK, d.append.join(" "));
+            let new_line = format!("{}\noptions{sep}{}", super::MARK, d.append.join(" "));
             edits.push(insert_line_after(
                 text,
                 anchor.line_end,

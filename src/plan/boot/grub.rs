@@ -3,8 +3,9 @@
 //! the command that regenerates `grub.cfg`.
 
 use super::params::{Existing, split};
-use super::shell::{NewLine, edit_var, scan, value_tokens};
+use super::shellvar::{NewLine, edit_var, value_tokens};
 use super::{EditError, Edited};
+use crate::plan::shell::{self, Assignment, decode};
 
 /// Which GRUB variable carries the parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +112,16 @@ fn inline_sourcing_line(main: &str) -> Option<usize> {
 struct Event<'a> {
     file: GrubFile,
     text: &'a str,
-    a: super::shell::Assignment,
+    a: Assignment,
 }
 
 fn events<'a>(inputs: &GrubInputs<'a>, name: &str) -> Result<Vec<Event<'a>>, EditError> {
-    let main_assigns = scan(inputs.main).map_err(|e| e.in_file(DEFAULT_GRUB))?;
+    let main_assigns =
+        shell::assignments(inputs.main).map_err(|e| EditError::from(e).in_file(DEFAULT_GRUB))?;
     let mut drop_assigns = Vec::new();
     for (n, t) in inputs.dropins {
         let f = GrubFile::DropIn(n.clone());
-        let v = scan(t).map_err(|e| e.in_file(f.path()))?;
+        let v = shell::assignments(t).map_err(|e| EditError::from(e).in_file(f.path()))?;
         drop_assigns.push((f, t.as_str(), v));
     }
     let dropin_events = |out: &mut Vec<Event<'a>>| {
@@ -139,7 +141,7 @@ fn events<'a>(inputs: &GrubInputs<'a>, name: &str) -> Result<Vec<Event<'a>>, Edi
     for a in main_assigns.iter().filter(|a| a.name == name) {
         if let Some(l) = inline
             && !spliced
-            && a.line > l
+            && a.line() > l
         {
             dropin_events(&mut out);
             spliced = true;
@@ -190,17 +192,17 @@ pub fn grub_cmdline_setting(
         .enumerate()
         .map(|(i, e)| GrubAssignment {
             file: e.file.clone(),
-            line: e.a.line,
+            line: e.a.line(),
             extends: e.a.extends(e.text),
             effective: base.is_none_or(|b| i >= b),
         })
         .collect();
     let (file, line) = match base {
-        Some(b) => (ev[b].file.clone(), ev[b].a.line),
+        Some(b) => (ev[b].file.clone(), ev[b].a.line()),
         None => match ev.last() {
             // Only extending assignments: the value starts empty; edit the
             // last one.
-            Some(e) => (e.file.clone(), e.a.line),
+            Some(e) => (e.file.clone(), e.a.line()),
             None => (GrubFile::Main, 0),
         },
     };
@@ -235,7 +237,7 @@ pub fn grub_cmdline_setting(
 /// expansions left as written; `None` when no file sets it.
 pub fn grub_variable(inputs: &GrubInputs<'_>, name: &str) -> Result<Option<String>, EditError> {
     let ev = events(inputs, name)?;
-    Ok(ev.last().map(|e| super::shell::decode(e.text, &e.a).text))
+    Ok(ev.last().map(|e| decode(e.text, e.a.segments()).text))
 }
 
 /// Which variable to add parameters to: `GRUB_CMDLINE_LINUX_DEFAULT` when
@@ -338,7 +340,7 @@ pub fn edit_grub(
         let is_target = f == setting.file;
         // What reaches the value from elsewhere.
         let mut inherited: Vec<Existing> = if is_target {
-            let here = scan(text)
+            let here = shell::assignments(text)
                 .ok()
                 .map(|v| {
                     let mut toks = Vec::new();

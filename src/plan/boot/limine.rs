@@ -5,7 +5,7 @@
 use super::bls::{finish, insert_line_after};
 use super::params::{check_params, decide, lint, tokenize};
 use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::shell::{NewLine, edit_var};
+use super::shellvar::{NewLine, edit_var};
 use super::{EditError, Edited, line_ranges};
 
 /// Said with every change to limine.conf.
@@ -295,7 +295,7 @@ pub fn edit_limine_conf(
                     };
                     let line = format!(
                         "{indent}{}\n{indent}cmdline: {}",
-                        super::shell::MARK,
+                        super::MARK,
                         d.append.join(" ")
                     );
                     edits.push(insert_line_after(text, a.end, a.end_nl, &line));
@@ -312,7 +312,7 @@ pub fn edit_limine_conf(
     // a user's `cmdline:` stays, empty.
     for &anchor in &emptied {
         let l = &ls[anchor];
-        if anchor > 0 && ls[anchor - 1].body.trim_end() == super::shell::MARK {
+        if anchor > 0 && ls[anchor - 1].body.trim_end() == super::MARK {
             let m = &ls[anchor - 1];
             edits.retain(|e| e.end <= m.start || e.start >= l.end);
             edits.push(super::bls::whole_line(text, m.start, l.end, l.end_nl));
@@ -367,14 +367,15 @@ pub fn edit_default_limine(
         },
     )
     .map_err(|e| e.in_file("/etc/default/limine"))?;
-    if let Ok(all) = super::shell::scan(text) {
+    if let Ok(all) = crate::plan::shell::assignments(text) {
         for a in all
             .iter()
             .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
         {
             e.warnings.push(format!(
                 "line {}: {} is not changed; the parameters are added to {var} only",
-                a.line, a.name
+                a.line(),
+                a.name
             ));
         }
     }

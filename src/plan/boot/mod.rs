@@ -34,7 +34,7 @@ pub mod nix;
 pub mod params;
 pub mod refind;
 pub(crate) mod region;
-pub(crate) mod shell;
+pub(crate) mod shellvar;
 
 pub use params::{CpuVendor, Framebuffer, params_for_host};
 
@@ -76,6 +76,16 @@ impl fmt::Display for EditError {
 }
 
 impl std::error::Error for EditError {}
+
+impl From<crate::plan::shell::ShellError> for EditError {
+    fn from(e: crate::plan::shell::ShellError) -> Self {
+        EditError::new(e.line(), e.to_string())
+    }
+}
+
+/// The comment exliar puts on a line it adds, so that removing its last
+/// parameter removes the line.
+pub(crate) const MARK: &str = "# added by exliar";
 
 /// What an editor did: the new text, the parameters it actually added (what
 /// the journal must record), the ones it removed, and warnings for the plan.

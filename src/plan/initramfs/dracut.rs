@@ -11,8 +11,8 @@
 use serde::Serialize;
 
 use super::VFIO_MODULES_ANY;
-use super::shell::{self, Value};
 use crate::plan::editors::{EditError, Finding, check_token, insert_block, strip_block};
+use crate::plan::shell::{self, Value};
 
 pub const DROPIN: &str = "/etc/dracut.conf.d/10-exliar-vfio.conf";
 const TAG: &str = "vfio";
@@ -52,7 +52,7 @@ impl DracutEdit {
     pub fn apply(&self, text: &str) -> Result<String, EditError> {
         let body = self.body()?;
         let clean = self.remove(text)?;
-        shell::parse(&clean)?;
+        shell::assignments(&clean)?;
         if body.is_empty() {
             return Ok(clean);
         }
@@ -122,23 +122,23 @@ pub fn evaluate(files: &[(&str, &str)]) -> DracutSummary {
     let mut values: Vec<(String, String)> = Vec::new();
     for (name, text) in main.into_iter().chain(dropins) {
         s.read.push(name.to_string());
-        let assigns = match shell::parse(text) {
+        let assigns = match shell::assignments(text) {
             Ok(a) => a,
             Err(e) => {
                 s.findings.push(Finding::new(
                     name,
-                    e.line,
-                    format!("dracut cannot source it: {}", e.message),
+                    e.line(),
+                    format!("dracut cannot source it: {e}"),
                 ));
                 continue;
             }
         };
         let after_ours = base(name) > ours;
         for a in assigns {
-            let Value::Scalar { start, end, .. } = a.value else {
+            let Value::Scalar { segments, .. } = &a.value else {
                 continue;
             };
-            let v = shell::unquote(&text[start..end]);
+            let v = shell::decode(text, segments).text;
             let line = a.first_line + 1;
             if LISTS.contains(&a.name.as_str()) && a.append && !v.is_empty() {
                 let (lead, trail) = (

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::shell::{self, Assignment, Item, Value};
 use super::{VFIO_MODULES_ANY, is_claiming, normalize_module};
 use crate::plan::editors::{
     ADDED, EditError, Finding, Mark, append_lines, check_token, lines, removal_range,
     remove_all_marks, replace_ranges, was_lines,
 };
+use crate::plan::shell::{self, Assignment, Item, Value};
 
 pub const CONF: &str = "/etc/mkinitcpio.conf";
 pub const DROPIN_DIR: &str = "/etc/mkinitcpio.conf.d";
@@ -117,7 +117,7 @@ impl MkinitcpioEdit {
 
     fn edit_clean(&self, text: &str) -> Result<String, EditError> {
         self.check()?;
-        let assigns = shell::parse(text)?;
+        let assigns = shell::assignments(text)?;
         let ls = lines(text);
         // Per edited assignment: the replacement of part of its value.
         let mut changes: Vec<(usize, (usize, usize, String))> = Vec::new();
@@ -468,7 +468,7 @@ pub fn remove(text: &str) -> Result<String, EditError> {
 
 fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
     let ls = lines(text);
-    let assigns = shell::parse(text)?;
+    let assigns = shell::assignments(text)?;
     let first = mark.first_line();
     let marker_start = ls.get(first).map_or(text.len(), |l| l.start);
     let target = mark.target();
@@ -504,7 +504,7 @@ fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
             ))
         }
         Mark::Added { .. } => {
-            let local = shell::parse_piece(current);
+            let local = shell::assignments_in_piece(current);
             let only_ours = local.iter().all(|a| match Var::of(&a.name) {
                 Some(v) => a.value.items().iter().all(|i| v.managed(&v.key(&i.text))),
                 None => false,
@@ -527,7 +527,10 @@ fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
 /// Put `saved` back if `current` differs from it only by items exliar adds;
 /// otherwise take exliar's items out of `current` and keep the rest.
 fn restore(saved: &str, current: &str) -> String {
-    let (was, now) = (shell::parse_piece(saved), shell::parse_piece(current));
+    let (was, now) = (
+        shell::assignments_in_piece(saved),
+        shell::assignments_in_piece(current),
+    );
     let skeleton = |text: &str, assigns: &[Assignment]| {
         let cuts = assigns
             .iter()
@@ -627,17 +630,17 @@ pub fn check_dropins(main: &str, dropins: &[(&str, &str)], edit: &MkinitcpioEdit
         .collect();
     files.sort_by(|a, b| basename(a.0).cmp(basename(b.0)));
     let mut parsed: Vec<(&str, Vec<Assignment>)> = Vec::new();
-    match shell::parse(main) {
+    match shell::assignments(main) {
         Ok(a) => parsed.push((CONF, a)),
-        Err(e) => findings.push(Finding::new(CONF, e.line, e.message)),
+        Err(e) => findings.push(Finding::new(CONF, e.line(), e.to_string())),
     }
     for (name, text) in &files {
-        match shell::parse(text) {
+        match shell::assignments(text) {
             Ok(a) => parsed.push((name, a)),
             Err(e) => findings.push(Finding::new(
                 *name,
-                e.line,
-                format!("mkinitcpio cannot source it: {}", e.message),
+                e.line(),
+                format!("mkinitcpio cannot source it: {e}"),
             )),
         }
     }
@@ -686,7 +689,10 @@ pub fn obsolete_modules(text: &str, kernel: (u32, u32)) -> Result<Vec<Finding>, 
     if kernel < (6, 2) {
         return Ok(out);
     }
-    for a in shell::parse(text)?.iter().filter(|a| a.name == "MODULES") {
+    for a in shell::assignments(text)?
+        .iter()
+        .filter(|a| a.name == "MODULES")
+    {
         for i in a.value.items() {
             if normalize_module(&i.text) == "vfio_virqfd" && !i.text.ends_with('?') {
                 let line = text[..i.start].matches('\n').count() + 1;
@@ -733,13 +739,13 @@ impl PresetInfo {
 }
 
 pub fn preset_info(text: &str) -> Result<PresetInfo, EditError> {
-    let assigns = shell::parse(text)?;
+    let assigns = shell::assignments(text)?;
     let get = |name: &str| {
         assigns
             .iter()
             .rev()
             .find(|a| a.name == name && !a.append)
-            .map(|a| scalar_text(text, a))
+            .map(|a| a.decoded(text))
     };
     let presets: Vec<String> = assigns
         .iter()
@@ -763,17 +769,6 @@ pub fn preset_info(text: &str) -> Result<PresetInfo, EditError> {
         }
     }
     Ok(info)
-}
-
-fn scalar_text(text: &str, a: &Assignment) -> String {
-    match &a.value {
-        Value::Scalar { start, end, .. } => shell::unquote(&text[*start..*end]),
-        Value::Array { items, .. } => items
-            .iter()
-            .map(|i| i.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
 }
 
 #[cfg(test)]
@@ -942,6 +937,14 @@ mod tests {
             "HOOKS=(base) x\"\ny\"\n",
             "# exliar was: HOOKS=(base) x\"\nHOOKS=(base modconf) x\"\ny\"\n",
         );
+    }
+
+    #[test]
+    fn saved_line_with_an_open_quote() {
+        // The old reader cut an unterminated quote one byte short, which
+        // panicked inside a multi-byte character.
+        let t = "# exliar was: X=\"é\nMODULES=(vfio)\n";
+        assert_eq!(remove(t).ok().as_deref(), Some("MODULES=()\n"));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use serde::Serialize;
 pub mod booster;
 pub mod dracut;
 pub mod mkinitcpio;
-pub(crate) mod shell;
 pub mod tools;
 
 /// The initramfs generator a system uses.
