@@ -371,6 +371,19 @@ fn bind_gpu_pair() {
 timed bind bind 0000:02:00.0 --json
 bind_state bound
 run_exliar status_bound status --json
+# a stand-in VM holds the group open: unbind must refuse, not hang in the kernel
+g=$(readlink /sys/bus/pci/devices/0000:02:00.0/iommu_group); g=${g##*/}
+sleep 600 <> /dev/vfio/$g &
+holder=$!
+n=0
+while [ $n -lt 50 ]; do
+  case $(readlink /proc/$holder/fd/0) in /dev/vfio/$g) break;; esac
+  sleep 0.1; n=$((n+1))
+done
+echo $holder > /out/holder.pid
+run_exliar unbind_busy unbind 0000:02:00.0 --json
+bind_state busy
+kill $holder; wait $holder 2>/dev/null
 timed unbind unbind 0000:02:00.0 --json
 bind_state unbound
 run_exliar status_unbound status --json
@@ -432,6 +445,23 @@ bind_state again
     assert!(held.iter().all(|b| b["on_vfio"] == true), "{status}");
     assert_eq!(held[0]["original_driver"], "bochs-drm");
     assert_eq!(held[1]["original_driver"], "snd_hda_intel");
+
+    // held open by a process: refused, named, nothing moved
+    let busy = bind_json(&run, "unbind_busy", "unbind 0000:02:00.0 --json", 1);
+    let holder = std::fs::read_to_string(run.out.join("holder.pid")).unwrap_or_default();
+    let reason = busy["refusals"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "/dev/vfio/{g} is open in process {} (",
+            holder.trim()
+        )),
+        "{busy}"
+    );
+    assert_eq!(
+        KernelState::read(&run.out, "busy").bindings(),
+        bound.bindings(),
+        "a refused unbind moves nothing"
+    );
 
     let unbind = bind_json(&run, "unbind", "unbind 0000:02:00.0 --json", 0);
     assert_eq!(unbind["ok"], true, "{unbind}");

@@ -869,12 +869,74 @@ pub fn unbind_request(
             return out;
         }
     };
+    // A group a VM (or any program) holds open: the kernel's unbind would
+    // wait until it is closed, so exliar would hang in the middle.
+    let mut groups: Vec<u32> = targets
+        .iter()
+        .filter_map(|a| inv.device(a)?.iommu_group)
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let users = vfio_users(host, g);
+        if users.is_empty() {
+            continue;
+        }
+        let who: Vec<String> = users
+            .iter()
+            .map(|(pid, comm)| format!("process {pid} ({comm})"))
+            .collect();
+        for a in targets
+            .iter()
+            .filter(|a| inv.device(a).and_then(|d| d.iommu_group) == Some(g))
+        {
+            out.refusals.push(Refusal {
+                address: *a,
+                reason: format!(
+                    "IOMMU group {g} is in use: /dev/vfio/{g} is open in {}; stop the VM (or that program) first, the kernel would wait for it to close",
+                    who.join(", ")
+                ),
+                overridable: false,
+            });
+        }
+    }
+    if !out.refusals.is_empty() {
+        return out;
+    }
     if req.dry_run {
         let mut scratch = MemoryState(store.all());
         unbind(host, kernel, &mut scratch, inv, &targets, out)
     } else {
         unbind(host, kernel, store, inv, &targets, out)
     }
+}
+
+/// The processes (pid, command name) with `/dev/vfio/<group>` open, from
+/// `/proc/*/fd` (processes this user may not look into are skipped).
+fn vfio_users(host: &HostRoot, group: u32) -> Vec<(u32, String)> {
+    let node = std::path::PathBuf::from(format!("/dev/vfio/{group}"));
+    let mut users = Vec::new();
+    for pid in host.list_dir("proc").unwrap_or_default() {
+        let Ok(n) = pid.parse::<u32>() else { continue };
+        let fds = host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default();
+        let open = fds.iter().any(|fd| {
+            host.link_target(format!("proc/{pid}/fd/{fd}"))
+                .ok()
+                .flatten()
+                .is_some_and(|t| t == node)
+        });
+        if open {
+            let comm = host
+                .read_optional(format!("proc/{pid}/comm"))
+                .ok()
+                .flatten()
+                .map(|c| c.trim().to_string())
+                .unwrap_or_else(|| "?".into());
+            users.push((n, comm));
+        }
+    }
+    users.sort();
+    users
 }
 
 fn unbind(

@@ -303,6 +303,14 @@ impl HostRoot {
     /// The last component of a symbolic link's target (`driver` → `vfio-pci`).
     /// `Ok(None)` when the link does not exist.
     pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<Option<String>, ReadError> {
+        Ok(self
+            .link_target(rel)?
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())))
+    }
+
+    /// A symbolic link's target as written (not resolved: `/proc/PID/fd/N` →
+    /// `/dev/vfio/12`). `Ok(None)` when the link does not exist.
+    pub fn link_target(&self, rel: impl AsRef<Path>) -> Result<Option<PathBuf>, ReadError> {
         let rel = rel.as_ref();
         let parent = match rel.parent() {
             Some(p) => self.resolve_dir(p)?,
@@ -315,7 +323,7 @@ impl HostRoot {
         match std::fs::read_link(self.root.join(&at)) {
             Ok(target) => {
                 self.note(&at, Touched::Link(target.clone()));
-                Ok(target.file_name().map(|n| n.to_string_lossy().into_owned()))
+                Ok(Some(target))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(&at, e)),

@@ -15,16 +15,21 @@
 #
 # The same script is `init=/exliar-check.sh` of an installed Debian root that the
 # real-tools tier boots from a disk (Scenario::with_disk): there the root's own tools
-# (kmod's modprobe, which honours modprobe.d softdeps and install lines) come first
-# in PATH and busybox's applets, linked into /bb, fill the gaps (poweroff).
+# stay (kmod's modprobe, which honours modprobe.d softdeps and install lines), and
+# busybox only adds the applets the root lacks (poweroff): `--install` never
+# replaces a file. In the tier's own initramfs it provides every command, among
+# them /sbin/modprobe, which the kernel runs to load modules on demand (the HDA
+# codec driver).
 
-/bin/busybox mkdir -p /proc /sys /dev /tmp /out /bb
-/bin/busybox --install -s /bb
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/bb
+/bin/busybox mkdir -p /proc /sys /dev /tmp /out /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 # an initramfs that switched to a disk root has moved these there already
 [ -e /proc/uptime ] || mount -t proc proc /proc
 [ -d /sys/bus ] || mount -t sysfs sysfs /sys
-[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
+# (the tier's initramfs has /dev/console and /dev/null nodes of its own: look at
+# the mounts, not for a node)
+grep -q ' /dev devtmpfs ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
 # keep kernel chatter off the console while we print our own progress
 echo 4 > /proc/sys/kernel/printk
 
@@ -124,4 +129,4 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 say "shipped $size bytes, uptime $(cut -d' ' -f1 /proc/uptime)s"
 say "EXLIAR-GUEST-DONE"
 sync
-/bb/poweroff -f
+poweroff -f
