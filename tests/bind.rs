@@ -859,6 +859,16 @@ fn unbind_with_no_address_takes_only_what_exliar_holds() {
 
 // --- the CLI ---------------------------------------------------------------------
 
+/// `exliar ARGS ROOT` (ARGS end with `--root`), without EXLIAR_BOOTLOADER.
+fn run_with_root(args: &[&str], root: &Path) -> std::process::Output {
+    exliar()
+        .env_remove("EXLIAR_BOOTLOADER")
+        .args(args)
+        .arg(root)
+        .output()
+        .expect("run")
+}
+
 fn cli_tree(tree: &SimTree) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     tree.build(dir.path()).expect("tree");
@@ -871,11 +881,7 @@ fn cli_dry_run_refusals_and_json() {
     let before = tree_contents(t.path()).expect("tree");
     let bind_schema = schema("bind-1.schema.json");
 
-    let out = exliar()
-        .args(["bind", GPU, "--dry-run", "--json", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["bind", GPU, "--dry-run", "--json", "--root"], t.path());
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -889,11 +895,7 @@ fn cli_dry_run_refusals_and_json() {
         doc["steps"][1],
         "write \"0000:01:00.0\" to /sys/bus/pci/drivers/nouveau/unbind"
     );
-    let text = exliar()
-        .args(["bind", GPU, "--dry-run", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let text = run_with_root(&["bind", GPU, "--dry-run", "--root"], t.path());
     let text = stdout(&text);
     assert!(text.contains("Kernel writes (would make):"), "{text}");
     assert!(
@@ -919,12 +921,7 @@ fn cli_dry_run_refusals_and_json() {
             "shares IOMMU group 6",
         ),
     ] {
-        let out = exliar()
-            .args(&args)
-            .arg("--root")
-            .arg(t.path())
-            .output()
-            .expect("run");
+        let out = run_with_root(&[&args[..], &["--root"]].concat(), t.path());
         assert_eq!(out.status.code(), Some(code), "{args:?}");
         let doc = json(&out);
         assert_valid(&bind_schema, &doc, &format!("{args:?}"));
@@ -936,11 +933,7 @@ fn cli_dry_run_refusals_and_json() {
             "{args:?}: {doc}"
         );
     }
-    let out = exliar()
-        .args(["bind", BOOT_GPU, "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["bind", BOOT_GPU, "--root"], t.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("Refused to bind:") && err.contains("--force"),
@@ -956,20 +949,12 @@ fn cli_dry_run_refusals_and_json() {
     after.remove(Path::new("run"));
     same_tree(&after, &before, "nothing written");
 
-    let out = exliar()
-        .args(["status", "--json", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["status", "--json", "--root"], t.path());
     assert_eq!(out.status.code(), Some(0));
     let doc = json(&out);
     assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
     assert_eq!(doc["runtime_bindings"], serde_json::json!([]));
-    let out = exliar()
-        .args(["unbind", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["unbind", "--root"], t.path());
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to unbind"));
 }
@@ -980,11 +965,7 @@ fn cli_dry_run_refusals_and_json() {
 #[test]
 fn cli_undoes_a_failed_write() {
     let t = cli_tree(&desktop().module("vfio_pci"));
-    let out = exliar()
-        .args(["bind", GPU, "--json", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["bind", GPU, "--json", "--root"], t.path());
     assert_eq!(out.status.code(), Some(2));
     let doc = json(&out);
     assert_valid(&schema("bind-1.schema.json"), &doc, "failed bind");
@@ -1016,11 +997,7 @@ fn cli_undoes_a_failed_write() {
 
     // without vfio-pci loaded, a tree that is not the live host gets no modprobe
     let t = cli_tree(&desktop());
-    let out = exliar()
-        .args(["bind", GPU, "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(&["bind", GPU, "--root"], t.path());
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1068,12 +1045,10 @@ fn cli_persist_plans_by_address() {
         assert!(ok, "copying {d}");
     }
     let before = tree_contents(t.path()).expect("tree");
-    let out = exliar()
-        .env_remove("EXLIAR_BOOTLOADER")
-        .args(["bind", GPU, "--persist", "--dry-run", "--json", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let out = run_with_root(
+        &["bind", GPU, "--persist", "--dry-run", "--json", "--root"],
+        t.path(),
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -1114,12 +1089,7 @@ fn cli_persist_plans_by_address() {
         "dry run wrote nothing",
     );
 
-    let text = exliar()
-        .env_remove("EXLIAR_BOOTLOADER")
-        .args(["bind", GPU, "--persist", "--dry-run", "--root"])
-        .arg(t.path())
-        .output()
-        .expect("run");
+    let text = run_with_root(&["bind", GPU, "--persist", "--dry-run", "--root"], t.path());
     let text = stdout(&text);
     assert!(text.contains("Kernel writes (would make):"), "{text}");
     assert!(
@@ -1138,12 +1108,7 @@ fn cli_persist_plans_by_address() {
         vec!["bind", GPU, "--yes", "--dry-run"],
         vec!["bind", GPU, "--persist", "--group", "--dry-run"],
     ] {
-        let out = exliar()
-            .args(&args)
-            .arg("--root")
-            .arg(t.path())
-            .output()
-            .expect("run");
+        let out = run_with_root(&[&args[..], &["--root"]].concat(), t.path());
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }

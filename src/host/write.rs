@@ -3,9 +3,10 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-/// Create `rel` (relative to `root`) as a directory, refusing to pass
-/// through any symbolic link or non-directory on the way.
-pub fn ensure_dir(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+/// Walks `rel` (relative to `root`) folder by folder, refusing to pass
+/// through any symbolic link or non-directory on the way. A missing folder
+/// is created (`create`), or ends the walk with `Ok(None)`.
+fn walk_dirs(root: &Path, rel: &Path, create: bool) -> io::Result<Option<PathBuf>> {
     let mut cur = root.to_path_buf();
     for c in rel.components() {
         let Component::Normal(name) = c else {
@@ -23,11 +24,19 @@ pub fn ensure_dir(root: &Path, rel: &Path) -> io::Result<PathBuf> {
                     cur.display()
                 )));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir(&cur)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => std::fs::create_dir(&cur)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         }
     }
-    Ok(cur)
+    Ok(Some(cur))
+}
+
+/// Create `rel` (relative to `root`) as a directory, refusing to pass
+/// through any symbolic link or non-directory on the way.
+pub fn ensure_dir(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+    walk_dirs(root, rel, true)?
+        .ok_or_else(|| io::Error::other(format!("{}: not created", rel.display())))
 }
 
 /// Atomically replace `rel` (relative to `root`) with `bytes`: a temporary
@@ -96,28 +105,10 @@ pub fn missing_dirs(root: &Path, rel: &Path) -> Vec<PathBuf> {
 /// anything in it, or one that is gone, is left alone. Links on the way
 /// (or at the end) are refused.
 pub fn remove_empty_dir(root: &Path, rel: &Path) -> io::Result<()> {
-    let mut cur = root.to_path_buf();
-    for c in rel.components() {
-        let Component::Normal(name) = c else {
-            return Err(io::Error::other(format!(
-                "{}: not a plain relative path",
-                rel.display()
-            )));
-        };
-        cur.push(name);
-        match std::fs::symlink_metadata(&cur) {
-            Ok(md) if md.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::other(format!(
-                    "{}: is not a folder (links are not followed)",
-                    cur.display()
-                )));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-    match std::fs::remove_dir(&cur) {
+    let Some(dir) = walk_dirs(root, rel, false)? else {
+        return Ok(());
+    };
+    match std::fs::remove_dir(&dir) {
         Err(e)
             if matches!(
                 e.kind(),

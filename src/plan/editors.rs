@@ -840,6 +840,14 @@ mod tests {
         assert!(early.is_some_and(|f| f.content.contains(&earlybind::install_line(false))));
     }
 
+    fn early_conf(plan: &IsolationPlan) -> String {
+        plan.create
+            .iter()
+            .find(|f| f.path == modprobe::EARLY_CONF)
+            .map(|f| f.content.clone())
+            .unwrap_or_default()
+    }
+
     /// Identical cards of a vendor with no known driver list (QEMU's VGA,
     /// 1234:1111): the early-bind `install` line is what binds the card, so
     /// it is written even with no softdep to go with it.
@@ -853,23 +861,13 @@ mod tests {
         }];
         let plan = plan_isolation(&r);
         assert_eq!(plan.bind_by_address, [PciAddress::new(0, 2, 0, 0)]);
-        let early = plan
-            .create
-            .iter()
-            .find(|f| f.path == modprobe::EARLY_CONF)
-            .map(|f| f.content.clone())
-            .unwrap_or_default();
+        let early = early_conf(&plan);
         assert!(early.contains(&earlybind::install_line(false)), "{early}");
         assert!(!early.lines().any(|l| l.starts_with("softdep")), "{early}");
         // with the kernel's own driver for it, that driver waits for vfio-pci
         r.kernel_drivers = vec!["bochs".into(), "vfio_pci_variant".into()];
         let plan = plan_isolation(&r);
-        let early = plan
-            .create
-            .iter()
-            .find(|f| f.path == modprobe::EARLY_CONF)
-            .map(|f| f.content.clone())
-            .unwrap_or_default();
+        let early = early_conf(&plan);
         assert!(early.contains("softdep bochs pre: vfio-pci"), "{early}");
         assert!(!early.contains("vfio_pci_variant"), "{early}");
     }
