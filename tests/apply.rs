@@ -98,11 +98,7 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
             .args(extra)
             .output()
             .expect("plan");
-        assert!(
-            out.status.success(),
-            "{hw} on {distro}: plan failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("{hw} on {distro}: plan failed"));
         let plan = json(&out);
         assert!(
             !plan["steps"].as_array().expect("steps").is_empty(),
@@ -113,11 +109,7 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
             .args(extra)
             .output()
             .expect("apply");
-        assert!(
-            out.status.success(),
-            "{hw} on {distro}: apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("{hw} on {distro}: apply failed"));
         assert_ne!(files(&dir), original);
         let again = json(
             &on_target(&["plan", "--json"], hw, &dir)
@@ -345,11 +337,7 @@ fn conflicting_boot_loaders_need_bootloader() {
 
     // systemd-boot: loader.conf's `default arch` names arch.conf.
     let out = plan_on(&dir, &["--bootloader", "systemd-boot"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "plan --bootloader systemd-boot");
     let doc = json(&out);
     assert_valid(&plan_schema, &doc, "plan --bootloader systemd-boot");
     let paths = written_paths(&doc);
@@ -403,11 +391,7 @@ fn conflicting_boot_loaders_need_bootloader() {
         .arg(&dir)
         .output()
         .expect("apply");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "apply --bootloader systemd-boot");
     let doc = json(&out);
     assert_valid(&apply_schema, &doc, "apply --bootloader systemd-boot");
     assert_eq!(doc["applied"], true);
@@ -512,11 +496,7 @@ fn boot_display_refused_only_without_another_gpu() {
     let out = on_target(&["plan", "--gpu", "0000:26:00.0"], HW_IDENTICAL, &dir)
         .output()
         .expect("plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "plan");
     // hw09: one RTX 3060, the boot display.
     let out = on_target(
         &["plan", "--gpu", "0000:2d:00.0"],

@@ -882,12 +882,7 @@ fn cli_dry_run_refusals_and_json() {
     let bind_schema = schema("bind-1.schema.json");
 
     let out = run_with_root(&["bind", GPU, "--dry-run", "--json", "--root"], t.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "bind --dry-run --json");
     let doc = json(&out);
     assert_valid(&bind_schema, &doc, "bind --dry-run --json");
     assert_eq!(doc["dry_run"], true);
@@ -1049,12 +1044,7 @@ fn cli_persist_plans_by_address() {
         &["bind", GPU, "--persist", "--dry-run", "--json", "--root"],
         t.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "bind --persist --dry-run --json");
     let doc = json(&out);
     assert_valid(
         &schema("bind-1.schema.json"),

@@ -5,6 +5,8 @@
 //! byte. Snapshots hold the rendered change (a unified diff) and the
 //! warnings.
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -14,19 +16,7 @@ use exliar::plan::boot::{
 use exliar::plan::unified_diff;
 
 fn configs_dir() -> Option<PathBuf> {
-    let p = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/configs"
-    ));
-    if p.is_dir() {
-        Some(p.to_path_buf())
-    } else {
-        eprintln!(
-            "skipping: {} is absent (shared fixtures not checked out)",
-            p.display()
-        );
-        None
-    }
+    common::shared_fixtures().map(|f| f.join("configs"))
 }
 
 /// What exliar would typically add: some of it is already in the real

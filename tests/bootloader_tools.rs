@@ -16,22 +16,15 @@
 //! The Debian packages are listed in tests/bootloader-tools/apt-packages.txt.
 //! Without a tool the test prints why and passes, unless `CI` is set.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use exliar::plan::boot::{bls, grub, params, strip_fixture_header};
 
 fn configs_dir() -> Option<PathBuf> {
-    let p = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/configs"
-    ));
-    if p.is_dir() {
-        Some(p.to_path_buf())
-    } else {
-        eprintln!("skipping: {} is absent", p.display());
-        None
-    }
+    common::shared_fixtures().map(|f| f.join("configs"))
 }
 
 /// Skip (print why) or, under CI, fail.

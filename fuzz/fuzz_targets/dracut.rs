@@ -7,9 +7,9 @@ use exliar::plan::editors::InPlaceEdit;
 use exliar::plan::initramfs::dracut;
 use libfuzzer_sys::fuzz_target;
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
+#[path = "edit_check.rs"]
+mod edit_check;
+use edit_check::s;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
@@ -18,12 +18,5 @@ fuzz_target!(|data: &[u8]| {
         install_items: s(&["/usr/lib/exliar/vfio-early-bind"]),
     });
     let _ = dracut::evaluate(&[("/etc/dracut.conf", &text), ("/etc/dracut.conf.d/z.conf", &text)]);
-    if let Ok(out) = edit.apply(&text) {
-        assert_eq!(edit.apply(&out).ok().as_deref(), Some(out.as_str()));
-        assert_eq!(edit.is_applied(&out).ok(), Some(true));
-        if edit.remove(&text).ok().as_deref() == Some(text.as_str()) {
-            assert_eq!(edit.remove(&out).ok().as_deref(), Some(text.as_str()));
-        }
-    }
-    let _ = edit.remove(&text);
+    edit_check::round_trip(&edit, &text);
 });

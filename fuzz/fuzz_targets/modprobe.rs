@@ -7,9 +7,9 @@ use exliar::plan::editors::InPlaceEdit;
 use exliar::plan::modprobe;
 use libfuzzer_sys::fuzz_target;
 
-fn s(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
+#[path = "edit_check.rs"]
+mod edit_check;
+use edit_check::s;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
@@ -22,12 +22,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = ids.findings();
     let _ = modprobe::merged_softdeps(&["amdgpu", "snd_hda_intel"], "vfio-pci", &files);
     let _ = modprobe::install_conflicts(&files, false);
-    if let Ok(out) = edit.apply(&text) {
-        assert_eq!(edit.apply(&out).ok().as_deref(), Some(out.as_str()));
-        assert_eq!(edit.is_applied(&out).ok(), Some(true));
-        if edit.remove(&text).ok().as_deref() == Some(text.as_str()) {
-            assert_eq!(edit.remove(&out).ok().as_deref(), Some(text.as_str()));
-        }
-    }
-    let _ = edit.remove(&text);
+    edit_check::round_trip(&edit, &text);
 });

@@ -163,6 +163,20 @@ pub struct Directive {
     pub args: Vec<String>,
 }
 
+/// The directive in the joined text of a (possibly continued) line that
+/// starts on 0-based line `start`; `None` for a blank one.
+fn directive(start: usize, text: &str) -> Option<Directive> {
+    let mut it = split_words(text).into_iter();
+    let command = it.next()?;
+    let module = it.next().map(|m| normalize_module(&m)).unwrap_or_default();
+    Some(Directive {
+        line: start + 1,
+        command,
+        module,
+        args: it.collect(),
+    })
+}
+
 /// The directives of one file: `#` comment lines skipped, `\` continuations
 /// joined, words split on blanks (double quotes keep blanks inside `options`
 /// values). Never fails: kmod itself skips what it cannot read.
@@ -182,30 +196,11 @@ pub fn parse_conf(text: &str) -> Vec<Directive> {
             continue;
         }
         acc.push_str(raw);
-        let words = split_words(&acc);
-        let mut it = words.into_iter();
-        let Some(command) = it.next() else {
-            continue;
-        };
-        let module = it.next().map(|m| normalize_module(&m)).unwrap_or_default();
-        out.push(Directive {
-            line: start + 1,
-            command,
-            module,
-            args: it.collect(),
-        });
+        out.extend(directive(start, &acc));
     }
+    // a continuation on the last line
     if let Some((start, acc)) = pending {
-        let mut it = split_words(&acc).into_iter();
-        if let Some(command) = it.next() {
-            let module = it.next().map(|m| normalize_module(&m)).unwrap_or_default();
-            out.push(Directive {
-                line: start + 1,
-                command,
-                module,
-                args: it.collect(),
-            });
-        }
+        out.extend(directive(start, &acc));
     }
     out
 }

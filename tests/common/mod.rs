@@ -44,6 +44,17 @@ pub fn shared_fixtures() -> Option<PathBuf> {
     }
 }
 
+/// Panics with the command's stderr unless it exited 0; `what` says which one.
+#[track_caller]
+pub fn assert_success(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: exit {:?}\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::realkernel::kernel::{Kernel, Unavailable, cached_dir, run};
+use crate::realkernel::kernel::{Kernel, Unavailable, cached_dir, find_tool, run};
 
 /// Bump when the package set or the preparation changes: the cache key.
 pub const ROOT_VERSION: &str = "bookworm-v1";
@@ -27,14 +27,6 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("mke2fs", "e2fsprogs"),
     ("cpio", "cpio"),
 ];
-
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
 
 fn is_root() -> bool {
     Command::new("id")
