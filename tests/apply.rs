@@ -249,6 +249,52 @@ fn refusals_are_explained() {
     assert!(module.contains("vfio-pci"), "{module}");
 }
 
+/// `plan --format nix` goes through the same card choice, refusals and
+/// binding as every plan: the only GPU is refused (`--force` goes on, with a
+/// warning), identical cards are bound by address with no `ids=` line.
+#[test]
+fn nixos_module_shares_refusals_and_binding() {
+    let nix = |hw: &str, extra: &[&str]| {
+        exliar()
+            .args(["plan", "--format", "nix", "--root"])
+            .arg(host(hw))
+            .args(extra)
+            .output()
+            .expect("nix")
+    };
+    let only = "hw09-ryzen-x570-rtx3060";
+    let out = nix(only, &["--gpu", "0000:2d:00.0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("boot display") && err.contains("--force"),
+        "{err}"
+    );
+    let out = nix(only, &["--gpu", "0000:2d:00.0", "--force"]);
+    assert_success(&out, "plan --format nix");
+    assert!(
+        stdout(&out).contains("options vfio-pci ids=10de:2487,10de:228b"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: --force:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = nix("hw23-ryzen1-x370-dual-identical-rx580", &[]);
+    assert_success(&out, "plan --format nix");
+    let module = stdout(&out);
+    assert!(!module.contains("ids="), "{module}");
+    assert!(
+        module.contains("KERNEL==\"0000:27:00.0\", ATTR{driver_override}=\"vfio-pci\""),
+        "{module}"
+    );
+    assert!(module.contains("softdep amdgpu pre: vfio-pci"), "{module}");
+}
+
 /// The Arch tree without `iommu=pt` anywhere, so that `--iommu-pt` needs
 /// the kernel command line (the tree has GRUB leftovers beside
 /// systemd-boot, which LoaderInfo says booted: a conflict).

@@ -6,11 +6,12 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{exit, read_host};
-use crate::analyze;
-use crate::host::{HostRoot, critical};
-use crate::plan::boot::params::{CpuVendor, Framebuffer, params_for_host};
-use crate::plan::isolate::{self, BootloaderChoice, IsolateRequest, PlanError};
-use crate::plan::{self, Plan, facts, initramfs, modprobe};
+use crate::analyze::{self, Analysis};
+use crate::host::HostRoot;
+use crate::host::critical::{self, Critical};
+use crate::model::Inventory;
+use crate::plan::isolate::{self, BootloaderChoice, IsolateRequest, PlanError, TargetFacts};
+use crate::plan::{self, Plan, facts};
 use crate::txn::{
     CommandRunner, Journal, NOT_RUN, NoRunner, RunState, Status, Store, SystemRunner,
 };
@@ -106,11 +107,20 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
+/// What a plan is made from: the hardware of `root`, the target's files, the request.
+struct Inputs {
+    inv: Inventory,
+    analysis: Analysis,
+    critical: Vec<Critical>,
+    facts: TargetFacts,
+    req: IsolateRequest,
+}
+
+fn inputs(root: &Path, a: &PlanArgs) -> anyhow::Result<Inputs> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
     let analysis = analyze::analyze(&inv);
-    let crit = critical::find(&host);
+    let critical = critical::find(&host);
     let target_root = a.target.clone().unwrap_or_else(|| root.to_path_buf());
     let live = a.target.is_none() && root == Path::new("/");
     let target = HostRoot::new(&target_root);
@@ -120,18 +130,29 @@ fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
     } else {
         Some(crate::model::PciAddress::parse(&a.gpu)?)
     };
-    Ok(isolate::plan(
-        &inv,
-        &analysis,
-        &crit,
-        &facts,
-        &IsolateRequest {
+    Ok(Inputs {
+        inv,
+        analysis,
+        critical,
+        facts,
+        req: IsolateRequest {
             gpu,
             force: a.force,
             iommu_pt: a.iommu_pt,
             by_address: a.by_address,
             bootloader: a.bootloader,
         },
+    })
+}
+
+fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
+    let i = inputs(root, a)?;
+    Ok(isolate::plan(
+        &i.inv,
+        &i.analysis,
+        &i.critical,
+        &i.facts,
+        &i.req,
     ))
 }
 
@@ -347,82 +368,20 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `exliar plan --format nix`: a NixOS module for the user to import.
+/// `exliar plan --format nix`: a NixOS module for the user to import, made
+/// like any plan (same card, refusals and binding), printed instead of applied.
 fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
-    let host = HostRoot::new(root);
-    let inv = read_host(&host)?;
-    let analysis = analyze::analyze(&inv);
-    let addr = if a.gpu == "auto" {
-        analysis.recommendation.passthrough
-    } else {
-        Some(crate::model::PciAddress::parse(&a.gpu)?)
-    };
-    let Some(gpu) = addr.and_then(|x| {
-        analysis
-            .gpus
-            .iter()
-            .find(|g| g.address == x || g.functions.contains(&x))
-    }) else {
-        eprintln!(
-            "exliar: no GPU to isolate: {}",
-            analysis.recommendation.reasons.join(" ")
-        );
-        return Ok(exit::FINDINGS);
-    };
-    let mut ids = Vec::new();
-    let mut by_address = Vec::new();
-    let mut drivers: Vec<&str> = Vec::new();
-    for f in &gpu.functions {
-        let Some(d) = inv.device(f) else { continue };
-        let (Some(v), Some(dv)) = (d.vendor_id, d.device_id) else {
-            continue;
-        };
-        let shared = inv.devices.iter().any(|o| {
-            !gpu.functions.contains(&o.address) && o.vendor_id == Some(v) && o.device_id == Some(dv)
-        });
-        if shared || a.by_address {
-            by_address.push(*f);
-        } else {
-            ids.push(format!("{v:04x}:{dv:04x}"));
-        }
-        for drv in modprobe::drivers_for(v, d.class.map_or(0, |c| c.0)) {
-            if !drivers.contains(&drv) {
-                drivers.push(drv);
+    let i = inputs(root, a)?;
+    match isolate::nixos(&i.inv, &i.analysis, &i.critical, &i.facts, &i.req) {
+        Ok(n) => {
+            for w in &n.warnings {
+                eprintln!("exliar: warning: {w}");
             }
+            print!("{}", n.module);
+            Ok(exit::OK)
         }
+        Err(e) => refused(&e, false, plan::PLAN_SCHEMA),
     }
-    let cpu = match inv.host.cpu_vendor.as_deref() {
-        Some("GenuineIntel") => CpuVendor::Intel,
-        Some("AuthenticAMD") => CpuVendor::Amd,
-        _ => CpuVendor::Other,
-    };
-    // NixOS kernels do not turn the Intel IOMMU on by default.
-    let params = params_for_host(
-        cpu,
-        false,
-        false,
-        &ids,
-        false,
-        Framebuffer::None,
-        a.iommu_pt,
-    );
-    let modules: Vec<String> = initramfs::vfio_modules((6, 6))
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut extra = String::new();
-    if !ids.is_empty() {
-        extra.push_str(&modprobe::ids_option_line(&ids));
-        extra.push('\n');
-    }
-    for d in drivers {
-        extra.push_str(&format!("softdep {d} pre: vfio-pci\n"));
-    }
-    print!(
-        "{}",
-        plan::boot::nix::nixos_module(&params, &modules, &extra, &by_address)
-    );
-    Ok(exit::OK)
 }
 
 fn confirm() -> anyhow::Result<bool> {

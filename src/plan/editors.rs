@@ -198,6 +198,51 @@ pub struct IsolationPlan {
     pub findings: Vec<Finding>,
 }
 
+/// How the guest's functions get to vfio-pci, and what it must load before.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// vendor:device ids for `ids=` (only the guest card has them).
+    pub ids: Vec<PciId>,
+    /// Functions bound by address (`driver_override` at early boot): those
+    /// whose id the host shares, or all with `by_address`.
+    pub by_address: Vec<PciAddress>,
+    /// Drivers vfio-pci must load before (softdeps): the known drivers of
+    /// the functions' vendors and classes, then `kernel_drivers`; never
+    /// vfio-pci's own variant drivers.
+    pub drivers: Vec<String>,
+}
+
+/// Decide [`Binding`] for the guest's functions. `host_ids`: the ids of every
+/// function the host keeps; `kernel_drivers`: what the kernel's
+/// `modules.alias` matches to the guest's functions. Shared by
+/// [`plan_isolation`] and the NixOS module.
+pub fn binding(
+    guest: &[GuestFunction],
+    host_ids: &[PciId],
+    all_by_address: bool,
+    kernel_drivers: &[String],
+) -> Binding {
+    let mut b = Binding::default();
+    for f in guest {
+        if all_by_address || host_ids.contains(&f.id) {
+            b.by_address.push(f.address);
+        } else if !b.ids.contains(&f.id) {
+            b.ids.push(f.id);
+        }
+    }
+    b.by_address.sort();
+    b.by_address.dedup();
+    let known = guest
+        .iter()
+        .flat_map(|f| modprobe::drivers_for(f.id.vendor, f.class));
+    for d in known.chain(kernel_drivers.iter().map(String::as_str)) {
+        if !d.contains("vfio") && !b.drivers.iter().any(|x| x == d) {
+            b.drivers.push(d.to_string());
+        }
+    }
+    b
+}
+
 /// Assemble the files and edits that make `vfio-pci` own the guest's
 /// functions from early boot. Pure: the caller supplies what the host has.
 pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
@@ -206,31 +251,19 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
         return plan;
     }
     let host: BTreeSet<PciId> = req.host_ids.iter().copied().collect();
-    let mut ids: Vec<PciId> = Vec::new();
-    let mut by_address: Vec<PciAddress> = Vec::new();
-    for f in &req.guest {
-        if req.by_address || host.contains(&f.id) {
-            by_address.push(f.address);
-        } else if !ids.contains(&f.id) {
-            ids.push(f.id);
-        }
-    }
-    by_address.sort();
-    by_address.dedup();
+    let Binding {
+        ids,
+        by_address,
+        drivers,
+    } = binding(
+        &req.guest,
+        &req.host_ids,
+        req.by_address,
+        &req.kernel_drivers,
+    );
+    let drivers: Vec<&str> = drivers.iter().map(String::as_str).collect();
     plan.ids = ids.clone();
     plan.bind_by_address = by_address.clone();
-
-    let mut drivers: Vec<&str> = Vec::new();
-    let known = req
-        .guest
-        .iter()
-        .flat_map(|f| modprobe::drivers_for(f.id.vendor, f.class));
-    for d in known.chain(req.kernel_drivers.iter().map(String::as_str)) {
-        // vfio-pci's own variant drivers are not what it must beat
-        if !d.contains("vfio") && !drivers.contains(&d) {
-            drivers.push(d);
-        }
-    }
 
     let early_bind = !by_address.is_empty();
     let booster = req.generator == Generator::Booster;

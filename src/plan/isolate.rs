@@ -11,11 +11,11 @@ use crate::host::critical::Critical;
 use crate::model::{Inventory, PciAddress};
 
 use super::boot::params::{CpuVendor, Framebuffer, params_for_host};
-use super::boot::{bls, grub, kernelstub, limine, refind};
-use super::editors::{GuestFunction, IsolationRequest, plan_isolation};
-use super::initramfs::Generator;
+use super::boot::{bls, grub, kernelstub, limine, nix, refind};
+use super::editors::{GuestFunction, IsolationRequest, binding, plan_isolation};
+use super::initramfs::{Generator, vfio_modules};
 use super::modalias::{PciAliases, pci_modalias};
-use super::modprobe::PciId;
+use super::modprobe::{PciId, ids_option_line};
 use super::{Plan, Step};
 
 /// The target's configuration, as read.
@@ -227,119 +227,17 @@ pub fn plan(
         ));
     }
 
-    // Which GPU.
-    let address = match req.gpu.or(analysis.recommendation.passthrough) {
-        Some(a) => a,
-        None => {
-            let mut reasons = vec!["no GPU given and none recommended".to_string()];
-            reasons.extend(analysis.recommendation.reasons.iter().cloned());
-            return Err(refuse(reasons, false));
-        }
-    };
-    let Some(gpu) = analysis
-        .gpus
-        .iter()
-        .find(|g| g.address == address || g.functions.contains(&address))
-    else {
-        return Err(refuse(vec![format!("{address} is not a GPU")], false));
-    };
-
-    // Refusals.
-    let mut hard = Vec::new();
-    let mut soft = Vec::new();
-    if inv.iommu.enabled == Some(false) {
-        soft.push("the IOMMU is not enabled on the running system (see `exliar check`); the plan adds the kernel parameters, but nothing is isolated until it is on".to_string());
-    }
-    // Another display device (a BMC console counts) can run the host.
-    let others = analysis
-        .gpus
-        .iter()
-        .filter(|g| g.address != gpu.address && g.virtual_function_of.is_none())
-        .count();
-    if gpu.boot_display && others == 0 {
-        soft.push(format!(
-            "{} is the boot display and the host has no other GPU: the host would boot headless",
-            gpu.address
-        ));
-    }
-    if gpu.bmc {
-        hard.push(format!("{} is a board-management display", gpu.address));
-    }
-    for peer in &gpu.group_peers {
-        if let Some(c) = critical.iter().find(|c| c.address == *peer) {
-            hard.push(format!(
-                "its IOMMU group also holds {peer}, which the host needs ({})",
-                c.why
-            ));
-        } else if analysis.recommendation.host == Some(*peer) {
-            hard.push(format!(
-                "its IOMMU group also holds {peer}, the GPU the host keeps"
-            ));
-        }
-    }
-    if gpu.isolation == Isolation::Shared && hard.is_empty() {
-        soft.push(format!(
-            "{} is not isolated: its IOMMU group also holds {}",
-            gpu.address,
-            gpu.group_peers
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if !hard.is_empty() {
-        return Err(refuse(hard, false));
-    }
-    if !soft.is_empty() && !req.force {
-        return Err(refuse(soft, true));
-    }
-    plan.warnings
-        .extend(soft.into_iter().map(|s| format!("--force: {s}")));
-    plan.gpu = Some(gpu.address);
-    plan.functions = gpu.functions.clone();
-
-    // The guest's functions and the host's ids.
-    let mut guest = Vec::new();
-    let mut kernel_drivers: Vec<String> = Vec::new();
-    for a in &gpu.functions {
-        let d = inv
-            .device(a)
-            .ok_or_else(|| PlanError::Unsupported(format!("{a}: not in the inventory")))?;
-        let (Some(v), Some(dv), Some(c)) = (d.vendor_id, d.device_id, d.class) else {
-            return Err(PlanError::Unsupported(format!(
-                "{a}: vendor, device or class unknown"
-            )));
-        };
-        guest.push(GuestFunction {
-            address: *a,
-            id: PciId {
-                vendor: v,
-                device: dv,
-            },
-            class: c.0,
-        });
-        if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
-            let alias = pci_modalias(v, dv, sv, sd, c.0);
-            for m in facts.pci_aliases.modules_for(&alias) {
-                if !kernel_drivers.contains(&m) {
-                    kernel_drivers.push(m);
-                }
-            }
-        }
-    }
-    let host_ids: Vec<PciId> = inv
-        .devices
-        .iter()
-        .filter(|d| !gpu.functions.contains(&d.address))
-        .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
-        .filter_map(|d| {
-            Some(PciId {
-                vendor: d.vendor_id?,
-                device: d.device_id?,
-            })
-        })
-        .collect();
+    let Selected {
+        gpu,
+        functions,
+        warnings,
+        guest,
+        host_ids,
+        kernel_drivers,
+    } = select(inv, analysis, critical, facts, req)?;
+    plan.warnings.extend(warnings);
+    plan.gpu = Some(gpu);
+    plan.functions = functions;
 
     let generator = boot.initramfs.and_then(generator).ok_or_else(|| {
         PlanError::Unsupported(
@@ -411,11 +309,7 @@ pub fn plan(
     }
 
     // Kernel parameters.
-    let cpu = match inv.host.cpu_vendor.as_deref() {
-        Some("GenuineIntel") => CpuVendor::Intel,
-        Some("AuthenticAMD") | Some("HygonGenuine") => CpuVendor::Amd,
-        _ => CpuVendor::Other,
-    };
+    let cpu = cpu_of(inv);
     let ids: Vec<String> = iso.ids.iter().map(|i| i.to_string()).collect();
     let mut params = params_for_host(
         cpu,
@@ -456,6 +350,220 @@ pub fn plan(
         plan.steps.push(Step::Run { argv, undo, why });
     }
     Ok(plan)
+}
+
+/// The card to isolate, after the refusals, and what the binding needs to
+/// know about it and the host.
+struct Selected {
+    gpu: PciAddress,
+    functions: Vec<PciAddress>,
+    /// Refusals `--force` overrode.
+    warnings: Vec<String>,
+    guest: Vec<GuestFunction>,
+    /// vendor:device of every function the host keeps (not on vfio-pci).
+    host_ids: Vec<PciId>,
+    /// Modules the target kernel's `modules.alias` gives the guest's functions.
+    kernel_drivers: Vec<String>,
+}
+
+/// Which GPU (the request's, else the recommendation) and whether it may go:
+/// the refusals every way of isolating a card shares.
+fn select(
+    inv: &Inventory,
+    analysis: &Analysis,
+    critical: &[Critical],
+    facts: &TargetFacts,
+    req: &IsolateRequest,
+) -> Result<Selected, PlanError> {
+    // Which GPU.
+    let address = match req.gpu.or(analysis.recommendation.passthrough) {
+        Some(a) => a,
+        None => {
+            let mut reasons = vec!["no GPU given and none recommended".to_string()];
+            reasons.extend(analysis.recommendation.reasons.iter().cloned());
+            return Err(refuse(reasons, false));
+        }
+    };
+    let Some(gpu) = analysis
+        .gpus
+        .iter()
+        .find(|g| g.address == address || g.functions.contains(&address))
+    else {
+        return Err(refuse(vec![format!("{address} is not a GPU")], false));
+    };
+
+    // Refusals.
+    let mut hard = Vec::new();
+    let mut soft = Vec::new();
+    if inv.iommu.enabled == Some(false) {
+        soft.push("the IOMMU is not enabled on the running system (see `exliar check`); the plan adds the kernel parameters, but nothing is isolated until it is on".to_string());
+    }
+    // Another display device (a BMC console counts) can run the host.
+    let others = analysis
+        .gpus
+        .iter()
+        .filter(|g| g.address != gpu.address && g.virtual_function_of.is_none())
+        .count();
+    if gpu.boot_display && others == 0 {
+        soft.push(format!(
+            "{} is the boot display and the host has no other GPU: the host would boot headless",
+            gpu.address
+        ));
+    }
+    if gpu.bmc {
+        hard.push(format!("{} is a board-management display", gpu.address));
+    }
+    for peer in &gpu.group_peers {
+        if let Some(c) = critical.iter().find(|c| c.address == *peer) {
+            hard.push(format!(
+                "its IOMMU group also holds {peer}, which the host needs ({})",
+                c.why
+            ));
+        } else if analysis.recommendation.host == Some(*peer) {
+            hard.push(format!(
+                "its IOMMU group also holds {peer}, the GPU the host keeps"
+            ));
+        }
+    }
+    if gpu.isolation == Isolation::Shared && hard.is_empty() {
+        soft.push(format!(
+            "{} is not isolated: its IOMMU group also holds {}",
+            gpu.address,
+            gpu.group_peers
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !hard.is_empty() {
+        return Err(refuse(hard, false));
+    }
+    if !soft.is_empty() && !req.force {
+        return Err(refuse(soft, true));
+    }
+    let warnings = soft.into_iter().map(|s| format!("--force: {s}")).collect();
+
+    // The guest's functions and the host's ids.
+    let mut guest = Vec::new();
+    let mut kernel_drivers: Vec<String> = Vec::new();
+    for a in &gpu.functions {
+        let d = inv
+            .device(a)
+            .ok_or_else(|| PlanError::Unsupported(format!("{a}: not in the inventory")))?;
+        let (Some(v), Some(dv), Some(c)) = (d.vendor_id, d.device_id, d.class) else {
+            return Err(PlanError::Unsupported(format!(
+                "{a}: vendor, device or class unknown"
+            )));
+        };
+        guest.push(GuestFunction {
+            address: *a,
+            id: PciId {
+                vendor: v,
+                device: dv,
+            },
+            class: c.0,
+        });
+        if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
+            let alias = pci_modalias(v, dv, sv, sd, c.0);
+            for m in facts.pci_aliases.modules_for(&alias) {
+                if !kernel_drivers.contains(&m) {
+                    kernel_drivers.push(m);
+                }
+            }
+        }
+    }
+    let host_ids: Vec<PciId> = inv
+        .devices
+        .iter()
+        .filter(|d| !gpu.functions.contains(&d.address))
+        .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
+        .filter_map(|d| {
+            Some(PciId {
+                vendor: d.vendor_id?,
+                device: d.device_id?,
+            })
+        })
+        .collect();
+    Ok(Selected {
+        gpu: gpu.address,
+        functions: gpu.functions.clone(),
+        warnings,
+        guest,
+        host_ids,
+        kernel_drivers,
+    })
+}
+
+fn cpu_of(inv: &Inventory) -> CpuVendor {
+    match inv.host.cpu_vendor.as_deref() {
+        Some("GenuineIntel") => CpuVendor::Intel,
+        Some("AuthenticAMD") | Some("HygonGenuine") => CpuVendor::Amd,
+        _ => CpuVendor::Other,
+    }
+}
+
+/// A NixOS module isolating the card (`exliar plan --format nix`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NixosPlan {
+    pub gpu: PciAddress,
+    pub functions: Vec<PciAddress>,
+    /// Refusals `--force` overrode.
+    pub warnings: Vec<String>,
+    /// The module's text, for the user to import.
+    pub module: String,
+}
+
+/// What `plan` does, for a NixOS configuration: the same card, refusals and
+/// binding (ids, by address, softdeps), written as a module instead of edits
+/// (exliar does not edit `configuration.nix`).
+pub fn nixos(
+    inv: &Inventory,
+    analysis: &Analysis,
+    critical: &[Critical],
+    facts: &TargetFacts,
+    req: &IsolateRequest,
+) -> Result<NixosPlan, PlanError> {
+    let sel = select(inv, analysis, critical, facts, req)?;
+    let b = binding(
+        &sel.guest,
+        &sel.host_ids,
+        req.by_address,
+        &sel.kernel_drivers,
+    );
+    let ids: Vec<String> = b.ids.iter().map(|i| i.to_string()).collect();
+    // NixOS kernels do not turn the Intel IOMMU on by default; vfio-pci is
+    // a module there.
+    let params = params_for_host(
+        cpu_of(inv),
+        false,
+        false,
+        &ids,
+        false,
+        Framebuffer::None,
+        req.iommu_pt,
+    );
+    // An unknown kernel is taken as a current one (no `vfio_virqfd`: naming
+    // a module that does not exist would fail the NixOS build).
+    let kernel = facts
+        .kernel_release
+        .as_deref()
+        .map_or((6, 6), |r| kernel_mm(Some(r)));
+    let modules: Vec<String> = vfio_modules(kernel).iter().map(|m| m.to_string()).collect();
+    let mut extra = String::new();
+    if !ids.is_empty() {
+        extra.push_str(&ids_option_line(&ids));
+        extra.push('\n');
+    }
+    for d in &b.drivers {
+        extra.push_str(&format!("softdep {d} pre: vfio-pci\n"));
+    }
+    Ok(NixosPlan {
+        gpu: sel.gpu,
+        functions: sel.functions,
+        warnings: sel.warnings,
+        module: nix::nixos_module(&params, &modules, &extra, &b.by_address),
+    })
 }
 
 fn absent(choice: BootloaderChoice, what: &str) -> PlanError {
