@@ -175,6 +175,13 @@ pub(crate) struct Assignment {
     pub value: Value,
     /// Start of the line holding the name.
     pub line_start: usize,
+    /// 0-based first and last lines of the whole statement: from the line
+    /// after the last unquoted newline before the name (a quoted newline or
+    /// a line continuation of an earlier word on the line joins lines) to
+    /// the line of `stmt_end`. An editor replacing whole lines must replace
+    /// at least these, or it cuts into another word.
+    pub stmt_first_line: usize,
+    pub stmt_last_line: usize,
     /// End of the statement's last line, the first unquoted newline after
     /// the value (without / with that newline; the end of the text when
     /// there is none).
@@ -502,6 +509,8 @@ impl<'a> Lexer<'a> {
         let mut cmd_start = true;
         let mut decl = false;
         let mut parens: Vec<usize> = Vec::new();
+        // Just past the last unquoted newline: where the statement's lines begin.
+        let mut line_begin = 0;
         while i < b.len() {
             match b[i] {
                 b' ' | b'\t' => i += 1,
@@ -510,9 +519,11 @@ impl<'a> Lexer<'a> {
                     for a in &mut out[open..] {
                         a.stmt_end = i;
                         a.stmt_end_nl = i + 1;
+                        a.stmt_last_line = self.line0(i);
                     }
                     open = out.len();
                     i += 1;
+                    line_begin = i;
                     cmd_start = true;
                     decl = false;
                 }
@@ -537,7 +548,8 @@ impl<'a> Lexer<'a> {
                     if (cmd_start || decl)
                         && let Some((name, append, vstart)) = assignment_head(self.t, i)
                     {
-                        let a = self.assignment(i, name, append, vstart)?;
+                        let mut a = self.assignment(i, name, append, vstart)?;
+                        a.stmt_first_line = self.line0(line_begin);
                         i = a.end.max(i + 1);
                         out.push(a);
                         continue;
@@ -557,6 +569,7 @@ impl<'a> Lexer<'a> {
         for a in &mut out[open..] {
             a.stmt_end = b.len();
             a.stmt_end_nl = b.len();
+            a.stmt_last_line = self.line0(b.len().saturating_sub(1)).max(a.last_line);
         }
         if let Some(&p) = parens.last()
             && !self.lenient
@@ -626,6 +639,8 @@ impl<'a> Lexer<'a> {
             last_line: self.line0(last),
             value,
             line_start: self.starts.get(first_line).copied().unwrap_or(0),
+            stmt_first_line: first_line,
+            stmt_last_line: self.line0(last),
             stmt_end: len,
             stmt_end_nl: len,
         })

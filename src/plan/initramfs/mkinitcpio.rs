@@ -167,7 +167,7 @@ impl MkinitcpioEdit {
                     match idxs.first() {
                         Some(&i) => {
                             let at = ls
-                                .get(assigns[i].first_line)
+                                .get(assigns[i].stmt_first_line)
                                 .map_or(text.len(), |l| l.start);
                             added_before.push((at, stmt));
                         }
@@ -442,13 +442,14 @@ fn span_of(assigns: &[Assignment], mut f: usize, mut l: usize) -> (usize, usize)
     loop {
         let mut changed = false;
         for a in assigns {
-            if a.first_line <= l && a.last_line >= f {
-                if a.first_line < f {
-                    f = a.first_line;
+            let (af, al) = (a.stmt_first_line, a.stmt_last_line.max(a.last_line));
+            if af <= l && al >= f {
+                if af < f {
+                    f = af;
                     changed = true;
                 }
-                if a.last_line > l {
-                    l = a.last_line;
+                if al > l {
+                    l = al;
                     changed = true;
                 }
             }
@@ -474,7 +475,7 @@ fn remove_mark(text: &str, mark: &Mark) -> Result<String, EditError> {
     let target = mark.target();
     let own: Vec<&Assignment> = assigns
         .iter()
-        .filter(|a| a.first_line == target && Var::of(&a.name).is_some())
+        .filter(|a| a.stmt_first_line == target && Var::of(&a.name).is_some())
         .collect();
     // The statement is gone (or unreadable): drop the marker lines only.
     let drop_markers = || {
@@ -931,11 +932,40 @@ mod tests {
     fn statement_line_opening_a_multiline_string() {
         // Found by fuzzing: the edited line also opens a string that the
         // next line closes; its saved copy must still be put back exactly.
+        // The whole statement (both lines) is saved.
         let e = edit(&[], &["modconf"], &[]);
         check(
             &e,
             "HOOKS=(base) x\"\ny\"\n",
-            "# exliar was: HOOKS=(base) x\"\nHOOKS=(base modconf) x\"\ny\"\n",
+            "# exliar was: HOOKS=(base) x\"\n# exliar was: y\"\nHOOKS=(base modconf) x\"\ny\"\n",
+        );
+    }
+
+    #[test]
+    fn statement_after_another_commands_multiline_string() {
+        // The assignment starts on the line that closes another command's
+        // quoted word: the saved lines and the added statement go above
+        // that command, never inside its string.
+        let e = vfio();
+        check(
+            &e,
+            "echo \"a\nb\"|HOOKS=(base)\n",
+            "# exliar was: echo \"a\n# exliar was: b\"|HOOKS=(base)\n\
+             echo \"a\nb\"|HOOKS=(base modconf)\n\
+             # exliar added\nMODULES=(vfio vfio_iommu_type1 vfio_pci)\n",
+        );
+        check(
+            &e,
+            "X='a\nb';HOOKS=(base)\n",
+            "# exliar was: X='a\n# exliar was: b';HOOKS=(base)\n\
+             X='a\nb';HOOKS=(base modconf)\n\
+             # exliar added\nMODULES=(vfio vfio_iommu_type1 vfio_pci)\n",
+        );
+        check(
+            &e,
+            "HOOKS=(base modconf)\necho \"a\nb\"; MODULES+=(x)\n",
+            "HOOKS=(base modconf)\n# exliar added\nMODULES=(vfio vfio_iommu_type1 vfio_pci)\n\
+             echo \"a\nb\"; MODULES+=(x)\n",
         );
     }
 
