@@ -1008,6 +1008,23 @@ mod tests {
     }
 
     #[test]
+    fn statement_lines_take_in_other_words_across_lines() {
+        let lines = |t: &str| -> Vec<(usize, usize)> {
+            assignments(t)
+                .unwrap()
+                .iter()
+                .map(|a| (a.stmt_first_line, a.stmt_last_line))
+                .collect()
+        };
+        // another command's quoted word, a line continuation, a trailing word
+        assert_eq!(lines("echo \"a\nb\"|X=1\n"), [(0, 1)]);
+        assert_eq!(lines("echo a \\\n && X=1\nY=2"), [(0, 1), (2, 2)]);
+        assert_eq!(lines("X=1 y 'a\nb'\n\nZ=(a\nb)"), [(0, 1), (3, 4)]);
+        let a = assignments("echo \"a\nb\"|X=1\n").unwrap();
+        assert_eq!((a[0].first_line, a[0].last_line), (1, 1));
+    }
+
+    #[test]
     fn unterminated_things_are_errors_on_their_line() {
         for (t, line) in [
             ("A=1\nMODULES=(a b\n\n", 2),
