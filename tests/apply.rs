@@ -295,6 +295,35 @@ fn nixos_module_shares_refusals_and_binding() {
     assert!(module.contains("softdep amdgpu pre: vfio-pci"), "{module}");
 }
 
+/// The NixOS module takes softdeps from the NixOS kernel's `modules.alias`
+/// (under `/run/booted-system/kernel-modules`), like any plan.
+#[test]
+fn nixos_module_reads_the_nixos_kernels_aliases() {
+    let (_t, dir) = target("nixos-amd");
+    let alias = dir.join("run/booted-system/kernel-modules/lib/modules/6.6.30/modules.alias");
+    std::fs::write(
+        &alias,
+        "# Aliases extracted from modules themselves.\n\
+         alias pci:v000010DEd00001B80sv*sd*bc03sc*i* exliar_test_gpu\n\
+         alias pci:v00001002d*sv*sd*bc03sc*i* exliar_test_other_vendor\n",
+    )
+    .expect("write modules.alias");
+    let out = exliar()
+        .args(["plan", "--format", "nix", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("nix");
+    assert_success(&out, "plan --format nix --target");
+    let module = stdout(&out);
+    assert!(
+        module.contains("softdep exliar_test_gpu pre: vfio-pci"),
+        "{module}"
+    );
+    assert!(!module.contains("exliar_test_other_vendor"), "{module}");
+}
+
 /// The Arch tree without `iommu=pt` anywhere, so that `--iommu-pt` needs
 /// the kernel command line (the tree has GRUB leftovers beside
 /// systemd-boot, which LoaderInfo says booted: a conflict).

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
     let aliases = PciAliases::parse(&text);
-    let _ = aliases.modules_for(&pci_modalias(0x10de, 0x2504, 0x1458, 0x4071, 0x030000));
+    let _ = aliases.modules_for(&pci_modalias(0x10de, 0x2504, Some((0x1458, 0x4071)), 0x030000));
     let first = text.lines().next().unwrap_or("");
     let _ = aliases.modules_for(first);
     let literal = format!("pci:{}", first.replace(['*', '?', '[', ' ', '\t'], ""));

@@ -60,9 +60,18 @@ fn text(host: &HostRoot, rel: &str) -> Option<String> {
     host.read_optional(rel).ok().flatten()
 }
 
+/// Where kernel module trees (`<release>/modules.alias`, …) live: the usual
+/// places, then NixOS's (the booted and the current system's kernel).
+const MODULE_DIRS: &[&str] = &[
+    "lib/modules",
+    "usr/lib/modules",
+    "run/booted-system/kernel-modules/lib/modules",
+    "run/current-system/kernel-modules/lib/modules",
+];
+
 /// Kernel releases installed in the target, newest last.
 fn installed_kernels(host: &HostRoot) -> Vec<String> {
-    let mut v: Vec<String> = ["lib/modules", "usr/lib/modules"]
+    let mut v: Vec<String> = MODULE_DIRS
         .iter()
         .flat_map(|d| host.list_dir(d).unwrap_or_default())
         .filter(|k| k.chars().next().is_some_and(|c| c.is_ascii_digit()))
@@ -113,7 +122,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
         })
         .collect();
     if let Some(k) = &f.kernel_release {
-        for base in ["lib/modules", "usr/lib/modules"] {
+        for base in MODULE_DIRS {
             if let Some(b) = text(target, &format!("{base}/{k}/modules.builtin")) {
                 f.vfio_pci_builtin = b
                     .lines()
@@ -121,7 +130,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
                 break;
             }
         }
-        for base in ["lib/modules", "usr/lib/modules"] {
+        for base in MODULE_DIRS {
             if let Some(a) = text(target, &format!("{base}/{k}/modules.alias")) {
                 f.pci_aliases = PciAliases::parse(&a);
                 break;

@@ -464,12 +464,11 @@ fn select(
             },
             class: c.0,
         });
-        if let (Some(sv), Some(sd)) = (d.subsystem_vendor_id, d.subsystem_device_id) {
-            let alias = pci_modalias(v, dv, sv, sd, c.0);
-            for m in facts.pci_aliases.modules_for(&alias) {
-                if !kernel_drivers.contains(&m) {
-                    kernel_drivers.push(m);
-                }
+        let subsystem = d.subsystem_vendor_id.zip(d.subsystem_device_id);
+        let alias = pci_modalias(v, dv, subsystem, c.0);
+        for m in facts.pci_aliases.modules_for(&alias) {
+            if !kernel_drivers.contains(&m) {
+                kernel_drivers.push(m);
             }
         }
     }

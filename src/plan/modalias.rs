@@ -12,20 +12,18 @@ pub struct PciAliases {
 }
 
 /// A PCI function's modalias, as the kernel writes it to sysfs
-/// (`pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00`).
-pub fn pci_modalias(
-    vendor: u16,
-    device: u16,
-    subvendor: u16,
-    subdevice: u16,
-    class: u32,
-) -> String {
+/// (`pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00`). An unknown
+/// subsystem (a host read from a pasted listing) is written `sv--------`,
+/// which only a pattern taking any subsystem (`sv*sd*`) matches.
+pub fn pci_modalias(vendor: u16, device: u16, subsystem: Option<(u16, u16)>, class: u32) -> String {
+    let (sv, sd) = match subsystem {
+        Some((v, d)) => (format!("{v:08X}"), format!("{d:08X}")),
+        None => ("-".repeat(8), "-".repeat(8)),
+    };
     format!(
-        "pci:v{:08X}d{:08X}sv{:08X}sd{:08X}bc{:02X}sc{:02X}i{:02X}",
+        "pci:v{:08X}d{:08X}sv{sv}sd{sd}bc{:02X}sc{:02X}i{:02X}",
         vendor,
         device,
-        subvendor,
-        subdevice,
         (class >> 16) & 0xff,
         (class >> 8) & 0xff,
         class & 0xff
@@ -163,11 +161,11 @@ alias pci:broken
     #[test]
     fn modalias_is_the_kernels_format() {
         assert_eq!(
-            pci_modalias(0x1234, 0x1111, 0x1af4, 0x1100, 0x030000),
+            pci_modalias(0x1234, 0x1111, Some((0x1af4, 0x1100)), 0x030000),
             "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00"
         );
         assert_eq!(
-            pci_modalias(0x10de, 0x1b80, 0x1458, 0x3702, 0x040300),
+            pci_modalias(0x10de, 0x1b80, Some((0x1458, 0x3702)), 0x040300),
             "pci:v000010DEd00001B80sv00001458sd00003702bc04sc03i00"
         );
     }
@@ -175,18 +173,29 @@ alias pci:broken
     #[test]
     fn modules_for_the_guest_functions() {
         let a = PciAliases::parse(ALIASES);
-        let vga = pci_modalias(0x1234, 0x1111, 0x1af4, 0x1100, 0x030000);
+        let vga = pci_modalias(0x1234, 0x1111, Some((0x1af4, 0x1100)), 0x030000);
         assert_eq!(a.modules_for(&vga), ["bochs"]);
         // the class-wide HDA alias and the device's own
-        let hda = pci_modalias(0x8086, 0x293e, 0x1af4, 0x1100, 0x040300);
+        let hda = pci_modalias(0x8086, 0x293e, Some((0x1af4, 0x1100)), 0x040300);
         assert_eq!(a.modules_for(&hda), ["snd_hda_intel"]);
-        let nv = pci_modalias(0x10de, 0x1b80, 0x1458, 0x3702, 0x030000);
+        let nv = pci_modalias(0x10de, 0x1b80, Some((0x1458, 0x3702)), 0x030000);
         assert_eq!(a.modules_for(&nv), ["nouveau", "nvidiafb"]);
-        let xhci = pci_modalias(0x10de, 0x1ada, 0x1458, 0x3702, 0x0c0330);
+        let xhci = pci_modalias(0x10de, 0x1ada, Some((0x1458, 0x3702)), 0x0c0330);
         assert_eq!(a.modules_for(&xhci), ["xhci_pci"]);
-        let nothing = pci_modalias(0x8086, 0x29c0, 0x1af4, 0x1100, 0x060000);
+        let nothing = pci_modalias(0x8086, 0x29c0, Some((0x1af4, 0x1100)), 0x060000);
         assert!(a.modules_for(&nothing).is_empty());
         assert!(PciAliases::parse("alias fs-ext4 ext4\n").is_empty());
+    }
+
+    #[test]
+    fn unknown_subsystem_matches_only_any_subsystem() {
+        let a = PciAliases::parse(
+            "alias pci:v000010DEd*sv*sd*bc03sc*i* nouveau\n\
+             alias pci:v000010DEd00001B80sv00001458sd*bc*sc*i* gigabyte_only\n",
+        );
+        let nv = pci_modalias(0x10de, 0x1b80, None, 0x030000);
+        assert_eq!(nv, "pci:v000010DEd00001B80sv--------sd--------bc03sc00i00");
+        assert_eq!(a.modules_for(&nv), ["nouveau"]);
     }
 
     #[test]
