@@ -871,17 +871,7 @@ pub fn unbind_request(
     };
     // A group a VM (or any program) holds open: the kernel's unbind would
     // wait until it is closed, so exliar would hang in the middle.
-    let mut groups: Vec<u32> = targets
-        .iter()
-        .filter_map(|a| inv.device(a)?.iommu_group)
-        .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in groups {
-        let users = vfio_users(host, g);
-        if users.is_empty() {
-            continue;
-        }
+    for (g, users) in vfio_users(host, &groups_of(inv, &targets)) {
         let who: Vec<String> = users
             .iter()
             .map(|(pid, comm)| format!("process {pid} ({comm})"))
@@ -911,31 +901,46 @@ pub fn unbind_request(
     }
 }
 
-/// The processes (pid, command name) with `/dev/vfio/<group>` open, from
-/// `/proc/*/fd` (processes this user may not look into are skipped).
-fn vfio_users(host: &HostRoot, group: u32) -> Vec<(u32, String)> {
-    let node = std::path::PathBuf::from(format!("/dev/vfio/{group}"));
-    let mut users = Vec::new();
+/// For each of `groups` that some process holds open, those processes (pid,
+/// command name), from one pass over `/proc/*/fd` (processes this user may
+/// not look into are skipped).
+fn vfio_users(host: &HostRoot, groups: &BTreeSet<u32>) -> BTreeMap<u32, Vec<(u32, String)>> {
+    let mut users: BTreeMap<u32, Vec<(u32, String)>> = BTreeMap::new();
+    if groups.is_empty() {
+        return users;
+    }
+    let group_of = |t: &std::path::Path| {
+        t.strip_prefix("/dev/vfio")
+            .ok()?
+            .to_str()?
+            .parse::<u32>()
+            .ok()
+            .filter(|g| groups.contains(g))
+    };
     for pid in host.list_dir("proc").unwrap_or_default() {
         let Ok(n) = pid.parse::<u32>() else { continue };
-        let fds = host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default();
-        let open = fds.iter().any(|fd| {
-            host.link_target(format!("proc/{pid}/fd/{fd}"))
-                .ok()
-                .flatten()
-                .is_some_and(|t| t == node)
-        });
-        if open {
-            let comm = host
-                .read_optional(format!("proc/{pid}/comm"))
-                .ok()
-                .flatten()
-                .map(|c| c.trim().to_string())
-                .unwrap_or_else(|| "?".into());
-            users.push((n, comm));
+        let mut held: BTreeSet<u32> = BTreeSet::new();
+        for fd in host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default() {
+            if let Ok(Some(t)) = host.link_target(format!("proc/{pid}/fd/{fd}")) {
+                held.extend(group_of(&t));
+            }
+        }
+        if held.is_empty() {
+            continue;
+        }
+        let comm = host
+            .read_optional(format!("proc/{pid}/comm"))
+            .ok()
+            .flatten()
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|| "?".into());
+        for g in held {
+            users.entry(g).or_default().push((n, comm.clone()));
         }
     }
-    users.sort();
+    for u in users.values_mut() {
+        u.sort();
+    }
     users
 }
 
