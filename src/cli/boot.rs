@@ -107,32 +107,27 @@ fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a plan is made from: the hardware of `root`, the target's files, the request.
+/// What a plan is made from besides the hardware: the target's files and the request.
 struct Inputs {
-    inv: Inventory,
     analysis: Analysis,
     critical: Vec<Critical>,
     facts: TargetFacts,
     req: IsolateRequest,
 }
 
-fn inputs(root: &Path, a: &PlanArgs) -> anyhow::Result<Inputs> {
-    let host = HostRoot::new(root);
-    let inv = read_host(&host)?;
-    let analysis = analyze::analyze(&inv);
-    let critical = critical::find(&host);
+/// The rest of a plan's inputs, for the hardware `inv` read from `root`.
+fn inputs(root: &Path, inv: &Inventory, a: &PlanArgs) -> anyhow::Result<Inputs> {
+    let critical = critical::find(&HostRoot::new(root));
     let target_root = a.target.clone().unwrap_or_else(|| root.to_path_buf());
     let live = a.target.is_none() && root == Path::new("/");
-    let target = HostRoot::new(&target_root);
-    let facts = facts::read(&target, live);
+    let facts = facts::read(&HostRoot::new(&target_root), live);
     let gpu = if a.gpu == "auto" {
         None
     } else {
         Some(crate::model::PciAddress::parse(&a.gpu)?)
     };
     Ok(Inputs {
-        inv,
-        analysis,
+        analysis: analyze::analyze(inv),
         critical,
         facts,
         req: IsolateRequest {
@@ -146,9 +141,18 @@ fn inputs(root: &Path, a: &PlanArgs) -> anyhow::Result<Inputs> {
 }
 
 fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
-    let i = inputs(root, a)?;
+    build_for(root, &read_host(&HostRoot::new(root))?, a)
+}
+
+/// [`build`] for hardware already read from `root`.
+fn build_for(
+    root: &Path,
+    inv: &Inventory,
+    a: &PlanArgs,
+) -> anyhow::Result<Result<Plan, PlanError>> {
+    let i = inputs(root, inv, a)?;
     Ok(isolate::plan(
-        &i.inv,
+        inv,
         &i.analysis,
         &i.critical,
         &i.facts,
@@ -160,6 +164,7 @@ fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
 /// address, on this root.
 pub(super) fn persist_plan(
     root: &Path,
+    inv: &Inventory,
     gpu: crate::model::PciAddress,
     force: bool,
 ) -> anyhow::Result<Result<Plan, PlanError>> {
@@ -170,8 +175,9 @@ pub(super) fn persist_plan(
         ),
         _ => None,
     };
-    build(
+    build_for(
         root,
+        inv,
         &PlanArgs {
             gpu: gpu.to_string(),
             target: None,
@@ -192,8 +198,8 @@ pub(super) struct Persisted {
     pub error: Option<anyhow::Error>,
 }
 
-/// `bind --persist` after the runtime bind: with `dry_run` only shows the
-/// plan (an `exliar.plan/1` document); else applies it (an
+/// `bind --persist` after the runtime bind: without a store (`--dry-run`)
+/// only shows the plan (an `exliar.plan/1` document); else applies it (an
 /// `exliar.apply/1` document).
 pub(super) fn persist_apply(
     store: Option<&Store>,
@@ -201,27 +207,24 @@ pub(super) fn persist_apply(
     yes: bool,
     json: bool,
 ) -> anyhow::Result<Persisted> {
-    let Some(store) = store.filter(|_| !p.is_empty()) else {
+    let shown = |doc: serde_json::Value| Persisted {
+        code: exit::OK,
+        doc,
+        error: None,
+    };
+    if p.is_empty() {
         if !json {
-            if p.is_empty() {
-                println!(
-                    "Boot-time isolation: nothing to change, the card is bound at boot already."
-                );
-            } else {
-                print!("{}", plan::render(p));
-                println!("\nDry run: the boot configuration was not changed.");
-            }
+            println!("Boot-time isolation: nothing to change, the card is bound at boot already.");
         }
-        let doc = if p.is_empty() {
-            serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": "nothing-to-change", "plan": plan_doc(p)})
-        } else {
-            serde_json::to_value(plan_doc(p))?
-        };
-        return Ok(Persisted {
-            code: exit::OK,
-            doc,
-            error: None,
-        });
+        return Ok(shown(not_applied("nothing-to-change", p)));
+    }
+    let Some(store) = store else {
+        // --dry-run
+        if !json {
+            print!("{}", plan::render(p));
+            println!("\nDry run: the boot configuration was not changed.");
+        }
+        return Ok(shown(serde_json::to_value(plan_doc(p))?));
     };
     Ok(match apply_built(store, p, yes, false, json)? {
         Applied::Done { code, doc } => Persisted {
@@ -237,9 +240,10 @@ pub(super) fn persist_apply(
     })
 }
 
-/// `bind --persist`: the transaction store of this root, locked, refusing
-/// over an interrupted transaction (as `apply` does).
-pub(super) fn persist_store(root: &Path) -> anyhow::Result<Store> {
+/// The transaction store of `root`, locked, refusing over an interrupted
+/// transaction: its half-written files would make a new plan look done
+/// (`apply`, `bind --persist`).
+pub(super) fn open_store(root: &Path) -> anyhow::Result<Store> {
     let store = Store::open(root)?;
     if let Some(j) = store.unfinished()? {
         return Err(crate::txn::TxnError::Unfinished { id: j.id }.into());
@@ -314,6 +318,12 @@ fn refusal_doc(e: &PlanError, schema: &str) -> serde_json::Value {
 
 const APPLY_SCHEMA: &str = "exliar.apply/1";
 
+/// The `exliar.apply/1` document of a plan not applied (`nothing-to-change`,
+/// `not-confirmed`).
+fn not_applied(reason: &str, p: &Plan) -> serde_json::Value {
+    serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": reason, "plan": plan_doc(p)})
+}
+
 fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
     if json {
         print_json(&refusal_doc(e, schema))?;
@@ -371,8 +381,9 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
 /// `exliar plan --format nix`: a NixOS module for the user to import, made
 /// like any plan (same card, refusals and binding), printed instead of applied.
 fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
-    let i = inputs(root, a)?;
-    match isolate::nixos(&i.inv, &i.analysis, &i.critical, &i.facts, &i.req) {
+    let inv = read_host(&HostRoot::new(root))?;
+    let i = inputs(root, &inv, a)?;
+    match isolate::nixos(&inv, &i.analysis, &i.critical, &i.facts, &i.req) {
         Ok(n) => {
             for w in &n.warnings {
                 eprintln!("exliar: warning: {w}");
@@ -433,21 +444,15 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
         .target
         .clone()
         .unwrap_or_else(|| root.to_path_buf());
-    // Take the lock first, and refuse over an interrupted transaction: its
-    // half-written files would make the new plan look done.
-    let store = Store::open(&target_root)?;
-    if let Some(j) = store.unfinished()? {
-        return Err(crate::txn::TxnError::Unfinished { id: j.id }.into());
-    }
+    // Take the lock first (before the plan is read).
+    let store = open_store(&target_root)?;
     let p = match build(root, &a.common)? {
         Ok(p) => p,
         Err(e) => return refused(&e, a.common.json, APPLY_SCHEMA),
     };
     if p.is_empty() {
         if a.common.json {
-            print_json(
-                &serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": "nothing-to-change", "plan": plan_doc(&p)}),
-            )?;
+            print_json(&not_applied("nothing-to-change", &p))?;
         } else {
             println!("Nothing to change: the target is already configured.");
         }
@@ -496,9 +501,7 @@ pub(super) fn apply_built(
     if !yes && !confirm()? {
         return Ok(Applied::Done {
             code: exit::FINDINGS,
-            doc: serde_json::json!({
-                "schema": APPLY_SCHEMA, "applied": false, "reason": "not-confirmed", "plan": plan_doc(p),
-            }),
+            doc: not_applied("not-confirmed", p),
         });
     }
     let mut run = runner(no_run);

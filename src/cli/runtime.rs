@@ -141,9 +141,9 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
         let store = if a.dry_run {
             None
         } else {
-            Some(boot::persist_store(root)?)
+            Some(boot::open_store(root)?)
         };
-        match boot::persist_plan(root, gpu, a.force)? {
+        match boot::persist_plan(root, &inv, gpu, a.force)? {
             Ok(p) => Some((store, p)),
             Err(e) => return boot::persist_refused(&e, a.json),
         }
