@@ -308,11 +308,7 @@ fn nixos_module_reads_the_nixos_kernels_aliases() {
          alias pci:v00001002d*sv*sd*bc03sc*i* exliar_test_other_vendor\n",
     )
     .expect("write modules.alias");
-    let out = exliar()
-        .args(["plan", "--format", "nix", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan", "--format", "nix"], HW_SPLIT, &dir)
         .output()
         .expect("nix");
     assert_success(&out, "plan --format nix --target");

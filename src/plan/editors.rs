@@ -261,7 +261,6 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
         req.by_address,
         &req.kernel_drivers,
     );
-    let drivers: Vec<&str> = drivers.iter().map(String::as_str).collect();
     plan.ids = ids.clone();
     plan.bind_by_address = by_address.clone();
 
@@ -337,7 +336,6 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
     } else {
         "vfio-pci"
     };
-    let needs_softdeps = (!req.vfio_pci_builtin || pseudo) && !drivers.is_empty();
     if pseudo && drivers.is_empty() {
         plan.findings.push(Finding::new(
             modprobe::EARLY_CONF,
@@ -346,14 +344,15 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
              step at boot: run `modprobe exliar_vfio_early_bind` before the GPU driver loads",
         ));
     }
+    // Softdeps reach a modular vfio-pci (or the pseudo-module) only.
+    let (softdeps, found) = if !req.vfio_pci_builtin || pseudo {
+        modprobe::merged_softdeps(&drivers, pre, &existing)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    plan.findings.extend(found);
     // The early-bind `install` line must be there even when no softdep is.
-    if needs_softdeps || early_bind {
-        let (softdeps, found) = if needs_softdeps {
-            modprobe::merged_softdeps(&drivers, pre, &existing)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        plan.findings.extend(found);
+    if !softdeps.is_empty() || early_bind {
         let mut lines: Vec<String> = vec![
             "# vfio-pci (or exliar's early-bind step) loads before these drivers.".into(),
             "# Kept first (00-): kmod uses only the first softdep/install line per module.".into(),
@@ -453,7 +452,7 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
         }
         Generator::Booster => {
             let exclude: Vec<String> = if early_bind {
-                drivers.iter().map(|d| d.to_string()).collect()
+                drivers.clone()
             } else {
                 Vec::new()
             };
@@ -873,6 +872,15 @@ mod tests {
         assert!(early.is_some_and(|f| f.content.contains(&earlybind::install_line(false))));
     }
 
+    /// QEMU's VGA at 02:00.0 (1234:1111, no driver list in exliar).
+    fn qemu_vga() -> Vec<GuestFunction> {
+        vec![GuestFunction {
+            address: PciAddress::new(0, 2, 0, 0),
+            id: PciId::new(0x1234, 0x1111),
+            class: 0x030000,
+        }]
+    }
+
     fn early_conf(plan: &IsolationPlan) -> String {
         plan.create
             .iter()
@@ -887,11 +895,7 @@ mod tests {
     #[test]
     fn identical_cards_without_known_drivers_still_get_the_install_line() {
         let mut r = req(Generator::InitramfsTools, false, &[(0x1234, 0x1111)]);
-        r.guest = vec![GuestFunction {
-            address: PciAddress::new(0, 2, 0, 0),
-            id: PciId::new(0x1234, 0x1111),
-            class: 0x030000,
-        }];
+        r.guest = qemu_vga();
         let plan = plan_isolation(&r);
         assert_eq!(plan.bind_by_address, [PciAddress::new(0, 2, 0, 0)]);
         let early = early_conf(&plan);
@@ -930,11 +934,7 @@ mod tests {
     #[test]
     fn pseudo_module_without_drivers_is_reported() {
         let mut r = req(Generator::Dracut, true, &[(0x1234, 0x1111)]);
-        r.guest = vec![GuestFunction {
-            address: PciAddress::new(0, 2, 0, 0),
-            id: PciId::new(0x1234, 0x1111),
-            class: 0x030000,
-        }];
+        r.guest = qemu_vga();
         let plan = plan_isolation(&r);
         assert!(
             plan.findings

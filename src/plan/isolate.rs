@@ -15,7 +15,7 @@ use super::boot::{bls, grub, kernelstub, limine, nix, refind};
 use super::editors::{GuestFunction, IsolationRequest, binding, plan_isolation};
 use super::initramfs::{Generator, vfio_modules};
 use super::modalias::{PciAliases, pci_modalias};
-use super::modprobe::{PciId, ids_option_line};
+use super::modprobe::{PciId, ids_option_line, merged_softdeps};
 use super::{Plan, Step};
 
 /// The target's configuration, as read.
@@ -505,8 +505,6 @@ fn cpu_of(inv: &Inventory) -> CpuVendor {
 /// A NixOS module isolating the card (`exliar plan --format nix`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NixosPlan {
-    pub gpu: PciAddress,
-    pub functions: Vec<PciAddress>,
     /// Refusals `--force` overrode.
     pub warnings: Vec<String>,
     /// The module's text, for the user to import.
@@ -554,12 +552,11 @@ pub fn nixos(
         extra.push_str(&ids_option_line(&ids));
         extra.push('\n');
     }
-    for d in &b.drivers {
-        extra.push_str(&format!("softdep {d} pre: vfio-pci\n"));
+    for sd in merged_softdeps(&b.drivers, "vfio-pci", &[]).0 {
+        extra.push_str(&sd.render());
+        extra.push('\n');
     }
     Ok(NixosPlan {
-        gpu: sel.gpu,
-        functions: sel.functions,
         warnings: sel.warnings,
         module: nix::nixos_module(&params, &modules, &extra, &b.by_address),
     })

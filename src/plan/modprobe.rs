@@ -389,7 +389,7 @@ fn parse_softdep(d: &Directive) -> Softdep {
 /// softdep another file already gives that driver (kmod would use only the
 /// first line, and exliar's comes first), with findings saying so.
 pub fn merged_softdeps(
-    drivers: &[&str],
+    drivers: &[impl AsRef<str>],
     pre: &str,
     existing: &[(&str, &str)],
 ) -> (Vec<Softdep>, Vec<Finding>) {
@@ -398,7 +398,7 @@ pub fn merged_softdeps(
     let mut out = Vec::new();
     let mut findings = Vec::new();
     for d in drivers {
-        let module = normalize_module(d);
+        let module = normalize_module(d.as_ref());
         let mut sd = Softdep {
             module: module.clone(),
             pre: vec![pre.to_string()],
