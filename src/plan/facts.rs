@@ -122,18 +122,19 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
         })
         .collect();
     if let Some(k) = &f.kernel_release {
-        for base in MODULE_DIRS {
-            if let Some(b) = text(target, &format!("{base}/{k}/modules.builtin")) {
+        // The kernel's module tree: the first place that has one.
+        if let Some(dir) = MODULE_DIRS
+            .iter()
+            .map(|base| format!("{base}/{k}"))
+            .find(|d| target.exists(d))
+        {
+            if let Some(b) = text(target, &format!("{dir}/modules.builtin")) {
                 f.vfio_pci_builtin = b
                     .lines()
                     .any(|l| l.ends_with("/vfio-pci.ko") || l.ends_with("/vfio_pci.ko"));
-                break;
             }
-        }
-        for base in MODULE_DIRS {
-            if let Some(a) = text(target, &format!("{base}/{k}/modules.alias")) {
+            if let Some(a) = text(target, &format!("{dir}/modules.alias")) {
                 f.pci_aliases = PciAliases::parse(&a);
-                break;
             }
         }
         let config = text(target, &format!("boot/config-{k}"));
