@@ -442,7 +442,7 @@ fn span_of(assigns: &[Assignment], mut f: usize, mut l: usize) -> (usize, usize)
     loop {
         let mut changed = false;
         for a in assigns {
-            let (af, al) = (a.stmt_first_line, a.stmt_last_line.max(a.last_line));
+            let (af, al) = (a.stmt_first_line, a.stmt_last_line);
             if af <= l && al >= f {
                 if af < f {
                     f = af;
