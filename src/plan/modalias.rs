@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use super::initramfs::normalize_module;
+
 /// The `pci:` lines of one kernel's `modules.alias`: `(pattern, module)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PciAliases {
@@ -30,11 +32,6 @@ pub fn pci_modalias(vendor: u16, device: u16, subsystem: Option<(u16, u16)>, cla
     )
 }
 
-/// Module names as modprobe.d knows them: `-` and `_` are the same.
-fn normalize(module: &str) -> String {
-    module.replace('-', "_")
-}
-
 impl PciAliases {
     /// Keeps the `alias pci:… module` lines of `modules.alias` text; other
     /// lines (and garbled ones) are skipped.
@@ -45,7 +42,7 @@ impl PciAliases {
                 let mut w = l.split_whitespace();
                 match (w.next(), w.next(), w.next(), w.next()) {
                     (Some("alias"), Some(pat), Some(module), None) if pat.starts_with("pci:") => {
-                        Some((pat.to_string(), normalize(module)))
+                        Some((pat.to_string(), normalize_module(module)))
                     }
                     _ => None,
                 }
