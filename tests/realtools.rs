@@ -3,9 +3,10 @@
 //! or `dracut` where initramfs-tools is purged), and the images checked with the
 //! generators' own listers. Hardware comes from `exliar snapshot`s taken in the
 //! real-kernel tier's `gpu_pair` and `identical` guests (tests/realtools/hosts/), so
-//! the addresses are those the QEMU guests have. The initramfs-tools tests then boot
-//! the regenerated image with the real-kernel tier's kernel on those same QEMU machines
-//! (after apply, and again after rollback). See tests/realtools/README.md.
+//! the addresses are those the QEMU guests have. The `apply_and_rollback` tests then
+//! boot the regenerated image (initramfs-tools or dracut) with the real-kernel tier's
+//! kernel on those same QEMU machines, after apply and again after rollback. See
+//! tests/realtools/README.md.
 
 #[allow(dead_code)] // the tier's modules, partly used here
 mod realkernel {

@@ -227,16 +227,8 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     a.file("init", 0o755, GUEST_INIT.as_bytes());
     a.host_executable("bin/busybox", c.busybox, c.ldd)?;
     a.symlink("bin/sh", "busybox");
-    // The debug build carries ~60 MB of debug info the guest never uses:
-    // strip it (when binutils' strip is there) so the guest loads faster.
     let stripped = std::env::temp_dir().join(format!("exliar-guest-{}", std::process::id()));
-    let use_stripped = std::process::Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(c.exliar)
-        .status()
-        .is_ok_and(|st| st.success());
+    let use_stripped = strip_debug(c.exliar, &stripped);
     let exe = if use_stripped {
         stripped.as_path()
     } else {
@@ -249,6 +241,19 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     r?;
     a.host_tree("lib/modules", &c.module_root.join("lib/modules"))?;
     Ok(a.finish())
+}
+
+/// Writes `exe` without its debug info to `dest` (the debug build carries ~60 MB the
+/// guest never uses; the guest loads faster without it). `false` when binutils' `strip`
+/// is missing or fails: then use `exe` as it is.
+pub fn strip_debug(exe: &Path, dest: &Path) -> bool {
+    std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(dest)
+        .arg(exe)
+        .status()
+        .is_ok_and(|st| st.success())
 }
 
 /// A cpio archive holding only `/scenario.sh`, to append to the initramfs.

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::realkernel::harness::{self, DiskBoot, EXLIAR, GuestRun, Iommu, Scenario, say};
+use crate::realkernel::initramfs::strip_debug;
 use crate::realkernel::kernel::run;
 
 /// The tier's guest script, run as `init=/exliar-check.sh`.
@@ -34,14 +35,7 @@ pub fn install_guest(root: &Path) {
     write("exliar-check.sh", GUEST_INIT);
     write("scenario.sh", GUEST_SCENARIO);
     let dest = root.join("usr/bin/exliar");
-    let stripped = Command::new("strip")
-        .arg("--strip-debug")
-        .arg(EXLIAR)
-        .arg("-o")
-        .arg(&dest)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !stripped {
+    if !strip_debug(Path::new(EXLIAR), &dest) {
         fs::copy(EXLIAR, &dest).unwrap_or_else(|e| panic!("copying exliar: {e}"));
     }
 }
@@ -67,17 +61,17 @@ fn disk_image(root: &Path, image: &Path) {
 /// `devices` with an Intel IOMMU; `None` when the real-kernel tier cannot run here
 /// (skip message printed; a failure under CI).
 pub fn boot(name: &'static str, devices: &str, root: &Path, kver: &str) -> Option<GuestRun> {
-    let dir = root.parent().unwrap_or(root).join(format!("{name}.img"));
-    disk_image(root, &dir);
+    let image = root.parent().unwrap_or(root).join(format!("{name}.img"));
+    disk_image(root, &image);
     let initrd = root.join("boot").join(format!("initrd.img-{kver}"));
     let scenario = Scenario::new(name, Iommu::Intel, devices)
         .with_timeout(BOOT_TIMEOUT)
         .with_disk(DiskBoot {
             initrd,
-            image: dir.clone(),
+            image: image.clone(),
         });
     let run = harness::boot(&scenario);
-    let _ = fs::remove_file(&dir);
+    let _ = fs::remove_file(&image);
     run
 }
 
