@@ -245,10 +245,19 @@ pub(super) fn persist_apply(
 /// (`apply`, `bind --persist`).
 pub(super) fn open_store(root: &Path) -> anyhow::Result<Store> {
     let store = Store::open(root)?;
-    if let Some(j) = store.unfinished()? {
+    let unfinished = store.unfinished()?;
+    warn_skipped(&store.skipped());
+    if let Some(j) = unfinished {
         return Err(crate::txn::TxnError::Unfinished { id: j.id }.into());
     }
     Ok(store)
+}
+
+/// Warn about transaction folders that could not be read (they are skipped).
+pub(super) fn warn_skipped(skipped: &[crate::txn::Skipped]) {
+    for s in skipped {
+        eprintln!("exliar: warning: transaction folder {s}");
+    }
 }
 
 /// Prints a plan refusal (`bind --persist`); returns the exit code.
@@ -362,10 +371,14 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
         .target
         .clone()
         .unwrap_or_else(|| root.to_path_buf());
-    if let Some(j) = crate::txn::unfinished_readonly(&target_root) {
-        eprintln!(
-            "exliar: warning: transaction {j} was interrupted; run `exliar recover` before applying anything"
-        );
+    if let Ok(js) = crate::txn::read_journals(&target_root) {
+        warn_skipped(&js.skipped);
+        if let Some(j) = js.unfinished().next() {
+            eprintln!(
+                "exliar: warning: transaction {} is unfinished ({}); run `exliar recover` before applying anything",
+                j.id, j.status
+            );
+        }
     }
     if a.common.json || a.format == "json" {
         print_json(&plan_doc(&p))?;
@@ -411,7 +424,11 @@ fn confirm() -> anyhow::Result<bool> {
 
 fn runner(no_run: bool) -> Box<dyn CommandRunner> {
     if no_run {
-        Box::new(NoRunner)
+        return Box::new(NoRunner);
+    }
+    if let Some(t) = crate::txn::TestRunner::from_env() {
+        // debug builds only (tests): a sleeping stand-in for the commands
+        Box::new(t)
     } else {
         Box::new(SystemRunner)
     }
@@ -431,9 +448,21 @@ fn journal_text(j: &Journal) -> String {
             (_, Some(NOT_RUN)) => "not run (--no-run)",
             (RunState::Done, _) => "ran",
             (RunState::Failed, _) => "failed",
+            (RunState::Running, _) => "interrupted",
             (RunState::Pending, _) => "not run",
         };
         s.push_str(&format!("  {what}: {}\n", c.argv.join(" ")));
+        if let Some(r) = c.revert_state {
+            let what = match (r, c.revert_output.as_deref()) {
+                (_, Some(NOT_RUN)) => "not run (--no-run)",
+                (RunState::Done, _) => "ran",
+                (RunState::Failed, _) => "failed",
+                (RunState::Running, _) => "interrupted",
+                (RunState::Pending, _) => "not run",
+            };
+            let argv = c.undo.as_ref().unwrap_or(&c.argv);
+            s.push_str(&format!("  undoing, {what}: {}\n", argv.join(" ")));
+        }
     }
     s
 }
@@ -508,14 +537,17 @@ pub(super) fn apply_built(
     let j = match store.apply(p, run.as_mut()) {
         Ok(j) => j,
         Err(e) => {
-            let restored = matches!(e, crate::txn::TxnError::Command { .. });
+            let host = e.host_state();
             return Ok(Applied::Failed {
                 doc: serde_json::json!({
                     "schema": APPLY_SCHEMA,
                     "applied": false,
                     "reason": "failed",
                     "error": e.to_string(),
-                    "restored": restored,
+                    "restored": host.next().is_none(),
+                    "host": host.name(),
+                    "transaction": e.transaction(),
+                    "next": host.next(),
                 }),
                 error: e.into(),
             });
@@ -542,9 +574,14 @@ pub(super) fn apply_built(
 
 pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
     let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+    if a.txn != "last" && !crate::txn::valid_id(&a.txn) {
+        return Err(crate::txn::TxnError::BadId(a.txn.clone()).into());
+    }
     let store = Store::open(&target)?;
     let mut run = runner(a.no_run);
-    let j = store.rollback(&a.txn, a.force, run.as_mut())?;
+    let r = store.rollback(&a.txn, a.force, run.as_mut());
+    warn_skipped(&store.skipped());
+    let j = r?;
     if a.json {
         print_json(&j)?;
     } else {
@@ -560,15 +597,18 @@ pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
     let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
     let store = Store::open(&target)?;
     let mut run = runner(a.no_run);
-    match store.recover(run.as_mut())? {
+    let r = store.recover(run.as_mut());
+    warn_skipped(&store.skipped());
+    let done = r?;
+    match done.first() {
         Some(j) => {
             if a.json {
-                print_json(&j)?;
+                print_json(j)?;
             } else {
-                print!("{}", journal_text(&j));
-                println!(
-                    "Recovered: every file the interrupted transaction touched is back to its original."
-                );
+                for j in &done {
+                    print!("{}", journal_text(j));
+                    println!("{}", recovered_text(j));
+                }
             }
         }
         None => {
@@ -588,10 +628,24 @@ struct HistoryDoc {
     transactions: Vec<Journal>,
 }
 
+/// What `recover` says about a transaction it finished.
+fn recovered_text(j: &Journal) -> &'static str {
+    match j.status {
+        Status::RolledBack => {
+            "Rollback finished: every file is as it was before; reboot to boot without the isolation."
+        }
+        Status::Failed => "The failed apply is undone: every file is back to its original.",
+        _ => "Recovered: every file the interrupted transaction touched is back to its original.",
+    }
+}
+
+/// Read-only: takes no lock and writes nothing (works unprivileged; a
+/// target without exliar's state has no transactions).
 pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
     let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
-    let store = Store::open(&target)?;
-    let js = store.journals()?;
+    let all = crate::txn::read_journals(&target)?;
+    warn_skipped(&all.skipped);
+    let js = all.list;
     if a.json {
         print_json(&HistoryDoc {
             schema: "exliar.history/1",
@@ -604,8 +658,8 @@ pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
     }
     for j in &js {
         print!("{}", journal_text(j));
-        if j.status == Status::Applying {
-            println!("  (interrupted: run `exliar recover`)");
+        if j.status.unfinished() {
+            println!("  (unfinished: run `exliar recover`)");
         }
     }
     Ok(exit::OK)

@@ -201,10 +201,20 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!(e))
         .context("reading the state")?;
     let doc = bind::status(&host, &inv, &st);
-    let boot = boot_isolation(root);
+    let journals = crate::txn::read_journals(root).unwrap_or_else(|e| {
+        eprintln!("exliar: warning: {e}");
+        Default::default()
+    });
+    boot::warn_skipped(&journals.skipped);
+    let boot = boot_isolation(&journals);
+    let unfinished = journals.unfinished().next().map(|j| UnfinishedTxn {
+        transaction: j.id.clone(),
+        status: j.status,
+    });
     if json {
         let mut v = serde_json::to_value(&doc)?;
         v["boot_isolation"] = serde_json::to_value(&boot)?;
+        v["unfinished_transaction"] = serde_json::to_value(&unfinished)?;
         print_json(&v)?;
         return Ok(exit::OK);
     }
@@ -255,6 +265,12 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
         )),
         None => s.push_str("Boot-time isolation: none applied by exliar\n"),
     }
+    if let Some(u) = &unfinished {
+        s.push_str(&format!(
+            "Transaction {} is unfinished ({}): the boot configuration is partly changed; run `exliar recover`\n",
+            u.transaction, u.status
+        ));
+    }
     print!("{s}");
     Ok(exit::OK)
 }
@@ -267,12 +283,18 @@ struct BootIsolation {
     files: Vec<String>,
 }
 
+#[derive(Debug, serde::Serialize)]
+struct UnfinishedTxn {
+    transaction: String,
+    status: crate::txn::Status,
+}
+
 /// The newest applied transaction under the root.
-fn boot_isolation(root: &Path) -> Option<BootIsolation> {
-    crate::txn::last_applied_readonly(root).map(|j| BootIsolation {
-        transaction: j.id,
+fn boot_isolation(js: &crate::txn::Journals) -> Option<BootIsolation> {
+    js.last_applied().map(|j| BootIsolation {
+        transaction: j.id.clone(),
         gpu: j.gpu,
-        functions: j.functions,
+        functions: j.functions.clone(),
         files: j
             .files
             .iter()

@@ -13,11 +13,44 @@ pub enum Status {
     /// Started and not finished: `exliar recover` is needed.
     Applying,
     Applied,
-    /// A command failed; the files were restored.
+    /// Being undone (a rollback, the revert of a failed apply, or a
+    /// recover): `revert` says which; unfinished, `exliar recover` ends it.
+    RollingBack,
+    /// Applying failed; the files were restored.
     Failed,
     RolledBack,
     /// An interrupted transaction whose files were restored.
     Recovered,
+}
+
+impl Status {
+    /// Applying or rolling back: something `exliar recover` must finish.
+    pub fn unfinished(self) -> bool {
+        matches!(self, Status::Applying | Status::RollingBack)
+    }
+}
+
+/// Why a transaction is being undone, so that `recover` ends it in the
+/// state that was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Revert {
+    /// `exliar rollback`: ends `rolled-back`.
+    Rollback,
+    /// A step of the apply failed: ends `failed`.
+    ApplyFailed,
+    /// `exliar recover` of an interrupted apply: ends `recovered`.
+    Recover,
+}
+
+impl Revert {
+    pub fn end(self) -> Status {
+        match self {
+            Revert::Rollback => Status::RolledBack,
+            Revert::ApplyFailed => Status::Failed,
+            Revert::Recover => Status::Recovered,
+        }
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -25,6 +58,7 @@ impl std::fmt::Display for Status {
         f.write_str(match self {
             Status::Applying => "applying (interrupted)",
             Status::Applied => "applied",
+            Status::RollingBack => "rolling back (unfinished)",
             Status::Failed => "failed (restored)",
             Status::RolledBack => "rolled back",
             Status::Recovered => "recovered",
@@ -39,6 +73,8 @@ pub enum FileState {
     /// The original is saved; the file may or may not be written yet.
     BackedUp,
     Written,
+    /// Back to its original (while rolling back).
+    Restored,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +97,8 @@ pub struct FileRecord {
 #[serde(rename_all = "kebab-case")]
 pub enum RunState {
     Pending,
+    /// Started; a crash may have stopped it part-way.
+    Running,
     Done,
     Failed,
 }
@@ -73,6 +111,12 @@ pub struct CommandRecord {
     pub undo: Option<Vec<String>>,
     pub state: RunState,
     pub output: Option<String>,
+    /// While rolling back: the state of the run that regenerates from the
+    /// originals (`undo`, else `argv` again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_state: Option<RunState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert_output: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +132,9 @@ pub struct Journal {
     pub commands: Vec<CommandRecord>,
     pub kernel_params_add: Vec<String>,
     pub kernel_params_remove: Vec<String>,
+    /// Set when the transaction is being (or was) undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Revert>,
 }
 
 impl Journal {
@@ -124,8 +171,30 @@ impl Journal {
             commands,
             kernel_params_add: add,
             kernel_params_remove: remove,
+            revert: None,
         }
     }
+}
+
+/// Whether `s` has the form of exliar's transaction ids
+/// (`20261204T150000Z`, or `20261204T150000Z-2` for the same second).
+pub fn valid_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() < 16 {
+        return false;
+    }
+    let (head, rest) = b.split_at(16);
+    let shape = head.iter().enumerate().all(|(i, c)| match i {
+        8 => *c == b'T',
+        15 => *c == b'Z',
+        _ => c.is_ascii_digit(),
+    });
+    shape
+        && (rest.is_empty()
+            || (rest.len() >= 2
+                && rest[0] == b'-'
+                && rest[1..].iter().all(u8::is_ascii_digit)
+                && rest[1] != b'0'))
 }
 
 /// A sortable, unique id: UTC time plus a counter for the same second.
@@ -140,7 +209,7 @@ fn new_id(root: &Path, now: u64) -> String {
         } else {
             format!("{base}-{n}")
         };
-        if !dir.join(&id).exists() {
+        if !dir.join(&id).exists() && !dir.join(format!(".new-{id}")).exists() {
             return id;
         }
         n += 1;
@@ -181,5 +250,29 @@ mod tests {
         assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
         assert_eq!(civil(1_795_310_430), (2026, 11, 22, 1, 20, 30));
         assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn ids() {
+        for ok in [
+            "20261204T150000Z",
+            "20261204T150000Z-1",
+            "20261204T150000Z-12",
+        ] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in [
+            "../../x",
+            "",
+            "last",
+            "20261204T150000",
+            "20261204T150000Z-",
+            "20261204T150000Z-0",
+            "20261204T150000Z/..",
+            "2026120xT150000Z",
+            ".new-20261204T150000Z",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
     }
 }

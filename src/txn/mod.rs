@@ -2,9 +2,26 @@
 //!
 //! Under the target's state directory (`var/lib/exliar`) each transaction
 //! has a journal and the original bytes of every file it touches. The
-//! journal is written (atomically) before and after every step, so an
-//! interrupted apply is found by the next run and `recover` returns every
-//! file to its original, byte for byte. One lock serialises exliar runs.
+//! protocol (every journal write is atomic and durable: file and folder
+//! fsynced):
+//!
+//! 1. The transaction folder is built under a hidden name
+//!    (`txn/.new-ID`: backups, exliar's versions, the journal in state
+//!    `applying` with every file `pending`) and renamed into place, so a
+//!    transaction folder is never visible without its journal.
+//! 2. Each file is announced (`backed-up`: it may be written from now on),
+//!    written atomically, then recorded `written`; each command is
+//!    announced `running`, run, recorded `done` or `failed`.
+//! 3. `applied`.
+//!
+//! Undoing (a rollback, the automatic revert of a failed apply, or
+//! `recover` of an interrupted apply) is journaled the same way: state
+//! `rolling-back` with `revert` saying why, each file `restored` after it
+//! is, each regeneration command announced and recorded. `recover` finishes
+//! whatever is unfinished: an interrupted apply is reverted (every file
+//! back to its original), an interrupted rollback is finished (what the
+//! user asked for). One lock serialises exliar runs; reads (`history`,
+//! `status`, `plan`) take no lock and write nothing.
 
 mod journal;
 
@@ -15,33 +32,74 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::host::write::{
-    atomic_write_owned, ensure_dir, missing_dirs, remove_empty_dir, remove_file,
+    atomic_write_owned, check_writable, ensure_dir, is_tmp_name, missing_dirs, remove_empty_dir,
+    remove_file, remove_tmp, remove_tree, rename_durable,
 };
 use crate::plan::{Plan, Step};
 
-pub use journal::{CommandRecord, FileRecord, FileState, Journal, RunState, Status};
+pub use journal::{
+    CommandRecord, FileRecord, FileState, Journal, Revert, RunState, Status, valid_id,
+};
 
 /// The state directory, relative to the target root.
 pub const STATE_DIR: &str = "var/lib/exliar";
 
+/// What state a failure left the host in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Refused or failed before any file of the target was touched.
+    Unchanged,
+    /// Failed part-way and reverted: every file is back to its original.
+    Restored,
+    /// Failed and could not be reverted (or undone) completely: `exliar
+    /// recover` finishes it.
+    PartlyChanged,
+    /// A rollback restored every file but its regeneration did not finish:
+    /// `exliar recover` finishes it.
+    RegenerationPending,
+}
+
+impl HostState {
+    pub fn name(self) -> &'static str {
+        match self {
+            HostState::Unchanged => "unchanged",
+            HostState::Restored => "restored",
+            HostState::PartlyChanged => "partly-changed",
+            HostState::RegenerationPending => "regeneration-pending",
+        }
+    }
+    /// The one command to run next, if any.
+    pub fn next(self) -> Option<&'static str> {
+        match self {
+            HostState::Unchanged | HostState::Restored => None,
+            HostState::PartlyChanged | HostState::RegenerationPending => Some("exliar recover"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TxnError {
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    Io { path: String, source: io::Error },
+    /// An error from `host::write`, which names its path.
+    #[error("{0}")]
+    Write(io::Error),
     #[error("another exliar run holds the lock {path}")]
     Locked { path: String },
     #[error(
-        "transaction {id} was interrupted; run `exliar recover` to return every file to its original first"
+        "transaction {id} is unfinished; run `exliar recover` to finish it first (it returns every file of an interrupted apply to its original, and finishes an interrupted rollback)"
     )]
     Unfinished { id: String },
     #[error("/{path} changed since the plan was made; plan again")]
     ChangedSincePlan { path: String },
+    #[error("{0}\nNothing was changed (refused before the transaction started).")]
+    Refused(String),
     #[error("no transaction {0}")]
     NoSuchTransaction(String),
+    #[error(
+        "`{0}` is not a transaction id (ids look like 20261204T150000Z; `exliar history` lists them)"
+    )]
+    BadId(String),
     #[error("transaction {id} is {status}, not applied")]
     NotApplied { id: String, status: String },
     #[error(
@@ -52,6 +110,50 @@ pub enum TxnError {
     Command { command: String, message: String },
     #[error("journal {path}: {message}")]
     Journal { path: String, message: String },
+    /// A transaction failed: the cause, then what state the host is in.
+    #[error("{cause}\n{}", describe(*.host, .id, *.rolling_back))]
+    Failed {
+        id: String,
+        host: HostState,
+        /// The failure was of a rollback (or recover), not of an apply.
+        rolling_back: bool,
+        cause: Box<TxnError>,
+    },
+}
+
+fn describe(host: HostState, id: &str, rolling_back: bool) -> String {
+    match (host, rolling_back) {
+        (HostState::Unchanged, _) => "Nothing was changed.".to_string(),
+        (HostState::Restored, _) => format!(
+            "Nothing was changed: every file is back to its original (transaction {id} is recorded as failed)."
+        ),
+        (HostState::PartlyChanged, false) => format!(
+            "The host is partly changed (transaction {id} is unfinished); run `exliar recover` to return every file to its original."
+        ),
+        (HostState::PartlyChanged, true) => format!(
+            "The rollback of transaction {id} did not finish; run `exliar recover` to finish it."
+        ),
+        (HostState::RegenerationPending, _) => format!(
+            "Every file of transaction {id} is back to its original, but the regeneration did not finish; fix its cause and run `exliar recover` (or `exliar recover --no-run` and run it yourself)."
+        ),
+    }
+}
+
+impl TxnError {
+    /// The state of the host after this error (`Unchanged` for errors
+    /// raised before anything was written).
+    pub fn host_state(&self) -> HostState {
+        match self {
+            TxnError::Failed { host, .. } => *host,
+            _ => HostState::Unchanged,
+        }
+    }
+    pub fn transaction(&self) -> Option<&str> {
+        match self {
+            TxnError::Failed { id, .. } => Some(id),
+            _ => None,
+        }
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> TxnError + '_ {
@@ -118,6 +220,54 @@ impl CommandRunner for NoRunner {
     }
 }
 
+/// A test-only runner (debug builds): with
+/// `EXLIAR_TEST_RUNNER=sleep:MS[,fail:NAME]`, every command is replaced by
+/// a real `sleep` child of MS milliseconds (so that a kill can land inside
+/// a regeneration command) and a command whose program is NAME fails.
+#[derive(Debug)]
+pub struct TestRunner {
+    sleep_ms: u64,
+    fail: Option<String>,
+}
+
+impl TestRunner {
+    pub fn from_env() -> Option<Self> {
+        if !cfg!(debug_assertions) {
+            return None;
+        }
+        let v = std::env::var("EXLIAR_TEST_RUNNER").ok()?;
+        let mut r = TestRunner {
+            sleep_ms: 0,
+            fail: None,
+        };
+        for part in v.split(',') {
+            match part.split_once(':') {
+                Some(("sleep", ms)) => r.sleep_ms = ms.parse().ok()?,
+                Some(("fail", name)) => r.fail = Some(name.to_string()),
+                _ => return None,
+            }
+        }
+        Some(r)
+    }
+}
+
+impl CommandRunner for TestRunner {
+    fn run(&mut self, _target: &Path, argv: &[String]) -> Result<String, String> {
+        let secs = format!("{}.{:03}", self.sleep_ms / 1000, self.sleep_ms % 1000);
+        let st = std::process::Command::new("sleep")
+            .arg(secs)
+            .status()
+            .map_err(|e| format!("sleep: {e}"))?;
+        if !st.success() {
+            return Err(format!("sleep: {st}"));
+        }
+        match (&self.fail, argv.first()) {
+            (Some(f), Some(a)) if f == a => Err(format!("test runner: {a} fails")),
+            _ => Ok(format!("test runner: slept for {}", argv.join(" "))),
+        }
+    }
+}
+
 /// A test-only crash hook: with `EXLIAR_TEST_CRASH_AT=N` in a debug build,
 /// the process aborts at the N-th step boundary of an apply.
 #[derive(Debug, Default)]
@@ -146,20 +296,83 @@ impl Boundaries {
     }
 }
 
-/// Every journal under `root`, oldest first, read without the lock: for
-/// `Store` (which holds it) and for read-only commands (`plan`, `status`).
-pub fn read_journals(root: &Path) -> Result<Vec<Journal>, TxnError> {
+/// A transaction folder that could not be read: reported, then skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The folder.
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}; skipped", self.path.display(), self.reason)
+    }
+}
+
+/// The journals of a root, oldest first, and the folders skipped.
+#[derive(Debug, Default)]
+pub struct Journals {
+    pub list: Vec<Journal>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Journals {
+    /// Unfinished transactions (applying or rolling back), newest first.
+    pub fn unfinished(&self) -> impl Iterator<Item = &Journal> {
+        self.list.iter().rev().filter(|j| j.status.unfinished())
+    }
+    /// The newest applied transaction.
+    pub fn last_applied(&self) -> Option<&Journal> {
+        self.list.iter().rev().find(|j| j.status == Status::Applied)
+    }
+}
+
+/// Every journal under `root`, read without the lock and without writing
+/// anything: for `Store` (which holds it) and for read-only commands
+/// (`plan`, `status`, `history`). A missing state directory has none;
+/// unreadable or partial transaction folders are listed in `skipped`.
+pub fn read_journals(root: &Path) -> Result<Journals, TxnError> {
     let dir = root.join(STATE_DIR).join("txn");
-    let mut ids: Vec<String> = match std::fs::read_dir(&dir) {
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            // `.new-ID`: a transaction being built (or whose build was
+            // killed: swept under the lock); `.x.exliar-tmp`: a write.
+            .filter(|n| !n.starts_with('.'))
             .collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_at(&dir)(e)),
     };
-    ids.sort();
-    ids.iter().map(|id| load_journal(root, id)).collect()
+    names.sort();
+    let mut out = Journals::default();
+    for name in names {
+        let path = dir.join(&name);
+        if !valid_id(&name) {
+            out.skipped.push(Skipped {
+                path,
+                reason: "not a transaction id".to_string(),
+            });
+            continue;
+        }
+        match load_journal(root, &name) {
+            Ok(j) if j.id == name => out.list.push(j),
+            Ok(j) => out.skipped.push(Skipped {
+                path,
+                reason: format!("its journal is for transaction {}", j.id),
+            }),
+            Err(TxnError::NoSuchTransaction(_)) => out.skipped.push(Skipped {
+                path,
+                reason: "no journal.json (an incomplete transaction folder)".to_string(),
+            }),
+            Err(e) => out.skipped.push(Skipped {
+                path,
+                reason: format!("unreadable journal: {e}"),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn load_journal(root: &Path, id: &str) -> Result<Journal, TxnError> {
@@ -169,7 +382,10 @@ fn load_journal(root: &Path, id: &str) -> Result<Journal, TxnError> {
         .join(id)
         .join("journal.json");
     let bytes = std::fs::read(&path).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        ) {
             TxnError::NoSuchTransaction(id.to_string())
         } else {
             io_at(&path)(e)
@@ -181,24 +397,6 @@ fn load_journal(root: &Path, id: &str) -> Result<Journal, TxnError> {
     })
 }
 
-/// The id of an interrupted transaction under `root` (read without the lock).
-pub fn unfinished_readonly(root: &Path) -> Option<String> {
-    read_journals(root)
-        .ok()?
-        .into_iter()
-        .find(|j| j.status == Status::Applying)
-        .map(|j| j.id)
-}
-
-/// The newest applied transaction under `root` (read without the lock).
-pub fn last_applied_readonly(root: &Path) -> Option<Journal> {
-    read_journals(root)
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|j| j.status == Status::Applied)
-}
-
 /// A file as it is now: bytes, mode, uid, gid.
 type Current = (Vec<u8>, u32, u32, u32);
 
@@ -206,12 +404,15 @@ type Current = (Vec<u8>, u32, u32, u32);
 pub struct Store {
     root: PathBuf,
     _lock: OwnedFd,
+    /// The folders skipped when the journals were read.
+    skipped: std::cell::RefCell<Vec<Skipped>>,
 }
 
 impl Store {
-    /// Open the store and take the lock.
+    /// Open the store and take the lock; sweep what killed runs left in it
+    /// (a transaction folder never renamed into place, temporary files).
     pub fn open(root: &Path) -> Result<Self, TxnError> {
-        let dir = ensure_dir(root, Path::new(STATE_DIR)).map_err(io_at(&root.join(STATE_DIR)))?;
+        let dir = ensure_dir(root, Path::new(STATE_DIR)).map_err(TxnError::Write)?;
         let lock_path = dir.join("lock");
         let fd = rustix::fs::open(
             &lock_path,
@@ -230,42 +431,103 @@ impl Store {
                 path: lock_path.display().to_string(),
             },
         )?;
-        Ok(Self {
+        let store = Self {
             root: root.to_path_buf(),
             _lock: fd,
-        })
+            skipped: Default::default(),
+        };
+        store.sweep_store()?;
+        Ok(store)
+    }
+
+    /// Remove `txn/.new-*` folders (builds that never became transactions:
+    /// nothing of the target was touched for them) and exliar's temporary
+    /// files in the store.
+    fn sweep_store(&self) -> Result<(), TxnError> {
+        let state = self.root.join(STATE_DIR);
+        let txn = state.join("txn");
+        let mut dirs = vec![state.clone(), txn.clone()];
+        if let Ok(rd) = std::fs::read_dir(&txn) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if name.to_string_lossy().starts_with(".new-") && is_dir {
+                    remove_tree(&e.path()).map_err(TxnError::Write)?;
+                } else if is_dir {
+                    dirs.push(e.path());
+                    dirs.push(e.path().join("backup"));
+                    dirs.push(e.path().join("after"));
+                }
+            }
+        }
+        for d in dirs {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                if is_tmp_name(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_file()) {
+                    let rel = e
+                        .path()
+                        .strip_prefix(&self.root)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    // remove_tmp works on the file the temporary is for
+                    let name = e.file_name();
+                    let b = name.as_encoded_bytes();
+                    let orig = &b[1..b.len() - crate::host::write::TMP_SUFFIX.len()];
+                    let for_file = rel.with_file_name(String::from_utf8_lossy(orig).as_ref());
+                    remove_tmp(&self.root, &for_file).map_err(TxnError::Write)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn txn_dir(&self, id: &str) -> PathBuf {
         Path::new(STATE_DIR).join("txn").join(id)
     }
 
-    /// Every journal, oldest first.
+    /// Every readable journal, oldest first (skipped folders in
+    /// [`Store::skipped`]).
     pub fn journals(&self) -> Result<Vec<Journal>, TxnError> {
-        read_journals(&self.root)
+        let js = read_journals(&self.root)?;
+        *self.skipped.borrow_mut() = js.skipped;
+        Ok(js.list)
+    }
+
+    /// The transaction folders the last read skipped.
+    pub fn skipped(&self) -> Vec<Skipped> {
+        self.skipped.borrow().clone()
     }
 
     pub fn load(&self, id: &str) -> Result<Journal, TxnError> {
+        if !valid_id(id) {
+            return Err(TxnError::BadId(id.to_string()));
+        }
         load_journal(&self.root, id)
     }
 
     fn save(&self, j: &Journal) -> Result<(), TxnError> {
-        let rel = self.txn_dir(&j.id).join("journal.json");
+        self.save_at(&self.txn_dir(&j.id), j)
+    }
+
+    fn save_at(&self, dir: &Path, j: &Journal) -> Result<(), TxnError> {
+        let rel = dir.join("journal.json");
         let mut bytes = serde_json::to_vec_pretty(j).map_err(|e| TxnError::Journal {
             path: rel.display().to_string(),
             message: e.to_string(),
         })?;
         bytes.push(b'\n');
-        atomic_write_owned(&self.root, &rel, &bytes, 0o600, None)
-            .map_err(io_at(&self.root.join(&rel)))
+        atomic_write_owned(&self.root, &rel, &bytes, 0o600, None).map_err(TxnError::Write)
     }
 
-    /// A transaction left in `applying` by a crash, if any.
+    /// An unfinished transaction (applying or rolling back), if any.
     pub fn unfinished(&self) -> Result<Option<Journal>, TxnError> {
         Ok(self
             .journals()?
             .into_iter()
-            .find(|j| j.status == Status::Applying))
+            .rev()
+            .find(|j| j.status.unfinished()))
     }
 
     fn read_target(&self, rel: &Path) -> Result<Option<Current>, TxnError> {
@@ -285,16 +547,20 @@ impl Store {
         }
     }
 
-    /// Apply a plan. Commands run after every file is written; if one fails,
-    /// the files are restored and the commands run again, then the error is
-    /// returned.
+    /// Apply a plan. Commands run after every file is written. On any
+    /// failure after the first file was announced, the transaction is
+    /// reverted (files restored, commands that ran run again from the
+    /// originals) and the error says what state the host is in
+    /// ([`TxnError::Failed`]).
     pub fn apply(&self, plan: &Plan, runner: &mut dyn CommandRunner) -> Result<Journal, TxnError> {
         if let Some(j) = self.unfinished()? {
             return Err(TxnError::Unfinished { id: j.id });
         }
         let mut b = Boundaries::new();
-        // Verify every file is as planned before touching anything.
+        // Verify every file is as planned, and can be written, before
+        // touching anything.
         let mut files = Vec::new();
+        let mut afters: Vec<&[u8]> = Vec::new();
         for s in &plan.steps {
             if let Step::WriteFile {
                 path,
@@ -304,6 +570,7 @@ impl Store {
                 ..
             } = s
             {
+                check_writable(&self.root, path).map_err(TxnError::Refused)?;
                 let now = self.read_target(path)?;
                 if now.as_ref().map(|n| &n.0) != before.as_ref() {
                     return Err(TxnError::ChangedSincePlan {
@@ -319,9 +586,18 @@ impl Store {
                     before_sha256: now.as_ref().map(|n| sha256(&n.0)),
                     after_sha256: sha256(after),
                     state: FileState::Pending,
-                    created_dirs: Vec::new(),
+                    created_dirs: missing_dirs(&self.root, path),
                 });
+                afters.push(after);
             }
+        }
+        // Two files of one plan may need the same new folder: the first
+        // one creates it.
+        for i in 1..files.len() {
+            let (done, rest) = files.split_at_mut(i);
+            rest[0]
+                .created_dirs
+                .retain(|d| !done.iter().any(|f| f.created_dirs.contains(d)));
         }
         let commands: Vec<CommandRecord> = plan
             .steps
@@ -332,70 +608,110 @@ impl Store {
                     undo: undo.clone(),
                     state: RunState::Pending,
                     output: None,
+                    revert_state: None,
+                    revert_output: None,
                 }),
                 _ => None,
             })
             .collect();
         let mut j = Journal::new(&self.root, plan, files, commands);
-        self.save(&j)?;
+        self.create(&j, &afters).map_err(|cause| TxnError::Failed {
+            id: j.id.clone(),
+            host: HostState::Unchanged,
+            rolling_back: false,
+            cause: Box::new(cause),
+        })?;
         b.pass();
+        match self.apply_steps(&mut j, &afters, runner, &mut b) {
+            Ok(()) => Ok(j),
+            Err(cause) => {
+                // Revert what was done; the error says how far that got.
+                let host = match self.revert(&mut j, Revert::ApplyFailed, runner) {
+                    Ok(()) => HostState::Restored,
+                    Err(_) => unfinished_state(&j),
+                };
+                Err(TxnError::Failed {
+                    id: j.id.clone(),
+                    host,
+                    rolling_back: false,
+                    cause: Box::new(cause),
+                })
+            }
+        }
+    }
 
-        let afters: Vec<&Vec<u8>> = plan
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::WriteFile { after, .. } => Some(after),
-                _ => None,
-            })
-            .collect();
+    /// Build the transaction folder under a hidden name (backups, exliar's
+    /// versions, the journal) and rename it into place.
+    fn create(&self, j: &Journal, afters: &[&[u8]]) -> Result<(), TxnError> {
+        let tmp = Path::new(STATE_DIR)
+            .join("txn")
+            .join(format!(".new-{}", j.id));
+        let r = (|| {
+            ensure_dir(&self.root, &tmp).map_err(TxnError::Write)?;
+            for (i, f) in j.files.iter().enumerate() {
+                if f.existed {
+                    let original = self.read_target(&f.path)?.map(|n| n.0).unwrap_or_default();
+                    if Some(sha256(&original)) != f.before_sha256 {
+                        return Err(TxnError::ChangedSincePlan {
+                            path: f.path.display().to_string(),
+                        });
+                    }
+                    let backup = tmp.join("backup").join(i.to_string());
+                    atomic_write_owned(&self.root, &backup, &original, 0o600, None)
+                        .map_err(TxnError::Write)?;
+                }
+                // Keep exliar's version too, so that a later rollback can
+                // show how someone else changed the file since.
+                let mine = tmp.join("after").join(i.to_string());
+                atomic_write_owned(&self.root, &mine, afters[i], 0o600, None)
+                    .map_err(TxnError::Write)?;
+            }
+            self.save_at(&tmp, j)?;
+            rename_durable(&self.root.join(&tmp), &self.root.join(self.txn_dir(&j.id)))
+                .map_err(TxnError::Write)
+        })();
+        if r.is_err() {
+            let _ = remove_tree(&self.root.join(&tmp));
+        }
+        r
+    }
+
+    fn apply_steps(
+        &self,
+        j: &mut Journal,
+        afters: &[&[u8]],
+        runner: &mut dyn CommandRunner,
+        b: &mut Boundaries,
+    ) -> Result<(), TxnError> {
         for (i, after) in afters.iter().enumerate() {
             let rec = j.files[i].clone();
-            if rec.existed {
-                let original = self
-                    .read_target(&rec.path)?
-                    .map(|n| n.0)
-                    .unwrap_or_default();
-                let backup = self.txn_dir(&j.id).join("backup").join(i.to_string());
-                atomic_write_owned(&self.root, &backup, &original, 0o600, None)
-                    .map_err(io_at(&self.root.join(&backup)))?;
-            }
-            // Keep exliar's version too, so that a later rollback can show
-            // how someone else changed the file since.
-            let mine = self.txn_dir(&j.id).join("after").join(i.to_string());
-            atomic_write_owned(&self.root, &mine, after, 0o600, None)
-                .map_err(io_at(&self.root.join(&mine)))?;
             j.files[i].state = FileState::BackedUp;
-            j.files[i].created_dirs = missing_dirs(&self.root, &rec.path);
-            self.save(&j)?;
+            self.save(j)?;
             b.pass();
             let owner = rec.uid.zip(rec.gid);
             atomic_write_owned(&self.root, &rec.path, after, rec.mode, owner)
-                .map_err(io_at(&self.root.join(&rec.path)))?;
+                .map_err(TxnError::Write)?;
             b.pass();
             j.files[i].state = FileState::Written;
-            self.save(&j)?;
+            self.save(j)?;
             b.pass();
         }
         for i in 0..j.commands.len() {
             let argv = j.commands[i].argv.clone();
+            j.commands[i].state = RunState::Running;
+            self.save(j)?;
             match runner.run(&self.root, &argv) {
                 Ok(out) => {
                     j.commands[i].state = RunState::Done;
                     j.commands[i].output = Some(tail(&out));
-                    self.save(&j)?;
+                    self.save(j)?;
                     b.pass();
                 }
                 Err(msg) => {
                     j.commands[i].state = RunState::Failed;
                     j.commands[i].output = Some(tail(&msg));
-                    self.save(&j)?;
-                    // Put everything back, then regenerate from the originals.
-                    self.restore_files(&j, false)?;
-                    for c in &j.commands[..i] {
-                        let _ = runner.run(&self.root, c.undo.as_ref().unwrap_or(&c.argv));
-                    }
-                    j.status = Status::Failed;
-                    self.save(&j)?;
+                    // best effort: the revert saves the journal again
+                    let _ = self.save(j);
                     return Err(TxnError::Command {
                         command: argv.join(" "),
                         message: msg,
@@ -404,18 +720,24 @@ impl Store {
             }
         }
         j.status = Status::Applied;
-        self.save(&j)?;
-        Ok(j)
+        self.save(j)
     }
 
-    /// Restore the files of `j` (with `only_started`, those at or past
-    /// `BackedUp`; else all) to their originals, in reverse order.
-    fn restore_files(&self, j: &Journal, only_started: bool) -> Result<(), TxnError> {
-        for (i, f) in j.files.iter().enumerate().rev() {
-            if only_started && f.state == FileState::Pending {
-                continue;
-            }
-            if f.existed {
+    /// Restore file `i` of `j` to its original (idempotent: a file already
+    /// back is not written again) and remove the folders writing it created
+    /// when they are empty again; sweep a temporary file left beside it.
+    fn restore_file(&self, j: &Journal, i: usize) -> Result<(), TxnError> {
+        let f = &j.files[i];
+        remove_tmp(&self.root, &f.path).map_err(TxnError::Write)?;
+        if f.existed {
+            let now = match self.read_target(&f.path) {
+                Ok(n) => n,
+                Err(_) => None,
+            };
+            let back = now
+                .as_ref()
+                .is_some_and(|n| Some(sha256(&n.0)) == f.before_sha256 && n.1 == f.mode & 0o7777);
+            if !back {
                 let backup = self
                     .root
                     .join(self.txn_dir(&j.id))
@@ -429,41 +751,103 @@ impl Store {
                     });
                 }
                 atomic_write_owned(&self.root, &f.path, &bytes, f.mode, f.uid.zip(f.gid))
-                    .map_err(io_at(&self.root.join(&f.path)))?;
-            } else {
-                remove_file(&self.root, &f.path).map_err(io_at(&self.root.join(&f.path)))?;
+                    .map_err(TxnError::Write)?;
             }
-            for d in f.created_dirs.iter().rev() {
-                remove_empty_dir(&self.root, d).map_err(io_at(&self.root.join(d)))?;
+        } else {
+            remove_file(&self.root, &f.path).map_err(TxnError::Write)?;
+        }
+        for d in f.created_dirs.iter().rev() {
+            remove_empty_dir(&self.root, d).map_err(TxnError::Write)?;
+        }
+        Ok(())
+    }
+
+    /// Undo `j` from wherever it is: announce `rolling-back` (with `why`,
+    /// unless it is already rolling back), restore every touched file (last
+    /// first), run again from the originals every command that ran, and end
+    /// in the state `why` asks for. Every step is journaled first, so a
+    /// crash anywhere leaves a journal `recover` finishes.
+    fn revert(
+        &self,
+        j: &mut Journal,
+        why: Revert,
+        runner: &mut dyn CommandRunner,
+    ) -> Result<(), TxnError> {
+        if j.status != Status::RollingBack {
+            j.status = Status::RollingBack;
+            j.revert = Some(why);
+            self.save(j)?;
+        }
+        for i in (0..j.files.len()).rev() {
+            if matches!(j.files[i].state, FileState::Pending | FileState::Restored) {
+                continue;
+            }
+            self.restore_file(j, i)?;
+            j.files[i].state = FileState::Restored;
+            self.save(j)?;
+        }
+        for i in 0..j.commands.len() {
+            let c = &j.commands[i];
+            if c.state == RunState::Pending || c.revert_state == Some(RunState::Done) {
+                continue;
+            }
+            let argv = c.undo.clone().unwrap_or_else(|| c.argv.clone());
+            j.commands[i].revert_state = Some(RunState::Running);
+            self.save(j)?;
+            match runner.run(&self.root, &argv) {
+                Ok(out) => {
+                    j.commands[i].revert_state = Some(RunState::Done);
+                    j.commands[i].revert_output = Some(tail(&out));
+                    self.save(j)?;
+                }
+                Err(msg) => {
+                    j.commands[i].revert_state = Some(RunState::Failed);
+                    j.commands[i].revert_output = Some(tail(&msg));
+                    let _ = self.save(j);
+                    return Err(TxnError::Command {
+                        command: argv.join(" "),
+                        message: msg,
+                    });
+                }
+            }
+        }
+        j.status = j.revert.unwrap_or(why).end();
+        self.save(j)
+    }
+
+    /// Remove exliar's temporary files beside every file the journals name
+    /// (what a write killed before its rename leaves).
+    fn sweep_targets(&self, js: &[Journal]) -> Result<(), TxnError> {
+        for j in js {
+            for f in &j.files {
+                remove_tmp(&self.root, &f.path).map_err(TxnError::Write)?;
             }
         }
         Ok(())
     }
 
-    /// Finish an interrupted transaction by returning every file it may have
-    /// touched to its original; re-run commands that had run.
-    pub fn recover(&self, runner: &mut dyn CommandRunner) -> Result<Option<Journal>, TxnError> {
-        let Some(mut j) = self.unfinished()? else {
-            return Ok(None);
-        };
-        self.restore_files(&j, true)?;
-        if j.commands.iter().any(|c| c.state != RunState::Pending) {
-            for c in &j.commands {
-                match (&c.undo, c.state) {
-                    // An undoable command that never ran needs no undo.
-                    (Some(_), RunState::Pending) => {}
-                    (Some(u), _) => {
-                        let _ = runner.run(&self.root, u);
-                    }
-                    (None, _) => {
-                        let _ = runner.run(&self.root, &c.argv);
-                    }
-                }
+    /// Finish every unfinished transaction: an interrupted apply is
+    /// reverted (every file back to its original, commands that ran run
+    /// again), an interrupted rollback (or revert) is finished. Returns the
+    /// transactions finished, newest first.
+    pub fn recover(&self, runner: &mut dyn CommandRunner) -> Result<Vec<Journal>, TxnError> {
+        let all = self.journals()?;
+        self.sweep_targets(&all)?;
+        let mut done = Vec::new();
+        for mut j in all.into_iter().rev().filter(|j| j.status.unfinished()) {
+            let was_applying = j.status == Status::Applying;
+            let why = j.revert.unwrap_or(Revert::Recover);
+            if let Err(cause) = self.revert(&mut j, why, runner) {
+                return Err(TxnError::Failed {
+                    id: j.id.clone(),
+                    host: unfinished_state(&j),
+                    rolling_back: !was_applying,
+                    cause: Box::new(cause),
+                });
             }
+            done.push(j);
         }
-        j.status = Status::Recovered;
-        self.save(&j)?;
-        Ok(Some(j))
+        Ok(done)
     }
 
     /// The transaction `which` names: an id, or `last` (the newest applied).
@@ -482,14 +866,18 @@ impl Store {
     }
 
     /// Undo an applied transaction: byte-identical originals, then the
-    /// regeneration commands again. Refuses when a managed file was changed
-    /// by someone else since, unless `force`.
+    /// regeneration commands again, journaled as `rolling-back` step by
+    /// step. Refuses when a managed file was changed by someone else since,
+    /// unless `force`.
     pub fn rollback(
         &self,
         which: &str,
         force: bool,
         runner: &mut dyn CommandRunner,
     ) -> Result<Journal, TxnError> {
+        if which != "last" && !valid_id(which) {
+            return Err(TxnError::BadId(which.to_string()));
+        }
         if let Some(j) = self.unfinished()? {
             return Err(TxnError::Unfinished { id: j.id });
         }
@@ -525,18 +913,40 @@ impl Store {
         if !diffs.is_empty() && !force {
             return Err(TxnError::ChangedSinceApply { diffs });
         }
-        self.restore_files(&j, false)?;
-        for c in &j.commands {
-            runner
-                .run(&self.root, &c.argv)
-                .map_err(|message| TxnError::Command {
-                    command: c.argv.join(" "),
-                    message,
-                })?;
+        // Files the user wrote over since: restore them too (--force).
+        for f in &mut j.files {
+            f.state = FileState::Written;
         }
-        j.status = Status::RolledBack;
-        self.save(&j)?;
-        Ok(j)
+        match self.revert(&mut j, Revert::Rollback, runner) {
+            Ok(()) => Ok(j),
+            Err(cause) => {
+                let host = if j.status == Status::Applied {
+                    // the announcement itself failed: nothing was touched
+                    HostState::Unchanged
+                } else {
+                    unfinished_state(&j)
+                };
+                Err(TxnError::Failed {
+                    id: j.id.clone(),
+                    host,
+                    rolling_back: true,
+                    cause: Box::new(cause),
+                })
+            }
+        }
+    }
+}
+
+/// The state of the host when undoing `j` stopped part-way: its files
+/// all back (only the regeneration is left) or not.
+fn unfinished_state(j: &Journal) -> HostState {
+    if j.files
+        .iter()
+        .all(|f| matches!(f.state, FileState::Pending | FileState::Restored))
+    {
+        HostState::RegenerationPending
+    } else {
+        HostState::PartlyChanged
     }
 }
 
@@ -560,13 +970,20 @@ mod tests {
     struct Rec {
         ran: Vec<Vec<String>>,
         fail: Option<String>,
+        /// Fail only once.
+        once: bool,
     }
 
     impl CommandRunner for Rec {
         fn run(&mut self, _t: &Path, argv: &[String]) -> Result<String, String> {
             self.ran.push(argv.to_vec());
             match &self.fail {
-                Some(f) if argv.first() == Some(f) => Err("boom".to_string()),
+                Some(f) if argv.first() == Some(f) => {
+                    if self.once {
+                        self.fail = None;
+                    }
+                    Err("boom".to_string())
+                }
                 _ => Ok("ok".to_string()),
             }
         }
@@ -685,12 +1102,16 @@ mod tests {
         let store = Store::open(t.path())?;
         let mut rec = Rec {
             fail: Some("mkinitcpio".to_string()),
+            once: true,
             ..Rec::default()
         };
-        assert!(matches!(
-            store.apply(&plan(t.path()), &mut rec),
-            Err(TxnError::Command { .. })
-        ));
+        match store.apply(&plan(t.path()), &mut rec) {
+            Err(TxnError::Failed { host, cause, .. }) => {
+                assert_eq!(host, HostState::Restored);
+                assert!(matches!(*cause, TxnError::Command { .. }), "{cause}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
         assert_eq!(
             std::fs::read(t.path().join("etc/mkinitcpio.conf"))
                 .ok()
@@ -699,6 +1120,29 @@ mod tests {
         );
         assert!(!t.path().join("etc/modprobe.d/exliar-vfio.conf").exists());
         assert_eq!(store.journals()?[0].status, Status::Failed);
+        assert_eq!(
+            rec.ran.len(),
+            2,
+            "the failed command runs again from the originals"
+        );
+
+        // A command failing every time: the files are back, the
+        // regeneration is not; the transaction waits for `recover`.
+        rec.fail = Some("mkinitcpio".to_string());
+        rec.once = false;
+        match store.apply(&plan(t.path()), &mut rec) {
+            Err(e) => assert_eq!(e.host_state(), HostState::RegenerationPending, "{e}"),
+            Ok(j) => panic!("applied: {j:?}"),
+        }
+        assert_eq!(
+            std::fs::read(t.path().join("etc/mkinitcpio.conf"))
+                .ok()
+                .as_deref(),
+            Some(&b"MODULES=(amdgpu)\n"[..])
+        );
+        assert!(store.unfinished()?.is_some());
+        assert!(store.recover(&mut NoRunner)?.len() == 1);
+        assert_eq!(store.journals()?[1].status, Status::Failed);
         Ok(())
     }
 
@@ -728,5 +1172,52 @@ mod tests {
             & 0o7777;
         assert_eq!(mode, 0o600);
         Ok(())
+    }
+    /// A rollback whose regeneration fails is journaled `rolling-back` with
+    /// every file restored, not left `applied`; recover finishes it.
+    #[test]
+    fn rollback_with_failing_regeneration_stays_rolling_back() -> Result<(), TxnError> {
+        let t = tree();
+        let store = Store::open(t.path())?;
+        let mut rec = Rec::default();
+        store.apply(&plan(t.path()), &mut rec)?;
+        rec.fail = Some("mkinitcpio".to_string());
+        match store.rollback("last", false, &mut rec) {
+            Err(e @ TxnError::Failed { .. }) => {
+                assert_eq!(e.host_state(), HostState::RegenerationPending);
+                assert!(e.to_string().contains("exliar recover"), "{e}");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        let j = &store.journals()?[0];
+        assert_eq!(j.status, Status::RollingBack);
+        assert!(j.files.iter().all(|f| f.state == FileState::Restored));
+        assert_eq!(
+            std::fs::read(t.path().join("etc/mkinitcpio.conf"))
+                .ok()
+                .as_deref(),
+            Some(&b"MODULES=(amdgpu)\n"[..])
+        );
+        rec.fail = None;
+        let done = store.recover(&mut rec)?;
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].status, Status::RolledBack);
+        assert!(store.recover(&mut rec)?.is_empty());
+        Ok(())
+    }
+
+    /// Old journals (before `rolling-back`, `running`, `revert`) still read.
+    #[test]
+    fn reads_journals_without_the_new_fields() {
+        let old = r#"{"schema":"exliar.journal/1","id":"20261122T012030Z","created_unix":1795310430,
+            "target":"/","gpu":null,"functions":[],"status":"applied",
+            "files":[{"path":"etc/x","existed":false,"mode":420,"uid":null,"gid":null,
+              "before_sha256":null,"after_sha256":"00","state":"written"}],
+            "commands":[{"argv":["true"],"state":"done","output":"ok"}],
+            "kernel_params_add":[],"kernel_params_remove":[]}"#;
+        let j: Journal = serde_json::from_str(old).expect("old journal");
+        assert_eq!(j.revert, None);
+        assert_eq!(j.commands[0].revert_state, None);
+        assert_eq!(j.files[0].created_dirs, Vec::<PathBuf>::new());
     }
 }
