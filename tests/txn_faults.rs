@@ -4,6 +4,8 @@
 mod common;
 mod txn_support;
 
+use std::path::Path;
+
 use common::*;
 use txn_support::*;
 
@@ -231,4 +233,166 @@ fn history_and_status_are_read_only() {
     std::fs::remove_file(&lock).expect("rm lock");
     assert_eq!(history(&dir).len(), 1);
     assert!(!lock.exists(), "history created the lock");
+}
+
+/// The fixture targets the fault and kill tests run on.
+const TARGETS: [(&str, &str); 2] = [
+    (HW_IDENTICAL, "debian12-grub-intel"),
+    (HW_SPLIT, "fedora40-bls-amd"),
+];
+
+const ERRNOS: [&str; 3] = ["ENOSPC", "EROFS", "EACCES"];
+
+/// How one failing command must end: after it (and `recover` when its
+/// message says so), the target is `expected` byte for byte, nothing of
+/// exliar's temporary files is left, and the store still works.
+fn settle(
+    dir: &Path,
+    out: &std::process::Output,
+    what: &str,
+    outcomes: &mut std::collections::BTreeMap<&'static str, usize>,
+) {
+    let err = stderr(out);
+    if out.status.success() {
+        *outcomes.entry("succeeded").or_default() += 1;
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    if err.contains("exliar recover") {
+        *outcomes.entry("recover needed").or_default() += 1;
+        let r = txn_cmd(&["recover", "--no-run"], dir)
+            .output()
+            .expect("recover");
+        assert_success(&r, &format!("{what}: recover after the fault"));
+    } else {
+        assert!(err.contains("Nothing was changed"), "{what}: {err}");
+        *outcomes.entry("nothing changed").or_default() += 1;
+    }
+}
+
+fn assert_clean(dir: &Path, what: &str) {
+    let l = leftovers(dir);
+    assert!(l.is_empty(), "{what}: left behind: {l:?}");
+    let h = txn_cmd(&["history", "--json"], dir)
+        .output()
+        .expect("history");
+    assert_success(&h, what);
+    assert!(!stderr(&h).contains("skipped"), "{what}: {}", stderr(&h));
+}
+
+/// Fault injection: ENOSPC, EROFS and EACCES at every write operation
+/// (create, write, fsync, rename, mkdir, unlink, rmdir, folder fsync) of
+/// apply, rollback and recover (of an interrupted apply and of a rollback
+/// whose regeneration failed), on two targets. Each case ends, after
+/// `recover` when the message says so, byte-identical to the original (or
+/// to the applied state where the command got past its fault), with no
+/// temporary file, and the store usable (history, then a new apply or
+/// rollback). Prints the counts.
+#[test]
+fn a_fault_at_every_write_leaves_a_known_state() {
+    use std::collections::BTreeMap;
+    let start = std::time::Instant::now();
+    let mut cases: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<(&str, &'static str), usize> = BTreeMap::new();
+    let apply = |hw: &str, dir: &Path| {
+        on_target(&["apply", "--yes", "--no-run"], hw, dir)
+            .output()
+            .expect("apply")
+    };
+    for (hw, distro) in TARGETS {
+        let (_t, dir) = target(distro);
+        let original = files(&dir);
+        assert_success(&apply(hw, &dir), "reference apply");
+        let applied = files(&dir);
+        let fresh = |setup: &str| {
+            let (t, dir) = target(distro);
+            match setup {
+                "applied" => assert_success(&apply(hw, &dir), "setup apply"),
+                "interrupted-apply" => {
+                    let o = on_target(&["apply", "--yes", "--no-run"], hw, &dir)
+                        .env("EXLIAR_TEST_CRASH_AT", "6")
+                        .output()
+                        .expect("apply");
+                    assert!(stderr(&o).contains("test crash"), "{}", stderr(&o));
+                }
+                "unfinished-rollback" => {
+                    assert_success(&apply(hw, &dir), "setup apply");
+                    let o = txn_cmd(&["rollback"], &dir)
+                        .env("EXLIAR_TEST_RUNNER", "sleep:0,fail:*")
+                        .output()
+                        .expect("rollback");
+                    assert!(!o.status.success(), "{}", stderr(&o));
+                    assert_eq!(history(&dir)[0].1, "rolling-back");
+                }
+                _ => {}
+            }
+            (t, dir)
+        };
+        for (phase, setup) in [
+            ("apply", "none"),
+            ("rollback", "applied"),
+            ("recover (interrupted apply)", "interrupted-apply"),
+            ("recover (unfinished rollback)", "unfinished-rollback"),
+        ] {
+            for errno in ERRNOS {
+                for n in 1.. {
+                    let (_t, dir) = fresh(setup);
+                    let mut cmd = match phase {
+                        "apply" => on_target(&["apply", "--yes", "--no-run"], hw, &dir),
+                        "rollback" => txn_cmd(&["rollback", "--no-run"], &dir),
+                        _ => txn_cmd(&["recover", "--no-run"], &dir),
+                    };
+                    let out = cmd
+                        .env("EXLIAR_TEST_FAIL_WRITE", format!("{n}:{errno}"))
+                        .output()
+                        .expect("run");
+                    let what = format!("{distro} {phase} {errno} at write {n}");
+                    if !stderr(&out).contains("test fault") {
+                        assert_success(&out, &what);
+                        break;
+                    }
+                    *cases.entry((phase, errno)).or_default() += 1;
+                    let mut o = BTreeMap::new();
+                    settle(&dir, &out, &what, &mut o);
+                    for (k, v) in o {
+                        *outcomes.entry((phase, k)).or_default() += v;
+                    }
+                    let now = files(&dir);
+                    let status = history(&dir).last().map(|h| h.1.clone());
+                    if phase == "apply" && status.as_deref() == Some("applied") {
+                        assert_eq!(now, applied, "{what}:\n{}", tree_diff(&applied, &now));
+                    } else if phase == "rollback" && status.as_deref() == Some("applied") {
+                        assert_eq!(now, applied, "{what}:\n{}", tree_diff(&applied, &now));
+                    } else {
+                        assert_eq!(now, original, "{what}:\n{}", tree_diff(&original, &now));
+                    }
+                    assert_clean(&dir, &what);
+                    // the store takes a new transaction (or the rollback)
+                    if status.as_deref() == Some("applied") {
+                        let o = txn_cmd(&["rollback", "--no-run"], &dir)
+                            .output()
+                            .expect("rb");
+                        assert_success(&o, &format!("{what}: rollback afterwards"));
+                        assert_eq!(files(&dir), original, "{what}: rollback afterwards");
+                    } else {
+                        assert_success(&apply(hw, &dir), &format!("{what}: apply afterwards"));
+                        assert_eq!(files(&dir), applied, "{what}: apply afterwards");
+                    }
+                }
+            }
+        }
+    }
+    let total: usize = cases.values().sum();
+    eprintln!(
+        "fault injection: {total} cases on {} targets",
+        TARGETS.len()
+    );
+    for ((phase, errno), n) in &cases {
+        eprintln!("  {phase:<30} {errno:<7} {n} write operations failed");
+    }
+    for ((phase, o), n) in &outcomes {
+        eprintln!("  {phase:<30} then {o}: {n}");
+    }
+    eprintln!("  in {:.1}s", start.elapsed().as_secs_f64());
+    assert!(total > 500, "only {total} cases");
 }

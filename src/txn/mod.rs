@@ -111,28 +111,40 @@ pub enum TxnError {
     #[error("journal {path}: {message}")]
     Journal { path: String, message: String },
     /// A transaction failed: the cause, then what state the host is in.
-    #[error("{cause}\n{}", describe(*.host, .id, *.rolling_back))]
+    #[error("{cause}\n{}", describe(*.host, .id, *.phase))]
     Failed {
         id: String,
         host: HostState,
-        /// The failure was of a rollback (or recover), not of an apply.
-        rolling_back: bool,
+        /// What was being done.
+        phase: Phase,
         cause: Box<TxnError>,
     },
 }
 
-fn describe(host: HostState, id: &str, rolling_back: bool) -> String {
-    match (host, rolling_back) {
+/// What a failed transaction command was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    Apply,
+    Rollback,
+    Recover,
+}
+
+fn describe(host: HostState, id: &str, phase: Phase) -> String {
+    match (host, phase) {
         (HostState::Unchanged, _) => "Nothing was changed.".to_string(),
         (HostState::Restored, _) => format!(
             "Nothing was changed: every file is back to its original (transaction {id} is recorded as failed)."
         ),
-        (HostState::PartlyChanged, false) => format!(
+        (HostState::PartlyChanged, Phase::Apply | Phase::Open) => format!(
             "The host is partly changed (transaction {id} is unfinished); run `exliar recover` to return every file to its original."
         ),
-        (HostState::PartlyChanged, true) => format!(
+        (HostState::PartlyChanged, Phase::Rollback) => format!(
             "The rollback of transaction {id} did not finish; run `exliar recover` to finish it."
         ),
+        (HostState::PartlyChanged, Phase::Recover) => {
+            format!("Recovering transaction {id} did not finish; run `exliar recover` again.")
+        }
         (HostState::RegenerationPending, _) => format!(
             "Every file of transaction {id} is back to its original, but the regeneration did not finish; fix its cause and run `exliar recover` (or `exliar recover --no-run` and run it yourself)."
         ),
@@ -148,9 +160,11 @@ impl TxnError {
             _ => HostState::Unchanged,
         }
     }
+    /// The transaction the error left on record (none when nothing was
+    /// created).
     pub fn transaction(&self) -> Option<&str> {
         match self {
-            TxnError::Failed { id, .. } => Some(id),
+            TxnError::Failed { id, host, .. } if *host != HostState::Unchanged => Some(id),
             _ => None,
         }
     }
@@ -223,7 +237,8 @@ impl CommandRunner for NoRunner {
 /// A test-only runner (debug builds): with
 /// `EXLIAR_TEST_RUNNER=sleep:MS[,fail:NAME]`, every command is replaced by
 /// a real `sleep` child of MS milliseconds (so that a kill can land inside
-/// a regeneration command) and a command whose program is NAME fails.
+/// a regeneration command) and a command whose program is NAME (`*`: any)
+/// fails.
 #[derive(Debug)]
 pub struct TestRunner {
     sleep_ms: u64,
@@ -262,7 +277,7 @@ impl CommandRunner for TestRunner {
             return Err(format!("sleep: {st}"));
         }
         match (&self.fail, argv.first()) {
-            (Some(f), Some(a)) if f == a => Err(format!("test runner: {a} fails")),
+            (Some(f), Some(a)) if f == a || f == "*" => Err(format!("test runner: {a} fails")),
             _ => Ok(format!("test runner: slept for {}", argv.join(" "))),
         }
     }
@@ -412,6 +427,18 @@ impl Store {
     /// Open the store and take the lock; sweep what killed runs left in it
     /// (a transaction folder never renamed into place, temporary files).
     pub fn open(root: &Path) -> Result<Self, TxnError> {
+        Self::open_inner(root).map_err(|e| match e {
+            e @ TxnError::Locked { .. } => e,
+            cause => TxnError::Failed {
+                id: String::new(),
+                host: HostState::Unchanged,
+                phase: Phase::Open,
+                cause: Box::new(cause),
+            },
+        })
+    }
+
+    fn open_inner(root: &Path) -> Result<Self, TxnError> {
         let dir = ensure_dir(root, Path::new(STATE_DIR)).map_err(TxnError::Write)?;
         let lock_path = dir.join("lock");
         let fd = rustix::fs::open(
@@ -615,14 +642,21 @@ impl Store {
             })
             .collect();
         let mut j = Journal::new(&self.root, plan, files, commands);
-        self.create(&j, &afters).map_err(|cause| TxnError::Failed {
-            id: j.id.clone(),
-            host: HostState::Unchanged,
-            rolling_back: false,
-            cause: Box::new(cause),
-        })?;
+        let created = match self.create(&j, &afters) {
+            Ok(()) => Ok(()),
+            // renamed into place, not made durable: on record, so reverted
+            Err(e) if self.root.join(self.txn_dir(&j.id)).exists() => Err(e),
+            Err(cause) => {
+                return Err(TxnError::Failed {
+                    id: j.id.clone(),
+                    host: HostState::Unchanged,
+                    phase: Phase::Apply,
+                    cause: Box::new(cause),
+                });
+            }
+        };
         b.pass();
-        match self.apply_steps(&mut j, &afters, runner, &mut b) {
+        match created.and_then(|()| self.apply_steps(&mut j, &afters, runner, &mut b)) {
             Ok(()) => Ok(j),
             Err(cause) => {
                 // Revert what was done; the error says how far that got.
@@ -633,7 +667,7 @@ impl Store {
                 Err(TxnError::Failed {
                     id: j.id.clone(),
                     host,
-                    rolling_back: false,
+                    phase: Phase::Apply,
                     cause: Box::new(cause),
                 })
             }
@@ -820,7 +854,12 @@ impl Store {
     fn sweep_targets(&self, js: &[Journal]) -> Result<(), TxnError> {
         for j in js {
             for f in &j.files {
-                remove_tmp(&self.root, &f.path).map_err(TxnError::Write)?;
+                remove_tmp(&self.root, &f.path).map_err(|e| TxnError::Failed {
+                    id: j.id.clone(),
+                    host: HostState::PartlyChanged,
+                    phase: Phase::Recover,
+                    cause: Box::new(TxnError::Write(e)),
+                })?;
             }
         }
         Ok(())
@@ -841,7 +880,11 @@ impl Store {
                 return Err(TxnError::Failed {
                     id: j.id.clone(),
                     host: unfinished_state(&j),
-                    rolling_back: !was_applying,
+                    phase: if was_applying {
+                        Phase::Recover
+                    } else {
+                        Phase::Rollback
+                    },
                     cause: Box::new(cause),
                 });
             }
@@ -929,7 +972,7 @@ impl Store {
                 Err(TxnError::Failed {
                     id: j.id.clone(),
                     host,
-                    rolling_back: true,
+                    phase: Phase::Rollback,
                     cause: Box::new(cause),
                 })
             }
