@@ -10,7 +10,9 @@
 //! `EXLIAR_TEST_FAIL_WRITE=N:ERRNO` fails the N-th write operation of the
 //! process (a create, write, fsync, rename, mkdir, unlink or rmdir) with
 //! `ERRNO` (`ENOSPC`, `EROFS`, `EACCES`, `EIO`); `N+:ERRNO` fails it and
-//! every later one.
+//! every later one. `EXLIAR_TEST_WRITE_DELAY_US=N` sleeps N µs before
+//! each write operation, so that a kill test's random kills land between
+//! any two of them.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -71,7 +73,18 @@ mod seam {
         })
     }
 
+    static DELAY: OnceLock<Option<std::time::Duration>> = OnceLock::new();
+
     pub fn check(op: &str, path: &Path) -> io::Result<()> {
+        let delay = DELAY.get_or_init(|| {
+            std::env::var("EXLIAR_TEST_WRITE_DELAY_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_micros)
+        });
+        if let Some(d) = delay {
+            std::thread::sleep(*d);
+        }
         let f = FAULT.get_or_init(|| {
             std::env::var("EXLIAR_TEST_FAIL_WRITE")
                 .ok()
