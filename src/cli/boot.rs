@@ -474,7 +474,15 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| root.to_path_buf());
     // Take the lock first (before the plan is read).
-    let store = open_store(&target_root)?;
+    let store = match open_store(&target_root) {
+        Ok(s) => s,
+        Err(e) => {
+            if a.common.json {
+                print_json(&failed_doc(&e))?;
+            }
+            return Err(e);
+        }
+    };
     let p = match build(root, &a.common)? {
         Ok(p) => p,
         Err(e) => return refused(&e, a.common.json, APPLY_SCHEMA),
@@ -502,6 +510,25 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
             Err(error)
         }
     }
+}
+
+/// The `exliar.apply/1` document of a failed apply: the error, the state
+/// of the host and the command to run next.
+fn failed_doc(e: &anyhow::Error) -> serde_json::Value {
+    let (host, txn) = match e.downcast_ref::<crate::txn::TxnError>() {
+        Some(t) => (t.host_state(), t.transaction().map(str::to_string)),
+        None => (crate::txn::HostState::Unchanged, None),
+    };
+    serde_json::json!({
+        "schema": APPLY_SCHEMA,
+        "applied": false,
+        "reason": "failed",
+        "error": format!("{e:#}"),
+        "restored": host.next().is_none(),
+        "host": host.name(),
+        "transaction": txn,
+        "next": host.next(),
+    })
 }
 
 /// What [`apply_built`] did, with its `exliar.apply/1` document.
@@ -537,19 +564,10 @@ pub(super) fn apply_built(
     let j = match store.apply(p, run.as_mut()) {
         Ok(j) => j,
         Err(e) => {
-            let host = e.host_state();
+            let e = anyhow::Error::from(e);
             return Ok(Applied::Failed {
-                doc: serde_json::json!({
-                    "schema": APPLY_SCHEMA,
-                    "applied": false,
-                    "reason": "failed",
-                    "error": e.to_string(),
-                    "restored": host.next().is_none(),
-                    "host": host.name(),
-                    "transaction": e.transaction(),
-                    "next": host.next(),
-                }),
-                error: e.into(),
+                doc: failed_doc(&e),
+                error: e,
             });
         }
     };

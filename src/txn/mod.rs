@@ -157,6 +157,8 @@ impl TxnError {
     pub fn host_state(&self) -> HostState {
         match self {
             TxnError::Failed { host, .. } => *host,
+            // an earlier transaction is unfinished
+            TxnError::Unfinished { .. } => HostState::PartlyChanged,
             _ => HostState::Unchanged,
         }
     }
@@ -165,6 +167,7 @@ impl TxnError {
     pub fn transaction(&self) -> Option<&str> {
         match self {
             TxnError::Failed { id, host, .. } if *host != HostState::Unchanged => Some(id),
+            TxnError::Unfinished { id } => Some(id),
             _ => None,
         }
     }
@@ -764,10 +767,8 @@ impl Store {
         let f = &j.files[i];
         remove_tmp(&self.root, &f.path).map_err(TxnError::Write)?;
         if f.existed {
-            let now = match self.read_target(&f.path) {
-                Ok(n) => n,
-                Err(_) => None,
-            };
+            // unreadable now (a link put there since): written over below
+            let now = self.read_target(&f.path).unwrap_or_default();
             let back = now
                 .as_ref()
                 .is_some_and(|n| Some(sha256(&n.0)) == f.before_sha256 && n.1 == f.mode & 0o7777);
