@@ -233,6 +233,47 @@ fn history_and_status_are_read_only() {
     std::fs::remove_file(&lock).expect("rm lock");
     assert_eq!(history(&dir).len(), 1);
     assert!(!lock.exists(), "history created the lock");
+
+    // unprivileged (as nobody, where setpriv exists): history reads the
+    // journals, writes nothing
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !setpriv.exists() || !is_root() {
+        eprintln!("skipping the unprivileged part: no setpriv, or not root");
+        return;
+    }
+    let mut p = dir.clone();
+    while let Some(parent) = p.parent() {
+        // the temporary folders are 0700: let nobody through
+        if p.starts_with(std::env::temp_dir()) || p.starts_with("/dev/shm") {
+            let _ = std::process::Command::new("chmod")
+                .arg("o+rx")
+                .arg(&p)
+                .status();
+        }
+        p = parent.to_path_buf();
+    }
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_exliar"))
+        .args(["history", "--json", "--target"])
+        .arg(&dir)
+        .output()
+        .expect("setpriv");
+    assert_success(&out, "history as nobody");
+    assert!(!stderr(&out).contains("skipped"), "{}", stderr(&out));
+    assert_eq!(json(&out)["transactions"].as_array().map(Vec::len), Some(1));
+    assert!(!lock.exists(), "history created the lock");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A write failing part-way through apply: the transaction is reverted,

@@ -548,7 +548,9 @@ impl Store {
             message: e.to_string(),
         })?;
         bytes.push(b'\n');
-        atomic_write_owned(&self.root, &rel, &bytes, 0o600, None).map_err(TxnError::Write)
+        // readable by all: `history` and `status` work unprivileged (the
+        // backups stay 0600)
+        atomic_write_owned(&self.root, &rel, &bytes, 0o644, None).map_err(TxnError::Write)
     }
 
     /// An unfinished transaction (applying or rolling back), if any.
