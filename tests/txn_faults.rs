@@ -139,6 +139,23 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
     assert!(history(&dir).is_empty(), "a journal was created");
     txn_cmd(&["recover", "--no-run"], &dir).assert().success();
 
+    // a file where a folder goes: refused up front too
+    let (_t3, dir) = target(DEBIAN);
+    std::fs::create_dir_all(dir.join("usr/lib")).expect("mkdir");
+    std::fs::write(dir.join("usr/lib/exliar"), b"not a folder").expect("write");
+    let original = files(&dir);
+    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("usr/lib/exliar is not a folder") && err.contains("Nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(files(&dir), original);
+    assert!(history(&dir).is_empty(), "a journal was created");
+
     // Interrupted (debug hook) at every step, then /etc/modprobe.d made a
     // link before recover: recover never writes through it, and ends.
     let mut points = 0;
