@@ -966,7 +966,9 @@ impl Store {
         match self.revert(&mut j, Revert::Rollback, runner) {
             Ok(()) => Ok(j),
             Err(cause) => {
-                let host = if j.status == Status::Applied {
+                // What the journal says now is what `recover` will see.
+                let on_record = self.load(&j.id).map(|d| d.status);
+                let host = if matches!(on_record, Ok(Status::Applied)) {
                     // the announcement itself failed: nothing was touched
                     HostState::Unchanged
                 } else {
