@@ -91,6 +91,31 @@ fn rollback_with_failing_regeneration_is_journaled() {
     assert!(stderr(&out).contains("exliar recover"), "{}", stderr(&out));
     assert_eq!(history(&dir)[0].1, "rolling-back");
     assert_eq!(files(&dir), original, "the files are restored");
+    // status (of a root holding these transactions) no longer claims the
+    // isolation, and names the unfinished transaction
+    let (_h, hw) = target(HW_IDENTICAL);
+    std::fs::create_dir_all(hw.join("var/lib")).expect("mkdir");
+    copy_tree(&dir.join("var/lib/exliar"), &hw.join("var/lib/exliar"));
+    let out = exliar()
+        .args(["status", "--json", "--root"])
+        .arg(&hw)
+        .output()
+        .expect("status");
+    assert_success(&out, "status");
+    let doc = json(&out);
+    assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
+    assert!(doc["boot_isolation"].is_null(), "{doc}");
+    assert_eq!(doc["unfinished_transaction"]["status"], "rolling-back");
+    let out = exliar()
+        .args(["status", "--root"])
+        .arg(&hw)
+        .output()
+        .expect("status");
+    assert!(
+        stdout(&out).contains("run `exliar recover`"),
+        "{}",
+        stdout(&out)
+    );
     // another rollback is refused for the unfinished one, not for "foreign changes"
     let out = txn_cmd(&["rollback", "--no-run"], &dir)
         .output()
@@ -547,4 +572,83 @@ fn a_fault_at_every_write_leaves_a_known_state() {
     }
     eprintln!("  in {:.1}s", start.elapsed().as_secs_f64());
     assert!(total > 500, "only {total} cases");
+}
+
+/// The disk stays broken: EROFS from the N-th write operation on (so the
+/// automatic revert fails too), at every N of apply and rollback. The
+/// message says `exliar recover` whenever the host is not as before; once
+/// the disk is back, recover ends it byte-identical, with nothing left.
+#[test]
+fn a_lasting_fault_is_finished_by_recover() {
+    use std::collections::BTreeMap;
+    let (hw, distro) = TARGETS[0];
+    let apply = |dir: &Path| {
+        on_target(&["apply", "--yes", "--no-run"], hw, dir)
+            .output()
+            .expect("apply")
+    };
+    let (_t, dir) = target(distro);
+    let original = files(&dir);
+    assert_success(&apply(&dir), "reference apply");
+    let applied = files(&dir);
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for phase in ["apply", "rollback"] {
+        for n in 1.. {
+            let (_t, dir) = target(distro);
+            let mut cmd = if phase == "apply" {
+                on_target(&["apply", "--yes", "--no-run"], hw, &dir)
+            } else {
+                assert_success(&apply(&dir), "setup apply");
+                txn_cmd(&["rollback", "--no-run"], &dir)
+            };
+            let out = cmd
+                .env("EXLIAR_TEST_FAIL_WRITE", format!("{n}+:EROFS"))
+                .output()
+                .expect("run");
+            let what = format!("{phase} EROFS from write {n} on");
+            if !stderr(&out).contains("test fault") {
+                assert_success(&out, &what);
+                break;
+            }
+            assert_eq!(out.status.code(), Some(2), "{what}: {}", stderr(&out));
+            let says_recover = stderr(&out).contains("exliar recover");
+            let before = if phase == "apply" {
+                &original
+            } else {
+                &applied
+            };
+            if !says_recover {
+                assert!(stderr(&out).contains("Nothing was changed"), "{what}");
+                assert_eq!(&files(&dir), before, "{what}: said nothing was changed");
+            }
+            *counts
+                .entry((
+                    phase,
+                    if says_recover {
+                        "recover needed"
+                    } else {
+                        "nothing changed"
+                    },
+                ))
+                .or_default() += 1;
+            // the disk is back
+            let r = txn_cmd(&["recover", "--no-run"], &dir)
+                .output()
+                .expect("recover");
+            assert_success(&r, &what);
+            let now = files(&dir);
+            let expected = match history(&dir).last().map(|h| h.1.as_str()) {
+                Some("applied") => &applied,
+                _ => &original,
+            };
+            assert_eq!(&now, expected, "{what}:\n{}", tree_diff(expected, &now));
+            assert_clean(&dir, &what);
+        }
+    }
+    let total: usize = counts.values().sum();
+    eprintln!("lasting EROFS: {total} cases on {distro}");
+    for ((phase, o), n) in &counts {
+        eprintln!("  {phase:<9} then {o}: {n}");
+    }
+    assert!(total > 100, "only {total} cases");
 }
