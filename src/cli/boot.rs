@@ -376,7 +376,8 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
         if let Some(j) = js.unfinished().next() {
             eprintln!(
                 "exliar: warning: transaction {} is unfinished ({}); run `exliar recover` before applying anything",
-                j.id, j.status
+                j.id,
+                j.status.unfinished_what()
             );
         }
     }

@@ -268,7 +268,8 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
     if let Some(u) = &unfinished {
         s.push_str(&format!(
             "Transaction {} is unfinished ({}): the boot configuration is partly changed; run `exliar recover`\n",
-            u.transaction, u.status
+            u.transaction,
+            u.status.unfinished_what()
         ));
     }
     print!("{s}");

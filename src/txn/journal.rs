@@ -28,6 +28,14 @@ impl Status {
     pub fn unfinished(self) -> bool {
         matches!(self, Status::Applying | Status::RollingBack)
     }
+    /// What an unfinished transaction is, in words.
+    pub fn unfinished_what(self) -> &'static str {
+        match self {
+            Status::Applying => "an interrupted apply",
+            Status::RollingBack => "a rollback (or revert) that did not finish",
+            _ => "finished",
+        }
+    }
 }
 
 /// Why a transaction is being undone, so that `recover` ends it in the

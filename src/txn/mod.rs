@@ -496,17 +496,9 @@ impl Store {
             };
             for e in rd.flatten() {
                 if is_tmp_name(&e.file_name()) && e.file_type().is_ok_and(|t| t.is_file()) {
-                    let rel = e
-                        .path()
-                        .strip_prefix(&self.root)
-                        .map(Path::to_path_buf)
-                        .unwrap_or_default();
-                    // remove_tmp works on the file the temporary is for
-                    let name = e.file_name();
-                    let b = name.as_encoded_bytes();
-                    let orig = &b[1..b.len() - crate::host::write::TMP_SUFFIX.len()];
-                    let for_file = rel.with_file_name(String::from_utf8_lossy(orig).as_ref());
-                    remove_tmp(&self.root, &for_file).map_err(TxnError::Write)?;
+                    let rel = e.path();
+                    let rel = rel.strip_prefix(&self.root).unwrap_or(&rel);
+                    remove_file(&self.root, rel).map_err(TxnError::Write)?;
                 }
             }
         }
