@@ -83,9 +83,9 @@ pub enum Command {
     Apply(boot::ApplyCmd),
     /// Undo an applied transaction, byte for byte, and regenerate; needs root
     Rollback(boot::TxnCmd),
-    /// The transactions exliar has made on this root
+    /// The transactions exliar has made on this root (reads only)
     History(boot::TargetCmd),
-    /// Return every file of an interrupted transaction to its original; needs root
+    /// Finish what a crash or failure left: revert an interrupted apply (every file back to its original), finish an interrupted rollback; needs root
     Recover(boot::TargetCmd),
 }
 
