@@ -13,6 +13,7 @@ use crate::model::PciAddress;
 pub mod boot;
 pub mod earlybind;
 pub mod editors;
+pub mod effective;
 pub mod facts;
 pub mod initramfs;
 pub mod isolate;
