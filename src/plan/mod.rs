@@ -67,6 +67,11 @@ pub struct Plan {
     pub functions: Vec<PciAddress>,
     pub steps: Vec<Step>,
     pub warnings: Vec<String>,
+    /// What the plan changes in the user's own configuration so that
+    /// exliar's takes effect (a `vfio-pci.ids=` on the command line that
+    /// would replace exliar's list, arguments moved out of initramfs-tools'
+    /// modules file, lines commented out there).
+    pub fixed: Vec<String>,
 }
 
 pub const PLAN_SCHEMA: &str = "exliar.plan/1";
@@ -80,6 +85,7 @@ impl Plan {
             functions: Vec::new(),
             steps: Vec::new(),
             warnings: Vec::new(),
+            fixed: Vec::new(),
         }
     }
 
@@ -151,6 +157,9 @@ pub fn render(plan: &Plan) -> String {
                 let _ = writeln!(out, "\n[{n}] run: {}  ({why})", argv.join(" "));
             }
         }
+    }
+    for f in &plan.fixed {
+        let _ = writeln!(out, "\nfixed: {f}");
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
