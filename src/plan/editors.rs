@@ -294,11 +294,19 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
 
     // --- vfio-pci's ids (the last `ids=` wins, so its own late file) ---
     let ids_text: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    let tools_modules = if req.generator == Generator::InitramfsTools && !req.vfio_pci_builtin {
-        req.initramfs_modules.as_deref()
-    } else {
-        None
-    };
+    // The file as the user wrote it (a previous plan's fixes undone): what
+    // to fix is decided on that, so a second plan keeps the fixes.
+    let tools_original: Option<String> =
+        if req.generator == Generator::InitramfsTools && !req.vfio_pci_builtin {
+            req.initramfs_modules.as_deref().map(|t| {
+                tools::ModulesEdit::default()
+                    .remove(t)
+                    .unwrap_or_else(|_| t.to_string())
+            })
+        } else {
+            None
+        };
+    let tools_modules = tools_original.as_deref();
     let existing_owned: Vec<(String, String)> = existing
         .iter()
         .map(|(n, t)| (n.to_string(), t.to_string()))
