@@ -205,3 +205,118 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
         "{err}"
     );
 }
+
+/// `vfio_pci.ids=` in `/etc/default/grub` (the key exliar edits) naming the
+/// host's RX 580 and only the guest's VGA function: replaced by the merged
+/// list without the host's id, and the plan says so.
+#[test]
+fn grub_cmdline_ids_naming_the_host_card_are_replaced() {
+    let (_t, dir) = target("debian12-grub-intel");
+    let p = dir.join("etc/default/grub");
+    let text = std::fs::read_to_string(&p).expect("grub");
+    let text = text.replace(
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio_pci.ids=1002:67df,10de:1b80\"",
+    );
+    std::fs::write(&p, text).expect("write");
+    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
+    assert_success(&out, "plan");
+    let doc = json(&out);
+    let d = diffs(&doc);
+    assert!(
+        d.contains("+GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio-pci.ids=10de:1b80,10de:10f0\""),
+        "{d}"
+    );
+    assert!(
+        doc["fixed"]
+            .to_string()
+            .contains("vfio_pci.ids=1002:67df,10de:1b80"),
+        "{doc}"
+    );
+    assert!(
+        doc["warnings"].to_string().contains("leaves out 1002:67df"),
+        "{doc}"
+    );
+    apply_replan_rollback(&dir, &[]);
+}
+
+/// What the plan cannot fix is refused with the reason, and nothing is
+/// written: an `ids=` on `GRUB_CMDLINE_LINUX` (exliar edits
+/// `GRUB_CMDLINE_LINUX_DEFAULT`), a modprobe.d file read after exliar's
+/// `zz-` list, another `install vfio_pci` line read before exliar's.
+#[test]
+fn what_the_plan_cannot_fix_is_refused() {
+    let refused = |dir: &Path, extra: &[&str], want: &[&str]| {
+        let out = on_target(&["plan"], dir)
+            .args(extra)
+            .output()
+            .expect("plan");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{err}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for w in want {
+            assert!(err.contains(w), "{w:?} not in: {err}");
+        }
+        let before = files(dir);
+        let out = on_target(&["apply", "--yes", "--no-run"], dir)
+            .args(extra)
+            .output()
+            .expect("apply");
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(files(dir), before, "a refused apply wrote something");
+    };
+
+    let (_t, dir) = target("debian12-grub-intel");
+    let p = dir.join("etc/default/grub");
+    let text = std::fs::read_to_string(&p).expect("grub");
+    std::fs::write(
+        &p,
+        text.replace(
+            "GRUB_CMDLINE_LINUX=\"\"",
+            "GRUB_CMDLINE_LINUX=\"vfio_pci.ids=1002:67df,10de:1b80\"",
+        ),
+    )
+    .expect("write");
+    refused(
+        &dir,
+        &[],
+        &[
+            "would still not claim 0000:0b:00.1",
+            "would also claim 0000:0a:00.0",
+            "take it out of the boot loader's configuration",
+        ],
+    );
+
+    let (_t, dir) = target("debian12-grub-intel");
+    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
+    std::fs::write(
+        dir.join("etc/modprobe.d/zzz-mine.conf"),
+        "options vfio-pci ids=10de:1b80\n",
+    )
+    .expect("write");
+    refused(
+        &dir,
+        &[],
+        &[
+            "would still not claim 0000:0b:00.1",
+            "/etc/modprobe.d/zzz-mine.conf:1",
+        ],
+    );
+
+    let (_t, dir) = target("debian12-grub-intel");
+    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
+    std::fs::write(
+        dir.join("etc/modprobe.d/0-mine.conf"),
+        "install vfio_pci /sbin/modprobe --ignore-install vfio_pci\n",
+    )
+    .expect("write");
+    refused(
+        &dir,
+        &["--by-address"],
+        &["/etc/modprobe.d/0-mine.conf:1", "early-bind step"],
+    );
+}

@@ -623,7 +623,7 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
 fn origin_place(o: &effective::Origin) -> (String, usize) {
     match o {
         effective::Origin::Modprobe { file, line } => (file.clone(), *line),
-        effective::Origin::Cmdline { .. } => ("/proc/cmdline".to_string(), 0),
+        effective::Origin::Cmdline { param } => (format!("the kernel command line (`{param}`)"), 0),
         effective::Origin::InitramfsModules { line } => (tools::MODULES_FILE.to_string(), *line),
     }
 }

@@ -533,14 +533,35 @@ fn evaluate_after(
         .filter_map(|d| Some((d.address, PciId::new(d.vendor_id?, d.device_id?))))
         .collect();
     let ids = eff.ids().map(|e| e.ids.clone()).unwrap_or_default();
+    let mut out = Vec::new();
+    // Binding by address needs exliar's `install vfio_pci` line to be the
+    // one kmod runs (the first); a built-in vfio-pci or booster uses a
+    // pseudo-module of exliar's own instead.
+    let pseudo = facts.vfio_pci_builtin || generator == Generator::Booster;
+    let by_address: &[PciAddress] = match &eff.install {
+        Some((effective::Origin::Modprobe { file, line }, _))
+            if !by_address.is_empty() && !pseudo && !super::modprobe::is_exliar_file(file) =>
+        {
+            out.push(format!(
+                "the `install vfio_pci` line at {file}:{line} is read before exliar's, so the early-bind step binding {} by address would not run",
+                list(by_address)
+            ));
+            &[]
+        }
+        _ => by_address,
+    };
     let claimed = effective::claimed(&ids, &devices, by_address);
     let verdict = effective::Verdict::judge(guest, keep, &claimed);
-    let mut out = Vec::new();
     let from = eff
         .ids()
         .map(|e| {
+            let hint = if matches!(e.origin, effective::Origin::Cmdline { .. }) {
+                "; it is set where exliar does not edit: take it out of the boot loader's configuration"
+            } else {
+                ""
+            };
             format!(
-                " (vfio-pci gets `ids={}` from {})",
+                " (vfio-pci gets `ids={}` from {}{hint})",
                 e.ids.join(","),
                 e.origin
             )
