@@ -320,3 +320,24 @@ fn what_the_plan_cannot_fix_is_refused() {
         &["/etc/modprobe.d/0-mine.conf:1", "early-bind step"],
     );
 }
+
+/// Proxmox's `/etc/kernel/cmdline` (AdrianLSY's real file, in the fixture
+/// host) with `vfio-pci.ids=` naming only the guest's VGA function: the
+/// HDMI audio would stay with snd_hda_intel. Replaced by the full list.
+#[test]
+fn proxmox_cmdline_ids_of_the_vga_function_only_are_completed() {
+    let (_t, dir) = target("proxmox-no-iommu");
+    let p = dir.join("etc/kernel/cmdline");
+    let text = std::fs::read_to_string(&p).expect("cmdline");
+    std::fs::write(&p, format!("{} vfio-pci.ids=10de:1b80\n", text.trim_end())).expect("write");
+    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
+    assert_success(&out, "plan");
+    let doc = json(&out);
+    let d = diffs(&doc);
+    assert!(
+        d.contains("rcu_nocbs=2-7 vfio-pci.ids=10de:1b80,10de:10f0\n"),
+        "{d}"
+    );
+    assert!(doc["fixed"].to_string().contains("is replaced by"), "{doc}");
+    apply_replan_rollback(&dir, &[]);
+}

@@ -1130,6 +1130,16 @@ fn kernel_params(
                         .map_err(edit_err(rel))?
                         .text
                 }
+                // Without the user's parameters the plan takes out.
+                None if !remove.is_empty() => bls::kernel_cmdline_from_proc(
+                    &current
+                        .iter()
+                        .filter(|p| !remove.contains(p))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    params,
+                ),
                 None => bls::kernel_cmdline_from_proc(
                     facts.proc_cmdline.as_deref().unwrap_or(""),
                     params,
