@@ -369,7 +369,7 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
             ));
         }
     }
-    if !user_params.is_empty() && (req.vfio_pci_builtin || !ids_text.is_empty() || overriding) {
+    if !user_params.is_empty() {
         let want = modprobe::vfio_cmdline_param(&merged);
         let unchanged = user_params.len() == 1
             && !merged.is_empty()
@@ -409,7 +409,8 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
                 a.split_once('=')
                     .is_none_or(|(k, _)| k.replace('-', "_") != "ids")
             })
-            .filter(|a| super::editors::check_token(a).is_ok() || a.contains('='))
+            // One word each (kmod reads no quoting here but double quotes).
+            .filter(|a| !a.contains(['"', '\\']))
             .cloned()
             .collect();
         if !moved.is_empty() {
@@ -984,6 +985,54 @@ mod tests {
             .map(|f| f.path.as_str())
             .chain(plan.edit.iter().map(|e| e.path.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn cmdline_ids_are_replaced_by_the_merged_list() {
+        // The guest's VGA function and the host's card (1002:67df).
+        let mut r = req(Generator::Mkinitcpio, false, &[(0x1002, 0x67df)]);
+        r.cmdline = vec!["quiet".into(), "vfio_pci.ids=1002:67df,10de:2504".into()];
+        let p = plan_isolation(&r);
+        assert_eq!(p.remove_params, ["vfio_pci.ids=1002:67df,10de:2504"]);
+        assert_eq!(p.kernel_params, ["vfio-pci.ids=10de:2504,10de:228e"]);
+        assert_eq!(p.fixed.len(), 1, "{:?}", p.fixed);
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.message.contains("leaves out 1002:67df")),
+            "{:?}",
+            p.findings
+        );
+        // Already the merged list: nothing to take out.
+        r.cmdline = vec!["vfio-pci.ids=10de:2504,10de:228e".into()];
+        let p = plan_isolation(&r);
+        assert!(p.remove_params.is_empty() && p.fixed.is_empty());
+    }
+
+    #[test]
+    fn initramfs_tools_vfio_arguments_move_to_the_ids_file() {
+        let mut r = req(Generator::InitramfsTools, false, &[]);
+        r.initramfs_modules = Some(
+            "vfio\nvfio-pci ids=10de:2504 disable_vga=1\nsoftdep nouveau pre: vfio-pci\n".into(),
+        );
+        let p = plan_isolation(&r);
+        let ids = p
+            .create
+            .iter()
+            .find(|f| f.path == modprobe::IDS_CONF)
+            .map(|f| f.content.clone())
+            .unwrap_or_default();
+        assert!(
+            ids.contains("options vfio-pci ids=10de:2504,10de:228e\n"),
+            "{ids}"
+        );
+        assert!(ids.contains("options vfio-pci disable_vga=1\n"), "{ids}");
+        let edit = p.edit.iter().find(|e| e.path == tools::MODULES_FILE);
+        assert!(
+            matches!(edit, Some(FileEdit { edit: InPlaceEdit::InitramfsToolsModules(m), .. }) if m.fix_misplaced && m.move_vfio_args),
+            "{edit:?}"
+        );
+        assert_eq!(p.fixed.len(), 2, "{:?}", p.fixed);
     }
 
     #[test]
