@@ -22,15 +22,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = ids.findings();
     let _ = modprobe::merged_softdeps(&["amdgpu", "snd_hda_intel"], "vfio-pci", &files);
     let _ = modprobe::install_conflicts(&files, false);
-    // The effective configuration: the same text as modprobe.d, command
-    // line and initramfs-tools modules file.
-    let owned: Vec<(String, String)> = files.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
-    let cmdline: Vec<String> = text.split_whitespace().map(str::to_string).collect();
-    let _ = exliar::plan::effective::evaluate(&exliar::plan::effective::Inputs {
-        modprobe_d: &owned,
-        cmdline: &cmdline,
-        initramfs_modules: Some(&text),
-        builtin: false,
-    });
     edit_check::round_trip(&edit, &text);
 });
