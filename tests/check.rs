@@ -746,9 +746,13 @@ fn manual_vfio_ids_incomplete_or_taking_the_host_card() {
     );
     assert!(c["remedy"].to_string().contains("10de:10f0"), "{doc}");
     assert!(
+        c["evidence"].to_string().contains("line 1: ids=10de:1b80"),
+        "{doc}"
+    );
+    assert!(
         c["evidence"]
             .to_string()
-            .contains("etc/modprobe.d/vfio.conf:1"),
+            .contains("/etc/modprobe.d/vfio.conf"),
         "{doc}"
     );
     // The host's RX 580 too (danrichardson's list holds both cards).

@@ -2009,16 +2009,18 @@ impl<'a> Ctx<'a> {
                 "no vfio-pci `ids=` is configured: nothing binds by id at boot",
             );
         };
-        let origin = match &e.origin {
-            effective::Origin::Modprobe { file, line } => {
-                format!("{}:{line}", file.trim_start_matches('/'))
-            }
-            effective::Origin::Cmdline { .. } => "proc/cmdline".to_string(),
-            effective::Origin::InitramfsModules { line } => {
-                format!("etc/initramfs-tools/modules:{line}")
-            }
+        let ids_value = format!("ids={}", e.ids.join(","));
+        let fact = match &e.origin {
+            effective::Origin::Modprobe { file, line } => Fact::new(
+                file.trim_start_matches('/'),
+                format!("line {line}: {ids_value}"),
+            ),
+            effective::Origin::Cmdline { param } => Fact::new("proc/cmdline", param.clone()),
+            effective::Origin::InitramfsModules { line } => Fact::new(
+                "etc/initramfs-tools/modules",
+                format!("line {line}: vfio_pci {ids_value}"),
+            ),
         };
-        let fact = Fact::new(&origin, format!("ids={}", e.ids.join(",")));
         let claimed = effective::claimed(&e.ids, &self.ev.pci_ids, &[]);
         let others: Vec<crate::model::PciAddress> = self
             .analysis
