@@ -336,7 +336,10 @@ pub fn plan(
             params.push(p.clone());
         }
     }
-    if req.bootloader.is_none() && !boot.conflicts.is_empty() && !params.is_empty() {
+    if req.bootloader.is_none()
+        && !boot.conflicts.is_empty()
+        && (!params.is_empty() || !iso.remove_params.is_empty())
+    {
         return Err(PlanError::AmbiguousBootloader {
             evidence: boot.conflicts.clone(),
         });
@@ -580,7 +583,7 @@ fn evaluate_after(
         ));
     }
     if generator == Generator::Dracut {
-        out.extend(dracut_problems(&files, facts));
+        out.extend(dracut_problems(&files));
     }
     out
 }
@@ -593,13 +596,12 @@ fn list(a: &[PciAddress]) -> String {
 }
 
 /// exliar's dracut lines that the combined configuration undoes.
-fn dracut_problems(files: &BTreeMap<String, Option<String>>, facts: &TargetFacts) -> Vec<String> {
+fn dracut_problems(files: &BTreeMap<String, Option<String>>) -> Vec<String> {
     use super::initramfs::dracut;
     let ours_rel = dracut::DROPIN.trim_start_matches('/');
     let Some(Some(ours)) = files.get(ours_rel) else {
         return Vec::new();
     };
-    let _ = facts;
     let mut inputs: Vec<(String, String)> = Vec::new();
     for (rel, text) in files {
         let Some(t) = text else { continue };
