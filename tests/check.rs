@@ -710,3 +710,57 @@ fn running_but_not_configured_parameter_warns() {
     let checks = check::run_checks(&ev, None, &["iommu.cmdline"]);
     assert_eq!(checks[0].status, Status::Ok, "{:?}", checks[0]);
 }
+
+/// A manual vfio-pci configuration (danrichardson's real modprobe.d line
+/// shape) that names only the guest card's VGA function, or the host's card
+/// too: `gpu.vfio-ids` says so, with the file and a remedy.
+#[test]
+fn manual_vfio_ids_incomplete_or_taking_the_host_card() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("host");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::host("hw11-ryzen-matisse-rx580-gtx1080-unsorted"))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    let conf = dir.join("etc/modprobe.d/vfio.conf");
+    std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
+    let run = |text: &str| -> serde_json::Value {
+        std::fs::write(&conf, text).expect("write");
+        let out = common::exliar()
+            .args(["check", "--json", "--only", "gpu.vfio-ids", "--root"])
+            .arg(&dir)
+            .output()
+            .expect("check");
+        common::json(&out)
+    };
+    // The VGA function only: the HDMI audio stays with snd_hda_intel.
+    let doc = run("options vfio-pci ids=10de:1b80\noptions vfio-pci disable_vga=1\n");
+    let c = &doc["checks"][0];
+    assert_eq!(c["status"], "warn", "{doc}");
+    assert!(
+        c["summary"].to_string().contains("leaves 0000:0b:00.1"),
+        "{doc}"
+    );
+    assert!(c["remedy"].to_string().contains("10de:10f0"), "{doc}");
+    assert!(
+        c["evidence"].to_string().contains("line 1: ids=10de:1b80"),
+        "{doc}"
+    );
+    assert!(
+        c["evidence"]
+            .to_string()
+            .contains("/etc/modprobe.d/vfio.conf"),
+        "{doc}"
+    );
+    // The host's RX 580 too (danrichardson's list holds both cards).
+    let doc = run("options vfio-pci ids=1002:67df,1002:aaf0,10de:1b80,10de:10f0\n");
+    let c = &doc["checks"][0];
+    assert_eq!(c["status"], "fail", "{doc}");
+    assert!(c["summary"].to_string().contains("another GPU"), "{doc}");
+    // A later kernel command line would win; here the complete list is fine.
+    let doc = run("options vfio-pci ids=10de:1b80,10de:10f0\n");
+    assert_eq!(doc["checks"][0]["status"], "ok", "{doc}");
+}

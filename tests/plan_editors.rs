@@ -357,6 +357,7 @@ fn initramfs_tools_golden() {
     for (kernel, tag) in [((6, 6), "6.6"), ((5, 15), "5.15")] {
         let edit = InPlaceEdit::InitramfsToolsModules(tools::ModulesEdit {
             modules: strings(&vfio_modules(kernel)),
+            ..Default::default()
         });
         for (name, text) in of_format(Format::ToolsModules) {
             insta::assert_snapshot!(
@@ -427,6 +428,8 @@ fn no_editor_panics_on_any_fixture() {
         }),
         InPlaceEdit::InitramfsToolsModules(tools::ModulesEdit {
             modules: strings(&vfio_modules((6, 6))),
+            fix_misplaced: true,
+            move_vfio_args: true,
         }),
         InPlaceEdit::Booster(booster::BoosterEdit {
             modules_force_load: strings(&vfio_modules((6, 6))),

@@ -65,6 +65,8 @@ fn request(
         modprobe_d,
         kernel_drivers: Vec::new(),
         by_address: false,
+        cmdline: Vec::new(),
+        initramfs_modules: None,
     }
 }
 

@@ -31,6 +31,8 @@ fn editors() -> Vec<InPlaceEdit> {
         }),
         InPlaceEdit::InitramfsToolsModules(tools::ModulesEdit {
             modules: strings(&vfio_modules((6, 6))),
+            fix_misplaced: true,
+            move_vfio_args: true,
         }),
         InPlaceEdit::Booster(booster::BoosterEdit {
             modules_force_load: strings(&vfio_modules((6, 6))),

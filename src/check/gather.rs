@@ -51,6 +51,8 @@ pub struct Evidence {
     pub module_dir: Option<String>,
     /// Why the PCI inventory could not be read, if it could not.
     pub pci_error: Option<String>,
+    /// Every PCI function's vendor:device (from the inventory, when read).
+    pub pci_ids: Vec<(crate::model::PciAddress, crate::plan::modprobe::PciId)>,
 }
 
 /// Modules whose availability is looked up.
@@ -172,6 +174,14 @@ pub const IOMMU_CLASS: &str = "sys/class/iommu";
 pub const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
 pub const ALLOW_UNSAFE_INTERRUPTS: &str =
     "sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts";
+
+/// modprobe.d folders, in kmod's precedence.
+pub const MODPROBE_DIRS: &[&str] = &[
+    "etc/modprobe.d",
+    "run/modprobe.d",
+    "usr/lib/modprobe.d",
+    "lib/modprobe.d",
+];
 
 /// Plain text files read on every root.
 const TEXT_FILES: &[&str] = &[
@@ -435,6 +445,12 @@ pub fn gather(host: &HostRoot) -> Evidence {
         }
     }
     g.link("sbin/init");
+    // modprobe.d, for the effective vfio-pci configuration.
+    for dir in MODPROBE_DIRS {
+        for n in g.list(dir, |n| n.ends_with(".conf")) {
+            g.file(&format!("{dir}/{n}"));
+        }
+    }
 
     // Virtualization stack.
     for (_, paths) in TOOLS {

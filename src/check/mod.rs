@@ -182,6 +182,10 @@ pub const CHECKS: &[(&str, &str)] = &[
         "reset: vendor-reset when a quirk needs it, and reset_method",
     ),
     ("gpu.driver", "the driver bound to that GPU now"),
+    (
+        "gpu.vfio-ids",
+        "an existing vfio-pci `ids=` (modprobe.d, kernel command line, initramfs-tools modules), evaluated as the boot applies it: does it claim every function of that GPU and none of another GPU?",
+    ),
     ("gpu.kvmfr", "kvmfr (Looking Glass) module (informational)"),
     ("hugepages.config", "hugepages reserved and free per size"),
     ("hugepages.1g", "1 GiB page support (pdpe1gb)"),

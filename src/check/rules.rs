@@ -178,6 +178,7 @@ impl<'a> Ctx<'a> {
             "gpu.framebuffer" => self.gpu_framebuffer(),
             "gpu.reset" => self.gpu_reset(),
             "gpu.driver" => self.gpu_driver(),
+            "gpu.vfio-ids" => self.gpu_vfio_ids(),
             "gpu.kvmfr" => self.gpu_kvmfr(),
             "hugepages.config" => self.hugepages_config(),
             _ => self.hugepages_1g(),
@@ -1965,6 +1966,148 @@ impl<'a> Ctx<'a> {
             )
             .facts([f]),
         }
+    }
+
+    /// A manual vfio-pci configuration, evaluated as the boot applies it.
+    fn gpu_vfio_ids(&self) -> Check {
+        use crate::plan::effective;
+        let id = "gpu.vfio-ids";
+        let g = match self.gpu_skip(id) {
+            Ok(g) => g,
+            Err(c) => return c,
+        };
+        let mut modprobe_d: Vec<(String, String)> = Vec::new();
+        for dir in gather::MODPROBE_DIRS {
+            for n in entries(self.ev.listing(dir)).unwrap_or_default() {
+                if let Some(t) = self.ev.text_of(&format!("{dir}/{n}")) {
+                    modprobe_d.push((format!("/{dir}/{n}"), t));
+                }
+            }
+        }
+        let cmdline: Vec<String> = self
+            .ev
+            .text_of("proc/cmdline")
+            .map(|t| t.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        let tools = (self.boot.initramfs == Some(bootenv::Initramfs::InitramfsTools))
+            .then(|| self.ev.text_of("etc/initramfs-tools/modules"))
+            .flatten();
+        let builtin = self
+            .builtin
+            .as_ref()
+            .is_some_and(|b| b.contains_key("vfio_pci") || b.contains_key("vfio-pci"));
+        let eff = effective::evaluate(&effective::Inputs {
+            modprobe_d: &modprobe_d,
+            cmdline: &cmdline,
+            initramfs_modules: tools.as_deref(),
+            builtin,
+        });
+        let Some(e) = eff.ids() else {
+            return Check::new(
+                id,
+                Status::Ok,
+                "no vfio-pci `ids=` is configured: nothing binds by id at boot",
+            );
+        };
+        let ids_value = format!("ids={}", e.ids.join(","));
+        let fact = match &e.origin {
+            effective::Origin::Modprobe { file, line } => Fact::new(
+                file.trim_start_matches('/'),
+                format!("line {line}: {ids_value}"),
+            ),
+            effective::Origin::Cmdline { param } => Fact::new("proc/cmdline", param.clone()),
+            effective::Origin::InitramfsModules { line } => Fact::new(
+                "etc/initramfs-tools/modules",
+                format!("line {line}: vfio_pci {ids_value}"),
+            ),
+        };
+        let claimed = effective::claimed(&e.ids, &self.ev.pci_ids, &[]);
+        let others: Vec<crate::model::PciAddress> = self
+            .analysis
+            .map(|a| {
+                a.gpus
+                    .iter()
+                    .filter(|o| o.address != g.address)
+                    .flat_map(|o| o.functions.iter().copied())
+                    .filter(|f| !g.functions.contains(f))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let v = effective::Verdict::judge(&g.functions, &others, &claimed);
+        let list = |a: &[crate::model::PciAddress]| {
+            a.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let id_of = |a: &crate::model::PciAddress| {
+            self.ev
+                .pci_ids
+                .iter()
+                .find(|(x, _)| x == a)
+                .map(|(_, i)| i.to_string())
+                .unwrap_or_else(|| "?".to_string())
+        };
+        if !v.extra.is_empty() {
+            return Check::new(
+                id,
+                Status::Fail,
+                format!(
+                    "vfio-pci's `ids={}` (from {}) also claims {} of another GPU at boot: the host would lose it",
+                    e.ids.join(","),
+                    e.origin,
+                    list(&v.extra)
+                ),
+            )
+            .facts([fact])
+            .fix(format!(
+                "take {} out of that `ids=` and bind {} by address instead (`exliar plan --by-address`)",
+                v.extra.iter().map(id_of).collect::<Vec<_>>().join(","),
+                g.address
+            ));
+        }
+        if v.missing.len() == g.functions.len() {
+            return Check::new(
+                id,
+                Status::Info,
+                format!(
+                    "vfio-pci's `ids={}` (from {}) claims none of {}'s functions",
+                    e.ids.join(","),
+                    e.origin,
+                    g.address
+                ),
+            )
+            .facts([fact]);
+        }
+        if !v.missing.is_empty() {
+            return Check::new(
+                id,
+                Status::Warn,
+                format!(
+                    "vfio-pci's `ids={}` (from {}) leaves {} of {} to other drivers: the card goes to the guest incomplete",
+                    e.ids.join(","),
+                    e.origin,
+                    list(&v.missing),
+                    g.address
+                ),
+            )
+            .facts([fact])
+            .fix(format!(
+                "add {} to that `ids=` (or run `exliar plan`, which merges it)",
+                v.missing.iter().map(id_of).collect::<Vec<_>>().join(",")
+            ));
+        }
+        Check::new(
+            id,
+            Status::Ok,
+            format!(
+                "vfio-pci's `ids={}` (from {}) claims every function of {}",
+                e.ids.join(","),
+                e.origin,
+                g.address
+            ),
+        )
+        .facts([fact])
     }
 
     fn gpu_kvmfr(&self) -> Check {

@@ -292,12 +292,25 @@ fn emit_inventory(
 /// Everything `exliar check` reads: the check evidence and, when the PCI
 /// tree can be read, the GPU analysis.
 pub fn check_evidence(host: &HostRoot) -> (check::Evidence, Option<Analysis>) {
-    let (analysis, pci_error) = match read_host(host) {
-        Ok(inv) => (Some(analyze::analyze(&inv)), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
+    let (analysis, pci_error, pci_ids) = match read_host(host) {
+        Ok(inv) => {
+            let ids = inv
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    Some((
+                        d.address,
+                        crate::plan::modprobe::PciId::new(d.vendor_id?, d.device_id?),
+                    ))
+                })
+                .collect();
+            (Some(analyze::analyze(&inv)), None, ids)
+        }
+        Err(e) => (None, Some(format!("{e:#}")), Vec::new()),
     };
     let mut ev = check::gather(host);
     ev.pci_error = pci_error;
+    ev.pci_ids = pci_ids;
     (ev, analysis)
 }
 

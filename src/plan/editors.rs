@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::earlybind;
+use super::effective;
 use super::initramfs::{self, Generator, booster, dracut, mkinitcpio, tools};
 use super::modprobe::{self, PciId};
 use crate::model::PciAddress;
@@ -174,6 +175,13 @@ pub struct IsolationRequest {
     pub kernel_drivers: Vec<String>,
     /// Bind every guest function by address, none by id.
     pub by_address: bool,
+    /// The kernel command line the target boots with now, as parameters: a
+    /// `vfio-pci.ids=` there is read after modprobe.d and replaces exliar's
+    /// list, so it is replaced by the merged list.
+    pub cmdline: Vec<String>,
+    /// `/etc/initramfs-tools/modules` as it is (initramfs-tools only):
+    /// arguments on its `vfio_pci` line are passed after every option.
+    pub initramfs_modules: Option<String>,
 }
 
 /// Everything the engine must do for boot-time isolation, as data.
@@ -196,6 +204,12 @@ pub struct IsolationPlan {
     pub bind_by_address: Vec<PciAddress>,
     /// What the existing configuration does to this plan, for the user.
     pub findings: Vec<Finding>,
+    /// The user's kernel parameters to take out (a `vfio-pci.ids=` that
+    /// would replace exliar's list; `kernel_params` holds the merged one).
+    pub remove_params: Vec<String>,
+    /// What the plan changes in the user's own configuration so that
+    /// exliar's takes effect, for the user.
+    pub fixed: Vec<String>,
 }
 
 /// How the guest's functions get to vfio-pci, and what it must load before.
@@ -278,56 +292,169 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
         .filter(|(n, _)| !modprobe::is_exliar_file(n))
         .collect();
 
-    // --- modprobe.d: ids (last `ids=` wins, so its own late file) ---
+    // --- vfio-pci's ids (the last `ids=` wins, so its own late file) ---
     let ids_text: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    if req.vfio_pci_builtin {
-        if !ids_text.is_empty() {
-            plan.kernel_params
-                .push(modprobe::vfio_cmdline_param(&ids_text));
+    // The file as the user wrote it (a previous plan's fixes undone): what
+    // to fix is decided on that, so a second plan keeps the fixes.
+    let tools_original: Option<String> =
+        if req.generator == Generator::InitramfsTools && !req.vfio_pci_builtin {
+            req.initramfs_modules.as_deref().map(|t| {
+                tools::ModulesEdit::default()
+                    .remove(t)
+                    .unwrap_or_else(|_| t.to_string())
+            })
+        } else {
+            None
+        };
+    let tools_modules = tools_original.as_deref();
+    let existing_owned: Vec<(String, String)> = existing
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    // What vfio-pci gets today, as the boot applies it.
+    let today = effective::evaluate(&effective::Inputs {
+        modprobe_d: &existing_owned,
+        cmdline: &req.cmdline,
+        initramfs_modules: tools_modules,
+        builtin: req.vfio_pci_builtin,
+    });
+    if !req.vfio_pci_builtin {
+        plan.findings
+            .extend(modprobe::existing_vfio_ids(&existing).findings());
+    }
+    // The user's `vfio-pci.ids=` on the command line, and `vfio_pci` lines
+    // with arguments in initramfs-tools' modules file: both are applied
+    // after exliar's modprobe.d list and would replace it.
+    let user_params: Vec<String> = effective::cmdline_ids(&req.cmdline)
+        .into_iter()
+        .map(|(i, _)| req.cmdline[i].clone())
+        .collect();
+    let vfio_lines: Vec<effective::ModuleLine> = tools_modules
+        .map(effective::parse_modules_file)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.module == "vfio_pci" && !m.args.is_empty())
+        .collect();
+    let overriding = !user_params.is_empty() || !vfio_lines.is_empty();
+    // exliar's list replaces the one in effect today: carry that one over,
+    // except ids of devices the host keeps.
+    let (carried, dropped): (Vec<String>, Vec<String>) = today
+        .ids()
+        .map(|e| e.ids.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|id| id.parse::<PciId>().map_or(true, |i| !host.contains(&i)));
+    let merged = modprobe::merge_ids(&carried, &ids_text);
+    if (!ids_text.is_empty() || overriding)
+        && let Some(e) = today.ids()
+    {
+        let (file, line) = origin_place(&e.origin);
+        if !carried.is_empty() {
+            plan.findings.push(Finding::new(
+                &file,
+                line,
+                format!(
+                    "exliar's `ids=` list (read last) carries over {}",
+                    carried.join(",")
+                ),
+            ));
         }
-    } else if !ids_text.is_empty() {
-        let current = modprobe::existing_vfio_ids(&existing);
-        plan.findings.extend(current.findings());
-        // exliar's list is read last and replaces the one in effect today:
-        // carry that one over, except ids of devices the host keeps.
-        let (carried, dropped): (Vec<String>, Vec<String>) = current
-            .effective_ids()
-            .iter()
-            .cloned()
-            .partition(|id| id.parse::<PciId>().map_or(true, |i| !host.contains(&i)));
-        if let Some(e) = current.effective() {
-            if !carried.is_empty() {
-                plan.findings.push(Finding::new(
-                    &e.file,
-                    e.line,
-                    format!(
-                        "exliar's `ids=` list (read last) carries over {}",
-                        carried.join(",")
-                    ),
-                ));
-            }
-            for id in &dropped {
-                plan.findings.push(Finding::new(
-                    &e.file,
-                    e.line,
-                    format!(
-                        "exliar's `ids=` list leaves out {id}: the host keeps a device with this id"
-                    ),
-                ));
-            }
+        for id in &dropped {
+            plan.findings.push(Finding::new(
+                &file,
+                line,
+                format!(
+                    "exliar's `ids=` list leaves out {id}: the host keeps a device with this id"
+                ),
+            ));
         }
-        let merged = modprobe::merge_ids(&carried, &ids_text);
-        let edit = modprobe::ModprobeEdit::new(vec![
+    }
+    if !user_params.is_empty() {
+        let want = modprobe::vfio_cmdline_param(&merged);
+        let unchanged = user_params.len() == 1
+            && !merged.is_empty()
+            && super::boot::params::same_param(&user_params[0], &want);
+        if !unchanged {
+            plan.remove_params = user_params.clone();
+            plan.fixed.push(if merged.is_empty() {
+                format!(
+                    "the kernel command line's `{}` is taken out: the kernel reads it after modprobe.d, and it names only devices the host keeps",
+                    user_params.join(" ")
+                )
+            } else {
+                format!(
+                    "the kernel command line's `{}` is replaced by `{want}`: the kernel reads it after modprobe.d, so its list is the one vfio-pci gets",
+                    user_params.join(" ")
+                )
+            });
+        }
+        if !merged.is_empty() {
+            plan.kernel_params.push(want);
+        }
+    } else if req.vfio_pci_builtin && !merged.is_empty() {
+        plan.kernel_params
+            .push(modprobe::vfio_cmdline_param(&merged));
+    }
+    if !req.vfio_pci_builtin && (!ids_text.is_empty() || (overriding && !merged.is_empty())) {
+        let mut lines = vec![
             "# vfio-pci claims these vendor:device ids (only the guest card has them).".into(),
             "# Kept last (zz-): a later `ids=` would replace this list.".into(),
             modprobe::ids_option_line(&merged),
-        ]);
+        ];
+        // The other arguments of initramfs-tools' `vfio_pci` lines move here.
+        let moved: Vec<String> = vfio_lines
+            .iter()
+            .flat_map(|m| m.args.iter())
+            .filter(|a| {
+                a.split_once('=')
+                    .is_none_or(|(k, _)| k.replace('-', "_") != "ids")
+            })
+            // One word each (kmod reads no quoting here but double quotes).
+            .filter(|a| !a.contains(['"', '\\']))
+            .cloned()
+            .collect();
+        if !moved.is_empty() {
+            lines.push(format!("options vfio-pci {}", moved.join(" ")));
+        }
+        let edit = modprobe::ModprobeEdit::new(lines);
         push_created(
             &mut plan,
             modprobe::IDS_CONF,
             &InPlaceEdit::Modprobe(edit),
             0o644,
         );
+        for m in &vfio_lines {
+            plan.fixed.push(format!(
+                "{}:{}: the arguments of `{} {}` move to {} (initramfs-tools passes them after modprobe.d, so they would replace exliar's list)",
+                tools::MODULES_FILE,
+                m.line,
+                m.module,
+                m.args.join(" "),
+                modprobe::IDS_CONF
+            ));
+        }
+    }
+    let move_vfio_args =
+        !vfio_lines.is_empty() && plan.create.iter().any(|f| f.path == modprobe::IDS_CONF);
+    let misplaced: Vec<effective::ModuleLine> = tools_modules
+        .map(effective::parse_modules_file)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            effective::MODPROBE_COMMANDS
+                .iter()
+                .any(|c| normalize(c) == m.module)
+        })
+        .collect();
+    for m in &misplaced {
+        plan.fixed.push(format!(
+            "{}:{}: `{} {}` is modprobe.d syntax, not a module: commented out (initramfs-tools would try to load `{}`); put it in /etc/modprobe.d if you need it",
+            tools::MODULES_FILE,
+            m.line,
+            m.module,
+            m.args.join(" "),
+            m.module
+        ));
     }
 
     // --- modprobe.d: softdeps and the install hook (first match wins) ---
@@ -435,10 +562,14 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
             }
         }
         Generator::InitramfsTools => {
-            if !modules.is_empty() {
+            if !modules.is_empty() || move_vfio_args || !misplaced.is_empty() {
                 plan.edit.push(FileEdit {
                     path: tools::MODULES_FILE.into(),
-                    edit: InPlaceEdit::InitramfsToolsModules(tools::ModulesEdit { modules }),
+                    edit: InPlaceEdit::InitramfsToolsModules(tools::ModulesEdit {
+                        modules,
+                        fix_misplaced: !misplaced.is_empty(),
+                        move_vfio_args,
+                    }),
                     create_if_missing: true,
                 });
             }
@@ -487,6 +618,19 @@ pub fn plan_isolation(req: &IsolationRequest) -> IsolationPlan {
             .collect();
     }
     plan
+}
+
+/// A setting's place as a finding names it.
+fn origin_place(o: &effective::Origin) -> (String, usize) {
+    match o {
+        effective::Origin::Modprobe { file, line } => (file.clone(), *line),
+        effective::Origin::Cmdline { param } => (format!("the kernel command line (`{param}`)"), 0),
+        effective::Origin::InitramfsModules { line } => (tools::MODULES_FILE.to_string(), *line),
+    }
+}
+
+fn normalize(m: &str) -> String {
+    initramfs::normalize_module(m)
 }
 
 fn push_created(plan: &mut IsolationPlan, path: &str, edit: &InPlaceEdit, mode: u32) {
@@ -830,6 +974,8 @@ mod tests {
             modprobe_d: Vec::new(),
             kernel_drivers: Vec::new(),
             by_address: false,
+            cmdline: Vec::new(),
+            initramfs_modules: None,
         }
     }
 
@@ -839,6 +985,54 @@ mod tests {
             .map(|f| f.path.as_str())
             .chain(plan.edit.iter().map(|e| e.path.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn cmdline_ids_are_replaced_by_the_merged_list() {
+        // The guest's VGA function and the host's card (1002:67df).
+        let mut r = req(Generator::Mkinitcpio, false, &[(0x1002, 0x67df)]);
+        r.cmdline = vec!["quiet".into(), "vfio_pci.ids=1002:67df,10de:2504".into()];
+        let p = plan_isolation(&r);
+        assert_eq!(p.remove_params, ["vfio_pci.ids=1002:67df,10de:2504"]);
+        assert_eq!(p.kernel_params, ["vfio-pci.ids=10de:2504,10de:228e"]);
+        assert_eq!(p.fixed.len(), 1, "{:?}", p.fixed);
+        assert!(
+            p.findings
+                .iter()
+                .any(|f| f.message.contains("leaves out 1002:67df")),
+            "{:?}",
+            p.findings
+        );
+        // Already the merged list: nothing to take out.
+        r.cmdline = vec!["vfio-pci.ids=10de:2504,10de:228e".into()];
+        let p = plan_isolation(&r);
+        assert!(p.remove_params.is_empty() && p.fixed.is_empty());
+    }
+
+    #[test]
+    fn initramfs_tools_vfio_arguments_move_to_the_ids_file() {
+        let mut r = req(Generator::InitramfsTools, false, &[]);
+        r.initramfs_modules = Some(
+            "vfio\nvfio-pci ids=10de:2504 disable_vga=1\nsoftdep nouveau pre: vfio-pci\n".into(),
+        );
+        let p = plan_isolation(&r);
+        let ids = p
+            .create
+            .iter()
+            .find(|f| f.path == modprobe::IDS_CONF)
+            .map(|f| f.content.clone())
+            .unwrap_or_default();
+        assert!(
+            ids.contains("options vfio-pci ids=10de:2504,10de:228e\n"),
+            "{ids}"
+        );
+        assert!(ids.contains("options vfio-pci disable_vga=1\n"), "{ids}");
+        let edit = p.edit.iter().find(|e| e.path == tools::MODULES_FILE);
+        assert!(
+            matches!(edit, Some(FileEdit { edit: InPlaceEdit::InitramfsToolsModules(m), .. }) if m.fix_misplaced && m.move_vfio_args),
+            "{edit:?}"
+        );
+        assert_eq!(p.fixed.len(), 2, "{:?}", p.fixed);
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
     // Drop-ins and files the editors and detection point at.
     for d in [
         "etc/dracut.conf.d",
+        "usr/lib/dracut/dracut.conf.d",
         "etc/mkinitcpio.conf.d",
         "etc/default/grub.d",
     ] {

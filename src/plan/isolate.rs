@@ -244,6 +244,12 @@ pub fn plan(
             "no initramfs generator found in the target (mkinitcpio, dracut, initramfs-tools or booster); see `exliar check --only boot.initramfs`".to_string(),
         )
     })?;
+    let source = match req.bootloader {
+        Some(choice) => Some(chosen_source(choice, facts)?),
+        None => boot.cmdline_source.clone(),
+    };
+    let cmdline_now = configured_cmdline(source.as_ref(), facts, &facts.files);
+    let guest_addresses: Vec<PciAddress> = guest.iter().map(|g| g.address).collect();
     let iso = plan_isolation(&IsolationRequest {
         generator,
         kernel: kernel_mm(facts.kernel_release.as_deref()),
@@ -253,7 +259,12 @@ pub fn plan(
         modprobe_d: facts.modprobe_d.clone(),
         kernel_drivers,
         by_address: req.by_address,
+        cmdline: cmdline_now.clone(),
+        initramfs_modules: facts
+            .file(super::initramfs::tools::MODULES_FILE.trim_start_matches('/'))
+            .map(str::to_string),
     });
+    plan.fixed.extend(iso.fixed.iter().cloned());
     for f in &iso.findings {
         plan.warnings.push(if f.line > 0 {
             format!("{}:{}: {}", f.file, f.line, f.message)
@@ -325,16 +336,21 @@ pub fn plan(
             params.push(p.clone());
         }
     }
-    let source = match req.bootloader {
-        Some(choice) => Some(chosen_source(choice, facts)?),
-        None if !boot.conflicts.is_empty() && !params.is_empty() => {
-            return Err(PlanError::AmbiguousBootloader {
-                evidence: boot.conflicts.clone(),
-            });
-        }
-        None => boot.cmdline_source.clone(),
-    };
-    let boot_changed = kernel_params(&mut plan, source.as_ref(), facts, &params)?;
+    if req.bootloader.is_none()
+        && !boot.conflicts.is_empty()
+        && (!params.is_empty() || !iso.remove_params.is_empty())
+    {
+        return Err(PlanError::AmbiguousBootloader {
+            evidence: boot.conflicts.clone(),
+        });
+    }
+    let boot_changed = kernel_params(
+        &mut plan,
+        source.as_ref(),
+        facts,
+        &params,
+        &iso.remove_params,
+    )?;
 
     if changed || boot_changed.initramfs {
         plan.steps.push(Step::Run {
@@ -349,7 +365,288 @@ pub fn plan(
     for (argv, undo, why) in boot_changed.commands {
         plan.steps.push(Step::Run { argv, undo, why });
     }
+    let keep: Vec<PciAddress> = inv
+        .devices
+        .iter()
+        .filter(|d| !guest_addresses.contains(&d.address))
+        .filter(|d| d.driver.as_deref() != Some("vfio-pci"))
+        .map(|d| d.address)
+        .collect();
+    let problems = evaluate_after(
+        &plan,
+        inv,
+        facts,
+        source.as_ref(),
+        generator,
+        &cmdline_now,
+        &params,
+        &iso.remove_params,
+        &guest_addresses,
+        &keep,
+        &iso.bind_by_address,
+    );
+    if !problems.is_empty() {
+        return Err(refuse(problems, false));
+    }
     Ok(plan)
+}
+
+/// The kernel command line a source configures, from `files` (the target's
+/// files, or those the plan will write); the running command line where
+/// the source keeps it elsewhere.
+fn configured_cmdline(
+    source: Option<&CmdlineSource>,
+    facts: &TargetFacts,
+    files: &BTreeMap<String, Option<String>>,
+) -> Vec<String> {
+    let file = |rel: &str| files.get(rel).and_then(|o| o.as_deref());
+    let split = |t: &str| super::boot::params::split(t).unwrap_or_default();
+    let proc = || split(facts.proc_cmdline.as_deref().unwrap_or(""));
+    match source {
+        Some(CmdlineSource::GrubDefault { .. }) => {
+            let Some(text) = file("etc/default/grub") else {
+                return proc();
+            };
+            let inputs = grub::GrubInputs {
+                main: text,
+                dropins: &[],
+                dropins_sourced: false,
+            };
+            let mut out = Vec::new();
+            for key in ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"] {
+                if let Ok(Some(v)) = grub::grub_variable(&inputs, key) {
+                    out.extend(split(&v));
+                }
+            }
+            out
+        }
+        Some(CmdlineSource::KernelCmdlineFile { .. }) | Some(CmdlineSource::ProxmoxBootTool) => {
+            match file("etc/kernel/cmdline") {
+                Some(t) => split(&t.replace('\n', " ")),
+                None => proc(),
+            }
+        }
+        Some(CmdlineSource::BlsEntry { file: f }) => match file(f.trim_start_matches('/')) {
+            Some(t) => t
+                .lines()
+                .filter_map(|l| {
+                    let l = l.trim_start();
+                    let rest = l.strip_prefix("options")?;
+                    rest.starts_with([' ', '\t']).then_some(rest)
+                })
+                .flat_map(split)
+                .collect(),
+            None => proc(),
+        },
+        _ => proc(),
+    }
+}
+
+/// What the target will really do at boot once the plan is applied: the
+/// plan's files written over the target's (in memory), the command line as
+/// the boot loader will pass it, then the merged vfio-pci configuration
+/// and dracut's combined configuration evaluated. Reasons to refuse, if
+/// the guest card's functions would not all go to vfio-pci, another
+/// device would, or exliar's dracut lines would be undone.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_after(
+    plan: &Plan,
+    inv: &Inventory,
+    facts: &TargetFacts,
+    source: Option<&CmdlineSource>,
+    generator: Generator,
+    cmdline_now: &[String],
+    params: &[String],
+    removed: &[String],
+    guest: &[PciAddress],
+    keep: &[PciAddress],
+    by_address: &[PciAddress],
+) -> Vec<String> {
+    use super::effective;
+    let mut files = facts.files.clone();
+    for s in &plan.steps {
+        if let Step::WriteFile { path, after, .. } = s {
+            files.insert(
+                path.display().to_string(),
+                Some(String::from_utf8_lossy(after).into_owned()),
+            );
+        }
+    }
+    // modprobe.d: the target's files as the plan leaves them, and the new ones.
+    let mut modprobe_d: Vec<(String, String)> = facts
+        .modprobe_d
+        .iter()
+        .map(|(p, t)| {
+            let rel = p.trim_start_matches('/');
+            let text = files
+                .get(rel)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| t.clone());
+            (p.clone(), text)
+        })
+        .collect();
+    for (rel, text) in &files {
+        if rel.starts_with("etc/modprobe.d/")
+            && let Some(t) = text
+            && !modprobe_d
+                .iter()
+                .any(|(p, _)| p.trim_start_matches('/') == rel)
+        {
+            // `/etc` first: a new file hides a same-named one further down.
+            modprobe_d.insert(0, (format!("/{rel}"), t.clone()));
+        }
+    }
+    // The command line: re-read from the edited files where the boot
+    // loader keeps it in one; where a command edits it, what it is told.
+    let by_file = matches!(
+        source,
+        Some(CmdlineSource::GrubDefault { .. })
+            | Some(CmdlineSource::KernelCmdlineFile { .. })
+            | Some(CmdlineSource::ProxmoxBootTool)
+            | Some(CmdlineSource::BlsEntry { .. })
+    );
+    let cmdline: Vec<String> = if by_file {
+        configured_cmdline(source, facts, &files)
+    } else {
+        let mut c: Vec<String> = cmdline_now
+            .iter()
+            .filter(|p| !removed.contains(p))
+            .cloned()
+            .collect();
+        for p in params {
+            if !c.iter().any(|x| super::boot::params::same_param(x, p)) {
+                c.push(p.clone());
+            }
+        }
+        c
+    };
+    let tools_modules = (generator == Generator::InitramfsTools)
+        .then(|| files.get("etc/initramfs-tools/modules").cloned().flatten())
+        .flatten();
+    let eff = effective::evaluate(&effective::Inputs {
+        modprobe_d: &modprobe_d,
+        cmdline: &cmdline,
+        initramfs_modules: tools_modules.as_deref(),
+        builtin: facts.vfio_pci_builtin,
+    });
+    let devices: Vec<(PciAddress, PciId)> = inv
+        .devices
+        .iter()
+        .filter_map(|d| Some((d.address, PciId::new(d.vendor_id?, d.device_id?))))
+        .collect();
+    let ids = eff.ids().map(|e| e.ids.clone()).unwrap_or_default();
+    let mut out = Vec::new();
+    // Binding by address needs exliar's `install vfio_pci` line to be the
+    // one kmod runs (the first); a built-in vfio-pci or booster uses a
+    // pseudo-module of exliar's own instead.
+    let pseudo = facts.vfio_pci_builtin || generator == Generator::Booster;
+    let by_address: &[PciAddress] = match &eff.install {
+        Some((effective::Origin::Modprobe { file, line }, _))
+            if !by_address.is_empty() && !pseudo && !super::modprobe::is_exliar_file(file) =>
+        {
+            out.push(format!(
+                "the `install vfio_pci` line at {file}:{line} is read before exliar's, so the early-bind step binding {} by address would not run",
+                list(by_address)
+            ));
+            &[]
+        }
+        _ => by_address,
+    };
+    let claimed = effective::claimed(&ids, &devices, by_address);
+    let verdict = effective::Verdict::judge(guest, keep, &claimed);
+    let from = eff
+        .ids()
+        .map(|e| {
+            let hint = if matches!(e.origin, effective::Origin::Cmdline { .. }) {
+                "; it is set where exliar does not edit: take it out of the boot loader's configuration"
+            } else {
+                ""
+            };
+            format!(
+                " (vfio-pci gets `ids={}` from {}{hint})",
+                e.ids.join(","),
+                e.origin
+            )
+        })
+        .unwrap_or_default();
+    if !verdict.missing.is_empty() {
+        out.push(format!(
+            "after this plan vfio-pci would still not claim {} at boot{from}",
+            list(&verdict.missing)
+        ));
+    }
+    if !verdict.extra.is_empty() {
+        out.push(format!(
+            "after this plan vfio-pci would also claim {}, which the host keeps{from}",
+            list(&verdict.extra)
+        ));
+    }
+    if generator == Generator::Dracut {
+        out.extend(dracut_problems(&files));
+    }
+    out
+}
+
+fn list(a: &[PciAddress]) -> String {
+    a.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// exliar's dracut lines that the combined configuration undoes.
+fn dracut_problems(files: &BTreeMap<String, Option<String>>) -> Vec<String> {
+    use super::initramfs::dracut;
+    let ours_rel = dracut::DROPIN.trim_start_matches('/');
+    let Some(Some(ours)) = files.get(ours_rel) else {
+        return Vec::new();
+    };
+    let mut inputs: Vec<(String, String)> = Vec::new();
+    for (rel, text) in files {
+        let Some(t) = text else { continue };
+        let is_conf = rel == "etc/dracut.conf"
+            || (rel.starts_with("etc/dracut.conf.d/")
+                || rel.starts_with("usr/lib/dracut/dracut.conf.d/"));
+        if is_conf {
+            inputs.push((format!("/{rel}"), t.clone()));
+        }
+    }
+    // `/etc` before `/usr/lib`: the first of two same-named files wins.
+    inputs.sort_by_key(|(p, _)| !p.starts_with("/etc/"));
+    let refs: Vec<(&str, &str)> = inputs
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let summary = dracut::evaluate(&refs);
+    let want = dracut::evaluate(&[(dracut::DROPIN, ours.as_str())]);
+    let mut out = Vec::new();
+    let lost = |have: &[String], want: &[String]| -> Vec<String> {
+        want.iter().filter(|w| !have.contains(w)).cloned().collect()
+    };
+    let lost_items = lost(&summary.install_items, &want.install_items);
+    let lost_drivers = lost(&summary.force_drivers, &want.force_drivers);
+    if !lost_items.is_empty() || !lost_drivers.is_empty() {
+        let why: Vec<String> = summary
+            .findings
+            .iter()
+            .filter(|f| f.message.contains("replaces the list"))
+            .map(|f| format!("{}:{}", f.file, f.line))
+            .collect();
+        out.push(format!(
+            "dracut's combined configuration drops exliar's {} (a plain assignment read after {}: {}); make it `+=` or rename it to sort before {}",
+            lost_items
+                .iter()
+                .chain(&lost_drivers)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+            dracut::DROPIN,
+            if why.is_empty() { "see the drop-ins".to_string() } else { why.join(", ") },
+            dracut::DROPIN
+        ));
+    }
+    out
 }
 
 /// The card to isolate, after the refusals, and what the binding needs to
@@ -771,9 +1068,10 @@ fn kernel_params(
     source: Option<&CmdlineSource>,
     facts: &TargetFacts,
     params: &[String],
+    remove: &[String],
 ) -> Result<BootChange, PlanError> {
     let mut out = BootChange::default();
-    if params.is_empty() {
+    if params.is_empty() && remove.is_empty() {
         return Ok(out);
     }
     let why = "kernel parameters for the IOMMU and vfio-pci";
@@ -792,7 +1090,7 @@ fn kernel_params(
                 dropins_sourced: false,
             };
             let key = grub::preferred_key(&inputs).map_err(edit_err(rel))?;
-            let e = grub::edit_default_grub(text, key, params, &[]).map_err(edit_err(rel))?;
+            let e = grub::edit_default_grub(text, key, params, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.warnings.iter().cloned());
             if write_if_changed(plan, rel, facts.file(rel), e.text.clone(), why) {
                 let host = grub::GrubHost {
@@ -830,10 +1128,20 @@ fn kernel_params(
             let before = facts.file(rel);
             let text = match before {
                 Some(t) => {
-                    bls::edit_kernel_cmdline(t, params, &[])
+                    bls::edit_kernel_cmdline(t, params, remove)
                         .map_err(edit_err(rel))?
                         .text
                 }
+                // Without the user's parameters the plan takes out.
+                None if !remove.is_empty() => bls::kernel_cmdline_from_proc(
+                    &current
+                        .iter()
+                        .filter(|p| !remove.contains(p))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    params,
+                ),
                 None => bls::kernel_cmdline_from_proc(
                     facts.proc_cmdline.as_deref().unwrap_or(""),
                     params,
@@ -862,28 +1170,28 @@ fn kernel_params(
                 .file(rel)
                 .ok_or_else(|| PlanError::Unsupported(format!("/{rel} could not be read")))?;
             let name = rel.rsplit('/').next().unwrap_or(rel);
-            let e = bls::edit_loader_entry(name, text, params, &[]).map_err(edit_err(rel))?;
+            let e = bls::edit_loader_entry(name, text, params, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.edited.warnings.iter().cloned());
             write_if_changed(plan, rel, Some(text), e.edited.text, why);
         }
         Some(CmdlineSource::RefindConf { file }) => {
             let rel = file.trim_start_matches('/');
             let text = facts.file(rel).unwrap_or("");
-            let e = refind::edit_refind_linux_conf(text, params, &[]).map_err(edit_err(rel))?;
+            let e = refind::edit_refind_linux_conf(text, params, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.warnings.iter().cloned());
             write_if_changed(plan, rel, facts.file(rel), e.text, why);
         }
         Some(CmdlineSource::LimineConf { file }) => {
             let rel = file.trim_start_matches('/');
             let text = facts.file(rel).unwrap_or("");
-            let e = limine::edit_limine_conf(text, params, &[]).map_err(edit_err(rel))?;
+            let e = limine::edit_limine_conf(text, params, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.warnings.iter().cloned());
             write_if_changed(plan, rel, facts.file(rel), e.text, why);
         }
         Some(CmdlineSource::LimineDefault) => {
             let rel = "etc/default/limine";
             let text = facts.file(rel).unwrap_or("");
-            let e = limine::edit_default_limine(text, params, &[]).map_err(edit_err(rel))?;
+            let e = limine::edit_default_limine(text, params, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.warnings.iter().cloned());
             if write_if_changed(plan, rel, facts.file(rel), e.text, why) {
                 out.commands.push((
@@ -894,17 +1202,22 @@ fn kernel_params(
             }
         }
         Some(CmdlineSource::Grubby) => {
-            let (argv, d) = bls::grubby_argv(&current, params, &[]);
+            let (argv, d) = bls::grubby_argv(&current, params, remove);
             plan.warnings.extend(d.warnings.iter().cloned());
             if let Some(argv) = argv {
-                let undo = if d.added.is_empty() {
+                let undo = if d.added.is_empty() && d.removed.is_empty() {
                     None
                 } else {
-                    Some(vec![
-                        "grubby".to_string(),
-                        "--update-kernel=ALL".to_string(),
-                        format!("--remove-args={}", d.added.join(" ")),
-                    ])
+                    let mut u = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
+                    if !d.added.is_empty() {
+                        u.push(format!("--remove-args={}", d.added.join(" ")));
+                    }
+                    // What the plan took out of the user's (a replaced
+                    // `vfio-pci.ids=`) goes back.
+                    if !d.removed.is_empty() {
+                        u.push(format!("--args={}", d.removed.join(" ")));
+                    }
+                    Some(u)
                 };
                 out.commands.push((
                     argv,
@@ -919,7 +1232,7 @@ fn kernel_params(
                 .and_then(|t| kernelstub::read_config(t).ok())
                 .map(|c| c.kernel_options)
                 .unwrap_or_default();
-            let (cmds, d) = kernelstub::kernelstub_argv(&existing, params, &[]);
+            let (cmds, d) = kernelstub::kernelstub_argv(&existing, params, remove);
             plan.warnings.extend(d.warnings.iter().cloned());
             for argv in cmds {
                 let undo = (!d.added.is_empty()).then(|| {
@@ -941,7 +1254,7 @@ fn kernel_params(
         None => {
             plan.steps.push(Step::KernelParams {
                 add: params.to_vec(),
-                remove: Vec::new(),
+                remove: remove.to_vec(),
                 why:
                     "no boot-loader configuration was recognised in the target: add these yourself"
                         .to_string(),

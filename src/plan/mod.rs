@@ -13,6 +13,7 @@ use crate::model::PciAddress;
 pub mod boot;
 pub mod earlybind;
 pub mod editors;
+pub mod effective;
 pub mod facts;
 pub mod initramfs;
 pub mod isolate;
@@ -66,6 +67,11 @@ pub struct Plan {
     pub functions: Vec<PciAddress>,
     pub steps: Vec<Step>,
     pub warnings: Vec<String>,
+    /// What the plan changes in the user's own configuration so that
+    /// exliar's takes effect (a `vfio-pci.ids=` on the command line that
+    /// would replace exliar's list, arguments moved out of initramfs-tools'
+    /// modules file, lines commented out there).
+    pub fixed: Vec<String>,
 }
 
 pub const PLAN_SCHEMA: &str = "exliar.plan/1";
@@ -79,6 +85,7 @@ impl Plan {
             functions: Vec::new(),
             steps: Vec::new(),
             warnings: Vec::new(),
+            fixed: Vec::new(),
         }
     }
 
@@ -150,6 +157,9 @@ pub fn render(plan: &Plan) -> String {
                 let _ = writeln!(out, "\n[{n}] run: {}  ({why})", argv.join(" "));
             }
         }
+    }
+    for f in &plan.fixed {
+        let _ = writeln!(out, "\nfixed: {f}");
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "\nwarning: {w}");

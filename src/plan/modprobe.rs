@@ -432,6 +432,19 @@ pub fn merged_softdeps(
     (out, findings)
 }
 
+/// The `install` line kmod runs for `module` (the first one in kmod's
+/// order): `(file, line, command)`.
+pub fn first_install(files: &[(&str, &str)], module: &str) -> Option<(String, usize, String)> {
+    let (kept, _) = kmod_order(files);
+    let module = normalize_module(module);
+    kept.iter().find_map(|(name, text)| {
+        parse_conf(text)
+            .into_iter()
+            .find(|d| d.command == "install" && d.module == module)
+            .map(|d| (name.to_string(), d.line, d.args.join(" ")))
+    })
+}
+
 /// Other files' `install` lines for the module exliar's install line is
 /// for, and `blacklist vfio_pci`.
 pub fn install_conflicts(existing: &[(&str, &str)], pseudo: bool) -> Vec<Finding> {

@@ -1,4 +1,4 @@
-//! dracut: a drop-in `/etc/dracut.conf.d/10-exliar-vfio.conf` with
+//! dracut: a drop-in `/etc/dracut.conf.d/zz-exliar-vfio.conf` with
 //! `force_drivers+=" ... "` (loaded early, not just put in the image) and
 //! `install_items+=" ... "` (the early-bind script and exliar's modprobe.d
 //! files, which a non-hostonly image would otherwise lack).
@@ -14,7 +14,11 @@ use super::VFIO_MODULES_ANY;
 use crate::plan::editors::{EditError, Finding, check_token, insert_block, strip_block};
 use crate::plan::shell::{self, Value};
 
-pub const DROPIN: &str = "/etc/dracut.conf.d/10-exliar-vfio.conf";
+/// Named to sort after the usual drop-ins (dracut reads them in name order,
+/// `/etc` and `/usr/lib` together): a later plain `force_drivers=` or
+/// `install_items=` would replace the lists exliar appends to. The planner
+/// evaluates the combined configuration and refuses when one still does.
+pub const DROPIN: &str = "/etc/dracut.conf.d/zz-exliar-vfio.conf";
 const TAG: &str = "vfio";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -251,13 +255,34 @@ mod tests {
                 "/etc/dracut.conf.d/vfio.conf",
                 "add_drivers+=\"vfio_virqfd\"\nforce_drivers=\"amdgpu\"\n",
             ),
-            ("/etc/dracut.conf.d/10-exliar-vfio.conf", &ours),
+            (DROPIN, &ours),
             ("/etc/dracut.conf", "add_drivers+=\"a\"\n"),
             ("/etc/dracut.conf.d/notes.txt", "force_drivers=\"x\"\n"),
         ]);
         assert_eq!(s.read[0], "/etc/dracut.conf");
         assert_eq!(s.add_drivers, ["avfio_virqfd"]);
-        assert_eq!(s.force_drivers, ["amdgpu"]);
-        assert_eq!(s.findings.len(), 4, "{:?}", s.findings);
+        // A user's plain `force_drivers=` in `vfio.conf` sorts before
+        // exliar's drop-in now: exliar's list is appended to it.
+        assert_eq!(
+            s.force_drivers,
+            ["amdgpu", "vfio", "vfio_iommu_type1", "vfio_pci"]
+        );
+        assert_eq!(s.findings.len(), 3, "{:?}", s.findings);
+        // One that still sorts after it replaces the list, and says so.
+        let s = evaluate(&[
+            (DROPIN, &ours),
+            (
+                "/usr/lib/dracut/dracut.conf.d/zzz-local.conf",
+                "install_items=\"/usr/bin/foo\"\n",
+            ),
+        ]);
+        assert_eq!(s.install_items, ["/usr/bin/foo"]);
+        assert!(
+            s.findings
+                .iter()
+                .any(|f| f.message.contains("replaces the list")),
+            "{:?}",
+            s.findings
+        );
     }
 }

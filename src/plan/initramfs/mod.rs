@@ -2,7 +2,7 @@
 //! generator is told, and how its images are rebuilt.
 //!
 //! - [`mkinitcpio`]: `/etc/mkinitcpio.conf` arrays (`MODULES`, `HOOKS`, `FILES`).
-//! - [`dracut`]: a drop-in `/etc/dracut.conf.d/10-exliar-vfio.conf`.
+//! - [`dracut`]: a drop-in `/etc/dracut.conf.d/zz-exliar-vfio.conf`.
 //! - [`tools`]: initramfs-tools' `/etc/initramfs-tools/modules`.
 //! - [`booster`]: `/etc/booster.yaml` comma lists.
 

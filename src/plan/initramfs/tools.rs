@@ -15,14 +15,89 @@ const TAG: &str = "vfio";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ModulesEdit {
     pub modules: Vec<String>,
+    /// Comment out lines of modprobe.d syntax (`options …`, `softdep …`):
+    /// initramfs-tools would try to load their first word as a module.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fix_misplaced: bool,
+    /// Take the arguments off `vfio_pci`/`vfio-pci` lines (they are passed
+    /// after every modprobe.d option and would replace exliar's `ids=`);
+    /// the planner moves them to [`IDS_CONF`](crate::plan::modprobe::IDS_CONF).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub move_vfio_args: bool,
 }
 
+/// The note above a line exliar commented out or changed, the prefix of the
+/// commented-out original, and of an original exliar replaced (the next line).
+const NOTE: &str = "# exliar: ";
+const OFF: &str = "# exliar off: ";
+const WAS: &str = "# exliar was: ";
+
 impl ModulesEdit {
+    /// The lines to comment out or change: `(line piece, replacement)`.
+    fn fix_lines(&self, text: &str) -> String {
+        if !self.fix_misplaced && !self.move_vfio_args {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len() + 128);
+        for piece in text.split_inclusive('\n') {
+            let (body, term) = match piece.strip_suffix('\n') {
+                Some(b) => (b, "\n"),
+                None => (piece, ""),
+            };
+            let t = body.trim();
+            let mut words = t.split_whitespace();
+            let first = words.next().unwrap_or_default();
+            let has_args = words.next().is_some();
+            if t.starts_with('#') || first.is_empty() {
+                out.push_str(piece);
+            } else if self.fix_misplaced
+                && crate::plan::effective::MODPROBE_COMMANDS.contains(&first)
+            {
+                out.push_str(&format!(
+                    "{NOTE}modprobe.d syntax, not a module name (initramfs-tools would try to load `{first}`); it belongs in /etc/modprobe.d\n{OFF}{body}{term}"
+                ));
+            } else if self.move_vfio_args && normalize_module(first) == "vfio_pci" && has_args {
+                out.push_str(&format!(
+                    "{NOTE}arguments moved to {} (given here, they are passed after it and replace its ids=)\n{WAS}{body}\n{first}{term}",
+                    crate::plan::modprobe::IDS_CONF
+                ));
+            } else {
+                out.push_str(piece);
+            }
+        }
+        out
+    }
+
+    /// Undo [`Self::fix_lines`]: notes dropped, originals restored.
+    fn unfix_lines(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut pieces = text.split_inclusive('\n').peekable();
+        while let Some(piece) = pieces.next() {
+            if piece.starts_with(NOTE) {
+                continue;
+            }
+            if let Some(orig) = piece.strip_prefix(OFF) {
+                out.push_str(orig);
+            } else if let Some(orig) = piece.strip_prefix(WAS) {
+                let body = orig.strip_suffix('\n').unwrap_or(orig);
+                out.push_str(body);
+                match pieces.next() {
+                    Some(next) if next.ends_with('\n') => out.push('\n'),
+                    Some(_) => {}
+                    None => out.push_str(&orig[body.len()..]),
+                }
+            } else {
+                out.push_str(piece);
+            }
+        }
+        out
+    }
+
     pub fn apply(&self, text: &str) -> Result<String, EditError> {
         for m in &self.modules {
             check_token(m)?;
         }
-        let clean = self.remove(text)?;
+        let clean = self.fix_lines(&self.remove(text)?);
         let mut before: Vec<String> = Vec::new();
         let mut at: Option<usize> = None;
         for l in lines(&clean) {
@@ -50,7 +125,7 @@ impl ModulesEdit {
     }
 
     pub fn remove(&self, text: &str) -> Result<String, EditError> {
-        strip_block(text, TAG)
+        Ok(Self::unfix_lines(&strip_block(text, TAG)?))
     }
 
     pub fn is_applied(&self, text: &str) -> Result<bool, EditError> {
@@ -90,7 +165,41 @@ mod tests {
     fn vfio() -> ModulesEdit {
         ModulesEdit {
             modules: vec!["vfio".into(), "vfio_iommu_type1".into(), "vfio_pci".into()],
+            ..ModulesEdit::default()
         }
+    }
+
+    #[test]
+    fn misplaced_lines_and_vfio_arguments() {
+        let e = ModulesEdit {
+            fix_misplaced: true,
+            move_vfio_args: true,
+            ..vfio()
+        };
+        let input = "# modules\nsoftdep amdgpu pre: vfio-pci\nvfio\nvfio-pci ids=1002:67df disable_vga=1\noptions vfio_pci ids=1:2";
+        let out = e.apply(input).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(
+            out,
+            "# modules\n\
+             # exliar: modprobe.d syntax, not a module name (initramfs-tools would try to load `softdep`); it belongs in /etc/modprobe.d\n\
+             # exliar off: softdep amdgpu pre: vfio-pci\n\
+             vfio\n\
+             # exliar: arguments moved to /etc/modprobe.d/zz-exliar-vfio-ids.conf (given here, they are passed after it and replace its ids=)\n\
+             # exliar was: vfio-pci ids=1002:67df disable_vga=1\n\
+             vfio-pci\n\
+             # exliar: modprobe.d syntax, not a module name (initramfs-tools would try to load `options`); it belongs in /etc/modprobe.d\n\
+             # exliar off: options vfio_pci ids=1:2\n\
+             # BEGIN exliar vfio\nvfio_iommu_type1\n# END exliar vfio"
+        );
+        assert_eq!(e.apply(&out).ok().as_deref(), Some(out.as_str()));
+        assert_eq!(e.remove(&out).ok().as_deref(), Some(input));
+        // The plain editor leaves them alone.
+        assert!(
+            !vfio()
+                .apply(input)
+                .unwrap_or_default()
+                .contains("exliar off")
+        );
     }
 
     fn check(input: &str, expected: &str) {
