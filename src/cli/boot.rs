@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{exit, read_host};
+use super::{exit, read_host, term};
 use crate::analyze::{self, Analysis};
 use crate::host::HostRoot;
 use crate::host::critical::{self, Critical};
@@ -214,15 +214,17 @@ pub(super) fn persist_apply(
     };
     if p.is_empty() {
         if !json {
-            println!("Boot-time isolation: nothing to change, the card is bound at boot already.");
+            term::out(
+                "Boot-time isolation: nothing to change, the card is bound at boot already.\n",
+            )?;
         }
         return Ok(shown(not_applied("nothing-to-change", p)));
     }
     let Some(store) = store else {
         // --dry-run
         if !json {
-            print!("{}", plan::render(p));
-            println!("\nDry run: the boot configuration was not changed.");
+            term::out(&plan::render(p))?;
+            term::out("\nDry run: the boot configuration was not changed.\n")?;
         }
         return Ok(shown(serde_json::to_value(plan_doc(p))?));
     };
@@ -328,10 +330,14 @@ fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
     if json {
         print_json(&refusal_doc(e, schema))?;
     }
-    eprintln!("exliar: {e}");
+    term::err(&format!("exliar: {e}\n"));
     if let PlanError::AmbiguousBootloader { .. } = e {
         for c in BootloaderChoice::ALL {
-            eprintln!("exliar:   --bootloader {:<15} {}", c.name(), c.describe());
+            term::err(&format!(
+                "exliar:   --bootloader {:<15} {}\n",
+                c.name(),
+                c.describe()
+            ));
         }
     }
     if matches!(
@@ -363,14 +369,14 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| root.to_path_buf());
     if let Some(j) = crate::txn::unfinished_readonly(&target_root) {
-        eprintln!(
-            "exliar: warning: transaction {j} was interrupted; run `exliar recover` before applying anything"
-        );
+        term::err(&format!(
+            "exliar: warning: transaction {j} was interrupted; run `exliar recover` before applying anything\n"
+        ));
     }
     if a.common.json || a.format == "json" {
         print_json(&plan_doc(&p))?;
     } else {
-        print!("{}", plan::render(&p));
+        term::out(&plan::render(&p))?;
         if !p.is_empty() {
             println!("\nNothing was changed. `exliar apply` (same flags) applies this plan.");
         }
@@ -386,9 +392,9 @@ fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
     match isolate::nixos(&inv, &i.analysis, &i.critical, &i.facts, &i.req) {
         Ok(n) => {
             for w in &n.warnings {
-                eprintln!("exliar: warning: {w}");
+                term::err(&format!("exliar: warning: {w}\n"));
             }
-            print!("{}", n.module);
+            term::out(&n.module)?;
             Ok(exit::OK)
         }
         Err(e) => refused(&e, false, plan::PLAN_SCHEMA),
@@ -496,7 +502,7 @@ pub(super) fn apply_built(
     json: bool,
 ) -> anyhow::Result<Applied> {
     if !json {
-        print!("{}", plan::render(p));
+        term::out(&plan::render(p))?;
     }
     if !yes && !confirm()? {
         return Ok(Applied::Done {
@@ -522,7 +528,7 @@ pub(super) fn apply_built(
         }
     };
     if !json {
-        print!("{}", journal_text(&j));
+        term::out(&journal_text(&j))?;
         println!(
             "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
             p.gpu.map(|g| g.to_string()).unwrap_or_default()
@@ -548,7 +554,7 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
     if a.json {
         print_json(&j)?;
     } else {
-        print!("{}", journal_text(&j));
+        term::out(&journal_text(&j))?;
         println!(
             "Rolled back: every file is as it was before; reboot to boot without the isolation."
         );
@@ -565,7 +571,7 @@ pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
             if a.json {
                 print_json(&j)?;
             } else {
-                print!("{}", journal_text(&j));
+                term::out(&journal_text(&j))?;
                 println!(
                     "Recovered: every file the interrupted transaction touched is back to its original."
                 );
@@ -603,7 +609,7 @@ pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
         println!("No transactions.");
     }
     for j in &js {
-        print!("{}", journal_text(j));
+        term::out(&journal_text(j))?;
         if j.status == Status::Applying {
             println!("  (interrupted: run `exliar recover`)");
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{BindArgs, UnbindArgs, boot, exit, read_host};
+use super::{BindArgs, UnbindArgs, boot, exit, read_host, term};
 use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
 use crate::host::kernel::SysfsKernel;
@@ -83,9 +83,9 @@ fn finish(o: &Outcome, json: bool) -> anyhow::Result<u8> {
     } else {
         let text = render(o);
         if o.error.is_some() || !o.refusals.is_empty() {
-            eprint!("{text}");
+            term::err(&text);
         } else {
-            print!("{text}");
+            term::out(&text)?;
         }
     }
     Ok(outcome_code(o))
@@ -255,7 +255,7 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
         )),
         None => s.push_str("Boot-time isolation: none applied by exliar\n"),
     }
-    print!("{s}");
+    term::out(&s)?;
     Ok(exit::OK)
 }
 

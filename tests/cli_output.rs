@@ -1,0 +1,173 @@
+//! What the command line prints, whatever the host holds: no terminal
+//! control from host strings, each error cause once, no colour codes where
+//! stderr is not a terminal, and the small promises of each command's last
+//! words.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const HW01: &str = "hw01-asrock-z170-skylake-gtx960";
+const TITLE: &str = "\x1b]0;pwned\x07";
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+/// No byte a terminal would act on: C0 but newline and tab, DEL, and C1
+/// (U+0080..U+009F, two bytes in UTF-8).
+fn assert_no_control(text: &str, what: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| c.is_control() && *c != '\n' && *c != '\t')
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{what}: raw control characters {bad:?} in:\n{text}"
+    );
+}
+
+/// hw01 with terminal escapes in a pci.ids device name, a driver name and
+/// the root folder's own name.
+fn hostile_host() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().join(format!("host{TITLE}"));
+    copy_tree(&host(HW01), &root);
+    let ids = root.join("usr/share/misc/pci.ids");
+    let text = std::fs::read_to_string(&ids).expect("pci.ids");
+    let text = text.replacen(
+        "GM206 [GeForce GTX 960]",
+        &format!("GM206 [GeForce{TITLE} GTX\u{9b}2J 960\x7f]"),
+        1,
+    );
+    std::fs::write(&ids, text).expect("write pci.ids");
+    let drivers = root.join("sys/bus/pci/drivers");
+    let name = format!("nvid{TITLE}ia\x1b[2J");
+    std::fs::create_dir_all(drivers.join(&name)).expect("driver folder");
+    let dev = std::fs::read_link(root.join("sys/bus/pci/devices/0000:01:00.0")).expect("link");
+    let dev = root.join("sys/bus/pci/devices").join(dev);
+    std::os::unix::fs::symlink(
+        Path::new("../../../bus/pci/drivers").join(&name),
+        dev.join("driver"),
+    )
+    .expect("driver link");
+    (t, root)
+}
+
+#[test]
+fn host_strings_reach_the_terminal_escaped() {
+    let (_t, root) = hostile_host();
+    for cmd in [&["scan"][..], &["iommu"], &["check"], &["status"]] {
+        let o = exliar()
+            .args(cmd)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_no_control(&out, &format!("{cmd:?} stdout"));
+        assert_no_control(&err, &format!("{cmd:?} stderr"));
+        if cmd == ["scan"] {
+            assert!(
+                out.contains("\\u{1b}]0;pwned\\u{7}"),
+                "scan shows the escape, escaped:\n{out}"
+            );
+        }
+    }
+    // JSON keeps the exact strings (serde escapes them).
+    let o = exliar()
+        .args(["scan", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .expect("run");
+    assert_success(&o, "scan --json");
+    let doc = json(&o);
+    let gpu = doc["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["address"] == "0000:01:00.0")
+        .expect("the GPU");
+    assert_eq!(gpu["driver"], format!("nvid{TITLE}ia\x1b[2J"));
+}
+
+#[test]
+fn pasted_listing_escapes_are_escaped() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let f = t.path().join(format!("paste{TITLE}.txt"));
+    std::fs::write(
+        &f,
+        format!(
+            "IOMMU group 1\n  00:01.0 PCI bridge [0604]: Intel Corporation PCIe Controller [8086:1901] (rev 07)\n  \
+             01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GM206 [GeForce{TITLE} GTX 960] [10de:1401] (rev a1)\n  \
+             01:00.1 Audio device [0403]: NVIDIA\x1b[31m Corporation Device [10de:0fba] (rev a1)\n\
+             IOMMU group 2\n  00:02.0 VGA compatible controller [0300]: Intel Corporation HD Graphics 530 [8086:1912] (rev 06)\n\
+             garbage line {TITLE}\n"
+        ),
+    )
+    .expect("write");
+    for extra in [&[][..], &["--iommu"]] {
+        let o = exliar()
+            .arg("analyze")
+            .args(extra)
+            .arg(&f)
+            .output()
+            .expect("run");
+        assert_success(&o, "analyze");
+        assert_no_control(&String::from_utf8_lossy(&o.stdout), "analyze stdout");
+        assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze stderr");
+    }
+    // An error naming the file: escaped too.
+    let o = exliar()
+        .arg("analyze")
+        .arg(t.path().join(format!("missing{TITLE}")))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze error");
+}
+
+/// Runs exliar; returns (exit code, stderr).
+fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
+    let o = exliar().args(args).output().expect("run");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn error_causes_are_printed_once() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let tar = t.path().join("no/such/folder/x.tar");
+    let tar = tar.to_str().expect("utf-8 path");
+    let hw = host(HW01);
+    let hw = hw.to_str().expect("utf-8 path");
+    for (args, path) in [
+        (&["analyze", "/nonexistent"][..], "/nonexistent"),
+        (
+            &["--root", "/nonexistent", "scan"],
+            "/nonexistent/sys/bus/pci/devices",
+        ),
+        (
+            &["--root", "/nonexistent", "status"],
+            "/nonexistent/sys/bus/pci/devices",
+        ),
+        (&["--root", hw, "snapshot", tar], tar),
+    ] {
+        let (code, err) = stderr_of(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert_eq!(err.matches("os error 2").count(), 1, "{args:?}: {err}");
+        assert!(err.contains("No such file or directory"), "{args:?}: {err}");
+        assert_eq!(err.matches(path).count(), 1, "{args:?}: path once: {err}");
+    }
+}
