@@ -171,3 +171,24 @@ fn error_causes_are_printed_once() {
         assert_eq!(err.matches(path).count(), 1, "{args:?}: path once: {err}");
     }
 }
+
+/// Warnings on a stderr that is not a terminal carry no colour codes.
+#[test]
+fn warnings_are_not_coloured_off_a_terminal() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path().join("host");
+    copy_tree(&host(HW01), &root);
+    let dev = std::fs::read_link(root.join("sys/bus/pci/devices/0000:00:14.0")).expect("link");
+    let dev = root.join("sys/bus/pci/devices").join(dev);
+    std::fs::write(dev.join("class"), "garbage\n").expect("write class");
+    let o = exliar()
+        .env_remove("NO_COLOR")
+        .args(["scan", "--root"])
+        .arg(&root)
+        .output()
+        .expect("run");
+    assert_success(&o, "scan");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("garbled value"), "the warning: {err}");
+    assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
+}
