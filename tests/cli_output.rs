@@ -192,3 +192,138 @@ fn warnings_are_not_coloured_off_a_terminal() {
     assert!(err.contains("garbled value"), "the warning: {err}");
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
 }
+
+const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
+
+/// A copy of a distribution's fixture tree to apply to.
+fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("target");
+    copy_tree(&host(distro), &dir);
+    (t, dir)
+}
+
+fn on_target(args: &[&str], dir: &Path) -> std::process::Output {
+    exliar()
+        .args(args)
+        .arg("--root")
+        .arg(host(HW_IDENTICAL))
+        .arg("--target")
+        .arg(dir)
+        .output()
+        .expect("run")
+}
+
+/// `--no-run` leaves the boot image as it was: the last words name the
+/// commands to run before rebooting, for apply and for rollback.
+#[test]
+fn no_run_names_the_commands_to_run_before_rebooting() {
+    let (_t, dir) = target("debian12-grub-intel");
+    let o = on_target(&["apply", "--yes", "--no-run"], &dir);
+    assert_success(&o, "apply --no-run");
+    let out = stdout(&o);
+    let last = out.lines().rev().take(3).collect::<Vec<_>>();
+    assert!(
+        out.contains("not run (--no-run)")
+            && out.contains("  update-initramfs -u -k all\nthen reboot"),
+        "apply --no-run names the command before the reboot:\n{out}"
+    );
+    assert!(!out.contains("Applied. Reboot"), "{last:?}");
+    let o = exliar()
+        .args(["rollback", "--no-run", "--target"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert_success(&o, "rollback --no-run");
+    let out = stdout(&o);
+    assert!(
+        out.contains("  update-initramfs -u -k all\nthen reboot to boot without the isolation"),
+        "rollback --no-run names the command before the reboot:\n{out}"
+    );
+    assert!(!out.contains("before; reboot"), "{out}");
+}
+
+/// Answering no at the prompt changes nothing and says so (exit 1).
+#[test]
+fn declined_apply_says_nothing_changed() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: script(1) is absent (needed for a terminal)");
+        return;
+    }
+    let (_t, dir) = target("debian12-grub-intel");
+    let before = std::fs::read(dir.join("etc/initramfs-tools/modules")).expect("read");
+    let cmd = format!(
+        "'{}' --root '{}' apply --no-run --target '{}'",
+        env!("CARGO_BIN_EXE_exliar"),
+        host(HW_IDENTICAL).display(),
+        dir.display()
+    );
+    let o = assert_cmd::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .write_stdin("n\n")
+        .output()
+        .expect("run script");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("Apply this plan? [y/N]"), "{out}");
+    assert!(out.contains("Nothing was changed."), "{out}");
+    assert_eq!(
+        std::fs::read(dir.join("etc/initramfs-tools/modules")).expect("read"),
+        before
+    );
+}
+
+/// `unbind --json` with nothing held prints a document; `plan --json
+/// --format nix` is an error; an address naming no device is an error
+/// (exit 2), with the bind document still naming it.
+#[test]
+fn json_and_exit_status_promises() {
+    let hw = host(HW01);
+    for extra in [&["--dry-run"][..], &[]] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().join("host");
+        copy_tree(&hw, &root);
+        let o = exliar()
+            .args(["unbind", "--json"])
+            .args(extra)
+            .arg("--root")
+            .arg(&root)
+            .output()
+            .expect("run");
+        assert_success(&o, "unbind --json");
+        let doc = json(&o);
+        assert_valid(&schema("bind-1.schema.json"), &doc, "unbind --json");
+        assert_eq!(doc["action"], "unbind");
+        assert_eq!(doc["ok"], true);
+        assert_eq!(doc["devices"], serde_json::json!([]));
+    }
+
+    let o = exliar()
+        .args(["plan", "--json", "--format", "nix", "--root"])
+        .arg(host("nixos-amd"))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--format nix"));
+
+    for args in [
+        &["bind", "0a:00.0", "--dry-run"][..],
+        &["bind", "0a:00.0", "--dry-run", "--json"],
+        &["unbind", "0a:00.0", "--dry-run", "--json"],
+    ] {
+        let o = exliar()
+            .args(args)
+            .arg("--root")
+            .arg(&hw)
+            .output()
+            .expect("run");
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert!(all.contains("no such PCI device"), "{args:?}: {all}");
+    }
+}

@@ -53,7 +53,8 @@ pub struct PlanArgs {
 pub struct PlanCmd {
     #[command(flatten)]
     pub common: PlanArgs,
-    /// `text` (diffs), `json`, or `nix` (a NixOS module to import, for NixOS)
+    /// `text` (diffs), `json`, or `nix` (a NixOS module to import, for
+    /// NixOS; not with --json, an error)
     #[arg(long, default_value = "text", value_parser = ["text", "json", "nix"])]
     pub format: String,
 }
@@ -357,6 +358,12 @@ fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
 
 pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     if a.format == "nix" {
+        if a.common.json {
+            // The module is Nix, not JSON: a JSON reader would choke on it.
+            anyhow::bail!(
+                "--json and --format nix conflict: the NixOS module is Nix text; drop --json to print it"
+            );
+        }
         return nix(root, &a.common);
     }
     let p = match build(root, &a.common)? {
@@ -444,6 +451,34 @@ fn journal_text(j: &Journal) -> String {
     s
 }
 
+/// The commands of `j` left for the user (`--no-run`), one indented line
+/// each, quoted for a shell; `None` when none was left.
+fn commands_not_run(j: &Journal) -> Option<String> {
+    let lines: String = j
+        .commands
+        .iter()
+        .filter(|c| c.output.as_deref() == Some(NOT_RUN))
+        .map(|c| {
+            let words: Vec<String> = c.argv.iter().map(|w| shell_word(w)).collect();
+            format!("  {}\n", words.join(" "))
+        })
+        .collect();
+    (!lines.is_empty()).then_some(lines)
+}
+
+/// `w` as one shell word: as it is when it holds only safe characters,
+/// else in single quotes.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
 pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
     let target_root = a
         .common
@@ -505,6 +540,7 @@ pub(super) fn apply_built(
         term::out(&plan::render(p))?;
     }
     if !yes && !confirm()? {
+        eprintln!("Nothing was changed.");
         return Ok(Applied::Done {
             code: exit::FINDINGS,
             doc: not_applied("not-confirmed", p),
@@ -529,10 +565,15 @@ pub(super) fn apply_built(
     };
     if !json {
         term::out(&journal_text(&j))?;
-        println!(
-            "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
-            p.gpu.map(|g| g.to_string()).unwrap_or_default()
-        );
+        let gpu = p.gpu.map(|g| g.to_string()).unwrap_or_default();
+        term::out(&match commands_not_run(&j) {
+            None => format!(
+                "Applied. Reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
+            ),
+            Some(cmds) => format!(
+                "Applied, but not yet in the boot image: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
+            ),
+        })?;
     }
     Ok(Applied::Done {
         code: exit::OK,
@@ -555,9 +596,12 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
         print_json(&j)?;
     } else {
         term::out(&journal_text(&j))?;
-        println!(
-            "Rolled back: every file is as it was before; reboot to boot without the isolation."
-        );
+        term::out(&match commands_not_run(&j) {
+            None => "Rolled back: every file is as it was before; reboot to boot without the isolation.\n".to_string(),
+            Some(cmds) => format!(
+                "Rolled back: every file is as it was before, but the boot image still isolates the card: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot to boot without the isolation.\n"
+            ),
+        })?;
     }
     Ok(exit::OK)
 }

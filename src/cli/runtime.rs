@@ -153,6 +153,10 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let kernel = SysfsKernel::new(root);
     let (mut st, _lock) = state(root, a.dry_run)?;
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
+    if names_no_device(&inv, &req) {
+        finish(&out, a.json)?;
+        return Ok(exit::ERROR);
+    }
     let Some((store, p)) = persist else {
         return finish(&out, a.json);
     };
@@ -185,13 +189,24 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
         dry_run: a.dry_run,
     };
     let (mut st, _lock) = state(root, a.dry_run)?;
-    if req.addresses.is_empty() && st.all().is_empty() {
+    if req.addresses.is_empty() && st.all().is_empty() && !a.json {
         eprintln!("exliar: nothing to unbind: exliar holds no device (see `exliar status`)");
         return Ok(exit::OK);
     }
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
-    finish(&out, a.json)
+    let code = finish(&out, a.json)?;
+    Ok(if names_no_device(&inv, &req) {
+        exit::ERROR
+    } else {
+        code
+    })
+}
+
+/// An address given that is no PCI device of the host: an error (exit 2),
+/// not a refusal; the document still says which (`refusals`).
+fn names_no_device(inv: &crate::model::Inventory, req: &Request) -> bool {
+    req.addresses.iter().any(|a| inv.device(a).is_none())
 }
 
 pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
