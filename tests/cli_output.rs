@@ -327,3 +327,61 @@ fn json_and_exit_status_promises() {
         assert!(all.contains("no such PCI device"), "{args:?}: {all}");
     }
 }
+
+/// Human `scan` says "boot display" only as the JSON's evidence does: read
+/// from `boot_vga`, or "(inferred: ...)".
+#[test]
+fn scan_boot_display_wording_matches_the_evidence() {
+    let mut seen = (0, 0);
+    for name in ["hw09-ryzen-x570-rtx3060", "popos-kernelstub", HW01] {
+        let h = host(name);
+        let o = exliar()
+            .args(["scan", "--json", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run");
+        assert_success(&o, "scan --json");
+        let doc = json(&o);
+        let o = exliar()
+            .args(["scan", "--root"])
+            .arg(&h)
+            .output()
+            .expect("run");
+        assert_success(&o, "scan");
+        let text = stdout(&o);
+        for g in doc["gpus"].as_array().expect("gpus") {
+            let addr = g["address"].as_str().expect("address");
+            // the tags line follows the GPU's own line
+            let mut lines = text
+                .lines()
+                .skip_while(|l| !l.starts_with(&format!("  {addr}  ")));
+            lines.next();
+            let tags = lines.next().expect("tags line");
+            match g["boot_display_evidence"].as_str() {
+                Some("inferred") => {
+                    seen.0 += 1;
+                    assert!(
+                        tags.contains("boot display (inferred: "),
+                        "{name} {addr}: {tags}"
+                    );
+                }
+                Some("boot-vga") => {
+                    seen.1 += 1;
+                    assert!(tags.ends_with(", boot display"), "{name} {addr}: {tags}");
+                }
+                _ => assert!(!tags.contains("boot display"), "{name} {addr}: {tags}"),
+            }
+        }
+        // no verdict or reason calls an inferred boot display plainly so
+        if doc["gpus"]
+            .as_array()
+            .expect("gpus")
+            .iter()
+            .any(|g| g["boot_display_evidence"] == "inferred")
+        {
+            assert!(!text.contains("the boot display."), "{name}: {text}");
+            assert!(!text.contains("the boot display and"), "{name}: {text}");
+        }
+    }
+    assert!(seen.0 > 0 && seen.1 > 0, "both kinds of evidence: {seen:?}");
+}
