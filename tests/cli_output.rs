@@ -385,3 +385,66 @@ fn scan_boot_display_wording_matches_the_evidence() {
     }
     assert!(seen.0 > 0 && seen.1 > 0, "both kinds of evidence: {seen:?}");
 }
+
+/// A CPU exliar does not know gets no `intel_iommu=on`: plan says so
+/// (human and JSON) and check names the parameter; a known vendor does not
+/// get the warning.
+#[test]
+fn unknown_cpu_vendor_is_said_not_silently_dropped() {
+    for (vendor, warned) in [("CentaurHauls", true), ("GenuineIntel", false)] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let hw = t.path().join("hw");
+        copy_tree(&host(HW_IDENTICAL), &hw);
+        std::fs::create_dir_all(hw.join("proc")).expect("proc");
+        std::fs::write(
+            hw.join("proc/cpuinfo"),
+            format!("processor\t: 0\nvendor_id\t: {vendor}\nmodel name\t: Some CPU\nflags\t\t: fpu vmx\n\n"),
+        )
+        .expect("cpuinfo");
+        let dir = t.path().join("target");
+        copy_tree(&host("debian12-grub-intel"), &dir);
+        let plan = |json: bool| {
+            let mut c = exliar();
+            c.arg("plan")
+                .arg("--root")
+                .arg(&hw)
+                .arg("--target")
+                .arg(&dir);
+            if json {
+                c.arg("--json");
+            }
+            c.output().expect("run")
+        };
+        let o = plan(true);
+        assert_success(&o, "plan --json");
+        let doc = json(&o);
+        let warnings = doc["warnings"].to_string();
+        assert_eq!(
+            warnings.contains("adds `intel_iommu=on` only for Intel CPUs"),
+            warned,
+            "{vendor}: {warnings}"
+        );
+        if warned {
+            assert!(warnings.contains(vendor), "{warnings}");
+            let o = plan(false);
+            assert_success(&o, "plan");
+            assert!(
+                stdout(&o).contains("`intel_iommu=on` only for Intel"),
+                "{}",
+                stdout(&o)
+            );
+            let o = exliar()
+                .args(["check", "--json", "--only", "cpu.vendor", "--root"])
+                .arg(&hw)
+                .output()
+                .expect("run");
+            let c = json(&o);
+            assert!(
+                c["checks"][0]["summary"]
+                    .to_string()
+                    .contains("intel_iommu=on"),
+                "{c}"
+            );
+        }
+    }
+}

@@ -152,12 +152,30 @@ fn build_for(
     a: &PlanArgs,
 ) -> anyhow::Result<Result<Plan, PlanError>> {
     let i = inputs(root, inv, a)?;
-    Ok(isolate::plan(
-        inv,
-        &i.analysis,
-        &i.critical,
-        &i.facts,
-        &i.req,
+    let mut r = isolate::plan(inv, &i.analysis, &i.critical, &i.facts, &i.req);
+    if let (Ok(p), Some(w)) = (&mut r, cpu_warning(inv)) {
+        p.warnings.push(w);
+    }
+    Ok(r)
+}
+
+/// The planner adds `intel_iommu=on` for Intel CPUs only (AMD's IOMMU is on
+/// by default): on a CPU of another or unknown vendor the plan has no IOMMU
+/// parameter, which must be said, not silently left out.
+fn cpu_warning(inv: &Inventory) -> Option<String> {
+    let vendor = inv.host.cpu_vendor.as_deref();
+    if matches!(
+        vendor,
+        Some("GenuineIntel" | "AuthenticAMD" | "HygonGenuine")
+    ) {
+        return None;
+    }
+    Some(format!(
+        "the CPU vendor is {}: exliar adds `intel_iommu=on` only for Intel CPUs (AMD's IOMMU is on by default), so this plan adds no IOMMU parameter; if this CPU's IOMMU is off by default, add the parameter it needs to the kernel command line yourself",
+        vendor.map_or_else(
+            || "unknown (no vendor_id in /proc/cpuinfo)".to_string(),
+            |v| format!("`{v}`")
+        )
     ))
 }
 
@@ -397,7 +415,8 @@ fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
     let inv = read_host(&HostRoot::new(root))?;
     let i = inputs(root, &inv, a)?;
     match isolate::nixos(&inv, &i.analysis, &i.critical, &i.facts, &i.req) {
-        Ok(n) => {
+        Ok(mut n) => {
+            n.warnings.extend(cpu_warning(&inv));
             for w in &n.warnings {
                 term::err(&format!("exliar: warning: {w}\n"));
             }
