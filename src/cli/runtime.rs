@@ -154,8 +154,7 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let (mut st, _lock) = state(root, a.dry_run)?;
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
     if names_no_device(&inv, &req) {
-        finish(&out, a.json)?;
-        return Ok(exit::ERROR);
+        return no_device(&out, &inv, &req, a.json);
     }
     let Some((store, p)) = persist else {
         return finish(&out, a.json);
@@ -195,12 +194,30 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     }
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
-    let code = finish(&out, a.json)?;
-    Ok(if names_no_device(&inv, &req) {
-        exit::ERROR
+    if names_no_device(&inv, &req) {
+        return no_device(&out, &inv, &req, a.json);
+    }
+    finish(&out, a.json)
+}
+
+/// Exit 2 for an address that names no device: the JSON document (which
+/// names it in `refusals`), or an error line.
+fn no_device(
+    out: &Outcome,
+    inv: &crate::model::Inventory,
+    req: &Request,
+    json: bool,
+) -> anyhow::Result<u8> {
+    if json {
+        print_json(out)?;
     } else {
-        code
-    })
+        for a in req.addresses.iter().filter(|a| inv.device(a).is_none()) {
+            term::err(&format!(
+                "exliar: error: {a}: no such PCI device on this host\n"
+            ));
+        }
+    }
+    Ok(exit::ERROR)
 }
 
 /// An address given that is no PCI device of the host: an error (exit 2),
