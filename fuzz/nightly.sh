@@ -14,7 +14,8 @@
 #
 # Environment: FUZZ_SECONDS (per target, default 600), FUZZ_SEEDS (seed
 # folders, space-separated; default: ../shared/fixtures/configs,
-# ../shared/fixtures/hw-dumps and tests/fixtures, those present).
+# ../shared/fixtures/hw-dumps and tests/fixtures, those present),
+# FUZZ_ARGS (more libFuzzer flags, e.g. -dict=FILE).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -91,7 +92,7 @@ for t in "${targets[@]}"; do
     log="$work/$t.log"
     set +e
     "$bindir/$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=60 -rss_limit_mb=4096 \
-        -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1
+        -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} "$corpus" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s += $1} END {print s + 0}')
