@@ -906,8 +906,9 @@ fn cli_dry_run_refusals_and_json() {
             "host-critical (root file system on /dev/nvme0n1p2)",
         ),
         (
+            // An error, not a refusal: exit 2, the document still says why.
             vec!["bind", "0000:0a:00.0", "--json"],
-            1,
+            2,
             "no such PCI device",
         ),
         (

@@ -104,10 +104,20 @@ fn distinct_setups() {
         "6.1 < 6.2 needs vfio_virqfd"
     );
 
-    // Arch + systemd-boot + mkinitcpio, GRUB left over: the conflict is reported.
+    // Arch + systemd-boot + mkinitcpio, GRUB left over: the conflict is
+    // reported, and since `exliar plan` refuses it without --bootloader,
+    // the host is not ready until told which.
     let (a, code) = check_json(&host("arch-systemd-boot"), &[]);
-    assert_eq!(code, 0, "{a}");
-    assert_eq!(status(&a, "boot.loader"), "warn");
+    assert_eq!(code, 1, "{a}");
+    assert_eq!(status(&a, "boot.loader"), "fail");
+    assert_eq!(a["first_blocker"]["id"], "boot.loader");
+    assert!(text(&a, "boot.loader").contains("--bootloader NAME"), "{a}");
+    let o = exliar()
+        .args(["plan", "--root"])
+        .arg(host("arch-systemd-boot"))
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(1), "plan refuses too");
     let l = text(&a, "boot.loader");
     assert!(
         l.contains("systemd-boot")

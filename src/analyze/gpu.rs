@@ -112,6 +112,30 @@ pub struct Gpu {
     pub verdict: String,
 }
 
+impl Gpu {
+    /// "the boot display", saying so when exliar only inferred it (no
+    /// `boot_vga` attribute said yes), and from what: human words that
+    /// match `boot_display_evidence`. `None` when it is not the boot display.
+    pub fn boot_display_words(&self) -> Option<String> {
+        if !self.boot_display {
+            return None;
+        }
+        Some(match self.boot_display_evidence {
+            Some(BootEvidence::Inferred) => {
+                let why = if self.bmc {
+                    "a BMC display"
+                } else if self.integrated {
+                    "integrated graphics"
+                } else {
+                    "the first display device"
+                };
+                format!("the boot display (inferred: {why})")
+            }
+            _ => "the boot display".to_string(),
+        })
+    }
+}
+
 /// Short vendor name: `amd`, `nvidia`, `intel`, … or `vendor-xxxx`.
 pub fn vendor_short(vendor_id: Option<u16>, vendor_name: Option<&str>) -> String {
     let by_id = vendor_id.and_then(|v| {
@@ -432,8 +456,8 @@ fn verdict(g: &Gpu, inv: &Inventory) -> String {
             }
         }
     };
-    if g.boot_display {
-        s.push_str(" It is the boot display.");
+    if let Some(words) = g.boot_display_words() {
+        s.push_str(&format!(" It is {words}."));
     }
     if g.integrated {
         s.push_str(" Integrated graphics.");

@@ -114,9 +114,9 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
         if Some(g.address) == host.map(|h| h.address) {
             continue;
         }
-        if g.boot_display {
+        if let Some(words) = g.boot_display_words() {
             reasons.push(format!(
-                "{} is the boot display and another GPU can run the host, so it is not recommended; choose another boot display in the firmware to change that.",
+                "{} is {words} and another GPU can run the host, so it is not recommended; choose another boot display in the firmware to change that.",
                 label(g)
             ));
             continue;
@@ -164,14 +164,14 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
     };
     let mut head = vec![format!("Pass through {}: {}", label(pick), pick.verdict)];
     if let Some(h) = host {
-        let why = if h.boot_display {
-            "the boot display"
+        let why = if let Some(words) = h.boot_display_words() {
+            words
         } else if h.bmc {
-            "the board-management console"
+            "the board-management console".to_string()
         } else if h.integrated {
-            "integrated graphics"
+            "integrated graphics".to_string()
         } else {
-            "the remaining GPU"
+            "the remaining GPU".to_string()
         };
         head.push(format!("The host keeps {}, {why}.", label(h)));
     }

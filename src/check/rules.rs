@@ -417,12 +417,12 @@ impl<'a> Ctx<'a> {
             Vendor::Other => Check::new(
                 "cpu.vendor",
                 Status::Warn,
-                format!("CPU vendor {vid}: exliar knows Intel and AMD; IOMMU advice may not apply"),
+                format!("CPU vendor {vid}: exliar knows Intel and AMD; IOMMU advice may not apply, and exliar plan adds no `intel_iommu=on` (nor any IOMMU parameter) for this CPU"),
             ),
             Vendor::Unknown => Check::new(
                 "cpu.vendor",
                 Status::Skip,
-                "no vendor_id in /proc/cpuinfo (not an x86 CPU?)",
+                "no vendor_id in /proc/cpuinfo (not an x86 CPU?); exliar plan adds no `intel_iommu=on` (nor any IOMMU parameter) for an unknown CPU",
             ),
         }
         .ev("proc/cpuinfo", format!("vendor_id: {vid}"));
@@ -1356,7 +1356,7 @@ impl<'a> Ctx<'a> {
             how.map(|h| format!("; kernel parameters: {h}"))
                 .unwrap_or_default()
         );
-        let mut status = if b.cmdline_source.is_some() {
+        let status = if b.cmdline_source.is_some() {
             Status::Ok
         } else {
             Status::Warn
@@ -1365,8 +1365,16 @@ impl<'a> Ctx<'a> {
             summary.push_str("; exliar does not know where its kernel parameters are kept");
         }
         if !b.conflicts.is_empty() {
-            status = Status::Warn;
-            summary = format!("{summary}; {}", b.conflicts.join("; "));
+            // `exliar plan`/`apply` refuse to guess which configuration
+            // the kernel parameters go to: not ready until told.
+            summary = format!(
+                "{summary}; {}; exliar plan/apply will not place kernel parameters until told which boot loader to edit",
+                b.conflicts.join("; ")
+            );
+            return Check::new(id, Status::Fail, summary).facts(facts).fix(format!(
+                "pass --bootloader NAME to exliar plan/apply (or set EXLIAR_BOOTLOADER=NAME), NAME the boot loader that really boots this system: {}",
+                crate::plan::isolate::BootloaderChoice::names()
+            ));
         }
         Check::new(id, status, summary).facts(facts)
     }
@@ -1576,7 +1584,7 @@ impl<'a> Ctx<'a> {
             (None, Some(_), Some(_)) => Check::new(id, Status::Warn, "the libvirt daemon runs but virsh is not installed")
                 .facts(facts)
                 .fix(remedy::install(self.family, Package::Libvirt)),
-            _ => Check::new(id, Status::Warn, "libvirt is not installed (optional: plain QEMU works, but virt-manager and exliar's VM setup use libvirt)")
+            _ => Check::new(id, Status::Warn, "libvirt is not installed (optional: plain QEMU works; virt-manager and virsh need libvirt)")
                 .facts(facts)
                 .fix(remedy::install(self.family, Package::Libvirt)),
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{exit, read_host};
+use super::{exit, read_host, term};
 use crate::analyze::{self, Analysis};
 use crate::host::HostRoot;
 use crate::host::critical::{self, Critical};
@@ -53,7 +53,8 @@ pub struct PlanArgs {
 pub struct PlanCmd {
     #[command(flatten)]
     pub common: PlanArgs,
-    /// `text` (diffs), `json`, or `nix` (a NixOS module to import, for NixOS)
+    /// `text` (diffs), `json`, or `nix` (a NixOS module to import, for
+    /// NixOS; not with --json, an error)
     #[arg(long, default_value = "text", value_parser = ["text", "json", "nix"])]
     pub format: String,
 }
@@ -151,12 +152,30 @@ fn build_for(
     a: &PlanArgs,
 ) -> anyhow::Result<Result<Plan, PlanError>> {
     let i = inputs(root, inv, a)?;
-    Ok(isolate::plan(
-        inv,
-        &i.analysis,
-        &i.critical,
-        &i.facts,
-        &i.req,
+    let mut r = isolate::plan(inv, &i.analysis, &i.critical, &i.facts, &i.req);
+    if let (Ok(p), Some(w)) = (&mut r, cpu_warning(inv)) {
+        p.warnings.push(w);
+    }
+    Ok(r)
+}
+
+/// The planner adds `intel_iommu=on` for Intel CPUs only (AMD's IOMMU is on
+/// by default): on a CPU of another or unknown vendor the plan has no IOMMU
+/// parameter, which must be said, not silently left out.
+fn cpu_warning(inv: &Inventory) -> Option<String> {
+    let vendor = inv.host.cpu_vendor.as_deref();
+    if matches!(
+        vendor,
+        Some("GenuineIntel" | "AuthenticAMD" | "HygonGenuine")
+    ) {
+        return None;
+    }
+    Some(format!(
+        "the CPU vendor is {}: exliar adds `intel_iommu=on` only for Intel CPUs (AMD's IOMMU is on by default), so this plan adds no IOMMU parameter; if this CPU's IOMMU is off by default, add the parameter it needs to the kernel command line yourself",
+        vendor.map_or_else(
+            || "unknown (no vendor_id in /proc/cpuinfo)".to_string(),
+            |v| format!("`{v}`")
+        )
     ))
 }
 
@@ -214,15 +233,17 @@ pub(super) fn persist_apply(
     };
     if p.is_empty() {
         if !json {
-            println!("Boot-time isolation: nothing to change, the card is bound at boot already.");
+            term::out(
+                "Boot-time isolation: nothing to change, the card is bound at boot already.\n",
+            )?;
         }
         return Ok(shown(not_applied("nothing-to-change", p)));
     }
     let Some(store) = store else {
         // --dry-run
         if !json {
-            print!("{}", plan::render(p));
-            println!("\nDry run: the boot configuration was not changed.");
+            term::out(&plan::render(p))?;
+            term::out("\nDry run: the boot configuration was not changed.\n")?;
         }
         return Ok(shown(serde_json::to_value(plan_doc(p))?));
     };
@@ -256,7 +277,7 @@ pub(super) fn open_store(root: &Path) -> anyhow::Result<Store> {
 /// Warn about transaction folders that could not be read (they are skipped).
 pub(super) fn warn_skipped(skipped: &[crate::txn::Skipped]) {
     for s in skipped {
-        eprintln!("exliar: warning: transaction folder {s}");
+        term::err(&format!("exliar: warning: transaction folder {s}\n"));
     }
 }
 
@@ -337,10 +358,14 @@ fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
     if json {
         print_json(&refusal_doc(e, schema))?;
     }
-    eprintln!("exliar: {e}");
+    term::err(&format!("exliar: {e}\n"));
     if let PlanError::AmbiguousBootloader { .. } = e {
         for c in BootloaderChoice::ALL {
-            eprintln!("exliar:   --bootloader {:<15} {}", c.name(), c.describe());
+            term::err(&format!(
+                "exliar:   --bootloader {:<15} {}\n",
+                c.name(),
+                c.describe()
+            ));
         }
     }
     if matches!(
@@ -360,6 +385,12 @@ fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
 
 pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     if a.format == "nix" {
+        if a.common.json {
+            // The module is Nix, not JSON: a JSON reader would choke on it.
+            anyhow::bail!(
+                "--json and --format nix conflict: the NixOS module is Nix text; drop --json to print it"
+            );
+        }
         return nix(root, &a.common);
     }
     let p = match build(root, &a.common)? {
@@ -374,17 +405,17 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     if let Ok(js) = crate::txn::read_journals(&target_root) {
         warn_skipped(&js.skipped);
         if let Some(j) = js.unfinished().next() {
-            eprintln!(
-                "exliar: warning: transaction {} is unfinished ({}); run `exliar recover` before applying anything",
+            term::err(&format!(
+                "exliar: warning: transaction {} is unfinished ({}); run `exliar recover` before applying anything\n",
                 j.id,
                 j.status.unfinished_what()
-            );
+            ));
         }
     }
     if a.common.json || a.format == "json" {
         print_json(&plan_doc(&p))?;
     } else {
-        print!("{}", plan::render(&p));
+        term::out(&plan::render(&p))?;
         if !p.is_empty() {
             println!("\nNothing was changed. `exliar apply` (same flags) applies this plan.");
         }
@@ -398,11 +429,12 @@ fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
     let inv = read_host(&HostRoot::new(root))?;
     let i = inputs(root, &inv, a)?;
     match isolate::nixos(&inv, &i.analysis, &i.critical, &i.facts, &i.req) {
-        Ok(n) => {
+        Ok(mut n) => {
+            n.warnings.extend(cpu_warning(&inv));
             for w in &n.warnings {
-                eprintln!("exliar: warning: {w}");
+                term::err(&format!("exliar: warning: {w}\n"));
             }
-            print!("{}", n.module);
+            term::out(&n.module)?;
             Ok(exit::OK)
         }
         Err(e) => refused(&e, false, plan::PLAN_SCHEMA),
@@ -466,6 +498,34 @@ fn journal_text(j: &Journal) -> String {
         }
     }
     s
+}
+
+/// The commands of `j` left for the user (`--no-run`), one indented line
+/// each, quoted for a shell; `None` when none was left.
+fn commands_not_run(j: &Journal) -> Option<String> {
+    let lines: String = j
+        .commands
+        .iter()
+        .filter(|c| c.output.as_deref() == Some(NOT_RUN))
+        .map(|c| {
+            let words: Vec<String> = c.argv.iter().map(|w| shell_word(w)).collect();
+            format!("  {}\n", words.join(" "))
+        })
+        .collect();
+    (!lines.is_empty()).then_some(lines)
+}
+
+/// `w` as one shell word: as it is when it holds only safe characters,
+/// else in single quotes.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
@@ -553,9 +613,10 @@ pub(super) fn apply_built(
     json: bool,
 ) -> anyhow::Result<Applied> {
     if !json {
-        print!("{}", plan::render(p));
+        term::out(&plan::render(p))?;
     }
     if !yes && !confirm()? {
+        eprintln!("Nothing was changed.");
         return Ok(Applied::Done {
             code: exit::FINDINGS,
             doc: not_applied("not-confirmed", p),
@@ -573,11 +634,16 @@ pub(super) fn apply_built(
         }
     };
     if !json {
-        print!("{}", journal_text(&j));
-        println!(
-            "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
-            p.gpu.map(|g| g.to_string()).unwrap_or_default()
-        );
+        term::out(&journal_text(&j))?;
+        let gpu = p.gpu.map(|g| g.to_string()).unwrap_or_default();
+        term::out(&match commands_not_run(&j) {
+            None => format!(
+                "Applied. Reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
+            ),
+            Some(cmds) => format!(
+                "Applied, but not yet in the boot image: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
+            ),
+        })?;
     }
     Ok(Applied::Done {
         code: exit::OK,
@@ -604,10 +670,13 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
     if a.json {
         print_json(&j)?;
     } else {
-        print!("{}", journal_text(&j));
-        println!(
-            "Rolled back: every file is as it was before; reboot to boot without the isolation."
-        );
+        term::out(&journal_text(&j))?;
+        term::out(&match commands_not_run(&j) {
+            None => "Rolled back: every file is as it was before; reboot to boot without the isolation.\n".to_string(),
+            Some(cmds) => format!(
+                "Rolled back: every file is as it was before, but the boot image still isolates the card: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot to boot without the isolation.\n"
+            ),
+        })?;
     }
     Ok(exit::OK)
 }
@@ -625,7 +694,7 @@ pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
                 print_json(j)?;
             } else {
                 for j in &done {
-                    print!("{}", journal_text(j));
+                    term::out(&journal_text(j))?;
                     println!("{}", recovered_text(j));
                 }
             }
@@ -676,7 +745,7 @@ pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
         println!("No transactions.");
     }
     for j in &js {
-        print!("{}", journal_text(j));
+        term::out(&journal_text(j))?;
         if j.status.unfinished() {
             println!("  (unfinished: run `exliar recover`)");
         }

@@ -4,6 +4,7 @@
 mod boot;
 mod render;
 mod runtime;
+mod term;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -182,7 +183,7 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::from(exit::OK);
             }
-            eprintln!("exliar: error: {e:#}");
+            term::err(&format!("exliar: error: {}\n", term::chain(&e)));
             ExitCode::from(exit::ERROR)
         }
     }
@@ -206,8 +207,13 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("EXLIAR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal, and never under NO_COLOR (no-color.org:
+    // set and not empty).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
@@ -257,7 +263,7 @@ pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
 fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {
     let inv = host::sysfs::read_inventory(host, ids)?;
     for w in &inv.warnings {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", term::safe(&w.to_string()));
     }
     Ok(inv)
 }
@@ -283,7 +289,7 @@ fn emit_inventory(
         } else {
             render::scan(inv, analysis)
         };
-        out.write_all(text.as_bytes())?;
+        out.write_all(term::safe(&text).as_bytes())?;
     }
     out.flush()?;
     Ok(exit::OK)
@@ -306,7 +312,7 @@ pub fn check_evidence(host: &HostRoot) -> (check::Evidence, Option<Analysis>) {
                 .collect();
             (Some(analyze::analyze(&inv)), None, ids)
         }
-        Err(e) => (None, Some(format!("{e:#}")), Vec::new()),
+        Err(e) => (None, Some(term::chain(&e)), Vec::new()),
     };
     let mut ev = check::gather(host);
     ev.pci_error = pci_error;
@@ -330,7 +336,7 @@ fn check(root: &std::path::Path, a: &CheckArgs) -> anyhow::Result<u8> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        out.write_all(render::check(&report, &ev).as_bytes())?;
+        out.write_all(term::safe(&render::check(&report, &ev)).as_bytes())?;
     }
     out.flush()?;
     Ok(if report.ready {
@@ -350,13 +356,12 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8>
     // snapshot gives the same result.
     let ev = check::gather(&host);
     check::trim_for_snapshot(&host, &ev);
-    let n = host::snapshot::write(&host, &ids, out)
-        .with_context(|| format!("writing snapshot {}", out.display()))?;
-    eprintln!(
-        "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)",
+    let n = host::snapshot::write(&host, &ids, out).context("writing the snapshot")?;
+    term::err(&format!(
+        "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)\n",
         root.display(),
         out.display()
-    );
+    ));
     Ok(exit::OK)
 }
 

@@ -70,8 +70,10 @@ fn gpu_block(out: &mut String, inv: &Inventory, g: &Gpu) {
         }
         .to_string(),
     );
-    if g.boot_display {
-        tags.push("boot display".to_string());
+    if let Some(words) = g.boot_display_words() {
+        // "boot display", or "boot display (inferred: ...)" as the JSON's
+        // boot_display_evidence says
+        tags.push(words.trim_start_matches("the ").to_string());
     }
     let _ = writeln!(out, "  {}  {}{}", g.address, g.name, ids);
     let _ = writeln!(out, "    {}", tags.join(", "));

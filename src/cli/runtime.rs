@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{BindArgs, UnbindArgs, boot, exit, read_host};
+use super::{BindArgs, UnbindArgs, boot, exit, read_host, term};
 use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
 use crate::host::kernel::SysfsKernel;
@@ -83,9 +83,9 @@ fn finish(o: &Outcome, json: bool) -> anyhow::Result<u8> {
     } else {
         let text = render(o);
         if o.error.is_some() || !o.refusals.is_empty() {
-            eprint!("{text}");
+            term::err(&text);
         } else {
-            print!("{text}");
+            term::out(&text)?;
         }
     }
     Ok(outcome_code(o))
@@ -153,6 +153,9 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let kernel = SysfsKernel::new(root);
     let (mut st, _lock) = state(root, a.dry_run)?;
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
+    if names_no_device(&inv, &req) {
+        return no_device(&out, &inv, &req, a.json);
+    }
     let Some((store, p)) = persist else {
         return finish(&out, a.json);
     };
@@ -185,13 +188,42 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
         dry_run: a.dry_run,
     };
     let (mut st, _lock) = state(root, a.dry_run)?;
-    if req.addresses.is_empty() && st.all().is_empty() {
+    if req.addresses.is_empty() && st.all().is_empty() && !a.json {
         eprintln!("exliar: nothing to unbind: exliar holds no device (see `exliar status`)");
         return Ok(exit::OK);
     }
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
+    if names_no_device(&inv, &req) {
+        return no_device(&out, &inv, &req, a.json);
+    }
     finish(&out, a.json)
+}
+
+/// Exit 2 for an address that names no device: the JSON document (which
+/// names it in `refusals`), or an error line.
+fn no_device(
+    out: &Outcome,
+    inv: &crate::model::Inventory,
+    req: &Request,
+    json: bool,
+) -> anyhow::Result<u8> {
+    if json {
+        print_json(out)?;
+    } else {
+        for a in req.addresses.iter().filter(|a| inv.device(a).is_none()) {
+            term::err(&format!(
+                "exliar: error: {a}: no such PCI device on this host\n"
+            ));
+        }
+    }
+    Ok(exit::ERROR)
+}
+
+/// An address given that is no PCI device of the host: an error (exit 2),
+/// not a refusal; the document still says which (`refusals`).
+fn names_no_device(inv: &crate::model::Inventory, req: &Request) -> bool {
+    req.addresses.iter().any(|a| inv.device(a).is_none())
 }
 
 pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
@@ -272,7 +304,7 @@ pub fn status(root: &Path, json: bool) -> anyhow::Result<u8> {
             u.status.unfinished_what()
         ));
     }
-    print!("{s}");
+    term::out(&s)?;
     Ok(exit::OK)
 }
 

@@ -14,9 +14,10 @@ const PCI_DEVICES: &str = "sys/bus/pci/devices";
 const IOMMU_GROUPS: &str = "sys/kernel/iommu_groups";
 const IOMMU_CLASS: &str = "sys/class/iommu";
 
-/// Nothing usable could be read.
+/// Nothing usable could be read. With a `source` (which names the path
+/// itself) the path is not repeated.
 #[derive(Debug, thiserror::Error)]
-#[error("no PCI devices could be read from {path}")]
+#[error("no PCI devices could be read{}", if source.is_some() { String::new() } else { format!(" from {path}") })]
 pub struct NothingRead {
     pub path: String,
     #[source]
