@@ -56,8 +56,14 @@ const TOOLS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A file's text, every byte kept (see [`super::rawtext`]): the editors'
+/// `before` is then exactly the file's bytes, and bytes that are not UTF-8
+/// are written back as they were.
 fn text(host: &HostRoot, rel: &str) -> Option<String> {
-    host.read_optional(rel).ok().flatten()
+    match host.read_bytes(rel) {
+        Ok(b) => Some(super::rawtext::decode(&b)),
+        Err(_) => None,
+    }
 }
 
 /// Where kernel module trees (`<release>/modules.alias`, …) live: the usual

@@ -16,7 +16,7 @@ use super::editors::{GuestFunction, IsolationRequest, binding, plan_isolation};
 use super::initramfs::{Generator, vfio_modules};
 use super::modalias::{PciAliases, pci_modalias};
 use super::modprobe::{PciId, ids_option_line, merged_softdeps};
-use super::{Plan, Step};
+use super::{Plan, Step, rawtext};
 
 /// The target's configuration, as read.
 #[derive(Debug, Clone, Default)]
@@ -272,8 +272,8 @@ pub fn plan(
         changed = true;
         plan.steps.push(Step::WriteFile {
             path: PathBuf::from(&rel),
-            before: before.map(String::into_bytes),
-            after: nf.content.clone().into_bytes(),
+            before: before.as_deref().map(rawtext::encode),
+            after: rawtext::encode(&nf.content),
             mode: nf.mode,
             why: "exliar's own file for vfio-pci at boot".to_string(),
         });
@@ -301,8 +301,8 @@ pub fn plan(
         changed = true;
         plan.steps.push(Step::WriteFile {
             path: PathBuf::from(&rel),
-            before: before.map(String::into_bytes),
-            after: after.into_bytes(),
+            before: before.as_deref().map(rawtext::encode),
+            after: rawtext::encode(&after),
             mode: 0o644,
             why: format!("vfio modules and configuration for {}", generator.name()),
         });
@@ -757,8 +757,8 @@ fn write_if_changed(
     }
     plan.steps.push(Step::WriteFile {
         path: PathBuf::from(rel),
-        before: before.map(|b| b.as_bytes().to_vec()),
-        after: after.into_bytes(),
+        before: before.map(rawtext::encode),
+        after: rawtext::encode(&after),
         mode: 0o644,
         why: why.to_string(),
     });
