@@ -139,3 +139,231 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
         .success();
     assert_eq!(files(&dir), original, "rollback did not restore every byte");
 }
+
+/// The start of a long output, for a failure message.
+fn head(s: &str) -> String {
+    s.chars().take(2000).collect()
+}
+
+/// How long one command may take on a tiny tree before the test calls it
+/// a hang (they take well under a second).
+const HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn mkfifo(path: &Path) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+}
+
+const ATTR: &str = "sys/devices/pci0000:00/0000:00:01.0/class";
+
+/// Run `exliar ARGS` with a time limit; a hang fails the test.
+fn run_bounded(args: &[&str], root: &Path, extra: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = exliar()
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .timeout(HANG)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.code().is_some(),
+        "exliar {args:?} was killed (a hang past {HANG:?})\nstderr: {}",
+        head(&String::from_utf8_lossy(&out.stderr))
+    );
+    out
+}
+
+/// FIFOs where a sysfs attribute, `/proc/cmdline`, os-release and pci.ids
+/// should be: every command finishes and says which file it did not read
+/// (they blocked forever in `open`).
+#[test]
+fn fifos_in_the_host_root_never_hang() {
+    let (t, hw) = copy_of(HW_IDENTICAL);
+    for f in [
+        ATTR,
+        "proc/cmdline",
+        "etc/os-release",
+        "usr/share/misc/pci.ids",
+    ] {
+        mkfifo(&hw.join(f));
+    }
+    let fifo_msg = "a FIFO, not a regular file; not read";
+    for args in [&["scan"][..], &["iommu"], &["check"]] {
+        let out = run_bounded(args, &hw, &[]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if args == ["scan"] {
+            assert_success(&out, "scan");
+            assert!(
+                all.contains(&format!("0000:00:01.0/class: {fifo_msg}")),
+                "scan does not name the FIFO: {}",
+                head(&all)
+            );
+        }
+    }
+    let snap = t.path().join("snap.tar");
+    let out = run_bounded(&["snapshot", snap.to_str().expect("utf-8")], &hw, &[]);
+    assert_success(&out, "snapshot");
+
+    // A target whose /etc/default/grub is a FIFO: plan refuses, naming it;
+    // a FIFO loader entry (read to evaluate the boot setup) is only a warning.
+    let (_t2, target) = copy_of("debian12-grub-intel");
+    mkfifo(&target.join("boot/loader/entries/fifo.conf"));
+    let out = run_bounded(
+        &["plan", "--json"],
+        &host(HW_IDENTICAL),
+        &[std::ffi::OsStr::new("--target"), target.as_os_str()],
+    );
+    assert_success(&out, "plan with a FIFO loader entry");
+    let doc = json(&out);
+    assert!(
+        doc["warnings"].to_string().contains(fifo_msg),
+        "no warning: {doc}"
+    );
+    std::fs::remove_dir_all(target.join("boot/loader")).expect("rm");
+    mkfifo(&target.join("etc/default/grub"));
+    let out = run_bounded(
+        &["plan", "--iommu-pt"],
+        &host(HW_IDENTICAL),
+        &[std::ffi::OsStr::new("--target"), target.as_os_str()],
+    );
+    assert_eq!(out.status.code(), Some(2), "plan over a FIFO grub");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("etc/default/grub: {fifo_msg}")),
+        "plan does not name the FIFO: {}",
+        head(&err)
+    );
+}
+
+/// A 100 MB attribute (sparse) is refused at its size, never echoed.
+#[test]
+fn a_huge_attribute_is_refused_not_echoed() {
+    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let f = std::fs::File::create(hw.join(ATTR)).expect("create");
+    f.set_len(100_000_000).expect("set_len");
+    let out = run_bounded(&["scan"], &hw, &[]);
+    assert_success(&out, "scan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0000:00:01.0/class: larger than 64 KiB; not read"),
+        "{}",
+        head(&err)
+    );
+    assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
+}
+
+/// A long garbled attribute is quoted in its warning only in part.
+#[test]
+fn a_garbled_attribute_is_quoted_in_part() {
+    let (_t, hw) = copy_of(HW_IDENTICAL);
+    std::fs::write(hw.join(ATTR), "z".repeat(50_000)).expect("write");
+    let out = run_bounded(&["scan"], &hw, &[]);
+    assert_success(&out, "scan");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("garbled value"), "{}", head(&err));
+    assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
+}
+
+/// A character device (`/dev/zero`'s numbers) in place of an attribute and
+/// of `/proc/cmdline`: refused, not read until memory runs out. Making the
+/// node needs root; without it the test says so and stops.
+#[test]
+fn a_character_device_in_place_of_an_attribute_is_refused() {
+    let (_t, hw) = copy_of(HW_IDENTICAL);
+    std::fs::create_dir_all(hw.join("proc")).expect("mkdir");
+    for f in [ATTR, "proc/cmdline"] {
+        let p = hw.join(f);
+        let _ = std::fs::remove_file(&p);
+        if let Err(e) = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 5),
+        ) {
+            eprintln!("skipping: cannot make a device node ({e}); needs root");
+            return;
+        }
+    }
+    for args in [&["scan"][..], &["iommu"], &["check"]] {
+        let out = run_bounded(args, &hw, &[]);
+        if args == ["scan"] {
+            assert_success(&out, "scan");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(
+                    "0000:00:01.0/class: a character device, not a regular file; not read"
+                ),
+                "{}",
+                head(&err)
+            );
+        }
+    }
+}
+
+/// `analyze FILE`: a device node is refused (it read `/dev/zero` until
+/// memory ran out), a pipe is read (`analyze <(lspci -nnk)`), standard
+/// input stops at 16 MiB.
+#[test]
+fn analyze_reads_files_and_pipes_but_not_devices() {
+    if Path::new("/dev/zero").exists() {
+        let out = exliar()
+            .args(["analyze", "/dev/zero"])
+            .timeout(HANG)
+            .output()
+            .expect("analyze");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("/dev/zero: a character device, not a regular file; not read"),
+            "{}",
+            head(&err)
+        );
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let fifo = t.path().join("listing");
+    mkfifo(&fifo);
+    let listing = "IOMMU Group 1 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n";
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, listing))
+    };
+    let out = exliar()
+        .args(["analyze", "--json"])
+        .arg(&fifo)
+        .timeout(HANG)
+        .output()
+        .expect("analyze");
+    writer.join().expect("writer").expect("write the FIFO");
+    assert_success(&out, "analyze FIFO");
+    assert!(stdout(&out).contains("10de"), "{}", stdout(&out));
+
+    let out = exliar()
+        .args(["analyze", "-"])
+        .write_stdin(vec![b'\n'; (16 << 20) + 1])
+        .timeout(HANG)
+        .output()
+        .expect("analyze");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("larger than 16 MiB; not read"),
+        "{}",
+        head(&err)
+    );
+}

@@ -5,7 +5,7 @@ mod boot;
 mod render;
 mod runtime;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -161,7 +161,7 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Text files to read; `-` reads standard input
+    /// Text files to read (or pipes: `<(lspci -nnk)`); `-` reads standard input. At most 16 MiB each
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Print the versioned JSON document instead of the human report
@@ -350,14 +350,15 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8>
 fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
     let mut files = Vec::new();
     for p in paths {
+        // A listing is text of a few KiB; 16 MiB is far more than any.
+        let limit = host::readfile::LARGE_LIMIT;
         let (name, bytes) = if p.as_os_str() == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
+            let buf = host::readfile::read_stream(std::io::stdin().lock(), limit)
                 .context("reading standard input")?;
             ("-".to_string(), buf)
         } else {
-            let bytes = fs_err::read(p)?;
+            let bytes =
+                host::readfile::read_input(p, limit).with_context(|| p.display().to_string())?;
             (p.display().to_string(), bytes)
         };
         let text = String::from_utf8_lossy(&bytes).into_owned();

@@ -66,7 +66,8 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                 match std::fs::symlink_metadata(&full) {
                     Ok(md) if md.is_dir() => out.push(Entry::Dir(rel)),
                     Ok(md) if md.is_file() => {
-                        if let Ok(bytes) = std::fs::read(&full) {
+                        let limit = super::readfile::limit_for(&rel);
+                        if let Ok(bytes) = super::readfile::read_regular(&full, limit) {
                             out.push(Entry::File(rel, bytes));
                         }
                     }

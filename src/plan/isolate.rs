@@ -31,6 +31,10 @@ pub struct TargetFacts {
     pub intel_iommu_default_on: bool,
     /// Relevant files: path (relative to the target root) → content.
     pub files: BTreeMap<String, Option<String>>,
+    /// Files that exist but could not be read (a FIFO, a device node, too
+    /// large, no permission): path → the error, naming the file. They are
+    /// absent from `files`' contents; a plan that would write one refuses.
+    pub unreadable: BTreeMap<String, String>,
     /// modprobe.d files in kmod's order, `(path, text)`.
     pub modprobe_d: Vec<(String, String)>,
     /// Tools present in the target (`update-grub`, `grubby`, …).
@@ -349,7 +353,26 @@ pub fn plan(
     for (argv, undo, why) in boot_changed.commands {
         plan.steps.push(Step::Run { argv, undo, why });
     }
+    unreadable_files(&mut plan, facts)?;
     Ok(plan)
+}
+
+/// A file the plan would write but could not read refuses the plan (its
+/// `before` is unknown); any other unreadable file is a warning.
+fn unreadable_files(plan: &mut Plan, facts: &TargetFacts) -> Result<(), PlanError> {
+    for (rel, err) in &facts.unreadable {
+        let written = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteFile { path, .. } if path.as_path() == std::path::Path::new(rel)));
+        if written {
+            return Err(PlanError::Unsupported(format!(
+                "{err}; exliar needs to edit it, so it made no plan"
+            )));
+        }
+        plan.warnings.push(format!("{err}; ignored"));
+    }
+    Ok(())
 }
 
 /// The card to isolate, after the refusals, and what the binding needs to
