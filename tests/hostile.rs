@@ -367,3 +367,74 @@ fn analyze_reads_files_and_pipes_but_not_devices() {
         head(&err)
     );
 }
+
+/// `snapshot X.tar` never writes through a symbolic link and never
+/// replaces an existing file without `--force`; the folder form never
+/// follows a link either.
+#[test]
+fn snapshot_refuses_links_and_existing_files() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = host(HW_IDENTICAL);
+    let snap = |out: &Path, force: bool| {
+        let mut c = exliar();
+        c.arg("snapshot").arg(out).arg("--root").arg(&root);
+        if force {
+            c.arg("--force");
+        }
+        c.timeout(HANG).output().expect("snapshot")
+    };
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, b"precious\n").expect("write");
+
+    // An existing file: refused, untouched; --force replaces it.
+    let out_tar = t.path().join("old.tar");
+    std::fs::write(&out_tar, b"an older snapshot\n").expect("write");
+    let out = snap(&out_tar, false);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("old.tar: already exists; --force replaces it"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out_tar).expect("read"),
+        b"an older snapshot\n"
+    );
+    let out = snap(&out_tar, true);
+    assert_success(&out, "snapshot --force");
+    assert!(std::fs::read(&out_tar).expect("read").len() > 1024);
+
+    // A link, dangling or not, with or without --force: refused, and the
+    // file it points at untouched.
+    let link = t.path().join("link.tar");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let dangling = t.path().join("dangling.tar");
+    std::os::unix::fs::symlink(t.path().join("nowhere"), &dangling).expect("symlink");
+    for (l, force) in [(&link, false), (&link, true), (&dangling, false)] {
+        let out = snap(l, force);
+        assert_eq!(out.status.code(), Some(2), "{l:?} force={force}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is a symbolic link"), "{err}");
+    }
+    assert_eq!(std::fs::read(&victim).expect("read"), b"precious\n");
+    assert!(
+        !t.path().join("nowhere").exists(),
+        "written through a dangling link"
+    );
+
+    // The folder form: a link to an empty folder is refused too.
+    let empty = t.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let dir_link = t.path().join("dirlink");
+    std::os::unix::fs::symlink(&empty, &dir_link).expect("symlink");
+    let out = snap(&dir_link, false);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_dir(&empty).expect("ls").count(), 0);
+    // No temporary file is left behind.
+    let names: Vec<String> = std::fs::read_dir(t.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}

@@ -155,8 +155,11 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// Output: a path ending in .tar writes an archive; anything else a new (or empty) folder
+    /// Output: a path ending in .tar writes an archive; anything else a new (or empty) folder. Never a symbolic link
     pub out: PathBuf,
+    /// Replace an existing .tar file (a folder must still be new or empty)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -230,7 +233,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             emit_inventory(&inv, &analysis, a.json, true)
         }
         Command::Check(a) => check(&cli.root, a),
-        Command::Snapshot(a) => snapshot(&cli.root, &a.out),
+        Command::Snapshot(a) => snapshot(&cli.root, &a.out, a.force),
         Command::Analyze(a) => {
             let files = read_listing_files(&a.files)?;
             let inv = listing::parse_files(&files)?;
@@ -327,7 +330,7 @@ fn check(root: &std::path::Path, a: &CheckArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8> {
+fn snapshot(root: &std::path::Path, out: &std::path::Path, force: bool) -> anyhow::Result<u8> {
     let host = HostRoot::recording(root);
     // Read everything the reports read (the reports themselves are not kept).
     let ids = host::sysfs::load_pci_ids(&host);
@@ -337,8 +340,7 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8>
     // snapshot gives the same result.
     let ev = check::gather(&host);
     check::trim_for_snapshot(&host, &ev);
-    let n = host::snapshot::write(&host, &ids, out)
-        .with_context(|| format!("writing snapshot {}", out.display()))?;
+    let n = host::snapshot::write(&host, &ids, out, force).context("writing snapshot")?;
     eprintln!(
         "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)",
         root.display(),
