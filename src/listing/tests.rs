@@ -311,3 +311,41 @@ fn log_lines_with_timestamps_are_not_device_lines() {
     assert_eq!(inv.devices.len(), 1);
     assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
 }
+
+/// A group number over 32 bits: the device is kept without a group and a
+/// warning says why (the line was dropped silently).
+#[test]
+fn a_group_number_that_does_not_fit_warns_and_keeps_the_device() {
+    let inv = parse(
+        "IOMMU Group 4294967296 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         IOMMU Group 4294967295 02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         IOMMU Group 7:\n\
+         \t03:00.0 Audio device [0403]: NVIDIA Corporation GA106 High Definition Audio Controller [10de:228e] (rev a1)\n\
+         IOMMU Group 123456789012345678901234567890:\n\
+         \t04:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         (99999999999) 05:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         06:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         \tIOMMU group: 5000000000\n",
+    );
+    assert_eq!(dev(&inv, "01:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "02:00.0").iommu_group, Some(u32::MAX));
+    assert_eq!(dev(&inv, "03:00.0").iommu_group, Some(7));
+    // Not a member of group 7 above it.
+    assert_eq!(dev(&inv, "04:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "05:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "06:00.0").iommu_group, None);
+    let w: Vec<String> = inv
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.location, w.message))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "t.txt:1: IOMMU group number 4294967296 does not fit (the largest is 4294967295); 0000:01:00.0 is kept without a group",
+            "t.txt:5: IOMMU group number 123456789012345678901234… does not fit (the largest is 4294967295); the devices below it are kept without a group",
+            "t.txt:7: IOMMU group number 99999999999 does not fit (the largest is 4294967295); 0000:05:00.0 is kept without a group",
+            "t.txt:9: IOMMU group number 5000000000 does not fit (the largest is 4294967295); ignored",
+        ]
+    );
+}
