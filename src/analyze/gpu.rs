@@ -1,7 +1,7 @@
 //! GPU classification: kind, vendor, integrated or discrete, boot display,
 //! the card's functions, group peers, isolation, identical ids, quirks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -102,7 +102,13 @@ pub struct Gpu {
     /// Other non-bridge devices in those groups.
     pub group_peers: Vec<PciAddress>,
     pub isolation: Isolation,
+    /// Other GPUs with the same ids: at most [`MAX_TWINS_LISTED`] of them
+    /// (a pasted listing can hold thousands of identical lines).
     pub identical_ids_with: Vec<PciAddress>,
+    /// How many other GPUs have the same ids (`identical_ids_with` lists
+    /// the first ones).
+    #[serde(skip)]
+    pub identical_ids_count: usize,
     /// Set when this function is an SR-IOV virtual function.
     pub virtual_function_of: Option<PciAddress>,
     pub reset_methods: Option<Vec<String>>,
@@ -225,6 +231,29 @@ fn same_vendor(a: &Device, b: &Device) -> bool {
     }
 }
 
+/// At most this many identical-id GPUs are listed per GPU (the full lists
+/// grow with the square of their number).
+pub const MAX_TWINS_LISTED: usize = 32;
+
+/// At most this many addresses are spelled out in a sentence.
+pub const MAX_NAMED: usize = 8;
+
+/// `a, b, c` — or the first [`MAX_NAMED`] of `shown` and `and N more`
+/// (`total` counts every one, listed or not).
+pub fn named_list(shown: &[PciAddress], total: usize) -> String {
+    let mut s = shown
+        .iter()
+        .take(MAX_NAMED)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let named = shown.len().min(MAX_NAMED);
+    if total > named {
+        s.push_str(&format!(" and {} more", total - named));
+    }
+    s
+}
+
 /// Classes of sibling functions that belong to a graphics card.
 const CARD_FUNCTION_CLASSES: &[u16] = &[0x0403, 0x0401, 0x0c03, 0x0c80];
 
@@ -233,8 +262,8 @@ const CARD_FUNCTION_CLASSES: &[u16] = &[0x0403, 0x0401, 0x0c03, 0x0c80];
 pub fn card_functions(inv: &Inventory, gpu: &Device, integrated: bool) -> Vec<PciAddress> {
     let mut f: BTreeSet<PciAddress> = BTreeSet::new();
     f.insert(gpu.address);
-    for d in &inv.devices {
-        if d.address == gpu.address || !d.address.same_slot(&gpu.address) {
+    for d in inv.slot(&gpu.address) {
+        if d.address == gpu.address {
             continue;
         }
         if d.sriov.physfn.is_some() {
@@ -347,6 +376,7 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 group_peers: peers.into_iter().collect(),
                 isolation,
                 identical_ids_with: Vec::new(),
+                identical_ids_count: 0,
                 virtual_function_of: d.sriov.physfn,
                 reset_methods: d.reset_methods.clone(),
                 quirks: quirk_details.iter().map(|q| q.id.clone()).collect(),
@@ -367,12 +397,24 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 .map(|n| format!("{}|{n}", d.vendor_name.as_deref().unwrap_or(""))),
         })
         .collect();
-    for i in 0..gpus.len() {
-        let twins: Vec<PciAddress> = (0..gpus.len())
-            .filter(|&j| j != i && keys[i].is_some() && keys[i] == keys[j])
-            .map(|j| gpus[j].address)
-            .collect();
-        gpus[i].identical_ids_with = twins;
+    // Grouped by key once (comparing every pair was quadratic).
+    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(k) = k {
+            by_key.entry(k.as_str()).or_default().push(i);
+        }
+    }
+    for same in by_key.values().filter(|v| v.len() > 1) {
+        for &i in same {
+            let twins: Vec<PciAddress> = same
+                .iter()
+                .filter(|&&j| j != i)
+                .take(MAX_TWINS_LISTED)
+                .map(|&j| gpus[j].address)
+                .collect();
+            gpus[i].identical_ids_with = twins;
+            gpus[i].identical_ids_count = same.len() - 1;
+        }
     }
     for g in &mut gpus {
         g.verdict = verdict(g, inv);
@@ -397,14 +439,6 @@ fn boot_display(displays: &[&Device], db: &GpuDb) -> Option<(PciAddress, BootEvi
         .map(|d| d.address)
         .or_else(|| displays.first().map(|d| d.address));
     pick.map(|a| (a, BootEvidence::Inferred))
-}
-
-fn list(addrs: &[PciAddress]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn peer_desc(inv: &Inventory, a: &PciAddress) -> String {
@@ -465,7 +499,7 @@ fn verdict(g: &Gpu, inv: &Inventory) -> String {
     if !g.identical_ids_with.is_empty() {
         s.push_str(&format!(
             " Same vendor:device ids as {}: bind by address, not by id.",
-            list(&g.identical_ids_with)
+            named_list(&g.identical_ids_with, g.identical_ids_count)
         ));
     }
     s

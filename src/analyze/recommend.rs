@@ -1,10 +1,12 @@
 //! Which GPU to pass through and which one the host keeps.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::model::{Inventory, PciAddress};
 
-use super::gpu::{Gpu, Isolation};
+use super::gpu::{Gpu, Isolation, named_list};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,16 +99,25 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
         .or_else(|| usable.iter().find(|g| g.integrated).copied())
         .or_else(|| usable.first().copied());
 
-    // Two GPUs sharing one group cannot be split.
-    for (i, a) in usable.iter().enumerate() {
-        for b in usable.iter().skip(i + 1) {
-            if a.groups.iter().any(|g| b.groups.contains(g)) {
-                reasons.push(format!(
-                    "{} and {} share an IOMMU group: they cannot be split between host and guest.",
-                    a.address, b.address
-                ));
-            }
+    // GPUs sharing one group cannot be split: one sentence per group
+    // (comparing every pair was quadratic).
+    let mut by_group: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
+    for g in &usable {
+        for id in &g.groups {
+            by_group.entry(*id).or_default().push(g.address);
         }
+    }
+    let mut shared: Vec<Vec<PciAddress>> = by_group.into_values().filter(|v| v.len() > 1).collect();
+    shared.sort();
+    shared.dedup();
+    for v in shared {
+        let who = match v.as_slice() {
+            [a, b] => format!("{a} and {b}"),
+            _ => named_list(&v, v.len()),
+        };
+        reasons.push(format!(
+            "{who} share an IOMMU group: they cannot be split between host and guest."
+        ));
     }
 
     let mut candidates: Vec<&Gpu> = Vec::new();
@@ -179,11 +190,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
         head.push(format!(
             "{} has the same vendor:device ids as {}: binding vfio-pci by id would take both cards, so it must be bound by address.",
             pick.address,
-            pick.identical_ids_with
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            named_list(&pick.identical_ids_with, pick.identical_ids_count)
         ));
     }
     for q in &pick.quirk_details {

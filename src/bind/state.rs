@@ -76,7 +76,8 @@ impl StateFile {
     /// error naming it, so nothing recorded is silently dropped).
     pub fn load(root: &Path) -> Result<Self, String> {
         let path = root.join(STATE_FILE);
-        let bindings = match std::fs::read(&path) {
+        let limit = crate::host::readfile::CONFIG_LIMIT;
+        let bindings = match crate::host::readfile::read_regular(&path, limit) {
             Ok(bytes) => {
                 serde_json::from_slice::<FileDoc>(&bytes)
                     .map_err(|e| format!("{}: {e}", path.display()))?

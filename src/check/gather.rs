@@ -368,8 +368,19 @@ pub fn gather(host: &HostRoot) -> Evidence {
         let p = "proc/config.gz";
         let c = match host.read_bytes(p) {
             Ok(gz) => {
+                // A kernel configuration is a few hundred KiB: a gzip
+                // bomb stops at the limit.
+                let limit = crate::host::readfile::CONFIG_LIMIT;
                 let mut text = Vec::new();
-                match flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut text) {
+                match flate2::read::GzDecoder::new(gz.as_slice())
+                    .take(limit + 1)
+                    .read_to_end(&mut text)
+                {
+                    Ok(_) if text.len() as u64 > limit => Content::Unreadable(format!(
+                        "{}: decompressed, {}",
+                        host.display(p.as_ref()),
+                        crate::host::readfile::too_large(limit)
+                    )),
                     Ok(_) => Content::Data(text),
                     Err(e) => Content::Unreadable(format!(
                         "{}: not gzip data: {e}",

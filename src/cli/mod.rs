@@ -6,7 +6,7 @@ mod render;
 mod runtime;
 mod term;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -156,13 +156,16 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    /// Output: a path ending in .tar writes an archive; anything else a new (or empty) folder
+    /// Output: a path ending in .tar writes an archive; anything else a new (or empty) folder. Never a symbolic link
     pub out: PathBuf,
+    /// Replace an existing .tar file (a folder must still be new or empty)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Text files to read; `-` reads standard input
+    /// Text files to read (or pipes: `<(lspci -nnk)`); `-` reads standard input. At most 16 MiB each
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Print the versioned JSON document instead of the human report
@@ -236,7 +239,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             emit_inventory(&inv, &analysis, a.json, true)
         }
         Command::Check(a) => check(&cli.root, a),
-        Command::Snapshot(a) => snapshot(&cli.root, &a.out),
+        Command::Snapshot(a) => snapshot(&cli.root, &a.out, a.force),
         Command::Analyze(a) => {
             let files = read_listing_files(&a.files)?;
             let inv = listing::parse_files(&files)?;
@@ -346,7 +349,7 @@ fn check(root: &std::path::Path, a: &CheckArgs) -> anyhow::Result<u8> {
     })
 }
 
-fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8> {
+fn snapshot(root: &std::path::Path, out: &std::path::Path, force: bool) -> anyhow::Result<u8> {
     let host = HostRoot::recording(root);
     // Read everything the reports read (the reports themselves are not kept).
     let ids = host::sysfs::load_pci_ids(&host);
@@ -356,7 +359,7 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8>
     // snapshot gives the same result.
     let ev = check::gather(&host);
     check::trim_for_snapshot(&host, &ev);
-    let n = host::snapshot::write(&host, &ids, out).context("writing the snapshot")?;
+    let n = host::snapshot::write(&host, &ids, out, force).context("writing the snapshot")?;
     term::err(&format!(
         "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)\n",
         root.display(),
@@ -368,14 +371,15 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path) -> anyhow::Result<u8>
 fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
     let mut files = Vec::new();
     for p in paths {
+        // A listing is text of a few KiB; 16 MiB is far more than any.
+        let limit = host::readfile::LARGE_LIMIT;
         let (name, bytes) = if p.as_os_str() == "-" {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
+            let buf = host::readfile::read_stream(std::io::stdin().lock(), limit)
                 .context("reading standard input")?;
             ("-".to_string(), buf)
         } else {
-            let bytes = fs_err::read(p)?;
+            let bytes =
+                host::readfile::read_input(p, limit).with_context(|| p.display().to_string())?;
             (p.display().to_string(), bytes)
         };
         let text = String::from_utf8_lossy(&bytes).into_owned();

@@ -91,8 +91,8 @@ fn gpu_block(out: &mut String, inv: &Inventory, g: &Gpu) {
         let _ = writeln!(out, "    group peers: {}", peers.join(", "));
     }
     if !g.identical_ids_with.is_empty() {
-        let twins: Vec<String> = g.identical_ids_with.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(out, "    identical ids with: {}", twins.join(", "));
+        let twins = crate::analyze::gpu::named_list(&g.identical_ids_with, g.identical_ids_count);
+        let _ = writeln!(out, "    identical ids with: {twins}");
     }
     if let Some(r) = &g.reset_methods {
         let _ = writeln!(

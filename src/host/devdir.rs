@@ -224,30 +224,15 @@ impl DevDir for FdDir {
     }
 
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let fd = match rustix::fs::openat(
-            self.fd.as_fd(),
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(e) => {
-                let e = io::Error::from(e);
-                return if not_found(&e) { Ok(None) } else { Err(e) };
-            }
+        // Never blocks on a FIFO nor reads a device node; at most an
+        // attribute's size.
+        let (fd, size) = match super::readfile::open_regular_at(self.fd.as_fd(), name, true) {
+            Ok(x) => x,
+            Err(e) => return if not_found(&e) { Ok(None) } else { Err(e) },
         };
         // A short read means end of file, for sysfs attributes and local
         // files alike, so small files take one read.
-        let mut out = Vec::with_capacity(64);
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = rustix::io::read(&fd, &mut chunk)?;
-            out.extend_from_slice(&chunk[..n]);
-            if n < chunk.len() {
-                break;
-            }
-        }
-        Ok(Some(out))
+        super::readfile::read_capped(&fd, size, super::readfile::ATTRIBUTE_LIMIT, true).map(Some)
     }
 
     fn link(&mut self, name: &str) -> io::Result<Option<String>> {

@@ -7,6 +7,7 @@ pub mod critical;
 pub mod devdir;
 pub mod kernel;
 mod pciids;
+pub mod readfile;
 mod root;
 pub mod sim;
 pub mod snapshot;

@@ -276,7 +276,7 @@ impl HostRoot {
         if let Some(at) = self.split_resolved(rel)? {
             // Fast path: the parent is resolved; open the last component
             // without following a link. A link there takes the slow path.
-            match open_nofollow(&self.root.join(&at)) {
+            match open_nofollow(&self.root.join(&at), super::readfile::limit_for(&at)) {
                 Ok(bytes) => {
                     self.note(&at, Touched::File);
                     return Ok(bytes);
@@ -286,7 +286,9 @@ impl HostRoot {
             }
         }
         let rel = self.resolve(rel)?;
-        let bytes = std::fs::read(self.root.join(&rel)).map_err(|e| self.err(&rel, e))?;
+        // Resolved: no link is left to follow (one there now is refused).
+        let bytes = open_nofollow(&self.root.join(&rel), super::readfile::limit_for(&rel))
+            .map_err(|e| self.err(&rel, e))?;
         self.note(&rel, Touched::File);
         Ok(bytes)
     }
@@ -390,17 +392,12 @@ impl HostRoot {
     }
 }
 
-/// Read a file, refusing to follow a symbolic link in its last component.
-fn open_nofollow(path: &Path) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let mut buf = Vec::with_capacity(64);
-    f.read_to_end(&mut buf)?;
-    Ok(buf)
+/// Read a file, refusing to follow a symbolic link in its last component,
+/// to block on a FIFO, to read a device node, or to read more than `limit`
+/// bytes (see [`super::readfile`]).
+fn open_nofollow(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let (fd, size) = super::readfile::open_regular_at(rustix::fs::CWD, path, true)?;
+    super::readfile::read_capped(&fd, size, limit, false)
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ pub const KEEP: &str = ".exliar-keep";
 pub enum SnapshotError {
     #[error("{path}: already exists and is not an empty folder")]
     NotEmpty { path: String },
+    #[error("{path}: already exists; --force replaces it")]
+    Exists { path: String },
+    #[error("{path}: is a symbolic link; exliar does not write through links")]
+    Link { path: String },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -66,7 +70,8 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                 match std::fs::symlink_metadata(&full) {
                     Ok(md) if md.is_dir() => out.push(Entry::Dir(rel)),
                     Ok(md) if md.is_file() => {
-                        if let Ok(bytes) = std::fs::read(&full) {
+                        let limit = super::readfile::limit_for(&rel);
+                        if let Ok(bytes) = super::readfile::read_regular(&full, limit) {
                             out.push(Entry::File(rel, bytes));
                         }
                     }
@@ -113,20 +118,95 @@ fn manifest(host: &HostRoot, entries: &[Entry]) -> Vec<u8> {
     s
 }
 
-/// Write a snapshot: a `.tar` file when `out` ends in `.tar`, a folder otherwise.
-pub fn write(host: &HostRoot, ids: &PciIds, out: &Path) -> Result<usize, SnapshotError> {
+/// Write a snapshot: a `.tar` file when `out` ends in `.tar`, a folder
+/// otherwise. `out` is never a symbolic link; an existing `.tar` is replaced
+/// only with `force` (a folder must be new or empty).
+pub fn write(
+    host: &HostRoot,
+    ids: &PciIds,
+    out: &Path,
+    force: bool,
+) -> Result<usize, SnapshotError> {
+    match std::fs::symlink_metadata(out) {
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(SnapshotError::Link {
+                path: out.display().to_string(),
+            });
+        }
+        _ => {}
+    }
     let entries = collect(host, ids);
     let man = manifest(host, &entries);
     if out.extension().is_some_and(|e| e == "tar") {
-        write_tar(out, &entries, &man)?;
+        write_tar(out, &entries, &man, force)?;
     } else {
         write_dir(out, &entries, &man)?;
     }
     Ok(entries.len())
 }
 
-fn write_tar(out: &Path, entries: &[Entry], man: &[u8]) -> Result<(), SnapshotError> {
-    let file = std::fs::File::create(out).map_err(io_err(out))?;
+/// Write the archive into a new file beside `out`, then move it into place:
+/// the new file is created with `O_EXCL` (never through a link), and the
+/// rename replaces `out` itself (only with `force`), never what a link
+/// points at.
+fn write_tar(out: &Path, entries: &[Entry], man: &[u8], force: bool) -> Result<(), SnapshotError> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = out.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.exliar-{}.tmp", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    let done = fill_tar(&file, out, entries, man)
+        .and_then(|()| file.sync_all().map_err(io_err(out)))
+        .and_then(|()| move_into_place(&tmp, out, force));
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+fn move_into_place(tmp: &Path, out: &Path, force: bool) -> Result<(), SnapshotError> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let shown = || out.display().to_string();
+    if force {
+        return match std::fs::symlink_metadata(out) {
+            Ok(md) if md.file_type().is_symlink() => Err(SnapshotError::Link { path: shown() }),
+            Ok(md) if !md.is_file() => Err(SnapshotError::Io {
+                path: shown(),
+                source: std::io::Error::other("exists and is not a file; not replaced"),
+            }),
+            _ => std::fs::rename(tmp, out).map_err(io_err(out)),
+        };
+    }
+    // Fails, leaving `out` alone, when anything (a link too) is there.
+    let r = match renameat_with(CWD, tmp, CWD, out, RenameFlags::NOREPLACE) {
+        // A file system without RENAME_NOREPLACE: a hard link also fails
+        // on anything existing.
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            std::fs::hard_link(tmp, out).and_then(|()| std::fs::remove_file(tmp))
+        }
+        r => r.map_err(std::io::Error::from),
+    };
+    r.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            SnapshotError::Exists { path: shown() }
+        } else {
+            io_err(out)(e)
+        }
+    })
+}
+
+fn fill_tar(
+    file: &std::fs::File,
+    out: &Path,
+    entries: &[Entry],
+    man: &[u8],
+) -> Result<(), SnapshotError> {
     let mut b = tar::Builder::new(std::io::BufWriter::new(file));
     b.mode(tar::HeaderMode::Deterministic);
     let mut append = |path: &Path, kind: tar::EntryType, data: &[u8], link: Option<&Path>| {
@@ -159,7 +239,7 @@ fn write_tar(out: &Path, entries: &[Entry], man: &[u8]) -> Result<(), SnapshotEr
 }
 
 fn write_dir(out: &Path, entries: &[Entry], man: &[u8]) -> Result<(), SnapshotError> {
-    if out.exists() {
+    if std::fs::symlink_metadata(out).is_ok() {
         let empty = std::fs::read_dir(out)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);

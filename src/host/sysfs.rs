@@ -271,6 +271,15 @@ pub fn parse_uevent(text: &str) -> Uevent {
     u
 }
 
+/// The warning for an attribute that does not parse: its value quoted, at
+/// most 200 characters of it.
+fn garbled(text: &str) -> String {
+    format!(
+        "garbled value {:?}; left unknown",
+        super::readfile::excerpt(text, 200)
+    )
+}
+
 impl Attrs<'_> {
     fn uevent(&mut self) -> Uevent {
         match self.text("uevent", false) {
@@ -311,7 +320,7 @@ impl Attrs<'_> {
         let text = self.text(name, required)?;
         let v = parse_hex(&text).filter(|v| *v <= max);
         if v.is_none() {
-            self.warn(name, format!("garbled value {text:?}; left unknown"));
+            self.warn(name, garbled(&text));
         }
         v
     }
@@ -320,7 +329,7 @@ impl Attrs<'_> {
         let text = self.text(name, false)?;
         let v = parse_dec(&text);
         if v.is_none() && !text.is_empty() {
-            self.warn(name, format!("garbled value {text:?}; left unknown"));
+            self.warn(name, garbled(&text));
         }
         v
     }

@@ -21,6 +21,8 @@ pub enum Detail<'a> {
     Driver(&'a str),
     /// `IOMMU group: 12` (newer `lspci -v`).
     Group(u32),
+    /// `IOMMU group: 99999999999`: a number that does not fit (as written).
+    GroupTooLarge(&'a str),
     /// `NUMA node: 0`.
     NumaNode(i32),
     /// `Kernel modules:`, `Flags:`, `Memory at …`, `DeviceName:`, …
@@ -32,6 +34,9 @@ pub enum Detail<'a> {
 pub struct DeviceLine {
     /// The group the line itself names (flat, columns, ` (N) `).
     pub group: Option<u32>,
+    /// The group number the line names when it does not fit in 32 bits (as
+    /// written): the device is kept without a group, with a warning.
+    pub group_too_large: Option<String>,
     /// A columns (r15ch13) line: it opens a group whose continuation lines
     /// follow.
     pub columns: bool,
@@ -42,6 +47,8 @@ pub struct DeviceLine {
 pub enum LineKind<'a> {
     Blank,
     GroupHeader(u32),
+    /// A group header whose number does not fit in 32 bits (as written).
+    GroupTooLarge(&'a str),
     Device(DeviceLine),
     Detail(Detail<'a>),
     /// `USB:` lines of r15ch13 listings: part of the group above.
@@ -54,8 +61,15 @@ pub enum LineKind<'a> {
     Other,
 }
 
+/// A group number: `Err(digits)` when it does not fit in 32 bits.
+type GroupNumber<'a> = Result<u32, &'a str>;
+
+fn group_number(digits: &str) -> GroupNumber<'_> {
+    digits.parse().map_err(|_| digits)
+}
+
 /// `(IOMMU )?Group N:?` at the start of `s` (any case) → N and the rest.
-fn group_prefix(s: &str) -> Option<(u32, &str)> {
+fn group_prefix(s: &str) -> Option<(GroupNumber<'_>, &str)> {
     let s = s.trim_start();
     let lower_starts =
         |s: &str, p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
@@ -77,10 +91,10 @@ fn group_prefix(s: &str) -> Option<(u32, &str)> {
         return None;
     }
     let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 || digits > 9 {
+    if digits == 0 {
         return None;
     }
-    let n: u32 = trimmed[..digits].parse().ok()?;
+    let n = group_number(&trimmed[..digits]);
     let mut rest = &trimmed[digits..];
     if let Some(r) = rest.strip_prefix(':') {
         rest = r;
@@ -91,10 +105,14 @@ fn group_prefix(s: &str) -> Option<(u32, &str)> {
 }
 
 /// ` (N) ADDR …` → N and the rest.
-fn paren_prefix(s: &str) -> Option<(u32, &str)> {
+fn paren_prefix(s: &str) -> Option<(GroupNumber<'_>, &str)> {
     let inner = s.strip_prefix('(')?;
     let close = inner.find(')')?;
-    let n: u32 = inner[..close].parse().ok()?;
+    let digits = &inner[..close];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = group_number(digits);
     let rest = &inner[close + 1..];
     rest.starts_with(char::is_whitespace)
         .then(|| (n, rest.trim_start()))
@@ -134,7 +152,11 @@ fn detail(trimmed: &str) -> Option<Detail<'_>> {
         });
     }
     if let Some(v) = value("IOMMU group:") {
-        return Some(v.parse().map_or(Detail::Other, Detail::Group));
+        return Some(if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+            group_number(v).map_or_else(Detail::GroupTooLarge, Detail::Group)
+        } else {
+            Detail::Other
+        });
     }
     if let Some(v) = value("NUMA node:") {
         return Some(v.parse().map_or(Detail::Other, Detail::NumaNode));
@@ -197,12 +219,16 @@ pub fn classify(raw: &str) -> LineKind<'_> {
     let unhashed = trimmed.trim_start_matches('#').trim_end_matches('#').trim();
     if let Some((n, rest)) = group_prefix(unhashed) {
         if rest.is_empty() {
-            return LineKind::GroupHeader(n);
+            return match n {
+                Ok(n) => LineKind::GroupHeader(n),
+                Err(digits) => LineKind::GroupTooLarge(digits),
+            };
         }
         if unhashed.len() == trimmed.len() {
             if let Some(((v, d), after)) = ids_prefix(rest) {
                 return LineKind::Device(DeviceLine {
-                    group: Some(n),
+                    group: n.ok(),
+                    group_too_large: n.err().map(str::to_string),
                     columns: true,
                     parsed: line::parse_columns(after, Some((v, d))),
                 });
@@ -210,7 +236,8 @@ pub fn classify(raw: &str) -> LineKind<'_> {
             let (tok, _) = first_word(rest);
             if line::looks_like_address(tok) {
                 return LineKind::Device(DeviceLine {
-                    group: Some(n),
+                    group: n.ok(),
+                    group_too_large: n.err().map(str::to_string),
                     columns: false,
                     parsed: line::parse_lspci(rest),
                 });
@@ -223,7 +250,8 @@ pub fn classify(raw: &str) -> LineKind<'_> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'.')
             {
                 return LineKind::Device(DeviceLine {
-                    group: Some(n),
+                    group: n.ok(),
+                    group_too_large: n.err().map(str::to_string),
                     columns: false,
                     parsed: Parsed::Garbled(format!("`{tok}` is not a PCI address")),
                 });
@@ -242,7 +270,8 @@ pub fn classify(raw: &str) -> LineKind<'_> {
         let (tok, _) = first_word(rest);
         if line::looks_like_address(tok) {
             return LineKind::Device(DeviceLine {
-                group: Some(n),
+                group: n.ok(),
+                group_too_large: n.err().map(str::to_string),
                 columns: false,
                 parsed: line::parse_lspci(rest),
             });
@@ -253,6 +282,7 @@ pub fn classify(raw: &str) -> LineKind<'_> {
         if line::looks_like_address(tok) {
             return LineKind::Device(DeviceLine {
                 group: None,
+                group_too_large: None,
                 columns: true,
                 parsed: line::parse_columns(rest, Some((v, d))),
             });
@@ -262,6 +292,7 @@ pub fn classify(raw: &str) -> LineKind<'_> {
     if line::looks_like_address(tok) {
         return LineKind::Device(DeviceLine {
             group: None,
+            group_too_large: None,
             columns: false,
             parsed: line::parse_lspci(trimmed),
         });

@@ -72,6 +72,20 @@ fn device_from(f: &LineFields) -> Device {
     d
 }
 
+/// The warning for a group number over 32 bits (at most 24 of its digits
+/// quoted).
+fn group_too_large(digits: &str) -> String {
+    let shown = if digits.len() > 24 {
+        format!("{}…", &digits[..24])
+    } else {
+        digits.to_string()
+    };
+    format!(
+        "IOMMU group number {shown} does not fit (the largest is {})",
+        u32::MAX
+    )
+}
+
 fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
@@ -94,6 +108,17 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                 });
                 current = None;
             }
+            LineKind::GroupTooLarge(digits) => {
+                facts.warnings.push(Warning::new(
+                    &location,
+                    format!(
+                        "{}; the devices below it are kept without a group",
+                        group_too_large(digits)
+                    ),
+                ));
+                group = None;
+                current = None;
+            }
             LineKind::Comment => current = None,
             LineKind::Usb => {}
             LineKind::Cmdline(c) => {
@@ -107,6 +132,12 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                 current = None;
                 group = None;
             }
+            LineKind::Detail(Detail::GroupTooLarge(digits)) => {
+                facts.warnings.push(Warning::new(
+                    &location,
+                    format!("{}; ignored", group_too_large(digits)),
+                ));
+            }
             LineKind::Detail(d) => {
                 if let Some(rec) = current.and_then(|i| facts.records.get_mut(i)) {
                     apply_detail(&mut rec.device, &d);
@@ -114,6 +145,11 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
             }
             LineKind::Device(dl) => {
                 let explicit = dl.group;
+                if dl.group_too_large.is_some() {
+                    // It names a group, just not one that fits: not a
+                    // member of the group above.
+                    group = None;
+                }
                 let member_of = match (explicit, group.as_mut()) {
                     (Some(_), _) => explicit,
                     (None, Some(ctx)) => {
@@ -142,6 +178,16 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                 }
                 match dl.parsed {
                     Parsed::Device(f) => {
+                        if let Some(digits) = &dl.group_too_large {
+                            facts.warnings.push(Warning::new(
+                                &location,
+                                format!(
+                                    "{}; {} is kept without a group",
+                                    group_too_large(digits),
+                                    f.address
+                                ),
+                            ));
+                        }
                         if let Some(why) = &f.damage {
                             facts.warnings.push(Warning::new(
                                 &location,
@@ -186,7 +232,7 @@ fn apply_detail(d: &mut Device, detail: &Detail<'_>) {
             d.iommu_group = d.iommu_group.or(Some(*g));
         }
         Detail::NumaNode(n) => d.numa_node = d.numa_node.or(Some(*n)),
-        Detail::Subsystem(None) | Detail::Other => {}
+        Detail::Subsystem(None) | Detail::GroupTooLarge(_) | Detail::Other => {}
     }
 }
 

@@ -311,3 +311,97 @@ fn log_lines_with_timestamps_are_not_device_lines() {
     assert_eq!(inv.devices.len(), 1);
     assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
 }
+
+/// A group number over 32 bits: the device is kept without a group and a
+/// warning says why (the line was dropped silently).
+#[test]
+fn a_group_number_that_does_not_fit_warns_and_keeps_the_device() {
+    let inv = parse(
+        "IOMMU Group 4294967296 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         IOMMU Group 4294967295 02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         IOMMU Group 7:\n\
+         \t03:00.0 Audio device [0403]: NVIDIA Corporation GA106 High Definition Audio Controller [10de:228e] (rev a1)\n\
+         IOMMU Group 123456789012345678901234567890:\n\
+         \t04:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         (99999999999) 05:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         06:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:2503] (rev a1)\n\
+         \tIOMMU group: 5000000000\n",
+    );
+    assert_eq!(dev(&inv, "01:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "02:00.0").iommu_group, Some(u32::MAX));
+    assert_eq!(dev(&inv, "03:00.0").iommu_group, Some(7));
+    // Not a member of group 7 above it.
+    assert_eq!(dev(&inv, "04:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "05:00.0").iommu_group, None);
+    assert_eq!(dev(&inv, "06:00.0").iommu_group, None);
+    let w: Vec<String> = inv
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {}", w.location, w.message))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "t.txt:1: IOMMU group number 4294967296 does not fit (the largest is 4294967295); 0000:01:00.0 is kept without a group",
+            "t.txt:5: IOMMU group number 123456789012345678901234… does not fit (the largest is 4294967295); the devices below it are kept without a group",
+            "t.txt:7: IOMMU group number 99999999999 does not fit (the largest is 4294967295); 0000:05:00.0 is kept without a group",
+            "t.txt:9: IOMMU group number 5000000000 does not fit (the largest is 4294967295); ignored",
+        ]
+    );
+}
+
+/// `n` GPU lines, each in its own group; `identical` gives them all one
+/// vendor:device pair.
+fn many_gpus(n: usize, identical: bool) -> String {
+    let mut s = String::with_capacity(n * 130);
+    for i in 0..n {
+        let (domain, bus, dev, func) = (i >> 16, (i >> 8) & 0xff, (i >> 3) & 0x1f, i & 7);
+        let id = if identical { 0x2503 } else { i & 0xffff };
+        s.push_str(&format!(
+            "IOMMU Group {i} {domain:04x}:{bus:02x}:{dev:02x}.{func} VGA compatible controller [0300]: NVIDIA Corporation GA106 [GeForce RTX 3060] [10de:{id:04x}] (rev a1)\n"
+        ));
+    }
+    s
+}
+
+/// 65 536 GPU lines (every address of one PCI domain): parsed and analyzed
+/// in well under a second in a debug build. Comparing every GPU with every
+/// device and every other GPU took minutes.
+#[test]
+fn a_listing_of_65536_gpus_is_analyzed_in_linear_time() {
+    let inv = parse(&many_gpus(65_536, false));
+    assert_eq!(inv.devices.len(), 65_536);
+    assert!(inv.warnings.is_empty(), "{:?}", &inv.warnings[..1]);
+    let a = crate::analyze::analyze(&inv);
+    assert_eq!(a.gpus.len(), 65_536);
+    assert!(a.gpus.iter().all(|g| g.functions.len() == 1));
+    // Ids repeat every 65 536 lines only: no GPU has a twin.
+    assert!(a.gpus.iter().all(|g| g.identical_ids_with.is_empty()));
+}
+
+/// 16 000 GPUs with one vendor:device pair: each lists at most 32 of its
+/// twins and says how many there are (the full lists took 4.7 GB).
+#[test]
+fn sixteen_thousand_identical_gpus_are_listed_in_part() {
+    let inv = parse(&many_gpus(16_000, true));
+    let a = crate::analyze::analyze(&inv);
+    assert_eq!(a.gpus.len(), 16_000);
+    for g in &a.gpus {
+        assert_eq!(g.identical_ids_count, 15_999);
+        assert_eq!(
+            g.identical_ids_with.len(),
+            crate::analyze::gpu::MAX_TWINS_LISTED
+        );
+        assert!(!g.identical_ids_with.contains(&g.address));
+        assert!(
+            g.verdict
+                .ends_with("and 15991 more: bind by address, not by id."),
+            "{}",
+            g.verdict
+        );
+    }
+    assert_eq!(
+        a.gpus[0].identical_ids_with[0], a.gpus[1].address,
+        "twins are listed in address order"
+    );
+}

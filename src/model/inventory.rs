@@ -72,6 +72,16 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The functions in `address`'s slot (same domain, bus and device), in
+    /// address order: a binary search, not a scan.
+    pub fn slot(&self, address: &PciAddress) -> &[Device] {
+        let key = |d: &Device| (d.address.domain, d.address.bus, d.address.device);
+        let want = (address.domain, address.bus, address.device);
+        let start = self.devices.partition_point(|d| key(d) < want);
+        let len = self.devices[start..].partition_point(|d| key(d) == want);
+        &self.devices[start..start + len]
+    }
+
     pub fn device(&self, address: &PciAddress) -> Option<&Device> {
         self.devices
             .binary_search_by(|d| d.address.cmp(address))
@@ -95,13 +105,20 @@ impl Inventory {
                 }
             }
         }
+        // Devices are sorted, so each group's new members come in order:
+        // appended, then merged once (inserting one by one was quadratic in
+        // a large group).
+        let mut added: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
         for d in &self.devices {
             if let Some(g) = d.iommu_group {
-                let members = self.iommu.groups.entry(g).or_default();
-                if let Err(pos) = members.binary_search(&d.address) {
-                    members.insert(pos, d.address);
-                }
+                added.entry(g).or_default().push(d.address);
             }
+        }
+        for (g, new) in added {
+            let members = self.iommu.groups.entry(g).or_default();
+            members.extend(new);
+            members.sort();
+            members.dedup();
         }
         if self.iommu.enabled.is_none() && !self.iommu.groups.is_empty() {
             self.iommu.enabled = Some(true);

@@ -56,8 +56,27 @@ const TOOLS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// A file's text, every byte kept (see [`super::rawtext`]): the editors'
+/// `before` is then exactly the file's bytes, and bytes that are not UTF-8
+/// are written back as they were. `None` when absent or unreadable.
 fn text(host: &HostRoot, rel: &str) -> Option<String> {
-    host.read_optional(rel).ok().flatten()
+    host.read_bytes(rel)
+        .ok()
+        .map(|b| super::rawtext::decode(&b))
+}
+
+/// [`text`] for a file the plan may edit or evaluate: a file that exists
+/// but cannot be read (a FIFO, a device node, too large) is recorded in
+/// `unreadable`, so that the plan does not take it for absent.
+fn config_text(host: &HostRoot, rel: &str, f: &mut TargetFacts) -> Option<String> {
+    match host.read_bytes(rel) {
+        Ok(b) => Some(super::rawtext::decode(&b)),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            f.unreadable.insert(rel.to_string(), e.to_string());
+            None
+        }
+    }
 }
 
 /// Where kernel module trees (`<release>/modules.alias`, …) live: the usual
@@ -186,7 +205,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
         }
     }
     for p in paths {
-        let content = text(target, &p);
+        let content = config_text(target, &p, &mut f);
         f.files.insert(p, content);
     }
     // Files exliar creates: their current content decides whether a step
@@ -199,7 +218,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
         super::initramfs::dracut::DROPIN,
     ] {
         let rel = p.trim_start_matches('/').to_string();
-        let content = text(target, &rel);
+        let content = config_text(target, &rel, &mut f);
         f.files.insert(rel, content);
     }
     for dir in MODPROBE_DIRS {
@@ -208,7 +227,7 @@ pub fn read(target: &HostRoot, live: bool) -> TargetFacts {
                 continue;
             }
             let rel = format!("{dir}/{e}");
-            if let Some(t) = text(target, &rel) {
+            if let Some(t) = config_text(target, &rel, &mut f) {
                 f.files.insert(rel.clone(), Some(t.clone()));
                 f.modprobe_d.push((format!("/{rel}"), t));
             }

@@ -16,7 +16,7 @@ use super::editors::{GuestFunction, IsolationRequest, binding, plan_isolation};
 use super::initramfs::{Generator, vfio_modules};
 use super::modalias::{PciAliases, pci_modalias};
 use super::modprobe::{PciId, ids_option_line, merged_softdeps};
-use super::{Plan, Step};
+use super::{Plan, Step, rawtext};
 
 /// The target's configuration, as read.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +31,10 @@ pub struct TargetFacts {
     pub intel_iommu_default_on: bool,
     /// Relevant files: path (relative to the target root) → content.
     pub files: BTreeMap<String, Option<String>>,
+    /// Files that exist but could not be read (a FIFO, a device node, too
+    /// large, no permission): path → the error, naming the file. They are
+    /// absent from `files`' contents; a plan that would write one refuses.
+    pub unreadable: BTreeMap<String, String>,
     /// modprobe.d files in kmod's order, `(path, text)`.
     pub modprobe_d: Vec<(String, String)>,
     /// Tools present in the target (`update-grub`, `grubby`, …).
@@ -283,8 +287,8 @@ pub fn plan(
         changed = true;
         plan.steps.push(Step::WriteFile {
             path: PathBuf::from(&rel),
-            before: before.map(String::into_bytes),
-            after: nf.content.clone().into_bytes(),
+            before: before.as_deref().map(rawtext::encode),
+            after: rawtext::encode(&nf.content),
             mode: nf.mode,
             why: "exliar's own file for vfio-pci at boot".to_string(),
         });
@@ -312,8 +316,8 @@ pub fn plan(
         changed = true;
         plan.steps.push(Step::WriteFile {
             path: PathBuf::from(&rel),
-            before: before.map(String::into_bytes),
-            after: after.into_bytes(),
+            before: before.as_deref().map(rawtext::encode),
+            after: rawtext::encode(&after),
             mode: 0o644,
             why: format!("vfio modules and configuration for {}", generator.name()),
         });
@@ -388,6 +392,7 @@ pub fn plan(
     if !problems.is_empty() {
         return Err(refuse(problems, false));
     }
+    unreadable_files(&mut plan, facts)?;
     Ok(plan)
 }
 
@@ -647,6 +652,25 @@ fn dracut_problems(files: &BTreeMap<String, Option<String>>) -> Vec<String> {
         ));
     }
     out
+
+}
+
+/// A file the plan would write but could not read refuses the plan (its
+/// `before` is unknown); any other unreadable file is a warning.
+fn unreadable_files(plan: &mut Plan, facts: &TargetFacts) -> Result<(), PlanError> {
+    for (rel, err) in &facts.unreadable {
+        let written = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::WriteFile { path, .. } if path.as_path() == std::path::Path::new(rel)));
+        if written {
+            return Err(PlanError::Unsupported(format!(
+                "{err}; exliar needs to edit it, so it made no plan"
+            )));
+        }
+        plan.warnings.push(format!("{err}; ignored"));
+    }
+    Ok(())
 }
 
 /// The card to isolate, after the refusals, and what the binding needs to
@@ -1054,8 +1078,8 @@ fn write_if_changed(
     }
     plan.steps.push(Step::WriteFile {
         path: PathBuf::from(rel),
-        before: before.map(|b| b.as_bytes().to_vec()),
-        after: after.into_bytes(),
+        before: before.map(rawtext::encode),
+        after: rawtext::encode(&after),
         mode: 0o644,
         why: why.to_string(),
     });

@@ -19,6 +19,7 @@ pub mod initramfs;
 pub mod isolate;
 pub mod modalias;
 pub mod modprobe;
+pub mod rawtext;
 pub(crate) mod shell;
 
 /// One change.
@@ -185,5 +186,15 @@ mod tests {
         assert!(d.contains("+a\n+b\n"));
         let d = unified_diff(std::path::Path::new("etc/f"), Some(b"x\ny\n"), b"x\nz\n");
         assert!(d.contains("-y\n+z\n"), "{d}");
+    }
+
+    #[test]
+    fn diff_of_bytes_that_are_not_utf8() {
+        let d = unified_diff(
+            std::path::Path::new("etc/default/grub"),
+            Some(b"# f\xfcr\nA=\"\"\n"),
+            b"# f\xfcr\nA=\"x\"\n",
+        );
+        assert!(d.contains(" # f\u{FFFD}r\n-A=\"\"\n+A=\"x\"\n"), "{d}");
     }
 }

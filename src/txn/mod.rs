@@ -393,13 +393,19 @@ pub fn read_journals(root: &Path) -> Result<Journals, TxnError> {
     Ok(out)
 }
 
+/// Read a target file, a journal or a backup: a regular file only (never
+/// blocking on a FIFO), at most the size of a large file.
+fn read_capped(path: &Path) -> io::Result<Vec<u8>> {
+    crate::host::readfile::read_regular(path, crate::host::readfile::LARGE_LIMIT)
+}
+
 fn load_journal(root: &Path, id: &str) -> Result<Journal, TxnError> {
     let path = root
         .join(STATE_DIR)
         .join("txn")
         .join(id)
         .join("journal.json");
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = read_capped(&path).map_err(|e| {
         if matches!(
             e.kind(),
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
@@ -563,7 +569,7 @@ impl Store {
                 source: io::Error::other("is a symbolic link; exliar does not write through links"),
             }),
             Ok(md) => {
-                let bytes = std::fs::read(&full).map_err(io_at(&full))?;
+                let bytes = read_capped(&full).map_err(io_at(&full))?;
                 Ok(Some((bytes, md.mode() & 0o7777, md.uid(), md.gid())))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -772,7 +778,7 @@ impl Store {
                     .join(self.txn_dir(&j.id))
                     .join("backup")
                     .join(i.to_string());
-                let bytes = std::fs::read(&backup).map_err(io_at(&backup))?;
+                let bytes = read_capped(&backup).map_err(io_at(&backup))?;
                 if Some(sha256(&bytes)) != f.before_sha256 {
                     return Err(TxnError::Journal {
                         path: backup.display().to_string(),
@@ -931,8 +937,9 @@ impl Store {
             let now = self.read_target(&f.path)?;
             let now_sha = now.as_ref().map(|n| sha256(&n.0));
             if now_sha.as_deref() != Some(f.after_sha256.as_str()) {
-                let expected = std::fs::read(
-                    self.root
+                let expected = read_capped(
+                    &self
+                        .root
                         .join(self.txn_dir(&j.id))
                         .join("after")
                         .join(i.to_string()),

@@ -1,0 +1,260 @@
+//! Reading one file safely: never blocking on a FIFO, never reading a device
+//! node, never more than a size that fits the kind of file.
+//!
+//! Every open is `O_NONBLOCK | O_CLOEXEC` (and `O_NOFOLLOW` where the caller
+//! resolved links itself), then `fstat` accepts only a regular file: sysfs
+//! attributes and procfs files are regular (procfs ones report size 0), a
+//! FIFO or a character device (`/dev/zero`) in their place is refused with
+//! the reason instead of hanging or reading until memory runs out. Reads stop
+//! one byte past the limit, and a file over it is refused, saying so.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags};
+
+/// A sysfs or procfs attribute (`vendor`, `/proc/cmdline`): the kernel
+/// writes at most a page; 64 KiB is generous.
+pub const ATTRIBUTE_LIMIT: u64 = 64 << 10;
+/// A configuration file (`/etc/default/grub`, a loader entry, os-release).
+pub const CONFIG_LIMIT: u64 = 4 << 20;
+/// The big ones: `pci.ids`, a kernel's `modules.alias`, `/proc/interrupts`
+/// on a machine with hundreds of CPUs, a pasted listing.
+pub const LARGE_LIMIT: u64 = 16 << 20;
+
+/// The limit for a file inside a host root (`rel` is root-relative, links
+/// resolved).
+pub fn limit_for(rel: &Path) -> u64 {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if rel.starts_with("sys") {
+        ATTRIBUTE_LIMIT
+    } else if rel.starts_with("proc") {
+        // These grow with the number of CPUs, mounts or routes; the
+        // compressed kernel configuration is larger than a page.
+        match name {
+            "cpuinfo" | "interrupts" | "mountinfo" | "route" | "config.gz" => LARGE_LIMIT,
+            _ => ATTRIBUTE_LIMIT,
+        }
+    } else if name == "pci.ids" || name.starts_with("modules.") {
+        LARGE_LIMIT
+    } else {
+        CONFIG_LIMIT
+    }
+}
+
+/// `64 KiB`, `4 MiB`.
+pub fn human_size(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// The error for a file over its limit.
+pub fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("larger than {}; not read", human_size(limit)),
+    )
+}
+
+fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::Fifo => "a FIFO",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Socket => "a socket",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        _ => "not a plain file",
+    }
+}
+
+/// The error for something that is not a regular file.
+fn not_regular(t: FileType) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{}, not a regular file; not read", kind_name(t)),
+    )
+}
+
+/// Open `path` (relative to `dir`, or absolute) for reading without
+/// blocking, accepting only a regular file. With `nofollow`, a symbolic
+/// link in the last component fails with `ELOOP`. Returns the descriptor
+/// and the size `fstat` reports.
+pub fn open_regular_at(
+    dir: impl AsFd,
+    path: impl rustix::path::Arg,
+    nofollow: bool,
+) -> io::Result<(OwnedFd, u64)> {
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    if nofollow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = rustix::fs::openat(dir, path, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd)?;
+    let t = FileType::from_raw_mode(st.st_mode);
+    if t != FileType::RegularFile {
+        return Err(not_regular(t));
+    }
+    Ok((fd, u64::try_from(st.st_size).unwrap_or(0)))
+}
+
+/// Read an open regular file to its end, refusing more than `limit` bytes.
+/// With `short_read_ends`, a read shorter than asked is taken as the end
+/// (true of sysfs attributes; not of procfs files, whose reads stop at a
+/// record boundary).
+pub fn read_capped(
+    fd: impl AsFd,
+    size: u64,
+    limit: u64,
+    short_read_ends: bool,
+) -> io::Result<Vec<u8>> {
+    if size > limit {
+        return Err(too_large(limit));
+    }
+    // sysfs reports 4096 for text attributes, procfs 0: the size is a hint.
+    let cap = usize::try_from(size.clamp(64, limit)).unwrap_or(64);
+    let mut out = Vec::with_capacity(cap);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match rustix::io::read(fd.as_fd(), &mut chunk) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if out.len() as u64 + n as u64 > limit {
+            return Err(too_large(limit));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if n == 0 || (short_read_ends && n < chunk.len()) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Read a regular file at `path` (links followed), at most `limit` bytes.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let (fd, size) = open_regular_at(rustix::fs::CWD, path, false)?;
+    read_capped(&fd, size, limit, false)
+}
+
+/// Read a file named on the command line (`exliar analyze FILE`): a regular
+/// file, or a pipe (`analyze <(lspci -nnk)`, a named FIFO: the user asked
+/// for it), read until its writer closes it. A device node or a folder is
+/// refused; at most `limit` bytes.
+pub fn read_input(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(rustix::fs::CWD, path, flags, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {
+            read_capped(&fd, u64::try_from(st.st_size).unwrap_or(0), limit, false)
+        }
+        FileType::Fifo => {
+            // Opened without waiting for a writer; now wait for its data.
+            let fl = rustix::fs::fcntl_getfl(&fd)?;
+            rustix::fs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)?;
+            read_capped(&fd, 0, limit, false)
+        }
+        t => Err(not_regular(t)),
+    }
+}
+
+/// Read standard input (or any reader) to its end, at most `limit` bytes.
+pub fn read_stream(r: impl io::Read, limit: u64) -> io::Result<Vec<u8>> {
+    use io::Read as _;
+    let mut buf = Vec::new();
+    r.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(buf)
+}
+
+/// At most `max` characters of `text`, with `…` when cut: for warnings
+/// that quote a file's content.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let p = t.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &p,
+            FileType::Fifo,
+            Mode::RUSR | Mode::WUSR,
+            0,
+        )?;
+        let e = read_regular(&p, CONFIG_LIMIT).expect_err("a FIFO was read");
+        assert_eq!(e.to_string(), "a FIFO, not a regular file; not read");
+        Ok(())
+    }
+
+    #[test]
+    fn dev_zero_is_refused() {
+        if !Path::new("/dev/zero").exists() {
+            eprintln!("skipping: no /dev/zero");
+            return;
+        }
+        let e = read_regular(Path::new("/dev/zero"), ATTRIBUTE_LIMIT).expect_err("read /dev/zero");
+        assert_eq!(
+            e.to_string(),
+            "a character device, not a regular file; not read"
+        );
+    }
+
+    #[test]
+    fn a_file_over_its_limit_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let p = t.path().join("big");
+        std::fs::write(&p, vec![b'x'; 1000])?;
+        assert_eq!(read_regular(&p, 1000)?.len(), 1000);
+        let e = read_regular(&p, 999).expect_err("over the limit");
+        assert_eq!(e.to_string(), "larger than 999 bytes; not read");
+        // A file whose size the file system does not report (procfs) is
+        // cut while reading.
+        let (fd, _) = open_regular_at(rustix::fs::CWD, &p, true)?;
+        let e = read_capped(&fd, 0, 512, false).expect_err("over the limit");
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        Ok(())
+    }
+
+    #[test]
+    fn limits_fit_the_kind_of_file() {
+        assert_eq!(
+            limit_for(Path::new("sys/bus/pci/devices/0000:01:00.0/vendor")),
+            ATTRIBUTE_LIMIT
+        );
+        assert_eq!(limit_for(Path::new("proc/cmdline")), ATTRIBUTE_LIMIT);
+        assert_eq!(limit_for(Path::new("proc/interrupts")), LARGE_LIMIT);
+        assert_eq!(limit_for(Path::new("etc/default/grub")), CONFIG_LIMIT);
+        assert_eq!(
+            limit_for(Path::new("usr/share/hwdata/pci.ids")),
+            LARGE_LIMIT
+        );
+        assert_eq!(human_size(ATTRIBUTE_LIMIT), "64 KiB");
+        assert_eq!(human_size(CONFIG_LIMIT), "4 MiB");
+    }
+
+    #[test]
+    fn excerpts_are_cut_on_characters() {
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(excerpt("äbcd", 2), "äb…");
+    }
+}
