@@ -765,6 +765,40 @@ fn write_if_changed(
     true
 }
 
+/// Where grubby keeps the BLS entries it edits (relative to the target root).
+pub(crate) const GRUBBY_ENTRIES: &str = "boot/loader/entries/";
+
+/// The older Fedora/RHEL GRUB environment block holding `kernelopts`.
+pub(crate) const GRUBENV: &str = "boot/grub2/grubenv";
+
+/// The BLS entries grubby edits, with the command line each passes
+/// (`$kernelopts` expanded from grubenv).
+pub(crate) fn grubby_entries(facts: &TargetFacts) -> Result<Vec<(String, Vec<String>)>, PlanError> {
+    let kernelopts = facts
+        .file(GRUBENV)
+        .and_then(|t| bls::grubenv_var(t, "kernelopts"));
+    let mut v = Vec::new();
+    for rel in facts
+        .loader_entries
+        .iter()
+        .filter(|e| e.starts_with(GRUBBY_ENTRIES))
+    {
+        let Some(text) = facts.file(rel) else {
+            continue;
+        };
+        let e = bls::entry_cmdline(text).map_err(edit_err(rel))?;
+        if e.kind != bls::EntryKind::Linux {
+            continue;
+        }
+        let opts = e.options.unwrap_or_default();
+        v.push((
+            rel.clone(),
+            bls::expand_kernelopts(&opts, kernelopts.as_deref()),
+        ));
+    }
+    Ok(v)
+}
+
 /// Put `params` on the command line of whatever boots the target.
 fn kernel_params(
     plan: &mut Plan,
@@ -894,18 +928,29 @@ fn kernel_params(
             }
         }
         Some(CmdlineSource::Grubby) => {
-            let (argv, d) = bls::grubby_argv(&current, params, &[]);
-            plan.warnings.extend(d.warnings.iter().cloned());
-            if let Some(argv) = argv {
-                let undo = if d.added.is_empty() {
-                    None
-                } else {
-                    Some(vec![
+            let entries = grubby_entries(facts)?;
+            let (argv, undo) = if entries.is_empty() {
+                // Nothing to read the entries from: the running command
+                // line is the best guess.
+                plan.warnings.push(format!(
+                    "no BLS entry in /{GRUBBY_ENTRIES}: the parameters are decided from the running kernel's command line"
+                ));
+                let (argv, d) = bls::grubby_argv(&current, params, &[]);
+                plan.warnings.extend(d.warnings.iter().cloned());
+                let undo = (!d.added.is_empty()).then(|| {
+                    vec![
                         "grubby".to_string(),
                         "--update-kernel=ALL".to_string(),
                         format!("--remove-args={}", d.added.join(" ")),
-                    ])
-                };
+                    ]
+                });
+                (argv, undo)
+            } else {
+                let g = bls::grubby_plan(&entries, params);
+                plan.warnings.extend(g.warnings);
+                (g.argv, g.undo)
+            };
+            if let Some(argv) = argv {
                 out.commands.push((
                     argv,
                     undo,

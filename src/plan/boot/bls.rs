@@ -140,6 +140,150 @@ pub fn grubby_argv(
     (Some(argv), d)
 }
 
+/// The BLS entries grubby edits (`/boot/loader/entries/*.conf`), as
+/// `(path, command-line tokens)`: what [`grubby_plan`] decides from.
+pub type BlsCmdlines = [(String, Vec<String>)];
+
+/// What `grubby --update-kernel=ALL` must do so that every entry has the
+/// parameters, and what undoes only exliar's part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrubbyPlan {
+    pub argv: Option<Vec<String>>,
+    /// `--remove-args=` of the parameters no entry had before.
+    pub undo: Option<Vec<String>>,
+    /// The parameters no entry had (the ones rollback removes).
+    pub added: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Decide the grubby call from the entries grubby edits (not from the
+/// running kernel's command line, which is stale until the next boot): a
+/// parameter every entry has is not passed; one no entry has is added and
+/// undone by rollback; one only some entries have is added (grubby does not
+/// repeat it where it is) but left by rollback, which cannot tell whose it
+/// was (a warning names the entries). A user's conflicting value in any
+/// entry is a warning, never overwritten. `entries` must not be empty.
+pub fn grubby_plan(entries: &BlsCmdlines, add: &[String]) -> GrubbyPlan {
+    let mut args: Vec<String> = Vec::new();
+    let mut plan = GrubbyPlan::default();
+    let names = |v: &[&(String, Vec<String>)]| {
+        v.iter()
+            .map(|(p, _)| format!("/{}", p.trim_start_matches('/')))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for a in add {
+        let conflicting: Vec<&(String, Vec<String>)> = entries
+            .iter()
+            .filter(|(_, t)| t.iter().any(|x| super::params::conflicts(x, a)))
+            .collect();
+        if !conflicting.is_empty() {
+            plan.warnings.push(format!(
+                "`{a}` is not added: {} set{} a conflicting value (change it by hand if `{a}` is what you want)",
+                names(&conflicting),
+                if conflicting.len() == 1 { "s" } else { "" }
+            ));
+            continue;
+        }
+        let (with, without): (Vec<_>, Vec<_>) = entries
+            .iter()
+            .partition(|(_, t)| t.iter().any(|x| super::params::same_param(x, a)));
+        if without.is_empty() {
+            continue;
+        }
+        args.push(a.clone());
+        if with.is_empty() {
+            plan.added.push(a.clone());
+        } else {
+            plan.warnings.push(format!(
+                "`{a}` is already in {} but not in {}: grubby adds it there; rollback leaves it in every entry (it cannot tell whose it was)",
+                names(&with),
+                names(&without)
+            ));
+        }
+    }
+    if !args.is_empty() {
+        plan.argv = Some(vec![
+            "grubby".to_string(),
+            "--update-kernel=ALL".to_string(),
+            format!("--args={}", args.join(" ")),
+        ]);
+    }
+    if !plan.added.is_empty() {
+        plan.undo = Some(vec![
+            "grubby".to_string(),
+            "--update-kernel=ALL".to_string(),
+            format!("--remove-args={}", plan.added.join(" ")),
+        ]);
+    }
+    plan
+}
+
+/// A variable of a GRUB environment block (`/boot/grub2/grubenv`:
+/// `name=value` lines, `#` padding): older Fedora/RHEL BLS entries say
+/// `options $kernelopts` and keep the command line there.
+pub fn grubenv_var(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .rfind(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The command line an entry passes: its `options` tokens, with
+/// `$kernelopts` / `${kernelopts}` replaced by grubenv's value.
+pub fn expand_kernelopts(tokens: &[String], kernelopts: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        if t == "$kernelopts" || t == "${kernelopts}" {
+            if let Some(k) = kernelopts {
+                out.extend(
+                    super::params::split(k).unwrap_or_else(|_| {
+                        k.split_ascii_whitespace().map(str::to_string).collect()
+                    }),
+                );
+            }
+        } else {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// What a type #1 entry boots and the command line it passes: the tokens
+/// of its `options` lines in order (`None`: no `options` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCmdline {
+    pub kind: EntryKind,
+    pub options: Option<Vec<String>>,
+}
+
+/// Read an entry's command line (see [`EntryCmdline`]).
+pub fn entry_cmdline(text: &str) -> Result<EntryCmdline, EditError> {
+    let lines = parse_lines(text);
+    let kind = match lines
+        .iter()
+        .find(|l| matches!(l.key.as_str(), "linux" | "efi" | "uki"))
+        .map(|l| l.key.as_str())
+    {
+        Some("linux") => EntryKind::Linux,
+        Some("efi") => EntryKind::Efi,
+        Some(_) => EntryKind::Uki,
+        None => {
+            return Err(EditError::new(
+                lines.first().map(|l| l.line).unwrap_or(1),
+                "not a boot loader entry: no `linux`, `efi` or `uki` key",
+            ));
+        }
+    };
+    let mut options: Option<Vec<String>> = None;
+    for l in lines.iter().filter(|l| l.key == "options") {
+        let t = super::params::split(&l.value).map_err(|e| EditError::new(l.line, e.message))?;
+        options.get_or_insert_with(Vec::new).extend(t);
+    }
+    Ok(EntryCmdline { kind, options })
+}
+
 // ---------------------------------------------------------------------------
 // Type #1 entries
 

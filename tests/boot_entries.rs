@@ -1,0 +1,137 @@
+//! The command line each boot entry will really pass (issue #11 §2): the
+//! plan is decided from the entries the boot loader reads, and a needed
+//! parameter exliar cannot place is said loudly (plan and apply, human and
+//! JSON).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
+const FEDORA_ENTRY: &str =
+    "boot/loader/entries/6a9857a393724b7a981ebb5b8495b9ea-6.8.5-301.fc40.x86_64.conf";
+
+fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("target");
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(host(distro))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+    (t, dir)
+}
+
+fn plan_json(hw: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = exliar()
+        .args(["plan", "--json", "--root"])
+        .arg(host(hw))
+        .arg("--target")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("plan");
+    assert_success(&out, "plan");
+    json(&out)
+}
+
+/// The grubby steps of a plan document.
+fn grubby_steps(plan: &serde_json::Value) -> Vec<serde_json::Value> {
+    plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["kind"] == "run" && s["argv"][0] == "grubby")
+        .cloned()
+        .collect()
+}
+
+fn edit(dir: &Path, rel: &str, f: impl Fn(&str) -> String) {
+    let p = dir.join(rel);
+    let t = std::fs::read_to_string(&p).expect("read");
+    std::fs::write(&p, f(&t)).expect("write");
+}
+
+/// grubby already ran (the entry has `iommu=pt`), the host has not rebooted
+/// (/proc/cmdline lacks it): the second plan has nothing for grubby, and no
+/// undo that would strip the user's parameter.
+#[test]
+fn grubby_decides_from_the_bls_entries_not_proc_cmdline() {
+    let (_t, dir) = target("fedora40-bls-amd");
+    let first = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    let g = grubby_steps(&first);
+    assert_eq!(g.len(), 1, "{first:#}");
+    assert_eq!(g[0]["argv"][2], "--args=iommu=pt");
+    assert_eq!(g[0]["undo"][2], "--remove-args=iommu=pt");
+    // What grubby --args=iommu=pt does to the entry.
+    edit(&dir, FEDORA_ENTRY, |t| {
+        t.replace(
+            "rd.driver.pre=vfio-pci\n",
+            "rd.driver.pre=vfio-pci iommu=pt\n",
+        )
+    });
+    let second = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    assert!(grubby_steps(&second).is_empty(), "{second:#}");
+
+    // The user removed `rd.driver.pre=vfio-pci` from the entries (grubby
+    // --remove-args) and has not rebooted: the running kernel still has it,
+    // the next boot would not.
+    let (_t, dir) = target("fedora40-bls-amd");
+    edit(&dir, FEDORA_ENTRY, |t| {
+        t.replace(" rd.driver.pre=vfio-pci", "")
+    });
+    let p = plan_json(HW_SPLIT, &dir, &[]);
+    let g = grubby_steps(&p);
+    assert_eq!(g.len(), 1, "{p:#}");
+    assert_eq!(g[0]["argv"][2], "--args=rd.driver.pre=vfio-pci");
+    assert_eq!(g[0]["undo"][2], "--remove-args=rd.driver.pre=vfio-pci");
+}
+
+/// Older Fedora/RHEL: `options $kernelopts`, the command line in grubenv.
+#[test]
+fn grubby_reads_kernelopts_from_grubenv() {
+    let (_t, dir) = target("fedora40-bls-amd");
+    let entry = std::fs::read_to_string(dir.join(FEDORA_ENTRY)).expect("read");
+    let opts = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .expect("options")
+        .to_string();
+    edit(&dir, FEDORA_ENTRY, |t| t.replace(&opts, "$kernelopts"));
+    // A GRUB environment block as grub2-editenv writes it (1024 bytes).
+    let mut env = format!("# GRUB Environment Block\nkernelopts={opts} iommu=pt\n");
+    env.push_str(&"#".repeat(1024 - env.len()));
+    std::fs::write(dir.join("boot/grub2/grubenv"), env).expect("write");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    assert!(grubby_steps(&p).is_empty(), "{p:#}");
+}
+
+/// Two entries, only one with the parameter: grubby adds it to the other,
+/// rollback leaves it (it was the user's in the first), and a warning says so.
+#[test]
+fn grubby_param_in_some_entries_only_is_explained() {
+    let (_t, dir) = target("fedora40-bls-amd");
+    let text = std::fs::read_to_string(dir.join(FEDORA_ENTRY)).expect("read");
+    let older = text
+        .replace("6.8.5-301", "6.8.4-300")
+        .replace("rd.driver.pre=vfio-pci", "rd.driver.pre=vfio-pci iommu=pt");
+    std::fs::write(
+        dir.join("boot/loader/entries/6a9857a393724b7a981ebb5b8495b9ea-6.8.4-300.fc40.x86_64.conf"),
+        older,
+    )
+    .expect("write");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    let g = grubby_steps(&p);
+    assert_eq!(g.len(), 1, "{p:#}");
+    assert_eq!(g[0]["argv"][2], "--args=iommu=pt");
+    assert!(g[0]["undo"].is_null(), "{p:#}");
+    let w = p["warnings"].to_string();
+    assert!(
+        w.contains("`iommu=pt` is already in") && w.contains("rollback leaves it"),
+        "{w}"
+    );
+}
