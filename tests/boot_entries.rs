@@ -135,3 +135,85 @@ fn grubby_param_in_some_entries_only_is_explained() {
         "{w}"
     );
 }
+
+/// A real entry (`shared/fixtures/configs/NAME`) without its `# source:`
+/// header; `None` (and a message) when the shared fixtures are absent.
+fn shared_config(name: &str) -> Option<String> {
+    let p = shared_fixtures()?.join("configs").join(name);
+    let t = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    Some(exliar::plan::boot::strip_fixture_header(&t).to_string())
+}
+
+/// A systemd-boot entry without `options` (breakingspell's Arch entry with
+/// that line taken out): the line exliar adds carries the running kernel's
+/// command line (root=…), not only exliar's parameters.
+#[test]
+fn systemd_boot_entry_without_options_keeps_root() {
+    let Some(real) = shared_config("systemd-boot-entry-arch.conf.user-breakingspell") else {
+        return;
+    };
+    let opts = real
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .expect("options")
+        .to_string();
+    let without: String = real
+        .lines()
+        .filter(|l| !l.starts_with("options"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (_t, dir) = target("arch-systemd-boot");
+    std::fs::write(dir.join("boot/loader/entries/arch.conf"), &without).expect("write");
+    std::fs::write(
+        dir.join("proc/cmdline"),
+        format!("initrd=\\amd-ucode.img initrd=\\initramfs-linux.img {opts}\n"),
+    )
+    .expect("write");
+    let p = plan_json(
+        HW_SPLIT,
+        &dir,
+        &["--bootloader", "systemd-boot", "--iommu-pt"],
+    );
+    let diff = p["diffs"]
+        .as_array()
+        .expect("diffs")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .find(|d| d.contains("arch.conf"))
+        .expect("the entry is edited")
+        .to_string();
+    let added = diff
+        .lines()
+        .find(|l| l.starts_with("+options"))
+        .expect("an options line")
+        .to_string();
+    assert!(
+        added.contains("root=/dev/BlackboxA-lvm/root") && added.contains("cryptdevice="),
+        "{diff}"
+    );
+    assert!(
+        !added.contains("initrd=") && !added.contains("BOOT_IMAGE"),
+        "{added}"
+    );
+    assert!(
+        p["warnings"].to_string().contains("no `options` line"),
+        "{p:#}"
+    );
+
+    // Without the running command line: refused, with the reason.
+    std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
+    let out = exliar()
+        .args(["plan", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .args(["--bootloader", "systemd-boot", "--iommu-pt"])
+        .output()
+        .expect("plan");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no `options` line") && err.contains("root="),
+        "{err}"
+    );
+}

@@ -896,7 +896,48 @@ fn kernel_params(
                 .file(rel)
                 .ok_or_else(|| PlanError::Unsupported(format!("/{rel} could not be read")))?;
             let name = rel.rsplit('/').next().unwrap_or(rel);
-            let e = bls::edit_loader_entry(name, text, params, &[]).map_err(edit_err(rel))?;
+            // A Linux entry without `options` passes no command line (no
+            // `root=`): the line exliar adds starts with what the running
+            // kernel was given, as kernel-install would write it.
+            let cmdline = bls::entry_cmdline(text).map_err(edit_err(rel))?;
+            let mut with_base: Vec<String> = Vec::new();
+            if cmdline.kind == bls::EntryKind::Linux
+                && cmdline.options.is_none()
+                && !bls::is_fallback_entry(name, text)
+            {
+                let running = facts
+                    .proc_cmdline
+                    .as_deref()
+                    .map(bls::running_params)
+                    .unwrap_or_default();
+                if running.is_empty() {
+                    return Err(refuse(
+                        vec![format!(
+                            "/{rel} has no `options` line and the running kernel's command line is unknown (no /proc/cmdline in the target): an `options` line with only exliar's parameters would boot without `root=`; add the entry's `options` line (root=… and the rest) first"
+                        )],
+                        false,
+                    ));
+                }
+                plan.warnings.push(format!(
+                    "/{rel} has no `options` line: the one added starts with the running kernel's command line ({}); check it is right for this entry",
+                    running.join(" ")
+                ));
+                with_base = running;
+                for p in params {
+                    if !with_base
+                        .iter()
+                        .any(|t| super::boot::params::same_param(t, p))
+                    {
+                        with_base.push(p.clone());
+                    }
+                }
+            }
+            let add = if with_base.is_empty() {
+                params
+            } else {
+                with_base.as_slice()
+            };
+            let e = bls::edit_loader_entry(name, text, add, &[]).map_err(edit_err(rel))?;
             plan.warnings.extend(e.edited.warnings.iter().cloned());
             write_if_changed(plan, rel, Some(text), e.edited.text, why);
         }

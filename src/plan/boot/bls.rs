@@ -54,7 +54,20 @@ pub fn edit_kernel_cmdline(
 /// loader's `BOOT_IMAGE=` and `initrd=`, as 90-loaderentry.install does)
 /// plus the new parameters, on one line.
 pub fn kernel_cmdline_from_proc(proc_cmdline: &str, add: &[String]) -> String {
-    let mut v: Vec<String> = super::params::split(proc_cmdline)
+    let mut v = running_params(proc_cmdline);
+    for a in add {
+        if !v.iter().any(|t| super::params::same_param(t, a)) {
+            v.push(a.clone());
+        }
+    }
+    format!("{}\n", v.join(" "))
+}
+
+/// The running kernel's parameters as a boot loader entry would give them:
+/// `/proc/cmdline` without the boot loader's own `BOOT_IMAGE=` and
+/// `initrd=` (as systemd's 90-loaderentry.install does).
+pub fn running_params(proc_cmdline: &str) -> Vec<String> {
+    super::params::split(proc_cmdline)
         .unwrap_or_else(|_| {
             proc_cmdline
                 .split_ascii_whitespace()
@@ -63,13 +76,7 @@ pub fn kernel_cmdline_from_proc(proc_cmdline: &str, add: &[String]) -> String {
         })
         .into_iter()
         .filter(|t| !t.starts_with("BOOT_IMAGE=") && !t.starts_with("initrd="))
-        .collect();
-    for a in add {
-        if !v.iter().any(|t| super::params::same_param(t, a)) {
-            v.push(a.clone());
-        }
-    }
-    format!("{}\n", v.join(" "))
+        .collect()
 }
 
 /// Who reads `/etc/kernel/cmdline` on this host, hence what makes an edit
