@@ -217,3 +217,125 @@ fn systemd_boot_entry_without_options_keeps_root() {
         "{err}"
     );
 }
+
+/// The unplaced parameters of a document, as `(entry, missing)`.
+fn unplaced(doc: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    doc["unplaced_params"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no unplaced_params: {doc:#}"))
+        .iter()
+        .map(|u| {
+            (
+                u["entry"].as_str().expect("entry").to_string(),
+                u["missing"]
+                    .as_array()
+                    .expect("missing")
+                    .iter()
+                    .map(|m| m.as_str().expect("str").to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Limine booting a UKI (`protocol: efi` with `cmdline:`; the shape of
+/// Kacper109's real Void entry, booted as a UKI): exliar cannot place
+/// `iommu=pt`, and plan and apply say so, human and JSON, naming it.
+#[test]
+fn limine_uki_entry_is_a_loud_warning() {
+    let Some(real) = shared_config("limine.conf.user-void") else {
+        return;
+    };
+    let uki = real
+        .replace("protocol: linux", "protocol: efi")
+        .replace(
+            "path: boot():/vmlinuz-6.16.6_1",
+            "path: boot():/EFI/Linux/void-6.16.6_1.efi",
+        )
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("module_path"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let (_t, dir) = target("cachyos-limine-secureboot");
+    std::fs::write(dir.join("boot/limine.conf"), &uki).expect("write");
+    let extra = ["--bootloader", "limine", "--iommu-pt"];
+    let p = plan_json(HW_SPLIT, &dir, &extra);
+    let u = unplaced(&p);
+    assert_eq!(u.len(), 1, "{p:#}");
+    assert!(u[0].0.contains("entry `Void Linux`"), "{u:?}");
+    assert_eq!(u[0].1, vec!["iommu=pt".to_string()]);
+    assert_valid(&schema("plan-1.schema.json"), &p, "plan");
+
+    let out = exliar()
+        .args(["plan", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .args(extra)
+        .output()
+        .expect("plan");
+    assert_success(&out, "plan");
+    let text = stdout(&out);
+    assert!(
+        text.contains("WARNING") && text.contains("missing `iommu=pt`"),
+        "{text}"
+    );
+
+    let out = exliar()
+        .args(["apply", "--yes", "--no-run", "--json", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .args(extra)
+        .output()
+        .expect("apply");
+    assert_success(&out, "apply");
+    let doc = json(&out);
+    assert_valid(&schema("apply-1.schema.json"), &doc, "apply");
+    assert_eq!(unplaced(&doc), u);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WARNING") && err.contains("iommu=pt"), "{err}");
+
+    // Applied: a second apply has nothing to change but still says it.
+    let out = exliar()
+        .args(["apply", "--yes", "--no-run", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .args(extra)
+        .output()
+        .expect("apply");
+    assert_success(&out, "apply");
+    let text = stdout(&out);
+    assert!(
+        text.contains("WARNING") && text.contains("missing `iommu=pt`"),
+        "{text}"
+    );
+}
+
+/// No boot-loader configuration recognised: the parameters are an
+/// unplaced warning, in the plan document and on apply.
+#[test]
+fn unknown_boot_loader_is_a_loud_warning() {
+    let (_t, dir) = target("debian12-grub-intel");
+    std::fs::remove_file(dir.join("etc/default/grub")).expect("rm");
+    std::fs::remove_dir_all(dir.join("boot/grub")).expect("rm");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    let u = unplaced(&p);
+    assert_eq!(u.len(), 1, "{p:#}");
+    assert_eq!(u[0].0, "the boot loader");
+    assert!(u[0].1.contains(&"iommu=pt".to_string()), "{u:?}");
+    let out = exliar()
+        .args(["apply", "--yes", "--no-run", "--iommu-pt", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("apply");
+    assert_success(&out, "apply");
+    let text = stdout(&out);
+    assert!(
+        text.contains("Applied, but INCOMPLETE") && text.contains("iommu=pt"),
+        "{text}"
+    );
+}

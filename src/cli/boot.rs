@@ -215,6 +215,7 @@ pub(super) fn persist_apply(
     if p.is_empty() {
         if !json {
             println!("Boot-time isolation: nothing to change, the card is bound at boot already.");
+            print!("{}", plan::render_unplaced(&p.unplaced_params));
         }
         return Ok(shown(not_applied("nothing-to-change", p)));
     }
@@ -321,7 +322,20 @@ const APPLY_SCHEMA: &str = "exliar.apply/1";
 /// The `exliar.apply/1` document of a plan not applied (`nothing-to-change`,
 /// `not-confirmed`).
 fn not_applied(reason: &str, p: &Plan) -> serde_json::Value {
-    serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": reason, "plan": plan_doc(p)})
+    serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": reason, "plan": plan_doc(p), "unplaced_params": p.unplaced_params})
+}
+
+/// The parameters a boot entry will not pass, on stderr, one line each
+/// (JSON mode: the document has them, a person watching sees them too).
+fn warn_unplaced(p: &Plan) {
+    for u in &p.unplaced_params {
+        eprintln!(
+            "exliar: WARNING: {}: missing `{}`: {}",
+            u.entry,
+            u.missing.join(" "),
+            u.reason
+        );
+    }
 }
 
 fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
@@ -369,6 +383,7 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     }
     if a.common.json || a.format == "json" {
         print_json(&plan_doc(&p))?;
+        warn_unplaced(&p);
     } else {
         print!("{}", plan::render(&p));
         if !p.is_empty() {
@@ -453,8 +468,12 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
     if p.is_empty() {
         if a.common.json {
             print_json(&not_applied("nothing-to-change", &p))?;
-        } else {
+            warn_unplaced(&p);
+        } else if p.unplaced_params.is_empty() {
             println!("Nothing to change: the target is already configured.");
+        } else {
+            println!("Nothing exliar can change.");
+            print!("{}", plan::render_unplaced(&p.unplaced_params));
         }
         return Ok(exit::OK);
     }
@@ -516,6 +535,7 @@ pub(super) fn apply_built(
                     "reason": "failed",
                     "error": e.to_string(),
                     "restored": restored,
+                    "unplaced_params": p.unplaced_params,
                 }),
                 error: e.into(),
             });
@@ -523,10 +543,20 @@ pub(super) fn apply_built(
     };
     if !json {
         print!("{}", journal_text(&j));
-        println!(
-            "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
-            p.gpu.map(|g| g.to_string()).unwrap_or_default()
-        );
+        if p.unplaced_params.is_empty() {
+            println!(
+                "Applied. Reboot to boot with {} on vfio-pci; `exliar rollback` undoes it.",
+                p.gpu.map(|g| g.to_string()).unwrap_or_default()
+            );
+        } else {
+            print!("{}", plan::render_unplaced(&p.unplaced_params));
+            println!(
+                "Applied, but INCOMPLETE: {} is not isolated at boot until the parameters above are on the kernel command line; `exliar rollback` undoes what was applied.",
+                p.gpu.map(|g| g.to_string()).unwrap_or_default()
+            );
+        }
+    } else {
+        warn_unplaced(p);
     }
     Ok(Applied::Done {
         code: exit::OK,
@@ -535,6 +565,7 @@ pub(super) fn apply_built(
             "applied": true,
             "no_run": no_run,
             "plan": plan_doc(p),
+            "unplaced_params": p.unplaced_params,
             "journal": j,
         }),
     })

@@ -349,6 +349,9 @@ pub fn plan(
     for (argv, undo, why) in boot_changed.commands {
         plan.steps.push(Step::Run { argv, undo, why });
     }
+    // What each boot entry will pass once this plan is applied.
+    plan.unplaced_params =
+        super::boot::effective::evaluate(source.as_ref(), facts, &plan.steps, &params);
     Ok(plan)
 }
 
@@ -1032,10 +1035,6 @@ fn kernel_params(
                     "no boot-loader configuration was recognised in the target: add these yourself"
                         .to_string(),
             });
-            plan.warnings.push(format!(
-                "the boot loader's configuration was not found: add `{}` to the kernel command line yourself",
-                params.join(" ")
-            ));
         }
     }
     Ok(out)

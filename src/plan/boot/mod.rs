@@ -27,6 +27,7 @@
 use std::fmt;
 
 pub mod bls;
+pub mod effective;
 pub mod grub;
 pub mod kernelstub;
 pub mod limine;
