@@ -775,12 +775,14 @@ pub(crate) const GRUBBY_ENTRIES: &str = "boot/loader/entries/";
 pub(crate) const GRUBENV: &str = "boot/grub2/grubenv";
 
 /// The BLS entries grubby edits, with the command line each passes
-/// (`$kernelopts` expanded from grubenv).
-pub(crate) fn grubby_entries(facts: &TargetFacts) -> Result<Vec<(String, Vec<String>)>, PlanError> {
+/// (`$kernelopts` expanded from grubenv), and a warning for each entry that
+/// cannot be read (left out).
+pub(crate) fn grubby_entries(facts: &TargetFacts) -> (Vec<(String, Vec<String>)>, Vec<String>) {
     let kernelopts = facts
         .file(GRUBENV)
         .and_then(|t| bls::grubenv_var(t, "kernelopts"));
     let mut v = Vec::new();
+    let mut warnings = Vec::new();
     for rel in facts
         .loader_entries
         .iter()
@@ -789,7 +791,16 @@ pub(crate) fn grubby_entries(facts: &TargetFacts) -> Result<Vec<(String, Vec<Str
         let Some(text) = facts.file(rel) else {
             continue;
         };
-        let e = bls::entry_cmdline(text).map_err(edit_err(rel))?;
+        let e = match bls::entry_cmdline(text) {
+            Ok(e) => e,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: left out of the grubby decision",
+                    e.in_file(format!("/{rel}"))
+                ));
+                continue;
+            }
+        };
         if e.kind != bls::EntryKind::Linux {
             continue;
         }
@@ -799,7 +810,7 @@ pub(crate) fn grubby_entries(facts: &TargetFacts) -> Result<Vec<(String, Vec<Str
             bls::expand_kernelopts(&opts, kernelopts.as_deref()),
         ));
     }
-    Ok(v)
+    (v, warnings)
 }
 
 /// Put `params` on the command line of whatever boots the target.
@@ -972,7 +983,8 @@ fn kernel_params(
             }
         }
         Some(CmdlineSource::Grubby) => {
-            let entries = grubby_entries(facts)?;
+            let (entries, unread) = grubby_entries(facts);
+            plan.warnings.extend(unread);
             let (argv, undo) = if entries.is_empty() {
                 // Nothing to read the entries from: the running command
                 // line is the best guess.

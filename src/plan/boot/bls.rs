@@ -666,6 +666,66 @@ mod tests {
     }
 
     #[test]
+    fn grubby_plan_from_entries() {
+        let e = |p: &str, t: &[&str]| (p.to_string(), s(t));
+        let entries = vec![
+            e("boot/loader/entries/a.conf", &["root=/x", "iommu=pt"]),
+            e(
+                "boot/loader/entries/b.conf",
+                &["root=/x", "intel_iommu=off"],
+            ),
+        ];
+        let g = grubby_plan(
+            &entries,
+            &s(&["iommu=pt", "intel_iommu=on", "rd.driver.pre=vfio-pci"]),
+        );
+        assert_eq!(
+            g.argv.unwrap(),
+            s(&[
+                "grubby",
+                "--update-kernel=ALL",
+                "--args=iommu=pt rd.driver.pre=vfio-pci"
+            ])
+        );
+        assert_eq!(
+            g.undo.unwrap(),
+            s(&[
+                "grubby",
+                "--update-kernel=ALL",
+                "--remove-args=rd.driver.pre=vfio-pci"
+            ])
+        );
+        assert_eq!(g.added, s(&["rd.driver.pre=vfio-pci"]));
+        assert_eq!(g.warnings.len(), 2, "{:?}", g.warnings);
+        assert!(
+            g.warnings[0]
+                .contains("/boot/loader/entries/a.conf but not in /boot/loader/entries/b.conf")
+        );
+        assert!(
+            g.warnings[1]
+                .contains("`intel_iommu=on` is not added: /boot/loader/entries/b.conf sets")
+        );
+        let g = grubby_plan(&entries[..1], &s(&["iommu=pt"]));
+        assert_eq!(g, GrubbyPlan::default());
+    }
+
+    #[test]
+    fn entry_cmdline_and_kernelopts() {
+        let e = entry_cmdline("title F\nlinux /v\noptions $kernelopts\noptions\tquiet\n").unwrap();
+        assert_eq!(e.kind, EntryKind::Linux);
+        let env = "# GRUB Environment Block\nkernelopts=root=/x ro\n#####";
+        let k = grubenv_var(env, "kernelopts");
+        assert_eq!(k.as_deref(), Some("root=/x ro"));
+        assert_eq!(
+            expand_kernelopts(&e.options.unwrap(), k.as_deref()),
+            s(&["root=/x", "ro", "quiet"])
+        );
+        assert_eq!(entry_cmdline("linux /v\n").unwrap().options, None);
+        assert_eq!(entry_cmdline("uki /u.efi\n").unwrap().kind, EntryKind::Uki);
+        assert!(entry_cmdline("title x\n").is_err());
+    }
+
+    #[test]
     fn grubby() {
         let (argv, _) = grubby_argv(
             &s(&["quiet", "vfio-pci.ids=1:2"]),

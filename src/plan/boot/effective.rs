@@ -210,14 +210,13 @@ pub fn evaluate(
         }
         Some(CmdlineSource::Grubby) => {
             let args = run_args(steps, "grubby", "--args");
-            match crate::plan::isolate::grubby_entries(facts) {
-                Err(e) => out.push(all("/boot/loader/entries", params, e.to_string())),
-                Ok(entries) if entries.is_empty() => out.push(all(
+            match crate::plan::isolate::grubby_entries(facts).0 {
+                entries if entries.is_empty() => out.push(all(
                     "/boot/loader/entries",
                     params,
                     "no BLS entry found for grubby to edit: check `grubby --info=ALL` after applying",
                 )),
-                Ok(entries) => {
+                entries => {
                     for (rel, mut tokens) in entries {
                         // grubby --args replaces a key's value or appends.
                         for a in &args {
