@@ -339,3 +339,32 @@ fn unknown_boot_loader_is_a_loud_warning() {
         "{text}"
     );
 }
+
+/// Ubuntu cloud images ship `/etc/default/grub.d/50-cloudimg-settings.cfg`
+/// setting `GRUB_CMDLINE_LINUX_DEFAULT` outright; Debian's grub-mkconfig
+/// reads it after `/etc/default/grub`, so a parameter exliar adds to the
+/// main file never reaches the kernel: a loud warning, not success.
+#[test]
+fn grub_dropin_overriding_the_main_file_is_a_loud_warning() {
+    let (_t, dir) = target("debian12-grub-intel");
+    std::fs::create_dir_all(dir.join("etc/default/grub.d")).expect("mkdir");
+    std::fs::write(
+        dir.join("etc/default/grub.d/50-cloudimg-settings.cfg"),
+        "# Cloud Image specific Grub settings for Generic Cloud Images\n\
+         # CLOUD_IMG: This file was created/modified by the Cloud Image build process\n\n\
+         # Set the recordfail timeout\nGRUB_RECORDFAIL_TIMEOUT=0\n\n\
+         # Do not wait on grub prompt\nGRUB_TIMEOUT=0\n\n\
+         # Set the default commandline\nGRUB_CMDLINE_LINUX_DEFAULT=\"console=tty1 console=ttyS0\"\n\n\
+         # Set the grub console type\nGRUB_TERMINAL=console\n",
+    )
+    .expect("write");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    let u = unplaced(&p);
+    assert_eq!(u.len(), 1, "{p:#}");
+    assert!(u[0].0.contains("50-cloudimg-settings.cfg"), "{u:?}");
+    assert!(u[0].1.contains(&"iommu=pt".to_string()), "{u:?}");
+    // Without the drop-in the main file's edit is what the kernel gets.
+    std::fs::remove_dir_all(dir.join("etc/default/grub.d")).expect("rm");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    assert!(unplaced(&p).is_empty(), "{p:#}");
+}

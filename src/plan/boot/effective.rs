@@ -155,10 +155,21 @@ pub fn evaluate(
         )),
         Some(CmdlineSource::GrubDefault { .. }) => {
             let rel = "etc/default/grub";
+            // Drop-ins count: sourced by the main file, or after it by
+            // Debian's grub-mkconfig (the family that has update-grub).
+            let dropins: Vec<(String, String)> = files
+                .iter()
+                .filter_map(|(p, t)| {
+                    let name = p.strip_prefix("etc/default/grub.d/")?;
+                    (name.ends_with(".cfg") && !name.contains('/'))
+                        .then(|| Some((name.to_string(), t.clone()?)))
+                        .flatten()
+                })
+                .collect();
             let inputs = grub::GrubInputs {
                 main: file(rel).unwrap_or(""),
-                dropins: &[],
-                dropins_sourced: false,
+                dropins: &dropins,
+                dropins_sourced: facts.has_tool("update-grub"),
             };
             let mut tokens = Vec::new();
             for var in ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"] {
@@ -170,12 +181,19 @@ pub fn evaluate(
                     }
                 }
             }
-            check(
-                &mut out,
-                "/etc/default/grub (GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT)".into(),
-                &tokens,
-                params,
-            );
+            let entry = if dropins.is_empty() {
+                "/etc/default/grub (GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT)".to_string()
+            } else {
+                format!(
+                    "/etc/default/grub with /etc/default/grub.d/{{{}}} (GRUB_CMDLINE_LINUX and GRUB_CMDLINE_LINUX_DEFAULT as grub-mkconfig reads them)",
+                    dropins
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            };
+            check(&mut out, entry, &tokens, params);
         }
         Some(CmdlineSource::KernelCmdlineFile { .. }) | Some(CmdlineSource::ProxmoxBootTool) => {
             let rel = "etc/kernel/cmdline";
