@@ -366,6 +366,22 @@ mod tests {
     }
 
     #[test]
+    fn systemd_boot_uki_and_efi_entries() {
+        let params = s(&["iommu=pt"]);
+        for (text, says) in [
+            ("title A\nuki /EFI/Linux/a.efi\n", "built into the image"),
+            ("title W\nefi /shellx64.efi\n", "not a Linux kernel"),
+        ] {
+            let f = facts(&[("boot/loader/entries/a.conf", text)]);
+            let src = CmdlineSource::BlsEntry {
+                file: "/boot/loader/entries/a.conf".into(),
+            };
+            let u = evaluate(Some(&src), &f, &[], &params);
+            assert!(u.len() == 1 && u[0].reason.contains(says), "{u:?}");
+        }
+    }
+
+    #[test]
     fn conflicts_and_grubby_args() {
         let f = facts(&[("etc/kernel/cmdline", "root=/x intel_iommu=off\n")]);
         let src = CmdlineSource::KernelCmdlineFile {
