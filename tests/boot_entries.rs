@@ -368,3 +368,34 @@ fn grub_dropin_overriding_the_main_file_is_a_loud_warning() {
     let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
     assert!(unplaced(&p).is_empty(), "{p:#}");
 }
+
+/// Proxmox without /etc/kernel/cmdline: the new file is the running
+/// command line plus exliar's parameters; without a running command line
+/// to copy, refused (a file with only exliar's parameters loses `root=`).
+#[test]
+fn new_kernel_cmdline_needs_the_running_command_line() {
+    let (_t, dir) = target("proxmox-no-iommu");
+    std::fs::remove_file(dir.join("etc/kernel/cmdline")).expect("rm");
+    let p = plan_json(HW_SPLIT, &dir, &["--iommu-pt"]);
+    let running = std::fs::read_to_string(dir.join("proc/cmdline")).expect("read");
+    let root = running
+        .split_whitespace()
+        .find(|t| t.starts_with("root="))
+        .expect("root=");
+    let diff = p["diffs"].to_string();
+    assert!(diff.contains(root), "{p:#}");
+    std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
+    let out = exliar()
+        .args(["plan", "--iommu-pt", "--root"])
+        .arg(host(HW_SPLIT))
+        .arg("--target")
+        .arg(&dir)
+        .output()
+        .expect("plan");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("root=") && err.contains("/etc/kernel/cmdline"),
+        "{err}"
+    );
+}

@@ -882,10 +882,18 @@ fn kernel_params(
                         .map_err(edit_err(rel))?
                         .text
                 }
-                None => bls::kernel_cmdline_from_proc(
-                    facts.proc_cmdline.as_deref().unwrap_or(""),
-                    params,
-                ),
+                None => {
+                    let proc = facts.proc_cmdline.as_deref().unwrap_or("");
+                    if bls::running_params(proc).is_empty() {
+                        return Err(refuse(
+                            vec![format!(
+                                "/{rel} is absent and the running kernel's command line is unknown (no /proc/cmdline in the target): a new /{rel} with only exliar's parameters would boot without `root=`; create /{rel} with the full command line first"
+                            )],
+                            false,
+                        ));
+                    }
+                    bls::kernel_cmdline_from_proc(proc, params)
+                }
             };
             if write_if_changed(plan, rel, before, text, why) {
                 let consumer = if matches!(source, Some(CmdlineSource::ProxmoxBootTool)) {

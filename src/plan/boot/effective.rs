@@ -296,13 +296,20 @@ pub fn evaluate(
                             let t = split(e.cmdline.as_deref().unwrap_or("")).unwrap_or_default();
                             check(&mut out, name, &t, params);
                         } else if e.is_uki() {
+                            let path = e.path.as_deref().unwrap_or("no path");
+                            let image = path.to_ascii_lowercase().ends_with(".efi");
                             out.push(all(
                                 name,
                                 params,
-                                format!(
-                                    "boots an EFI image ({}) that looks like a unified kernel image: its kernel command line is the one built into the image, which exliar does not edit; add them to /etc/kernel/cmdline (or your UKI tool's command line) and rebuild the image",
-                                    e.path.as_deref().unwrap_or("no path")
-                                ),
+                                if image {
+                                    format!(
+                                        "boots an EFI image ({path}) that looks like a unified kernel image: its kernel command line is the one built into the image, which exliar does not edit; add them to /etc/kernel/cmdline (or your UKI tool's command line) and rebuild the image"
+                                    )
+                                } else {
+                                    format!(
+                                        "starts {path} as an EFI program (`protocol: efi` with a `cmdline:`); exliar edits only `protocol: linux` entries: if it is a kernel, add them to its `cmdline:` by hand"
+                                    )
+                                },
                             ));
                         }
                     }
