@@ -236,6 +236,7 @@ pub(super) fn persist_apply(
             term::out(
                 "Boot-time isolation: nothing to change, the card is bound at boot already.\n",
             )?;
+            term::out(&plan::render_unplaced(&p.unplaced_params))?;
         }
         return Ok(shown(not_applied("nothing-to-change", p)));
     }
@@ -351,7 +352,20 @@ const APPLY_SCHEMA: &str = "exliar.apply/1";
 /// The `exliar.apply/1` document of a plan not applied (`nothing-to-change`,
 /// `not-confirmed`).
 fn not_applied(reason: &str, p: &Plan) -> serde_json::Value {
-    serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": reason, "plan": plan_doc(p)})
+    serde_json::json!({"schema": APPLY_SCHEMA, "applied": false, "reason": reason, "plan": plan_doc(p), "unplaced_params": p.unplaced_params})
+}
+
+/// The parameters a boot entry will not pass, on stderr, one line each
+/// (JSON mode: the document has them, a person watching sees them too).
+fn warn_unplaced(p: &Plan) {
+    for u in &p.unplaced_params {
+        eprintln!(
+            "exliar: WARNING: {}: missing `{}`: {}",
+            u.entry,
+            u.missing.join(" "),
+            u.reason
+        );
+    }
 }
 
 fn refused(e: &PlanError, json: bool, schema: &str) -> anyhow::Result<u8> {
@@ -414,6 +428,7 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     }
     if a.common.json || a.format == "json" {
         print_json(&plan_doc(&p))?;
+        warn_unplaced(&p);
     } else {
         term::out(&plan::render(&p))?;
         if !p.is_empty() {
@@ -551,8 +566,12 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
     if p.is_empty() {
         if a.common.json {
             print_json(&not_applied("nothing-to-change", &p))?;
-        } else {
+            warn_unplaced(&p);
+        } else if p.unplaced_params.is_empty() {
             println!("Nothing to change: the target is already configured.");
+        } else {
+            println!("Nothing exliar can change.");
+            print!("{}", plan::render_unplaced(&p.unplaced_params));
         }
         return Ok(exit::OK);
     }
@@ -584,7 +603,7 @@ fn failed_doc(e: &anyhow::Error) -> serde_json::Value {
         "schema": APPLY_SCHEMA,
         "applied": false,
         "reason": "failed",
-        "error": format!("{e:#}"),
+        "error": term::chain(e),
         "restored": host.next().is_none(),
         "host": host.name(),
         "transaction": txn,
@@ -628,7 +647,11 @@ pub(super) fn apply_built(
         Err(e) => {
             let e = anyhow::Error::from(e);
             return Ok(Applied::Failed {
-                doc: failed_doc(&e),
+                doc: {
+                    let mut d = failed_doc(&e);
+                    d["unplaced_params"] = serde_json::json!(p.unplaced_params);
+                    d
+                },
                 error: e,
             });
         }
@@ -636,14 +659,27 @@ pub(super) fn apply_built(
     if !json {
         term::out(&journal_text(&j))?;
         let gpu = p.gpu.map(|g| g.to_string()).unwrap_or_default();
+        term::out(&plan::render_unplaced(&p.unplaced_params))?;
+        let isolated = if p.unplaced_params.is_empty() {
+            format!("to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.")
+        } else {
+            format!(
+                "but {gpu} is not isolated at boot until the parameters above are on the kernel command line; `exliar rollback` undoes what was applied."
+            )
+        };
+        let head = if p.unplaced_params.is_empty() {
+            "Applied."
+        } else {
+            "Applied, but INCOMPLETE."
+        };
         term::out(&match commands_not_run(&j) {
-            None => format!(
-                "Applied. Reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
-            ),
+            None => format!("{head} Reboot {isolated}\n"),
             Some(cmds) => format!(
-                "Applied, but not yet in the boot image: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.\n"
+                "{head} Not yet in the boot image: the regeneration commands were not run (--no-run). Run, in this order:\n{cmds}then reboot {isolated}\n"
             ),
         })?;
+    } else {
+        warn_unplaced(p);
     }
     Ok(Applied::Done {
         code: exit::OK,
@@ -652,6 +688,7 @@ pub(super) fn apply_built(
             "applied": true,
             "no_run": no_run,
             "plan": plan_doc(p),
+            "unplaced_params": p.unplaced_params,
             "journal": j,
         }),
     })

@@ -78,7 +78,7 @@ pub enum Command {
     Unbind(UnbindArgs),
     /// What exliar manages on this host now: devices it holds on vfio-pci and the boot-time isolation it applied
     Status(ReportArgs),
-    /// Show what boot-time isolation of a GPU would change (diffs, commands); changes nothing
+    /// Show what boot-time isolation of a GPU would change (diffs, commands, kernel parameters a boot entry would still lack); changes nothing
     Plan(boot::PlanCmd),
     /// Apply the plan as one journaled transaction (asks first unless --yes); needs root
     Apply(boot::ApplyCmd),

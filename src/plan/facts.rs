@@ -22,6 +22,7 @@ const FILES: &[&str] = &[
     "etc/kernelstub/configuration",
     "boot/grub/grub.cfg",
     "boot/grub2/grub.cfg",
+    "boot/grub2/grubenv",
     "boot/refind_linux.conf",
 ];
 

@@ -392,6 +392,9 @@ pub fn plan(
     if !problems.is_empty() {
         return Err(refuse(problems, false));
     }
+    // What each boot entry will pass once this plan is applied.
+    plan.unplaced_params =
+        super::boot::effective::evaluate(source.as_ref(), facts, &plan.steps, &params);
     unreadable_files(&mut plan, facts)?;
     Ok(plan)
 }
@@ -1086,6 +1089,51 @@ fn write_if_changed(
     true
 }
 
+/// Where grubby keeps the BLS entries it edits (relative to the target root).
+pub(crate) const GRUBBY_ENTRIES: &str = "boot/loader/entries/";
+
+/// The older Fedora/RHEL GRUB environment block holding `kernelopts`.
+pub(crate) const GRUBENV: &str = "boot/grub2/grubenv";
+
+/// The BLS entries grubby edits, with the command line each passes
+/// (`$kernelopts` expanded from grubenv), and a warning for each entry that
+/// cannot be read (left out).
+pub(crate) fn grubby_entries(facts: &TargetFacts) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+    let kernelopts = facts
+        .file(GRUBENV)
+        .and_then(|t| bls::grubenv_var(t, "kernelopts"));
+    let mut v = Vec::new();
+    let mut warnings = Vec::new();
+    for rel in facts
+        .loader_entries
+        .iter()
+        .filter(|e| e.starts_with(GRUBBY_ENTRIES))
+    {
+        let Some(text) = facts.file(rel) else {
+            continue;
+        };
+        let e = match bls::entry_cmdline(text) {
+            Ok(e) => e,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: left out of the grubby decision",
+                    e.in_file(format!("/{rel}"))
+                ));
+                continue;
+            }
+        };
+        if e.kind != bls::EntryKind::Linux {
+            continue;
+        }
+        let opts = e.options.unwrap_or_default();
+        v.push((
+            rel.clone(),
+            bls::expand_kernelopts(&opts, kernelopts.as_deref()),
+        ));
+    }
+    (v, warnings)
+}
+
 /// Put `params` on the command line of whatever boots the target.
 fn kernel_params(
     plan: &mut Plan,
@@ -1156,20 +1204,24 @@ fn kernel_params(
                         .map_err(edit_err(rel))?
                         .text
                 }
-                // Without the user's parameters the plan takes out.
-                None if !remove.is_empty() => bls::kernel_cmdline_from_proc(
-                    &current
+                None => {
+                    let proc = facts.proc_cmdline.as_deref().unwrap_or("");
+                    if bls::running_params(proc).is_empty() {
+                        return Err(refuse(
+                            vec![format!(
+                                "/{rel} is absent and the running kernel's command line is unknown (no /proc/cmdline in the target): a new /{rel} with only exliar's parameters would boot without `root=`; create /{rel} with the full command line first"
+                            )],
+                            false,
+                        ));
+                    }
+                    // Without the user's parameters the plan takes out.
+                    let kept: Vec<String> = current
                         .iter()
                         .filter(|p| !remove.contains(p))
                         .cloned()
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    params,
-                ),
-                None => bls::kernel_cmdline_from_proc(
-                    facts.proc_cmdline.as_deref().unwrap_or(""),
-                    params,
-                ),
+                        .collect();
+                    bls::kernel_cmdline_from_proc(&kept.join(" "), params)
+                }
             };
             if write_if_changed(plan, rel, before, text, why) {
                 let consumer = if matches!(source, Some(CmdlineSource::ProxmoxBootTool)) {
@@ -1194,7 +1246,51 @@ fn kernel_params(
                 .file(rel)
                 .ok_or_else(|| PlanError::Unsupported(format!("/{rel} could not be read")))?;
             let name = rel.rsplit('/').next().unwrap_or(rel);
-            let e = bls::edit_loader_entry(name, text, params, remove).map_err(edit_err(rel))?;
+            // A Linux entry without `options` passes no command line (no
+            // `root=`): the line exliar adds starts with what the running
+            // kernel was given, as kernel-install would write it.
+            let cmdline = bls::entry_cmdline(text).map_err(edit_err(rel))?;
+            let mut with_base: Vec<String> = Vec::new();
+            if cmdline.kind == bls::EntryKind::Linux
+                && cmdline.options.is_none()
+                && !bls::is_fallback_entry(name, text)
+            {
+                let running = facts
+                    .proc_cmdline
+                    .as_deref()
+                    .map(bls::running_params)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|p| !remove.contains(p))
+                    .collect::<Vec<_>>();
+                if running.is_empty() {
+                    return Err(refuse(
+                        vec![format!(
+                            "/{rel} has no `options` line and the running kernel's command line is unknown (no /proc/cmdline in the target): an `options` line with only exliar's parameters would boot without `root=`; add the entry's `options` line (root=… and the rest) first"
+                        )],
+                        false,
+                    ));
+                }
+                plan.warnings.push(format!(
+                    "/{rel} has no `options` line: the one added starts with the running kernel's command line ({}); check it is right for this entry",
+                    running.join(" ")
+                ));
+                with_base = running;
+                for p in params {
+                    if !with_base
+                        .iter()
+                        .any(|t| super::boot::params::same_param(t, p))
+                    {
+                        with_base.push(p.clone());
+                    }
+                }
+            }
+            let add = if with_base.is_empty() {
+                params
+            } else {
+                with_base.as_slice()
+            };
+            let e = bls::edit_loader_entry(name, text, add, remove).map_err(edit_err(rel))?;
             plan.warnings.extend(e.edited.warnings.iter().cloned());
             write_if_changed(plan, rel, Some(text), e.edited.text, why);
         }
@@ -1226,9 +1322,16 @@ fn kernel_params(
             }
         }
         Some(CmdlineSource::Grubby) => {
-            let (argv, d) = bls::grubby_argv(&current, params, remove);
-            plan.warnings.extend(d.warnings.iter().cloned());
-            if let Some(argv) = argv {
+            let (entries, unread) = grubby_entries(facts);
+            plan.warnings.extend(unread);
+            let (argv, undo) = if entries.is_empty() {
+                // Nothing to read the entries from: the running command
+                // line is the best guess.
+                plan.warnings.push(format!(
+                    "no BLS entry in /{GRUBBY_ENTRIES}: the parameters are decided from the running kernel's command line"
+                ));
+                let (argv, d) = bls::grubby_argv(&current, params, remove);
+                plan.warnings.extend(d.warnings.iter().cloned());
                 let undo = if d.added.is_empty() && d.removed.is_empty() {
                     None
                 } else {
@@ -1243,6 +1346,13 @@ fn kernel_params(
                     }
                     Some(u)
                 };
+                (argv, undo)
+            } else {
+                let g = bls::grubby_plan(&entries, params, remove);
+                plan.warnings.extend(g.warnings);
+                (g.argv, g.undo)
+            };
+            if let Some(argv) = argv {
                 out.commands.push((
                     argv,
                     undo,
@@ -1283,10 +1393,6 @@ fn kernel_params(
                     "no boot-loader configuration was recognised in the target: add these yourself"
                         .to_string(),
             });
-            plan.warnings.push(format!(
-                "the boot loader's configuration was not found: add `{}` to the kernel command line yourself",
-                params.join(" ")
-            ));
         }
     }
     Ok(out)

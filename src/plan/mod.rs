@@ -73,6 +73,10 @@ pub struct Plan {
     /// would replace exliar's list, arguments moved out of initramfs-tools'
     /// modules file, lines commented out there).
     pub fixed: Vec<String>,
+    /// Kernel parameters exliar needs that a boot entry will not pass
+    /// after the plan (see [`boot::effective`]): said loudly, never a
+    /// silent success.
+    pub unplaced_params: Vec<boot::effective::Unplaced>,
 }
 
 pub const PLAN_SCHEMA: &str = "exliar.plan/1";
@@ -87,6 +91,7 @@ impl Plan {
             steps: Vec::new(),
             warnings: Vec::new(),
             fixed: Vec::new(),
+            unplaced_params: Vec::new(),
         }
     }
 
@@ -164,6 +169,30 @@ pub fn render(plan: &Plan) -> String {
     }
     for w in &plan.warnings {
         let _ = writeln!(out, "\nwarning: {w}");
+    }
+    out.push_str(&render_unplaced(&plan.unplaced_params));
+    out
+}
+
+/// The loud part of a plan: the parameters a boot entry will not pass
+/// (empty when there are none).
+pub fn render_unplaced(unplaced: &[boot::effective::Unplaced]) -> String {
+    let mut out = String::new();
+    if unplaced.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\nWARNING: NOT EVERY BOOT ENTRY WILL HAVE THE KERNEL PARAMETERS EXLIAR NEEDS; the card is not isolated when these boot:"
+    );
+    for u in unplaced {
+        let _ = writeln!(
+            out,
+            "  {}: missing `{}`: {}",
+            u.entry,
+            u.missing.join(" "),
+            u.reason
+        );
     }
     out
 }

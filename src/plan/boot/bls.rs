@@ -54,7 +54,20 @@ pub fn edit_kernel_cmdline(
 /// loader's `BOOT_IMAGE=` and `initrd=`, as 90-loaderentry.install does)
 /// plus the new parameters, on one line.
 pub fn kernel_cmdline_from_proc(proc_cmdline: &str, add: &[String]) -> String {
-    let mut v: Vec<String> = super::params::split(proc_cmdline)
+    let mut v = running_params(proc_cmdline);
+    for a in add {
+        if !v.iter().any(|t| super::params::same_param(t, a)) {
+            v.push(a.clone());
+        }
+    }
+    format!("{}\n", v.join(" "))
+}
+
+/// The running kernel's parameters as a boot loader entry would give them:
+/// `/proc/cmdline` without the boot loader's own `BOOT_IMAGE=` and
+/// `initrd=` (as systemd's 90-loaderentry.install does).
+pub fn running_params(proc_cmdline: &str) -> Vec<String> {
+    super::params::split(proc_cmdline)
         .unwrap_or_else(|_| {
             proc_cmdline
                 .split_ascii_whitespace()
@@ -63,13 +76,7 @@ pub fn kernel_cmdline_from_proc(proc_cmdline: &str, add: &[String]) -> String {
         })
         .into_iter()
         .filter(|t| !t.starts_with("BOOT_IMAGE=") && !t.starts_with("initrd="))
-        .collect();
-    for a in add {
-        if !v.iter().any(|t| super::params::same_param(t, a)) {
-            v.push(a.clone());
-        }
-    }
-    format!("{}\n", v.join(" "))
+        .collect()
 }
 
 /// Who reads `/etc/kernel/cmdline` on this host, hence what makes an edit
@@ -138,6 +145,190 @@ pub fn grubby_argv(
         argv.push(format!("--remove-args={}", r.join(" ")));
     }
     (Some(argv), d)
+}
+
+/// The BLS entries grubby edits (`/boot/loader/entries/*.conf`), as
+/// `(path, command-line tokens)`: what [`grubby_plan`] decides from.
+pub type BlsCmdlines = [(String, Vec<String>)];
+
+/// What `grubby --update-kernel=ALL` must do so that every entry has the
+/// parameters, and what undoes only exliar's part of it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GrubbyPlan {
+    pub argv: Option<Vec<String>>,
+    /// `--remove-args=` of the parameters no entry had before.
+    pub undo: Option<Vec<String>>,
+    /// The parameters no entry had (the ones rollback removes).
+    pub added: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Decide the grubby call from the entries grubby edits (not from the
+/// running kernel's command line, which is stale until the next boot): a
+/// parameter every entry has is not passed; one no entry has is added and
+/// undone by rollback; one only some entries have is added (grubby does not
+/// repeat it where it is) but left by rollback, which cannot tell whose it
+/// was (a warning names the entries). A user's conflicting value in any
+/// entry is a warning, never overwritten. `entries` must not be empty.
+pub fn grubby_plan(entries: &BlsCmdlines, add: &[String], remove: &[String]) -> GrubbyPlan {
+    let mut args: Vec<String> = Vec::new();
+    let mut plan = GrubbyPlan::default();
+    // The user's parameters the plan takes out (a `vfio-pci.ids=` replaced
+    // by the merged list): a value being replaced is no conflict, and
+    // rollback puts it back.
+    let removed: Vec<&String> = remove
+        .iter()
+        .filter(|r| entries.iter().any(|(_, t)| t.contains(r)))
+        .collect();
+    let names = |v: &[&(String, Vec<String>)]| {
+        v.iter()
+            .map(|(p, _)| format!("/{}", p.trim_start_matches('/')))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for a in add {
+        let conflicting: Vec<&(String, Vec<String>)> = entries
+            .iter()
+            .filter(|(_, t)| {
+                t.iter()
+                    .any(|x| super::params::conflicts(x, a) && !remove.contains(x))
+            })
+            .collect();
+        if !conflicting.is_empty() {
+            plan.warnings.push(format!(
+                "`{a}` is not added: {} set{} a conflicting value (change it by hand if `{a}` is what you want)",
+                names(&conflicting),
+                if conflicting.len() == 1 { "s" } else { "" }
+            ));
+            continue;
+        }
+        let (with, without): (Vec<_>, Vec<_>) = entries
+            .iter()
+            .partition(|(_, t)| t.iter().any(|x| super::params::same_param(x, a)));
+        if without.is_empty() {
+            continue;
+        }
+        args.push(a.clone());
+        if with.is_empty() {
+            plan.added.push(a.clone());
+        } else {
+            plan.warnings.push(format!(
+                "`{a}` is already in {} but not in {}: grubby adds it there; rollback leaves it in every entry (it cannot tell whose it was)",
+                names(&with),
+                names(&without)
+            ));
+        }
+    }
+    // A replaced value is updated by --args (grubby changes the value of a
+    // key it already has); only pure removals go to --remove-args.
+    let replaced = |r: &str| {
+        args.iter()
+            .any(|a| super::params::identity(a) == super::params::identity(r))
+    };
+    let pure_removed: Vec<&str> = removed
+        .iter()
+        .filter(|r| !replaced(r))
+        .map(|r| r.as_str())
+        .collect();
+    let mut argv = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
+    if !args.is_empty() {
+        argv.push(format!("--args={}", args.join(" ")));
+    }
+    if !pure_removed.is_empty() {
+        argv.push(format!("--remove-args={}", pure_removed.join(" ")));
+    }
+    if argv.len() > 2 {
+        plan.argv = Some(argv);
+    }
+    // Undo: exliar's own parameters out (those whose key the user had are
+    // put back by value instead), the user's taken-out ones back.
+    let back: Vec<&str> = removed.iter().map(|r| r.as_str()).collect();
+    let out: Vec<&str> = plan
+        .added
+        .iter()
+        .filter(|a| {
+            !back
+                .iter()
+                .any(|r| super::params::identity(r) == super::params::identity(a))
+        })
+        .map(String::as_str)
+        .collect();
+    let mut undo = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
+    if !out.is_empty() {
+        undo.push(format!("--remove-args={}", out.join(" ")));
+    }
+    if !back.is_empty() {
+        undo.push(format!("--args={}", back.join(" ")));
+    }
+    if undo.len() > 2 {
+        plan.undo = Some(undo);
+    }
+    plan
+}
+
+/// A variable of a GRUB environment block (`/boot/grub2/grubenv`:
+/// `name=value` lines, `#` padding): older Fedora/RHEL BLS entries say
+/// `options $kernelopts` and keep the command line there.
+pub fn grubenv_var(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .rfind(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The command line an entry passes: its `options` tokens, with
+/// `$kernelopts` / `${kernelopts}` replaced by grubenv's value.
+pub fn expand_kernelopts(tokens: &[String], kernelopts: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tokens {
+        if t == "$kernelopts" || t == "${kernelopts}" {
+            if let Some(k) = kernelopts {
+                out.extend(
+                    super::params::split(k).unwrap_or_else(|_| {
+                        k.split_ascii_whitespace().map(str::to_string).collect()
+                    }),
+                );
+            }
+        } else {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+/// What a type #1 entry boots and the command line it passes: the tokens
+/// of its `options` lines in order (`None`: no `options` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCmdline {
+    pub kind: EntryKind,
+    pub options: Option<Vec<String>>,
+}
+
+/// Read an entry's command line (see [`EntryCmdline`]).
+pub fn entry_cmdline(text: &str) -> Result<EntryCmdline, EditError> {
+    let lines = parse_lines(text);
+    let kind = match lines
+        .iter()
+        .find(|l| matches!(l.key.as_str(), "linux" | "efi" | "uki"))
+        .map(|l| l.key.as_str())
+    {
+        Some("linux") => EntryKind::Linux,
+        Some("efi") => EntryKind::Efi,
+        Some(_) => EntryKind::Uki,
+        None => {
+            return Err(EditError::new(
+                lines.first().map(|l| l.line).unwrap_or(1),
+                "not a boot loader entry: no `linux`, `efi` or `uki` key",
+            ));
+        }
+    };
+    let mut options: Option<Vec<String>> = None;
+    for l in lines.iter().filter(|l| l.key == "options") {
+        let t = super::params::split(&l.value).map_err(|e| EditError::new(l.line, e.message))?;
+        options.get_or_insert_with(Vec::new).extend(t);
+    }
+    Ok(EntryCmdline { kind, options })
 }
 
 // ---------------------------------------------------------------------------
@@ -512,6 +703,67 @@ mod tests {
             err.in_file("/boot/loader/entries/a.conf").to_string(),
             "/boot/loader/entries/a.conf:2: unterminated double quote in the kernel command line in `options` (column 11)"
         );
+    }
+
+    #[test]
+    fn grubby_plan_from_entries() {
+        let e = |p: &str, t: &[&str]| (p.to_string(), s(t));
+        let entries = vec![
+            e("boot/loader/entries/a.conf", &["root=/x", "iommu=pt"]),
+            e(
+                "boot/loader/entries/b.conf",
+                &["root=/x", "intel_iommu=off"],
+            ),
+        ];
+        let g = grubby_plan(
+            &entries,
+            &s(&["iommu=pt", "intel_iommu=on", "rd.driver.pre=vfio-pci"]),
+            &[],
+        );
+        assert_eq!(
+            g.argv.unwrap(),
+            s(&[
+                "grubby",
+                "--update-kernel=ALL",
+                "--args=iommu=pt rd.driver.pre=vfio-pci"
+            ])
+        );
+        assert_eq!(
+            g.undo.unwrap(),
+            s(&[
+                "grubby",
+                "--update-kernel=ALL",
+                "--remove-args=rd.driver.pre=vfio-pci"
+            ])
+        );
+        assert_eq!(g.added, s(&["rd.driver.pre=vfio-pci"]));
+        assert_eq!(g.warnings.len(), 2, "{:?}", g.warnings);
+        assert!(
+            g.warnings[0]
+                .contains("/boot/loader/entries/a.conf but not in /boot/loader/entries/b.conf")
+        );
+        assert!(
+            g.warnings[1]
+                .contains("`intel_iommu=on` is not added: /boot/loader/entries/b.conf sets")
+        );
+        let g = grubby_plan(&entries[..1], &s(&["iommu=pt"]), &[]);
+        assert_eq!(g, GrubbyPlan::default());
+    }
+
+    #[test]
+    fn entry_cmdline_and_kernelopts() {
+        let e = entry_cmdline("title F\nlinux /v\noptions $kernelopts\noptions\tquiet\n").unwrap();
+        assert_eq!(e.kind, EntryKind::Linux);
+        let env = "# GRUB Environment Block\nkernelopts=root=/x ro\n#####";
+        let k = grubenv_var(env, "kernelopts");
+        assert_eq!(k.as_deref(), Some("root=/x ro"));
+        assert_eq!(
+            expand_kernelopts(&e.options.unwrap(), k.as_deref()),
+            s(&["root=/x", "ro", "quiet"])
+        );
+        assert_eq!(entry_cmdline("linux /v\n").unwrap().options, None);
+        assert_eq!(entry_cmdline("uki /u.efi\n").unwrap().kind, EntryKind::Uki);
+        assert!(entry_cmdline("title x\n").is_err());
     }
 
     #[test]

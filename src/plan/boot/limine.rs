@@ -343,6 +343,90 @@ pub fn edit_limine_conf(
     Ok(out)
 }
 
+/// One entry of `limine.conf` as Limine reads it: its title (without the
+/// `/` and `+`), the line of its header, and its `protocol:`, path
+/// (`path:`, `kernel_path:` or `image_path:`) and command line (`cmdline:`
+/// or `kernel_cmdline:`), keys case-insensitive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimineEntry {
+    pub title: String,
+    pub line: usize,
+    pub protocol: Option<String>,
+    pub path: Option<String>,
+    pub cmdline: Option<String>,
+}
+
+impl LimineEntry {
+    /// A Linux kernel booted directly: exliar edits its `cmdline:`.
+    pub fn is_linux(&self) -> bool {
+        self.protocol
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case("linux"))
+    }
+
+    /// An EFI image that is (or looks like) a unified kernel image: chain
+    /// loaded (`protocol: efi`, `efi_chainload`, `uefi`) with a `cmdline:`,
+    /// or from `EFI/Linux/` (where kernel-install and ukify put UKIs), or a
+    /// `.efi` whose name says linux/uki. Its kernel command line is the one
+    /// built into the image (systemd-stub ignores the one passed to it under
+    /// Secure Boot when the image has one).
+    pub fn is_uki(&self) -> bool {
+        let efi = self.protocol.as_deref().is_some_and(|p| {
+            matches!(
+                p.to_ascii_lowercase().as_str(),
+                "efi" | "efi_chainload" | "uefi" | "uefi_chainload"
+            )
+        });
+        if !efi {
+            return false;
+        }
+        let path = self.path.as_deref().unwrap_or("").to_ascii_lowercase();
+        let name = path.rsplit(['/', ':']).next().unwrap_or("");
+        self.cmdline.is_some()
+            || path.contains("/efi/linux/")
+            || (name.ends_with(".efi") && (name.contains("linux") || name.contains("uki")))
+    }
+}
+
+/// The entries of a `limine.conf` (Limine ≥ 8 syntax; nested entries
+/// `//Sub` included), in file order. The old syntax is refused as by
+/// [`edit_limine_conf`].
+pub fn limine_entries(text: &str) -> Result<Vec<LimineEntry>, EditError> {
+    if limine_format(text)? == LimineFormat::Old {
+        return Err(EditError::new(
+            1,
+            "old-format Limine configuration (limine.cfg, Limine ≤ 7); exliar reads only limine.conf (Limine ≥ 8)",
+        ));
+    }
+    let mut out: Vec<LimineEntry> = Vec::new();
+    for l in lines(text) {
+        if l.body.starts_with('/') {
+            out.push(LimineEntry {
+                title: l.body.trim_start_matches(['/', '+']).trim().to_string(),
+                line: l.n,
+                protocol: None,
+                path: None,
+                cmdline: None,
+            });
+            continue;
+        }
+        if l.body.is_empty() || l.body.starts_with('#') {
+            continue;
+        }
+        let (Some(e), Some((k, _))) = (out.last_mut(), l.body.split_once(':')) else {
+            continue;
+        };
+        let v = value_of(&l).1.trim_end().to_string();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "protocol" => e.protocol = Some(v),
+            "path" | "kernel_path" | "image_path" => e.path = Some(v),
+            "cmdline" | "kernel_cmdline" => e.cmdline = Some(v),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// Edit `/etc/default/limine`: `KERNEL_CMDLINE[default]` (bash associative
 /// array; the file usually appends with `+=`). The last assignment that sets
 /// it is extended in place; without one, `KERNEL_CMDLINE[default]+=" …"` is

@@ -11,7 +11,7 @@
 //! | loader | editor | apply |
 //! |---|---|---|
 //! | GRUB `/etc/default/grub` (+ `grub.d/*.cfg`) | [`grub::edit_grub`], [`grub::edit_default_grub`] | [`grub::grub_update`] |
-//! | Fedora/RHEL BLS + grubby | (no file edit) | [`bls::grubby_argv`] |
+//! | Fedora/RHEL BLS + grubby | (no file edit; decided from the entries) | [`bls::grubby_plan`] |
 //! | systemd-boot entries | [`bls::edit_loader_entry`] | none (read at boot) |
 //! | `/etc/kernel/cmdline` | [`bls::edit_kernel_cmdline`] | [`bls::kernel_cmdline_apply`] |
 //! | Pop!_OS kernelstub | [`kernelstub::read_config`] | [`kernelstub::kernelstub_argv`] |
@@ -23,10 +23,17 @@
 //! The parameter model (tokenizer, identity, conflicts, idempotent add) is in
 //! [`params`]; the choice of parameters for a host is
 //! [`params::params_for_host`].
+//!
+//! After planning, [`effective::evaluate`] applies the plan's file edits in
+//! memory, reads back the command line every boot entry will pass, and
+//! lists the needed parameters one will lack ([`effective::Unplaced`]: a
+//! UKI, a user's conflicting value, a GRUB drop-in overriding the main
+//! file, no boot loader recognised); plan and apply say them loudly.
 
 use std::fmt;
 
 pub mod bls;
+pub mod effective;
 pub mod grub;
 pub mod kernelstub;
 pub mod limine;
