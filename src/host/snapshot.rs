@@ -160,7 +160,8 @@ fn write_tar(out: &Path, entries: &[Entry], man: &[u8], force: bool) -> Result<(
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(io_err(&tmp))?;
+        // The user named `out`; the temporary file beside it is exliar's.
+        .map_err(io_err(out))?;
     let done = fill_tar(&file, out, entries, man)
         .and_then(|()| file.sync_all().map_err(io_err(out)))
         .and_then(|()| move_into_place(&tmp, out, force));
