@@ -668,7 +668,7 @@ fn unreadable_files(plan: &mut Plan, facts: &TargetFacts) -> Result<(), PlanErro
             .any(|s| matches!(s, Step::WriteFile { path, .. } if path.as_path() == std::path::Path::new(rel)));
         if written {
             return Err(PlanError::Unsupported(format!(
-                "{err}; exliar needs to edit it, so it made no plan"
+                "{err}; exliar needs to edit it, so it made no plan (nothing was changed)"
             )));
         }
         plan.warnings.push(format!("{err}; ignored"));
