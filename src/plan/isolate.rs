@@ -655,7 +655,6 @@ fn dracut_problems(files: &BTreeMap<String, Option<String>>) -> Vec<String> {
         ));
     }
     out
-
 }
 
 /// A file the plan would write but could not read refuses the plan (its
