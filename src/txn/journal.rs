@@ -205,22 +205,45 @@ pub fn valid_id(s: &str) -> bool {
                 && rest[1] != b'0'))
 }
 
-/// A sortable, unique id: UTC time plus a counter for the same second.
+/// Where an id sorts among transactions: its time, then its counter
+/// (`…Z-10` comes after `…Z-9`, which plain string order gets wrong).
+/// `None` for a name that is not an id.
+pub fn id_order(id: &str) -> Option<(&str, u64)> {
+    if !valid_id(id) {
+        return None;
+    }
+    let (base, n) = id.split_at(16);
+    Some((
+        base,
+        n.strip_prefix('-').map_or(Some(0), |n| n.parse().ok())?,
+    ))
+}
+
+/// A unique id that sorts after every transaction already there: UTC time
+/// plus a counter for the same second. Should the clock read earlier than
+/// the newest transaction (set back, or many in one second), the newest
+/// one's time is kept with the next counter, so "the last transaction" is
+/// always the newest.
 fn new_id(root: &Path, now: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(now);
     let base = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z");
     let dir = root.join(super::STATE_DIR).join("txn");
-    let mut n = 0;
-    loop {
-        let id = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}-{n}")
-        };
-        if !dir.join(&id).exists() && !dir.join(format!(".new-{id}")).exists() {
-            return id;
-        }
-        n += 1;
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    next_id(&base, names.iter().map(|n| n.trim_start_matches(".new-")))
+}
+
+/// The id for a transaction made at `base` (`YYYYMMDDTHHMMSSZ`) among
+/// the `existing` names.
+fn next_id<'a>(base: &str, existing: impl Iterator<Item = &'a str>) -> String {
+    match existing.filter_map(id_order).max() {
+        Some((b, n)) if b >= base => format!("{b}-{}", n + 1),
+        _ => base.to_string(),
     }
 }
 
@@ -252,6 +275,47 @@ fn civil(t: u64) -> (u64, u64, u64, u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_sort_by_time_then_counter_and_new_ones_sort_last() {
+        let mut ids = vec![
+            "20261204T150000Z-10",
+            "20261204T150000Z-9",
+            "20261204T150000Z",
+            "20261204T145959Z",
+            "20261204T150000Z-2",
+        ];
+        ids.sort_by_key(|i| id_order(i));
+        assert_eq!(
+            ids,
+            [
+                "20261204T145959Z",
+                "20261204T150000Z",
+                "20261204T150000Z-2",
+                "20261204T150000Z-9",
+                "20261204T150000Z-10"
+            ]
+        );
+        assert_eq!(id_order("../../x"), None);
+        let base = "20261204T150000Z";
+        assert_eq!(next_id(base, [].into_iter()), base);
+        assert_eq!(
+            next_id(base, ["20261204T145959Z", "junk"].into_iter()),
+            base
+        );
+        assert_eq!(
+            next_id(
+                base,
+                ["20261204T150000Z-9", "20261204T150000Z-10"].into_iter()
+            ),
+            "20261204T150000Z-11"
+        );
+        // the clock went back: still after the newest
+        assert_eq!(
+            next_id("20251204T150000Z", ["20261204T150000Z"].into_iter()),
+            "20261204T150000Z-1"
+        );
+    }
 
     #[test]
     fn civil_dates() {

@@ -38,7 +38,7 @@ use crate::host::write::{
 use crate::plan::{Plan, Step};
 
 pub use journal::{
-    CommandRecord, FileRecord, FileState, Journal, Revert, RunState, Status, valid_id,
+    CommandRecord, FileRecord, FileState, Journal, Revert, RunState, Status, id_order, valid_id,
 };
 
 /// The state directory, relative to the target root.
@@ -363,7 +363,13 @@ pub fn read_journals(root: &Path) -> Result<Journals, TxnError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(io_at(&dir)(e)),
     };
-    names.sort();
+    // Oldest first, by time then counter (invalid names last: skipped).
+    names.sort_by(|a, b| match (id_order(a), id_order(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    });
     let mut out = Journals::default();
     for name in names {
         let path = dir.join(&name);
