@@ -3,80 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
-
-/// Every regular file under `root` (except exliar's state), with its bytes, every link
-/// with its target, and every folder (as `/`), so that a folder left behind shows.
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).expect("prefix").to_path_buf();
-            if rel.starts_with("var/lib/exliar") {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => {
-                    // exliar's state folder stays (history) with its parents
-                    if rel != Path::new("var") && rel != Path::new("var/lib") {
-                        out.insert(rel, b"/".to_vec());
-                    }
-                    walk(base, &p, out)
-                }
-                Ok(t) if t.is_file() => {
-                    out.insert(rel, std::fs::read(&p).expect("read"));
-                }
-                Ok(t) if t.is_symlink() => {
-                    out.insert(
-                        rel,
-                        std::fs::read_link(&p)
-                            .expect("link")
-                            .into_os_string()
-                            .into_encoded_bytes(),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// `exliar ARGS --root <hardware tree> --target DIR`.
-fn on_target(args: &[&str], hw: &str, dir: &Path) -> assert_cmd::Command {
-    let mut c = exliar();
-    c.args(args)
-        .arg("--root")
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir);
-    c
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    copy_tree(&host(distro), &dir);
-    (t, dir)
-}
 
 /// apply → plan is empty → rollback restores every byte.
 #[test]

@@ -5,33 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 
-const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
 const FEDORA_ENTRY: &str =
     "boot/loader/entries/6a9857a393724b7a981ebb5b8495b9ea-6.8.5-301.fc40.x86_64.conf";
 
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(host(distro))
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-    (t, dir)
-}
-
 fn plan_json(hw: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = exliar()
-        .args(["plan", "--json", "--root"])
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir)
+    let out = on_target(&["plan", "--json"], hw, dir)
         .args(extra)
         .output()
         .expect("plan");

@@ -12,16 +12,6 @@ use common::*;
 const HW01: &str = "hw01-asrock-z170-skylake-gtx960";
 const TITLE: &str = "\x1b]0;pwned\x07";
 
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
 /// No byte a terminal would act on: C0 but newline and tab, DEL, and C1
 /// (U+0080..U+009F, two bytes in UTF-8).
 fn assert_no_control(text: &str, what: &str) {
@@ -193,33 +183,14 @@ fn warnings_are_not_coloured_off_a_terminal() {
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
 }
 
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-
-/// A copy of a distribution's fixture tree to apply to.
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    copy_tree(&host(distro), &dir);
-    (t, dir)
-}
-
-fn on_target(args: &[&str], dir: &Path) -> std::process::Output {
-    exliar()
-        .args(args)
-        .arg("--root")
-        .arg(host(HW_IDENTICAL))
-        .arg("--target")
-        .arg(dir)
-        .output()
-        .expect("run")
-}
-
 /// `--no-run` leaves the boot image as it was: the last words name the
 /// commands to run before rebooting, for apply and for rollback.
 #[test]
 fn no_run_names_the_commands_to_run_before_rebooting() {
     let (_t, dir) = target("debian12-grub-intel");
-    let o = on_target(&["apply", "--yes", "--no-run"], &dir);
+    let o = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
+        .output()
+        .expect("run");
     assert_success(&o, "apply --no-run");
     let out = stdout(&o);
     let last = out.lines().rev().take(3).collect::<Vec<_>>();

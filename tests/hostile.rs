@@ -4,63 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-
-/// Every regular file under `root` (except exliar's state) with its bytes.
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).expect("prefix").to_path_buf();
-            if rel.starts_with("var/lib/exliar") {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => walk(base, &p, out),
-                Ok(t) if t.is_file() => {
-                    out.insert(rel, std::fs::read(&p).expect("read"));
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-/// A copy of a fixture host in a temporary folder.
-fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("root");
-    copy_tree(&host(name), &dir);
-    (t, dir)
-}
-
-fn on_target(args: &[&str], hw: &str, dir: &Path) -> assert_cmd::Command {
-    let mut c = exliar();
-    c.args(args)
-        .arg("--root")
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir);
-    c
-}
 
 fn append(path: &Path, bytes: &[u8]) {
     let mut b = std::fs::read(path).expect("read");
@@ -75,12 +21,12 @@ fn append(path: &Path, bytes: &[u8]) {
 /// was made".)
 #[test]
 fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
-    let (_t, dir) = copy_of("debian12-grub-intel");
+    let (_t, dir) = fixture_copy("debian12-grub-intel", "root");
     let grub_comment: &[u8] = b"# Gr\xf6\xdfe des Men\xfcs (latin-1)\n";
     let modules_comment: &[u8] = b"# m\xf3dulos para la \xe9poca\n";
     append(&dir.join("etc/default/grub"), grub_comment);
     append(&dir.join("etc/initramfs-tools/modules"), modules_comment);
-    let original = files(&dir);
+    let original = regular_files(&dir);
 
     // The human plan (with its unified diffs) renders. `--iommu-pt` makes
     // it edit /etc/default/grub.
@@ -100,7 +46,7 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
     .output()
     .expect("apply");
     assert_success(&out, "apply");
-    let applied = files(&dir);
+    let applied = regular_files(&dir);
     assert_ne!(applied, original, "apply changed nothing");
     for (file, comment) in [
         ("etc/default/grub", grub_comment),
@@ -137,7 +83,11 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
         .arg(&dir)
         .assert()
         .success();
-    assert_eq!(files(&dir), original, "rollback did not restore every byte");
+    assert_eq!(
+        regular_files(&dir),
+        original,
+        "rollback did not restore every byte"
+    );
 }
 
 /// The start of a long output, for a failure message.
@@ -189,7 +139,7 @@ fn run_bounded(args: &[&str], root: &Path, extra: &[&std::ffi::OsStr]) -> std::p
 /// (they blocked forever in `open`).
 #[test]
 fn fifos_in_the_host_root_never_hang() {
-    let (t, hw) = copy_of(HW_IDENTICAL);
+    let (t, hw) = fixture_copy(HW_IDENTICAL, "root");
     for f in [
         ATTR,
         "proc/cmdline",
@@ -221,7 +171,7 @@ fn fifos_in_the_host_root_never_hang() {
 
     // A target whose /etc/default/grub is a FIFO: plan refuses, naming it;
     // a FIFO loader entry (read to evaluate the boot setup) is only a warning.
-    let (_t2, target) = copy_of("debian12-grub-intel");
+    let (_t2, target) = fixture_copy("debian12-grub-intel", "root");
     mkfifo(&target.join("boot/loader/entries/fifo.conf"));
     let out = run_bounded(
         &["plan", "--json"],
@@ -253,7 +203,7 @@ fn fifos_in_the_host_root_never_hang() {
 /// A 100 MB attribute (sparse) is refused at its size, never echoed.
 #[test]
 fn a_huge_attribute_is_refused_not_echoed() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     let f = std::fs::File::create(hw.join(ATTR)).expect("create");
     f.set_len(100_000_000).expect("set_len");
     let out = run_bounded(&["scan"], &hw, &[]);
@@ -270,7 +220,7 @@ fn a_huge_attribute_is_refused_not_echoed() {
 /// A long garbled attribute is quoted in its warning only in part.
 #[test]
 fn a_garbled_attribute_is_quoted_in_part() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     std::fs::write(hw.join(ATTR), "z".repeat(50_000)).expect("write");
     let out = run_bounded(&["scan"], &hw, &[]);
     assert_success(&out, "scan");
@@ -284,7 +234,7 @@ fn a_garbled_attribute_is_quoted_in_part() {
 /// node needs root; without it the test says so and stops.
 #[test]
 fn a_character_device_in_place_of_an_attribute_is_refused() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     std::fs::create_dir_all(hw.join("proc")).expect("mkdir");
     for f in [ATTR, "proc/cmdline"] {
         let p = hw.join(f);

@@ -2,12 +2,10 @@
 //! I/O errors (issue #11, section 1).
 
 mod common;
-mod txn_support;
 
 use std::path::Path;
 
 use common::*;
-use txn_support::*;
 
 const DEBIAN: &str = "debian12-grub-intel";
 
@@ -16,7 +14,7 @@ const DEBIAN: &str = "debian12-grub-intel";
 /// status, apply, rollback and recover all work.
 #[test]
 fn txn_folder_without_journal_is_reported_and_skipped() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let empty = dir.join("var/lib/exliar/txn/20261204T150000Z");
     std::fs::create_dir_all(&empty).expect("mkdir");
     let out = txn_cmd(&["history"], &dir).output().expect("history");
@@ -34,7 +32,7 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].1, "applied");
     // status sees the applied transaction (the root is the target here)
-    let (_h, hw) = target(HW_IDENTICAL);
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib/exliar/txn/20261204T150000Z")).expect("mkdir");
     let out = exliar()
         .args(["status", "--json", "--root"])
@@ -81,7 +79,7 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
 /// finishes it; status does not claim the isolation any more.
 #[test]
 fn rollback_with_failing_regeneration_is_journaled() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
     on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .assert()
@@ -93,7 +91,7 @@ fn rollback_with_failing_regeneration_is_journaled() {
     assert_eq!(files(&dir), original, "the files are restored");
     // status (of a root holding these transactions) no longer claims the
     // isolation, and names the unfinished transaction
-    let (_h, hw) = target(HW_IDENTICAL);
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib")).expect("mkdir");
     copy_tree(&dir.join("var/lib/exliar"), &hw.join("var/lib/exliar"));
     let out = exliar()
@@ -144,7 +142,7 @@ fn rollback_with_failing_regeneration_is_journaled() {
 /// succeeds (it never wrote through the link).
 #[test]
 fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     // the Debian tree has no /etc/modprobe.d: make it a link to a folder
     std::fs::create_dir(dir.join("etc/modprobe.real")).expect("mkdir");
     std::os::unix::fs::symlink("modprobe.real", dir.join("etc/modprobe.d")).expect("ln");
@@ -165,7 +163,7 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
     txn_cmd(&["recover", "--no-run"], &dir).assert().success();
 
     // a file where a folder goes: refused up front too
-    let (_t3, dir) = target(DEBIAN);
+    let (_t3, dir) = target_in_memory(DEBIAN);
     std::fs::create_dir_all(dir.join("usr/lib")).expect("mkdir");
     std::fs::write(dir.join("usr/lib/exliar"), b"not a folder").expect("write");
     let original = files(&dir);
@@ -189,7 +187,7 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
     // link before recover: recover never writes through it, and ends.
     let mut points = 0;
     for k in 1..100 {
-        let (_t2, dir) = target(DEBIAN);
+        let (_t2, dir) = target_in_memory(DEBIAN);
         let original = files(&dir);
         let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
             .env("EXLIAR_TEST_CRASH_AT", k.to_string())
@@ -220,7 +218,7 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
 /// never followed to a journal elsewhere.
 #[test]
 fn transaction_ids_are_validated() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .assert()
         .success();
@@ -251,7 +249,7 @@ fn transaction_ids_are_validated() {
 /// target without transactions ("No transactions").
 #[test]
 fn history_and_status_are_read_only() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     assert!(!dir.join("var/lib/exliar").exists());
     let out = txn_cmd(&["history"], &dir).output().expect("history");
     assert_success(&out, "history");
@@ -260,7 +258,7 @@ fn history_and_status_are_read_only() {
         !dir.join("var/lib/exliar").exists(),
         "history created the state folder"
     );
-    let (_h, hw) = target(HW_IDENTICAL);
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
     let out = exliar()
         .args(["status", "--root"])
         .arg(&hw)
@@ -329,7 +327,7 @@ fn is_root() -> bool {
 #[test]
 fn a_failed_apply_says_what_state_the_host_is_in() {
     let apply_schema = schema("apply-1.schema.json");
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
     // the first write operation after the transaction was on record
     let mut n = 1;
@@ -393,7 +391,7 @@ fn a_failed_apply_says_what_state_the_host_is_in() {
 /// journaled file, or in the store) are swept by `recover`.
 #[test]
 fn recover_sweeps_temporary_files() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
     let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .env("EXLIAR_TEST_CRASH_AT", "3")
@@ -480,12 +478,12 @@ fn a_fault_at_every_write_leaves_a_known_state() {
             .expect("apply")
     };
     for (hw, distro) in TARGETS {
-        let (_t, dir) = target(distro);
+        let (_t, dir) = target_in_memory(distro);
         let original = files(&dir);
         assert_success(&apply(hw, &dir), "reference apply");
         let applied = files(&dir);
         let fresh = |setup: &str| {
-            let (t, dir) = target(distro);
+            let (t, dir) = target_in_memory(distro);
             match setup {
                 "applied" => assert_success(&apply(hw, &dir), "setup apply"),
                 "interrupted-apply" => {
@@ -591,14 +589,14 @@ fn a_lasting_fault_is_finished_by_recover() {
             .output()
             .expect("apply")
     };
-    let (_t, dir) = target(distro);
+    let (_t, dir) = target_in_memory(distro);
     let original = files(&dir);
     assert_success(&apply(&dir), "reference apply");
     let applied = files(&dir);
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for phase in ["apply", "rollback"] {
         for n in 1.. {
-            let (_t, dir) = target(distro);
+            let (_t, dir) = target_in_memory(distro);
             let mut cmd = if phase == "apply" {
                 on_target(&["apply", "--yes", "--no-run"], hw, &dir)
             } else {

@@ -9,7 +9,6 @@
 //! Deterministic delays: `EXLIAR_KILL_SEED` (printed) seeds them.
 
 mod common;
-mod txn_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use txn_support::*;
 
 /// splitmix64: a small deterministic generator.
 struct Rng(u64);
@@ -160,18 +158,6 @@ struct Counts {
     landed: BTreeMap<(&'static str, &'static str), usize>,
 }
 
-/// The transactions of a target (`history --json`).
-fn transactions(dir: &Path) -> Vec<serde_json::Value> {
-    let out = txn_cmd(&["history", "--json"], dir)
-        .output()
-        .expect("history");
-    assert_success(&out, "history");
-    json(&out)["transactions"]
-        .as_array()
-        .expect("transactions")
-        .clone()
-}
-
 /// Where a kill of `phase` landed, from the newest journal (`before`
 /// transactions existed when the killed command started).
 fn landed(dir: &Path, phase: &str, before: usize) -> &'static str {
@@ -267,7 +253,7 @@ fn sigkill_at_random_times_then_recover() {
     let mut rng = Rng(seed);
     let mut counts = Counts::default();
     for t in &TARGETS {
-        let (_tmp, dir) = target(t.distro);
+        let (_tmp, dir) = target_in_memory(t.distro);
         let original = files(&dir);
         // calibrate: apply and rollback to the end
         let apply_us = duration_us(t, &dir, "apply");
