@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,28 @@ fn landed(dir: &Path, phase: &str, before: usize) -> &'static str {
     }
 }
 
+/// Run `phase` and SIGKILL it after a random delay (up to 1.1 times its
+/// calibrated duration `us`); count the kill and where it landed, or the
+/// miss. `before`: the transactions that existed when it started.
+fn kill_phase(
+    t: &Target,
+    dir: &Path,
+    phase: &'static str,
+    us: u64,
+    before: usize,
+    rng: &mut Rng,
+    counts: &mut Counts,
+) {
+    let d = Duration::from_micros(rng.below(us * 11 / 10));
+    if kill_after(command(t, dir, phase), d) {
+        *counts.kills.entry(phase).or_default() += 1;
+        let at = landed(dir, phase, before);
+        *counts.landed.entry((phase, at)).or_default() += 1;
+    } else {
+        *counts.missed.entry(phase).or_default() += 1;
+    }
+}
+
 /// Recover after a kill: sometimes kill recover too, then recover to the
 /// end; check the target is one of the two known states, clean, and
 /// bring it back to the original (a rollback when applied).
@@ -196,20 +218,13 @@ fn recover_and_check(
     dir: &Path,
     rng: &mut Rng,
     recover_us: u64,
-    original: &BTreeMap<PathBuf, Vec<u8>>,
-    applied: &BTreeMap<PathBuf, Vec<u8>>,
+    original: &Tree,
+    applied: &Tree,
     counts: &mut Counts,
     ctx: &str,
 ) {
     if rng.below(2) == 0 {
-        let d = Duration::from_micros(rng.below(recover_us * 11 / 10));
-        if kill_after(command(t, dir, "recover"), d) {
-            *counts.kills.entry("recover").or_default() += 1;
-            let at = landed(dir, "recover", 0);
-            *counts.landed.entry(("recover", at)).or_default() += 1;
-        } else {
-            *counts.missed.entry("recover").or_default() += 1;
-        }
+        kill_phase(t, dir, "recover", recover_us, 0, rng, counts);
     }
     finish(t, dir, "recover", ctx);
     let now = files(dir);
@@ -271,15 +286,8 @@ fn sigkill_at_random_times_then_recover() {
             assert!(round < 400, "{}: kills do not land", t.distro);
             // apply, killed
             let ctx = format!("{} round {round} apply", t.distro);
-            let d = Duration::from_micros(rng.below(apply_us * 11 / 10));
             let before = transactions(&dir).len();
-            if kill_after(command(t, &dir, "apply"), d) {
-                *counts.kills.entry("apply").or_default() += 1;
-                let at = landed(&dir, "apply", before);
-                *counts.landed.entry(("apply", at)).or_default() += 1;
-            } else {
-                *counts.missed.entry("apply").or_default() += 1;
-            }
+            kill_phase(t, &dir, "apply", apply_us, before, &mut rng, &mut counts);
             recover_and_check(
                 t,
                 &dir,
@@ -294,14 +302,7 @@ fn sigkill_at_random_times_then_recover() {
             // rollback, killed
             let ctx = format!("{} round {round} rollback", t.distro);
             finish(t, &dir, "apply", &ctx);
-            let d = Duration::from_micros(rng.below(rollback_us * 11 / 10));
-            if kill_after(command(t, &dir, "rollback"), d) {
-                *counts.kills.entry("rollback").or_default() += 1;
-                let at = landed(&dir, "rollback", 0);
-                *counts.landed.entry(("rollback", at)).or_default() += 1;
-            } else {
-                *counts.missed.entry("rollback").or_default() += 1;
-            }
+            kill_phase(t, &dir, "rollback", rollback_us, 0, &mut rng, &mut counts);
             recover_and_check(
                 t,
                 &dir,
