@@ -77,10 +77,7 @@ fn recover_after_a_crash_at_every_step_boundary() {
     for k in 1..100 {
         let (_t, dir) = target("debian12-grub-intel");
         let original = files(&dir);
-        let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-            .env("EXLIAR_TEST_CRASH_AT", k.to_string())
-            .output()
-            .expect("apply");
+        let out = apply_crashing_at(HW_IDENTICAL, &dir, k);
         if out.status.success() {
             break;
         }

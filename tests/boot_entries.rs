@@ -5,21 +5,10 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 
 const FEDORA_ENTRY: &str =
     "boot/loader/entries/6a9857a393724b7a981ebb5b8495b9ea-6.8.5-301.fc40.x86_64.conf";
-
-fn plan_json(hw: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = on_target(&["plan", "--json"], hw, dir)
-        .args(extra)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    json(&out)
-}
 
 /// The grubby steps of a plan document.
 fn grubby_steps(plan: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -30,12 +19,6 @@ fn grubby_steps(plan: &serde_json::Value) -> Vec<serde_json::Value> {
         .filter(|s| s["kind"] == "run" && s["argv"][0] == "grubby")
         .cloned()
         .collect()
-}
-
-fn edit(dir: &Path, rel: &str, f: impl Fn(&str) -> String) {
-    let p = dir.join(rel);
-    let t = std::fs::read_to_string(&p).expect("read");
-    std::fs::write(&p, f(&t)).expect("write");
 }
 
 /// grubby already ran (the entry has `iommu=pt`), the host has not rebooted
@@ -184,11 +167,7 @@ fn systemd_boot_entry_without_options_keeps_root() {
 
     // Without the running command line: refused, with the reason.
     std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
-    let out = exliar()
-        .args(["plan", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan"], HW_SPLIT, &dir)
         .args(["--bootloader", "systemd-boot", "--iommu-pt"])
         .output()
         .expect("plan");
@@ -248,11 +227,7 @@ fn limine_uki_entry_is_a_loud_warning() {
     assert_eq!(u[0].1, vec!["iommu=pt".to_string()]);
     assert_valid(&schema("plan-1.schema.json"), &p, "plan");
 
-    let out = exliar()
-        .args(["plan", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("plan");
@@ -263,11 +238,7 @@ fn limine_uki_entry_is_a_loud_warning() {
         "{text}"
     );
 
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--json", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["apply", "--yes", "--no-run", "--json"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("apply");
@@ -279,11 +250,7 @@ fn limine_uki_entry_is_a_loud_warning() {
     assert!(err.contains("WARNING") && err.contains("iommu=pt"), "{err}");
 
     // Applied: a second apply has nothing to change but still says it.
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["apply", "--yes", "--no-run"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("apply");
@@ -307,13 +274,13 @@ fn unknown_boot_loader_is_a_loud_warning() {
     assert_eq!(u.len(), 1, "{p:#}");
     assert_eq!(u[0].0, "the boot loader");
     assert!(u[0].1.contains(&"iommu=pt".to_string()), "{u:?}");
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--iommu-pt", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
-        .output()
-        .expect("apply");
+    let out = on_target(
+        &["apply", "--yes", "--no-run", "--iommu-pt"],
+        HW_SPLIT,
+        &dir,
+    )
+    .output()
+    .expect("apply");
     assert_success(&out, "apply");
     let text = stdout(&out);
     assert!(
@@ -367,11 +334,7 @@ fn new_kernel_cmdline_needs_the_running_command_line() {
     let diff = p["diffs"].to_string();
     assert!(diff.contains(root), "{p:#}");
     std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
-    let out = exliar()
-        .args(["plan", "--iommu-pt", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan", "--iommu-pt"], HW_SPLIT, &dir)
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));

@@ -101,17 +101,12 @@ fn cmdline_vfio_ids_naming_another_card_is_replaced() {
 #[test]
 fn initramfs_tools_vfio_arguments_move_and_misplaced_lines_are_commented_out() {
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/initramfs-tools/modules");
-    let mut text = std::fs::read_to_string(&p).expect("modules");
-    text.push_str(
-        "softdep nouveau pre: vfio-pci\nvfio\nvfio_iommu_type1\nvfio-pci ids=10de:1b80 disable_vga=1\noptions vfio-pci ids=10de:1b80\n",
-    );
-    std::fs::write(&p, &text).expect("write");
-    let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/initramfs-tools/modules", |t| {
+        format!(
+            "{t}softdep nouveau pre: vfio-pci\nvfio\nvfio_iommu_type1\nvfio-pci ids=10de:1b80 disable_vga=1\noptions vfio-pci ids=10de:1b80\n"
+        )
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     for want in [
         "+# exliar was: vfio-pci ids=10de:1b80 disable_vga=1\n+vfio-pci\n",
@@ -136,11 +131,7 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
     let (_t, dir) = target("fedora40-bls-amd");
     let conf = dir.join("etc/dracut.conf.d/90-local.conf");
     std::fs::write(&conf, "install_items=\" /usr/bin/foo \"\n").expect("write");
-    let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("+++ /etc/dracut.conf.d/zz-exliar-vfio.conf"),
@@ -148,9 +139,11 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
     );
 
     std::fs::remove_file(&conf).expect("rm");
-    let late = dir.join("usr/lib/dracut/dracut.conf.d");
-    std::fs::create_dir_all(&late).expect("mkdir");
-    std::fs::write(late.join("zzz-local.conf"), "force_drivers=\"amdgpu\"\n").expect("write");
+    put(
+        &dir,
+        "usr/lib/dracut/dracut.conf.d/zzz-local.conf",
+        "force_drivers=\"amdgpu\"\n",
+    );
     let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
         .output()
         .expect("plan");
@@ -174,18 +167,13 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
 #[test]
 fn grub_cmdline_ids_naming_the_host_card_are_replaced() {
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/default/grub");
-    let text = std::fs::read_to_string(&p).expect("grub");
-    let text = text.replace(
-        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
-        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio_pci.ids=1002:67df,10de:1b80\"",
-    );
-    std::fs::write(&p, text).expect("write");
-    let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/default/grub", |t| {
+        t.replace(
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio_pci.ids=1002:67df,10de:1b80\"",
+        )
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("+GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio-pci.ids=10de:1b80,10de:10f0\""),
@@ -239,16 +227,12 @@ fn what_the_plan_cannot_fix_is_refused() {
     };
 
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/default/grub");
-    let text = std::fs::read_to_string(&p).expect("grub");
-    std::fs::write(
-        &p,
-        text.replace(
+    edit(&dir, "etc/default/grub", |t| {
+        t.replace(
             "GRUB_CMDLINE_LINUX=\"\"",
             "GRUB_CMDLINE_LINUX=\"vfio_pci.ids=1002:67df,10de:1b80\"",
-        ),
-    )
-    .expect("write");
+        )
+    });
     refused(
         &dir,
         &[],
@@ -260,12 +244,11 @@ fn what_the_plan_cannot_fix_is_refused() {
     );
 
     let (_t, dir) = target("debian12-grub-intel");
-    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
-    std::fs::write(
-        dir.join("etc/modprobe.d/zzz-mine.conf"),
+    put(
+        &dir,
+        "etc/modprobe.d/zzz-mine.conf",
         "options vfio-pci ids=10de:1b80\n",
-    )
-    .expect("write");
+    );
     refused(
         &dir,
         &[],
@@ -276,12 +259,11 @@ fn what_the_plan_cannot_fix_is_refused() {
     );
 
     let (_t, dir) = target("debian12-grub-intel");
-    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
-    std::fs::write(
-        dir.join("etc/modprobe.d/0-mine.conf"),
+    put(
+        &dir,
+        "etc/modprobe.d/0-mine.conf",
         "install vfio_pci /sbin/modprobe --ignore-install vfio_pci\n",
-    )
-    .expect("write");
+    );
     refused(
         &dir,
         &["--by-address"],
@@ -295,14 +277,10 @@ fn what_the_plan_cannot_fix_is_refused() {
 #[test]
 fn proxmox_cmdline_ids_of_the_vga_function_only_are_completed() {
     let (_t, dir) = target("proxmox-no-iommu");
-    let p = dir.join("etc/kernel/cmdline");
-    let text = std::fs::read_to_string(&p).expect("cmdline");
-    std::fs::write(&p, format!("{} vfio-pci.ids=10de:1b80\n", text.trim_end())).expect("write");
-    let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/kernel/cmdline", |t| {
+        format!("{} vfio-pci.ids=10de:1b80\n", t.trim_end())
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("rcu_nocbs=2-7 vfio-pci.ids=10de:1b80,10de:10f0\n"),

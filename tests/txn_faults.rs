@@ -4,10 +4,30 @@
 mod common;
 
 use std::path::Path;
+use std::process::Output;
 
 use common::*;
 
 const DEBIAN: &str = "debian12-grub-intel";
+
+/// `exliar status ARGS --root ROOT`.
+fn status(args: &[&str], root: &Path) -> Output {
+    exliar()
+        .arg("status")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("status")
+}
+
+/// `exliar ARGS --target DIR`; panics unless it succeeds (named by its
+/// first word).
+fn txn_ok(args: &[&str], dir: &Path) -> Output {
+    let out = txn_cmd(args, dir).output().expect(args[0]);
+    assert_success(&out, args[0]);
+    out
+}
 
 /// A transaction folder without a journal (what a kill in the first
 /// milliseconds of an old apply left) is reported and skipped: history,
@@ -17,8 +37,7 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     let (_t, dir) = target_in_memory(DEBIAN);
     let empty = dir.join("var/lib/exliar/txn/20261204T150000Z");
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(
         stderr(&out).contains("20261204T150000Z") && stderr(&out).contains("skipped"),
         "{}",
@@ -34,11 +53,7 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     // status sees the applied transaction (the root is the target here)
     let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib/exliar/txn/20261204T150000Z")).expect("mkdir");
-    let out = exliar()
-        .args(["status", "--json", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&["--json"], &hw);
     assert_success(&out, "status");
     assert!(
         stderr(&out).contains("20261204T150000Z"),
@@ -48,24 +63,17 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     let doc = json(&out);
     assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
     assert!(doc["unfinished_transaction"].is_null(), "{doc}");
-    let out = txn_cmd(&["recover", "--no-run"], &dir)
-        .output()
-        .expect("recover");
-    assert_success(&out, "recover");
+    let out = txn_ok(&["recover", "--no-run"], &dir);
     assert!(
         stdout(&out).contains("Nothing to recover"),
         "{}",
         stdout(&out)
     );
-    let out = txn_cmd(&["rollback", "--no-run"], &dir)
-        .output()
-        .expect("rollback");
-    assert_success(&out, "rollback");
+    txn_ok(&["rollback", "--no-run"], &dir);
     assert_eq!(history(&dir)[0].1, "rolled-back");
     // a garbled journal: the same
     std::fs::write(empty.join("journal.json"), b"{\"schema\": ").expect("write");
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(
         stderr(&out).contains("unreadable journal"),
         "{}",
@@ -94,21 +102,13 @@ fn rollback_with_failing_regeneration_is_journaled() {
     let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib")).expect("mkdir");
     copy_tree(&dir.join("var/lib/exliar"), &hw.join("var/lib/exliar"));
-    let out = exliar()
-        .args(["status", "--json", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&["--json"], &hw);
     assert_success(&out, "status");
     let doc = json(&out);
     assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
     assert!(doc["boot_isolation"].is_null(), "{doc}");
     assert_eq!(doc["unfinished_transaction"]["status"], "rolling-back");
-    let out = exliar()
-        .args(["status", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&[], &hw);
     assert!(
         stdout(&out).contains("run `exliar recover`"),
         "{}",
@@ -123,10 +123,7 @@ fn rollback_with_failing_regeneration_is_journaled() {
         "{}",
         stderr(&out)
     );
-    let out = txn_cmd(&["recover", "--no-run"], &dir)
-        .output()
-        .expect("recover");
-    assert_success(&out, "recover");
+    let out = txn_ok(&["recover", "--no-run"], &dir);
     assert!(
         stdout(&out).contains("Rollback finished"),
         "{}",
@@ -189,10 +186,7 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
     for k in 1..100 {
         let (_t2, dir) = target_in_memory(DEBIAN);
         let original = files(&dir);
-        let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-            .env("EXLIAR_TEST_CRASH_AT", k.to_string())
-            .output()
-            .expect("apply");
+        let out = apply_crashing_at(HW_IDENTICAL, &dir, k);
         if out.status.success() {
             break;
         }
@@ -251,19 +245,14 @@ fn transaction_ids_are_validated() {
 fn history_and_status_are_read_only() {
     let (_t, dir) = target_in_memory(DEBIAN);
     assert!(!dir.join("var/lib/exliar").exists());
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(stdout(&out).contains("No transactions"), "{}", stdout(&out));
     assert!(
         !dir.join("var/lib/exliar").exists(),
         "history created the state folder"
     );
     let (_h, hw) = target_in_memory(HW_IDENTICAL);
-    let out = exliar()
-        .args(["status", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&[], &hw);
     assert_success(&out, "status");
     assert!(
         !hw.join("var/lib/exliar").exists(),
@@ -393,10 +382,7 @@ fn a_failed_apply_says_what_state_the_host_is_in() {
 fn recover_sweeps_temporary_files() {
     let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .env("EXLIAR_TEST_CRASH_AT", "3")
-        .output()
-        .expect("apply");
+    let out = apply_crashing_at(HW_IDENTICAL, &dir, 3);
     assert!(stderr(&out).contains("test crash"), "{}", stderr(&out));
     let beside = dir.join("etc/initramfs-tools/.modules.exliar-tmp");
     std::fs::write(&beside, b"half").expect("write");
@@ -487,10 +473,7 @@ fn a_fault_at_every_write_leaves_a_known_state() {
             match setup {
                 "applied" => assert_success(&apply(hw, &dir), "setup apply"),
                 "interrupted-apply" => {
-                    let o = on_target(&["apply", "--yes", "--no-run"], hw, &dir)
-                        .env("EXLIAR_TEST_CRASH_AT", "6")
-                        .output()
-                        .expect("apply");
+                    let o = apply_crashing_at(hw, &dir, 6);
                     assert!(stderr(&o).contains("test crash"), "{}", stderr(&o));
                 }
                 "unfinished-rollback" => {

@@ -292,3 +292,37 @@ pub fn tree_diff(a: &Tree, b: &Tree) -> String {
     }
     s
 }
+
+/// `exliar plan --json --root <hardware tree> --target DIR EXTRA`, which
+/// must succeed: the plan document.
+pub fn plan_json(hw: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = on_target(&["plan", "--json"], hw, dir)
+        .args(extra)
+        .output()
+        .expect("plan");
+    assert_success(&out, "plan");
+    json(&out)
+}
+
+/// `exliar apply --yes --no-run` of `hw`'s plan on `dir`, stopped by the
+/// debug hook at step boundary `k`.
+pub fn apply_crashing_at(hw: &str, dir: &Path, k: usize) -> Output {
+    on_target(&["apply", "--yes", "--no-run"], hw, dir)
+        .env("EXLIAR_TEST_CRASH_AT", k.to_string())
+        .output()
+        .expect("apply")
+}
+
+/// Rewrite the text file `rel` under `dir` with `f`.
+pub fn edit(dir: &Path, rel: &str, f: impl Fn(&str) -> String) {
+    let p = dir.join(rel);
+    let t = std::fs::read_to_string(&p).expect("read");
+    std::fs::write(&p, f(&t)).expect("write");
+}
+
+/// Write `rel` under `dir`, making its folders.
+pub fn put(dir: &Path, rel: &str, contents: impl AsRef<[u8]>) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&p, contents).expect("write");
+}
