@@ -279,6 +279,9 @@ fn sigkill_at_random_times_then_recover() {
         let recover_us = rollback_us;
         let killed = |c: &Counts| c.kills.values().sum::<usize>();
         let at_start = killed(&counts);
+        let recover = |rng: &mut Rng, counts: &mut Counts, ctx: &str| {
+            recover_and_check(t, &dir, rng, recover_us, &original, &applied, counts, ctx)
+        };
         for round in 0.. {
             if killed(&counts) - at_start >= quota {
                 break;
@@ -288,31 +291,13 @@ fn sigkill_at_random_times_then_recover() {
             let ctx = format!("{} round {round} apply", t.distro);
             let before = transactions(&dir).len();
             kill_phase(t, &dir, "apply", apply_us, before, &mut rng, &mut counts);
-            recover_and_check(
-                t,
-                &dir,
-                &mut rng,
-                recover_us,
-                &original,
-                &applied,
-                &mut counts,
-                &ctx,
-            );
+            recover(&mut rng, &mut counts, &ctx);
 
             // rollback, killed
             let ctx = format!("{} round {round} rollback", t.distro);
             finish(t, &dir, "apply", &ctx);
             kill_phase(t, &dir, "rollback", rollback_us, 0, &mut rng, &mut counts);
-            recover_and_check(
-                t,
-                &dir,
-                &mut rng,
-                recover_us,
-                &original,
-                &applied,
-                &mut counts,
-                &ctx,
-            );
+            recover(&mut rng, &mut counts, &ctx);
         }
     }
     let kills: usize = counts.kills.values().sum();
