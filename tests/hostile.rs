@@ -70,19 +70,10 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
             .output()
             .expect("plan"),
     );
-    let file_steps: Vec<_> = again["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter(|s| s["kind"] == "write-file")
-        .collect();
+    let file_steps = file_steps(&again);
     assert!(file_steps.is_empty(), "second plan: {file_steps:?}");
 
-    exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
-        .assert()
-        .success();
+    txn_cmd(&["rollback", "--no-run"], &dir).assert().success();
     assert_eq!(
         regular_files(&dir),
         original,
@@ -271,18 +262,23 @@ fn a_character_device_in_place_of_an_attribute_is_refused() {
 /// input stops at 16 MiB.
 #[test]
 fn analyze_reads_files_and_pipes_but_not_devices() {
-    if Path::new("/dev/zero").exists() {
-        let out = exliar()
-            .args(["analyze", "/dev/zero"])
-            .timeout(HANG)
-            .output()
-            .expect("analyze");
+    // `exliar analyze ARGS` with a time limit
+    let analyze = |args: &[&str]| {
+        let mut c = exliar();
+        c.arg("analyze").args(args).timeout(HANG);
+        c
+    };
+    // exit 2, saying `want`
+    let refused = |out: &std::process::Output, want: &str| {
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("/dev/zero: a character device, not a regular file; not read"),
-            "{}",
-            head(&err)
+        assert!(err.contains(want), "{}", head(&err));
+    };
+    if Path::new("/dev/zero").exists() {
+        let out = analyze(&["/dev/zero"]).output().expect("analyze");
+        refused(
+            &out,
+            "/dev/zero: a character device, not a regular file; not read",
         );
     }
     let t = tempfile::tempdir().expect("tempdir");
@@ -293,29 +289,16 @@ fn analyze_reads_files_and_pipes_but_not_devices() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::write(fifo, listing))
     };
-    let out = exliar()
-        .args(["analyze", "--json"])
-        .arg(&fifo)
-        .timeout(HANG)
-        .output()
-        .expect("analyze");
+    let out = analyze(&["--json"]).arg(&fifo).output().expect("analyze");
     writer.join().expect("writer").expect("write the FIFO");
     assert_success(&out, "analyze FIFO");
     assert!(stdout(&out).contains("10de"), "{}", stdout(&out));
 
-    let out = exliar()
-        .args(["analyze", "-"])
+    let out = analyze(&["-"])
         .write_stdin(vec![b'\n'; (16 << 20) + 1])
-        .timeout(HANG)
         .output()
         .expect("analyze");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("larger than 16 MiB; not read"),
-        "{}",
-        head(&err)
-    );
+    refused(&out, "larger than 16 MiB; not read");
 }
 
 /// `snapshot X.tar` never writes through a symbolic link and never
