@@ -46,21 +46,12 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
                 .output()
                 .expect("plan"),
         );
-        let file_steps: Vec<_> = again["steps"]
-            .as_array()
-            .expect("steps")
-            .iter()
-            .filter(|s| s["kind"] == "write-file")
-            .collect();
+        let file_steps = file_steps(&again);
         assert!(
             file_steps.is_empty(),
             "{hw} on {distro}: second plan not empty: {file_steps:?}"
         );
-        exliar()
-            .args(["rollback", "--no-run", "--target"])
-            .arg(&dir)
-            .assert()
-            .success();
+        txn_cmd(&["rollback", "--no-run"], &dir).assert().success();
         assert_eq!(
             files(&dir),
             original,
@@ -97,11 +88,7 @@ fn recover_after_a_crash_at_every_step_boundary() {
             "boundary {k}: apply went on over an interrupted transaction"
         );
         assert!(String::from_utf8_lossy(&again.stderr).contains("exliar recover"));
-        exliar()
-            .args(["recover", "--no-run", "--target"])
-            .arg(&dir)
-            .assert()
-            .success();
+        txn_cmd(&["recover", "--no-run"], &dir).assert().success();
         assert_eq!(
             files(&dir),
             original,
@@ -124,17 +111,13 @@ fn rollback_refuses_foreign_changes() {
     let mut text = std::fs::read_to_string(&f).expect("read");
     text.push_str("nvme\n");
     std::fs::write(&f, text).expect("write");
-    let out = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
+    let out = txn_cmd(&["rollback", "--no-run"], &dir)
         .output()
         .expect("rollback");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("+nvme"), "{err}");
-    exliar()
-        .args(["rollback", "--no-run", "--force", "--target"])
-        .arg(&dir)
+    txn_cmd(&["rollback", "--no-run", "--force"], &dir)
         .assert()
         .success();
 }
@@ -267,11 +250,8 @@ fn plan_on(dir: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn written_paths(plan: &serde_json::Value) -> Vec<String> {
-    plan["steps"]
-        .as_array()
-        .expect("steps")
+    file_steps(plan)
         .iter()
-        .filter(|s| s["kind"] == "write-file")
         .map(|s| s["path"].as_str().expect("path").to_string())
         .collect()
 }

@@ -200,9 +200,7 @@ fn no_run_names_the_commands_to_run_before_rebooting() {
         "apply --no-run names the command before the reboot:\n{out}"
     );
     assert!(!out.contains("Applied. Reboot"), "{last:?}");
-    let o = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
+    let o = txn_cmd(&["rollback", "--no-run"], &dir)
         .output()
         .expect("run");
     assert_success(&o, "rollback --no-run");

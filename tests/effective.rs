@@ -37,9 +37,7 @@ fn apply_replan_rollback(dir: &Path, extra: &[&str]) {
         Some(0),
         "a second plan is not empty: {doc}"
     );
-    let out = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(dir)
+    let out = txn_cmd(&["rollback", "--no-run"], dir)
         .output()
         .expect("rollback");
     assert_success(&out, "rollback");

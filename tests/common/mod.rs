@@ -326,3 +326,13 @@ pub fn put(dir: &Path, rel: &str, contents: impl AsRef<[u8]>) {
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     std::fs::write(&p, contents).expect("write");
 }
+
+/// The `write-file` steps of a plan document.
+pub fn file_steps(plan: &serde_json::Value) -> Vec<&serde_json::Value> {
+    plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["kind"] == "write-file")
+        .collect()
+}
