@@ -134,6 +134,19 @@ fn rollback_with_failing_regeneration_is_journaled() {
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
 }
 
+/// `apply` on `dir` exits 2 with a stderr that passes `check`, and neither
+/// writes a file nor starts a journal.
+fn refused_up_front(dir: &Path, check: impl Fn(&str)) {
+    let original = files(dir);
+    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, dir)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(2));
+    check(&stderr(&out));
+    assert_eq!(files(dir), original);
+    assert!(history(dir).is_empty(), "a journal was created");
+}
+
 /// A symlinked /etc/modprobe.d is refused before anything is written (no
 /// journal); recover of a transaction interrupted over such a folder
 /// succeeds (it never wrote through the link).
@@ -143,42 +156,30 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
     // the Debian tree has no /etc/modprobe.d: make it a link to a folder
     std::fs::create_dir(dir.join("etc/modprobe.real")).expect("mkdir");
     std::os::unix::fs::symlink("modprobe.real", dir.join("etc/modprobe.d")).expect("ln");
-    let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .output()
-        .expect("apply");
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("etc/modprobe.d")
-            && err.contains("symbolic link")
-            && err.contains("Nothing was changed"),
-        "{err}"
-    );
-    assert_eq!(files(&dir), original);
-    assert!(history(&dir).is_empty(), "a journal was created");
+    refused_up_front(&dir, |err| {
+        assert!(
+            err.contains("etc/modprobe.d")
+                && err.contains("symbolic link")
+                && err.contains("Nothing was changed"),
+            "{err}"
+        );
+    });
     txn_cmd(&["recover", "--no-run"], &dir).assert().success();
 
     // a file where a folder goes: refused up front too
     let (_t3, dir) = target_in_memory(DEBIAN);
     std::fs::create_dir_all(dir.join("usr/lib")).expect("mkdir");
     std::fs::write(dir.join("usr/lib/exliar"), b"not a folder").expect("write");
-    let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .output()
-        .expect("apply");
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
     // Refused by the planner (it cannot read the file it would write) or
     // by apply's up-front check: either way before anything is written.
-    assert!(
-        err.contains("usr/lib/exliar")
-            && (err.contains("is not a folder") || err.contains("Not a directory"))
-            && err.to_lowercase().contains("nothing was changed"),
-        "{err}"
-    );
-    assert_eq!(files(&dir), original);
-    assert!(history(&dir).is_empty(), "a journal was created");
+    refused_up_front(&dir, |err| {
+        assert!(
+            err.contains("usr/lib/exliar")
+                && (err.contains("is not a folder") || err.contains("Not a directory"))
+                && err.to_lowercase().contains("nothing was changed"),
+            "{err}"
+        );
+    });
 
     // Interrupted (debug hook) at every step, then /etc/modprobe.d made a
     // link before recover: recover never writes through it, and ends.
