@@ -73,10 +73,9 @@ fn recover_after_a_crash_at_every_step_boundary() {
             break;
         }
         assert!(
-            String::from_utf8_lossy(&out.stderr)
-                .contains(&format!("test crash at step boundary {k}")),
+            stderr(&out).contains(&format!("test crash at step boundary {k}")),
             "boundary {k}: apply failed otherwise: {}",
-            String::from_utf8_lossy(&out.stderr)
+            stderr(&out)
         );
         kill_points += 1;
         // A new apply refuses until recovered.
@@ -87,7 +86,7 @@ fn recover_after_a_crash_at_every_step_boundary() {
             !again.status.success(),
             "boundary {k}: apply went on over an interrupted transaction"
         );
-        assert!(String::from_utf8_lossy(&again.stderr).contains("exliar recover"));
+        assert!(stderr(&again).contains("exliar recover"));
         txn_cmd(&["recover", "--no-run"], &dir).assert().success();
         assert_eq!(
             files(&dir),
@@ -115,7 +114,7 @@ fn rollback_refuses_foreign_changes() {
         .output()
         .expect("rollback");
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("+nvme"), "{err}");
     txn_cmd(&["rollback", "--no-run", "--force"], &dir)
         .assert()
@@ -133,17 +132,12 @@ fn refusals_are_explained() {
     )
     .output()
     .expect("plan");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not isolated"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not isolated"));
     let (_n, nix) = target("nixos-amd");
     let out = on_target(&["plan"], HW_SPLIT, &nix).output().expect("plan");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format nix"));
+    assert!(stderr(&out).contains("--format nix"));
     let out = exliar()
         .args(["plan", "--format", "nix", "--root"])
         .arg(host(HW_SPLIT))
@@ -175,7 +169,7 @@ fn nixos_module_shares_refusals_and_binding() {
     let out = nix(only, &["--gpu", "0000:2d:00.0"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let err = stderr(&out);
     assert!(
         err.contains("boot display") && err.contains("--force"),
         "{err}"
@@ -188,9 +182,9 @@ fn nixos_module_shares_refusals_and_binding() {
         stdout(&out)
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("warning: --force:"),
+        stderr(&out).contains("warning: --force:"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 
     let out = nix("hw23-ryzen1-x370-dual-identical-rx580", &[]);
@@ -266,12 +260,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     let original = files(&dir);
 
     let out = plan_on(&dir, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
     assert_valid(&plan_schema, &doc, "plan refusal");
     assert_eq!(doc["reason"], "bootloader-conflict");
@@ -279,7 +268,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     let evidence = doc["bootloader_evidence"].to_string();
     assert!(evidence.contains("/boot/grub/grub.cfg"), "{evidence}");
     assert!(evidence.contains("LoaderInfo"), "{evidence}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("--bootloader NAME"), "{err}");
     for name in [
         "grub",
@@ -346,7 +335,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     ] {
         let out = plan_on(&dir, &["--bootloader", name]);
         assert_eq!(out.status.code(), Some(1), "{name}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(
             err.contains(file) && err.contains("absent"),
             "{name}: {err}"
@@ -357,7 +346,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     // An unknown name: a usage error that lists the accepted ones.
     let out = plan_on(&dir, &["--bootloader", "lilo"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limine-default"));
+    assert!(stderr(&out).contains("limine-default"));
 
     // Apply with the choice, validated against the schema.
     let out = exliar()
@@ -413,7 +402,7 @@ fn systemd_boot_default_entry() {
     std::fs::write(&conf, loader.replace("default\tarch", "")).expect("write");
     let out = plan_on(&dir, &["--bootloader", "systemd-boot"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("several entries") && err.contains("other.conf"),
         "{err}"
@@ -483,7 +472,7 @@ fn boot_display_refused_only_without_another_gpu() {
     .output()
     .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("boot display") && err.contains("--force"),
         "{err}"

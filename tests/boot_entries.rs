@@ -172,7 +172,7 @@ fn systemd_boot_entry_without_options_keeps_root() {
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("no `options` line") && err.contains("root="),
         "{err}"
@@ -246,7 +246,7 @@ fn limine_uki_entry_is_a_loud_warning() {
     let doc = json(&out);
     assert_valid(&schema("apply-1.schema.json"), &doc, "apply");
     assert_eq!(unplaced(&doc), u);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("WARNING") && err.contains("iommu=pt"), "{err}");
 
     // Applied: a second apply has nothing to change but still says it.
@@ -338,7 +338,7 @@ fn new_kernel_cmdline_needs_the_running_command_line() {
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("root=") && err.contains("/etc/kernel/cmdline"),
         "{err}"

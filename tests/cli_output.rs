@@ -63,7 +63,7 @@ fn host_strings_reach_the_terminal_escaped() {
             .output()
             .expect("run");
         let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert_no_control(&out, &format!("{cmd:?} stdout"));
         assert_no_control(&err, &format!("{cmd:?} stderr"));
         if cmd == ["scan"] {
@@ -114,7 +114,7 @@ fn pasted_listing_escapes_are_escaped() {
             .expect("run");
         assert_success(&o, "analyze");
         assert_no_control(&String::from_utf8_lossy(&o.stdout), "analyze stdout");
-        assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze stderr");
+        assert_no_control(&stderr(&o), "analyze stderr");
     }
     // An error naming the file: escaped too.
     let o = exliar()
@@ -123,16 +123,13 @@ fn pasted_listing_escapes_are_escaped() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
-    assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze error");
+    assert_no_control(&stderr(&o), "analyze error");
 }
 
 /// Runs exliar; returns (exit code, stderr).
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let o = exliar().args(args).output().expect("run");
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (o.status.code(), stderr(&o))
 }
 
 #[test]
@@ -178,7 +175,7 @@ fn warnings_are_not_coloured_off_a_terminal() {
         .output()
         .expect("run");
     assert_success(&o, "scan");
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(err.contains("garbled value"), "the warning: {err}");
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
 }
@@ -278,7 +275,7 @@ fn json_and_exit_status_promises() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--format nix"));
+    assert!(stderr(&o).contains("--format nix"));
 
     for args in [
         &["bind", "0a:00.0", "--dry-run"][..],
@@ -292,7 +289,7 @@ fn json_and_exit_status_promises() {
             .output()
             .expect("run");
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(all.contains("no such PCI device"), "{args:?}: {all}");
     }
 }

@@ -201,7 +201,7 @@ fn what_the_plan_cannot_fix_is_refused() {
             .args(extra)
             .output()
             .expect("plan");
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let err = stderr(&out);
         assert_eq!(
             out.status.code(),
             Some(1),

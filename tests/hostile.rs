@@ -120,7 +120,7 @@ fn run_bounded(args: &[&str], root: &Path, extra: &[&std::ffi::OsStr]) -> std::p
     assert!(
         out.status.code().is_some(),
         "exliar {args:?} was killed (a hang past {HANG:?})\nstderr: {}",
-        head(&String::from_utf8_lossy(&out.stderr))
+        head(&stderr(&out))
     );
     out
 }
@@ -142,11 +142,7 @@ fn fifos_in_the_host_root_never_hang() {
     let fifo_msg = "a FIFO, not a regular file; not read";
     for args in [&["scan"][..], &["iommu"], &["check"]] {
         let out = run_bounded(args, &hw, &[]);
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         if args == ["scan"] {
             assert_success(&out, "scan");
             assert!(
@@ -183,7 +179,7 @@ fn fifos_in_the_host_root_never_hang() {
         &[std::ffi::OsStr::new("--target"), target.as_os_str()],
     );
     assert_eq!(out.status.code(), Some(2), "plan over a FIFO grub");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("etc/default/grub: {fifo_msg}")),
         "plan does not name the FIFO: {}",
@@ -199,7 +195,7 @@ fn a_huge_attribute_is_refused_not_echoed() {
     f.set_len(100_000_000).expect("set_len");
     let out = run_bounded(&["scan"], &hw, &[]);
     assert_success(&out, "scan");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("0000:00:01.0/class: larger than 64 KiB; not read"),
         "{}",
@@ -215,7 +211,7 @@ fn a_garbled_attribute_is_quoted_in_part() {
     std::fs::write(hw.join(ATTR), "z".repeat(50_000)).expect("write");
     let out = run_bounded(&["scan"], &hw, &[]);
     assert_success(&out, "scan");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("garbled value"), "{}", head(&err));
     assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
 }
@@ -245,7 +241,7 @@ fn a_character_device_in_place_of_an_attribute_is_refused() {
         let out = run_bounded(args, &hw, &[]);
         if args == ["scan"] {
             assert_success(&out, "scan");
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = stderr(&out);
             assert!(
                 err.contains(
                     "0000:00:01.0/class: a character device, not a regular file; not read"
@@ -271,7 +267,7 @@ fn analyze_reads_files_and_pipes_but_not_devices() {
     // exit 2, saying `want`
     let refused = |out: &std::process::Output, want: &str| {
         assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(err.contains(want), "{}", head(&err));
     };
     if Path::new("/dev/zero").exists() {
@@ -324,7 +320,7 @@ fn snapshot_refuses_links_and_existing_files() {
     std::fs::write(&out_tar, b"an older snapshot\n").expect("write");
     let out = snap(&out_tar, false);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("old.tar: already exists; --force replaces it"),
         "{err}"
@@ -346,7 +342,7 @@ fn snapshot_refuses_links_and_existing_files() {
     for (l, force) in [(&link, false), (&link, true), (&dangling, false)] {
         let out = snap(l, force);
         assert_eq!(out.status.code(), Some(2), "{l:?} force={force}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(err.contains("is a symbolic link"), "{err}");
     }
     assert_eq!(std::fs::read(&victim).expect("read"), b"precious\n");

@@ -102,7 +102,7 @@ fn finish(t: &Target, dir: &Path, what: &str, ctx: &str) {
     assert!(
         out.status.success(),
         "{ctx}: {what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 }
 
