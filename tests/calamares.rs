@@ -58,13 +58,7 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_path_buf();
         let target = base.join(name);
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(host(distro))
-            .arg(&target)
-            .status()
-            .expect("cp");
-        assert!(st.success());
+        copy_tree(&host(distro), &target);
         std::fs::create_dir(base.join("tmp")).expect("tmp");
         Sandbox {
             _dir: dir,
