@@ -267,7 +267,7 @@ fn analyze_reads_files_and_pipes_but_not_devices() {
     // exit 2, saying `want`
     let refused = |out: &std::process::Output, want: &str| {
         assert_eq!(out.status.code(), Some(2));
-        let err = stderr(&out);
+        let err = stderr(out);
         assert!(err.contains(want), "{}", head(&err));
     };
     if Path::new("/dev/zero").exists() {
