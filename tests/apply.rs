@@ -3,80 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
-
-/// Every regular file under `root` (except exliar's state), with its bytes, every link
-/// with its target, and every folder (as `/`), so that a folder left behind shows.
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).expect("prefix").to_path_buf();
-            if rel.starts_with("var/lib/exliar") {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => {
-                    // exliar's state folder stays (history) with its parents
-                    if rel != Path::new("var") && rel != Path::new("var/lib") {
-                        out.insert(rel, b"/".to_vec());
-                    }
-                    walk(base, &p, out)
-                }
-                Ok(t) if t.is_file() => {
-                    out.insert(rel, std::fs::read(&p).expect("read"));
-                }
-                Ok(t) if t.is_symlink() => {
-                    out.insert(
-                        rel,
-                        std::fs::read_link(&p)
-                            .expect("link")
-                            .into_os_string()
-                            .into_encoded_bytes(),
-                    );
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-/// `exliar ARGS --root <hardware tree> --target DIR`.
-fn on_target(args: &[&str], hw: &str, dir: &Path) -> assert_cmd::Command {
-    let mut c = exliar();
-    c.args(args)
-        .arg("--root")
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir);
-    c
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    copy_tree(&host(distro), &dir);
-    (t, dir)
-}
 
 /// apply → plan is empty → rollback restores every byte.
 #[test]
@@ -117,21 +46,12 @@ fn apply_is_idempotent_and_rollback_restores_bytes() {
                 .output()
                 .expect("plan"),
         );
-        let file_steps: Vec<_> = again["steps"]
-            .as_array()
-            .expect("steps")
-            .iter()
-            .filter(|s| s["kind"] == "write-file")
-            .collect();
+        let file_steps = file_steps(&again);
         assert!(
             file_steps.is_empty(),
             "{hw} on {distro}: second plan not empty: {file_steps:?}"
         );
-        exliar()
-            .args(["rollback", "--no-run", "--target"])
-            .arg(&dir)
-            .assert()
-            .success();
+        txn_cmd(&["rollback", "--no-run"], &dir).assert().success();
         assert_eq!(
             files(&dir),
             original,
@@ -148,18 +68,14 @@ fn recover_after_a_crash_at_every_step_boundary() {
     for k in 1..100 {
         let (_t, dir) = target("debian12-grub-intel");
         let original = files(&dir);
-        let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-            .env("EXLIAR_TEST_CRASH_AT", k.to_string())
-            .output()
-            .expect("apply");
+        let out = apply_crashing_at(HW_IDENTICAL, &dir, k);
         if out.status.success() {
             break;
         }
         assert!(
-            String::from_utf8_lossy(&out.stderr)
-                .contains(&format!("test crash at step boundary {k}")),
+            stderr(&out).contains(&format!("test crash at step boundary {k}")),
             "boundary {k}: apply failed otherwise: {}",
-            String::from_utf8_lossy(&out.stderr)
+            stderr(&out)
         );
         kill_points += 1;
         // A new apply refuses until recovered.
@@ -170,12 +86,8 @@ fn recover_after_a_crash_at_every_step_boundary() {
             !again.status.success(),
             "boundary {k}: apply went on over an interrupted transaction"
         );
-        assert!(String::from_utf8_lossy(&again.stderr).contains("exliar recover"));
-        exliar()
-            .args(["recover", "--no-run", "--target"])
-            .arg(&dir)
-            .assert()
-            .success();
+        assert!(stderr(&again).contains("exliar recover"));
+        txn_cmd(&["recover", "--no-run"], &dir).assert().success();
         assert_eq!(
             files(&dir),
             original,
@@ -198,17 +110,13 @@ fn rollback_refuses_foreign_changes() {
     let mut text = std::fs::read_to_string(&f).expect("read");
     text.push_str("nvme\n");
     std::fs::write(&f, text).expect("write");
-    let out = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
+    let out = txn_cmd(&["rollback", "--no-run"], &dir)
         .output()
         .expect("rollback");
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("+nvme"), "{err}");
-    exliar()
-        .args(["rollback", "--no-run", "--force", "--target"])
-        .arg(&dir)
+    txn_cmd(&["rollback", "--no-run", "--force"], &dir)
         .assert()
         .success();
 }
@@ -224,17 +132,12 @@ fn refusals_are_explained() {
     )
     .output()
     .expect("plan");
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not isolated"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not isolated"));
     let (_n, nix) = target("nixos-amd");
     let out = on_target(&["plan"], HW_SPLIT, &nix).output().expect("plan");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--format nix"));
+    assert!(stderr(&out).contains("--format nix"));
     let out = exliar()
         .args(["plan", "--format", "nix", "--root"])
         .arg(host(HW_SPLIT))
@@ -266,7 +169,7 @@ fn nixos_module_shares_refusals_and_binding() {
     let out = nix(only, &["--gpu", "0000:2d:00.0"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let err = stderr(&out);
     assert!(
         err.contains("boot display") && err.contains("--force"),
         "{err}"
@@ -279,9 +182,9 @@ fn nixos_module_shares_refusals_and_binding() {
         stdout(&out)
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("warning: --force:"),
+        stderr(&out).contains("warning: --force:"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 
     let out = nix("hw23-ryzen1-x370-dual-identical-rx580", &[]);
@@ -341,11 +244,8 @@ fn plan_on(dir: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn written_paths(plan: &serde_json::Value) -> Vec<String> {
-    plan["steps"]
-        .as_array()
-        .expect("steps")
+    file_steps(plan)
         .iter()
-        .filter(|s| s["kind"] == "write-file")
         .map(|s| s["path"].as_str().expect("path").to_string())
         .collect()
 }
@@ -360,12 +260,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     let original = files(&dir);
 
     let out = plan_on(&dir, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let doc = json(&out);
     assert_valid(&plan_schema, &doc, "plan refusal");
     assert_eq!(doc["reason"], "bootloader-conflict");
@@ -373,7 +268,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     let evidence = doc["bootloader_evidence"].to_string();
     assert!(evidence.contains("/boot/grub/grub.cfg"), "{evidence}");
     assert!(evidence.contains("LoaderInfo"), "{evidence}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("--bootloader NAME"), "{err}");
     for name in [
         "grub",
@@ -440,7 +335,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     ] {
         let out = plan_on(&dir, &["--bootloader", name]);
         assert_eq!(out.status.code(), Some(1), "{name}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(
             err.contains(file) && err.contains("absent"),
             "{name}: {err}"
@@ -451,7 +346,7 @@ fn conflicting_boot_loaders_need_bootloader() {
     // An unknown name: a usage error that lists the accepted ones.
     let out = plan_on(&dir, &["--bootloader", "lilo"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limine-default"));
+    assert!(stderr(&out).contains("limine-default"));
 
     // Apply with the choice, validated against the schema.
     let out = exliar()
@@ -507,7 +402,7 @@ fn systemd_boot_default_entry() {
     std::fs::write(&conf, loader.replace("default\tarch", "")).expect("write");
     let out = plan_on(&dir, &["--bootloader", "systemd-boot"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("several entries") && err.contains("other.conf"),
         "{err}"
@@ -577,7 +472,7 @@ fn boot_display_refused_only_without_another_gpu() {
     .output()
     .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("boot display") && err.contains("--force"),
         "{err}"

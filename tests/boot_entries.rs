@@ -5,39 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::*;
 
-const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
 const FEDORA_ENTRY: &str =
     "boot/loader/entries/6a9857a393724b7a981ebb5b8495b9ea-6.8.5-301.fc40.x86_64.conf";
-
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(host(distro))
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-    (t, dir)
-}
-
-fn plan_json(hw: &str, dir: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = exliar()
-        .args(["plan", "--json", "--root"])
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir)
-        .args(extra)
-        .output()
-        .expect("plan");
-    assert_success(&out, "plan");
-    json(&out)
-}
 
 /// The grubby steps of a plan document.
 fn grubby_steps(plan: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -48,12 +19,6 @@ fn grubby_steps(plan: &serde_json::Value) -> Vec<serde_json::Value> {
         .filter(|s| s["kind"] == "run" && s["argv"][0] == "grubby")
         .cloned()
         .collect()
-}
-
-fn edit(dir: &Path, rel: &str, f: impl Fn(&str) -> String) {
-    let p = dir.join(rel);
-    let t = std::fs::read_to_string(&p).expect("read");
-    std::fs::write(&p, f(&t)).expect("write");
 }
 
 /// grubby already ran (the entry has `iommu=pt`), the host has not rebooted
@@ -202,16 +167,12 @@ fn systemd_boot_entry_without_options_keeps_root() {
 
     // Without the running command line: refused, with the reason.
     std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
-    let out = exliar()
-        .args(["plan", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan"], HW_SPLIT, &dir)
         .args(["--bootloader", "systemd-boot", "--iommu-pt"])
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("no `options` line") && err.contains("root="),
         "{err}"
@@ -266,11 +227,7 @@ fn limine_uki_entry_is_a_loud_warning() {
     assert_eq!(u[0].1, vec!["iommu=pt".to_string()]);
     assert_valid(&schema("plan-1.schema.json"), &p, "plan");
 
-    let out = exliar()
-        .args(["plan", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("plan");
@@ -281,11 +238,7 @@ fn limine_uki_entry_is_a_loud_warning() {
         "{text}"
     );
 
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--json", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["apply", "--yes", "--no-run", "--json"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("apply");
@@ -293,15 +246,11 @@ fn limine_uki_entry_is_a_loud_warning() {
     let doc = json(&out);
     assert_valid(&schema("apply-1.schema.json"), &doc, "apply");
     assert_eq!(unplaced(&doc), u);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("WARNING") && err.contains("iommu=pt"), "{err}");
 
     // Applied: a second apply has nothing to change but still says it.
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["apply", "--yes", "--no-run"], HW_SPLIT, &dir)
         .args(extra)
         .output()
         .expect("apply");
@@ -325,13 +274,13 @@ fn unknown_boot_loader_is_a_loud_warning() {
     assert_eq!(u.len(), 1, "{p:#}");
     assert_eq!(u[0].0, "the boot loader");
     assert!(u[0].1.contains(&"iommu=pt".to_string()), "{u:?}");
-    let out = exliar()
-        .args(["apply", "--yes", "--no-run", "--iommu-pt", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
-        .output()
-        .expect("apply");
+    let out = on_target(
+        &["apply", "--yes", "--no-run", "--iommu-pt"],
+        HW_SPLIT,
+        &dir,
+    )
+    .output()
+    .expect("apply");
     assert_success(&out, "apply");
     let text = stdout(&out);
     assert!(
@@ -385,15 +334,11 @@ fn new_kernel_cmdline_needs_the_running_command_line() {
     let diff = p["diffs"].to_string();
     assert!(diff.contains(root), "{p:#}");
     std::fs::remove_file(dir.join("proc/cmdline")).expect("rm");
-    let out = exliar()
-        .args(["plan", "--iommu-pt", "--root"])
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(&dir)
+    let out = on_target(&["plan", "--iommu-pt"], HW_SPLIT, &dir)
         .output()
         .expect("plan");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("root=") && err.contains("/etc/kernel/cmdline"),
         "{err}"

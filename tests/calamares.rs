@@ -58,13 +58,7 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = dir.path().to_path_buf();
         let target = base.join(name);
-        let st = Command::new("cp")
-            .arg("-a")
-            .arg(host(distro))
-            .arg(&target)
-            .status()
-            .expect("cp");
-        assert!(st.success());
+        copy_tree(&host(distro), &target);
         std::fs::create_dir(base.join("tmp")).expect("tmp");
         Sandbox {
             _dir: dir,
@@ -111,10 +105,6 @@ fn is_log(p: &Path) -> bool {
     p == Path::new("var") || p.starts_with("var/log")
 }
 
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// The whole path: plan, apply (--no-run), the JSON on stdout and in the
 /// log, files only inside the target; a second run changes nothing. The
 /// target's name holds shell metacharacters: nothing may evaluate it.
@@ -127,7 +117,7 @@ fn installs_into_the_target_only() {
     );
     let original = tree(&sb.target);
     let out = sb.run(HW, &[("EXLIAR_NO_RUN", "1")]);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let doc = json(&out);
     assert_valid(&schema("apply-1.schema.json"), &doc, "script stdout");
@@ -179,7 +169,7 @@ fn installs_into_the_target_only() {
         .env("EXLIAR_NO_RUN", "1")
         .output()
         .expect("script");
-    assert_eq!(again.status.code(), Some(0), "{}", err(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(json(&again)["reason"], "nothing-to-change");
     let third = tree(&sb.target);
     assert!(
@@ -197,8 +187,12 @@ fn no_gpu_does_nothing() {
     let sb = Sandbox::new(DISTRO, "target");
     let original = tree(&sb.target);
     let out = sb.run("devbox-virtio", &[("EXLIAR_NO_RUN", "1")]);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
-    assert!(err(&out).contains("no GPU to isolate"), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no GPU to isolate"),
+        "{}",
+        stderr(&out)
+    );
     let after = tree(&sb.target);
     for (p, b) in &after {
         if !is_log(p) {
@@ -225,16 +219,16 @@ fn failures_are_fatal_only_when_required() {
     let base = [("EXLIAR_NO_RUN", "1"), ("EXLIAR_IOMMU_PT", "1")];
 
     let out = sb.run(hw, &base);
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
-    let e = err(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let e = stderr(&out);
     assert!(
         e.contains("--bootloader NAME") && e.contains("goes on"),
         "{e}"
     );
 
     let out = sb.run(hw, &[base[0], base[1], ("EXLIAR_REQUIRED", "1")]);
-    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
-    assert!(err(&out).contains("failing the installation"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("failing the installation"));
 
     // A hostile GPU value: refused by exliar as an address, never run.
     let out = sb.run(
@@ -246,7 +240,7 @@ fn failures_are_fatal_only_when_required() {
             ("EXLIAR_GPU", "$(touch PWNED); touch PWNED2"),
         ],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let after = tree(&sb.target);
     for (p, b) in &after {
@@ -260,7 +254,7 @@ fn failures_are_fatal_only_when_required() {
         hw,
         &[base[0], base[1], ("EXLIAR_BOOTLOADER", "systemd-boot")],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", err(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json(&out)["applied"], true);
     let entry =
         std::fs::read_to_string(sb.target.join("boot/loader/entries/arch.conf")).expect("entry");

@@ -726,15 +726,7 @@ fn running_but_not_configured_parameter_warns() {
 /// too: `gpu.vfio-ids` says so, with the file and a remedy.
 #[test]
 fn manual_vfio_ids_incomplete_or_taking_the_host_card() {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("host");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(common::host("hw11-ryzen-matisse-rx580-gtx1080-unsorted"))
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(st.success());
+    let (_t, dir) = common::fixture_copy(common::HW_SPLIT, "host");
     let conf = dir.join("etc/modprobe.d/vfio.conf");
     std::fs::create_dir_all(conf.parent().expect("parent")).expect("mkdir");
     let run = |text: &str| -> serde_json::Value {

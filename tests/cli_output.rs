@@ -12,16 +12,6 @@ use common::*;
 const HW01: &str = "hw01-asrock-z170-skylake-gtx960";
 const TITLE: &str = "\x1b]0;pwned\x07";
 
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
 /// No byte a terminal would act on: C0 but newline and tab, DEL, and C1
 /// (U+0080..U+009F, two bytes in UTF-8).
 fn assert_no_control(text: &str, what: &str) {
@@ -73,7 +63,7 @@ fn host_strings_reach_the_terminal_escaped() {
             .output()
             .expect("run");
         let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert_no_control(&out, &format!("{cmd:?} stdout"));
         assert_no_control(&err, &format!("{cmd:?} stderr"));
         if cmd == ["scan"] {
@@ -124,7 +114,7 @@ fn pasted_listing_escapes_are_escaped() {
             .expect("run");
         assert_success(&o, "analyze");
         assert_no_control(&String::from_utf8_lossy(&o.stdout), "analyze stdout");
-        assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze stderr");
+        assert_no_control(&stderr(&o), "analyze stderr");
     }
     // An error naming the file: escaped too.
     let o = exliar()
@@ -133,16 +123,13 @@ fn pasted_listing_escapes_are_escaped() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
-    assert_no_control(&String::from_utf8_lossy(&o.stderr), "analyze error");
+    assert_no_control(&stderr(&o), "analyze error");
 }
 
 /// Runs exliar; returns (exit code, stderr).
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let o = exliar().args(args).output().expect("run");
-    (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (o.status.code(), stderr(&o))
 }
 
 #[test]
@@ -188,30 +175,9 @@ fn warnings_are_not_coloured_off_a_terminal() {
         .output()
         .expect("run");
     assert_success(&o, "scan");
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert!(err.contains("garbled value"), "the warning: {err}");
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
-}
-
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-
-/// A copy of a distribution's fixture tree to apply to.
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    copy_tree(&host(distro), &dir);
-    (t, dir)
-}
-
-fn on_target(args: &[&str], dir: &Path) -> std::process::Output {
-    exliar()
-        .args(args)
-        .arg("--root")
-        .arg(host(HW_IDENTICAL))
-        .arg("--target")
-        .arg(dir)
-        .output()
-        .expect("run")
 }
 
 /// `--no-run` leaves the boot image as it was: the last words name the
@@ -219,7 +185,9 @@ fn on_target(args: &[&str], dir: &Path) -> std::process::Output {
 #[test]
 fn no_run_names_the_commands_to_run_before_rebooting() {
     let (_t, dir) = target("debian12-grub-intel");
-    let o = on_target(&["apply", "--yes", "--no-run"], &dir);
+    let o = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
+        .output()
+        .expect("run");
     assert_success(&o, "apply --no-run");
     let out = stdout(&o);
     let last = out.lines().rev().take(3).collect::<Vec<_>>();
@@ -229,9 +197,7 @@ fn no_run_names_the_commands_to_run_before_rebooting() {
         "apply --no-run names the command before the reboot:\n{out}"
     );
     assert!(!out.contains("Applied. Reboot"), "{last:?}");
-    let o = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
+    let o = txn_cmd(&["rollback", "--no-run"], &dir)
         .output()
         .expect("run");
     assert_success(&o, "rollback --no-run");
@@ -309,7 +275,7 @@ fn json_and_exit_status_promises() {
         .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--format nix"));
+    assert!(stderr(&o).contains("--format nix"));
 
     for args in [
         &["bind", "0a:00.0", "--dry-run"][..],
@@ -323,7 +289,7 @@ fn json_and_exit_status_promises() {
             .output()
             .expect("run");
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let all = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(all.contains("no such PCI device"), "{args:?}: {all}");
     }
 }

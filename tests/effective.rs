@@ -4,61 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{assert_success, exliar, host, json};
-
-/// hw11: GTX 1080 (10de:1b80) + HDMI audio (10de:10f0) go to the guest.
-const HW_SPLIT: &str = "hw11-ryzen-matisse-rx580-gtx1080-unsorted";
-
-fn target(distro: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("target");
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(host(distro))
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-    (t, dir)
-}
-
-fn on_target(args: &[&str], dir: &Path) -> assert_cmd::Command {
-    let mut c = exliar();
-    c.args(args)
-        .arg("--root")
-        .arg(host(HW_SPLIT))
-        .arg("--target")
-        .arg(dir);
-    c
-}
-
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in walkdir(root) {
-        let rel = e.strip_prefix(root).expect("prefix").to_path_buf();
-        if rel.starts_with("var/lib/exliar") {
-            continue;
-        }
-        out.insert(rel, std::fs::read(&e).expect("read"));
-    }
-    out
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => v.extend(walkdir(&p)),
-            Ok(t) if t.is_file() => v.push(p),
-            _ => {}
-        }
-    }
-    v
-}
+use common::*;
 
 fn diffs(doc: &serde_json::Value) -> String {
     doc["diffs"]
@@ -72,13 +20,13 @@ fn diffs(doc: &serde_json::Value) -> String {
 
 /// apply, then the plan is empty, then rollback gives back every byte.
 fn apply_replan_rollback(dir: &Path, extra: &[&str]) {
-    let original = files(dir);
-    let out = on_target(&["apply", "--yes", "--no-run", "--json"], dir)
+    let original = regular_files(dir);
+    let out = on_target(&["apply", "--yes", "--no-run", "--json"], HW_SPLIT, dir)
         .args(extra)
         .output()
         .expect("apply");
     assert_success(&out, "apply");
-    let out = on_target(&["plan", "--json"], dir)
+    let out = on_target(&["plan", "--json"], HW_SPLIT, dir)
         .args(extra)
         .output()
         .expect("plan");
@@ -89,13 +37,15 @@ fn apply_replan_rollback(dir: &Path, extra: &[&str]) {
         Some(0),
         "a second plan is not empty: {doc}"
     );
-    let out = exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(dir)
+    let out = txn_cmd(&["rollback", "--no-run"], dir)
         .output()
         .expect("rollback");
     assert_success(&out, "rollback");
-    assert_eq!(files(dir), original, "rollback did not restore every byte");
+    assert_eq!(
+        regular_files(dir),
+        original,
+        "rollback did not restore every byte"
+    );
 }
 
 /// A systemd-boot entry (akissu's real `arch.conf`, in the fixture host)
@@ -107,9 +57,13 @@ fn cmdline_vfio_ids_naming_another_card_is_replaced() {
     let (_t, dir) = target("arch-systemd-boot");
     let entry = std::fs::read_to_string(dir.join("boot/loader/entries/arch.conf")).expect("entry");
     assert!(entry.contains("vfio-pci.ids=10de:1b81,10de:10f0,8086:15b6"));
-    let out = on_target(&["plan", "--json", "--bootloader", "systemd-boot"], &dir)
-        .output()
-        .expect("plan");
+    let out = on_target(
+        &["plan", "--json", "--bootloader", "systemd-boot"],
+        HW_SPLIT,
+        &dir,
+    )
+    .output()
+    .expect("plan");
     assert_success(&out, "plan");
     let doc = json(&out);
     let d = diffs(&doc);
@@ -125,7 +79,7 @@ fn cmdline_vfio_ids_naming_another_card_is_replaced() {
     let fixed = doc["fixed"].to_string();
     assert!(fixed.contains("is replaced by `vfio-pci.ids="), "{doc}");
     // Human output says it too.
-    let out = on_target(&["plan", "--bootloader", "systemd-boot"], &dir)
+    let out = on_target(&["plan", "--bootloader", "systemd-boot"], HW_SPLIT, &dir)
         .output()
         .expect("plan");
     assert_success(&out, "plan (human)");
@@ -145,15 +99,12 @@ fn cmdline_vfio_ids_naming_another_card_is_replaced() {
 #[test]
 fn initramfs_tools_vfio_arguments_move_and_misplaced_lines_are_commented_out() {
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/initramfs-tools/modules");
-    let mut text = std::fs::read_to_string(&p).expect("modules");
-    text.push_str(
-        "softdep nouveau pre: vfio-pci\nvfio\nvfio_iommu_type1\nvfio-pci ids=10de:1b80 disable_vga=1\noptions vfio-pci ids=10de:1b80\n",
-    );
-    std::fs::write(&p, &text).expect("write");
-    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/initramfs-tools/modules", |t| {
+        format!(
+            "{t}softdep nouveau pre: vfio-pci\nvfio\nvfio_iommu_type1\nvfio-pci ids=10de:1b80 disable_vga=1\noptions vfio-pci ids=10de:1b80\n"
+        )
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     for want in [
         "+# exliar was: vfio-pci ids=10de:1b80 disable_vga=1\n+vfio-pci\n",
@@ -178,9 +129,7 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
     let (_t, dir) = target("fedora40-bls-amd");
     let conf = dir.join("etc/dracut.conf.d/90-local.conf");
     std::fs::write(&conf, "install_items=\" /usr/bin/foo \"\n").expect("write");
-    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("+++ /etc/dracut.conf.d/zz-exliar-vfio.conf"),
@@ -188,10 +137,14 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
     );
 
     std::fs::remove_file(&conf).expect("rm");
-    let late = dir.join("usr/lib/dracut/dracut.conf.d");
-    std::fs::create_dir_all(&late).expect("mkdir");
-    std::fs::write(late.join("zzz-local.conf"), "force_drivers=\"amdgpu\"\n").expect("write");
-    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
+    put(
+        &dir,
+        "usr/lib/dracut/dracut.conf.d/zzz-local.conf",
+        "force_drivers=\"amdgpu\"\n",
+    );
+    let out = on_target(&["plan", "--json"], HW_SPLIT, &dir)
+        .output()
+        .expect("plan");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -212,16 +165,13 @@ fn dracut_plain_assignment_after_exliar_is_avoided_or_refused() {
 #[test]
 fn grub_cmdline_ids_naming_the_host_card_are_replaced() {
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/default/grub");
-    let text = std::fs::read_to_string(&p).expect("grub");
-    let text = text.replace(
-        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
-        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio_pci.ids=1002:67df,10de:1b80\"",
-    );
-    std::fs::write(&p, text).expect("write");
-    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/default/grub", |t| {
+        t.replace(
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"",
+            "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio_pci.ids=1002:67df,10de:1b80\"",
+        )
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("+GRUB_CMDLINE_LINUX_DEFAULT=\"quiet vfio-pci.ids=10de:1b80,10de:10f0\""),
@@ -247,11 +197,11 @@ fn grub_cmdline_ids_naming_the_host_card_are_replaced() {
 #[test]
 fn what_the_plan_cannot_fix_is_refused() {
     let refused = |dir: &Path, extra: &[&str], want: &[&str]| {
-        let out = on_target(&["plan"], dir)
+        let out = on_target(&["plan"], HW_SPLIT, dir)
             .args(extra)
             .output()
             .expect("plan");
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let err = stderr(&out);
         assert_eq!(
             out.status.code(),
             Some(1),
@@ -261,26 +211,26 @@ fn what_the_plan_cannot_fix_is_refused() {
         for w in want {
             assert!(err.contains(w), "{w:?} not in: {err}");
         }
-        let before = files(dir);
-        let out = on_target(&["apply", "--yes", "--no-run"], dir)
+        let before = regular_files(dir);
+        let out = on_target(&["apply", "--yes", "--no-run"], HW_SPLIT, dir)
             .args(extra)
             .output()
             .expect("apply");
         assert_eq!(out.status.code(), Some(1));
-        assert_eq!(files(dir), before, "a refused apply wrote something");
+        assert_eq!(
+            regular_files(dir),
+            before,
+            "a refused apply wrote something"
+        );
     };
 
     let (_t, dir) = target("debian12-grub-intel");
-    let p = dir.join("etc/default/grub");
-    let text = std::fs::read_to_string(&p).expect("grub");
-    std::fs::write(
-        &p,
-        text.replace(
+    edit(&dir, "etc/default/grub", |t| {
+        t.replace(
             "GRUB_CMDLINE_LINUX=\"\"",
             "GRUB_CMDLINE_LINUX=\"vfio_pci.ids=1002:67df,10de:1b80\"",
-        ),
-    )
-    .expect("write");
+        )
+    });
     refused(
         &dir,
         &[],
@@ -292,12 +242,11 @@ fn what_the_plan_cannot_fix_is_refused() {
     );
 
     let (_t, dir) = target("debian12-grub-intel");
-    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
-    std::fs::write(
-        dir.join("etc/modprobe.d/zzz-mine.conf"),
+    put(
+        &dir,
+        "etc/modprobe.d/zzz-mine.conf",
         "options vfio-pci ids=10de:1b80\n",
-    )
-    .expect("write");
+    );
     refused(
         &dir,
         &[],
@@ -308,12 +257,11 @@ fn what_the_plan_cannot_fix_is_refused() {
     );
 
     let (_t, dir) = target("debian12-grub-intel");
-    std::fs::create_dir_all(dir.join("etc/modprobe.d")).expect("mkdir");
-    std::fs::write(
-        dir.join("etc/modprobe.d/0-mine.conf"),
+    put(
+        &dir,
+        "etc/modprobe.d/0-mine.conf",
         "install vfio_pci /sbin/modprobe --ignore-install vfio_pci\n",
-    )
-    .expect("write");
+    );
     refused(
         &dir,
         &["--by-address"],
@@ -327,12 +275,10 @@ fn what_the_plan_cannot_fix_is_refused() {
 #[test]
 fn proxmox_cmdline_ids_of_the_vga_function_only_are_completed() {
     let (_t, dir) = target("proxmox-no-iommu");
-    let p = dir.join("etc/kernel/cmdline");
-    let text = std::fs::read_to_string(&p).expect("cmdline");
-    std::fs::write(&p, format!("{} vfio-pci.ids=10de:1b80\n", text.trim_end())).expect("write");
-    let out = on_target(&["plan", "--json"], &dir).output().expect("plan");
-    assert_success(&out, "plan");
-    let doc = json(&out);
+    edit(&dir, "etc/kernel/cmdline", |t| {
+        format!("{} vfio-pci.ids=10de:1b80\n", t.trim_end())
+    });
+    let doc = plan_json(HW_SPLIT, &dir, &[]);
     let d = diffs(&doc);
     assert!(
         d.contains("rcu_nocbs=2-7 vfio-pci.ids=10de:1b80,10de:10f0\n"),

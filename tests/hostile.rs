@@ -4,63 +4,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
-
-const HW_IDENTICAL: &str = "hw23-ryzen1-x370-dual-identical-rx580";
-
-/// Every regular file under `root` (except exliar's state) with its bytes.
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).expect("prefix").to_path_buf();
-            if rel.starts_with("var/lib/exliar") {
-                continue;
-            }
-            match e.file_type() {
-                Ok(t) if t.is_dir() => walk(base, &p, out),
-                Ok(t) if t.is_file() => {
-                    out.insert(rel, std::fs::read(&p).expect("read"));
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success());
-}
-
-/// A copy of a fixture host in a temporary folder.
-fn copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let t = tempfile::tempdir().expect("tempdir");
-    let dir = t.path().join("root");
-    copy_tree(&host(name), &dir);
-    (t, dir)
-}
-
-fn on_target(args: &[&str], hw: &str, dir: &Path) -> assert_cmd::Command {
-    let mut c = exliar();
-    c.args(args)
-        .arg("--root")
-        .arg(host(hw))
-        .arg("--target")
-        .arg(dir);
-    c
-}
 
 fn append(path: &Path, bytes: &[u8]) {
     let mut b = std::fs::read(path).expect("read");
@@ -75,12 +21,12 @@ fn append(path: &Path, bytes: &[u8]) {
 /// was made".)
 #[test]
 fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
-    let (_t, dir) = copy_of("debian12-grub-intel");
+    let (_t, dir) = fixture_copy("debian12-grub-intel", "root");
     let grub_comment: &[u8] = b"# Gr\xf6\xdfe des Men\xfcs (latin-1)\n";
     let modules_comment: &[u8] = b"# m\xf3dulos para la \xe9poca\n";
     append(&dir.join("etc/default/grub"), grub_comment);
     append(&dir.join("etc/initramfs-tools/modules"), modules_comment);
-    let original = files(&dir);
+    let original = regular_files(&dir);
 
     // The human plan (with its unified diffs) renders. `--iommu-pt` makes
     // it edit /etc/default/grub.
@@ -100,7 +46,7 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
     .output()
     .expect("apply");
     assert_success(&out, "apply");
-    let applied = files(&dir);
+    let applied = regular_files(&dir);
     assert_ne!(applied, original, "apply changed nothing");
     for (file, comment) in [
         ("etc/default/grub", grub_comment),
@@ -124,20 +70,15 @@ fn latin1_bytes_in_edited_files_survive_apply_and_rollback() {
             .output()
             .expect("plan"),
     );
-    let file_steps: Vec<_> = again["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter(|s| s["kind"] == "write-file")
-        .collect();
+    let file_steps = file_steps(&again);
     assert!(file_steps.is_empty(), "second plan: {file_steps:?}");
 
-    exliar()
-        .args(["rollback", "--no-run", "--target"])
-        .arg(&dir)
-        .assert()
-        .success();
-    assert_eq!(files(&dir), original, "rollback did not restore every byte");
+    txn_cmd(&["rollback", "--no-run"], &dir).assert().success();
+    assert_eq!(
+        regular_files(&dir),
+        original,
+        "rollback did not restore every byte"
+    );
 }
 
 /// The start of a long output, for a failure message.
@@ -179,7 +120,7 @@ fn run_bounded(args: &[&str], root: &Path, extra: &[&std::ffi::OsStr]) -> std::p
     assert!(
         out.status.code().is_some(),
         "exliar {args:?} was killed (a hang past {HANG:?})\nstderr: {}",
-        head(&String::from_utf8_lossy(&out.stderr))
+        head(&stderr(&out))
     );
     out
 }
@@ -189,7 +130,7 @@ fn run_bounded(args: &[&str], root: &Path, extra: &[&std::ffi::OsStr]) -> std::p
 /// (they blocked forever in `open`).
 #[test]
 fn fifos_in_the_host_root_never_hang() {
-    let (t, hw) = copy_of(HW_IDENTICAL);
+    let (t, hw) = fixture_copy(HW_IDENTICAL, "root");
     for f in [
         ATTR,
         "proc/cmdline",
@@ -201,11 +142,7 @@ fn fifos_in_the_host_root_never_hang() {
     let fifo_msg = "a FIFO, not a regular file; not read";
     for args in [&["scan"][..], &["iommu"], &["check"]] {
         let out = run_bounded(args, &hw, &[]);
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         if args == ["scan"] {
             assert_success(&out, "scan");
             assert!(
@@ -221,7 +158,7 @@ fn fifos_in_the_host_root_never_hang() {
 
     // A target whose /etc/default/grub is a FIFO: plan refuses, naming it;
     // a FIFO loader entry (read to evaluate the boot setup) is only a warning.
-    let (_t2, target) = copy_of("debian12-grub-intel");
+    let (_t2, target) = fixture_copy("debian12-grub-intel", "root");
     mkfifo(&target.join("boot/loader/entries/fifo.conf"));
     let out = run_bounded(
         &["plan", "--json"],
@@ -242,7 +179,7 @@ fn fifos_in_the_host_root_never_hang() {
         &[std::ffi::OsStr::new("--target"), target.as_os_str()],
     );
     assert_eq!(out.status.code(), Some(2), "plan over a FIFO grub");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!("etc/default/grub: {fifo_msg}")),
         "plan does not name the FIFO: {}",
@@ -253,12 +190,12 @@ fn fifos_in_the_host_root_never_hang() {
 /// A 100 MB attribute (sparse) is refused at its size, never echoed.
 #[test]
 fn a_huge_attribute_is_refused_not_echoed() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     let f = std::fs::File::create(hw.join(ATTR)).expect("create");
     f.set_len(100_000_000).expect("set_len");
     let out = run_bounded(&["scan"], &hw, &[]);
     assert_success(&out, "scan");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("0000:00:01.0/class: larger than 64 KiB; not read"),
         "{}",
@@ -270,11 +207,11 @@ fn a_huge_attribute_is_refused_not_echoed() {
 /// A long garbled attribute is quoted in its warning only in part.
 #[test]
 fn a_garbled_attribute_is_quoted_in_part() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     std::fs::write(hw.join(ATTR), "z".repeat(50_000)).expect("write");
     let out = run_bounded(&["scan"], &hw, &[]);
     assert_success(&out, "scan");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("garbled value"), "{}", head(&err));
     assert!(err.len() < 10_000, "stderr is {} bytes", err.len());
 }
@@ -284,7 +221,7 @@ fn a_garbled_attribute_is_quoted_in_part() {
 /// node needs root; without it the test says so and stops.
 #[test]
 fn a_character_device_in_place_of_an_attribute_is_refused() {
-    let (_t, hw) = copy_of(HW_IDENTICAL);
+    let (_t, hw) = fixture_copy(HW_IDENTICAL, "root");
     std::fs::create_dir_all(hw.join("proc")).expect("mkdir");
     for f in [ATTR, "proc/cmdline"] {
         let p = hw.join(f);
@@ -304,7 +241,7 @@ fn a_character_device_in_place_of_an_attribute_is_refused() {
         let out = run_bounded(args, &hw, &[]);
         if args == ["scan"] {
             assert_success(&out, "scan");
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = stderr(&out);
             assert!(
                 err.contains(
                     "0000:00:01.0/class: a character device, not a regular file; not read"
@@ -321,18 +258,23 @@ fn a_character_device_in_place_of_an_attribute_is_refused() {
 /// input stops at 16 MiB.
 #[test]
 fn analyze_reads_files_and_pipes_but_not_devices() {
-    if Path::new("/dev/zero").exists() {
-        let out = exliar()
-            .args(["analyze", "/dev/zero"])
-            .timeout(HANG)
-            .output()
-            .expect("analyze");
+    // `exliar analyze ARGS` with a time limit
+    let analyze = |args: &[&str]| {
+        let mut c = exliar();
+        c.arg("analyze").args(args).timeout(HANG);
+        c
+    };
+    // exit 2, saying `want`
+    let refused = |out: &std::process::Output, want: &str| {
         assert_eq!(out.status.code(), Some(2));
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("/dev/zero: a character device, not a regular file; not read"),
-            "{}",
-            head(&err)
+        let err = stderr(out);
+        assert!(err.contains(want), "{}", head(&err));
+    };
+    if Path::new("/dev/zero").exists() {
+        let out = analyze(&["/dev/zero"]).output().expect("analyze");
+        refused(
+            &out,
+            "/dev/zero: a character device, not a regular file; not read",
         );
     }
     let t = tempfile::tempdir().expect("tempdir");
@@ -343,29 +285,16 @@ fn analyze_reads_files_and_pipes_but_not_devices() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::write(fifo, listing))
     };
-    let out = exliar()
-        .args(["analyze", "--json"])
-        .arg(&fifo)
-        .timeout(HANG)
-        .output()
-        .expect("analyze");
+    let out = analyze(&["--json"]).arg(&fifo).output().expect("analyze");
     writer.join().expect("writer").expect("write the FIFO");
     assert_success(&out, "analyze FIFO");
     assert!(stdout(&out).contains("10de"), "{}", stdout(&out));
 
-    let out = exliar()
-        .args(["analyze", "-"])
+    let out = analyze(&["-"])
         .write_stdin(vec![b'\n'; (16 << 20) + 1])
-        .timeout(HANG)
         .output()
         .expect("analyze");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("larger than 16 MiB; not read"),
-        "{}",
-        head(&err)
-    );
+    refused(&out, "larger than 16 MiB; not read");
 }
 
 /// `snapshot X.tar` never writes through a symbolic link and never
@@ -391,7 +320,7 @@ fn snapshot_refuses_links_and_existing_files() {
     std::fs::write(&out_tar, b"an older snapshot\n").expect("write");
     let out = snap(&out_tar, false);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("old.tar: already exists; --force replaces it"),
         "{err}"
@@ -413,7 +342,7 @@ fn snapshot_refuses_links_and_existing_files() {
     for (l, force) in [(&link, false), (&link, true), (&dangling, false)] {
         let out = snap(l, force);
         assert_eq!(out.status.code(), Some(2), "{l:?} force={force}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr(&out);
         assert!(err.contains("is a symbolic link"), "{err}");
     }
     assert_eq!(std::fs::read(&victim).expect("read"), b"precious\n");

@@ -2,25 +2,42 @@
 //! I/O errors (issue #11, section 1).
 
 mod common;
-mod txn_support;
 
 use std::path::Path;
+use std::process::Output;
 
 use common::*;
-use txn_support::*;
 
 const DEBIAN: &str = "debian12-grub-intel";
+
+/// `exliar status ARGS --root ROOT`.
+fn status(args: &[&str], root: &Path) -> Output {
+    exliar()
+        .arg("status")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("status")
+}
+
+/// `exliar ARGS --target DIR`; panics unless it succeeds (named by its
+/// first word).
+fn txn_ok(args: &[&str], dir: &Path) -> Output {
+    let out = txn_cmd(args, dir).output().expect(args[0]);
+    assert_success(&out, args[0]);
+    out
+}
 
 /// A transaction folder without a journal (what a kill in the first
 /// milliseconds of an old apply left) is reported and skipped: history,
 /// status, apply, rollback and recover all work.
 #[test]
 fn txn_folder_without_journal_is_reported_and_skipped() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let empty = dir.join("var/lib/exliar/txn/20261204T150000Z");
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(
         stderr(&out).contains("20261204T150000Z") && stderr(&out).contains("skipped"),
         "{}",
@@ -34,13 +51,9 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     assert_eq!(h.len(), 1, "{h:?}");
     assert_eq!(h[0].1, "applied");
     // status sees the applied transaction (the root is the target here)
-    let (_h, hw) = target(HW_IDENTICAL);
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib/exliar/txn/20261204T150000Z")).expect("mkdir");
-    let out = exliar()
-        .args(["status", "--json", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&["--json"], &hw);
     assert_success(&out, "status");
     assert!(
         stderr(&out).contains("20261204T150000Z"),
@@ -50,24 +63,17 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
     let doc = json(&out);
     assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
     assert!(doc["unfinished_transaction"].is_null(), "{doc}");
-    let out = txn_cmd(&["recover", "--no-run"], &dir)
-        .output()
-        .expect("recover");
-    assert_success(&out, "recover");
+    let out = txn_ok(&["recover", "--no-run"], &dir);
     assert!(
         stdout(&out).contains("Nothing to recover"),
         "{}",
         stdout(&out)
     );
-    let out = txn_cmd(&["rollback", "--no-run"], &dir)
-        .output()
-        .expect("rollback");
-    assert_success(&out, "rollback");
+    txn_ok(&["rollback", "--no-run"], &dir);
     assert_eq!(history(&dir)[0].1, "rolled-back");
     // a garbled journal: the same
     std::fs::write(empty.join("journal.json"), b"{\"schema\": ").expect("write");
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(
         stderr(&out).contains("unreadable journal"),
         "{}",
@@ -81,7 +87,7 @@ fn txn_folder_without_journal_is_reported_and_skipped() {
 /// finishes it; status does not claim the isolation any more.
 #[test]
 fn rollback_with_failing_regeneration_is_journaled() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
     on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .assert()
@@ -93,24 +99,16 @@ fn rollback_with_failing_regeneration_is_journaled() {
     assert_eq!(files(&dir), original, "the files are restored");
     // status (of a root holding these transactions) no longer claims the
     // isolation, and names the unfinished transaction
-    let (_h, hw) = target(HW_IDENTICAL);
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
     std::fs::create_dir_all(hw.join("var/lib")).expect("mkdir");
     copy_tree(&dir.join("var/lib/exliar"), &hw.join("var/lib/exliar"));
-    let out = exliar()
-        .args(["status", "--json", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&["--json"], &hw);
     assert_success(&out, "status");
     let doc = json(&out);
     assert_valid(&schema("status-1.schema.json"), &doc, "status --json");
     assert!(doc["boot_isolation"].is_null(), "{doc}");
     assert_eq!(doc["unfinished_transaction"]["status"], "rolling-back");
-    let out = exliar()
-        .args(["status", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let out = status(&[], &hw);
     assert!(
         stdout(&out).contains("run `exliar recover`"),
         "{}",
@@ -125,10 +123,7 @@ fn rollback_with_failing_regeneration_is_journaled() {
         "{}",
         stderr(&out)
     );
-    let out = txn_cmd(&["recover", "--no-run"], &dir)
-        .output()
-        .expect("recover");
-    assert_success(&out, "recover");
+    let out = txn_ok(&["recover", "--no-run"], &dir);
     assert!(
         stdout(&out).contains("Rollback finished"),
         "{}",
@@ -139,62 +134,60 @@ fn rollback_with_failing_regeneration_is_journaled() {
     assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
 }
 
+/// `apply` on `dir` exits 2 with a stderr that passes `check`, and neither
+/// writes a file nor starts a journal.
+fn refused_up_front(dir: &Path, check: impl Fn(&str)) {
+    let original = files(dir);
+    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, dir)
+        .output()
+        .expect("apply");
+    assert_eq!(out.status.code(), Some(2));
+    check(&stderr(&out));
+    assert_eq!(files(dir), original);
+    assert!(history(dir).is_empty(), "a journal was created");
+}
+
 /// A symlinked /etc/modprobe.d is refused before anything is written (no
 /// journal); recover of a transaction interrupted over such a folder
 /// succeeds (it never wrote through the link).
 #[test]
 fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     // the Debian tree has no /etc/modprobe.d: make it a link to a folder
     std::fs::create_dir(dir.join("etc/modprobe.real")).expect("mkdir");
     std::os::unix::fs::symlink("modprobe.real", dir.join("etc/modprobe.d")).expect("ln");
-    let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .output()
-        .expect("apply");
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains("etc/modprobe.d")
-            && err.contains("symbolic link")
-            && err.contains("Nothing was changed"),
-        "{err}"
-    );
-    assert_eq!(files(&dir), original);
-    assert!(history(&dir).is_empty(), "a journal was created");
+    refused_up_front(&dir, |err| {
+        assert!(
+            err.contains("etc/modprobe.d")
+                && err.contains("symbolic link")
+                && err.contains("Nothing was changed"),
+            "{err}"
+        );
+    });
     txn_cmd(&["recover", "--no-run"], &dir).assert().success();
 
     // a file where a folder goes: refused up front too
-    let (_t3, dir) = target(DEBIAN);
+    let (_t3, dir) = target_in_memory(DEBIAN);
     std::fs::create_dir_all(dir.join("usr/lib")).expect("mkdir");
     std::fs::write(dir.join("usr/lib/exliar"), b"not a folder").expect("write");
-    let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .output()
-        .expect("apply");
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
     // Refused by the planner (it cannot read the file it would write) or
     // by apply's up-front check: either way before anything is written.
-    assert!(
-        err.contains("usr/lib/exliar")
-            && (err.contains("is not a folder") || err.contains("Not a directory"))
-            && err.to_lowercase().contains("nothing was changed"),
-        "{err}"
-    );
-    assert_eq!(files(&dir), original);
-    assert!(history(&dir).is_empty(), "a journal was created");
+    refused_up_front(&dir, |err| {
+        assert!(
+            err.contains("usr/lib/exliar")
+                && (err.contains("is not a folder") || err.contains("Not a directory"))
+                && err.to_lowercase().contains("nothing was changed"),
+            "{err}"
+        );
+    });
 
     // Interrupted (debug hook) at every step, then /etc/modprobe.d made a
     // link before recover: recover never writes through it, and ends.
     let mut points = 0;
     for k in 1..100 {
-        let (_t2, dir) = target(DEBIAN);
+        let (_t2, dir) = target_in_memory(DEBIAN);
         let original = files(&dir);
-        let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-            .env("EXLIAR_TEST_CRASH_AT", k.to_string())
-            .output()
-            .expect("apply");
+        let out = apply_crashing_at(HW_IDENTICAL, &dir, k);
         if out.status.success() {
             break;
         }
@@ -220,7 +213,7 @@ fn symlinked_folder_is_refused_up_front_and_recover_never_sticks() {
 /// never followed to a journal elsewhere.
 #[test]
 fn transaction_ids_are_validated() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
         .assert()
         .success();
@@ -251,21 +244,16 @@ fn transaction_ids_are_validated() {
 /// target without transactions ("No transactions").
 #[test]
 fn history_and_status_are_read_only() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     assert!(!dir.join("var/lib/exliar").exists());
-    let out = txn_cmd(&["history"], &dir).output().expect("history");
-    assert_success(&out, "history");
+    let out = txn_ok(&["history"], &dir);
     assert!(stdout(&out).contains("No transactions"), "{}", stdout(&out));
     assert!(
         !dir.join("var/lib/exliar").exists(),
         "history created the state folder"
     );
-    let (_h, hw) = target(HW_IDENTICAL);
-    let out = exliar()
-        .args(["status", "--root"])
-        .arg(&hw)
-        .output()
-        .expect("status");
+    let (_h, hw) = target_in_memory(HW_IDENTICAL);
+    let out = status(&[], &hw);
     assert_success(&out, "status");
     assert!(
         !hw.join("var/lib/exliar").exists(),
@@ -329,7 +317,7 @@ fn is_root() -> bool {
 #[test]
 fn a_failed_apply_says_what_state_the_host_is_in() {
     let apply_schema = schema("apply-1.schema.json");
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
     // the first write operation after the transaction was on record
     let mut n = 1;
@@ -393,12 +381,9 @@ fn a_failed_apply_says_what_state_the_host_is_in() {
 /// journaled file, or in the store) are swept by `recover`.
 #[test]
 fn recover_sweeps_temporary_files() {
-    let (_t, dir) = target(DEBIAN);
+    let (_t, dir) = target_in_memory(DEBIAN);
     let original = files(&dir);
-    let out = on_target(&["apply", "--yes", "--no-run"], HW_IDENTICAL, &dir)
-        .env("EXLIAR_TEST_CRASH_AT", "3")
-        .output()
-        .expect("apply");
+    let out = apply_crashing_at(HW_IDENTICAL, &dir, 3);
     assert!(stderr(&out).contains("test crash"), "{}", stderr(&out));
     let beside = dir.join("etc/initramfs-tools/.modules.exliar-tmp");
     std::fs::write(&beside, b"half").expect("write");
@@ -480,19 +465,16 @@ fn a_fault_at_every_write_leaves_a_known_state() {
             .expect("apply")
     };
     for (hw, distro) in TARGETS {
-        let (_t, dir) = target(distro);
+        let (_t, dir) = target_in_memory(distro);
         let original = files(&dir);
         assert_success(&apply(hw, &dir), "reference apply");
         let applied = files(&dir);
         let fresh = |setup: &str| {
-            let (t, dir) = target(distro);
+            let (t, dir) = target_in_memory(distro);
             match setup {
                 "applied" => assert_success(&apply(hw, &dir), "setup apply"),
                 "interrupted-apply" => {
-                    let o = on_target(&["apply", "--yes", "--no-run"], hw, &dir)
-                        .env("EXLIAR_TEST_CRASH_AT", "6")
-                        .output()
-                        .expect("apply");
+                    let o = apply_crashing_at(hw, &dir, 6);
                     assert!(stderr(&o).contains("test crash"), "{}", stderr(&o));
                 }
                 "unfinished-rollback" => {
@@ -591,14 +573,14 @@ fn a_lasting_fault_is_finished_by_recover() {
             .output()
             .expect("apply")
     };
-    let (_t, dir) = target(distro);
+    let (_t, dir) = target_in_memory(distro);
     let original = files(&dir);
     assert_success(&apply(&dir), "reference apply");
     let applied = files(&dir);
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for phase in ["apply", "rollback"] {
         for n in 1.. {
-            let (_t, dir) = target(distro);
+            let (_t, dir) = target_in_memory(distro);
             let mut cmd = if phase == "apply" {
                 on_target(&["apply", "--yes", "--no-run"], hw, &dir)
             } else {

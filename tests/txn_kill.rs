@@ -9,15 +9,13 @@
 //! Deterministic delays: `EXLIAR_KILL_SEED` (printed) seeds them.
 
 mod common;
-mod txn_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use txn_support::*;
 
 /// splitmix64: a small deterministic generator.
 struct Rng(u64);
@@ -104,7 +102,7 @@ fn finish(t: &Target, dir: &Path, what: &str, ctx: &str) {
     assert!(
         out.status.success(),
         "{ctx}: {what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -160,18 +158,6 @@ struct Counts {
     landed: BTreeMap<(&'static str, &'static str), usize>,
 }
 
-/// The transactions of a target (`history --json`).
-fn transactions(dir: &Path) -> Vec<serde_json::Value> {
-    let out = txn_cmd(&["history", "--json"], dir)
-        .output()
-        .expect("history");
-    assert_success(&out, "history");
-    json(&out)["transactions"]
-        .as_array()
-        .expect("transactions")
-        .clone()
-}
-
 /// Where a kill of `phase` landed, from the newest journal (`before`
 /// transactions existed when the killed command started).
 fn landed(dir: &Path, phase: &str, before: usize) -> &'static str {
@@ -201,6 +187,28 @@ fn landed(dir: &Path, phase: &str, before: usize) -> &'static str {
     }
 }
 
+/// Run `phase` and SIGKILL it after a random delay (up to 1.1 times its
+/// calibrated duration `us`); count the kill and where it landed, or the
+/// miss. `before`: the transactions that existed when it started.
+fn kill_phase(
+    t: &Target,
+    dir: &Path,
+    phase: &'static str,
+    us: u64,
+    before: usize,
+    rng: &mut Rng,
+    counts: &mut Counts,
+) {
+    let d = Duration::from_micros(rng.below(us * 11 / 10));
+    if kill_after(command(t, dir, phase), d) {
+        *counts.kills.entry(phase).or_default() += 1;
+        let at = landed(dir, phase, before);
+        *counts.landed.entry((phase, at)).or_default() += 1;
+    } else {
+        *counts.missed.entry(phase).or_default() += 1;
+    }
+}
+
 /// Recover after a kill: sometimes kill recover too, then recover to the
 /// end; check the target is one of the two known states, clean, and
 /// bring it back to the original (a rollback when applied).
@@ -210,20 +218,13 @@ fn recover_and_check(
     dir: &Path,
     rng: &mut Rng,
     recover_us: u64,
-    original: &BTreeMap<PathBuf, Vec<u8>>,
-    applied: &BTreeMap<PathBuf, Vec<u8>>,
+    original: &Tree,
+    applied: &Tree,
     counts: &mut Counts,
     ctx: &str,
 ) {
     if rng.below(2) == 0 {
-        let d = Duration::from_micros(rng.below(recover_us * 11 / 10));
-        if kill_after(command(t, dir, "recover"), d) {
-            *counts.kills.entry("recover").or_default() += 1;
-            let at = landed(dir, "recover", 0);
-            *counts.landed.entry(("recover", at)).or_default() += 1;
-        } else {
-            *counts.missed.entry("recover").or_default() += 1;
-        }
+        kill_phase(t, dir, "recover", recover_us, 0, rng, counts);
     }
     finish(t, dir, "recover", ctx);
     let now = files(dir);
@@ -267,7 +268,7 @@ fn sigkill_at_random_times_then_recover() {
     let mut rng = Rng(seed);
     let mut counts = Counts::default();
     for t in &TARGETS {
-        let (_tmp, dir) = target(t.distro);
+        let (_tmp, dir) = target_in_memory(t.distro);
         let original = files(&dir);
         // calibrate: apply and rollback to the end
         let apply_us = duration_us(t, &dir, "apply");
@@ -278,6 +279,9 @@ fn sigkill_at_random_times_then_recover() {
         let recover_us = rollback_us;
         let killed = |c: &Counts| c.kills.values().sum::<usize>();
         let at_start = killed(&counts);
+        let recover = |rng: &mut Rng, counts: &mut Counts, ctx: &str| {
+            recover_and_check(t, &dir, rng, recover_us, &original, &applied, counts, ctx)
+        };
         for round in 0.. {
             if killed(&counts) - at_start >= quota {
                 break;
@@ -285,47 +289,15 @@ fn sigkill_at_random_times_then_recover() {
             assert!(round < 400, "{}: kills do not land", t.distro);
             // apply, killed
             let ctx = format!("{} round {round} apply", t.distro);
-            let d = Duration::from_micros(rng.below(apply_us * 11 / 10));
             let before = transactions(&dir).len();
-            if kill_after(command(t, &dir, "apply"), d) {
-                *counts.kills.entry("apply").or_default() += 1;
-                let at = landed(&dir, "apply", before);
-                *counts.landed.entry(("apply", at)).or_default() += 1;
-            } else {
-                *counts.missed.entry("apply").or_default() += 1;
-            }
-            recover_and_check(
-                t,
-                &dir,
-                &mut rng,
-                recover_us,
-                &original,
-                &applied,
-                &mut counts,
-                &ctx,
-            );
+            kill_phase(t, &dir, "apply", apply_us, before, &mut rng, &mut counts);
+            recover(&mut rng, &mut counts, &ctx);
 
             // rollback, killed
             let ctx = format!("{} round {round} rollback", t.distro);
             finish(t, &dir, "apply", &ctx);
-            let d = Duration::from_micros(rng.below(rollback_us * 11 / 10));
-            if kill_after(command(t, &dir, "rollback"), d) {
-                *counts.kills.entry("rollback").or_default() += 1;
-                let at = landed(&dir, "rollback", 0);
-                *counts.landed.entry(("rollback", at)).or_default() += 1;
-            } else {
-                *counts.missed.entry("rollback").or_default() += 1;
-            }
-            recover_and_check(
-                t,
-                &dir,
-                &mut rng,
-                recover_us,
-                &original,
-                &applied,
-                &mut counts,
-                &ctx,
-            );
+            kill_phase(t, &dir, "rollback", rollback_us, 0, &mut rng, &mut counts);
+            recover(&mut rng, &mut counts, &ctx);
         }
     }
     let kills: usize = counts.kills.values().sum();
