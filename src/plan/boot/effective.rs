@@ -460,4 +460,61 @@ mod tests {
             "the boot loader".to_string()
         );
     }
+
+    #[test]
+    fn entry_command_lines_refind_limine_default_and_removals() {
+        let f = facts(&[
+            (
+                "boot/refind_linux.conf",
+                "\"Boot\" \"root=/x quiet\"\n# c\n\"Single\" \"root=/x single iommu=pt\"\n",
+            ),
+            (
+                "etc/default/limine",
+                "KERNEL_CMDLINE[default]=\"root=/x\"\nKERNEL_CMDLINE[default]+=\" quiet\"\n",
+            ),
+            (
+                "etc/kernelstub/configuration",
+                r#"{"user": {"kernel_options": "quiet vfio-pci.ids=1:2", "config_rev": 2}}"#,
+            ),
+        ]);
+        let src = CmdlineSource::RefindConf {
+            file: "/boot/refind_linux.conf".into(),
+        };
+        let e = entries_after(Some(&src), &f, &f.files, &[]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[1].entry.contains("\"Single\" (line 3)"), "{e:?}");
+        assert_eq!(e[1].cmdline, Ok(s(&["root=/x", "single", "iommu=pt"])));
+        let u = evaluate(Some(&src), &f, &[], &s(&["iommu=pt"]));
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(u[0].entry.contains("\"Boot\" (line 1)"), "{u:?}");
+
+        let e = entries_after(Some(&CmdlineSource::LimineDefault), &f, &f.files, &[]);
+        assert_eq!(e[0].cmdline, Ok(s(&["root=/x", "quiet"])));
+
+        let run = |argv: &[&str]| Step::Run {
+            argv: s(argv),
+            undo: None,
+            why: String::new(),
+        };
+        let steps = [
+            run(&["kernelstub", "-d", "vfio-pci.ids=1:2"]),
+            run(&["kernelstub", "-a", "iommu=pt"]),
+        ];
+        let e = entries_after(Some(&CmdlineSource::Kernelstub), &f, &f.files, &steps);
+        assert_eq!(e[0].cmdline, Ok(s(&["quiet", "iommu=pt"])));
+
+        let mut f = facts(&[(
+            "boot/loader/entries/a.conf",
+            "linux /v\noptions root=/x vfio-pci.ids=1:2 iommu=1\n",
+        )]);
+        f.loader_entries = s(&["boot/loader/entries/a.conf"]);
+        let steps = [run(&[
+            "grubby",
+            "--update-kernel=ALL",
+            "--args=iommu=pt",
+            "--remove-args=vfio-pci.ids=1:2",
+        ])];
+        let e = entries_after(Some(&CmdlineSource::Grubby), &f, &f.files, &steps);
+        assert_eq!(e[0].cmdline, Ok(s(&["root=/x", "iommu=pt"])));
+    }
 }
