@@ -269,6 +269,44 @@ fn what_the_plan_cannot_fix_is_refused() {
     );
 }
 
+/// A GRUB drop-in (`/etc/default/grub.d/*.cfg`, read after
+/// `/etc/default/grub` by Debian's grub-mkconfig) adding `vfio-pci.ids=` of
+/// the host's RX 580 to `GRUB_CMDLINE_LINUX_DEFAULT`: the kernel reads it
+/// after modprobe.d, so vfio-pci would take the host card and leave the
+/// guest's. exliar edits only the main file, so the plan is refused naming
+/// the entry whose command line it is (the check used to read the main
+/// file alone and let the plan through).
+#[test]
+fn grub_dropin_ids_of_another_card_are_refused() {
+    let (_t, dir) = target("debian12-grub-intel");
+    std::fs::create_dir_all(dir.join("etc/default/grub.d")).expect("mkdir");
+    std::fs::write(
+        dir.join("etc/default/grub.d/60-vfio.cfg"),
+        "# vfio for my other VM\nGRUB_CMDLINE_LINUX_DEFAULT=\"$GRUB_CMDLINE_LINUX_DEFAULT vfio-pci.ids=1002:67df,1002:aaf0\"\n",
+    )
+    .expect("write");
+    let before = files(&dir);
+    for args in [&["plan"][..], &["apply", "--yes", "--no-run"][..]] {
+        let out = on_target(args, &dir).output().expect("exliar");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {err}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for want in [
+            "would still not claim 0000:0b:00.0, 0000:0b:00.1",
+            "would also claim 0000:0a:00.0",
+            "/etc/default/grub.d/{60-vfio.cfg}",
+            "take it out of the boot loader's configuration",
+        ] {
+            assert!(err.contains(want), "{want:?} not in: {err}");
+        }
+    }
+    assert_eq!(files(&dir), before, "a refused apply wrote something");
+}
+
 /// Proxmox's `/etc/kernel/cmdline` (AdrianLSY's real file, in the fixture
 /// host) with `vfio-pci.ids=` naming only the guest's VGA function: the
 /// HDMI audio would stay with snd_hda_intel. Replaced by the full list.

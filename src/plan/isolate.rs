@@ -252,7 +252,7 @@ pub fn plan(
         Some(choice) => Some(chosen_source(choice, facts)?),
         None => boot.cmdline_source.clone(),
     };
-    let cmdline_now = configured_cmdline(source.as_ref(), facts, &facts.files);
+    let cmdline_now = cmdline_before(source.as_ref(), facts);
     let guest_addresses: Vec<PciAddress> = guest.iter().map(|g| g.address).collect();
     let iso = plan_isolation(&IsolationRequest {
         generator,
@@ -399,63 +399,38 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The kernel command line a source configures, from `files` (the target's
-/// files, or those the plan will write); the running command line where
-/// the source keeps it elsewhere.
-fn configured_cmdline(
-    source: Option<&CmdlineSource>,
-    facts: &TargetFacts,
-    files: &BTreeMap<String, Option<String>>,
-) -> Vec<String> {
-    let file = |rel: &str| files.get(rel).and_then(|o| o.as_deref());
-    let split = |t: &str| super::boot::params::split(t).unwrap_or_default();
-    let proc = || split(facts.proc_cmdline.as_deref().unwrap_or(""));
-    match source {
-        Some(CmdlineSource::GrubDefault { .. }) => {
-            let Some(text) = file("etc/default/grub") else {
-                return proc();
-            };
-            let inputs = grub::GrubInputs {
-                main: text,
-                dropins: &[],
-                dropins_sourced: false,
-            };
-            let mut out = Vec::new();
-            for key in ["GRUB_CMDLINE_LINUX", "GRUB_CMDLINE_LINUX_DEFAULT"] {
-                if let Ok(Some(v)) = grub::grub_variable(&inputs, key) {
-                    out.extend(split(&v));
-                }
-            }
-            out
-        }
+/// The kernel command line the target boots with before the plan: the
+/// first boot entry's whose command line is known (see
+/// [`super::boot::effective::entries_after`]); the running command line
+/// where none is, or the source's file does not exist yet.
+fn cmdline_before(source: Option<&CmdlineSource>, facts: &TargetFacts) -> Vec<String> {
+    let proc = || {
+        super::boot::params::split(facts.proc_cmdline.as_deref().unwrap_or("")).unwrap_or_default()
+    };
+    let own = match source {
+        Some(CmdlineSource::GrubDefault { .. }) => Some("etc/default/grub"),
         Some(CmdlineSource::KernelCmdlineFile { .. }) | Some(CmdlineSource::ProxmoxBootTool) => {
-            match file("etc/kernel/cmdline") {
-                Some(t) => split(&t.replace('\n', " ")),
-                None => proc(),
-            }
+            Some("etc/kernel/cmdline")
         }
-        Some(CmdlineSource::BlsEntry { file: f }) => match file(f.trim_start_matches('/')) {
-            Some(t) => t
-                .lines()
-                .filter_map(|l| {
-                    let l = l.trim_start();
-                    let rest = l.strip_prefix("options")?;
-                    rest.starts_with([' ', '\t']).then_some(rest)
-                })
-                .flat_map(split)
-                .collect(),
-            None => proc(),
-        },
-        _ => proc(),
+        Some(CmdlineSource::BlsEntry { file }) => Some(file.trim_start_matches('/')),
+        _ => None,
+    };
+    if own.is_some_and(|rel| facts.file(rel).is_none()) {
+        return proc();
     }
+    super::boot::effective::entries_after(source, facts, &facts.files, &[])
+        .into_iter()
+        .find_map(|e| e.cmdline.ok())
+        .unwrap_or_else(proc)
 }
 
 /// What the target will really do at boot once the plan is applied: the
-/// plan's files written over the target's (in memory), the command line as
-/// the boot loader will pass it, then the merged vfio-pci configuration
-/// and dracut's combined configuration evaluated. Reasons to refuse, if
-/// the guest card's functions would not all go to vfio-pci, another
-/// device would, or exliar's dracut lines would be undone.
+/// plan's files written over the target's (in memory), the command line
+/// each boot entry will pass, then, for each distinct command line, the
+/// merged vfio-pci configuration evaluated; and dracut's combined
+/// configuration. Reasons to refuse, if any Linux entry would leave a guest
+/// function to another driver or give vfio-pci a device the host keeps, or
+/// exliar's dracut lines would be undone.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_after(
     plan: &Plan,
@@ -471,15 +446,7 @@ fn evaluate_after(
     by_address: &[PciAddress],
 ) -> Vec<String> {
     use super::effective;
-    let mut files = facts.files.clone();
-    for s in &plan.steps {
-        if let Step::WriteFile { path, after, .. } = s {
-            files.insert(
-                path.display().to_string(),
-                Some(String::from_utf8_lossy(after).into_owned()),
-            );
-        }
-    }
+    let files = super::boot::effective::files_after(facts, &plan.steps);
     // modprobe.d: the target's files as the plan leaves them, and the new ones.
     let mut modprobe_d: Vec<(String, String)> = facts
         .modprobe_d
@@ -505,18 +472,18 @@ fn evaluate_after(
             modprobe_d.insert(0, (format!("/{rel}"), t.clone()));
         }
     }
-    // The command line: re-read from the edited files where the boot
-    // loader keeps it in one; where a command edits it, what it is told.
-    let by_file = matches!(
-        source,
-        Some(CmdlineSource::GrubDefault { .. })
-            | Some(CmdlineSource::KernelCmdlineFile { .. })
-            | Some(CmdlineSource::ProxmoxBootTool)
-            | Some(CmdlineSource::BlsEntry { .. })
-    );
-    let cmdline: Vec<String> = if by_file {
-        configured_cmdline(source, facts, &files)
-    } else {
+    // The command line of each Linux entry as the plan leaves it (one
+    // evaluation per distinct command line); where none is known, the
+    // running one with the plan's changes.
+    let mut cmdlines: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    for e in super::boot::effective::entries_after(source, facts, &files, &plan.steps) {
+        if let Ok(t) = e.cmdline
+            && !cmdlines.iter().any(|(_, c)| *c == t)
+        {
+            cmdlines.push((Some(e.entry), t));
+        }
+    }
+    if cmdlines.is_empty() {
         let mut c: Vec<String> = cmdline_now
             .iter()
             .filter(|p| !removed.contains(p))
@@ -527,68 +494,93 @@ fn evaluate_after(
                 c.push(p.clone());
             }
         }
-        c
-    };
+        cmdlines.push((None, c));
+    }
     let tools_modules = (generator == Generator::InitramfsTools)
         .then(|| files.get("etc/initramfs-tools/modules").cloned().flatten())
         .flatten();
-    let eff = effective::evaluate(&effective::Inputs {
-        modprobe_d: &modprobe_d,
-        cmdline: &cmdline,
-        initramfs_modules: tools_modules.as_deref(),
-        builtin: facts.vfio_pci_builtin,
-    });
     let devices: Vec<(PciAddress, PciId)> = inv
         .devices
         .iter()
         .filter_map(|d| Some((d.address, PciId::new(d.vendor_id?, d.device_id?))))
         .collect();
-    let ids = eff.ids().map(|e| e.ids.clone()).unwrap_or_default();
-    let mut out = Vec::new();
     // Binding by address needs exliar's `install vfio_pci` line to be the
     // one kmod runs (the first); a built-in vfio-pci or booster uses a
     // pseudo-module of exliar's own instead.
     let pseudo = facts.vfio_pci_builtin || generator == Generator::Booster;
-    let by_address: &[PciAddress] = match &eff.install {
-        Some((effective::Origin::Modprobe { file, line }, _))
-            if !by_address.is_empty() && !pseudo && !super::modprobe::is_exliar_file(file) =>
-        {
-            out.push(format!(
-                "the `install vfio_pci` line at {file}:{line} is read before exliar's, so the early-bind step binding {} by address would not run",
-                list(by_address)
-            ));
-            &[]
+    let mut out: Vec<String> = Vec::new();
+    let push = |out: &mut Vec<String>, m: String| {
+        if !out.contains(&m) {
+            out.push(m);
         }
-        _ => by_address,
     };
-    let claimed = effective::claimed(&ids, &devices, by_address);
-    let verdict = effective::Verdict::judge(guest, keep, &claimed);
-    let from = eff
-        .ids()
-        .map(|e| {
-            let hint = if matches!(e.origin, effective::Origin::Cmdline { .. }) {
-                "; it is set where exliar does not edit: take it out of the boot loader's configuration"
-            } else {
-                ""
-            };
-            format!(
-                " (vfio-pci gets `ids={}` from {}{hint})",
-                e.ids.join(","),
-                e.origin
-            )
-        })
-        .unwrap_or_default();
-    if !verdict.missing.is_empty() {
-        out.push(format!(
-            "after this plan vfio-pci would still not claim {} at boot{from}",
-            list(&verdict.missing)
-        ));
-    }
-    if !verdict.extra.is_empty() {
-        out.push(format!(
-            "after this plan vfio-pci would also claim {}, which the host keeps{from}",
-            list(&verdict.extra)
-        ));
+    for (entry, cmdline) in &cmdlines {
+        let eff = effective::evaluate(&effective::Inputs {
+            modprobe_d: &modprobe_d,
+            cmdline,
+            initramfs_modules: tools_modules.as_deref(),
+            builtin: facts.vfio_pci_builtin,
+        });
+        let ids = eff.ids().map(|e| e.ids.clone()).unwrap_or_default();
+        let by_address: &[PciAddress] = match &eff.install {
+            Some((effective::Origin::Modprobe { file, line }, _))
+                if !by_address.is_empty() && !pseudo && !super::modprobe::is_exliar_file(file) =>
+            {
+                push(
+                    &mut out,
+                    format!(
+                        "the `install vfio_pci` line at {file}:{line} is read before exliar's, so the early-bind step binding {} by address would not run",
+                        list(by_address)
+                    ),
+                );
+                &[]
+            }
+            _ => by_address,
+        };
+        let claimed = effective::claimed(&ids, &devices, by_address);
+        let verdict = effective::Verdict::judge(guest, keep, &claimed);
+        let booted = entry
+            .as_ref()
+            .map(|e| format!(" with the command line of {e}"))
+            .unwrap_or_default();
+        let from = eff
+            .ids()
+            .map(|e| {
+                let hint = if matches!(e.origin, effective::Origin::Cmdline { .. }) {
+                    "; it is set where exliar does not edit: take it out of the boot loader's configuration"
+                } else {
+                    ""
+                };
+                format!(
+                    " (vfio-pci gets `ids={}` from {}{hint})",
+                    e.ids.join(","),
+                    e.origin
+                )
+            })
+            .unwrap_or_default();
+        if !verdict.missing.is_empty() {
+            push(
+                &mut out,
+                format!(
+                    "after this plan vfio-pci would still not claim {} at boot{booted}{from}",
+                    list(&verdict.missing)
+                ),
+            );
+        }
+        if !verdict.extra.is_empty() {
+            push(
+                &mut out,
+                format!(
+                    "after this plan vfio-pci would also claim {}, which the host keeps{}{from}",
+                    list(&verdict.extra),
+                    if booted.is_empty() {
+                        String::new()
+                    } else {
+                        format!(",{booted}")
+                    }
+                ),
+            );
+        }
     }
     if generator == Generator::Dracut {
         out.extend(dracut_problems(&files));

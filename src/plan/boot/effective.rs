@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::params::{conflicts, same_param, split};
+use super::params::{conflicts, identity, same_param, split};
 use super::{bls, grub, kernelstub, limine, refind};
 use crate::analyze::bootenv::CmdlineSource;
-use crate::plan::Step;
 use crate::plan::isolate::TargetFacts;
+use crate::plan::{Step, rawtext};
 
 /// Needed kernel parameters one boot entry will not pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,23 +31,24 @@ pub struct Unplaced {
 }
 
 /// The target's files as they will be after the plan's `write-file` steps
-/// (relative paths, lossy text).
-fn files_after(facts: &TargetFacts, steps: &[Step]) -> BTreeMap<String, Option<String>> {
+/// (relative paths; text decoded reversibly, as [`TargetFacts::files`]).
+pub(crate) fn files_after(facts: &TargetFacts, steps: &[Step]) -> BTreeMap<String, Option<String>> {
     let mut files = facts.files.clone();
     for s in steps {
         if let Step::WriteFile { path, after, .. } = s {
             files.insert(
                 path.to_string_lossy().trim_start_matches('/').to_string(),
-                Some(String::from_utf8_lossy(after).into_owned()),
+                Some(rawtext::decode(after)),
             );
         }
     }
     files
 }
 
-/// The parameters of the `--args=` / `-a` of the plan's commands named
-/// `tool` (what grubby and kernelstub will add).
-fn run_args(steps: &[Step], tool: &str, flag: &str) -> Vec<String> {
+/// The parameters the plan's commands named `tool` add (`add` flag, as
+/// `--args=…` or `-a …`) and take out (`remove` flag), in order: `true`
+/// for an added one.
+fn run_args(steps: &[Step], tool: &str, add: &str, remove: &str) -> Vec<(bool, String)> {
     let mut v = Vec::new();
     for s in steps {
         if let Step::Run { argv, .. } = s
@@ -55,20 +56,37 @@ fn run_args(steps: &[Step], tool: &str, flag: &str) -> Vec<String> {
         {
             let mut it = argv.iter().skip(1);
             while let Some(a) = it.next() {
-                let value = if let Some(x) = a.strip_prefix(&format!("{flag}=")) {
-                    Some(x.to_string())
-                } else if a == flag {
-                    it.next().cloned()
-                } else {
-                    None
-                };
-                if let Some(x) = value {
-                    v.extend(split(&x).unwrap_or_default());
+                for (flag, adds) in [(add, true), (remove, false)] {
+                    let value = if let Some(x) = a.strip_prefix(&format!("{flag}=")) {
+                        Some(x.to_string())
+                    } else if a == flag {
+                        it.next().cloned()
+                    } else {
+                        None
+                    };
+                    if let Some(x) = value {
+                        v.extend(split(&x).unwrap_or_default().into_iter().map(|p| (adds, p)));
+                    }
                 }
             }
         }
     }
     v
+}
+
+/// `tokens` once a command has added (replacing a value of the same key)
+/// and removed `edits`.
+fn run_edited(mut tokens: Vec<String>, edits: &[(bool, String)]) -> Vec<String> {
+    for (adds, p) in edits {
+        if *adds {
+            tokens.retain(|t| identity(t) != identity(p));
+            tokens.push(p.clone());
+        } else {
+            let bare = !p.contains('=');
+            tokens.retain(|t| !(same_param(t, p) || (bare && identity(t) == identity(p))));
+        }
+    }
+    tokens
 }
 
 /// The needed parameters a command line lacks, and why (a conflicting
@@ -95,64 +113,63 @@ fn missing(tokens: &[String], params: &[String]) -> (Vec<String>, Vec<String>) {
     (miss, why)
 }
 
-fn check(out: &mut Vec<Unplaced>, entry: String, tokens: &[String], params: &[String]) {
-    let (miss, why) = missing(tokens, params);
-    if miss.is_empty() {
-        return;
-    }
-    let mut reason = "its command line will not have them after the plan".to_string();
-    if !why.is_empty() {
-        reason.push_str(&format!(" ({})", why.join("; ")));
-    }
-    reason.push_str(": add them there by hand");
-    out.push(Unplaced {
-        entry,
-        missing: miss,
-        reason,
-    });
+/// What one boot entry will pass to the kernel after the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryCmdline {
+    /// What boots: a file, or a file and an entry (`/boot/limine.conf`
+    /// entry `Arch Linux (UKI)`), or `the boot loader` when none was
+    /// recognised.
+    pub entry: String,
+    /// Its parameters in order, or why they are not known (a UKI, an EFI
+    /// program, a file that cannot be read back, no boot loader
+    /// recognised, …) and what to do.
+    pub cmdline: Result<Vec<String>, String>,
 }
 
-fn all(entry: impl Into<String>, params: &[String], reason: impl Into<String>) -> Unplaced {
-    Unplaced {
-        entry: entry.into(),
-        missing: params.to_vec(),
-        reason: reason.into(),
+impl EntryCmdline {
+    fn known(entry: impl Into<String>, tokens: Vec<String>) -> Self {
+        Self {
+            entry: entry.into(),
+            cmdline: Ok(tokens),
+        }
+    }
+
+    fn unknown(entry: impl Into<String>, why: impl Into<String>) -> Self {
+        Self {
+            entry: entry.into(),
+            cmdline: Err(why.into()),
+        }
     }
 }
 
-/// Evaluate the command line every boot entry of `source` will pass after
-/// `steps` (the plan), and return the entries that will lack any of
-/// `params`. An empty result: every entry has every parameter.
-pub fn evaluate(
+/// The command line every boot entry of `source` will pass once `steps`
+/// (the plan) are applied to the target's files (`files`, as
+/// [`files_after`] gives them) and its commands run.
+pub fn entries_after(
     source: Option<&CmdlineSource>,
     facts: &TargetFacts,
+    files: &BTreeMap<String, Option<String>>,
     steps: &[Step],
-    params: &[String],
-) -> Vec<Unplaced> {
+) -> Vec<EntryCmdline> {
     let mut out = Vec::new();
-    if params.is_empty() {
-        return out;
-    }
-    let files = files_after(facts, steps);
     let file = |rel: &str| files.get(rel).and_then(|o| o.as_deref());
     let unreadable = |rel: &str, e: &dyn std::fmt::Display| {
-        all(
+        EntryCmdline::unknown(
             format!("/{rel}"),
-            params,
             format!("it cannot be read back after the plan ({e}): check it by hand"),
         )
     };
     match source {
-        None => out.push(all(
+        None => out.push(EntryCmdline::unknown(
             "the boot loader",
-            params,
             "no boot-loader configuration was recognised in the target: add them to the kernel command line yourself (or name the boot loader with --bootloader)",
         )),
-        Some(CmdlineSource::Nixos) | Some(CmdlineSource::Ostree) => out.push(all(
-            "the boot loader",
-            params,
-            "an immutable system: exliar does not edit its boot configuration",
-        )),
+        Some(CmdlineSource::Nixos) | Some(CmdlineSource::Ostree) => {
+            out.push(EntryCmdline::unknown(
+                "the boot loader",
+                "an immutable system: exliar does not edit its boot configuration",
+            ))
+        }
         Some(CmdlineSource::GrubDefault { .. }) => {
             let rel = "etc/default/grub";
             // Drop-ins count: sourced by the main file, or after it by
@@ -193,114 +210,94 @@ pub fn evaluate(
                         .join(",")
                 )
             };
-            check(&mut out, entry, &tokens, params);
+            out.push(EntryCmdline::known(entry, tokens));
         }
         Some(CmdlineSource::KernelCmdlineFile { .. }) | Some(CmdlineSource::ProxmoxBootTool) => {
             let rel = "etc/kernel/cmdline";
-            match split(file(rel).unwrap_or("")) {
-                Ok(t) => check(&mut out, format!("/{rel}"), &t, params),
-                Err(e) => out.push(unreadable(rel, &e.message)),
-            }
+            out.push(match split(file(rel).unwrap_or("")) {
+                Ok(t) => EntryCmdline::known(format!("/{rel}"), t),
+                Err(e) => unreadable(rel, &e.message),
+            });
         }
         Some(CmdlineSource::BlsEntry { file: f }) => {
             let rel = f.trim_start_matches('/');
-            match bls::entry_cmdline(file(rel).unwrap_or("")) {
-                Err(e) => out.push(unreadable(rel, &e)),
+            out.push(match bls::entry_cmdline(file(rel).unwrap_or("")) {
+                Err(e) => unreadable(rel, &e),
                 Ok(e) => match e.kind {
-                    bls::EntryKind::Linux => check(
-                        &mut out,
+                    bls::EntryKind::Linux => {
+                        EntryCmdline::known(format!("/{rel}"), e.options.unwrap_or_default())
+                    }
+                    bls::EntryKind::Uki => EntryCmdline::unknown(
                         format!("/{rel}"),
-                        &e.options.unwrap_or_default(),
-                        params,
-                    ),
-                    bls::EntryKind::Uki => out.push(all(
-                        format!("/{rel}"),
-                        params,
                         "a `uki` entry: the command line is built into the image; add them to /etc/kernel/cmdline and rebuild the UKI",
-                    )),
-                    bls::EntryKind::Efi => out.push(all(
+                    ),
+                    bls::EntryKind::Efi => EntryCmdline::unknown(
                         format!("/{rel}"),
-                        params,
                         "an `efi` entry boots an EFI program, not a Linux kernel: name the Linux entry (loader.conf `default`)",
-                    )),
+                    ),
                 },
-            }
+            });
         }
         Some(CmdlineSource::Grubby) => {
-            let args = run_args(steps, "grubby", "--args");
-            match crate::plan::isolate::grubby_entries(facts).0 {
-                entries if entries.is_empty() => out.push(all(
+            let edits = run_args(steps, "grubby", "--args", "--remove-args");
+            let entries = crate::plan::isolate::grubby_entries(facts).0;
+            if entries.is_empty() {
+                out.push(EntryCmdline::unknown(
                     "/boot/loader/entries",
-                    params,
                     "no BLS entry found for grubby to edit: check `grubby --info=ALL` after applying",
-                )),
-                entries => {
-                    for (rel, mut tokens) in entries {
-                        // grubby --args replaces a key's value or appends.
-                        for a in &args {
-                            tokens.retain(|t| {
-                                super::params::identity(t) != super::params::identity(a)
-                            });
-                            tokens.push(a.clone());
-                        }
-                        check(&mut out, format!("/{rel}"), &tokens, params);
-                    }
-                }
+                ));
+            }
+            for (rel, tokens) in entries {
+                // grubby --args replaces a key's value or appends.
+                out.push(EntryCmdline::known(
+                    format!("/{rel}"),
+                    run_edited(tokens, &edits),
+                ));
             }
         }
         Some(CmdlineSource::RefindConf { file: f }) => {
             let rel = f.trim_start_matches('/');
-            match refind::edit_refind_linux_conf(file(rel).unwrap_or(""), params, &[]) {
+            match refind::refind_entries(file(rel).unwrap_or("")) {
                 Err(e) => out.push(unreadable(rel, &e)),
-                Ok(e) if !e.added.is_empty() => out.push(all(
-                    format!("/{rel}"),
-                    &e.added,
-                    "its options will not have them after the plan: add them there by hand",
-                )),
-                Ok(_) => {}
+                Ok(entries) => out.extend(entries.into_iter().map(|(line, label, t)| {
+                    EntryCmdline::known(format!("/{rel} entry \"{label}\" (line {line})"), t)
+                })),
             }
         }
         Some(CmdlineSource::LimineDefault) => {
             let rel = "etc/default/limine";
-            match limine::edit_default_limine(file(rel).unwrap_or(""), params, &[]) {
-                Err(e) => out.push(unreadable(rel, &e)),
-                Ok(e) if !e.added.is_empty() => out.push(all(
-                    format!("/{rel}"),
-                    &e.added,
-                    "KERNEL_CMDLINE[default] will not have them after the plan: add them there by hand",
-                )),
-                Ok(_) => {}
-            }
+            out.push(
+                match limine::default_limine_cmdline(file(rel).unwrap_or("")) {
+                    Err(e) => unreadable(rel, &e),
+                    Ok(t) => EntryCmdline::known(format!("/{rel} (KERNEL_CMDLINE[default])"), t),
+                },
+            );
         }
         Some(CmdlineSource::Kernelstub) => {
             let rel = "etc/kernelstub/configuration";
-            match kernelstub::read_config(file(rel).unwrap_or("")) {
-                Err(e) => out.push(unreadable(rel, &e)),
-                Ok(c) => {
-                    let mut tokens = c.kernel_options;
-                    tokens.extend(run_args(steps, "kernelstub", "-a"));
-                    check(&mut out, format!("/{rel}"), &tokens, params);
-                }
-            }
+            out.push(match kernelstub::read_config(file(rel).unwrap_or("")) {
+                Err(e) => unreadable(rel, &e),
+                Ok(c) => EntryCmdline::known(
+                    format!("/{rel}"),
+                    run_edited(c.kernel_options, &run_args(steps, "kernelstub", "-a", "-d")),
+                ),
+            });
         }
         Some(CmdlineSource::LimineConf { file: f }) => {
             let rel = f.trim_start_matches('/');
             match limine::limine_entries(file(rel).unwrap_or("")) {
                 Err(e) => out.push(unreadable(rel, &e)),
                 Ok(entries) => {
-                    let mut linux = 0;
                     for e in &entries {
                         let name = format!("/{rel} entry `{}` (line {})", e.title, e.line);
                         if e.is_linux() {
-                            linux += 1;
                             let t = split(e.cmdline.as_deref().unwrap_or("")).unwrap_or_default();
-                            check(&mut out, name, &t, params);
+                            out.push(EntryCmdline::known(name, t));
                         } else if e.is_uki() {
                             let path = e.path.as_deref().unwrap_or("no path");
                             let image = path.to_ascii_lowercase().ends_with(".efi");
-                            out.push(all(
+                            out.push(EntryCmdline::unknown(
                                 name,
-                                params,
                                 if image {
                                     format!(
                                         "boots an EFI image ({path}) that looks like a unified kernel image: its kernel command line is the one built into the image, which exliar does not edit; add them to /etc/kernel/cmdline (or your UKI tool's command line) and rebuild the image"
@@ -313,14 +310,55 @@ pub fn evaluate(
                             ));
                         }
                     }
-                    if linux == 0 && !out.iter().any(|u| u.entry.starts_with(&format!("/{rel}"))) {
-                        out.push(all(
+                    if out.is_empty() {
+                        out.push(EntryCmdline::unknown(
                             format!("/{rel}"),
-                            params,
                             "no Linux entry (`protocol: linux`) in it: nothing boots with them",
                         ));
                     }
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Evaluate the command line every boot entry of `source` will pass after
+/// `steps` (the plan), and return the entries that will lack any of
+/// `params`. An empty result: every entry has every parameter.
+pub fn evaluate(
+    source: Option<&CmdlineSource>,
+    facts: &TargetFacts,
+    steps: &[Step],
+    params: &[String],
+) -> Vec<Unplaced> {
+    if params.is_empty() {
+        return Vec::new();
+    }
+    let files = files_after(facts, steps);
+    let mut out = Vec::new();
+    for e in entries_after(source, facts, &files, steps) {
+        match e.cmdline {
+            Err(reason) => out.push(Unplaced {
+                entry: e.entry,
+                missing: params.to_vec(),
+                reason,
+            }),
+            Ok(tokens) => {
+                let (miss, why) = missing(&tokens, params);
+                if miss.is_empty() {
+                    continue;
+                }
+                let mut reason = "its command line will not have them after the plan".to_string();
+                if !why.is_empty() {
+                    reason.push_str(&format!(" ({})", why.join("; ")));
+                }
+                reason.push_str(": add them there by hand");
+                out.push(Unplaced {
+                    entry: e.entry,
+                    missing: miss,
+                    reason,
+                });
             }
         }
     }
@@ -421,5 +459,62 @@ mod tests {
             evaluate(None, &f, &[], &params)[0].entry,
             "the boot loader".to_string()
         );
+    }
+
+    #[test]
+    fn entry_command_lines_refind_limine_default_and_removals() {
+        let f = facts(&[
+            (
+                "boot/refind_linux.conf",
+                "\"Boot\" \"root=/x quiet\"\n# c\n\"Single\" \"root=/x single iommu=pt\"\n",
+            ),
+            (
+                "etc/default/limine",
+                "KERNEL_CMDLINE[default]=\"root=/x\"\nKERNEL_CMDLINE[default]+=\" quiet\"\n",
+            ),
+            (
+                "etc/kernelstub/configuration",
+                r#"{"user": {"kernel_options": "quiet vfio-pci.ids=1:2", "config_rev": 2}}"#,
+            ),
+        ]);
+        let src = CmdlineSource::RefindConf {
+            file: "/boot/refind_linux.conf".into(),
+        };
+        let e = entries_after(Some(&src), &f, &f.files, &[]);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[1].entry.contains("\"Single\" (line 3)"), "{e:?}");
+        assert_eq!(e[1].cmdline, Ok(s(&["root=/x", "single", "iommu=pt"])));
+        let u = evaluate(Some(&src), &f, &[], &s(&["iommu=pt"]));
+        assert_eq!(u.len(), 1, "{u:?}");
+        assert!(u[0].entry.contains("\"Boot\" (line 1)"), "{u:?}");
+
+        let e = entries_after(Some(&CmdlineSource::LimineDefault), &f, &f.files, &[]);
+        assert_eq!(e[0].cmdline, Ok(s(&["root=/x", "quiet"])));
+
+        let run = |argv: &[&str]| Step::Run {
+            argv: s(argv),
+            undo: None,
+            why: String::new(),
+        };
+        let steps = [
+            run(&["kernelstub", "-d", "vfio-pci.ids=1:2"]),
+            run(&["kernelstub", "-a", "iommu=pt"]),
+        ];
+        let e = entries_after(Some(&CmdlineSource::Kernelstub), &f, &f.files, &steps);
+        assert_eq!(e[0].cmdline, Ok(s(&["quiet", "iommu=pt"])));
+
+        let mut f = facts(&[(
+            "boot/loader/entries/a.conf",
+            "linux /v\noptions root=/x vfio-pci.ids=1:2 iommu=1\n",
+        )]);
+        f.loader_entries = s(&["boot/loader/entries/a.conf"]);
+        let steps = [run(&[
+            "grubby",
+            "--update-kernel=ALL",
+            "--args=iommu=pt",
+            "--remove-args=vfio-pci.ids=1:2",
+        ])];
+        let e = entries_after(Some(&CmdlineSource::Grubby), &f, &f.files, &steps);
+        assert_eq!(e[0].cmdline, Ok(s(&["root=/x", "iommu=pt"])));
     }
 }

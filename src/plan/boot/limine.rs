@@ -466,6 +466,25 @@ pub fn edit_default_limine(
     Ok(e)
 }
 
+/// The kernel parameters `KERNEL_CMDLINE[default]` of `/etc/default/limine`
+/// holds (`=` replaces, `+=` appends; expansions are left out: their value
+/// is not known).
+pub fn default_limine_cmdline(text: &str) -> Result<Vec<String>, EditError> {
+    let var = "KERNEL_CMDLINE[default]";
+    let all = crate::plan::shell::assignments(text)
+        .map_err(|e| EditError::from(e).in_file("/etc/default/limine"))?;
+    let mut tokens = Vec::new();
+    for a in all.iter().filter(|a| a.name == var) {
+        if !a.extends(text) {
+            tokens.clear();
+        }
+        let v = super::shellvar::value_tokens(text, a, 0)
+            .map_err(|e| e.in_file("/etc/default/limine"))?;
+        tokens.extend(v.into_iter().filter(|l| !l.opaque).map(|l| l.text));
+    }
+    Ok(tokens)
+}
+
 /// Regenerate limine.conf from `/etc/default/limine` (limine-entry-tool's
 /// command; limine-mkinitcpio-hook installs it too). Not verified on a real
 /// system here.

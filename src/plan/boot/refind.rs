@@ -36,6 +36,33 @@ fn field(line: &str, i: usize) -> Option<Field> {
     None
 }
 
+/// The entries of `refind_linux.conf`: per line, its number, its label and
+/// the kernel parameters it passes (malformed lines refused as the editor
+/// refuses them).
+pub fn refind_entries(text: &str) -> Result<Vec<(usize, String, Vec<String>)>, EditError> {
+    edit_refind_linux_conf(text, &[], &[])?;
+    let mut v = Vec::new();
+    for (n, (s, e, _)) in line_ranges(text).into_iter().enumerate() {
+        let line = &text[s..e];
+        let t = line.trim_start_matches([' ', '\t']);
+        if t.trim().is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let lead = line.len() - t.len();
+        let Some((label, _, after_label)) = field(line, lead) else {
+            continue;
+        };
+        let rest = &line[after_label..];
+        let opts_at = after_label + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
+        let Some((opts, _, _)) = field(line, opts_at) else {
+            continue;
+        };
+        let tokens = super::params::split(&opts).map_err(|er| EditError::new(n + 1, er.message))?;
+        v.push((n + 1, label, tokens));
+    }
+    Ok(v)
+}
+
 /// Add and remove parameters in every entry of `refind_linux.conf`.
 pub fn edit_refind_linux_conf(
     text: &str,
