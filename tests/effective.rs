@@ -287,7 +287,7 @@ fn grub_dropin_ids_of_another_card_are_refused() {
     .expect("write");
     let before = files(&dir);
     for args in [&["plan"][..], &["apply", "--yes", "--no-run"][..]] {
-        let out = on_target(args, &dir).output().expect("exliar");
+        let out = on_target(args, HW_SPLIT, &dir).output().expect("exliar");
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(
             out.status.code(),
