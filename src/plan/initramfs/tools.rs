@@ -68,17 +68,26 @@ impl ModulesEdit {
         out
     }
 
-    /// Undo [`Self::fix_lines`]: notes dropped, originals restored.
+    /// Undo [`Self::fix_lines`]: notes dropped, originals restored. Only
+    /// exliar's own groups are undone (a note followed by the line it
+    /// explains); a lone line that looks like one is the user's.
     fn unfix_lines(text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut pieces = text.split_inclusive('\n').peekable();
         while let Some(piece) = pieces.next() {
-            if piece.starts_with(NOTE) {
+            let next = pieces.peek().copied();
+            let ours = piece.starts_with(NOTE)
+                && next.is_some_and(|n| n.starts_with(OFF) || n.starts_with(WAS));
+            if !ours {
+                out.push_str(piece);
                 continue;
             }
-            if let Some(orig) = piece.strip_prefix(OFF) {
+            let Some(marked) = pieces.next() else {
+                continue;
+            };
+            if let Some(orig) = marked.strip_prefix(OFF) {
                 out.push_str(orig);
-            } else if let Some(orig) = piece.strip_prefix(WAS) {
+            } else if let Some(orig) = marked.strip_prefix(WAS) {
                 let body = orig.strip_suffix('\n').unwrap_or(orig);
                 out.push_str(body);
                 match pieces.next() {
@@ -86,18 +95,33 @@ impl ModulesEdit {
                     Some(_) => {}
                     None => out.push_str(&orig[body.len()..]),
                 }
-            } else {
-                out.push_str(piece);
             }
         }
         out
+    }
+
+    /// A line of `clean` (the file without exliar's changes) that starts
+    /// like exliar's own notes: exliar's next edit would take it for one of
+    /// its own, so it refuses instead of guessing.
+    fn check_no_markers(clean: &str) -> Result<(), EditError> {
+        for (i, l) in clean.lines().enumerate() {
+            if [NOTE, OFF, WAS].iter().any(|m| l.starts_with(m)) {
+                return Err(EditError::new(
+                    i + 1,
+                    "a line that starts like exliar's own notes (`# exliar: `, `# exliar off: `, `# exliar was: `) but is not one of its changes; edit or remove it by hand",
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn apply(&self, text: &str) -> Result<String, EditError> {
         for m in &self.modules {
             check_token(m)?;
         }
-        let clean = self.fix_lines(&self.remove(text)?);
+        let without = self.remove(text)?;
+        Self::check_no_markers(&without)?;
+        let clean = self.fix_lines(&without);
         let mut before: Vec<String> = Vec::new();
         let mut at: Option<usize> = None;
         for l in lines(&clean) {
@@ -160,6 +184,32 @@ pub fn obsolete_modules(text: &str, kernel: (u32, u32)) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by fuzzing: a line of the user's nesting exliar's markers
+    /// (`# exliar off: # exliar was: …`) was unwrapped one level per edit,
+    /// so a second apply changed the file again. Now only exliar's own
+    /// groups (note + line) are undone and a lookalike line is refused.
+    #[test]
+    fn nested_marker_lookalikes_are_refused_not_unwrapped() {
+        let e = ModulesEdit {
+            modules: vec!["vfio_pci".to_string()],
+            fix_misplaced: true,
+            move_vfio_args: true,
+        };
+        let text = "# exliar off: # exliar was: root=UUID=x iommu=pt\n";
+        let err = e.apply(text).expect_err("refused");
+        assert_eq!(err.line, 1);
+        assert_eq!(
+            e.remove(text).expect("remove"),
+            text,
+            "a lone lookalike is the user's"
+        );
+        // exliar's own groups still round-trip
+        let user = "softdep amdgpu pre: vfio-pci\nvfio-pci ids=1002:67df\n";
+        let out = e.apply(user).expect("apply");
+        assert_eq!(e.apply(&out).expect("apply again"), out);
+        assert_eq!(e.remove(&out).expect("remove"), user);
+    }
+
     use super::*;
 
     fn vfio() -> ModulesEdit {
