@@ -1323,20 +1323,7 @@ fn kernel_params(
                 ));
                 let (argv, d) = bls::grubby_argv(&current, params, remove);
                 plan.warnings.extend(d.warnings.iter().cloned());
-                let undo = if d.added.is_empty() && d.removed.is_empty() {
-                    None
-                } else {
-                    let mut u = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
-                    if !d.added.is_empty() {
-                        u.push(format!("--remove-args={}", d.added.join(" ")));
-                    }
-                    // What the plan took out of the user's (a replaced
-                    // `vfio-pci.ids=`) goes back.
-                    if !d.removed.is_empty() {
-                        u.push(format!("--args={}", d.removed.join(" ")));
-                    }
-                    Some(u)
-                };
+                let undo = bls::grubby_undo(&d.added, &d.removed);
                 (argv, undo)
             } else {
                 let g = bls::grubby_plan(&entries, params, remove);

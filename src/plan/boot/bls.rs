@@ -109,6 +109,37 @@ pub fn kernel_cmdline_apply(consumer: &CmdlineConsumer) -> Vec<Vec<String>> {
 // ---------------------------------------------------------------------------
 // grubby
 
+/// `grubby --update-kernel=ALL` adding `args` and removing `remove`;
+/// `None` when there is nothing to do. A key being replaced belongs in
+/// `args` only (grubby changes the value of a key it already has).
+pub fn grubby_update(args: &[&str], remove: &[&str]) -> Option<Vec<String>> {
+    let mut argv = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
+    if !args.is_empty() {
+        argv.push(format!("--args={}", args.join(" ")));
+    }
+    if !remove.is_empty() {
+        argv.push(format!("--remove-args={}", remove.join(" ")));
+    }
+    (argv.len() > 2).then_some(argv)
+}
+
+/// What undoes a grubby run that added `added` and took the user's
+/// `removed` out: exliar's own parameters out (one whose key the user had
+/// is put back by value instead), the user's back.
+pub fn grubby_undo(added: &[String], removed: &[String]) -> Option<Vec<String>> {
+    let back: Vec<&str> = removed.iter().map(String::as_str).collect();
+    let out: Vec<&str> = added
+        .iter()
+        .filter(|a| {
+            !back
+                .iter()
+                .any(|r| super::params::identity(r) == super::params::identity(a))
+        })
+        .map(String::as_str)
+        .collect();
+    grubby_update(&back, &out)
+}
+
 /// `grubby --update-kernel=ALL --args=… --remove-args=…` for BLS systems
 /// (Fedora, RHEL, CentOS Stream), as argv. `existing` is the current
 /// command line of the entries (e.g. `options` of one BLS snippet, or
@@ -128,23 +159,17 @@ pub fn grubby_argv(
     if d.added.is_empty() && d.removed.is_empty() {
         return (None, d);
     }
-    let mut argv = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
-    if !d.added.is_empty() {
-        argv.push(format!("--args={}", d.added.join(" ")));
-    }
-    // A replaced value is updated by --args (grubby changes the value of a
-    // key it already has); only pure removals go to --remove-args.
+    // A replaced value is updated by --args; only pure removals go to
+    // --remove-args.
     let replaced_ids: Vec<String> = d.added.iter().map(|a| super::params::identity(a)).collect();
-    let pure_removed: Vec<&String> = d
+    let pure_removed: Vec<&str> = d
         .removed
         .iter()
         .filter(|r| !replaced_ids.contains(&super::params::identity(r)))
+        .map(String::as_str)
         .collect();
-    if !pure_removed.is_empty() {
-        let r: Vec<&str> = pure_removed.iter().map(|s| s.as_str()).collect();
-        argv.push(format!("--remove-args={}", r.join(" ")));
-    }
-    (Some(argv), d)
+    let added: Vec<&str> = d.added.iter().map(String::as_str).collect();
+    (grubby_update(&added, &pure_removed), d)
 }
 
 /// The BLS entries grubby edits (`/boot/loader/entries/*.conf`), as
@@ -230,39 +255,10 @@ pub fn grubby_plan(entries: &BlsCmdlines, add: &[String], remove: &[String]) -> 
         .filter(|r| !replaced(r))
         .map(|r| r.as_str())
         .collect();
-    let mut argv = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
-    if !args.is_empty() {
-        argv.push(format!("--args={}", args.join(" ")));
-    }
-    if !pure_removed.is_empty() {
-        argv.push(format!("--remove-args={}", pure_removed.join(" ")));
-    }
-    if argv.len() > 2 {
-        plan.argv = Some(argv);
-    }
-    // Undo: exliar's own parameters out (those whose key the user had are
-    // put back by value instead), the user's taken-out ones back.
-    let back: Vec<&str> = removed.iter().map(|r| r.as_str()).collect();
-    let out: Vec<&str> = plan
-        .added
-        .iter()
-        .filter(|a| {
-            !back
-                .iter()
-                .any(|r| super::params::identity(r) == super::params::identity(a))
-        })
-        .map(String::as_str)
-        .collect();
-    let mut undo = vec!["grubby".to_string(), "--update-kernel=ALL".to_string()];
-    if !out.is_empty() {
-        undo.push(format!("--remove-args={}", out.join(" ")));
-    }
-    if !back.is_empty() {
-        undo.push(format!("--args={}", back.join(" ")));
-    }
-    if undo.len() > 2 {
-        plan.undo = Some(undo);
-    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    plan.argv = grubby_update(&args, &pure_removed);
+    let removed: Vec<String> = removed.into_iter().cloned().collect();
+    plan.undo = grubby_undo(&plan.added, &removed);
     plan
 }
 
