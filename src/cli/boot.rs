@@ -658,7 +658,7 @@ pub(super) fn apply_built(
     };
     if !json {
         term::out(&journal_text(&j))?;
-        let gpu = p.gpu.map(|g| g.to_string()).unwrap_or_default();
+        let gpu = p.subject.gpu().map(|g| g.to_string()).unwrap_or_default();
         term::out(&plan::render_unplaced(&p.unplaced_params))?;
         let isolated = if p.unplaced_params.is_empty() {
             format!("to boot with {gpu} on vfio-pci; `exliar rollback` undoes it.")

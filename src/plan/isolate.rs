@@ -10,6 +10,7 @@ use crate::analyze::{Analysis, Isolation};
 use crate::host::critical::Critical;
 use crate::model::{Inventory, PciAddress};
 
+use super::Subject;
 use super::boot::params::{CpuVendor, Framebuffer, params_for_host};
 use super::boot::{bls, grub, kernelstub, limine, nix, refind};
 use super::editors::{GuestFunction, IsolationRequest, binding, plan_isolation};
@@ -240,8 +241,10 @@ pub fn plan(
         kernel_drivers,
     } = select(inv, analysis, critical, facts, req)?;
     plan.warnings.extend(warnings);
-    plan.gpu = Some(gpu);
-    plan.functions = functions;
+    plan.subject = Subject::GpuIsolation {
+        gpu: Some(gpu),
+        functions,
+    };
 
     let generator = boot.initramfs.and_then(generator).ok_or_else(|| {
         PlanError::Unsupported(

@@ -46,6 +46,25 @@ pub enum Step {
         remove: Vec<String>,
         why: String,
     },
+    /// A new disk image (`qemu-img create -f FORMAT PATH SIZE`), run after
+    /// the files are written. Undone by removing the image, unless it was
+    /// written to since (then it is kept and the rollback says so, unless
+    /// `--delete-disks`). The path must not exist when the plan is applied.
+    CreateImage {
+        path: PathBuf,
+        format: String,
+        size: String,
+        why: String,
+    },
+    /// Define a new libvirt domain from a file the plan writes (`virsh
+    /// --connect URI define FILE`), after the files and images. Undone by
+    /// `virsh undefine --nvram NAME` when the domain exists.
+    Define {
+        connect: String,
+        name: String,
+        xml: PathBuf,
+        why: String,
+    },
     /// A command run after the files are written (initramfs regeneration,
     /// boot-loader update), inside the target root when it is not `/`.
     Run {
@@ -57,15 +76,46 @@ pub enum Step {
     },
 }
 
+/// What a plan changes: the boot-time isolation of a GPU, or a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "subject", rename_all = "kebab-case")]
+pub enum Subject {
+    /// The GPU being isolated and the functions bound with it.
+    GpuIsolation {
+        gpu: Option<PciAddress>,
+        functions: Vec<PciAddress>,
+    },
+    /// A libvirt domain (`exliar vm create` / `vm edit`).
+    Vm { name: String, connect: String },
+}
+
+impl Subject {
+    /// The GPU of a GPU isolation.
+    pub fn gpu(&self) -> Option<PciAddress> {
+        match self {
+            Subject::GpuIsolation { gpu, .. } => *gpu,
+            Subject::Vm { .. } => None,
+        }
+    }
+    pub fn functions(&self) -> &[PciAddress] {
+        match self {
+            Subject::GpuIsolation { functions, .. } => functions,
+            Subject::Vm { .. } => &[],
+        }
+    }
+}
+
 /// A plan for one target root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub schema: &'static str,
     /// The target root (`/`, or an installer's mounted root).
     pub target: String,
-    /// The GPU being isolated and the functions bound with it.
-    pub gpu: Option<PciAddress>,
-    pub functions: Vec<PciAddress>,
+    /// What the plan is about; its fields are inlined in the JSON
+    /// (`subject`: `gpu-isolation` with `gpu` and `functions`, or `vm`
+    /// with `name` and `connect`).
+    #[serde(flatten)]
+    pub subject: Subject,
     pub steps: Vec<Step>,
     pub warnings: Vec<String>,
     /// What the plan changes in the user's own configuration so that
@@ -86,8 +136,10 @@ impl Plan {
         Self {
             schema: PLAN_SCHEMA,
             target: target.into(),
-            gpu: None,
-            functions: Vec::new(),
+            subject: Subject::GpuIsolation {
+                gpu: None,
+                functions: Vec::new(),
+            },
             steps: Vec::new(),
             warnings: Vec::new(),
             fixed: Vec::new(),
@@ -99,6 +151,55 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
+}
+
+/// `qemu-img create` of a new image at `path` (relative to the target
+/// root; the command sees it absolute).
+pub fn create_image_argv(path: &std::path::Path, format: &str, size: &str) -> Vec<String> {
+    vec![
+        "qemu-img".into(),
+        "create".into(),
+        "-q".into(),
+        "-f".into(),
+        format.into(),
+        format!("/{}", path.display()),
+        size.into(),
+    ]
+}
+
+/// `virsh define` of the domain XML file at `xml` (relative to the root).
+pub fn define_argv(connect: &str, xml: &std::path::Path) -> Vec<String> {
+    vec![
+        "virsh".into(),
+        "--connect".into(),
+        connect.into(),
+        "define".into(),
+        format!("/{}", xml.display()),
+    ]
+}
+
+/// What undoes [`define_argv`] of a new domain: its definition and its
+/// NVRAM (and, with libvirt's default, its TPM state) go.
+pub fn undefine_argv(connect: &str, name: &str) -> Vec<String> {
+    vec![
+        "virsh".into(),
+        "--connect".into(),
+        connect.into(),
+        "undefine".into(),
+        "--nvram".into(),
+        name.into(),
+    ]
+}
+
+/// Whether a domain exists (`virsh dominfo`; exit 0 when it does).
+pub fn dominfo_argv(connect: &str, name: &str) -> Vec<String> {
+    vec![
+        "virsh".into(),
+        "--connect".into(),
+        connect.into(),
+        "dominfo".into(),
+        name.into(),
+    ]
 }
 
 /// A unified diff of one file change, with `a/`/`b/` paths.
@@ -121,13 +222,22 @@ pub fn unified_diff(path: &std::path::Path, before: Option<&[u8]>, after: &[u8])
 /// The human rendering of a plan (what `exliar plan` prints).
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    if let Some(g) = plan.gpu {
-        let fns: Vec<String> = plan.functions.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(
-            out,
-            "Plan: isolate {g} for passthrough (functions: {})",
-            fns.join(", ")
-        );
+    match &plan.subject {
+        Subject::GpuIsolation {
+            gpu: Some(g),
+            functions,
+        } => {
+            let fns: Vec<String> = functions.iter().map(|a| a.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "Plan: isolate {g} for passthrough (functions: {})",
+                fns.join(", ")
+            );
+        }
+        Subject::GpuIsolation { gpu: None, .. } => {}
+        Subject::Vm { name, connect } => {
+            let _ = writeln!(out, "Plan: VM {name} on {connect}");
+        }
     }
     let _ = writeln!(out, "Target root: {}", plan.target);
     if plan.is_empty() {
@@ -161,6 +271,33 @@ pub fn render(plan: &Plan) -> String {
             }
             Step::Run { argv, why, .. } => {
                 let _ = writeln!(out, "\n[{n}] run: {}  ({why})", argv.join(" "));
+            }
+            Step::CreateImage {
+                path,
+                format,
+                size,
+                why,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "\n[{n}] create disk image /{} ({format}, {size}): {why}",
+                    path.display()
+                );
+                let _ = writeln!(
+                    out,
+                    "    run: {}",
+                    create_image_argv(path, format, size).join(" ")
+                );
+            }
+            Step::Define {
+                connect,
+                name,
+                xml,
+                why,
+            } => {
+                let _ = writeln!(out, "\n[{n}] define libvirt domain {name}: {why}");
+                let _ = writeln!(out, "    run:  {}", define_argv(connect, xml).join(" "));
+                let _ = writeln!(out, "    undo: {}", undefine_argv(connect, name).join(" "));
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::PciAddress;
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Step, Subject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,8 +111,49 @@ pub enum RunState {
     Failed,
 }
 
+/// What a journaled command is, which says how it is undone.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// Regenerates from files (initramfs, boot loader): run again (or its
+    /// `undo`) once the files are back.
+    #[default]
+    Regenerate,
+    /// Creates a disk image at `path` (relative to the root): removed on
+    /// undo unless written to since (see [`CommandRecord::created`]).
+    CreateImage { path: PathBuf },
+    /// Defines a new libvirt domain: undone by `virsh undefine --nvram`
+    /// when the domain exists.
+    Define { connect: String, name: String },
+}
+
+impl Action {
+    fn is_regenerate(&self) -> bool {
+        *self == Action::Regenerate
+    }
+}
+
+/// A file as it was right after exliar created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    /// Nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Empty for an image too large to hash (size and time decide).
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRecord {
+    #[serde(default, skip_serializing_if = "Action::is_regenerate")]
+    pub action: Action,
+    /// A created image as it was right after creation (recorded after the
+    /// command ran; absent if a crash came first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<Fingerprint>,
+    /// Why the undo left something in place (an image written to since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
     pub argv: Vec<String>,
     /// Run instead of `argv` on rollback (see `Step::Run`).
     #[serde(default)]
@@ -135,6 +176,10 @@ pub struct Journal {
     pub target: String,
     pub gpu: Option<PciAddress>,
     pub functions: Vec<PciAddress>,
+    /// The VM of a VM transaction (`vm create` / `vm edit`); absent for a
+    /// GPU isolation (`gpu` and `functions` say which).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
     pub status: Status,
     pub files: Vec<FileRecord>,
     pub commands: Vec<CommandRecord>,
@@ -172,8 +217,12 @@ impl Journal {
             id: new_id(root, now),
             created_unix: now,
             target: root.display().to_string(),
-            gpu: plan.gpu,
-            functions: plan.functions.clone(),
+            gpu: plan.subject.gpu(),
+            functions: plan.subject.functions().to_vec(),
+            subject: match &plan.subject {
+                s @ Subject::Vm { .. } => Some(s.clone()),
+                Subject::GpuIsolation { .. } => None,
+            },
             status: Status::Applying,
             files,
             commands,

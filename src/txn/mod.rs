@@ -38,7 +38,8 @@ use crate::host::write::{
 use crate::plan::{Plan, Step};
 
 pub use journal::{
-    CommandRecord, FileRecord, FileState, Journal, Revert, RunState, Status, id_order, valid_id,
+    Action, CommandRecord, FileRecord, FileState, Fingerprint, Journal, Revert, RunState, Status,
+    id_order, valid_id,
 };
 
 /// The state directory, relative to the target root.
@@ -434,6 +435,9 @@ type Current = (Vec<u8>, u32, u32, u32);
 pub struct Store {
     root: PathBuf,
     _lock: OwnedFd,
+    /// Undo removes disk images it created even when they were written to
+    /// since (`rollback --delete-disks`); else those are kept and said.
+    pub delete_disks: bool,
     /// The folders skipped when the journals were read.
     skipped: std::cell::RefCell<Vec<Skipped>>,
 }
@@ -476,6 +480,7 @@ impl Store {
         let store = Self {
             root: root.to_path_buf(),
             _lock: fd,
+            delete_disks: false,
             skipped: Default::default(),
         };
         store.sweep_store()?;
@@ -635,19 +640,53 @@ impl Store {
                 .created_dirs
                 .retain(|d| !done.iter().any(|f| f.created_dirs.contains(d)));
         }
+        for s in &plan.steps {
+            if let Step::CreateImage { path, .. } = s {
+                // a new image never replaces anything
+                check_writable(&self.root, path).map_err(TxnError::Refused)?;
+                if std::fs::symlink_metadata(self.root.join(path)).is_ok() {
+                    return Err(TxnError::ChangedSincePlan {
+                        path: path.display().to_string(),
+                    });
+                }
+            }
+        }
+        let record = |action: Action, argv: Vec<String>, undo: Option<Vec<String>>| CommandRecord {
+            action,
+            created: None,
+            kept: None,
+            argv,
+            undo,
+            state: RunState::Pending,
+            output: None,
+            revert_state: None,
+            revert_output: None,
+        };
         let commands: Vec<CommandRecord> = plan
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::Run { argv, undo, .. } => Some(CommandRecord {
-                    argv: argv.clone(),
-                    undo: undo.clone(),
-                    state: RunState::Pending,
-                    output: None,
-                    revert_state: None,
-                    revert_output: None,
-                }),
-                _ => None,
+                Step::Run { argv, undo, .. } => {
+                    Some(record(Action::Regenerate, argv.clone(), undo.clone()))
+                }
+                Step::CreateImage {
+                    path, format, size, ..
+                } => Some(record(
+                    Action::CreateImage { path: path.clone() },
+                    crate::plan::create_image_argv(path, format, size),
+                    None,
+                )),
+                Step::Define {
+                    connect, name, xml, ..
+                } => Some(record(
+                    Action::Define {
+                        connect: connect.clone(),
+                        name: name.clone(),
+                    },
+                    crate::plan::define_argv(connect, xml),
+                    Some(crate::plan::undefine_argv(connect, name)),
+                )),
+                Step::WriteFile { .. } | Step::KernelParams { .. } => None,
             })
             .collect();
         let mut j = Journal::new(&self.root, plan, files, commands);
@@ -747,6 +786,9 @@ impl Store {
                 Ok(out) => {
                     j.commands[i].state = RunState::Done;
                     j.commands[i].output = Some(tail(&out));
+                    if let Action::CreateImage { path } = &j.commands[i].action {
+                        j.commands[i].created = fingerprint(&self.root.join(path), None);
+                    }
                     self.save(j)?;
                     b.pass();
                 }
@@ -828,9 +870,40 @@ impl Store {
             self.save(j)?;
         }
         for i in 0..j.commands.len() {
-            let c = &j.commands[i];
+            let c = j.commands[i].clone();
             if c.state == RunState::Pending || c.revert_state == Some(RunState::Done) {
                 continue;
+            }
+            match c.action.clone() {
+                Action::Regenerate => {}
+                Action::CreateImage { path } => {
+                    j.commands[i].revert_state = Some(RunState::Running);
+                    self.save(j)?;
+                    let kept = self.undo_image(&path, c.state, c.created.as_ref())?;
+                    j.commands[i].revert_state = Some(RunState::Done);
+                    j.commands[i].revert_output = Some(match &kept {
+                        Some(why) => why.clone(),
+                        None => format!("removed /{}", path.display()),
+                    });
+                    j.commands[i].kept = kept;
+                    self.save(j)?;
+                    continue;
+                }
+                Action::Define { connect, name } => {
+                    // a define that failed defined nothing; one a crash
+                    // interrupted may or may not have: ask libvirt
+                    let exists = c.state != RunState::Failed
+                        && runner
+                            .run(&self.root, &crate::plan::dominfo_argv(&connect, &name))
+                            .is_ok();
+                    if !exists {
+                        j.commands[i].revert_state = Some(RunState::Done);
+                        j.commands[i].revert_output =
+                            Some(format!("domain {name} is not defined: nothing to undo"));
+                        self.save(j)?;
+                        continue;
+                    }
+                }
             }
             let argv = c.undo.clone().unwrap_or_else(|| c.argv.clone());
             j.commands[i].revert_state = Some(RunState::Running);
@@ -854,6 +927,35 @@ impl Store {
         }
         j.status = j.revert.unwrap_or(why).end();
         self.save(j)
+    }
+
+    /// Undo the creation of the image at `path`: remove it, unless it was
+    /// written to since exliar created it (then keep it, and say why,
+    /// unless [`Store::delete_disks`]). An image whose creation failed or
+    /// was interrupted is exliar's (the plan refused an existing path, and
+    /// no VM was defined on it yet): removed.
+    fn undo_image(
+        &self,
+        path: &Path,
+        state: RunState,
+        created: Option<&Fingerprint>,
+    ) -> Result<Option<String>, TxnError> {
+        let full = self.root.join(path);
+        let now = fingerprint(&full, created);
+        let written = state == RunState::Done
+            && match (created, &now) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(c), Some(n)) => c != n,
+            };
+        if now.is_some() && written && !self.delete_disks {
+            return Ok(Some(format!(
+                "kept /{}: it was written to since exliar created it (remove it yourself, or roll back with --delete-disks)",
+                path.display()
+            )));
+        }
+        remove_file(&self.root, path).map_err(TxnError::Write)?;
+        Ok(None)
     }
 
     /// Remove exliar's temporary files beside every file the journals name
@@ -988,6 +1090,36 @@ impl Store {
             }
         }
     }
+}
+
+/// An image's size, modification time and (when small, or when `like`
+/// has one and the size is the same) its sha256; `None` when it is not
+/// there (or not a regular file).
+fn fingerprint(path: &Path, like: Option<&Fingerprint>) -> Option<Fingerprint> {
+    const HASHED: u64 = 64 << 20;
+    let md = std::fs::symlink_metadata(path).ok()?;
+    if !md.file_type().is_file() {
+        return None;
+    }
+    let size = md.len();
+    let same_size = like.is_none_or(|l| l.size == size);
+    let sha256 = if size <= HASHED && same_size {
+        let mut h = Sha256::new();
+        let mut f = std::fs::File::open(path).ok()?;
+        io::copy(&mut f, &mut h).ok()?;
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    } else {
+        String::new()
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    Some(Fingerprint {
+        size,
+        mtime_ns: md
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        sha256,
+    })
 }
 
 /// The state of the host when undoing `j` stopped part-way: its files
@@ -1272,5 +1404,203 @@ mod tests {
         assert_eq!(j.revert, None);
         assert_eq!(j.commands[0].revert_state, None);
         assert_eq!(j.files[0].created_dirs, Vec::<PathBuf>::new());
+    }
+
+    /// A runner standing in for qemu-img and virsh: `qemu-img create`
+    /// writes a small file at its path (inside the test root), `virsh
+    /// define` records the domain, `dominfo` answers from that record.
+    #[derive(Default)]
+    struct Virt {
+        root: PathBuf,
+        defined: Vec<String>,
+        ran: Vec<Vec<String>>,
+        fail_define: bool,
+    }
+
+    impl CommandRunner for Virt {
+        fn run(&mut self, _t: &Path, argv: &[String]) -> Result<String, String> {
+            self.ran.push(argv.to_vec());
+            let a: Vec<&str> = argv.iter().map(String::as_str).collect();
+            match a.as_slice() {
+                ["qemu-img", "create", "-q", "-f", _, path, _] => {
+                    let p = self.root.join(path.trim_start_matches('/'));
+                    std::fs::write(&p, b"QFI\xfb fresh").map_err(|e| e.to_string())?;
+                    Ok(String::new())
+                }
+                ["virsh", "--connect", _, "define", _] if self.fail_define => {
+                    Err("error: bad XML".into())
+                }
+                ["virsh", "--connect", _, "define", _] => {
+                    self.defined.push("vm1".into());
+                    Ok(String::new())
+                }
+                ["virsh", "--connect", _, "dominfo", name] => {
+                    if self.defined.iter().any(|d| d == name) {
+                        Ok(String::new())
+                    } else {
+                        Err("error: failed to get domain".into())
+                    }
+                }
+                ["virsh", "--connect", _, "undefine", "--nvram", name] => {
+                    let n = self.defined.len();
+                    self.defined.retain(|d| d != name);
+                    if self.defined.len() < n {
+                        Ok(String::new())
+                    } else {
+                        Err("error: failed to get domain".into())
+                    }
+                }
+                _ => Err(format!("unexpected {argv:?}")),
+            }
+        }
+    }
+
+    fn vm_plan(root: &Path) -> Plan {
+        let mut p = Plan::new(root.display().to_string());
+        p.subject = crate::plan::Subject::Vm {
+            name: "vm1".into(),
+            connect: "qemu:///system".into(),
+        };
+        p.steps
+            .push(write_step("etc/exliar/vms/vm1.xml", None, b"<domain/>\n"));
+        p.steps.push(Step::CreateImage {
+            path: PathBuf::from("images/vm1.qcow2"),
+            format: "qcow2".into(),
+            size: "1G".into(),
+            why: "disk".into(),
+        });
+        p.steps.push(Step::Define {
+            connect: "qemu:///system".into(),
+            name: "vm1".into(),
+            xml: PathBuf::from("etc/exliar/vms/vm1.xml"),
+            why: "define".into(),
+        });
+        p
+    }
+
+    fn vm_tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(t.path().join("images")).expect("mkdir");
+        t
+    }
+
+    #[test]
+    fn vm_create_then_rollback_removes_definition_image_and_file() -> Result<(), TxnError> {
+        let t = vm_tree();
+        let s = Store::open(t.path())?;
+        let mut r = Virt {
+            root: t.path().to_path_buf(),
+            ..Default::default()
+        };
+        let j = s.apply(&vm_plan(t.path()), &mut r)?;
+        assert_eq!(r.defined, ["vm1"]);
+        assert!(t.path().join("images/vm1.qcow2").exists());
+        assert!(j.commands[0].created.is_some(), "{j:?}");
+        assert_eq!(j.subject.as_ref().map(|_| ()), Some(()));
+        let back = s.rollback("last", false, &mut r)?;
+        assert_eq!(back.status, Status::RolledBack);
+        assert!(r.defined.is_empty());
+        assert!(!t.path().join("images/vm1.qcow2").exists());
+        assert!(!t.path().join("etc/exliar/vms/vm1.xml").exists());
+        assert!(
+            !t.path().join("etc/exliar").exists(),
+            "created folders go too"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rollback_keeps_an_image_written_to_since_unless_delete_disks() -> Result<(), TxnError> {
+        for delete in [false, true] {
+            let t = vm_tree();
+            let mut s = Store::open(t.path())?;
+            let mut r = Virt {
+                root: t.path().to_path_buf(),
+                ..Default::default()
+            };
+            s.apply(&vm_plan(t.path()), &mut r)?;
+            // the guest wrote to its disk
+            std::fs::write(
+                t.path().join("images/vm1.qcow2"),
+                b"QFI\xfb installed windows",
+            )
+            .expect("write");
+            s.delete_disks = delete;
+            let back = s.rollback("last", false, &mut r)?;
+            assert_eq!(back.status, Status::RolledBack);
+            assert!(r.defined.is_empty());
+            assert_eq!(t.path().join("images/vm1.qcow2").exists(), !delete);
+            let kept = back.commands[0].kept.as_deref().unwrap_or_default();
+            assert_eq!(kept.contains("written to since"), !delete, "{kept}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn failed_define_reverts_the_image_and_undefines_nothing() -> Result<(), TxnError> {
+        let t = vm_tree();
+        let s = Store::open(t.path())?;
+        let mut r = Virt {
+            root: t.path().to_path_buf(),
+            fail_define: true,
+            ..Default::default()
+        };
+        let e = s
+            .apply(&vm_plan(t.path()), &mut r)
+            .expect_err("define fails");
+        assert_eq!(e.host_state(), HostState::Restored, "{e}");
+        assert!(!t.path().join("images/vm1.qcow2").exists());
+        assert!(!t.path().join("etc/exliar/vms/vm1.xml").exists());
+        assert!(
+            !r.ran.iter().any(|a| a.iter().any(|x| x == "undefine")),
+            "{:?}",
+            r.ran
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn an_existing_image_path_is_refused_before_anything_is_written() -> Result<(), TxnError> {
+        let t = vm_tree();
+        std::fs::write(t.path().join("images/vm1.qcow2"), b"someone's").expect("write");
+        let s = Store::open(t.path())?;
+        let mut r = Virt {
+            root: t.path().to_path_buf(),
+            ..Default::default()
+        };
+        let e = s.apply(&vm_plan(t.path()), &mut r).expect_err("refused");
+        assert!(matches!(e, TxnError::ChangedSincePlan { .. }), "{e}");
+        assert!(r.ran.is_empty());
+        assert_eq!(
+            std::fs::read(t.path().join("images/vm1.qcow2")).expect("read"),
+            b"someone's"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn recover_of_an_interrupted_create_undefines_only_what_exists() -> Result<(), TxnError> {
+        let t = vm_tree();
+        let s = Store::open(t.path())?;
+        let mut r = Virt {
+            root: t.path().to_path_buf(),
+            ..Default::default()
+        };
+        let mut j = s.apply(&vm_plan(t.path()), &mut r)?;
+        // as if killed while `virsh define` ran, before it took effect
+        j.status = Status::Applying;
+        j.commands[1].state = RunState::Running;
+        s.save(&j)?;
+        r.defined.clear();
+        let done = s.recover(&mut r)?;
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].status, Status::Recovered);
+        assert!(!t.path().join("images/vm1.qcow2").exists());
+        assert!(
+            !r.ran.iter().any(|a| a.iter().any(|x| x == "undefine")),
+            "{:?}",
+            r.ran
+        );
+        Ok(())
     }
 }
