@@ -904,7 +904,10 @@ pub fn unbind_request(
 /// For each of `groups` that some process holds open, those processes (pid,
 /// command name), from one pass over `/proc/*/fd` (processes this user may
 /// not look into are skipped).
-fn vfio_users(host: &HostRoot, groups: &BTreeSet<u32>) -> BTreeMap<u32, Vec<(u32, String)>> {
+pub(crate) fn vfio_users(
+    host: &HostRoot,
+    groups: &BTreeSet<u32>,
+) -> BTreeMap<u32, Vec<(u32, String)>> {
     let mut users: BTreeMap<u32, Vec<(u32, String)>> = BTreeMap::new();
     if groups.is_empty() {
         return users;

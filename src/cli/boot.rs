@@ -85,6 +85,9 @@ pub struct TxnCmd {
     /// Do not run the regeneration commands
     #[arg(long)]
     pub no_run: bool,
+    /// Also remove disk images the transaction created that were written to since (a VM's installed system); without it they are kept and named
+    #[arg(long)]
+    pub delete_disks: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -508,8 +511,16 @@ fn journal_text(j: &Journal) -> String {
                 (RunState::Running, _) => "interrupted",
                 (RunState::Pending, _) => "not run",
             };
-            let argv = c.undo.as_ref().unwrap_or(&c.argv);
-            s.push_str(&format!("  undoing, {what}: {}\n", argv.join(" ")));
+            match (&c.action, &c.kept) {
+                (_, Some(kept)) => s.push_str(&format!("  undoing: {kept}\n")),
+                (crate::txn::Action::CreateImage { path }, None) => {
+                    s.push_str(&format!("  undoing, {what}: remove /{}\n", path.display()));
+                }
+                _ => {
+                    let argv = c.undo.as_ref().unwrap_or(&c.argv);
+                    s.push_str(&format!("  undoing, {what}: {}\n", argv.join(" ")));
+                }
+            }
         }
     }
     s
@@ -699,13 +710,29 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
     if a.txn != "last" && !crate::txn::valid_id(&a.txn) {
         return Err(crate::txn::TxnError::BadId(a.txn.clone()).into());
     }
-    let store = Store::open(&target)?;
+    let mut store = Store::open(&target)?;
+    store.delete_disks = a.delete_disks;
     let mut run = runner(a.no_run);
     let r = store.rollback(&a.txn, a.force, run.as_mut());
     warn_skipped(&store.skipped());
     let j = r?;
     if a.json {
         print_json(&j)?;
+    } else if let Some(crate::plan::Subject::Vm { name, .. }) = &j.subject {
+        term::out(&journal_text(&j))?;
+        let kept: Vec<&str> = j
+            .commands
+            .iter()
+            .filter_map(|c| c.kept.as_deref())
+            .collect();
+        term::out(&if kept.is_empty() {
+            format!("Rolled back: VM {name} is as it was before the transaction.\n")
+        } else {
+            format!(
+                "Rolled back VM {name}, but kept what was written to since:\n  {}\n",
+                kept.join("\n  ")
+            )
+        })?;
     } else {
         term::out(&journal_text(&j))?;
         term::out(&match commands_not_run(&j) {

@@ -357,6 +357,7 @@ pub fn plan(
         facts,
         &params,
         &iso.remove_params,
+        "kernel parameters for the IOMMU and vfio-pci",
     )?;
 
     if changed || boot_changed.initramfs {
@@ -398,6 +399,71 @@ pub fn plan(
     // What each boot entry will pass once this plan is applied.
     plan.unplaced_params =
         super::boot::effective::evaluate(source.as_ref(), facts, &plan.steps, &params);
+    unreadable_files(&mut plan, facts)?;
+    Ok(plan)
+}
+
+/// A plan that only puts `params` on the kernel command line of whatever
+/// boots the target (the boot loader `bootloader` names, else the one the
+/// target's evidence shows), regenerating what embeds it: `vm create
+/// --hugepages 1G` reserves its pages this way. The steps are merged into
+/// the caller's plan; `unplaced_params` says which boot entries would
+/// still not pass them.
+pub fn kernel_param_plan(
+    facts: &TargetFacts,
+    bootloader: Option<BootloaderChoice>,
+    params: &[String],
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::new(facts.root.clone());
+    let boot = facts.boot.as_ref().ok_or_else(|| {
+        PlanError::Unsupported("the target's boot environment could not be read".to_string())
+    })?;
+    if boot.immutable.is_some() || boot.initramfs == Some(Initramfs::Nixos) {
+        return Err(PlanError::Unsupported(format!(
+            "this is an immutable system (NixOS or ostree): add `{}` to its kernel parameters in its own configuration",
+            params.join(" ")
+        )));
+    }
+    let source = match bootloader {
+        Some(choice) => Some(chosen_source(choice, facts)?),
+        None => {
+            if !boot.conflicts.is_empty() {
+                return Err(PlanError::AmbiguousBootloader {
+                    evidence: boot.conflicts.clone(),
+                });
+            }
+            boot.cmdline_source.clone()
+        }
+    };
+    let changed = kernel_params(
+        &mut plan,
+        source.as_ref(),
+        facts,
+        params,
+        &[],
+        "kernel parameters reserving hugepages for a VM",
+    )?;
+    if changed.initramfs
+        && let Some(g) = boot.initramfs.and_then(generator)
+    {
+        plan.steps.push(Step::Run {
+            argv: g
+                .regenerate_command()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            undo: None,
+            why: format!(
+                "rebuild the initramfs of every installed kernel ({}): it embeds the command line",
+                g.name()
+            ),
+        });
+    }
+    for (argv, undo, why) in changed.commands {
+        plan.steps.push(Step::Run { argv, undo, why });
+    }
+    plan.unplaced_params =
+        super::boot::effective::evaluate(source.as_ref(), facts, &plan.steps, params);
     unreadable_files(&mut plan, facts)?;
     Ok(plan)
 }
@@ -1135,12 +1201,12 @@ fn kernel_params(
     facts: &TargetFacts,
     params: &[String],
     remove: &[String],
+    why: &str,
 ) -> Result<BootChange, PlanError> {
     let mut out = BootChange::default();
     if params.is_empty() && remove.is_empty() {
         return Ok(out);
     }
-    let why = "kernel parameters for the IOMMU and vfio-pci";
     let current: Vec<String> = facts
         .proc_cmdline
         .as_deref()

@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod domain;
 pub mod firmware;
+pub mod hostfacts;
 pub mod profile;
+pub mod ready;
 pub mod topology;
+pub mod virsh;
 
 /// The guest CPU topology libvirt is told (`<cpu><topology>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

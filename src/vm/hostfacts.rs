@@ -1,0 +1,224 @@
+//! What `vm create` needs to know about the host besides the GPU and the
+//! CPUs: memory, hugepages, whether a block device is free to give away,
+//! where the virtio-win ISO is. All reads go through the host root.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::host::HostRoot;
+
+/// `MemTotal` / `MemAvailable` of `/proc/meminfo`, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    pub total_kib: Option<u64>,
+    pub available_kib: Option<u64>,
+}
+
+pub fn memory(host: &HostRoot) -> Memory {
+    let text = host
+        .read_optional("proc/meminfo")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Memory {
+        total_kib: meminfo_kib(&text, "MemTotal"),
+        available_kib: meminfo_kib(&text, "MemAvailable"),
+    }
+}
+
+/// A `Key:   123 kB` value of `/proc/meminfo`.
+pub fn meminfo_kib(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim() != key {
+            return None;
+        }
+        v.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// One hugepage size of the host (`/sys/kernel/mm/hugepages/hugepages-NkB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HugePool {
+    pub size_kib: u64,
+    pub total: u64,
+    pub free: u64,
+}
+
+/// The host's hugepage pools, smallest first.
+pub fn huge_pools(host: &HostRoot) -> Vec<HugePool> {
+    const DIR: &str = "sys/kernel/mm/hugepages";
+    let mut out = Vec::new();
+    for name in host.list_dir(DIR).unwrap_or_default() {
+        let Some(size) = name
+            .strip_prefix("hugepages-")
+            .and_then(|s| s.strip_suffix("kB"))
+            .and_then(|s| s.parse().ok())
+        else {
+            continue;
+        };
+        let num = |f: &str| {
+            host.read_optional(format!("{DIR}/{name}/{f}"))
+                .ok()
+                .flatten()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        out.push(HugePool {
+            size_kib: size,
+            total: num("nr_hugepages"),
+            free: num("free_hugepages"),
+        });
+    }
+    out.sort_by_key(|p| p.size_kib);
+    out
+}
+
+/// Whether hugetlbfs is mounted (libvirt needs it, and reads the mounts
+/// when its daemon starts).
+pub fn hugetlbfs_mounted(host: &HostRoot) -> bool {
+    host.read_optional("proc/self/mountinfo")
+        .ok()
+        .flatten()
+        .is_some_and(|mi| {
+            mi.lines().any(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|t| t.starts_with("hugetlbfs "))
+            })
+        })
+}
+
+/// Why a block device cannot be given to a VM; `Ok` with its kernel name
+/// when it is free.
+pub fn block_device_free(host: &HostRoot, dev: &Path) -> Result<String, String> {
+    let shown = dev.display().to_string();
+    let rel = dev.strip_prefix("/").unwrap_or(dev);
+    let real = host
+        .resolve(rel)
+        .map_err(|e| format!("{shown}: {}", e.source))?;
+    let name = real
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{shown}: not a block device"))?
+        .to_string();
+    let sys = format!("sys/class/block/{name}");
+    if !host.exists(&sys) {
+        return Err(format!(
+            "{shown}: not a block device ({name} is not in /sys/class/block)"
+        ));
+    }
+    // The device, its partitions and what is stacked on any of them.
+    let mut names: Vec<String> = vec![name.clone()];
+    for e in host.list_dir(&sys).unwrap_or_default() {
+        if e.starts_with(&name) && host.exists(format!("{sys}/{e}/partition")) {
+            names.push(e);
+        }
+    }
+    let mut stacked = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let n = names[i].clone();
+        for h in host
+            .list_dir(format!("sys/class/block/{n}/holders"))
+            .unwrap_or_default()
+        {
+            if !names.contains(&h) {
+                stacked.push(format!("{n} is part of {h}{}", holder_kind(host, &h)));
+                names.push(h);
+            }
+        }
+        i += 1;
+    }
+    let devnum = |n: &str| -> Option<String> {
+        host.read_optional(format!("sys/class/block/{n}/dev"))
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+    };
+    let nums: Vec<(String, String)> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), devnum(n)?)))
+        .collect();
+    let mut why = Vec::new();
+    let mountinfo = host
+        .read_optional("proc/self/mountinfo")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(num), Some(point)) = (f.get(2), f.get(4)) else {
+            continue;
+        };
+        if let Some((n, _)) = nums.iter().find(|(_, d)| d == num)
+            && seen.insert((n.clone(), point.to_string()))
+        {
+            let root = if *point == "/" {
+                " (the host's root)"
+            } else {
+                ""
+            };
+            why.push(format!("{n} is mounted on {point}{root}"));
+        }
+    }
+    let swaps = host
+        .read_optional("proc/swaps")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    for l in swaps.lines().skip(1) {
+        let Some(src) = l.split_whitespace().next() else {
+            continue;
+        };
+        let src_name = Path::new(src)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        if names.iter().any(|n| n == src_name) {
+            why.push(format!("{src_name} is in use as swap"));
+        }
+    }
+    why.extend(stacked);
+    if why.is_empty() {
+        Ok(name)
+    } else {
+        Err(format!("{shown} is in use: {}", why.join("; ")))
+    }
+}
+
+fn holder_kind(host: &HostRoot, h: &str) -> String {
+    let uuid = host
+        .read_optional(format!("sys/class/block/{h}/dm/uuid"))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if uuid.starts_with("LVM-") {
+        " (LVM)".into()
+    } else if uuid.starts_with("CRYPT-") {
+        " (LUKS)".into()
+    } else if h.starts_with("md") {
+        " (MD RAID)".into()
+    } else if h.starts_with("dm-") {
+        " (device mapper)".into()
+    } else {
+        String::new()
+    }
+}
+
+/// The virtio-win driver ISO at the paths distributions install it to.
+pub fn virtio_win_iso(host: &HostRoot) -> Option<PathBuf> {
+    const PATHS: &[&str] = &[
+        "usr/share/virtio-win/virtio-win.iso", // Fedora/RHEL virtio-win, AUR virtio-win
+        "usr/share/virtio-win/virtio-win-latest.iso",
+        "var/lib/libvirt/images/virtio-win.iso", // where wiki guides download it
+        "var/lib/libvirt/boot/virtio-win.iso",
+    ];
+    PATHS
+        .iter()
+        .find(|p| host.exists(p))
+        .map(|p| PathBuf::from(format!("/{p}")))
+}
