@@ -460,20 +460,25 @@ fn nix(root: &Path, a: &PlanArgs) -> anyhow::Result<u8> {
 }
 
 fn confirm() -> anyhow::Result<bool> {
+    confirm_with("Apply this plan?")
+}
+
+/// Ask `question` on the terminal; `false` (and said) without one.
+pub(crate) fn confirm_with(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         eprintln!(
             "exliar: not applied: confirmation needs a terminal; pass --yes to apply from a script"
         );
         return Ok(false);
     }
-    eprint!("Apply this plan? [y/N] ");
+    eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
-fn runner(no_run: bool) -> Box<dyn CommandRunner> {
+pub(crate) fn runner(no_run: bool) -> Box<dyn CommandRunner> {
     if no_run {
         return Box::new(NoRunner);
     }
@@ -667,7 +672,13 @@ pub(super) fn apply_built(
             });
         }
     };
-    if !json {
+    if !json && let plan::Subject::Vm { name, .. } = &p.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Applied. VM {name} is defined: `exliar vm start {name}` starts it; `exliar rollback {}` undoes it.\n",
+            j.id
+        ))?;
+    } else if !json {
         term::out(&journal_text(&j))?;
         let gpu = p.subject.gpu().map(|g| g.to_string()).unwrap_or_default();
         term::out(&plan::render_unplaced(&p.unplaced_params))?;

@@ -5,6 +5,7 @@ mod boot;
 mod render;
 mod runtime;
 mod term;
+// mod vm; (wired when the domain generator lands)
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ pub mod firmware;
 pub mod hostfacts;
 pub mod profile;
 pub mod ready;
+pub mod request;
 pub mod topology;
 pub mod virsh;
 

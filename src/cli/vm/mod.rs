@@ -1,0 +1,180 @@
+//! `exliar vm …`: libvirt domains with the GPU.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+#[derive(Debug, Args)]
+pub struct VmCmd {
+    #[command(subcommand)]
+    pub command: VmSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmSub {
+    /// Build a libvirt domain from this host's facts (the card and all its functions, pinning from the CPU topology, firmware, TPM), show it as a plan, and define it as one transaction (`exliar rollback` undoes it)
+    Create(CreateArgs),
+    /// Change a VM exliar created (same options as create): a plan with the domain XML diff, applied as a transaction
+    Edit(CreateArgs),
+    /// The VMs on the connection, and which exliar manages
+    List(VmListArgs),
+    /// A VM's state, its card and whether it can start now, pinning, memory
+    Show(VmNameArgs),
+    /// Start a VM; refuses, with the reason and the fix, when its card cannot be handed over
+    Start(VmStartArgs),
+    /// Ask the guest to shut down (ACPI) and wait for it
+    Stop(VmStopArgs),
+    /// Stop a VM at once (power off)
+    Destroy(VmNameArgs),
+    /// Remove a VM exliar created: rolls back the transactions that created and edited it
+    Delete(VmDeleteArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Connect {
+    /// libvirt connection URI
+    #[arg(long, short = 'c', value_name = "URI", env = "LIBVIRT_DEFAULT_URI", default_value = crate::vm::virsh::DEFAULT_URI)]
+    pub connect: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FirmwareArg {
+    /// The profile's choice
+    Auto,
+    /// SeaBIOS (legacy boot)
+    Bios,
+    /// OVMF without Secure Boot
+    Efi,
+    /// OVMF with Secure Boot and Microsoft's keys enrolled
+    EfiSecure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VirtType {
+    /// KVM: hardware virtualization (what passthrough needs)
+    Kvm,
+    /// QEMU's software emulation (TCG): slow, for tests and hosts without KVM
+    Qemu,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// The VM's name (letters, digits, `.`, `_`, `+`, `-`)
+    pub name: String,
+    /// The card to give the VM: a PCI address (every function of the card goes with it), `auto` (the recommended one) or `none`
+    #[arg(long, value_name = "ADDR|auto|none")]
+    pub gpu: Option<String>,
+    /// windows11 (OVMF Secure Boot + TPM 2.0 + Hyper-V), windows10, linux; TOML files, overridable in /etc/exliar/profiles/NAME.toml
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Guest memory (`8G`, `4096M`; plain numbers are MiB); default: the profile's
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// vCPUs: pinned to whole physical cores (SMT siblings together), preferring the card's NUMA node and one L3 cache group, never core 0
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Back guest memory with hugepages (2M by default; 1G reserves them on the kernel command line, which needs a reboot)
+    #[arg(long, value_name = "SIZE", num_args = 0..=1, default_missing_value = "2M")]
+    pub hugepages: Option<String>,
+    /// `SIZE` (a new qcow2 in libvirt's images pool), `PATH` (an existing image), `/dev/…` (a whole block device, refused when in use) or `none`
+    #[arg(long, value_name = "SIZE|PATH|none")]
+    pub disk: Option<String>,
+    /// An installer ISO to attach
+    #[arg(long, value_name = "PATH")]
+    pub iso: Option<PathBuf>,
+    /// `default` (libvirt's NAT network), `bridge=BR`, `macvtap=IF`, `user` or `none`
+    #[arg(long, value_name = "KIND")]
+    pub network: Option<String>,
+    /// Hide the hypervisor from the guest: KVM signature hidden, a Hyper-V vendor id, no `hypervisor` CPUID bit. For NVIDIA drivers before 465 (Code 43) and anti-cheat that refuses VMs; costs some performance (Hyper-V enlightenments stay, the guest cannot see it is a VM)
+    #[arg(long)]
+    pub stealth: bool,
+    /// Firmware
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firmware: FirmwareArg,
+    /// Hypervisor type
+    #[arg(long, value_enum, default_value = "kvm")]
+    pub virt_type: VirtType,
+    #[command(flatten)]
+    pub connect: Connect,
+    /// Print only the domain XML and exit
+    #[arg(long)]
+    pub print_xml: bool,
+    /// Apply without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the versioned JSON result
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VmListArgs {
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VmNameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VmStartArgs {
+    pub name: String,
+    /// Start with the CPUs paused (`virsh start --paused`)
+    #[arg(long)]
+    pub paused: bool,
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VmStopArgs {
+    pub name: String,
+    /// Seconds to wait for the guest to power off
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VmDeleteArgs {
+    pub name: String,
+    /// Also remove disk images exliar created for it that were written to since
+    #[arg(long)]
+    pub delete_disks: bool,
+    /// Do it without asking
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(root: &Path, cmd: &VmCmd) -> anyhow::Result<u8> {
+    match &cmd.command {
+        VmSub::Create(a) => lifecycle::create(root, a, false),
+        VmSub::Edit(a) => lifecycle::create(root, a, true),
+        VmSub::List(a) => lifecycle::list(a),
+        VmSub::Show(a) => lifecycle::show(root, a),
+        VmSub::Start(a) => lifecycle::start(root, a),
+        VmSub::Stop(a) => lifecycle::stop(a),
+        VmSub::Destroy(a) => lifecycle::destroy(a),
+        VmSub::Delete(a) => lifecycle::delete(root, a),
+    }
+}
+
+mod create;
+mod lifecycle;
