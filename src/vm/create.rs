@@ -1,0 +1,474 @@
+//! `vm create` / `vm edit` as a plan: the request (typed options), what the
+//! host offers (read through the host root by [`gather`]), and the pure
+//! decision ([`plan`]) — the domain, the files, the image, the definition.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analyze::{Analysis, Isolation};
+use crate::host::HostRoot;
+use crate::host::critical::Critical;
+use crate::model::{Inventory, PciAddress};
+use crate::plan::{Plan, Step, Subject};
+
+use super::domain::{self, DomainSpec};
+use super::hostfacts::{self, HugePool, Memory};
+use super::profile::Profile;
+use super::request::{DiskArg, HugeSize, NetworkArg, image_format, qemu_size};
+use super::topology::{self, CpuTopology};
+
+/// Where exliar keeps the domain XML it defines (relative to the root).
+pub const VM_DIR: &str = "etc/exliar/vms";
+
+/// Which card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuChoice {
+    Auto,
+    None,
+    Address(PciAddress),
+}
+
+/// Firmware asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirmwareChoice {
+    Auto,
+    Bios,
+    Efi,
+    EfiSecure,
+}
+
+/// The options of `vm create`, as stored in the domain's metadata (so that
+/// `vm edit` changes only what it is given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    pub profile: String,
+    pub gpu: GpuChoice,
+    pub memory_mib: Option<u64>,
+    pub cpus: Option<u32>,
+    pub hugepages: Option<HugeSize>,
+    pub disk: Option<DiskArg>,
+    pub iso: Option<PathBuf>,
+    pub network: Option<NetworkArg>,
+    pub stealth: bool,
+    pub firmware: FirmwareChoice,
+    pub kvm: bool,
+}
+
+/// A domain that exists already (`vm edit`).
+#[derive(Debug, Clone, Default)]
+pub struct Existing {
+    pub uuid: Option<String>,
+    pub macs: Vec<String>,
+    /// exliar's file for it (`/etc/exliar/vms/NAME.xml`) as it is now.
+    pub file: Option<Vec<u8>>,
+}
+
+/// What the host offers, read through the host root.
+pub struct HostView {
+    pub inv: Inventory,
+    pub analysis: Analysis,
+    pub critical: Vec<Critical>,
+    pub topology: Result<CpuTopology, String>,
+    pub memory: Memory,
+    pub huge_pools: Vec<HugePool>,
+    pub hugetlbfs: bool,
+    pub virtio_win: Option<PathBuf>,
+    /// The images pool's folder (absolute).
+    pub pool_dir: PathBuf,
+    /// The facts of the root for kernel parameters (1G hugepages).
+    pub target: crate::plan::facts::TargetFacts,
+    /// Per path given (ISO, image, block device): `Ok(detail)` or why not.
+    pub paths: Vec<(PathBuf, Result<String, String>)>,
+    /// Whether the new image's path exists already.
+    pub image_exists: bool,
+    pub firmware_bios: bool,
+    pub firmware: Result<super::firmware::Firmware, String>,
+    pub firmware_secure: Result<super::firmware::Firmware, String>,
+}
+
+/// A refusal: each reason names what and says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub Vec<String>);
+
+/// The outcome: the domain, its XML and the plan that defines it.
+#[derive(Debug, Clone)]
+pub struct VmPlan {
+    pub spec: DomainSpec,
+    pub xml: String,
+    pub plan: Plan,
+    /// Why the CPUs, memory and devices are what they are.
+    pub reasons: Vec<String>,
+}
+
+/// How many pages of `size` `mib` MiB of guest memory needs.
+fn pages(mib: u64, size: HugeSize) -> u64 {
+    (mib * 1024).div_ceil(size.kib())
+}
+
+/// Decide the VM: pure, from the options, the profile and what the host
+/// offers. Every refusal is collected, so one run names all of them.
+pub fn plan(
+    name: &str,
+    connect: &str,
+    o: &Options,
+    profile: &Profile,
+    v: &HostView,
+    existing: Option<&Existing>,
+) -> Result<VmPlan, Refusal> {
+    let mut refuse: Vec<String> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut steps: Vec<Step> = Vec::new();
+
+    // The card.
+    let gpu = match o.gpu {
+        GpuChoice::None => None,
+        GpuChoice::Address(a) => Some(a),
+        GpuChoice::Auto => match v.analysis.recommendation.passthrough {
+            Some(a) => Some(a),
+            None => {
+                let mut why = "no GPU to pass through is recommended on this host".to_string();
+                if let Some(r) = v.analysis.recommendation.reasons.first() {
+                    why.push_str(&format!(" ({r})"));
+                }
+                refuse.push(format!(
+                    "{why}: choose one with --gpu ADDR (`exliar scan` lists them), or --gpu none for a VM without a card"
+                ));
+                None
+            }
+        },
+    };
+    let card = gpu.and_then(|a| {
+        v.analysis
+            .gpus
+            .iter()
+            .find(|g| g.address == a || g.functions.contains(&a))
+    });
+    if let (Some(a), None) = (gpu, card) {
+        refuse.push(format!(
+            "{a} is not a GPU on this host (`exliar scan` lists the GPUs and their addresses)"
+        ));
+    }
+    let mut functions: Vec<PciAddress> = Vec::new();
+    let mut gpu_node = None;
+    if let Some(g) = card {
+        let others = v
+            .analysis
+            .gpus
+            .iter()
+            .filter(|o| o.address != g.address && o.virtual_function_of.is_none())
+            .count();
+        if g.bmc {
+            refuse.push(format!(
+                "{} is the board-management (BMC) display; it cannot be given to a VM",
+                g.address
+            ));
+        }
+        if others == 0 {
+            refuse.push(format!(
+                "{} is the host's only GPU: while the VM ran the host would have no display. Single-GPU handover (the host lets go of the card while the VM runs) is not available yet; use a host with a second GPU (an integrated one counts), or --gpu none",
+                g.address
+            ));
+        }
+        for peer in &g.group_peers {
+            let what = v
+                .inv
+                .device(peer)
+                .map(|d| {
+                    format!(
+                        "{} {}",
+                        d.vendor_name.as_deref().unwrap_or(""),
+                        d.device_name.as_deref().unwrap_or("device")
+                    )
+                    .trim()
+                    .to_string()
+                })
+                .unwrap_or_else(|| "device".into());
+            if let Some(c) = v.critical.iter().find(|c| c.address == *peer) {
+                refuse.push(format!(
+                    "{}'s IOMMU group also holds {peer} ({what}), which the host needs ({}): the card cannot be given away in this slot",
+                    g.address, c.why
+                ));
+            } else {
+                refuse.push(format!(
+                    "{}'s IOMMU group is shared with {peer} ({what}): the group is not viable unless that device goes to the VM too; move the card to a slot with its own group (`exliar iommu` shows the groups)",
+                    g.address
+                ));
+            }
+        }
+        if g.isolation == Isolation::NoIommu {
+            refuse.push(
+                "the IOMMU is off: no device can be passed through (`exliar check` says how to turn it on)".into(),
+            );
+        }
+        functions = g.functions.clone();
+        gpu_node = v
+            .inv
+            .device(&g.address)
+            .and_then(|d| d.numa_node)
+            .and_then(|n| u32::try_from(n).ok());
+        reasons.push(format!(
+            "card {} ({} {}): every function goes with it on one guest slot: {}",
+            g.address,
+            g.vendor,
+            g.name,
+            functions
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+
+    // Memory.
+    let memory_mib = o.memory_mib.unwrap_or(profile.memory_mib);
+    if let Some(total) = v.memory.total_kib {
+        if memory_mib * 1024 > total {
+            refuse.push(format!(
+                "--memory {memory_mib} MiB is more than this host has ({} MiB)",
+                total / 1024
+            ));
+        } else if v
+            .memory
+            .available_kib
+            .is_some_and(|a| memory_mib * 1024 > a)
+        {
+            warnings.push(format!(
+                "{memory_mib} MiB is more than the host has available now ({} MiB): the VM may not start, or the host may swap",
+                v.memory.available_kib.unwrap_or(0) / 1024
+            ));
+        }
+    }
+
+    // CPUs.
+    let vcpus = o.cpus.unwrap_or(profile.cpus);
+    if vcpus == 0 {
+        refuse.push("--cpus must be at least 1".into());
+    }
+    let mut amd = false;
+    let pinning = match &v.topology {
+        Ok(t) if vcpus > 0 => {
+            amd = t.vendor == topology::CpuVendor::Amd;
+            match topology::choose(t, vcpus, gpu_node) {
+                Ok(p) => {
+                    reasons.extend(p.reasons.iter().cloned());
+                    Some(p)
+                }
+                Err(e) => {
+                    refuse.push(format!("--cpus {vcpus}: {e}"));
+                    None
+                }
+            }
+        }
+        Ok(_) => None,
+        Err(e) => {
+            warnings.push(format!(
+                "the CPU topology could not be read ({e}): the vCPUs are not pinned"
+            ));
+            None
+        }
+    };
+
+    // Hugepages.
+    if let Some(size) = o.hugepages {
+        let need = pages(memory_mib, size);
+        let pool = v.huge_pools.iter().find(|p| p.size_kib == size.kib());
+        let free = pool.map_or(0, |p| p.free);
+        let total = pool.map_or(0, |p| p.total);
+        if pool.is_none() {
+            refuse.push(format!(
+                "this host's kernel offers no {} hugepages (no /sys/kernel/mm/hugepages/hugepages-{}kB)",
+                size.name(),
+                size.kib()
+            ));
+        } else if free >= need {
+            reasons.push(format!(
+                "memory backed by {need} {} hugepages: {free} are free now",
+                size.name()
+            ));
+        } else {
+            let extra = need - free;
+            let extra_kib = extra * size.kib();
+            match size {
+                HugeSize::TwoMiB => {
+                    let avail = v.memory.available_kib.unwrap_or(0);
+                    if extra_kib > avail {
+                        refuse.push(format!(
+                            "--hugepages 2M: {extra} more 2M pages ({} MiB) are needed and the host has {} MiB available; free memory, lower --memory, or reserve 1G pages at boot (--hugepages 1G)",
+                            extra_kib / 1024,
+                            avail / 1024
+                        ));
+                    } else {
+                        let want = total + extra;
+                        let rel = PathBuf::from("etc/sysctl.d/80-exliar-hugepages.conf");
+                        let before = v.target.file(&rel.to_string_lossy()).map(|t| t.as_bytes().to_vec());
+                        steps.push(Step::WriteFile {
+                            path: rel.clone(),
+                            before,
+                            after: format!(
+                                "# exliar: 2M hugepages for VM {name} ({need} pages of {memory_mib} MiB)\nvm.nr_hugepages = {want}\n"
+                            )
+                            .into_bytes(),
+                            mode: 0o644,
+                            why: format!("reserve {want} 2M hugepages at every boot"),
+                        });
+                        steps.push(Step::Run {
+                            argv: vec!["sysctl".into(), "-w".into(), format!("vm.nr_hugepages={want}")],
+                            undo: Some(vec![
+                                "sysctl".into(),
+                                "-w".into(),
+                                format!("vm.nr_hugepages={total}"),
+                            ]),
+                            why: format!("reserve the pages now ({} MiB available)", avail / 1024),
+                        });
+                        reasons.push(format!(
+                            "memory backed by {need} 2M hugepages: {extra} more are reserved now and at boot"
+                        ));
+                    }
+                }
+                HugeSize::OneGiB => {
+                    let host_total = v.memory.total_kib.unwrap_or(0);
+                    let after = (total + extra) * size.kib();
+                    if after + (2 << 20) > host_total {
+                        refuse.push(format!(
+                            "--hugepages 1G: {} GiB of 1G pages would leave the host less than 2 GiB",
+                            after >> 20
+                        ));
+                    } else if v
+                        .target
+                        .proc_cmdline
+                        .as_deref()
+                        .is_some_and(|c| c.split_whitespace().any(|p| p.starts_with("hugepages=") || p.starts_with("hugepagesz=")))
+                    {
+                        refuse.push("--hugepages 1G: the kernel command line reserves hugepages already (`hugepages=`/`hugepagesz=`); change that reservation yourself, then create the VM".into());
+                    } else {
+                        let params = vec![
+                            "hugepagesz=1G".to_string(),
+                            format!("hugepages={}", total + extra),
+                        ];
+                        match crate::plan::isolate::kernel_param_plan(&v.target, None, &params) {
+                            Ok(p) => {
+                                steps.extend(p.steps);
+                                warnings.extend(p.warnings);
+                                if !p.unplaced_params.is_empty() {
+                                    refuse.push(format!(
+                                        "--hugepages 1G: a boot entry would not pass `{}` ({}); reserve them yourself",
+                                        params.join(" "),
+                                        p.unplaced_params[0].reason
+                                    ));
+                                }
+                                warnings.push(format!(
+                                    "1G hugepages are reserved at boot: reboot before starting {name}"
+                                ));
+                                reasons.push(format!(
+                                    "memory backed by {need} 1G hugepages, reserved on the kernel command line"
+                                ));
+                            }
+                            Err(e) => refuse.push(format!("--hugepages 1G: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+        if !v.hugetlbfs {
+            warnings.push("hugetlbfs is not mounted: libvirt needs it mounted (systemd mounts /dev/hugepages) before its daemon starts".into());
+        }
+    }
+
+    // Disks and the installer.
+    let path_check = |p: &Path| v.paths.iter().find(|(q, _)| q == p).map(|(_, r)| r.clone());
+    let mut disks = Vec::new();
+    let bus_virtio = profile.virtio_disk && (profile.os != "windows" || v.virtio_win.is_some());
+    let disk = o.disk.clone().unwrap_or(DiskArg::New(profile.disk_mib));
+    match &disk {
+        DiskArg::None => {}
+        DiskArg::New(mib) => {
+            let path = v.pool_dir.join(format!("{name}.qcow2"));
+            if v.image_exists {
+                refuse.push(format!(
+                    "{} exists already: give it with --disk {} to use it, or remove it",
+                    path.display(),
+                    path.display()
+                ));
+            }
+            let rel = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
+            steps.push(Step::CreateImage {
+                path: rel,
+                format: "qcow2".into(),
+                size: qemu_size(*mib),
+                why: format!("a new {} disk for {name}", qemu_size(*mib)),
+            });
+            disks.push(domain::Disk::file(path, "qcow2", bus_virtio));
+        }
+        DiskArg::Image(p) => match path_check(p) {
+            Some(Ok(format)) => disks.push(domain::Disk::file(p.clone(), &format, bus_virtio)),
+            Some(Err(e)) => refuse.push(e),
+            None => refuse.push(format!("{}: not checked", p.display())),
+        },
+        DiskArg::Block(p) => match path_check(p) {
+            Some(Ok(_)) => disks.push(domain::Disk::block(p.clone(), bus_virtio)),
+            Some(Err(e)) => refuse.push(e),
+            None => refuse.push(format!("{}: not checked", p.display())),
+        },
+    }
+    let mut cdroms = Vec::new();
+    if let Some(iso) = &o.iso {
+        match path_check(iso) {
+            Some(Ok(_)) => cdroms.push(iso.clone()),
+            Some(Err(e)) => refuse.push(e),
+            None => refuse.push(format!("{}: not checked", iso.display())),
+        }
+    }
+    if profile.os == "windows" {
+        match &v.virtio_win {
+            Some(p) => {
+                cdroms.push(p.clone());
+                reasons.push(format!(
+                    "virtio disk and NIC, with the virtio-win drivers attached ({})",
+                    p.display()
+                ));
+            }
+            None => reasons.push(
+                "SATA disk and e1000e NIC: Windows has drivers for them; install virtio-win (Fedora: virtio-win; elsewhere the ISO from fedorapeople.org into /var/lib/libvirt/images/virtio-win.iso) for virtio".into(),
+            ),
+        }
+    }
+
+    // Network.
+    let network = o
+        .network
+        .clone()
+        .unwrap_or(NetworkArg::Network("default".into()));
+
+    // Firmware.
+    let want = match o.firmware {
+        FirmwareChoice::Auto => profile.firmware,
+        f => f,
+    };
+    let firmware = match want {
+        FirmwareChoice::Bios | FirmwareChoice::Auto => domain::Firmware::Bios,
+        FirmwareChoice::Efi => match &v.firmware {
+            Ok(f) => domain::Firmware::from(f.clone()),
+            Err(e) => {
+                refuse.push(e.clone());
+                domain::Firmware::Bios
+            }
+        },
+        FirmwareChoice::EfiSecure => match &v.firmware_secure {
+            Ok(f) => domain::Firmware::from(f.clone()),
+            Err(e) => {
+                refuse.push(e.clone());
+                domain::Firmware::Bios
+            }
+        },
+    };
+
+    if !refuse.is_empty() {
+        return Err(Refusal(refuse));
+    }
+    let _ = (amd, network, firmware, pinning, disks, cdroms, existing, connect, warnings, reasons, steps);
+    unimplemented_until_merge()
+}
