@@ -491,7 +491,12 @@ pub(crate) fn runner(no_run: bool) -> Box<dyn CommandRunner> {
 }
 
 fn journal_text(j: &Journal) -> String {
-    let mut s = format!("transaction {}: {}\n", j.id, j.status);
+    let mut s = match &j.subject {
+        Some(plan::Subject::Vm { name, connect }) => {
+            format!("transaction {} (VM {name} on {connect}): {}\n", j.id, j.status)
+        }
+        _ => format!("transaction {}: {}\n", j.id, j.status),
+    };
     for f in &j.files {
         s.push_str(&format!(
             "  /{} ({})\n",
