@@ -160,6 +160,14 @@ fn tcg_domain_defines_starts_paused_and_goes() {
     let t = Instant::now();
     d.virsh_ok(&["define", &file]);
     eprintln!("define: {}", secs(t));
+    // 76 s when libvirt re-probes QEMU on every lookup (the /dev/kvm quirk).
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "define took {}: is libvirt re-probing QEMU? /dev/kvm masked: {}\n{}",
+        secs(t),
+        d.kvm_masked(),
+        d.log_tail(20)
+    );
     let t = Instant::now();
     d.virsh_ok(&["start", "--paused", "exliar-tcg"]);
     eprintln!("start --paused: {}", secs(t));
@@ -319,7 +327,8 @@ fn daemons_clean_up_after_themselves() {
             }
         };
         let dir = d.dir().display().to_string();
-        let ns = d.mnt_ns().to_string();
+        let ns = d.net_ns().to_string();
+        let mnt = d.mnt_ns();
         // A domain left running: Drop has to kill its QEMU.
         d.virsh_ok(&["define", &write(&d, "left.xml", &minimal("exliar-left"))]);
         d.virsh_ok(&["start", "--paused", "exliar-left"]);
@@ -342,6 +351,11 @@ fn daemons_clean_up_after_themselves() {
             daemon::processes_in_ns(&ns),
             vec![],
             "round {round}: processes in {ns}"
+        );
+        assert_eq!(
+            daemon::processes_in_ns(&mnt),
+            vec![],
+            "round {round}: processes in {mnt}"
         );
         assert!(!Path::new(&dir).exists(), "round {round}: {dir} removed");
     }

@@ -37,7 +37,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The first process in the namespaces: mounts, starts the daemons, then waits for its
 /// stdin to close (Drop, or the test process exiting) and kills whatever is left in
-/// its mount namespace. `$1` is the temporary directory, `$2` is 1 to mask /dev/kvm.
+/// its network namespace. `$1` is the temporary directory, `$2` is 1 to mask /dev/kvm.
 const INIT: &str = r#"set -eu
 T=$1 MASK=$2
 mkdir -p /run/libvirt
@@ -47,14 +47,17 @@ mount --bind "$T/lib" /var/lib/libvirt
 mount --bind "$T/cache" /var/cache/libvirt
 mount --bind "$T/log" /var/log/libvirt
 if [ "$MASK" = 1 ]; then mount --bind "$T/nokvm" /dev/kvm; fi
+# No D-Bus for this daemon: no firewalld or machined on the host acting for it.
+if [ -d /run/dbus ]; then mount -t tmpfs -o mode=755 exliar-no-dbus /run/dbus; fi
 if command -v ip >/dev/null; then ip link set lo up || true; fi
 LIBVIRT_LOG_OUTPUTS="3:file:$T/virtlogd.log" /usr/sbin/virtlogd --daemon --pid-file "$T/virtlogd.pid" </dev/null
 LIBVIRT_LOG_OUTPUTS="3:file:$T/libvirtd.log" /usr/sbin/libvirtd --daemon --pid-file "$T/libvirtd.pid" </dev/null
 echo "namespace ready"
 while read -r _; do :; done
 set +e
-me=$(readlink /proc/$$/ns/mnt)
-alive() { [ "$(readlink "/proc/$1/ns/mnt" 2>/dev/null)" = "$me" ]; }
+# The network namespace: QEMU is in it too when libvirt gives it its own mount namespace.
+me=$(readlink /proc/$$/ns/net)
+alive() { [ "$(readlink "/proc/$1/ns/net" 2>/dev/null)" = "$me" ]; }
 for d in libvirtd virtlogd; do
   if [ -s "$T/$d.pid" ]; then p=$(cat "$T/$d.pid"); alive "$p" && kill -TERM "$p"; fi
 done
@@ -126,8 +129,10 @@ pub struct Daemon {
     init: Child,
     /// Closing it tells the first process to clean up.
     keepalive: Option<ChildStdin>,
-    /// `mnt:[inode]` of the namespace: what identifies this daemon's processes.
-    mnt_ns: String,
+    /// `net:[inode]` of the private network namespace: what identifies this daemon's
+    /// processes (QEMU gets its own mount namespace from libvirt unless `namespaces =
+    /// []`, but always stays in the daemon's network namespace).
+    net_ns: String,
     uri: String,
     kvm_masked: bool,
     startup: Duration,
@@ -211,7 +216,7 @@ impl Daemon {
             dir: Some(dir),
             init,
             keepalive,
-            mnt_ns: String::new(),
+            net_ns: String::new(),
             uri,
             kvm_masked,
             startup: Duration::ZERO,
@@ -240,13 +245,15 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        d.mnt_ns = mnt_ns_of(d.init.id()).unwrap_or_default();
-        assert!(
-            d.mnt_ns.starts_with("mnt:")
-                && Some(&d.mnt_ns) != mnt_ns_of(std::process::id()).as_ref(),
-            "libvirt namespace: first process has mount namespace {:?}, not a private one",
-            d.mnt_ns
-        );
+        for kind in ["mnt", "net"] {
+            let theirs = ns_of(d.init.id(), kind).unwrap_or_default();
+            assert!(
+                theirs.starts_with(kind)
+                    && Some(&theirs) != ns_of(std::process::id(), kind).as_ref(),
+                "libvirt namespace: the first process's {kind} namespace is {theirs:?}, not a private one"
+            );
+        }
+        d.net_ns = ns_of(d.init.id(), "net").unwrap_or_default();
         d.startup = t0.elapsed();
         eprintln!(
             "libvirt: daemons up in {:.2} s ({}; /dev/kvm {})",
@@ -290,9 +297,14 @@ impl Daemon {
         self.dir().join("lib/images")
     }
 
+    /// `net:[inode]` of the daemon's network namespace, where all its processes are.
+    pub fn net_ns(&self) -> &str {
+        &self.net_ns
+    }
+
     /// `mnt:[inode]` of the daemon's mount namespace.
-    pub fn mnt_ns(&self) -> &str {
-        &self.mnt_ns
+    pub fn mnt_ns(&self) -> String {
+        ns_of(self.init.id(), "mnt").unwrap_or_default()
     }
 
     pub fn kvm_masked(&self) -> bool {
@@ -377,10 +389,10 @@ impl Daemon {
         text.trim().parse().ok()
     }
 
-    /// Every live process in the daemon's mount namespace (PID, argv), the first process
-    /// included: libvirtd, virtlogd, QEMU, swtpm, dnsmasq...
+    /// Every live process in the daemon's network namespace (PID, argv), the first
+    /// process included: libvirtd, virtlogd, QEMU, swtpm, dnsmasq...
     pub fn processes(&self) -> Vec<(u32, String)> {
-        processes_in_ns(&self.mnt_ns)
+        processes_in_ns(&self.net_ns)
     }
 
     /// libvirtd's log, virtlogd's and the first process's output, for error messages.
@@ -406,7 +418,7 @@ impl Daemon {
     }
 
     fn alive_in_ns(&self, pid: u32) -> bool {
-        mnt_ns_of(pid).as_deref() == Some(self.mnt_ns.as_str())
+        ns_of(pid, "net").as_deref() == Some(self.net_ns.as_str())
     }
 
     /// SIGTERM, up to [`STOP_GRACE`] for it to go, then SIGKILL.
@@ -429,13 +441,14 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         let t0 = Instant::now();
-        if !self.mnt_ns.is_empty() {
+        if !self.net_ns.is_empty() {
             for d in ["libvirtd", "virtlogd"] {
                 if let Some(pid) = self.pid(d) {
                     self.stop(d, pid);
                 }
             }
-            // QEMU, swtpm, dnsmasq: libvirtd leaves them running when it stops.
+            // QEMU, swtpm, dnsmasq: libvirtd leaves them running when it stops. (And
+            // anything a test runs in the namespace with `command`.)
             let init = self.init.id();
             let left: Vec<u32> = self
                 .processes()
@@ -455,13 +468,13 @@ impl Drop for Daemon {
             let _ = self.init.kill();
             let _ = self.init.wait();
         }
-        let left = if self.mnt_ns.is_empty() {
+        let left = if self.net_ns.is_empty() {
             Vec::new()
         } else {
             self.processes()
         };
         if !left.is_empty() {
-            eprintln!("libvirt: processes left in {}: {left:?}", self.mnt_ns);
+            eprintln!("libvirt: processes left in {}: {left:?}", self.net_ns);
         }
         drop(self.dir.take());
         eprintln!(
@@ -505,7 +518,8 @@ pub fn tcg(xml: &str) -> String {
         .replacen("<domain type=\"kvm\"", "<domain type=\"qemu\"", 1)
 }
 
-/// Each `<hostdev>` of a domain XML: its `<source><address>` ("dddd:bb:ss.f") and its
+/// Each `<hostdev>` of a domain XML: its `<source><address>` ("dddd:bb:ss.f", or
+/// "hostdev #N" for one without a PCI source address) and its
 /// `managed` attribute (None when absent). Errors on XML that does not parse.
 pub fn hostdevs(xml: &str) -> Result<Vec<(String, Option<String>)>, String> {
     use quick_xml::events::{BytesStart, Event};
@@ -546,7 +560,9 @@ pub fn hostdevs(xml: &str) -> Result<Vec<(String, Option<String>)>, String> {
         let name = e.name().as_ref().to_string();
         let a = attrs(e);
         if name == "hostdev" {
-            current = Some((String::new(), a.get("managed").cloned()));
+            // Keyed by the PCI source address when there is one (USB: by position).
+            let key = format!("hostdev #{}", out.len() + 1);
+            current = Some((key, a.get("managed").cloned()));
         } else if name == "address"
             && path.last().map(String::as_str) == Some("source")
             && path.iter().rev().nth(1).map(String::as_str) == Some("hostdev")
@@ -595,12 +611,13 @@ pub fn managed_kept(input: &str, output: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Live processes (PID, argv) in mount namespace `ns` (`mnt:[inode]`). Zombies have no
-/// namespace and are not listed.
+/// Live processes (PID, argv) in namespace `ns` (`net:[inode]`, `mnt:[inode]`…, as
+/// /proc/PID/ns/* links read). Zombies have no namespaces and are not listed.
 pub fn processes_in_ns(ns: &str) -> Vec<(u32, String)> {
+    let kind = ns.split(':').next().unwrap_or_default();
     all_pids()
         .into_iter()
-        .filter(|p| mnt_ns_of(*p).as_deref() == Some(ns))
+        .filter(|p| ns_of(*p, kind).as_deref() == Some(ns))
         .map(|p| (p, cmdline(p)))
         .collect()
 }
@@ -637,8 +654,8 @@ fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-fn mnt_ns_of(pid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+fn ns_of(pid: u32, kind: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
 }
