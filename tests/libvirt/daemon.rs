@@ -192,6 +192,8 @@ impl Daemon {
         fs_err::create_dir_all(&cache).expect("capabilities cache");
         std::os::unix::fs::symlink(&cache, root.join("cache")).expect("cache link");
 
+        // unshare's and the mounts' errors too, for `logs()`.
+        let init_log = std::fs::File::create(root.join("init.log")).expect("init.log");
         let mut init = Command::new("unshare")
             .args([
                 "--mount",
@@ -206,8 +208,8 @@ impl Daemon {
             .arg(&root)
             .arg(if kvm_masked { "1" } else { "0" })
             .stdin(Stdio::piped())
-            .stdout(std::fs::File::create(root.join("init.log")).expect("init.log"))
-            .stderr(Stdio::inherit())
+            .stdout(init_log.try_clone().expect("init.log"))
+            .stderr(init_log)
             .spawn()
             .map_err(|e| Unavailable(format!("unshare: {e}")))?;
         let keepalive = init.stdin.take();
