@@ -1,0 +1,463 @@
+//! libvirt tier: a real, throwaway libvirt daemon started by the tests (Debian's
+//! libvirtd + virtlogd in private namespaces, see tests/libvirt/README.md), and the two
+//! halves of the domain-XML oracle: libvirt's schema (`virt-xml-validate`) and a real
+//! `virsh define`. These tests prove the harness itself is real and not vacuous.
+
+#[allow(dead_code)] // the harness's API, partly used here
+mod libvirt {
+    pub mod daemon;
+}
+
+use std::path::Path;
+use std::time::Instant;
+
+use libvirt::daemon::{self, Daemon, hostdevs, xml_validate};
+
+/// A minimal domain that QEMU can start under TCG: q35, SeaBIOS, 64 MiB, no disk, no
+/// display.
+fn minimal(name: &str) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <video><model type='none'/></video>
+  </devices>
+</domain>
+"
+    )
+}
+
+/// The GPU-shaped domain of the oracle tests: a Hyper-V vendor id and two managed
+/// hostdevs (a card and its audio function) on one multifunction guest slot.
+fn with_gpu(vendor_id: &str, managed: &str, audio_guest_function: &str) -> String {
+    format!(
+        "<domain type='qemu'>
+  <name>oracle-gpu</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features>
+    <acpi/>
+    <hyperv mode='custom'>
+      <relaxed state='on'/>
+      <vendor_id state='on' value='{vendor_id}'/>
+    </hyperv>
+  </features>
+  <devices>
+    <controller type='pci' index='0' model='pcie-root'/>
+    <controller type='pci' index='1' model='pcie-root-port'/>
+    <hostdev mode='subsystem' type='pci' managed='{managed}'>
+      <source><address domain='0x0000' bus='0x0a' slot='0x00' function='0x0'/></source>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='0x0' multifunction='on'/>
+    </hostdev>
+    <hostdev mode='subsystem' type='pci' managed='{managed}'>
+      <source><address domain='0x0000' bus='0x0a' slot='0x00' function='0x1'/></source>
+      <address type='pci' domain='0x0000' bus='0x01' slot='0x00' function='{audio_guest_function}'/>
+    </hostdev>
+    <video><model type='none'/></video>
+  </devices>
+</domain>
+"
+    )
+}
+
+fn secs(t: Instant) -> String {
+    format!("{:.2} s", t.elapsed().as_secs_f64())
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The files under a directory, recursively (to see that nothing lands in the host's
+/// /etc/libvirt).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            out.push(p.display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Host-side `virsh list --all` with the default URI (no LIBVIRT_DEFAULT_URI).
+fn host_list() -> String {
+    let o = std::process::Command::new("virsh")
+        .args(["list", "--all"])
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .output()
+        .expect("virsh");
+    text(&o)
+}
+
+#[test]
+fn daemon_is_private_and_empty() {
+    let before = (host_list(), tree(Path::new("/etc/libvirt")));
+    let host_sock = Path::new("/run/libvirt/libvirt-sock").exists();
+    let Some(d) = daemon::shared("daemon_is_private_and_empty") else {
+        return;
+    };
+    let version = d.virsh_ok(&["version"]);
+    assert!(version.contains("Running hypervisor: QEMU"), "{version}");
+    let list = d.virsh_ok(&["list", "--all", "--name"]);
+    assert_eq!(list.trim(), "", "the throwaway daemon has no domains");
+    // The daemon's socket is in its temporary directory, not the host's /run/libvirt.
+    assert!(d.dir().join("run/libvirt-sock").exists());
+    assert_eq!(
+        Path::new("/run/libvirt/libvirt-sock").exists(),
+        host_sock,
+        "the host's /run/libvirt changed"
+    );
+    // A domain defined in the throwaway daemon is not the host's.
+    d.virsh_ok(&[
+        "define",
+        &write(&d, "private.xml", &minimal("exliar-private")),
+    ]);
+    let after = (host_list(), tree(Path::new("/etc/libvirt")));
+    d.virsh_ok(&["undefine", "exliar-private"]);
+    assert_eq!(
+        before, after,
+        "host's `virsh list --all` or /etc/libvirt changed"
+    );
+    assert!(
+        d.dir().join("etc/qemu").is_dir(),
+        "the daemon's /etc/libvirt is the temporary copy"
+    );
+}
+
+fn write(d: &Daemon, name: &str, xml: &str) -> String {
+    let p = d.dir().join(name);
+    std::fs::write(&p, xml).expect("writing XML");
+    p.display().to_string()
+}
+
+#[test]
+fn tcg_domain_defines_starts_paused_and_goes() {
+    let Some(d) = daemon::shared("tcg_domain_defines_starts_paused_and_goes") else {
+        return;
+    };
+    let xml = minimal("exliar-tcg");
+    xml_validate(&xml).expect("the minimal domain is valid");
+    let file = write(&d, "tcg.xml", &xml);
+    let t = Instant::now();
+    d.virsh_ok(&["define", &file]);
+    eprintln!("define: {}", secs(t));
+    // 76 s when libvirt re-probes QEMU on every lookup (the /dev/kvm quirk).
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "define took {}: is libvirt re-probing QEMU? /dev/kvm masked: {}\n{}",
+        secs(t),
+        d.kvm_masked(),
+        d.log_tail(20)
+    );
+    let t = Instant::now();
+    d.virsh_ok(&["start", "--paused", "exliar-tcg"]);
+    eprintln!("start --paused: {}", secs(t));
+    assert_eq!(d.virsh_ok(&["domstate", "exliar-tcg"]).trim(), "paused");
+    // A real QEMU, under TCG, in the daemon's namespace.
+    let qemu: Vec<_> = d
+        .processes()
+        .into_iter()
+        .filter(|(_, c)| c.contains("qemu-system-x86_64") && c.contains("guest=exliar-tcg"))
+        .collect();
+    assert_eq!(
+        qemu.len(),
+        1,
+        "one QEMU for the domain: {:?}",
+        d.processes()
+    );
+    assert!(qemu[0].1.contains("-accel tcg"), "{}", qemu[0].1);
+    let t = Instant::now();
+    d.virsh_ok(&["destroy", "exliar-tcg"]);
+    eprintln!("destroy: {}", secs(t));
+    assert_eq!(d.virsh_ok(&["domstate", "exliar-tcg"]).trim(), "shut off");
+    let t = Instant::now();
+    d.virsh_ok(&["undefine", "--nvram", "exliar-tcg"]);
+    eprintln!("undefine --nvram: {}", secs(t));
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]).trim(), "");
+    assert!(
+        !d.processes().iter().any(|(_, c)| c.contains("qemu-system")),
+        "QEMU gone after destroy: {:?}",
+        d.processes()
+    );
+}
+
+#[test]
+fn oracle_accepts_a_good_gpu_domain() {
+    let Some(d) = daemon::shared("oracle_accepts_a_good_gpu_domain") else {
+        return;
+    };
+    let xml = with_gpu("exliar12345", "yes", "0x1");
+    xml_validate(&xml).expect("schema");
+    let out = d.define_check(&xml).expect("define");
+    let hd = hostdevs(&out).expect("dumpxml parses");
+    assert_eq!(
+        hd,
+        vec![
+            ("0000:0a:00.0".to_string(), Some("yes".to_string())),
+            ("0000:0a:00.1".to_string(), Some("yes".to_string())),
+        ],
+        "{out}"
+    );
+    assert!(out.contains("exliar12345"), "{out}");
+    assert_eq!(
+        d.virsh_ok(&["list", "--all", "--name"]).trim(),
+        "",
+        "undefined again"
+    );
+}
+
+#[test]
+fn oracle_catches_a_double_used_guest_address() {
+    let Some(d) = daemon::shared("oracle_catches_a_double_used_guest_address") else {
+        return;
+    };
+    // Both functions at guest 01:00.0: the schema cannot see it, the daemon can.
+    let xml = with_gpu("exliar12345", "yes", "0x0");
+    xml_validate(&xml).expect("the schema misses a double-used address");
+    let err = d.define_check(&xml).expect_err("the daemon refuses it");
+    assert!(err.contains("double use of PCI Address"), "{err}");
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]).trim(), "");
+}
+
+#[test]
+fn oracle_catches_managed_true() {
+    let Some(d) = daemon::shared("oracle_catches_managed_true") else {
+        return;
+    };
+    let xml = with_gpu("exliar12345", "true", "0x1");
+    let schema = xml_validate(&xml).expect_err("the schema knows only yes/no");
+    assert!(schema.contains("fails to validate"), "{schema}");
+    // The daemon alone accepts it and silently makes the hostdevs unmanaged...
+    let file = write(&d, "managed-true.xml", &xml);
+    d.virsh_ok(&["define", &file]);
+    let dumped = d.virsh_ok(&["dumpxml", "--inactive", "oracle-gpu"]);
+    d.virsh_ok(&["undefine", "oracle-gpu"]);
+    assert!(
+        hostdevs(&dumped)
+            .expect("parses")
+            .iter()
+            .all(|(_, m)| m.as_deref() == Some("no")),
+        "{dumped}"
+    );
+    // ...which define_check reports.
+    let err = d.define_check(&xml).expect_err("downgrade caught");
+    assert!(
+        err.contains("managed='true'") && err.contains("0000:0a:00.0"),
+        "{err}"
+    );
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]).trim(), "");
+}
+
+#[test]
+fn oracle_catches_a_long_vendor_id() {
+    let Some(d) = daemon::shared("oracle_catches_a_long_vendor_id") else {
+        return;
+    };
+    let xml = with_gpu("exliar1234567", "yes", "0x1");
+    assert!(xml_validate(&xml).is_err(), "schema: 13 characters");
+    let err = d.define_check(&xml).expect_err("daemon: 13 characters");
+    assert!(err.contains("must not be more than 12 characters"), "{err}");
+    // 12 characters is fine for both.
+    let ok = with_gpu("exliar123456", "yes", "0x1");
+    xml_validate(&ok).expect("12 characters");
+    d.define_check(&ok).expect("12 characters");
+}
+
+#[test]
+fn default_network_starts_privately() {
+    let host_bridge = Path::new("/sys/class/net/virbr0").exists();
+    let Some(d) = daemon::shared("default_network_starts_privately") else {
+        return;
+    };
+    let nets = d.virsh_ok(&["net-list", "--all", "--name"]);
+    assert!(
+        nets.lines().any(|l| l.trim() == "default"),
+        "the package's default network is defined: {nets}"
+    );
+    let t = Instant::now();
+    d.virsh_ok(&["net-start", "default"]);
+    eprintln!("net-start default: {}", secs(t));
+    let info = d.virsh_ok(&["net-info", "default"]);
+    let dnsmasq = d
+        .processes()
+        .into_iter()
+        .any(|(_, c)| c.starts_with("/usr/sbin/dnsmasq") && c.contains("default.conf"));
+    // The bridge is in the daemon's network namespace, not the host's.
+    let bridge_on_host = Path::new("/sys/class/net/virbr0").exists();
+    d.virsh_ok(&["net-destroy", "default"]);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Active:") && l.ends_with("yes")),
+        "{info}"
+    );
+    assert!(dnsmasq, "dnsmasq runs for it: {:?}", d.processes());
+    assert_eq!(bridge_on_host, host_bridge, "virbr0 appeared on the host");
+}
+
+/// Two daemons one after the other in one process: each stops completely (no process
+/// left that names its directory or lives in its namespace, a QEMU included).
+#[test]
+fn daemons_clean_up_after_themselves() {
+    let _serial = daemon::serial();
+    for round in 1..=2 {
+        let d = match Daemon::start() {
+            Ok(d) => d,
+            Err(u) => {
+                daemon::skip("daemons_clean_up_after_themselves", &u);
+                return;
+            }
+        };
+        let dir = d.dir().display().to_string();
+        let ns = d.net_ns().to_string();
+        let mnt = d.mnt_ns();
+        // A domain left running: Drop has to kill its QEMU.
+        d.virsh_ok(&["define", &write(&d, "left.xml", &minimal("exliar-left"))]);
+        d.virsh_ok(&["start", "--paused", "exliar-left"]);
+        let before = d.processes();
+        assert!(
+            before.iter().any(|(_, c)| c.contains("guest=exliar-left")),
+            "round {round}: QEMU runs: {before:?}"
+        );
+        assert!(
+            !daemon::processes_mentioning(&dir).is_empty(),
+            "round {round}: the daemons name {dir}"
+        );
+        drop(d);
+        assert_eq!(
+            daemon::processes_mentioning(&dir),
+            vec![],
+            "round {round}: processes naming {dir}"
+        );
+        assert_eq!(
+            daemon::processes_in_ns(&ns),
+            vec![],
+            "round {round}: processes in {ns}"
+        );
+        assert_eq!(
+            daemon::processes_in_ns(&mnt),
+            vec![],
+            "round {round}: processes in {mnt}"
+        );
+        assert!(!Path::new(&dir).exists(), "round {round}: {dir} removed");
+    }
+}
+
+#[test]
+fn managed_check_is_by_source_address() {
+    // Pure: no daemon needed.
+    let asked = with_gpu("x", "yes", "0x1");
+    let downgraded = asked.replacen("managed='yes'", "managed='no'", 1);
+    assert!(daemon::managed_kept(&asked, &asked).is_ok());
+    let err = daemon::managed_kept(&asked, &downgraded).expect_err("downgrade");
+    assert!(err.contains("0000:0a:00.0"), "{err}");
+    let unmanaged = with_gpu("x", "no", "0x1");
+    assert!(daemon::managed_kept(&unmanaged, &unmanaged).is_ok());
+    let dropped = asked.replacen("function='0x1'/></source>", "function='0x2'/></source>", 1);
+    let err = daemon::managed_kept(&asked, &dropped).expect_err("missing");
+    assert!(
+        err.contains("0000:0a:00.1") && err.contains("missing"),
+        "{err}"
+    );
+}
+
+/// `Daemon::command` runs a program as if on the daemon's host: the plain
+/// `qemu:///system` URI reaches the throwaway daemon, /etc/libvirt is its copy.
+#[test]
+fn commands_run_in_the_daemon_namespace() {
+    let Some(d) = daemon::shared("commands_run_in_the_daemon_namespace") else {
+        return;
+    };
+    let o = d
+        .command("readlink")
+        .arg("/proc/self/ns/mnt")
+        .output()
+        .expect("nsenter");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        d.mnt_ns(),
+        "{}",
+        text(&o)
+    );
+    d.virsh_ok(&["define", &write(&d, "ns.xml", &minimal("exliar-ns"))]);
+    let o = d
+        .command("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .expect("nsenter virsh");
+    let inside = d
+        .command("ls")
+        .arg("/etc/libvirt/qemu")
+        .output()
+        .expect("nsenter ls");
+    d.virsh_ok(&["undefine", "exliar-ns"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "exliar-ns",
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&inside.stdout).contains("exliar-ns.xml"),
+        "{}",
+        text(&inside)
+    );
+    assert!(!Path::new("/etc/libvirt/qemu/exliar-ns.xml").exists());
+}
+
+/// A qcow2 image under the daemon's directory (made with qemu-img, as `vm create
+/// --disk SIZE` does) is usable by the daemon's QEMU.
+#[test]
+fn domain_with_a_disk_in_the_temporary_directory_starts() {
+    let Some(d) = daemon::shared("domain_with_a_disk_in_the_temporary_directory_starts") else {
+        return;
+    };
+    let disk = d.images().join("exliar-disk.qcow2");
+    let o = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("16M")
+        .output()
+        .expect("qemu-img (qemu-utils)");
+    assert!(o.status.success(), "{}", text(&o));
+    let xml = minimal("exliar-disk").replace(
+        "<devices>",
+        &format!(
+            "<devices>\n    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>\
+             <source file='{}'/><target dev='vda' bus='virtio'/></disk>",
+            disk.display()
+        ),
+    );
+    xml_validate(&xml).expect("schema");
+    d.virsh_ok(&["define", &write(&d, "disk.xml", &xml)]);
+    let started = d.virsh(&["start", "--paused", "exliar-disk"]);
+    let state = d.virsh_ok(&["domstate", "exliar-disk"]);
+    let _ = d.virsh(&["destroy", "exliar-disk"]);
+    d.virsh_ok(&["undefine", "exliar-disk"]);
+    std::fs::remove_file(&disk).expect("disk removed");
+    assert!(
+        started.status.success(),
+        "{}\n{}",
+        text(&started),
+        d.log_tail(20)
+    );
+    assert_eq!(state.trim(), "paused");
+}
