@@ -26,6 +26,11 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Puts the guest script, its scenario steps and a copy of exliar (debug info
 /// stripped) into `root`. They are the test's, not exliar's: no plan touches them.
 pub fn install_guest(root: &Path) {
+    install_guest_with(root, GUEST_SCENARIO);
+}
+
+/// [`install_guest`] with `scenario` as `/scenario.sh`.
+pub fn install_guest_with(root: &Path, scenario: &str) {
     let write = |rel: &str, text: &str| {
         let p = root.join(rel);
         fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
@@ -33,7 +38,7 @@ pub fn install_guest(root: &Path) {
             .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
     };
     write("exliar-check.sh", GUEST_INIT);
-    write("scenario.sh", GUEST_SCENARIO);
+    write("scenario.sh", scenario);
     let dest = root.join("usr/bin/exliar");
     if !strip_debug(Path::new(EXLIAR), &dest) {
         fs::copy(EXLIAR, &dest).unwrap_or_else(|e| panic!("copying exliar: {e}"));

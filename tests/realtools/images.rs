@@ -108,7 +108,9 @@ pub fn commands_ran(journal: &serde_json::Value) -> Vec<String> {
 pub fn list_image(base: &BaseRoot, target: &Path) -> Vec<String> {
     let image = image_path(&base.kver);
     let text = match base.flavour {
-        Flavour::InitramfsTools => root::chroot(target, &["lsinitramfs", &image]),
+        Flavour::InitramfsTools | Flavour::Libvirt => {
+            root::chroot(target, &["lsinitramfs", &image])
+        }
         Flavour::Dracut => root::chroot(target, &["lsinitrd", &image]),
     }
     .unwrap_or_else(|e| panic!("listing {image}: {e:#}"));
@@ -134,7 +136,7 @@ pub fn image_file(base: &BaseRoot, target: &Path, path: &str) -> String {
     match base.flavour {
         Flavour::Dracut => root::chroot(target, &["lsinitrd", "-f", path, &image])
             .unwrap_or_else(|e| panic!("lsinitrd -f {path}: {e:#}")),
-        Flavour::InitramfsTools => {
+        Flavour::InitramfsTools | Flavour::Libvirt => {
             let scratch = "/tmp/exliar-unpacked";
             let dir = target.join(scratch.trim_start_matches('/'));
             if !dir.exists() {

@@ -96,6 +96,7 @@ exec "$@""#;
     .arg(root)
     .args(argv)
     .env("LC_ALL", "C")
+    .env("DEBIAN_FRONTEND", "noninteractive")
     .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     let text = format!(
@@ -128,7 +129,22 @@ pub enum Flavour {
     InitramfsTools,
     /// initramfs-tools purged: dracut is the only generator.
     Dracut,
+    /// The initramfs-tools root plus libvirt and QEMU ([`LIBVIRT_PACKAGES`]): an L1 in
+    /// which exliar defines and starts a nested VM (SeaBIOS, TCG; no OVMF, no swtpm).
+    Libvirt,
 }
+
+/// Version of the [`Flavour::Libvirt`] layer: bump it when [`LIBVIRT_PACKAGES`] change.
+pub const LIBVIRT_VERSION: &str = "v1";
+
+/// What `apt-get install --no-install-recommends` adds for [`Flavour::Libvirt`].
+pub const LIBVIRT_PACKAGES: &[&str] = &[
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "pciutils",
+    "procps",
+];
 
 /// A prepared, cached root (read-only: copy it with [`BaseRoot::copy_to`]).
 #[derive(Debug, Clone)]
@@ -268,6 +284,48 @@ pub fn prepare(kernel: &Kernel, flavour: Flavour) -> Result<Result<BaseRoot, Una
                 chroot(tmp, &["dracut", "-f", "--kver", &kernel.version])?;
                 Ok(())
             })?;
+            d
+        }
+        Flavour::Libvirt => {
+            let d = cache.join(format!(
+                "root-{ROOT_VERSION}-{stem}-libvirt-{LIBVIRT_VERSION}"
+            ));
+            let b = BaseRoot {
+                dir: base.clone(),
+                kver: kernel.version.clone(),
+                flavour: Flavour::InitramfsTools,
+            };
+            let t1 = std::time::Instant::now();
+            let mut built = false;
+            cached_dir(&d, |tmp| {
+                built = true;
+                crate::realkernel::harness::say(&format!(
+                    "realtools: installing libvirt into {} (once per LIBVIRT_VERSION)",
+                    tmp.display()
+                ));
+                b.copy_to(tmp)?;
+                // apt in the chroot resolves the mirror's name as the host does
+                let _ = fs::copy("/etc/resolv.conf", tmp.join("etc/resolv.conf"));
+                chroot(tmp, &["apt-get", "update"])?;
+                let mut argv = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+                argv.extend_from_slice(LIBVIRT_PACKAGES);
+                chroot(tmp, &argv)?;
+                chroot(tmp, &["apt-get", "clean"])?;
+                for junk in ["usr/share/doc", "usr/share/man", "var/lib/apt/lists"] {
+                    let p = tmp.join(junk);
+                    if p.exists() {
+                        fs::remove_dir_all(&p)?;
+                        fs::create_dir_all(&p)?;
+                    }
+                }
+                Ok(())
+            })?;
+            if built {
+                crate::realkernel::harness::record_time(&format!(
+                    "realtools libvirt root layer {:.1}s",
+                    t1.elapsed().as_secs_f64()
+                ));
+            }
             d
         }
     };
