@@ -493,7 +493,10 @@ pub(crate) fn runner(no_run: bool) -> Box<dyn CommandRunner> {
 fn journal_text(j: &Journal) -> String {
     let mut s = match &j.subject {
         Some(plan::Subject::Vm { name, connect }) => {
-            format!("transaction {} (VM {name} on {connect}): {}\n", j.id, j.status)
+            format!(
+                "transaction {} (VM {name} on {connect}): {}\n",
+                j.id, j.status
+            )
         }
         _ => format!("transaction {}: {}\n", j.id, j.status),
     };

@@ -93,9 +93,13 @@ pub fn read(host: &HostRoot) -> Result<CpuTopology, String> {
         let t = format!("{CPU}/cpu{id}/topology");
         let package = num(host, format!("{t}/physical_package_id")).unwrap_or(0);
         let die = num(host, format!("{t}/die_id")).unwrap_or(0);
-        let core = num(host, format!("{t}/core_id")).map_or((package, die, 1_000_000 + id), |c| (package, die, c));
+        let core = num(host, format!("{t}/core_id"))
+            .map_or((package, die, 1_000_000 + id), |c| (package, die, c));
         let mut l3 = None;
-        for idx in host.list_dir(format!("{CPU}/cpu{id}/cache")).unwrap_or_default() {
+        for idx in host
+            .list_dir(format!("{CPU}/cpu{id}/cache"))
+            .unwrap_or_default()
+        {
             if !idx.starts_with("index") {
                 continue;
             }
@@ -103,7 +107,9 @@ pub fn read(host: &HostRoot) -> Result<CpuTopology, String> {
             if num(host, format!("{c}/level")) == Some(3) {
                 l3 = list(host, &format!("{c}/shared_cpu_list"))
                     .and_then(|l| l.first().copied())
-                    .or_else(|| num(host, format!("{c}/id")).map(|i| 1_000_000 + package * 1000 + i));
+                    .or_else(|| {
+                        num(host, format!("{c}/id")).map(|i| 1_000_000 + package * 1000 + i)
+                    });
             }
         }
         let kind = match (&p_cores, &e_cores) {
@@ -120,7 +126,11 @@ pub fn read(host: &HostRoot) -> Result<CpuTopology, String> {
             kind,
         });
     }
-    let info = host.read_optional("proc/cpuinfo").ok().flatten().unwrap_or_default();
+    let info = host
+        .read_optional("proc/cpuinfo")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let field = |k: &str| {
         info.lines().find_map(|l| {
             let (a, b) = l.split_once(':')?;
@@ -194,10 +204,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
     }
     cores.sort_by_key(|c| c.cpus[0]);
     let first = cores.first().map(|c| c.cpus[0]).unwrap_or(0);
-    let host_idx = cores
-        .iter()
-        .position(|c| c.cpus.contains(&0))
-        .unwrap_or(0);
+    let host_idx = cores.iter().position(|c| c.cpus.contains(&0)).unwrap_or(0);
     let host = cores.remove(host_idx);
     let _ = first;
     let mut reasons = vec![format!(
@@ -235,7 +242,12 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
         ));
         // one thread per vCPU, P threads first
         let mut all = p_only.clone();
-        all.extend(cores.iter().filter(|c| c.kind == CoreKind::Efficient).cloned());
+        all.extend(
+            cores
+                .iter()
+                .filter(|c| c.kind == CoreKind::Efficient)
+                .cloned(),
+        );
         let cpus: Vec<u32> = all.iter().flat_map(|c| c.cpus.clone()).collect();
         if (cpus.len() as u32) < vcpus {
             return Err(PinError(format!(
@@ -266,13 +278,20 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
     if vcpus % threads != 0 {
         let lo = vcpus / threads * threads;
         let hi = lo + threads;
-        let lo_s = if lo > 0 { format!("{lo} or ") } else { String::new() };
+        let lo_s = if lo > 0 {
+            format!("{lo} or ")
+        } else {
+            String::new()
+        };
         return Err(PinError(format!(
             "{vcpus} vCPUs are not whole cores of this {threads}-thread-per-core CPU (the VM gets whole cores, SMT siblings together): use {lo_s}{hi}"
         )));
     }
     let need = (vcpus / threads) as usize;
-    let usable: Vec<&Core> = pool.iter().filter(|c| c.cpus.len() as u32 == threads).collect();
+    let usable: Vec<&Core> = pool
+        .iter()
+        .filter(|c| c.cpus.len() as u32 == threads)
+        .collect();
     if usable.len() < need {
         return Err(PinError(format!(
             "{vcpus} vCPUs are more than this host can give: at most {} ({} whole cores after keeping core 0 for the host)",
@@ -313,7 +332,11 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
             reasons.push(format!(
                 "all {vcpus} vCPUs share one L3 cache (the group of CPUs {}{})",
                 show_sorted(&all),
-                if *l3 == host_l3 { ", with the host's core" } else { "" }
+                if *l3 == host_l3 {
+                    ", with the host's core"
+                } else {
+                    ""
+                }
             ));
         }
         v.iter().take(need).copied().collect()
@@ -437,7 +460,11 @@ mod tests {
     }
 
     fn core_of(t: &CpuTopology, cpu: u32) -> (u32, u32, u32) {
-        t.cpus.iter().find(|c| c.id == cpu).map(|c| c.core).unwrap_or_default()
+        t.cpus
+            .iter()
+            .find(|c| c.id == cpu)
+            .map(|c| c.core)
+            .unwrap_or_default()
     }
 
     fn invariants(t: &CpuTopology, p: &Pinning) {
@@ -452,7 +479,10 @@ mod tests {
         let th = p.guest.threads as usize;
         for chunk in p.vcpus.chunks(th) {
             let c0 = core_of(t, chunk[0]);
-            assert!(chunk.iter().all(|c| core_of(t, *c) == c0), "siblings split: {p:?}");
+            assert!(
+                chunk.iter().all(|c| core_of(t, *c) == c0),
+                "siblings split: {p:?}"
+            );
         }
         assert_eq!(p.guest.vcpus() as usize, p.vcpus.len());
     }
@@ -468,9 +498,21 @@ mod tests {
             .map(|v| t.cpus.iter().find(|c| c.id == *v).and_then(|c| c.l3))
             .collect();
         assert_eq!(l3.len(), 1, "{p:?}");
-        assert_eq!(l3.into_iter().next().flatten(), Some(8), "the CCD without core 0: {p:?}");
+        assert_eq!(
+            l3.into_iter().next().flatten(),
+            Some(8),
+            "the CCD without core 0: {p:?}"
+        );
         assert_eq!(p.emulator, vec![0, 16]);
-        assert_eq!(p.guest, GuestTopology { sockets: 1, dies: 1, cores: 4, threads: 2 });
+        assert_eq!(
+            p.guest,
+            GuestTopology {
+                sockets: 1,
+                dies: 1,
+                cores: 4,
+                threads: 2
+            }
+        );
     }
 
     #[test]
@@ -478,7 +520,12 @@ mod tests {
         let t = synth(2, 8, 2, 8);
         let p = choose(&t, 8, Some(1)).expect("pins");
         invariants(&t, &p);
-        assert!(p.vcpus.iter().all(|v| t.cpus.iter().any(|c| c.id == *v && c.node == Some(1))), "{p:?}");
+        assert!(
+            p.vcpus
+                .iter()
+                .all(|v| t.cpus.iter().any(|c| c.id == *v && c.node == Some(1))),
+            "{p:?}"
+        );
         assert_eq!(p.numa_node, Some(1));
         let p0 = choose(&t, 8, Some(0)).expect("pins");
         assert_eq!(p0.numa_node, Some(0));
@@ -516,6 +563,50 @@ mod tests {
         let big = choose(&t, 20, None).expect("pins");
         assert_eq!(big.guest.threads, 1);
         assert!(!big.vcpus.contains(&0) && !big.vcpus.contains(&8));
+    }
+
+    fn fixture(host: &str) -> CpuTopology {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hosts")
+            .join(host);
+        read(&HostRoot::new(dir)).expect("topology")
+    }
+
+    #[test]
+    fn real_topologies_from_the_fixture_hosts() {
+        // 2-CCD Ryzen 9 7950X: 8 vCPUs on CCD 1 (cpus 8-15 + siblings).
+        let t = fixture("hw08-ryzen7950x-am5-rtx3060-audio-split");
+        assert_eq!(t.vendor, CpuVendor::Amd);
+        assert_eq!(t.cpus.len(), 32);
+        let p = choose(&t, 8, None).expect("pins");
+        invariants(&t, &p);
+        assert_eq!(p.vcpus, vec![8, 24, 9, 25, 10, 26, 11, 27]);
+        assert_eq!(p.emulator, vec![0, 16]);
+        // 16 vCPUs do not fit one CCD after core 0: spread, whole cores.
+        let p = choose(&t, 16, None).expect("pins");
+        invariants(&t, &p);
+        // Intel hybrid i9-13900K: P-cores only.
+        let t = fixture("hw06-raptorlake-rtx4090-annotated");
+        let p = choose(&t, 8, None).expect("pins");
+        invariants(&t, &p);
+        assert!(p.vcpus.iter().all(|v| (2..16).contains(v)), "{p:?}");
+        assert_eq!(p.emulator, vec![0, 1]);
+        // Dual-socket Xeon: the GPU's node.
+        let t = fixture("hw05-dual-xeon-x79-c602-three-nvidia-aspeed");
+        let p = choose(&t, 8, Some(1)).expect("pins");
+        invariants(&t, &p);
+        assert_eq!(p.numa_node, Some(1));
+        assert!(
+            p.vcpus
+                .iter()
+                .all(|v| (8..16).contains(v) || (24..32).contains(v)),
+            "{p:?}"
+        );
+        // Laptop i7-8750H: 6 cores, 5 for the VM at most.
+        let t = fixture("hw20-laptop-coffeelake-h-gtx1060-mobile-muxed");
+        let p = choose(&t, 4, None).expect("pins");
+        invariants(&t, &p);
+        assert!(choose(&t, 12, None).is_err());
     }
 
     proptest! {
