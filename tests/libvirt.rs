@@ -461,3 +461,144 @@ fn domain_with_a_disk_in_the_temporary_directory_starts() {
     );
     assert_eq!(state.trim(), "paused");
 }
+
+// ---------------------------------------------------------------------------
+// `exliar vm`: every generated domain validated by both oracles, and the
+// lifecycle on the throwaway daemon.
+
+fn manifest() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn exliar() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_exliar"));
+    c.env_remove("EXLIAR_ROOT").env_remove("LIBVIRT_DEFAULT_URI");
+    c
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ft = e.file_type().expect("type");
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&src).expect("readlink");
+            std::os::unix::fs::symlink(t, &dst).expect("symlink");
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}
+
+fn put(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+/// A fixture host (a real machine's PCI facts and CPU topology) with what a
+/// VM host also has: this machine's OVMF descriptors and files (Debian's
+/// `ovmf`, read in place), 64 GiB of memory, 2M and 1G hugepage pools with
+/// 4096 free 2M pages, and a free block device `/dev/sdb`.
+fn vm_host(fixture: &str) -> Option<tempfile::TempDir> {
+    let fw = Path::new("/usr/share/qemu/firmware");
+    if !fw.is_dir() {
+        eprintln!("SKIP: no /usr/share/qemu/firmware (package ovmf)");
+        assert!(!daemon::in_ci(), "CI needs ovmf");
+        return None;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    copy_tree(&manifest().join("tests/fixtures/hosts").join(fixture), t.path());
+    copy_tree(fw, &t.path().join("usr/share/qemu/firmware"));
+    for f in std::fs::read_dir("/usr/share/OVMF").expect("OVMF").flatten() {
+        put(t.path(), &format!("usr/share/OVMF/{}", f.file_name().to_string_lossy()), "");
+    }
+    put(t.path(), "proc/meminfo", "MemTotal:       65536000 kB\nMemAvailable:   60000000 kB\n");
+    let hp = "sys/kernel/mm/hugepages";
+    put(t.path(), &format!("{hp}/hugepages-2048kB/nr_hugepages"), "4096\n");
+    put(t.path(), &format!("{hp}/hugepages-2048kB/free_hugepages"), "4096\n");
+    put(t.path(), &format!("{hp}/hugepages-1048576kB/nr_hugepages"), "0\n");
+    put(t.path(), &format!("{hp}/hugepages-1048576kB/free_hugepages"), "0\n");
+    put(t.path(), "proc/self/mountinfo", "22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n24 22 0:21 / /dev/hugepages rw - hugetlbfs hugetlbfs rw\n");
+    put(t.path(), "sys/class/block/sdb/dev", "8:16\n");
+    put(t.path(), "sys/class/block/sdb/size", "1953525168\n");
+    put(t.path(), "dev/sdb", "");
+    Some(t)
+}
+
+/// The option sets of the golden matrix.
+const OPTION_SETS: &[(&str, &[&str])] = &[
+    ("defaults", &[]),
+    ("hugepages-stealth-bridge", &["--hugepages", "--stealth", "--network", "bridge=br0", "--memory", "8G"]),
+    ("block-disk-macvtap", &["--disk", "/dev/sdb", "--network", "macvtap=enp5s0", "--cpus", "2"]),
+    ("no-gpu-user-net", &["--gpu", "none", "--network", "user", "--memory", "4G"]),
+    ("no-network-bios", &["--network", "none", "--firmware", "bios", "--disk", "none"]),
+];
+
+const VM_HOSTS: &[&str] = &[
+    "hw08-ryzen7950x-am5-rtx3060-audio-split",
+    "hw06-raptorlake-rtx4090-annotated",
+    "hw05-dual-xeon-x79-c602-three-nvidia-aspeed",
+    "hw20-laptop-coffeelake-h-gtx1060-mobile-muxed",
+];
+
+#[test]
+fn vm_create_golden_matrix_passes_both_oracles() {
+    let Some(d) = daemon::shared("vm_create_golden_matrix_passes_both_oracles") else {
+        return;
+    };
+    let mut checked = 0;
+    for host in VM_HOSTS {
+        let Some(root) = vm_host(host) else { return };
+        let mut golden = String::new();
+        for profile in ["windows11", "windows10", "linux"] {
+            for (set, opts) in OPTION_SETS {
+                let name = format!("g-{profile}-{set}");
+                let o = exliar()
+                    .arg("--root")
+                    .arg(root.path())
+                    .args(["vm", "create", &name, "--profile", profile, "--print-xml"])
+                    .args(*opts)
+                    .output()
+                    .expect("exliar");
+                let xml = String::from_utf8_lossy(&o.stdout).into_owned();
+                let gpu = !opts.contains(&"none") || !opts.contains(&"--gpu");
+                if gpu && o.status.code() == Some(1) && text(&o).contains("is the only GPU") {
+                    // a single-GPU host: refused, said, nothing to validate
+                    golden.push_str(&format!("==== {profile} {set}: refused\n{}", String::from_utf8_lossy(&o.stderr)));
+                    continue;
+                }
+                assert!(o.status.success(), "{host} {profile} {set}: {}", text(&o));
+                // libvirt's schema, then the daemon's parser (TCG here)
+                xml_validate(&xml).unwrap_or_else(|e| panic!("{host} {profile} {set}: schema: {e}\n{xml}"));
+                let back = d
+                    .define_check(&daemon::tcg(&xml))
+                    .unwrap_or_else(|e| panic!("{host} {profile} {set}: define: {e}\n{xml}"));
+                // every function of the card is there, managed, on one slot
+                let hd = hostdevs(&back).expect("dumpxml");
+                if opts.contains(&"none") && opts.contains(&"--gpu") {
+                    assert!(hd.is_empty(), "{back}");
+                } else {
+                    let fns = xml
+                        .split("<exliar:functions>")
+                        .nth(1)
+                        .and_then(|r| r.split('<').next())
+                        .map_or(0, |f| f.split(',').count());
+                    assert!(fns >= 1 && hd.len() == fns, "{host}: every function of the card: {back}");
+                    assert!(hd.iter().all(|(_, m)| m.as_deref() == Some("yes")), "{back}");
+                }
+                // no vCPU on CPU 0 (core 0 stays with the host)
+                assert!(!xml.contains("<vcpupin vcpu='0' cpuset='0'/>"), "{xml}");
+                golden.push_str(&format!("==== {profile} {set}: {}\n{xml}", opts.join(" ")));
+                checked += 1;
+            }
+        }
+        let _ = &mut checked;
+        insta::assert_snapshot!(format!("vm_create_{host}"), golden);
+    }
+    eprintln!("{checked} domains validated by virt-xml-validate and virsh define");
+    // hw06 has one GPU: only its no-GPU domains are made
+    assert_eq!(checked, VM_HOSTS.len() * 3 * OPTION_SETS.len() - 3 * (OPTION_SETS.len() - 1));
+}

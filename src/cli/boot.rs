@@ -268,7 +268,7 @@ pub(super) fn persist_apply(
 /// The transaction store of `root`, locked, refusing over an interrupted
 /// transaction: its half-written files would make a new plan look done
 /// (`apply`, `bind --persist`).
-pub(super) fn open_store(root: &Path) -> anyhow::Result<Store> {
+pub(crate) fn open_store(root: &Path) -> anyhow::Result<Store> {
     let store = Store::open(root)?;
     let unfinished = store.unfinished()?;
     warn_skipped(&store.skipped());
@@ -297,6 +297,11 @@ struct PlanDoc<'a> {
     exliar_version: &'static str,
     /// Unified diffs, in step order (file steps only).
     diffs: Vec<String>,
+}
+
+/// The `exliar.plan/1` document of `p`.
+pub(crate) fn plan_json(p: &Plan) -> serde_json::Value {
+    serde_json::to_value(plan_doc(p)).unwrap_or_default()
 }
 
 fn plan_doc(p: &Plan) -> PlanDoc<'_> {
@@ -636,7 +641,7 @@ fn failed_doc(e: &anyhow::Error) -> serde_json::Value {
 }
 
 /// What [`apply_built`] did, with its `exliar.apply/1` document.
-pub(super) enum Applied {
+pub(crate) enum Applied {
     /// Applied (exit 0), or not confirmed (exit 1).
     Done { code: u8, doc: serde_json::Value },
     /// The transaction failed (its files restored when `restored`).
@@ -648,7 +653,7 @@ pub(super) enum Applied {
 
 /// Shows a built, non-empty plan (text mode), asks unless `yes`, and applies it
 /// as one transaction. The caller prints the document in JSON mode.
-pub(super) fn apply_built(
+pub(crate) fn apply_built(
     store: &Store,
     p: &Plan,
     yes: bool,

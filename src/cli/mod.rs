@@ -5,7 +5,7 @@ mod boot;
 mod render;
 mod runtime;
 mod term;
-// mod vm; (wired when the domain generator lands)
+mod vm;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -89,6 +89,8 @@ pub enum Command {
     History(boot::TargetCmd),
     /// Finish what a crash or failure left: revert an interrupted apply (every file back to its original), finish an interrupted rollback; needs root
     Recover(boot::TargetCmd),
+    /// VMs with the GPU: create a libvirt domain from this host's facts (a plan, applied as a transaction), list, show, start, stop, destroy, edit, delete
+    Vm(vm::VmCmd),
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +257,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Rollback(a) => boot::rollback(&cli.root, a),
         Command::History(a) => boot::history(&cli.root, a),
         Command::Recover(a) => boot::recover(&cli.root, a),
+        Command::Vm(a) => vm::run(&cli.root, a),
     }
 }
 

@@ -79,12 +79,11 @@ pub struct HostView {
     /// The images pool's folder (absolute).
     pub pool_dir: PathBuf,
     /// The facts of the root for kernel parameters (1G hugepages).
-    pub target: crate::plan::facts::TargetFacts,
+    pub target: crate::plan::isolate::TargetFacts,
     /// Per path given (ISO, image, block device): `Ok(detail)` or why not.
     pub paths: Vec<(PathBuf, Result<String, String>)>,
     /// Whether the new image's path exists already.
     pub image_exists: bool,
-    pub firmware_bios: bool,
     pub firmware: Result<super::firmware::Firmware, String>,
     pub firmware_secure: Result<super::firmware::Firmware, String>,
 }
@@ -381,7 +380,7 @@ pub fn plan(
     // Disks and the installer.
     let path_check = |p: &Path| v.paths.iter().find(|(q, _)| q == p).map(|(_, r)| r.clone());
     let mut disks = Vec::new();
-    let bus_virtio = profile.virtio_disk && (profile.os != "windows" || v.virtio_win.is_some());
+    let bus_virtio = profile.virtio && (profile.os != "windows" || v.virtio_win.is_some());
     let disk = o.disk.clone().unwrap_or(DiskArg::New(profile.disk_mib));
     match &disk {
         DiskArg::None => {}
@@ -469,6 +468,154 @@ pub fn plan(
     if !refuse.is_empty() {
         return Err(Refusal(refuse));
     }
-    let _ = (amd, network, firmware, pinning, disks, cdroms, existing, connect, warnings, reasons, steps);
-    unimplemented_until_merge()
+    let options = serde_json::to_string(o).unwrap_or_default();
+    let spec = DomainSpec {
+        name: name.to_string(),
+        uuid: existing.and_then(|e| e.uuid.clone()),
+        kvm: o.kvm,
+        memory_mib,
+        hugepages_kib: o.hugepages.map(HugeSize::kib),
+        vcpus,
+        pinning,
+        amd,
+        firmware,
+        tpm: profile.tpm,
+        hyperv: profile.hyperv,
+        localtime: profile.clock == "localtime",
+        stealth: o.stealth,
+        hostdevs: functions.clone(),
+        disks,
+        cdroms,
+        network,
+        nic_virtio: bus_virtio,
+        mac: existing.and_then(|e| e.macs.first().cloned()),
+        meta: domain::VmMeta {
+            profile: profile.name.clone(),
+            gpu: card.map(|g| g.address),
+            functions,
+            options,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+    };
+    let xml = domain::to_xml(&spec);
+    let file = PathBuf::from(format!("{VM_DIR}/{name}.xml"));
+    let mut plan = Plan::new("/");
+    plan.subject = Subject::Vm {
+        name: name.to_string(),
+        connect: connect.to_string(),
+    };
+    plan.warnings = warnings;
+    // hugepage reservations first, then the domain's file, the image, the
+    // definition
+    plan.steps = steps
+        .iter()
+        .filter(|s| !matches!(s, Step::CreateImage { .. }))
+        .cloned()
+        .collect();
+    plan.steps.push(Step::WriteFile {
+        path: file.clone(),
+        before: existing.and_then(|e| e.file.clone()),
+        after: xml.clone().into_bytes(),
+        mode: 0o644,
+        why: format!("the domain XML exliar defines {name} from"),
+    });
+    plan.steps
+        .extend(steps.into_iter().filter(|s| matches!(s, Step::CreateImage { .. })));
+    if existing.is_some() {
+        plan.steps.push(Step::Run {
+            argv: crate::plan::define_argv(connect, &file),
+            undo: None,
+            why: format!("redefine {name} (rollback defines it again from the previous file)"),
+        });
+    } else {
+        plan.steps.push(Step::Define {
+            connect: connect.to_string(),
+            name: name.to_string(),
+            xml: file,
+            why: format!("define {name} in libvirt"),
+        });
+    }
+    Ok(VmPlan {
+        spec,
+        xml,
+        plan,
+        reasons,
+    })
+}
+
+/// Read what [`plan`] needs from the host root. `virsh` answers the
+/// images pool's folder (absent: libvirt's default).
+pub fn gather(
+    host: &HostRoot,
+    inv: Inventory,
+    o: &Options,
+    name: &str,
+    pool_dir: Option<PathBuf>,
+) -> HostView {
+    let analysis = crate::analyze::analyze(&inv);
+    let critical = crate::host::critical::find(host);
+    let live = host.path() == Path::new("/");
+    let target = crate::plan::facts::read(host, live);
+    let pool_dir = pool_dir.unwrap_or_else(|| PathBuf::from("/var/lib/libvirt/images"));
+    let rel = |p: &Path| p.strip_prefix("/").unwrap_or(p).to_path_buf();
+    let mut paths = Vec::new();
+    if let Some(iso) = &o.iso {
+        let r = if !iso.is_absolute() {
+            Err(format!("--iso {}: give an absolute path", iso.display()))
+        } else {
+            match std::fs::metadata(host.path().join(rel(iso))) {
+                Ok(m) if m.is_file() => Ok("iso".to_string()),
+                Ok(_) => Err(format!("--iso {}: not a regular file", iso.display())),
+                Err(e) => Err(format!("--iso {}: {e}", iso.display())),
+            }
+        };
+        paths.push((iso.clone(), r));
+    }
+    match &o.disk {
+        Some(DiskArg::Image(p)) => {
+            let r = if !p.is_absolute() {
+                Err(format!("--disk {}: give an absolute path", p.display()))
+            } else {
+                match std::fs::metadata(host.path().join(rel(p))) {
+                    Ok(m) if m.is_file() => {
+                        let mut head = [0u8; 4];
+                        let n = std::fs::File::open(host.path().join(rel(p)))
+                            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+                            .unwrap_or(0);
+                        Ok(image_format(&head[..n]).to_string())
+                    }
+                    Ok(_) => Err(format!(
+                        "--disk {}: not a regular file (a block device goes as /dev/…)",
+                        p.display()
+                    )),
+                    Err(e) => Err(format!("--disk {}: {e}", p.display())),
+                }
+            };
+            paths.push((p.clone(), r));
+        }
+        Some(DiskArg::Block(p)) => {
+            paths.push((p.clone(), hostfacts::block_device_free(host, p)));
+        }
+        _ => {}
+    }
+    let image_exists = std::fs::symlink_metadata(
+        host.path().join(rel(&pool_dir.join(format!("{name}.qcow2")))),
+    )
+    .is_ok();
+    HostView {
+        inv,
+        analysis,
+        critical,
+        topology: topology::read(host),
+        memory: hostfacts::memory(host),
+        huge_pools: hostfacts::huge_pools(host),
+        hugetlbfs: hostfacts::hugetlbfs_mounted(host),
+        virtio_win: hostfacts::virtio_win_iso(host),
+        pool_dir,
+        target,
+        paths,
+        image_exists,
+        firmware: super::firmware::find(host, false),
+        firmware_secure: super::firmware::find(host, true),
+    }
 }

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod create;
 pub mod domain;
 pub mod firmware;
 pub mod hostfacts;

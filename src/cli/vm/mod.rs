@@ -64,7 +64,7 @@ pub struct CreateArgs {
     /// The card to give the VM: a PCI address (every function of the card goes with it), `auto` (the recommended one) or `none`
     #[arg(long, value_name = "ADDR|auto|none")]
     pub gpu: Option<String>,
-    /// windows11 (OVMF Secure Boot + TPM 2.0 + Hyper-V), windows10, linux; TOML files, overridable in /etc/exliar/profiles/NAME.toml
+    /// windows11 (the default: OVMF Secure Boot + TPM 2.0 + Hyper-V), windows10, linux; TOML files, overridable in /etc/exliar/profiles/NAME.toml
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
     /// Guest memory (`8G`, `4096M`; plain numbers are MiB); default: the profile's
@@ -91,13 +91,13 @@ pub struct CreateArgs {
     /// Firmware
     #[arg(long, value_enum, default_value = "auto")]
     pub firmware: FirmwareArg,
-    /// Hypervisor type
-    #[arg(long, value_enum, default_value = "kvm")]
-    pub virt_type: VirtType,
+    /// Hypervisor type (default kvm)
+    #[arg(long, value_enum)]
+    pub virt_type: Option<VirtType>,
     #[command(flatten)]
     pub connect: Connect,
     /// Print only the domain XML and exit
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub print_xml: bool,
     /// Apply without asking
     #[arg(long, short = 'y')]
