@@ -472,7 +472,8 @@ fn manifest() -> std::path::PathBuf {
 
 fn exliar() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_exliar"));
-    c.env_remove("EXLIAR_ROOT").env_remove("LIBVIRT_DEFAULT_URI");
+    c.env_remove("EXLIAR_ROOT")
+        .env_remove("LIBVIRT_DEFAULT_URI");
     c
 }
 
@@ -510,18 +511,52 @@ fn vm_host(fixture: &str) -> Option<tempfile::TempDir> {
         return None;
     }
     let t = tempfile::tempdir().expect("tempdir");
-    copy_tree(&manifest().join("tests/fixtures/hosts").join(fixture), t.path());
+    copy_tree(
+        &manifest().join("tests/fixtures/hosts").join(fixture),
+        t.path(),
+    );
     copy_tree(fw, &t.path().join("usr/share/qemu/firmware"));
-    for f in std::fs::read_dir("/usr/share/OVMF").expect("OVMF").flatten() {
-        put(t.path(), &format!("usr/share/OVMF/{}", f.file_name().to_string_lossy()), "");
+    for f in std::fs::read_dir("/usr/share/OVMF")
+        .expect("OVMF")
+        .flatten()
+    {
+        put(
+            t.path(),
+            &format!("usr/share/OVMF/{}", f.file_name().to_string_lossy()),
+            "",
+        );
     }
-    put(t.path(), "proc/meminfo", "MemTotal:       65536000 kB\nMemAvailable:   60000000 kB\n");
+    put(
+        t.path(),
+        "proc/meminfo",
+        "MemTotal:       65536000 kB\nMemAvailable:   60000000 kB\n",
+    );
     let hp = "sys/kernel/mm/hugepages";
-    put(t.path(), &format!("{hp}/hugepages-2048kB/nr_hugepages"), "4096\n");
-    put(t.path(), &format!("{hp}/hugepages-2048kB/free_hugepages"), "4096\n");
-    put(t.path(), &format!("{hp}/hugepages-1048576kB/nr_hugepages"), "0\n");
-    put(t.path(), &format!("{hp}/hugepages-1048576kB/free_hugepages"), "0\n");
-    put(t.path(), "proc/self/mountinfo", "22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n24 22 0:21 / /dev/hugepages rw - hugetlbfs hugetlbfs rw\n");
+    put(
+        t.path(),
+        &format!("{hp}/hugepages-2048kB/nr_hugepages"),
+        "4096\n",
+    );
+    put(
+        t.path(),
+        &format!("{hp}/hugepages-2048kB/free_hugepages"),
+        "4096\n",
+    );
+    put(
+        t.path(),
+        &format!("{hp}/hugepages-1048576kB/nr_hugepages"),
+        "0\n",
+    );
+    put(
+        t.path(),
+        &format!("{hp}/hugepages-1048576kB/free_hugepages"),
+        "0\n",
+    );
+    put(
+        t.path(),
+        "proc/self/mountinfo",
+        "22 1 259:2 / / rw,relatime - ext4 /dev/nvme0n1p2 rw\n24 22 0:21 / /dev/hugepages rw - hugetlbfs hugetlbfs rw\n",
+    );
     put(t.path(), "sys/class/block/sdb/dev", "8:16\n");
     put(t.path(), "sys/class/block/sdb/size", "1953525168\n");
     put(t.path(), "dev/sdb", "");
@@ -531,10 +566,36 @@ fn vm_host(fixture: &str) -> Option<tempfile::TempDir> {
 /// The option sets of the golden matrix.
 const OPTION_SETS: &[(&str, &[&str])] = &[
     ("defaults", &[]),
-    ("hugepages-stealth-bridge", &["--hugepages", "--stealth", "--network", "bridge=br0", "--memory", "8G"]),
-    ("block-disk-macvtap", &["--disk", "/dev/sdb", "--network", "macvtap=enp5s0", "--cpus", "2"]),
-    ("no-gpu-user-net", &["--gpu", "none", "--network", "user", "--memory", "4G"]),
-    ("no-network-bios", &["--network", "none", "--firmware", "bios", "--disk", "none"]),
+    (
+        "hugepages-stealth-bridge",
+        &[
+            "--hugepages",
+            "--stealth",
+            "--network",
+            "bridge=br0",
+            "--memory",
+            "8G",
+        ],
+    ),
+    (
+        "block-disk-macvtap",
+        &[
+            "--disk",
+            "/dev/sdb",
+            "--network",
+            "macvtap=enp5s0",
+            "--cpus",
+            "2",
+        ],
+    ),
+    (
+        "no-gpu-user-net",
+        &["--gpu", "none", "--network", "user", "--memory", "4G"],
+    ),
+    (
+        "no-network-bios",
+        &["--network", "none", "--firmware", "bios", "--disk", "none"],
+    ),
 ];
 
 const VM_HOSTS: &[&str] = &[
@@ -567,12 +628,16 @@ fn vm_create_golden_matrix_passes_both_oracles() {
                 let gpu = !opts.contains(&"none") || !opts.contains(&"--gpu");
                 if gpu && o.status.code() == Some(1) && text(&o).contains("is the only GPU") {
                     // a single-GPU host: refused, said, nothing to validate
-                    golden.push_str(&format!("==== {profile} {set}: refused\n{}", String::from_utf8_lossy(&o.stderr)));
+                    golden.push_str(&format!(
+                        "==== {profile} {set}: refused\n{}",
+                        String::from_utf8_lossy(&o.stderr)
+                    ));
                     continue;
                 }
                 assert!(o.status.success(), "{host} {profile} {set}: {}", text(&o));
                 // libvirt's schema, then the daemon's parser (TCG here)
-                xml_validate(&xml).unwrap_or_else(|e| panic!("{host} {profile} {set}: schema: {e}\n{xml}"));
+                xml_validate(&xml)
+                    .unwrap_or_else(|e| panic!("{host} {profile} {set}: schema: {e}\n{xml}"));
                 let back = d
                     .define_check(&daemon::tcg(&xml))
                     .unwrap_or_else(|e| panic!("{host} {profile} {set}: define: {e}\n{xml}"));
@@ -586,8 +651,14 @@ fn vm_create_golden_matrix_passes_both_oracles() {
                         .nth(1)
                         .and_then(|r| r.split('<').next())
                         .map_or(0, |f| f.split(',').count());
-                    assert!(fns >= 1 && hd.len() == fns, "{host}: every function of the card: {back}");
-                    assert!(hd.iter().all(|(_, m)| m.as_deref() == Some("yes")), "{back}");
+                    assert!(
+                        fns >= 1 && hd.len() == fns,
+                        "{host}: every function of the card: {back}"
+                    );
+                    assert!(
+                        hd.iter().all(|(_, m)| m.as_deref() == Some("yes")),
+                        "{back}"
+                    );
                 }
                 // no vCPU on CPU 0 (core 0 stays with the host)
                 assert!(!xml.contains("<vcpupin vcpu='0' cpuset='0'/>"), "{xml}");
@@ -600,5 +671,298 @@ fn vm_create_golden_matrix_passes_both_oracles() {
     }
     eprintln!("{checked} domains validated by virt-xml-validate and virsh define");
     // hw06 has one GPU: only its no-GPU domains are made
-    assert_eq!(checked, VM_HOSTS.len() * 3 * OPTION_SETS.len() - 3 * (OPTION_SETS.len() - 1));
+    assert_eq!(
+        checked,
+        VM_HOSTS.len() * 3 * OPTION_SETS.len() - 3 * (OPTION_SETS.len() - 1)
+    );
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let o = exliar().args(args).output().expect("exliar");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// The real flow on the running host (`--root /`) against the throwaway
+/// daemon: create (a transaction: domain file, a qcow2 image, `virsh
+/// define`), list, show, start under TCG, stop (ACPI, which a guest with no
+/// OS ignores: the timeout and its hint), destroy, rollback.
+#[test]
+fn vm_lifecycle_on_a_real_daemon() {
+    let Some(d) = daemon::shared("vm_lifecycle_on_a_real_daemon") else {
+        return;
+    };
+    let uri = d.uri().to_string();
+    let images = d.images();
+    // the images pool, at a path both sides see
+    d.virsh_ok(&[
+        "pool-define-as",
+        "default",
+        "dir",
+        "--target",
+        &images.display().to_string(),
+    ]);
+    d.virsh_ok(&["pool-start", "default"]);
+    let before = d.virsh_ok(&["list", "--all", "--name"]);
+    let name = format!("exliar-t{}", std::process::id());
+    let t = Instant::now();
+    let (rc, out, err) = run(&[
+        "vm",
+        "create",
+        &name,
+        "--connect",
+        &uri,
+        "--gpu",
+        "none",
+        "--profile",
+        "linux",
+        "--firmware",
+        "bios",
+        "--virt-type",
+        "qemu",
+        "--memory",
+        "64M",
+        "--cpus",
+        "1",
+        "--disk",
+        "16M",
+        "--network",
+        "none",
+        "--yes",
+        "--json",
+    ]);
+    eprintln!("vm create: {}", secs(t));
+    assert_eq!(rc, 0, "{out}{err}");
+    let doc = json(&out);
+    assert_eq!(doc["applied"], true, "{out}");
+    assert_eq!(doc["plan"]["subject"], "vm");
+    let id = doc["journal"]["id"].as_str().expect("id").to_string();
+    let image = images.join(format!("{name}.qcow2"));
+    assert!(image.is_file(), "qemu-img made {}", image.display());
+    let file = Path::new("/etc/exliar/vms").join(format!("{name}.xml"));
+    assert!(file.is_file());
+
+    let (rc, out, _) = run(&["vm", "list", "--connect", &uri, "--json"]);
+    assert_eq!(rc, 0);
+    let l = json(&out);
+    let me = l["vms"]
+        .as_array()
+        .expect("vms")
+        .iter()
+        .find(|v| v["name"] == name.as_str())
+        .cloned()
+        .expect("listed");
+    assert_eq!(me["exliar"], true);
+    assert_eq!(me["profile"], "linux");
+
+    let (rc, out, _) = run(&["vm", "show", &name, "--connect", &uri, "--json"]);
+    assert_eq!(rc, 0, "{out}");
+    let s = json(&out);
+    assert_eq!(s["schema"], "exliar.vm/1");
+    assert_eq!(s["state"], "shut off");
+    assert_eq!(s["ready"], true, "{out}");
+    assert_eq!(s["memory_mib"], 64);
+
+    // a second create of the same name is refused, nothing written
+    let (rc, _, err) = run(&[
+        "vm",
+        "create",
+        &name,
+        "--connect",
+        &uri,
+        "--gpu",
+        "none",
+        "--yes",
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("exists on"), "{err}");
+
+    let t = Instant::now();
+    let (rc, out, err) = run(&["vm", "start", &name, "--connect", &uri]);
+    eprintln!("vm start: {}", secs(t));
+    assert_eq!(rc, 0, "{out}{err}");
+    let (_, out, _) = run(&["vm", "show", &name, "--connect", &uri, "--json"]);
+    assert_eq!(json(&out)["state"], "running", "{out}");
+    let (rc, _, err) = run(&["vm", "start", &name, "--connect", &uri]);
+    assert_eq!(rc, 1, "already running: {err}");
+
+    let (rc, _, err) = run(&["vm", "stop", &name, "--connect", &uri, "--timeout", "2"]);
+    assert_eq!(rc, 1, "SeaBIOS with no OS ignores ACPI: {err}");
+    assert!(err.contains("exliar vm destroy"), "{err}");
+    let t = Instant::now();
+    let (rc, out, err) = run(&["vm", "destroy", &name, "--connect", &uri]);
+    eprintln!("vm destroy: {}", secs(t));
+    assert_eq!(rc, 0, "{out}{err}");
+    let (_, out, _) = run(&["vm", "show", &name, "--connect", &uri, "--json"]);
+    assert_eq!(json(&out)["state"], "shut off");
+
+    let (rc, out, err) = run(&["rollback", &id, "--delete-disks"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(
+        d.virsh_ok(&["list", "--all", "--name"]),
+        before,
+        "virsh list --all as before"
+    );
+    assert!(!image.exists() && !file.exists(), "{out}");
+    d.virsh_ok(&["pool-destroy", "default"]);
+    d.virsh_ok(&["pool-undefine", "default"]);
+}
+
+/// Bad input: each refused with a message naming it, nothing defined,
+/// nothing written.
+#[test]
+fn vm_bad_input_is_refused_and_nothing_is_written() {
+    let Some(d) = daemon::shared("vm_bad_input_is_refused_and_nothing_is_written") else {
+        return;
+    };
+    let uri = d.uri().to_string();
+    let before = d.virsh_ok(&["list", "--all", "--name"]);
+    let journals = || {
+        std::fs::read_dir("/var/lib/exliar/txn")
+            .map(|r| r.count())
+            .unwrap_or(0)
+    };
+    let j0 = journals();
+    let base = [
+        "vm",
+        "create",
+        "bad1",
+        "--connect",
+        &uri,
+        "--gpu",
+        "none",
+        "--virt-type",
+        "qemu",
+        "--firmware",
+        "bios",
+        "--disk",
+        "none",
+        "--yes",
+    ];
+    let root_dev = std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|mi| {
+            mi.lines()
+                .find(|l| l.split_whitespace().nth(4) == Some("/"))
+                .and_then(|l| {
+                    l.split(" - ")
+                        .nth(1)?
+                        .split_whitespace()
+                        .nth(1)
+                        .map(str::to_string)
+                })
+        })
+        .filter(|s| s.starts_with("/dev/"));
+    let mut cases: Vec<(Vec<String>, String)> = vec![
+        (
+            vec!["--iso".into(), "/nonexistent/win11.iso".into()],
+            "/nonexistent/win11.iso".into(),
+        ),
+        (
+            vec!["--memory".into(), "900T".into()],
+            "more than this host has".into(),
+        ),
+        (
+            vec!["--cpus".into(), "4096".into()],
+            "more than this host can give".into(),
+        ),
+        (
+            vec!["--network".into(), "bridge=a b".into()],
+            "not an interface name".into(),
+        ),
+    ];
+    if let Some(dev) = &root_dev {
+        cases.push((vec!["--disk".into(), dev.clone()], "is in use".into()));
+    } else {
+        eprintln!(
+            "note: the root is not on a /dev block device here; the mounted-disk case is in the fixture test"
+        );
+    }
+    for (extra, want) in cases {
+        let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        // later options win: drop the base's --disk none for the disk case
+        if extra[0] == "--disk" {
+            let i = args.iter().position(|a| a == "--disk").expect("disk");
+            args.drain(i..i + 2);
+        }
+        args.extend(extra.iter().cloned());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (rc, out, err) = run(&refs);
+        assert_eq!(rc, 1, "{extra:?}: {out}{err}");
+        assert!(err.contains(&want), "{extra:?}: wanted {want:?} in {err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+    }
+    // a card in a shared IOMMU group (a laptop's MX150 shares its group)
+    let (rc, _, err) = run(&[
+        "--root",
+        &manifest()
+            .join("tests/fixtures/hosts/hw21-laptop-kabylake-u-mx150-optimus-dirty-group")
+            .display()
+            .to_string(),
+        "vm",
+        "create",
+        "bad2",
+        "--gpu",
+        "0000:01:00.0",
+        "--firmware",
+        "bios",
+        "--print-xml",
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("shared with") || err.contains("which the host needs"),
+        "{err}"
+    );
+    // a mounted block device on a fixture host
+    let root = vm_host("hw08-ryzen7950x-am5-rtx3060-audio-split").expect("host");
+    put(
+        root.path(),
+        "proc/self/mountinfo",
+        "22 1 8:17 / /srv rw - ext4 /dev/sdb1 rw\n",
+    );
+    put(root.path(), "sys/class/block/sdb/sdb1/partition", "1\n");
+    put(root.path(), "sys/class/block/sdb1/dev", "8:17\n");
+    put(root.path(), "sys/class/block/sdb1/partition", "1\n");
+    let (rc, _, err) = run(&[
+        "--root",
+        &root.path().display().to_string(),
+        "vm",
+        "create",
+        "bad3",
+        "--disk",
+        "/dev/sdb",
+        "--print-xml",
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(
+        err.contains("/dev/sdb is in use: sdb1 is mounted on /srv"),
+        "{err}"
+    );
+    // an existing name
+    let xml = minimal("exliar-taken");
+    let f = write(&d, "exliar-taken", &xml);
+    d.virsh_ok(&["define", &f]);
+    let (rc, _, err) = run(&[
+        "vm",
+        "create",
+        "exliar-taken",
+        "--connect",
+        &uri,
+        "--gpu",
+        "none",
+        "--yes",
+    ]);
+    d.virsh_ok(&["undefine", "exliar-taken"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("exliar-taken exists"), "{err}");
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]), before);
+    assert_eq!(journals(), j0, "no transaction was recorded");
+    assert!(!Path::new("/etc/exliar/vms/bad1.xml").exists());
 }

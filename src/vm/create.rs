@@ -303,7 +303,10 @@ pub fn plan(
                     } else {
                         let want = total + extra;
                         let rel = PathBuf::from("etc/sysctl.d/80-exliar-hugepages.conf");
-                        let before = v.target.file(&rel.to_string_lossy()).map(|t| t.as_bytes().to_vec());
+                        let before = v
+                            .target
+                            .file(&rel.to_string_lossy())
+                            .map(|t| t.as_bytes().to_vec());
                         steps.push(Step::WriteFile {
                             path: rel.clone(),
                             before,
@@ -315,7 +318,11 @@ pub fn plan(
                             why: format!("reserve {want} 2M hugepages at every boot"),
                         });
                         steps.push(Step::Run {
-                            argv: vec!["sysctl".into(), "-w".into(), format!("vm.nr_hugepages={want}")],
+                            argv: vec![
+                                "sysctl".into(),
+                                "-w".into(),
+                                format!("vm.nr_hugepages={want}"),
+                            ],
                             undo: Some(vec![
                                 "sysctl".into(),
                                 "-w".into(),
@@ -336,12 +343,10 @@ pub fn plan(
                             "--hugepages 1G: {} GiB of 1G pages would leave the host less than 2 GiB",
                             after >> 20
                         ));
-                    } else if v
-                        .target
-                        .proc_cmdline
-                        .as_deref()
-                        .is_some_and(|c| c.split_whitespace().any(|p| p.starts_with("hugepages=") || p.starts_with("hugepagesz=")))
-                    {
+                    } else if v.target.proc_cmdline.as_deref().is_some_and(|c| {
+                        c.split_whitespace()
+                            .any(|p| p.starts_with("hugepages=") || p.starts_with("hugepagesz="))
+                    }) {
                         refuse.push("--hugepages 1G: the kernel command line reserves hugepages already (`hugepages=`/`hugepagesz=`); change that reservation yourself, then create the VM".into());
                     } else {
                         let params = vec![
@@ -519,8 +524,11 @@ pub fn plan(
         mode: 0o644,
         why: format!("the domain XML exliar defines {name} from"),
     });
-    plan.steps
-        .extend(steps.into_iter().filter(|s| matches!(s, Step::CreateImage { .. })));
+    plan.steps.extend(
+        steps
+            .into_iter()
+            .filter(|s| matches!(s, Step::CreateImage { .. })),
+    );
     if existing.is_some() {
         plan.steps.push(Step::Run {
             argv: crate::plan::define_argv(connect, &file),
@@ -599,7 +607,8 @@ pub fn gather(
         _ => {}
     }
     let image_exists = std::fs::symlink_metadata(
-        host.path().join(rel(&pool_dir.join(format!("{name}.qcow2")))),
+        host.path()
+            .join(rel(&pool_dir.join(format!("{name}.qcow2")))),
     )
     .is_ok();
     HostView {

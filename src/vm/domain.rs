@@ -174,7 +174,10 @@ pub fn check_text(what: &str, v: &str) -> Result<(), String> {
 }
 
 fn cpuset(c: &[u32]) -> String {
-    c.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    c.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The domain XML.
@@ -188,24 +191,21 @@ pub fn to_xml(s: &DomainSpec) -> String {
         .a("xmlns:exliar", NS)
         .k(el("exliar:profile").t(&s.meta.profile))
         .k(el("exliar:gpu").t(s.meta.gpu.map(|g| g.to_string()).unwrap_or_default()))
-        .k(el("exliar:functions").t(
-            s.meta
-                .functions
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        ))
+        .k(el("exliar:functions").t(s
+            .meta
+            .functions
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(",")))
         .k(el("exliar:options").t(&s.meta.options))
         .k(el("exliar:version").t(&s.meta.version));
     d = d.k(el("metadata").k(meta));
     d = d.k(el("memory").a("unit", "MiB").t(s.memory_mib));
     if let Some(kib) = s.hugepages_kib {
-        d = d.k(
-            el("memoryBacking")
-                .k(el("hugepages").k(el("page").a("size", kib).a("unit", "KiB")))
-                .k(el("locked")),
-        );
+        d = d.k(el("memoryBacking")
+            .k(el("hugepages").k(el("page").a("size", kib).a("unit", "KiB")))
+            .k(el("locked")));
     }
     d = d.k(el("vcpu").a("placement", "static").t(s.vcpus));
     if let Some(p) = &s.pinning {
@@ -218,13 +218,21 @@ pub fn to_xml(s: &DomainSpec) -> String {
         }
         ct = ct.k(el("emulatorpin").a("cpuset", cpuset(&p.emulator)));
         if !p.iothread.is_empty() {
-            ct = ct.k(el("iothreadpin").a("iothread", 1).a("cpuset", cpuset(&p.iothread)));
+            ct = ct.k(el("iothreadpin")
+                .a("iothread", 1)
+                .a("cpuset", cpuset(&p.iothread)));
         }
         d = d.k(ct);
     }
     // Firmware.
     let mut os = el("os").k(el("type").a("arch", "x86_64").a("machine", "q35").t("hvm"));
-    let secure = matches!(s.firmware, Firmware::Efi { secure_boot: true, .. });
+    let secure = matches!(
+        s.firmware,
+        Firmware::Efi {
+            secure_boot: true,
+            ..
+        }
+    );
     if let Firmware::Efi {
         code,
         vars,
@@ -239,7 +247,9 @@ pub fn to_xml(s: &DomainSpec) -> String {
                 .t(code.display()))
             .k(el("nvram").a("template", vars.display()));
     }
-    os = os.k(el("boot").a("dev", "hd")).k(el("boot").a("dev", "cdrom"));
+    os = os
+        .k(el("boot").a("dev", "hd"))
+        .k(el("boot").a("dev", "cdrom"));
     d = d.k(os);
     // Features.
     let mut f = el("features").k(el("acpi")).k(el("apic"));
@@ -279,14 +289,21 @@ pub fn to_xml(s: &DomainSpec) -> String {
             .a("migratable", "off")
     } else {
         // TCG cannot pass the host CPU through: QEMU's `max` model
-        el("cpu").a("mode", "custom").a("match", "exact").a("check", "none").k(el("model").a("fallback", "forbid").t("max"))
+        el("cpu")
+            .a("mode", "maximum")
+            .a("check", "none")
+            .a("migratable", "off")
     };
-    let g = s.pinning.as_ref().map(|p| p.guest).unwrap_or(super::GuestTopology {
-        sockets: 1,
-        dies: 1,
-        cores: s.vcpus,
-        threads: 1,
-    });
+    let g = s
+        .pinning
+        .as_ref()
+        .map(|p| p.guest)
+        .unwrap_or(super::GuestTopology {
+            sockets: 1,
+            dies: 1,
+            cores: s.vcpus,
+            threads: 1,
+        });
     cpu = cpu.k(el("topology")
         .a("sockets", g.sockets)
         .a("dies", g.dies)
@@ -337,16 +354,29 @@ pub fn to_xml(s: &DomainSpec) -> String {
         };
         let target = if disk.virtio {
             vd += 1;
-            el("target").a("dev", format!("vd{}", letters(vd - 1))).a("bus", "virtio")
+            el("target")
+                .a("dev", format!("vd{}", letters(vd - 1)))
+                .a("bus", "virtio")
         } else {
             sata += 1;
-            el("target").a("dev", format!("sd{}", letters(sata - 1))).a("bus", "sata")
+            el("target")
+                .a("dev", format!("sd{}", letters(sata - 1)))
+                .a("bus", "sata")
         };
-        let mut drv = el("driver").a("name", "qemu").a("type", fmt).a("cache", "none").a("discard", "unmap");
+        let mut drv = el("driver")
+            .a("name", "qemu")
+            .a("type", fmt)
+            .a("cache", "none")
+            .a("discard", "unmap");
         if disk.virtio && s.pinning.as_ref().is_some_and(|p| !p.iothread.is_empty()) {
             drv = drv.a("iothread", 1);
         }
-        dev = dev.k(el("disk").a("type", kind).a("device", "disk").k(drv).k(src).k(target));
+        dev = dev.k(el("disk")
+            .a("type", kind)
+            .a("device", "disk")
+            .k(drv)
+            .k(src)
+            .k(target));
     }
     for iso in &s.cdroms {
         sata += 1;
@@ -355,7 +385,9 @@ pub fn to_xml(s: &DomainSpec) -> String {
             .a("device", "cdrom")
             .k(el("driver").a("name", "qemu").a("type", "raw"))
             .k(el("source").a("file", iso.display()))
-            .k(el("target").a("dev", format!("sd{}", letters(sata - 1))).a("bus", "sata"))
+            .k(el("target")
+                .a("dev", format!("sd{}", letters(sata - 1)))
+                .a("bus", "sata"))
             .k(el("readonly")));
     }
     // The card's own root port, then every function on its slot.
@@ -392,8 +424,16 @@ pub fn to_xml(s: &DomainSpec) -> String {
     let mac = s.mac.as_ref().map(|m| el("mac").a("address", m));
     let iface = match &s.network {
         NetworkArg::None => None,
-        NetworkArg::Network(n) => Some(el("interface").a("type", "network").k(el("source").a("network", n))),
-        NetworkArg::Bridge(b) => Some(el("interface").a("type", "bridge").k(el("source").a("bridge", b))),
+        NetworkArg::Network(n) => Some(
+            el("interface")
+                .a("type", "network")
+                .k(el("source").a("network", n)),
+        ),
+        NetworkArg::Bridge(b) => Some(
+            el("interface")
+                .a("type", "bridge")
+                .k(el("source").a("bridge", b)),
+        ),
         NetworkArg::Macvtap(i) => Some(
             el("interface")
                 .a("type", "direct")
@@ -415,7 +455,11 @@ pub fn to_xml(s: &DomainSpec) -> String {
     if s.hostdevs.is_empty() {
         dev = dev
             .k(el("input").a("type", "tablet").a("bus", "usb"))
-            .k(el("graphics").a("type", "vnc").a("port", "-1").a("autoport", "yes").k(el("listen").a("type", "address").a("address", "127.0.0.1")))
+            .k(el("graphics")
+                .a("type", "vnc")
+                .a("port", "-1")
+                .a("autoport", "yes")
+                .k(el("listen").a("type", "address").a("address", "127.0.0.1")))
             .k(el("video").k(el("model").a("type", "virtio").a("heads", 1)));
     } else {
         // the card is the display: no emulated one (the VM-extras issue
@@ -527,7 +571,10 @@ fn is(path: &[Vec<u8>], want: &[&str]) -> bool {
 }
 
 fn attr<'a>(attrs: &'a [(Vec<u8>, String)], k: &str) -> Option<&'a str> {
-    attrs.iter().find(|(a, _)| a == k.as_bytes()).map(|(_, v)| v.as_str())
+    attrs
+        .iter()
+        .find(|(a, _)| a == k.as_bytes())
+        .map(|(_, v)| v.as_str())
 }
 
 /// exliar's metadata, if the domain has it (matched by namespace URI:
@@ -542,15 +589,27 @@ pub fn read_meta(xml: &str) -> Result<Option<VmMeta>, DomainError> {
         version: String::new(),
     };
     walk(xml, |path, attrs, text| {
-        if path.len() == 3 && is(&path[..2], &["domain", "metadata"]) && path[2] == b"vm" && text.is_none() {
-            found |= attrs.iter().any(|(k, v)| k.starts_with(b"xmlns") && v == NS);
+        if path.len() == 3
+            && is(&path[..2], &["domain", "metadata"])
+            && path[2] == b"vm"
+            && text.is_none()
+        {
+            found |= attrs
+                .iter()
+                .any(|(k, v)| k.starts_with(b"xmlns") && v == NS);
         }
-        if let (true, Some(t)) = (found && path.len() == 4 && is(&path[..3], &["domain", "metadata", "vm"]), text) {
+        if let (true, Some(t)) = (
+            found && path.len() == 4 && is(&path[..3], &["domain", "metadata", "vm"]),
+            text,
+        ) {
             match path[3].as_slice() {
                 b"profile" => m.profile = t.to_string(),
                 b"gpu" => m.gpu = PciAddress::parse(t).ok(),
                 b"functions" => {
-                    m.functions = t.split(',').filter_map(|a| PciAddress::parse(a).ok()).collect()
+                    m.functions = t
+                        .split(',')
+                        .filter_map(|a| PciAddress::parse(a).ok())
+                        .collect()
                 }
                 b"options" => m.options = t.to_string(),
                 b"version" => m.version = t.to_string(),
@@ -607,7 +666,9 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
     let mut pins: Vec<String> = Vec::new();
     let mut emu = None;
     walk(xml, |path, attrs, text| {
-        if is(path, &["domain", "uuid"]) && let Some(t) = text {
+        if is(path, &["domain", "uuid"])
+            && let Some(t) = text
+        {
             s.uuid = Some(t.to_string());
         }
         if is(path, &["domain", "memory"]) {
@@ -624,7 +685,9 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
                 }
             }
         }
-        if is(path, &["domain", "vcpu"]) && let Some(t) = text {
+        if is(path, &["domain", "vcpu"])
+            && let Some(t) = text
+        {
             s.vcpus = t.parse().unwrap_or(0);
         }
         if is(path, &["domain", "cputune", "vcpupin"]) && text.is_none() {
@@ -637,9 +700,17 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
             pcidev = attr(attrs, "type") == Some("pci");
             managed = attr(attrs, "managed") == Some("yes");
         }
-        if pcidev && is(path, &["domain", "devices", "hostdev", "source", "address"]) && text.is_none() {
-            let h = |k: &str| attr(attrs, k).and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok());
-            if let (Some(d), Some(b), Some(sl), Some(f)) = (h("domain"), h("bus"), h("slot"), h("function")) {
+        if pcidev
+            && is(path, &["domain", "devices", "hostdev", "source", "address"])
+            && text.is_none()
+        {
+            let h = |k: &str| {
+                attr(attrs, k)
+                    .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            };
+            if let (Some(d), Some(b), Some(sl), Some(f)) =
+                (h("domain"), h("bus"), h("slot"), h("function"))
+            {
                 let a = format!("{d:04x}:{b:02x}:{sl:02x}.{f:x}");
                 if let Ok(a) = PciAddress::parse(&a) {
                     s.hostdevs.push((a, managed));

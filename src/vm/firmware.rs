@@ -52,20 +52,60 @@ struct Target {
 /// Known (code, vars, secure boot with Microsoft keys) per distribution.
 const KNOWN: &[(&str, &str, bool)] = &[
     // Debian, Ubuntu (ovmf)
-    ("usr/share/OVMF/OVMF_CODE_4M.ms.fd", "usr/share/OVMF/OVMF_VARS_4M.ms.fd", true),
-    ("usr/share/OVMF/OVMF_CODE_4M.fd", "usr/share/OVMF/OVMF_VARS_4M.fd", false),
-    ("usr/share/OVMF/OVMF_CODE.fd", "usr/share/OVMF/OVMF_VARS.fd", false),
+    (
+        "usr/share/OVMF/OVMF_CODE_4M.ms.fd",
+        "usr/share/OVMF/OVMF_VARS_4M.ms.fd",
+        true,
+    ),
+    (
+        "usr/share/OVMF/OVMF_CODE_4M.fd",
+        "usr/share/OVMF/OVMF_VARS_4M.fd",
+        false,
+    ),
+    (
+        "usr/share/OVMF/OVMF_CODE.fd",
+        "usr/share/OVMF/OVMF_VARS.fd",
+        false,
+    ),
     // Fedora, RHEL (edk2-ovmf)
-    ("usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "usr/share/edk2/ovmf/OVMF_VARS.secboot.fd", true),
-    ("usr/share/edk2/ovmf/OVMF_CODE.fd", "usr/share/edk2/ovmf/OVMF_VARS.fd", false),
+    (
+        "usr/share/edk2/ovmf/OVMF_CODE.secboot.fd",
+        "usr/share/edk2/ovmf/OVMF_VARS.secboot.fd",
+        true,
+    ),
+    (
+        "usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "usr/share/edk2/ovmf/OVMF_VARS.fd",
+        false,
+    ),
     // Arch (edk2-ovmf)
-    ("usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd", "usr/share/edk2/x64/OVMF_VARS.4m.fd", true),
-    ("usr/share/edk2/x64/OVMF_CODE.4m.fd", "usr/share/edk2/x64/OVMF_VARS.4m.fd", false),
+    (
+        "usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd",
+        "usr/share/edk2/x64/OVMF_VARS.4m.fd",
+        true,
+    ),
+    (
+        "usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "usr/share/edk2/x64/OVMF_VARS.4m.fd",
+        false,
+    ),
     // openSUSE (qemu-ovmf-x86_64)
-    ("usr/share/qemu/ovmf-x86_64-ms-4m-code.bin", "usr/share/qemu/ovmf-x86_64-ms-4m-vars.bin", true),
-    ("usr/share/qemu/ovmf-x86_64-4m-code.bin", "usr/share/qemu/ovmf-x86_64-4m-vars.bin", false),
+    (
+        "usr/share/qemu/ovmf-x86_64-ms-4m-code.bin",
+        "usr/share/qemu/ovmf-x86_64-ms-4m-vars.bin",
+        true,
+    ),
+    (
+        "usr/share/qemu/ovmf-x86_64-4m-code.bin",
+        "usr/share/qemu/ovmf-x86_64-4m-vars.bin",
+        false,
+    ),
     // NixOS (virtualisation.libvirtd.qemu.ovmf)
-    ("run/libvirt/nix-ovmf/OVMF_CODE.fd", "run/libvirt/nix-ovmf/OVMF_VARS.fd", false),
+    (
+        "run/libvirt/nix-ovmf/OVMF_CODE.fd",
+        "run/libvirt/nix-ovmf/OVMF_VARS.fd",
+        false,
+    ),
 ];
 
 fn abs(p: &str) -> PathBuf {
@@ -100,7 +140,9 @@ pub fn find(host: &HostRoot, secure_boot: bool) -> Result<Firmware, String> {
         if !d.interface_types.iter().any(|i| i == "uefi")
             || d.mapping.device != "flash"
             || !x86_q35
-            || d.features.iter().any(|f| f == "amd-sev" || f == "intel-tdx")
+            || d.features
+                .iter()
+                .any(|f| f == "amd-sev" || f == "intel-tdx")
         {
             continue;
         }
@@ -132,7 +174,11 @@ pub fn find(host: &HostRoot, secure_boot: bool) -> Result<Firmware, String> {
     Err(format!(
         "no OVMF {}firmware found (no matching /usr/share/qemu/firmware/*.json descriptor, nor a known path): install it (Debian/Ubuntu: ovmf; Fedora: edk2-ovmf; Arch: edk2-ovmf; openSUSE: qemu-ovmf-x86_64; NixOS: virtualisation.libvirtd.qemu.ovmf.enable){}",
         if secure_boot { "Secure Boot " } else { "" },
-        if secure_boot { ", or choose --firmware efi / --profile windows10" } else { ", or choose --firmware bios" }
+        if secure_boot {
+            ", or choose --firmware efi / --profile windows10"
+        } else {
+            ", or choose --firmware bios"
+        }
     ))
 }
 

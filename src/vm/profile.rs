@@ -89,13 +89,17 @@ mod tests {
         assert!(w.tpm && w.hyperv && w.firmware == FirmwareChoice::EfiSecure);
         let dir = t.path().join("etc/exliar/profiles");
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let mut text = include_str!("../../profiles/windows11.toml").replace("tpm = true", "tpm = false");
+        let mut text =
+            include_str!("../../profiles/windows11.toml").replace("tpm = true", "tpm = false");
         std::fs::write(dir.join("windows11.toml"), &text).expect("write");
         assert!(!load(&h, "windows11").expect("override").tpm);
         text.push_str("colour = \"blue\"\n");
         std::fs::write(dir.join("windows11.toml"), &text).expect("write");
         let e = load(&h, "windows11").expect_err("unknown key");
-        assert!(e.contains("/etc/exliar/profiles/windows11.toml") && e.contains("colour"), "{e}");
+        assert!(
+            e.contains("/etc/exliar/profiles/windows11.toml") && e.contains("colour"),
+            "{e}"
+        );
         assert!(load(&h, "../x").is_err());
         assert!(load(&h, "beos").expect_err("none").contains("windows11"));
     }

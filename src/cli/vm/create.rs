@@ -29,7 +29,10 @@ fn refused(a: &CreateArgs, edit: bool, problems: &[String]) -> anyhow::Result<u8
         )?;
         writeln!(out)?;
     }
-    term::err(&format!("exliar: vm {what} {} refused; nothing was changed:\n", a.name));
+    term::err(&format!(
+        "exliar: vm {what} {} refused; nothing was changed:\n",
+        a.name
+    ));
     for p in problems {
         term::err(&format!("  - {p}\n"));
     }
@@ -70,7 +73,11 @@ fn options(a: &CreateArgs, base: Option<Options>) -> Result<Options, String> {
         o.cpus = Some(c);
     }
     if let Some(h) = &a.hugepages {
-        o.hugepages = if h == "none" { None } else { Some(HugeSize::parse(h)?) };
+        o.hugepages = if h == "none" {
+            None
+        } else {
+            Some(HugeSize::parse(h)?)
+        };
     }
     if let Some(d) = &a.disk {
         o.disk = Some(DiskArg::parse(d)?);
@@ -107,10 +114,23 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
     if edit {
         let xml = match virsh.dumpxml(&a.name, true) {
             Ok(x) => x,
-            Err(e) => return refused(a, edit, &[format!("{} on {}: {}", a.name, virsh.uri, e.message)]),
+            Err(e) => {
+                return refused(
+                    a,
+                    edit,
+                    &[format!("{} on {}: {}", a.name, virsh.uri, e.message)],
+                );
+            }
         };
         let Some(meta) = domain::read_meta(&xml)? else {
-            return refused(a, edit, &[format!("{} was not created by exliar: change it with `virsh edit`", a.name)]);
+            return refused(
+                a,
+                edit,
+                &[format!(
+                    "{} was not created by exliar: change it with `virsh edit`",
+                    a.name
+                )],
+            );
         };
         base = serde_json::from_str::<Options>(&meta.options).ok();
         let s = domain::read_summary(&xml)?;

@@ -133,7 +133,9 @@ pub fn list(a: &VmListArgs) -> anyhow::Result<u8> {
                 "{:<24} {:<12} {:<10} {}\n",
                 v.name,
                 v.state,
-                v.profile.as_deref().unwrap_or(if v.exliar { "-" } else { "(not exliar's)" }),
+                v.profile
+                    .as_deref()
+                    .unwrap_or(if v.exliar { "-" } else { "(not exliar's)" }),
                 v.gpu.as_deref().unwrap_or("-")
             ));
         }
@@ -161,7 +163,11 @@ struct ShowDoc {
     disks: Vec<String>,
 }
 
-fn readiness(root: &Path, summary: &domain::DomainSummary, running: bool) -> anyhow::Result<Readiness> {
+fn readiness(
+    root: &Path,
+    summary: &domain::DomainSummary,
+    running: bool,
+) -> anyhow::Result<Readiness> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
     Ok(ready::check(&host, &inv, &summary.hostdevs, running))
@@ -218,7 +224,8 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
             f.iommu_group.map_or("?".to_string(), |g| g.to_string()),
             f.driver.as_deref().unwrap_or("no driver"),
             match &f.returns_to {
-                Some(r) if f.managed => format!(", libvirt takes it at start and gives it back to {r} at stop"),
+                Some(r) if f.managed =>
+                    format!(", libvirt takes it at start and gives it back to {r} at stop"),
                 _ => String::new(),
             }
         ));
@@ -267,7 +274,13 @@ pub fn start(root: &Path, a: &VmStartArgs) -> anyhow::Result<u8> {
     match virsh.run(&args) {
         Ok(_) => {
             let st = virsh.domstate(&a.name).unwrap_or_default();
-            action(a.json, &a.name, "start", Ok(format!("Started {} ({st}).", a.name)), &virsh)
+            action(
+                a.json,
+                &a.name,
+                "start",
+                Ok(format!("Started {} ({st}).", a.name)),
+                &virsh,
+            )
         }
         Err(e) => action(a.json, &a.name, "start", Err(vec![e.message]), &virsh),
     }
@@ -280,7 +293,13 @@ pub fn stop(a: &VmStopArgs) -> anyhow::Result<u8> {
         return action(a.json, &a.name, "stop", Err(p), &virsh);
     }
     if virsh.domstate(&a.name)? == "shut off" {
-        return action(a.json, &a.name, "stop", Ok(format!("{} is not running.", a.name)), &virsh);
+        return action(
+            a.json,
+            &a.name,
+            "stop",
+            Ok(format!("{} is not running.", a.name)),
+            &virsh,
+        );
     }
     if let Err(e) = virsh.run(&["shutdown", "--mode", "acpi", &a.name]) {
         return action(a.json, &a.name, "stop", Err(vec![e.message]), &virsh);
@@ -288,7 +307,13 @@ pub fn stop(a: &VmStopArgs) -> anyhow::Result<u8> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     while Instant::now() < deadline {
         if virsh.domstate(&a.name)? == "shut off" {
-            return action(a.json, &a.name, "stop", Ok(format!("{} shut down.", a.name)), &virsh);
+            return action(
+                a.json,
+                &a.name,
+                "stop",
+                Ok(format!("{} shut down.", a.name)),
+                &virsh,
+            );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -311,10 +336,22 @@ pub fn destroy(a: &VmNameArgs) -> anyhow::Result<u8> {
         return action(a.json, &a.name, "destroy", Err(p), &virsh);
     }
     if virsh.domstate(&a.name)? == "shut off" {
-        return action(a.json, &a.name, "destroy", Ok(format!("{} is not running.", a.name)), &virsh);
+        return action(
+            a.json,
+            &a.name,
+            "destroy",
+            Ok(format!("{} is not running.", a.name)),
+            &virsh,
+        );
     }
     match virsh.run(&["destroy", &a.name]) {
-        Ok(_) => action(a.json, &a.name, "destroy", Ok(format!("Powered off {}.", a.name)), &virsh),
+        Ok(_) => action(
+            a.json,
+            &a.name,
+            "destroy",
+            Ok(format!("Powered off {}.", a.name)),
+            &virsh,
+        ),
         Err(e) => action(a.json, &a.name, "destroy", Err(vec![e.message]), &virsh),
     }
 }
@@ -329,7 +366,10 @@ pub fn delete(root: &Path, a: &VmDeleteArgs) -> anyhow::Result<u8> {
             a.json,
             &a.name,
             "delete",
-            Err(vec![format!("{} is {state}: `exliar vm stop {}` first", a.name, a.name)]),
+            Err(vec![format!(
+                "{} is {state}: `exliar vm stop {}` first",
+                a.name, a.name
+            )]),
             &virsh,
         );
     }
@@ -355,7 +395,13 @@ pub fn delete(root: &Path, a: &VmDeleteArgs) -> anyhow::Result<u8> {
             &virsh,
         );
     }
-    if !a.yes && !crate::cli::boot::confirm_with(&format!("Delete VM {} (roll back {})?", a.name, ours.join(", ")))? {
+    if !a.yes
+        && !crate::cli::boot::confirm_with(&format!(
+            "Delete VM {} (roll back {})?",
+            a.name,
+            ours.join(", ")
+        ))?
+    {
         return Ok(exit::FINDINGS);
     }
     let mut run = crate::cli::boot::runner(false);
