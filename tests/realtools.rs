@@ -422,14 +422,6 @@ fn step(run: &GuestRun, tag: &str) -> (i32, String) {
 #[test]
 fn vm_in_l1() {
     let tag = "vm_in_l1";
-    // the CLI is being built on another branch: skip cleanly until it is there
-    let help = std::process::Command::new(harness::EXLIAR)
-        .args(["vm", "--help"])
-        .output();
-    if !matches!(&help, Ok(o) if o.status.success()) {
-        say("SKIP: realtools test `vm_in_l1`: exliar vm is not built yet");
-        return;
-    }
     let Some(base) = base(Flavour::Libvirt, tag) else {
         return;
     };

@@ -249,6 +249,12 @@ pub fn plan(
     }
     let mut amd = false;
     let pinning = match &v.topology {
+        Ok(t) if vcpus > 0 && t.cores() < 2 => {
+            warnings.push(
+                "this host has one physical core: the vCPUs are not pinned (nothing is left to keep for the host)".into(),
+            );
+            None
+        }
         Ok(t) if vcpus > 0 => {
             amd = t.vendor == topology::CpuVendor::Amd;
             match topology::choose(t, vcpus, gpu_node) {

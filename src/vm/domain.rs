@@ -483,13 +483,16 @@ fn local(name: &[u8]) -> &[u8] {
 
 /// Walk the XML: for each element, its path of local names, attributes
 /// and text.
+/// An element's attributes: (name, value).
+type Attrs = Vec<(Vec<u8>, String)>;
+
 fn walk(
     xml: &str,
     mut f: impl FnMut(&[Vec<u8>], &[(Vec<u8>, String)], Option<&str>),
 ) -> Result<(), DomainError> {
     let mut r = quick_xml::Reader::from_str(xml);
     let mut path: Vec<Vec<u8>> = Vec::new();
-    let mut stack: Vec<(Vec<(Vec<u8>, String)>, String)> = Vec::new();
+    let mut stack: Vec<(Attrs, String)> = Vec::new();
     loop {
         match r.read_event().map_err(|e| DomainError(e.to_string()))? {
             Event::Start(e) => {
@@ -717,15 +720,17 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
                 }
             }
         }
-        if is(path, &["domain", "devices", "disk", "source"]) && text.is_none() {
-            if let Some(p) = attr(attrs, "file").or(attr(attrs, "dev")) {
-                s.disks.push(p.to_string());
-            }
+        if is(path, &["domain", "devices", "disk", "source"])
+            && text.is_none()
+            && let Some(p) = attr(attrs, "file").or(attr(attrs, "dev"))
+        {
+            s.disks.push(p.to_string());
         }
-        if is(path, &["domain", "devices", "interface", "mac"]) && text.is_none() {
-            if let Some(m) = attr(attrs, "address") {
-                s.macs.push(m.to_string());
-            }
+        if is(path, &["domain", "devices", "interface", "mac"])
+            && text.is_none()
+            && let Some(m) = attr(attrs, "address")
+        {
+            s.macs.push(m.to_string());
         }
     })?;
     if !pins.is_empty() || emu.is_some() {
@@ -735,4 +740,83 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
         });
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::request::NetworkArg;
+
+    fn spec() -> DomainSpec {
+        DomainSpec {
+            name: "w".into(),
+            uuid: None,
+            kvm: true,
+            memory_mib: 1024,
+            hugepages_kib: None,
+            vcpus: 2,
+            pinning: None,
+            amd: false,
+            firmware: Firmware::Bios,
+            tpm: false,
+            hyperv: false,
+            localtime: false,
+            stealth: false,
+            hostdevs: vec![
+                PciAddress::parse("0000:0b:00.0").expect("a"),
+                PciAddress::parse("0000:0b:00.1").expect("a"),
+                PciAddress::parse("0000:0b:00.3").expect("a"),
+            ],
+            disks: vec![Disk::file("/srv/it's <a> & b.qcow2".into(), "qcow2", true)],
+            cdroms: vec![],
+            network: NetworkArg::None,
+            nic_virtio: true,
+            mac: None,
+            meta: VmMeta {
+                profile: "linux".into(),
+                gpu: PciAddress::parse("0000:0b:00.0").ok(),
+                functions: vec![PciAddress::parse("0000:0b:00.0").expect("a")],
+                options: "{\"a\":\"<&'>\"}".into(),
+                version: "0".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn hostile_paths_are_escaped_and_read_back() {
+        let xml = to_xml(&spec());
+        let s = read_summary(&xml).expect("parses");
+        assert_eq!(s.disks, vec!["/srv/it's <a> & b.qcow2".to_string()]);
+        let m = read_meta(&xml).expect("parses").expect("ours");
+        assert_eq!(m.options, "{\"a\":\"<&'>\"}");
+        assert_eq!(m.profile, "linux");
+    }
+
+    #[test]
+    fn one_multifunction_slot_with_the_function_numbers_kept() {
+        let xml = to_xml(&spec());
+        let s = read_summary(&xml).expect("parses");
+        assert_eq!(s.hostdevs.len(), 3);
+        assert!(s.hostdevs.iter().all(|(_, m)| *m));
+        assert_eq!(xml.matches("multifunction='on'").count(), 1);
+        for f in ["0x0", "0x1", "0x3"] {
+            assert!(
+                xml.contains(&format!("bus='0x10' slot='0x00' function='{f}'")),
+                "{xml}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_is_found_by_namespace_not_prefix() {
+        let xml = format!(
+            "<domain><metadata><x:vm xmlns:x=\"{NS}\"><x:profile>windows11</x:profile><x:gpu>0000:01:00.0</x:gpu></x:vm></metadata></domain>"
+        );
+        let m = read_meta(&xml).expect("parses").expect("found");
+        assert_eq!(m.profile, "windows11");
+        assert_eq!(m.gpu, PciAddress::parse("0000:01:00.0").ok());
+        let other = "<domain><metadata><x:vm xmlns:x=\"urn:other\"><x:profile>p</x:profile></x:vm></metadata></domain>";
+        assert_eq!(read_meta(other).expect("parses"), None);
+        assert!(read_meta("<domain><a></b></domain>").is_err());
+    }
 }

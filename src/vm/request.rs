@@ -143,7 +143,7 @@ pub fn image_format(head: &[u8]) -> &'static str {
 
 /// A size for `qemu-img` from MiB (`64G` when whole GiB).
 pub fn qemu_size(mib: u64) -> String {
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{}G", mib / 1024)
     } else {
         format!("{mib}M")

@@ -149,6 +149,16 @@ pub fn read(host: &HostRoot) -> Result<CpuTopology, String> {
     })
 }
 
+impl CpuTopology {
+    /// How many physical cores.
+    pub fn cores(&self) -> usize {
+        let mut c: Vec<_> = self.cpus.iter().map(|c| c.core).collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    }
+}
+
 /// Why no pinning can be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -171,6 +181,9 @@ fn show(cpus: &[u32]) -> String {
     }
     out.join(",")
 }
+
+/// Cores sharing a (NUMA node, L3 group).
+type Group<'a> = ((Option<u32>, Option<u32>), Vec<&'a Core>);
 
 /// A physical core: its CPUs (sorted), its L3 group, node and kind.
 #[derive(Debug, Clone)]
@@ -230,7 +243,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
     let (pool, threads) = if !hybrid {
         let t = cores.iter().map(|c| c.cpus.len()).max().unwrap_or(1) as u32;
         (cores.clone(), t)
-    } else if vcpus <= p_capacity && vcpus % p_threads == 0 {
+    } else if vcpus <= p_capacity && vcpus.is_multiple_of(p_threads) {
         reasons.push(format!(
             "hybrid CPU: performance cores only ({} P-cores available); the E-cores stay with the host",
             p_only.len()
@@ -275,7 +288,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
     if vcpus == 0 {
         return Err(PinError("0 vCPUs".into()));
     }
-    if vcpus % threads != 0 {
+    if !vcpus.is_multiple_of(threads) {
         let lo = vcpus / threads * threads;
         let hi = lo + threads;
         let lo_s = if lo > 0 {
@@ -300,7 +313,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
         )));
     }
     // Groups by (node, L3), in CPU order.
-    let mut groups: Vec<((Option<u32>, Option<u32>), Vec<&Core>)> = Vec::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for c in &usable {
         let key = (c.node, c.l3);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -312,8 +325,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
     let host_l3 = host.l3;
     // One group that fits: the GPU's node first, then a group other than
     // the host core's, then the smallest that fits (leave big ones whole).
-    let mut fits: Vec<&((Option<u32>, Option<u32>), Vec<&Core>)> =
-        groups.iter().filter(|(_, v)| v.len() >= need).collect();
+    let mut fits: Vec<&Group<'_>> = groups.iter().filter(|(_, v)| v.len() >= need).collect();
     fits.sort_by_key(|((n, l3), v)| (!node_ok(*n), *l3 == host_l3 && l3.is_some(), v.len()));
     let chosen: Vec<&Core> = if let Some(((n, l3), v)) = fits.first() {
         if nodes.len() > 1 {
@@ -342,7 +354,7 @@ pub fn choose(topo: &CpuTopology, vcpus: u32, gpu_node: Option<u32>) -> Result<P
         v.iter().take(need).copied().collect()
     } else {
         // Several groups: preferred node first, biggest groups first.
-        let mut order: Vec<&((Option<u32>, Option<u32>), Vec<&Core>)> = groups.iter().collect();
+        let mut order: Vec<&Group<'_>> = groups.iter().collect();
         order.sort_by_key(|((n, _), v)| (!node_ok(*n), std::cmp::Reverse(v.len())));
         let mut out = Vec::new();
         let mut used = 0;
