@@ -966,3 +966,161 @@ fn vm_bad_input_is_refused_and_nothing_is_written() {
     assert_eq!(journals(), j0, "no transaction was recorded");
     assert!(!Path::new("/etc/exliar/vms/bad1.xml").exists());
 }
+
+/// `vm edit` is a plan with the XML diff, applied as a transaction that
+/// keeps the domain's UUID; rolling it back restores the definition;
+/// `vm delete` rolls back what created it.
+#[test]
+fn vm_edit_and_delete_are_transactions() {
+    let Some(d) = daemon::shared("vm_edit_and_delete_are_transactions") else {
+        return;
+    };
+    let uri = d.uri().to_string();
+    let before = d.virsh_ok(&["list", "--all", "--name"]);
+    let name = format!("exliar-e{}", std::process::id());
+    let (rc, out, err) = run(&[
+        "vm",
+        "create",
+        &name,
+        "--connect",
+        &uri,
+        "--gpu",
+        "none",
+        "--profile",
+        "linux",
+        "--firmware",
+        "bios",
+        "--virt-type",
+        "qemu",
+        "--memory",
+        "64M",
+        "--cpus",
+        "1",
+        "--disk",
+        "none",
+        "--network",
+        "none",
+        "--yes",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let uuid = d.virsh_ok(&["domuuid", &name]);
+    let (rc, out, err) = run(&[
+        "vm",
+        "edit",
+        &name,
+        "--connect",
+        &uri,
+        "--memory",
+        "96M",
+        "--yes",
+    ]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("-  <memory unit='MiB'>64</memory>")
+            && out.contains("+  <memory unit='MiB'>96</memory>"),
+        "the diff: {out}"
+    );
+    assert_eq!(d.virsh_ok(&["domuuid", &name]), uuid, "same domain");
+    let (_, out, _) = run(&["vm", "show", &name, "--connect", &uri, "--json"]);
+    assert_eq!(json(&out)["memory_mib"], 96);
+    // the edit's rollback defines the previous XML again
+    let (rc, out, err) = run(&["rollback", "last"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let (_, out, _) = run(&["vm", "show", &name, "--connect", &uri, "--json"]);
+    assert_eq!(json(&out)["memory_mib"], 64);
+    let (rc, out, err) = run(&["vm", "delete", &name, "--connect", &uri, "--yes"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(d.virsh_ok(&["list", "--all", "--name"]), before);
+    assert!(
+        !Path::new("/etc/exliar/vms")
+            .join(format!("{name}.xml"))
+            .exists()
+    );
+    // a VM exliar did not create is not deleted by it
+    let f = write(&d, "exliar-foreign", &minimal("exliar-foreign"));
+    d.virsh_ok(&["define", &f]);
+    let (rc, _, err) = run(&["vm", "delete", "exliar-foreign", "--connect", &uri, "--yes"]);
+    d.virsh_ok(&["undefine", "exliar-foreign"]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("virsh undefine"), "{err}");
+}
+
+/// `--hugepages 2M` beyond the free pages plans the reservation (sysctl.d
+/// and `sysctl -w`, undone to the old count) after a free-memory check, and
+/// refuses what the host cannot give; shown from a fixture host, not applied.
+#[test]
+fn vm_hugepages_are_planned_or_refused() {
+    let Some(root) = vm_host("hw08-ryzen7950x-am5-rtx3060-audio-split") else {
+        return;
+    };
+    let r = root.path().display().to_string();
+    let (rc, out, err) = run(&[
+        "--root",
+        &r,
+        "vm",
+        "create",
+        "hp",
+        "--hugepages",
+        "2M",
+        "--memory",
+        "16G",
+        "--json",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let doc = json(&out);
+    assert_eq!(doc["applied"], false);
+    let steps = doc["plan"]["steps"].as_array().expect("steps");
+    assert_eq!(
+        steps[0]["path"], "etc/sysctl.d/80-exliar-hugepages.conf",
+        "{out}"
+    );
+    assert_eq!(
+        steps[1]["argv"],
+        serde_json::json!(["sysctl", "-w", "vm.nr_hugepages=8192"])
+    );
+    assert_eq!(
+        steps[1]["undo"],
+        serde_json::json!(["sysctl", "-w", "vm.nr_hugepages=4096"])
+    );
+    assert!(
+        doc["plan"]["diffs"][0]
+            .as_str()
+            .expect("diff")
+            .contains("+vm.nr_hugepages = 8192")
+    );
+    // more than MemAvailable
+    put(
+        root.path(),
+        "proc/meminfo",
+        "MemTotal:       65536000 kB\nMemAvailable:   10000000 kB\n",
+    );
+    let (rc, _, err) = run(&[
+        "--root",
+        &r,
+        "vm",
+        "create",
+        "hp",
+        "--hugepages",
+        "2M",
+        "--memory",
+        "20G",
+        "--print-xml",
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("MiB available"), "{err}");
+    // 1G pages that would leave the host less than 2 GiB
+    let (rc, _, err) = run(&[
+        "--root",
+        &r,
+        "vm",
+        "create",
+        "hp",
+        "--hugepages",
+        "1G",
+        "--memory",
+        "62G",
+        "--print-xml",
+    ]);
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("less than 2 GiB"), "{err}");
+}
