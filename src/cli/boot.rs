@@ -807,6 +807,9 @@ struct HistoryDoc {
 /// What `recover` says about a transaction it finished.
 fn recovered_text(j: &Journal) -> &'static str {
     match j.status {
+        Status::RolledBack if j.subject.is_some() => {
+            "Rollback finished: the VM's files and definition are as they were before."
+        }
         Status::RolledBack => {
             "Rollback finished: every file is as it was before; reboot to boot without the isolation."
         }

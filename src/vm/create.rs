@@ -116,6 +116,7 @@ pub fn plan(
     profile: &Profile,
     v: &HostView,
     existing: Option<&Existing>,
+    new_uuid: Option<String>,
 ) -> Result<VmPlan, Refusal> {
     let mut refuse: Vec<String> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
@@ -482,7 +483,9 @@ pub fn plan(
     let options = serde_json::to_string(o).unwrap_or_default();
     let spec = DomainSpec {
         name: name.to_string(),
-        uuid: existing.and_then(|e| e.uuid.clone()),
+        // a UUID of its own from the start, so that every file exliar
+        // keeps of it redefines the same domain (rollback of an edit)
+        uuid: existing.and_then(|e| e.uuid.clone()).or(new_uuid),
         kvm: o.kvm,
         memory_mib,
         hugepages_kib: o.hugepages.map(HugeSize::kib),

@@ -783,6 +783,18 @@ mod tests {
     }
 
     #[test]
+    fn summary_reads_uuid_and_macs() {
+        let x = "<domain type='qemu'>\n  <name>a</name>\n  <uuid>fd50b111-8e31-4dab-b5f8-ef8b160b7f93</uuid>\n  <memory unit='KiB'>65536</memory>\n<devices><interface type='user'><mac address='52:54:00:aa:bb:cc'/></interface></devices></domain>";
+        let s = read_summary(x).expect("parses");
+        assert_eq!(
+            s.uuid.as_deref(),
+            Some("fd50b111-8e31-4dab-b5f8-ef8b160b7f93")
+        );
+        assert_eq!(s.memory_kib, 65536);
+        assert_eq!(s.macs, vec!["52:54:00:aa:bb:cc".to_string()]);
+    }
+
+    #[test]
     fn hostile_paths_are_escaped_and_read_back() {
         let xml = to_xml(&spec());
         let s = read_summary(&xml).expect("parses");

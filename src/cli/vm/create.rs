@@ -175,7 +175,21 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
         None
     };
     let view = create::gather(&host, inv, &o, &a.name, pool);
-    let vp = match create::plan(&a.name, &virsh.uri, &o, &profile, &view, existing.as_ref()) {
+    // the running kernel's random UUID (not printed with --print-xml, so
+    // that the XML of a host is always the same)
+    let new_uuid = (live && !a.print_xml)
+        .then(|| std::fs::read_to_string("/proc/sys/kernel/random/uuid").ok())
+        .flatten()
+        .map(|u| u.trim().to_string());
+    let vp = match create::plan(
+        &a.name,
+        &virsh.uri,
+        &o,
+        &profile,
+        &view,
+        existing.as_ref(),
+        new_uuid,
+    ) {
         Ok(p) => p,
         Err(Refusal(r)) => return refused(a, edit, &r),
     };
