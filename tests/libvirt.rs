@@ -1124,3 +1124,200 @@ fn vm_hugepages_are_planned_or_refused() {
     assert_eq!(rc, 1, "{err}");
     assert!(err.contains("less than 2 GiB"), "{err}");
 }
+
+/// The host facts the VM extras read, added to a fixture host: one connected
+/// 4K monitor (drm), a user and QEMU's group, this machine's own Debian
+/// `qemu.conf`, AppArmor's libvirt abstraction.
+fn extras_overlay(root: &Path) {
+    put(root, "sys/class/drm/card1-DP-1/status", "connected\n");
+    put(
+        root,
+        "sys/class/drm/card1-DP-1/modes",
+        "3840x2160\n2560x1440\n1920x1080\n",
+    );
+    put(
+        root,
+        "sys/class/drm/card1-HDMI-A-1/status",
+        "disconnected\n",
+    );
+    put(root, "sys/class/drm/card1-HDMI-A-1/modes", "");
+    put(
+        root,
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n",
+    );
+    put(
+        root,
+        "etc/group",
+        "root:x:0:\nkvm:x:108:\nlibvirt-qemu:x:64055:libvirt-qemu\n",
+    );
+    let conf = std::fs::read_to_string("/etc/libvirt/qemu.conf")
+        .expect("/etc/libvirt/qemu.conf (libvirt-daemon-system)");
+    put(root, "etc/libvirt/qemu.conf", &conf);
+    put(root, "etc/apparmor.d/abstractions/libvirt-qemu", "");
+}
+
+/// The option sets of the extras matrix (hw08: an RTX 3060 to give, an iGPU
+/// for the host; its xHCI 0000:11:00.0 is alone in its IOMMU group).
+const EXTRAS_SETS: &[(&str, &[&str])] = &[
+    (
+        "looking-glass-usb",
+        &[
+            "--looking-glass",
+            "--looking-glass-user",
+            "alice",
+            "--usb",
+            "046d:c52b",
+            "1b1c:1b2e",
+        ],
+    ),
+    (
+        "kvmfr-hdr-controller",
+        &[
+            "--looking-glass=3440x1440",
+            "--hdr",
+            "--kvmfr",
+            "--looking-glass-user",
+            "alice",
+            "--usb-controller",
+            "0000:11:00.0",
+        ],
+    ),
+];
+
+#[test]
+fn vm_extras_pass_both_oracles() {
+    let Some(d) = daemon::shared("vm_extras_pass_both_oracles") else {
+        return;
+    };
+    let host = "hw08-ryzen7950x-am5-rtx3060-audio-split";
+    let Some(root) = vm_host(host) else { return };
+    extras_overlay(root.path());
+    let mut golden = String::new();
+    for profile in ["windows11", "linux"] {
+        for (set, opts) in EXTRAS_SETS {
+            let name = format!("x-{profile}-{set}");
+            let o = exliar()
+                .arg("--root")
+                .arg(root.path())
+                .args(["vm", "create", &name, "--profile", profile, "--print-xml"])
+                .args(*opts)
+                .env_remove("SUDO_USER")
+                .output()
+                .expect("exliar");
+            assert!(o.status.success(), "{profile} {set}: {}", text(&o));
+            let xml = String::from_utf8_lossy(&o.stdout).into_owned();
+            xml_validate(&xml).unwrap_or_else(|e| panic!("{profile} {set}: schema: {e}\n{xml}"));
+            let back = d
+                .define_check(&daemon::tcg(&xml))
+                .unwrap_or_else(|e| panic!("{profile} {set}: define: {e}\n{xml}"));
+            // what libvirt kept of each extra
+            if opts.contains(&"--kvmfr") {
+                assert!(back.contains("<qemu:commandline>"), "{back}");
+                assert!(
+                    back.contains(
+                        "&quot;mem-path&quot;:&quot;/dev/kvmfr0&quot;,&quot;size&quot;:134217728"
+                    ),
+                    "{back}"
+                );
+                assert!(
+                    back.contains(
+                        "<address domain='0x0000' bus='0x11' slot='0x00' function='0x0'/>"
+                    ),
+                    "{back}"
+                );
+            } else {
+                // 3840x2160 SDR (the connected monitor): 128 MiB
+                assert!(back.contains("<shmem name='looking-glass'>"), "{back}");
+                assert!(back.contains("<size unit='M'>128</size>"), "{back}");
+                assert!(
+                    back.contains("<vendor id='0x046d'/>")
+                        && back.contains("<product id='0x1b2e'/>"),
+                    "{back}"
+                );
+            }
+            assert!(back.contains("<graphics type='spice'"), "{back}");
+            assert!(back.contains("<model type='none'/>"), "video none: {back}");
+            golden.push_str(&format!("==== {profile} {set}: {}\n{xml}", opts.join(" ")));
+        }
+    }
+    insta::assert_snapshot!("vm_extras_hw08", golden);
+    // the kvmfr plan, shown (not applied: --root)
+    let o = exliar()
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "vm",
+            "create",
+            "k",
+            "--looking-glass",
+            "--kvmfr",
+            "--looking-glass-user",
+            "alice",
+        ])
+        .output()
+        .expect("exliar");
+    assert!(o.status.success(), "{}", text(&o));
+    let plan = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "options kvmfr static_size_mb=128",
+        "+kvmfr",
+        "SUBSYSTEM==\"kvmfr\", OWNER=\"alice\", GROUP=\"libvirt-qemu\", MODE=\"0660\"",
+        "+    \"/dev/kvmfr0\"",
+        "+/dev/kvmfr0 rw,",
+    ] {
+        assert!(plan.contains(want), "{want} not in the plan:\n{plan}");
+    }
+}
+
+#[test]
+fn vm_extras_bad_input_is_refused() {
+    let host = "hw08-ryzen7950x-am5-rtx3060-audio-split";
+    let Some(root) = vm_host(host) else { return };
+    extras_overlay(root.path());
+    let r = root.path().to_string_lossy().into_owned();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--looking-glass"], "--looking-glass-user"),
+        (
+            &["--looking-glass", "--looking-glass-user", "mallory"],
+            "mallory: no such user",
+        ),
+        (
+            &["--looking-glass=0x1080", "--looking-glass-user", "alice"],
+            "width and height",
+        ),
+        (
+            &[
+                "--gpu",
+                "none",
+                "--looking-glass",
+                "--looking-glass-user",
+                "alice",
+            ],
+            "needs a card",
+        ),
+        (&["--kvmfr"], "go with --looking-glass"),
+        (&["--usb", "046d"], "VENDOR:PRODUCT"),
+        (
+            &["--usb-controller", "0000:02:00.0"],
+            "not a USB host controller",
+        ),
+        (
+            &["--usb-controller", "0000:99:00.0"],
+            "not a PCI device on this host",
+        ),
+        (&["--profile", "linux", "--unattend", "bob"], "not Windows"),
+    ];
+    for (args, want) in cases {
+        let o = exliar()
+            .args(["--root", &r, "vm", "create", "bad"])
+            .args(*args)
+            .env_remove("SUDO_USER")
+            .output()
+            .expect("exliar");
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert!(t.contains(want), "{args:?}: want {want:?} in: {t}");
+        assert!(t.contains("nothing was changed"), "{t}");
+    }
+}

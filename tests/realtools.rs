@@ -380,6 +380,14 @@ const VM_IN_L1: &str = include_str!("realtools/vm-in-l1.sh");
 const L1_GPU: &str = "0000:02:00.0";
 const L1_AUDIO: &str = "0000:02:00.1";
 
+/// The L1's USB: an xHCI on a root port of its own (bus 04) with a keyboard and a
+/// Wacom tablet (056a:0000, the device hot-plugged into the nested VM; QEMU's
+/// keyboard, mouse and tablet all share 0627:0001).
+const L1_USB_DEVICES: &str = "\
+    -device pcie-root-port,id=rp4,bus=pcie.0,chassis=4,addr=0x5 \
+    -device qemu-xhci,id=xhci,bus=rp4 \
+    -device usb-kbd,bus=xhci.0 -device usb-wacom-tablet,bus=xhci.0";
+
 fn out_text(run: &GuestRun, name: &str) -> String {
     std::fs::read_to_string(run.out.join(name))
         .unwrap_or_else(|e| panic!("{}: {e}", run.out.join(name).display()))
@@ -429,7 +437,8 @@ fn vm_in_l1() {
     base.copy_to(&root_dir).expect("copying the libvirt root");
     boot::install_guest_with(&root_dir, VM_IN_L1);
     let t0 = std::time::Instant::now();
-    let Some(run) = boot::boot(tag, GPU_PAIR_DEVICES, &root_dir, &base.kver) else {
+    let devices = format!("{GPU_PAIR_DEVICES} {L1_USB_DEVICES}");
+    let Some(run) = boot::boot(tag, &devices, &root_dir, &base.kver) else {
         return;
     };
     let l1 = t0.elapsed().as_secs_f64();
@@ -521,5 +530,69 @@ fn vm_in_l1() {
     say(&format!(
         "realtools: vm_in_l1: scenario {}s in the L1",
         out_text(&run, "scenario.secs").trim()
+    ));
+    vm_extras_in_l1(&run);
+}
+
+/// The VM extras (issue 13) on the same L1: the kernel's USB tree as exliar reads
+/// it, the emulated VGA's ROM dumped through sysfs and checked, Looking Glass with
+/// kvmfr defined and rolled back byte for byte, USB hot-plug into a running VM.
+fn vm_extras_in_l1(run: &GuestRun) {
+    // Looking Glass (kvmfr): the files it plans, then every one back
+    let (rc, out) = step(run, "lg-create");
+    assert_eq!(rc, 0, "vm create --looking-glass --kvmfr: {out}");
+    let before = out_text(run, "lg-files.before");
+    let applied = out_text(run, "lg-files.applied");
+    let after = out_text(run, "lg-files.after");
+    assert_ne!(before, applied, "the kvmfr plan changed no file");
+    for f in [
+        "/etc/modprobe.d/exliar-kvmfr.conf",
+        "/etc/udev/rules.d/99-exliar-kvmfr.rules",
+        "/etc/libvirt/qemu.conf",
+    ] {
+        let line = |t: &str| t.lines().find(|l| l.ends_with(f)).map(str::to_owned);
+        assert_ne!(line(&before), line(&applied), "{f} not written: {applied}");
+    }
+    let kvmfr = out_text(run, "lg-kvmfr.txt");
+    // 2560x1440 SDR: 28.1 MiB of frames + 10 MiB -> 64 MiB
+    assert!(kvmfr.contains("options kvmfr static_size_mb=64"), "{kvmfr}");
+    assert!(kvmfr.contains("OWNER=\"root\""), "{kvmfr}");
+    let xml = out_text(run, "lg.xml");
+    assert!(
+        xml.contains("/dev/kvmfr0") && xml.contains("qemu:commandline"),
+        "libvirt kept the kvmfr arguments: {xml}"
+    );
+    let (rc, out) = step(run, "lg-rollback");
+    assert_eq!(rc, 0, "rollback of the Looking Glass VM: {out}");
+    assert_eq!(before, after, "the kvmfr plan's files after rollback");
+
+    // USB hot-plug into the running (paused) nested VM
+    for tag in ["hp-create", "hp-start", "hp-attach"] {
+        let (rc, out) = step(run, tag);
+        assert_eq!(rc, 0, "{tag}: {out}");
+    }
+    let attached = out_text(run, "hp-attached.xml");
+    assert!(
+        attached.contains("<vendor id='0x056a'/>") && attached.contains("<product id='0x0000'/>"),
+        "the tablet is not in the running VM's XML: {attached}"
+    );
+    let (rc, out) = step(run, "hp-detach");
+    assert_eq!(rc, 0, "hp-detach: {out}");
+    let detached = out_text(run, "hp-detached.xml");
+    assert!(
+        !detached.contains("<vendor id='0x056a'/>"),
+        "the tablet is still in the VM: {detached}"
+    );
+    for tag in ["hp-destroy", "hp-rollback"] {
+        let (rc, out) = step(run, tag);
+        assert_eq!(rc, 0, "{tag}: {out}");
+    }
+    assert!(
+        out_text(run, "list-end.txt").trim().is_empty(),
+        "domains left at the end"
+    );
+    say(&format!(
+        "realtools: vm_in_l1: extras {}s in the L1",
+        out_text(run, "extras.secs").trim()
     ));
 }

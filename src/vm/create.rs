@@ -12,8 +12,9 @@ use crate::host::critical::Critical;
 use crate::model::{Inventory, PciAddress};
 use crate::plan::{Plan, Step, Subject};
 
-use super::domain::{self, DomainSpec};
+use super::domain::{self, DomainSpec, UsbId};
 use super::hostfacts::{self, HugePool, Memory};
+use super::looking_glass::{self, LgHost, LgOptions};
 use super::profile::Profile;
 use super::request::{DiskArg, HugeSize, NetworkArg, image_format, qemu_size};
 use super::topology::{self, CpuTopology};
@@ -55,6 +56,88 @@ pub struct Options {
     pub stealth: bool,
     pub firmware: FirmwareChoice,
     pub kvm: bool,
+    /// `--looking-glass[=WxH]`, `--hdr`, `--kvmfr`, `--looking-glass-user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub looking_glass: Option<LgOptions>,
+    /// `--usb VENDOR:PRODUCT…`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb: Vec<UsbId>,
+    /// `--usb-controller ADDR…`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_controllers: Vec<PciAddress>,
+    /// `--force`: give a USB controller that holds the host's keyboard or
+    /// boot disk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// `--evdev`: the host's keyboard and mouse through evdev.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evdev: bool,
+    /// `--unattend USER` (Windows profiles). The password is never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unattend: Option<String>,
+    /// `--vbios FILE`: the card's ROM, checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vbios: Option<PathBuf>,
+}
+
+impl Options {
+    /// The defaults of `vm create` (the windows11 profile, the recommended card).
+    pub fn new() -> Self {
+        Options {
+            profile: "windows11".into(),
+            gpu: GpuChoice::Auto,
+            memory_mib: None,
+            cpus: None,
+            hugepages: None,
+            disk: None,
+            iso: None,
+            network: None,
+            stealth: false,
+            firmware: FirmwareChoice::Auto,
+            kvm: true,
+            looking_glass: None,
+            usb: Vec::new(),
+            usb_controllers: Vec::new(),
+            force: false,
+            evdev: false,
+            unattend: None,
+            vbios: None,
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A USB controller asked for, as the host sees it.
+#[derive(Debug, Clone)]
+pub struct UsbControllerFacts {
+    pub address: PciAddress,
+    /// A USB host controller (class 0x0c03) on this host.
+    pub is_usb_controller: bool,
+    /// Why the host needs it (its keyboard, its boot disk), each naming the device.
+    pub host_needs: Vec<String>,
+    /// Other devices in its IOMMU group (not bridges).
+    pub group_peers: Vec<PciAddress>,
+}
+
+/// What the VM-extras options found on the host.
+#[derive(Debug, Clone, Default)]
+pub struct ExtrasView {
+    pub lg: LgHost,
+    /// USB devices present now: ids and a name.
+    pub usb_present: Vec<(UsbId, String)>,
+    pub usb_controllers: Vec<UsbControllerFacts>,
+    /// `/dev/input/by-id/*-event-kbd|mouse`.
+    pub evdev: Vec<domain::Evdev>,
+    /// `--vbios FILE` checked against the card: Ok(findings) when usable,
+    /// Err(why not).
+    pub vbios: Option<Result<Vec<String>, String>>,
+    /// The unattended answer file's ISO: where its staging folder is.
+    pub unattend_staging: Option<PathBuf>,
 }
 
 /// A domain that exists already (`vm edit`).
@@ -86,6 +169,7 @@ pub struct HostView {
     pub image_exists: bool,
     pub firmware: Result<super::firmware::Firmware, String>,
     pub firmware_secure: Result<super::firmware::Firmware, String>,
+    pub extras: ExtrasView,
 }
 
 /// A refusal: each reason names what and says what to do.
@@ -100,6 +184,8 @@ pub struct VmPlan {
     pub plan: Plan,
     /// Why the CPUs, memory and devices are what they are.
     pub reasons: Vec<String>,
+    /// What to run after create (the Looking Glass client).
+    pub next: Vec<String>,
 }
 
 /// How many pages of `size` `mib` MiB of guest memory needs.
@@ -477,6 +563,127 @@ pub fn plan(
         },
     };
 
+    // The VM extras.
+    let mut extras = domain::Extras::default();
+    let mut next = Vec::new();
+    if let Some(lg) = &o.looking_glass {
+        if card.is_none() {
+            refuse.push(
+                "--looking-glass shows the card's output on the host: the VM needs a card (--gpu)"
+                    .into(),
+            );
+        } else {
+            match looking_glass::plan(name, lg, &v.extras.lg) {
+                Ok(p) => {
+                    steps.extend(p.steps);
+                    reasons.extend(p.reasons);
+                    warnings.extend(p.warnings);
+                    next.push(format!(
+                        "Looking Glass: install the host application in the guest, then run `{}` (input goes over SPICE on 127.0.0.1)",
+                        p.client.join(" ")
+                    ));
+                    extras.looking_glass = Some(p.device);
+                    extras.spice = true;
+                }
+                Err(r) => refuse.extend(r),
+            }
+        }
+    }
+    for u in &o.usb {
+        match v.extras.usb_present.iter().find(|(id, _)| id == u) {
+            Some((_, n)) => reasons.push(format!("USB device {u} ({n}) given to the VM")),
+            None => warnings.push(format!(
+                "USB device {u} is not plugged in now (`exliar usb list`): the VM starts without it and gets it when it is there at start"
+            )),
+        }
+        if !extras.usb.contains(u) {
+            extras.usb.push(*u);
+        }
+    }
+    for c in &o.usb_controllers {
+        let Some(f) = v.extras.usb_controllers.iter().find(|f| f.address == *c) else {
+            refuse.push(format!("--usb-controller {c}: not a PCI device on this host (`exliar usb list` shows the controllers)"));
+            continue;
+        };
+        if !f.is_usb_controller {
+            refuse.push(format!(
+                "--usb-controller {c}: not a USB host controller (PCI class 0c03)"
+            ));
+            continue;
+        }
+        if card.is_some_and(|g| g.functions.contains(c)) {
+            // the card's own USB-C controller goes with the card already
+            reasons.push(format!(
+                "USB controller {c} is a function of the card: it goes with it"
+            ));
+            continue;
+        }
+        if !f.group_peers.is_empty() {
+            refuse.push(format!(
+                "--usb-controller {c}: its IOMMU group also holds {} — the group is not viable unless they go too; use a controller in a group of its own (`exliar iommu`)",
+                f.group_peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        }
+        if !f.host_needs.is_empty() {
+            if o.force {
+                warnings.push(format!(
+                    "--usb-controller {c} holds {} — given to the VM anyway (--force): the host loses them while the VM runs",
+                    f.host_needs.join("; ")
+                ));
+            } else {
+                refuse.push(format!(
+                    "--usb-controller {c} holds {}: the host would lose them while the VM runs; plug them into another controller, or give --force",
+                    f.host_needs.join("; ")
+                ));
+                continue;
+            }
+        }
+        reasons.push(format!(
+            "USB controller {c} given whole to the VM (every port on it)"
+        ));
+        extras.usb_controllers.push(*c);
+    }
+    if o.evdev {
+        if v.extras.evdev.is_empty() {
+            refuse.push(
+                "--evdev: no keyboard or mouse in /dev/input/by-id (*-event-kbd, *-event-mouse)"
+                    .into(),
+            );
+        } else {
+            let kbd = v.extras.evdev.iter().filter(|e| e.keyboard).count();
+            reasons.push(format!(
+                "evdev: {} keyboard(s) and {} mouse/mice go to the VM; press both Ctrl keys to switch between host and VM",
+                kbd,
+                v.extras.evdev.len() - kbd
+            ));
+            extras.evdev = v.extras.evdev.clone();
+        }
+    }
+    if let Some(rom) = &o.vbios {
+        match (&card, &v.extras.vbios) {
+            (None, _) => {
+                refuse.push("--vbios is the card's ROM: the VM needs a card (--gpu)".into())
+            }
+            (Some(_), Some(Ok(findings))) => {
+                reasons.push(format!(
+                    "the card's ROM from {} (checked: signature, ids, a UEFI image)",
+                    rom.display()
+                ));
+                warnings.extend(findings.iter().cloned());
+                extras.rom = Some(rom.clone());
+            }
+            (Some(_), Some(Err(e))) => refuse.push(format!("--vbios {}: {e}", rom.display())),
+            (Some(_), None) => refuse.push(format!("--vbios {}: not checked", rom.display())),
+        }
+    }
+    if o.unattend.is_some() && profile.os != "windows" {
+        refuse.push(format!(
+            "--unattend writes a Windows Setup answer file: the {} profile is not Windows",
+            profile.name
+        ));
+    }
+
     if !refuse.is_empty() {
         return Err(Refusal(refuse));
     }
@@ -510,6 +717,7 @@ pub fn plan(
             options,
             version: env!("CARGO_PKG_VERSION").to_string(),
         },
+        extras,
     };
     let xml = domain::to_xml(&spec);
     let file = PathBuf::from(format!("{VM_DIR}/{name}.xml"));
@@ -557,6 +765,7 @@ pub fn plan(
         xml,
         plan,
         reasons,
+        next,
     })
 }
 
@@ -570,6 +779,7 @@ pub fn gather(
     pool_dir: Option<PathBuf>,
 ) -> HostView {
     let analysis = crate::analyze::analyze(&inv);
+    let extras = gather_extras(host, o, &inv);
     let critical = crate::host::critical::find(host);
     let live = host.path() == Path::new("/");
     let target = crate::plan::facts::read(host, live);
@@ -635,5 +845,106 @@ pub fn gather(
         image_exists,
         firmware: super::firmware::find(host, false),
         firmware_secure: super::firmware::find(host, true),
+        extras,
+    }
+}
+
+/// The names in a passwd/group file (first field of each line).
+fn names(text: Option<String>) -> Vec<String> {
+    text.unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The host facts the Looking Glass plan needs.
+pub fn gather_looking_glass(host: &HostRoot) -> LgHost {
+    let mut connectors = Vec::new();
+    for c in host.list_dir("sys/class/drm").unwrap_or_default() {
+        // connectors are cardN-NAME; cardN and renderDN are not
+        if !c.starts_with("card") || !c.contains('-') {
+            continue;
+        }
+        let base = format!("sys/class/drm/{c}");
+        let status = host
+            .read_optional(format!("{base}/status"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let modes = host
+            .read_optional(format!("{base}/modes"))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        connectors.push(looking_glass::Connector {
+            name: c,
+            status,
+            modes,
+        });
+    }
+    let qemu_conf = host.read_optional("etc/libvirt/qemu.conf").ok().flatten();
+    let groups = names(host.read_optional("etc/group").ok().flatten());
+    let qemu_group = looking_glass::qemu_group(qemu_conf.as_deref(), &groups);
+    let files = looking_glass::FILES
+        .iter()
+        .map(|rel| {
+            (
+                rel.to_string(),
+                host.read_optional(rel)
+                    .ok()
+                    .flatten()
+                    .map(String::into_bytes),
+            )
+        })
+        .collect();
+    LgHost {
+        connectors,
+        qemu_conf,
+        qemu_group,
+        users: names(host.read_optional("etc/passwd").ok().flatten()),
+        files,
+        apparmor: host.exists("etc/apparmor.d/abstractions/libvirt-qemu"),
+        versions: None,
+    }
+}
+
+/// A PCI device as `--usb-controller` sees it: a USB host controller
+/// (class 0x0c03)? the other devices of its IOMMU group (bridges aside).
+pub fn usb_controller_facts(inv: &Inventory, address: PciAddress) -> Option<UsbControllerFacts> {
+    let d = inv.device(&address)?;
+    let is_usb_controller = d.class.is_some_and(|c| c.class_subclass() == 0x0c03);
+    let group_peers = match d.iommu_group {
+        Some(g) => inv
+            .devices
+            .iter()
+            .filter(|x| x.iommu_group == Some(g) && x.address != address && !x.is_bridge())
+            .map(|x| x.address)
+            .collect(),
+        None => Vec::new(),
+    };
+    Some(UsbControllerFacts {
+        address,
+        is_usb_controller,
+        host_needs: Vec::new(),
+        group_peers,
+    })
+}
+
+/// What the VM-extras options need from the host.
+fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
+    ExtrasView {
+        lg: if o.looking_glass.is_some() {
+            gather_looking_glass(host)
+        } else {
+            LgHost::default()
+        },
+        usb_controllers: o
+            .usb_controllers
+            .iter()
+            .filter_map(|a| usb_controller_facts(inv, *a))
+            .collect(),
+        ..ExtrasView::default()
     }
 }

@@ -101,11 +101,79 @@ pub struct DomainSpec {
     /// Kept across `vm edit`.
     pub mac: Option<String>,
     pub meta: VmMeta,
+    /// Looking Glass, USB, input, the card's ROM (the VM-extras options).
+    pub extras: Extras,
 }
+
+/// A USB device by its ids (`VENDOR:PRODUCT`, hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UsbId {
+    pub vendor: u16,
+    pub product: u16,
+}
+
+impl std::fmt::Display for UsbId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04x}:{:04x}", self.vendor, self.product)
+    }
+}
+
+impl std::str::FromStr for UsbId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?}: give a USB device as VENDOR:PRODUCT in hex, e.g. 046d:c52b (`exliar usb list`)"
+            )
+        };
+        let (v, p) = s.trim().split_once(':').ok_or_else(bad)?;
+        let hex = |x: &str| {
+            if x.is_empty() || x.len() > 4 {
+                return Err(bad());
+            }
+            u16::from_str_radix(x, 16).map_err(|_| bad())
+        };
+        Ok(UsbId {
+            vendor: hex(v)?,
+            product: hex(p)?,
+        })
+    }
+}
+
+/// An evdev input device given to the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evdev {
+    /// `/dev/input/by-id/…-event-kbd|mouse`.
+    pub path: PathBuf,
+    /// The keyboard: grabs all devices, both Ctrl keys switch host/guest.
+    pub keyboard: bool,
+}
+
+/// The VM-extras parts of a domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Extras {
+    pub looking_glass: Option<super::looking_glass::LgDevice>,
+    /// SPICE for input and audio (Looking Glass' client uses it), with
+    /// virtio keyboard and mouse.
+    pub spice: bool,
+    pub usb: Vec<UsbId>,
+    /// Whole PCI USB controllers, each on its own root port.
+    pub usb_controllers: Vec<PciAddress>,
+    pub evdev: Vec<Evdev>,
+    /// The card's ROM (`<rom file=…>` on function 0), checked.
+    pub rom: Option<PathBuf>,
+}
+
+/// The guest bus of the first passed-through USB controller (each on a
+/// root port of its own after the card's).
+pub const USB_CONTROLLER_BUS: u32 = CARD_BUS + 1;
 
 /// The guest bus exliar's card sits on (a pcie-root-port it declares with
 /// this index, so libvirt's own automatic addresses never collide).
 pub const CARD_BUS: u32 = 0x10;
+
+/// libvirt's namespace for QEMU pass-through arguments.
+pub const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
 
 /// A tiny element tree, rendered with quick-xml's escaping.
 struct El {
@@ -183,6 +251,12 @@ fn cpuset(c: &[u32]) -> String {
 /// The domain XML.
 pub fn to_xml(s: &DomainSpec) -> String {
     let mut d = el("domain").a("type", if s.kvm { "kvm" } else { "qemu" });
+    if matches!(
+        s.extras.looking_glass,
+        Some(super::looking_glass::LgDevice::Kvmfr { .. })
+    ) {
+        d = d.a("xmlns:qemu", QEMU_NS);
+    }
     d = d.k(el("name").t(&s.name));
     if let Some(u) = &s.uuid {
         d = d.k(el("uuid").t(u));
@@ -412,12 +486,53 @@ pub fn to_xml(s: &DomainSpec) -> String {
         if i == 0 && s.hostdevs.len() > 1 {
             guest = guest.a("multifunction", "on");
         }
-        dev = dev.k(el("hostdev")
+        let mut hd = el("hostdev")
             .a("mode", "subsystem")
             .a("type", "pci")
             .a("managed", "yes")
-            .k(el("source").k(src))
-            .k(guest));
+            .k(el("source").k(src));
+        if i == 0
+            && let Some(rom) = &s.extras.rom
+        {
+            hd = hd.k(el("rom").a("bar", "on").a("file", rom.display()));
+        }
+        dev = dev.k(hd.k(guest));
+    }
+    // Whole USB controllers, each on a root port of its own.
+    for (i, c) in s.extras.usb_controllers.iter().enumerate() {
+        let bus = USB_CONTROLLER_BUS + i as u32;
+        dev = dev
+            .k(el("controller")
+                .a("type", "pci")
+                .a("index", bus)
+                .a("model", "pcie-root-port"))
+            .k(el("hostdev")
+                .a("mode", "subsystem")
+                .a("type", "pci")
+                .a("managed", "yes")
+                .k(el("source").k(el("address")
+                    .a("domain", format!("0x{:04x}", c.domain))
+                    .a("bus", format!("0x{:02x}", c.bus))
+                    .a("slot", format!("0x{:02x}", c.device))
+                    .a("function", format!("0x{:x}", c.function))))
+                .k(el("address")
+                    .a("type", "pci")
+                    .a("domain", "0x0000")
+                    .a("bus", format!("0x{bus:02x}"))
+                    .a("slot", "0x00")
+                    .a("function", "0x0")));
+    }
+    if !s.hostdevs.is_empty() || !s.extras.usb.is_empty() || s.extras.spice {
+        // USB 3 for what the VM gets at create or hot-plugged later (with a
+        // card and no emulated display, libvirt's default would be USB 2)
+        dev = dev.k(el("controller")
+            .a("type", "usb")
+            .a("index", 0)
+            .a("model", "qemu-xhci")
+            .a("ports", 15));
+    }
+    for u in &s.extras.usb {
+        dev = dev.k(usb_hostdev(*u));
     }
     use super::request::NetworkArg;
     let model = el("model").a("type", if s.nic_virtio { "virtio" } else { "e1000e" });
@@ -452,6 +567,44 @@ pub fn to_xml(s: &DomainSpec) -> String {
             .a("model", "tpm-crb")
             .k(el("backend").a("type", "emulator").a("version", "2.0")));
     }
+    for e in &s.extras.evdev {
+        let mut src = el("source").a("dev", e.path.display());
+        if e.keyboard {
+            src = src
+                .a("grab", "all")
+                .a("grabToggle", "ctrl-ctrl")
+                .a("repeat", "on");
+        }
+        dev = dev.k(el("input").a("type", "evdev").k(src));
+    }
+    if !s.extras.evdev.is_empty() || s.extras.spice {
+        // paravirtual input: what evdev and SPICE feed the guest through
+        dev = dev
+            .k(el("input").a("type", "mouse").a("bus", "virtio"))
+            .k(el("input").a("type", "keyboard").a("bus", "virtio"));
+    }
+    if let Some(super::looking_glass::LgDevice::Shmem { size_mib }) = &s.extras.looking_glass {
+        dev = dev.k(el("shmem")
+            .a("name", "looking-glass")
+            .k(el("model").a("type", "ivshmem-plain"))
+            .k(el("size").a("unit", "M").t(size_mib)));
+    }
+    if s.extras.spice {
+        // Looking Glass' client sends input (and takes audio) over SPICE;
+        // the card is the display
+        dev = dev
+            .k(el("graphics")
+                .a("type", "spice")
+                .a("autoport", "yes")
+                .k(el("listen").a("type", "address").a("address", "127.0.0.1"))
+                .k(el("image").a("compression", "off"))
+                .k(el("gl").a("enable", "no")))
+            .k(el("channel").a("type", "spicevmc").k(el("target")
+                .a("type", "virtio")
+                .a("name", "com.redhat.spice.0")))
+            .k(el("sound").a("model", "ich9").k(el("audio").a("id", 1)))
+            .k(el("audio").a("id", 1).a("type", "spice"));
+    }
     if s.hostdevs.is_empty() {
         dev = dev
             .k(el("input").a("type", "tablet").a("bus", "usb"))
@@ -468,9 +621,37 @@ pub fn to_xml(s: &DomainSpec) -> String {
     }
     dev = dev.k(el("memballoon").a("model", "none"));
     d = d.k(dev);
+    if let Some(super::looking_glass::LgDevice::Kvmfr { size_mib, json }) = &s.extras.looking_glass
+    {
+        let mut cl = el("qemu:commandline");
+        for a in super::looking_glass::kvmfr_args(*size_mib, *json) {
+            cl = cl.k(el("qemu:arg").a("value", a));
+        }
+        d = d.k(cl);
+    }
     let mut out = String::new();
     d.render(0, &mut out);
     out
+}
+
+/// `<hostdev type='usb'>` for a device by its ids (also what `vm usb
+/// attach` hot-plugs). `startupPolicy='optional'`: the VM still starts
+/// when the device is unplugged.
+pub fn usb_hostdev_xml(u: UsbId) -> String {
+    let mut out = String::new();
+    usb_hostdev(u).render(0, &mut out);
+    out
+}
+
+fn usb_hostdev(u: UsbId) -> El {
+    el("hostdev")
+        .a("mode", "subsystem")
+        .a("type", "usb")
+        .a("managed", "yes")
+        .k(el("source")
+            .a("startupPolicy", "optional")
+            .k(el("vendor").a("id", format!("0x{:04x}", u.vendor)))
+            .k(el("product").a("id", format!("0x{:04x}", u.product))))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -649,6 +830,8 @@ pub struct DomainSummary {
     pub pinning: Option<PinSummary>,
     /// PCI hostdevs: (host address, managed).
     pub hostdevs: Vec<(PciAddress, bool)>,
+    /// USB hostdevs by ids.
+    pub usb: Vec<UsbId>,
     pub disks: Vec<String>,
     pub macs: Vec<String>,
 }
@@ -660,9 +843,12 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
         vcpus: 0,
         pinning: None,
         hostdevs: Vec::new(),
+        usb: Vec::new(),
         disks: Vec::new(),
         macs: Vec::new(),
     };
+    let mut usbdev = false;
+    let mut usb_vendor: Option<u16> = None;
     let mut unit = String::from("KiB");
     let mut managed = false;
     let mut pcidev = false;
@@ -701,7 +887,23 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
         }
         if is(path, &["domain", "devices", "hostdev"]) && text.is_none() {
             pcidev = attr(attrs, "type") == Some("pci");
+            usbdev = attr(attrs, "type") == Some("usb");
+            usb_vendor = None;
             managed = attr(attrs, "managed") == Some("yes");
+        }
+        if usbdev && text.is_none() {
+            let id = || {
+                attr(attrs, "id")
+                    .and_then(|v| u16::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            };
+            if is(path, &["domain", "devices", "hostdev", "source", "vendor"]) {
+                usb_vendor = id();
+            }
+            if is(path, &["domain", "devices", "hostdev", "source", "product"])
+                && let (Some(vendor), Some(product)) = (usb_vendor, id())
+            {
+                s.usb.push(UsbId { vendor, product });
+            }
         }
         if pcidev
             && is(path, &["domain", "devices", "hostdev", "source", "address"])
@@ -779,6 +981,7 @@ mod tests {
                 options: "{\"a\":\"<&'>\"}".into(),
                 version: "0".into(),
             },
+            extras: Extras::default(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod create;
 pub mod domain;
 pub mod firmware;
 pub mod hostfacts;
+pub mod looking_glass;
 pub mod profile;
 pub mod ready;
 pub mod request;

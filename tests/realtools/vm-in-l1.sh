@@ -84,5 +84,48 @@ else
 fi
 virsh -c qemu:///system list --all --name > /out/list-after.txt 2>&1
 cp /var/log/libvirt/qemu/l2.log /out/l2-qemu.log 2>/dev/null
+
+# --- the VM extras (issue 13), on the same L1 ---
+x_start=$(now)
+# USB: the L1's xHCI with a keyboard and a Wacom tablet (056a:0000); usbhid binds them
+modprobe usbhid 2>/dev/null
+i=0
+until [ "$(ls /sys/bus/usb/devices | grep -c -- '-')" -ge 2 ]; do
+  i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.1
+done
+ls -l /sys/bus/usb/devices/ > /out/usb-sysfs.txt 2>&1
+step usb-list exliar usb list --json
+step snapshot exliar snapshot /out/l1-snapshot.tar
+# VBIOS: the emulated VGA's ROM through sysfs (QEMU's vgabios), then rom must be disabled
+step vbios-dump exliar vbios dump "$GPU" -o /out/vga.rom
+cat "/sys/bus/pci/devices/$GPU/rom" > /dev/null 2> /out/rom-after-dump.err
+echo $? > /out/rom-after-dump.rc
+step vbios-check exliar vbios check /out/vga.rom --for "$GPU" --json
+# Looking Glass with kvmfr: every file it plans is back byte for byte after rollback
+LG_FILES="/etc/modprobe.d/exliar-kvmfr.conf /etc/modules-load.d/exliar-kvmfr.conf \
+  /etc/udev/rules.d/99-exliar-kvmfr.rules /etc/libvirt/qemu.conf \
+  /etc/apparmor.d/local/abstractions/libvirt-qemu"
+files_sha() { for f in $LG_FILES; do if [ -e "$f" ]; then sha256sum "$f"; else echo "absent $f"; fi; done; }
+files_sha > /out/lg-files.before
+step lg-create exliar vm create lg --gpu "$GPU" --profile linux --memory 64M --cpus 1 \
+  --firmware bios --virt-type qemu --disk none --network none \
+  --looking-glass=2560x1440 --kvmfr --looking-glass-user root --yes --json
+files_sha > /out/lg-files.applied
+cat /etc/modprobe.d/exliar-kvmfr.conf /etc/udev/rules.d/99-exliar-kvmfr.rules > /out/lg-kvmfr.txt 2>&1
+virsh -c qemu:///system dumpxml lg > /out/lg.xml 2>&1
+step lg-rollback exliar rollback last
+files_sha > /out/lg-files.after
+# USB hot-plug into a running (paused) nested VM
+step hp-create exliar vm create l3 --gpu none --profile linux --memory 64M --cpus 1 \
+  --firmware bios --virt-type qemu --disk none --network none --yes --json
+step hp-start exliar vm start l3 --paused
+step hp-attach exliar vm usb attach l3 056a:0000 --json
+virsh -c qemu:///system dumpxml l3 > /out/hp-attached.xml 2>&1
+step hp-detach exliar vm usb detach l3 056a:0000 --json
+virsh -c qemu:///system dumpxml l3 > /out/hp-detached.xml 2>&1
+step hp-destroy exliar vm destroy l3
+step hp-rollback exliar rollback last
+virsh -c qemu:///system list --all --name > /out/list-end.txt 2>&1
+echo "$x_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/extras.secs
 echo "$l1_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/scenario.secs
 say "vm_in_l1 scenario done in $(cat /out/scenario.secs)s"

@@ -8,6 +8,8 @@ use crate::cli::{boot, exit, read_host, term};
 use crate::host::HostRoot;
 use crate::model::PciAddress;
 use crate::vm::create::{self, Existing, FirmwareChoice, GpuChoice, Options, Refusal, VM_DIR};
+use crate::vm::domain::UsbId;
+use crate::vm::looking_glass::{self, LgOptions};
 use crate::vm::request::{DiskArg, HugeSize, NetworkArg, parse_size_mib};
 use crate::vm::virsh::{Virsh, valid_name};
 use crate::vm::{domain, profile};
@@ -41,19 +43,7 @@ fn refused(a: &CreateArgs, edit: bool, problems: &[String]) -> anyhow::Result<u8
 
 /// The options given, on top of `base` (`vm edit`: the VM's own).
 fn options(a: &CreateArgs, base: Option<Options>) -> Result<Options, String> {
-    let mut o = base.unwrap_or(Options {
-        profile: "windows11".into(),
-        gpu: GpuChoice::Auto,
-        memory_mib: None,
-        cpus: None,
-        hugepages: None,
-        disk: None,
-        iso: None,
-        network: None,
-        stealth: false,
-        firmware: FirmwareChoice::Auto,
-        kvm: true,
-    });
+    let mut o = base.unwrap_or_default();
     if let Some(p) = &a.profile {
         o.profile = p.clone();
     }
@@ -97,6 +87,78 @@ fn options(a: &CreateArgs, base: Option<Options>) -> Result<Options, String> {
     }
     if let Some(v) = a.virt_type {
         o.kvm = v == VirtType::Kvm;
+    }
+    match a.looking_glass.as_deref() {
+        None => {
+            if a.hdr || a.kvmfr {
+                let lg = o
+                    .looking_glass
+                    .as_mut()
+                    .ok_or("--hdr and --kvmfr go with --looking-glass")?;
+                lg.hdr |= a.hdr;
+                lg.kvmfr |= a.kvmfr;
+            }
+        }
+        Some("off") => o.looking_glass = None,
+        Some(r) => {
+            let resolution = if r == "auto" {
+                None
+            } else {
+                Some(
+                    looking_glass::parse_resolution(r)
+                        .map_err(|e| format!("--looking-glass: {e}"))?,
+                )
+            };
+            let prev = o.looking_glass.take();
+            o.looking_glass = Some(LgOptions {
+                resolution,
+                hdr: a.hdr || prev.as_ref().is_some_and(|p| p.hdr),
+                kvmfr: a.kvmfr || prev.as_ref().is_some_and(|p| p.kvmfr),
+                user: None,
+            });
+        }
+    }
+    if let Some(lg) = o.looking_glass.as_mut()
+        && let Some(u) = &a.looking_glass_user
+    {
+        lg.user = Some(u.clone());
+    }
+    if !a.usb.is_empty() {
+        o.usb = if a.usb.iter().any(|u| u == "none") {
+            Vec::new()
+        } else {
+            a.usb
+                .iter()
+                .map(|u| u.parse::<UsbId>().map_err(|e| format!("--usb {e}")))
+                .collect::<Result<_, _>>()?
+        };
+    }
+    if !a.usb_controller.is_empty() {
+        o.usb_controllers = if a.usb_controller.iter().any(|u| u == "none") {
+            Vec::new()
+        } else {
+            a.usb_controller
+                .iter()
+                .map(|c| PciAddress::parse(c).map_err(|e| format!("--usb-controller {c}: {e}")))
+                .collect::<Result<_, _>>()?
+        };
+    }
+    o.force |= a.force;
+    match a.evdev.as_deref() {
+        None => {}
+        Some("on") => o.evdev = true,
+        Some("off") => o.evdev = false,
+        Some(x) => return Err(format!("--evdev={x}: give on or off")),
+    }
+    match a.unattend.as_deref() {
+        None => {}
+        Some("none") => o.unattend = None,
+        Some(u) => o.unattend = Some(u.to_string()),
+    }
+    match &a.vbios {
+        None => {}
+        Some(p) if p.as_os_str() == "none" => o.vbios = None,
+        Some(p) => o.vbios = Some(p.clone()),
     }
     Ok(o)
 }
@@ -174,7 +236,13 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let view = create::gather(&host, inv, &o, &a.name, pool);
+    let mut view = create::gather(&host, inv, &o, &a.name, pool);
+    if live && o.looking_glass.as_ref().is_some_and(|l| l.kvmfr) {
+        view.extras.lg.versions = virsh
+            .run(&["version"])
+            .ok()
+            .and_then(|v| looking_glass::parse_virsh_version(&v));
+    }
     // the running kernel's random UUID (not printed with --print-xml, so
     // that the XML of a host is always the same)
     let new_uuid = (live && !a.print_xml)
@@ -229,6 +297,12 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
                 let mut out = std::io::stdout().lock();
                 serde_json::to_writer_pretty(&mut out, &doc)?;
                 writeln!(out)?;
+            } else if code == exit::OK && !vp.next.is_empty() {
+                let mut s = String::from("Next:\n");
+                for n in &vp.next {
+                    s.push_str(&format!("  - {n}\n"));
+                }
+                term::out(&s)?;
             }
             Ok(code)
         }

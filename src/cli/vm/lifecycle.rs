@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{CreateArgs, VmDeleteArgs, VmListArgs, VmNameArgs, VmStartArgs, VmStopArgs};
+use super::{CreateArgs, VmDeleteArgs, VmListArgs, VmNameArgs, VmStartArgs, VmStopArgs, VmUsbArgs};
 use crate::cli::{exit, read_host, term};
 use crate::host::HostRoot;
 use crate::plan::Subject;
 use crate::txn::{Status, Store};
 use crate::vm::domain;
+use crate::vm::domain::UsbId;
 use crate::vm::ready::{self, Readiness};
 use crate::vm::virsh::{Virsh, valid_name};
 
@@ -419,4 +420,126 @@ pub fn delete(root: &Path, a: &VmDeleteArgs) -> anyhow::Result<u8> {
 
 pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
     super::create::create(root, a, edit)
+}
+
+/// The USB hostdevs a domain XML holds.
+fn usb_in(xml: &str) -> anyhow::Result<Vec<UsbId>> {
+    Ok(domain::read_summary(xml)?.usb)
+}
+
+/// `vm usb attach|detach NAME VENDOR:PRODUCT`: hot-plug on a running VM,
+/// verified in the live XML.
+pub fn usb(a: &VmUsbArgs, attach: bool) -> anyhow::Result<u8> {
+    name_ok(&a.name)?;
+    let what = if attach { "usb-attach" } else { "usb-detach" };
+    let virsh = Virsh::new(&a.connect.connect);
+    let id: UsbId = match a.device.parse() {
+        Ok(id) => id,
+        Err(e) => return action(a.json, &a.name, what, Err(vec![e]), &virsh),
+    };
+    let state = match virsh.domstate(&a.name) {
+        Ok(s) => s,
+        Err(e) => return action(a.json, &a.name, what, Err(vec![e.message]), &virsh),
+    };
+    if state != "running" && state != "paused" {
+        return action(
+            a.json,
+            &a.name,
+            what,
+            Err(vec![format!(
+                "{} is {state}: hot-plug needs a running VM (give the device at create with --usb, or `exliar vm edit {} --usb {id}`)",
+                a.name, a.name
+            )]),
+            &virsh,
+        );
+    }
+    let has = usb_in(&virsh.dumpxml(&a.name, false)?)?.contains(&id);
+    if has == attach {
+        let msg = if attach {
+            format!("{id} is in {} already.", a.name)
+        } else {
+            format!("{id} is not in {}.", a.name)
+        };
+        return action(a.json, &a.name, what, Ok(msg), &virsh);
+    }
+    // virsh reads the device from a file: a private one, removed after
+    let dir = std::env::temp_dir().join(format!("exliar-usb-{}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let file = dir.join("device.xml");
+    let r = std::fs::write(&file, crate::vm::domain::usb_hostdev_xml(id))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+        .map(|()| {
+            let verb = if attach {
+                "attach-device"
+            } else {
+                "detach-device"
+            };
+            virsh.run(&[verb, &a.name, &file.to_string_lossy(), "--live"])
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = r? {
+        return action(a.json, &a.name, what, Err(vec![e.message]), &virsh);
+    }
+    // verify: what the running VM says now
+    let now = usb_in(&virsh.dumpxml(&a.name, false)?)?.contains(&id);
+    if now != attach {
+        return action(
+            a.json,
+            &a.name,
+            what,
+            Err(vec![format!(
+                "virsh answered, but the running {}'s XML {} {id}",
+                a.name,
+                if attach {
+                    "does not hold"
+                } else {
+                    "still holds"
+                }
+            )]),
+            &virsh,
+        );
+    }
+    let msg = if attach {
+        format!("{id} is in {} now (until it stops).", a.name)
+    } else {
+        format!("{id} is back with the host.")
+    };
+    action(a.json, &a.name, what, Ok(msg), &virsh)
+}
+
+#[cfg(test)]
+mod usb_tests {
+    use super::*;
+
+    #[test]
+    fn usb_ids_are_read_from_a_domain() -> anyhow::Result<()> {
+        let xml = "<domain><devices><hostdev mode='subsystem' type='pci'><source><address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/></source></hostdev>\
+<hostdev mode='subsystem' type='usb' managed='yes'><source startupPolicy='optional'><vendor id='0x046d'/><product id='0xc52b'/></source><alias name='hostdev1'/></hostdev>\
+<hostdev mode=\"subsystem\" type=\"usb\"><source><vendor id=\"0x1b1c\"/><product id=\"0x1b2e\"/></source></hostdev></devices></domain>";
+        assert_eq!(
+            usb_in(xml)?,
+            [
+                UsbId {
+                    vendor: 0x046d,
+                    product: 0xc52b
+                },
+                UsbId {
+                    vendor: 0x1b1c,
+                    product: 0x1b2e
+                }
+            ]
+        );
+        assert!(usb_in("<domain/>")?.is_empty());
+        // what exliar writes reads back
+        let one = UsbId {
+            vendor: 0x0627,
+            product: 0x0001,
+        };
+        let x = format!(
+            "<domain><devices>{}</devices></domain>",
+            domain::usb_hostdev_xml(one)
+        );
+        assert_eq!(usb_in(&x)?, [one]);
+        Ok(())
+    }
 }

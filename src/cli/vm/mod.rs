@@ -13,9 +13,9 @@ pub struct VmCmd {
 #[derive(Debug, Subcommand)]
 pub enum VmSub {
     /// Build a libvirt domain from this host's facts (the card and all its functions, pinning from the CPU topology, firmware, TPM), show it as a plan, and define it as one transaction (`exliar rollback` undoes it)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Change a VM exliar created (same options as create): a plan with the domain XML diff, applied as a transaction
-    Edit(CreateArgs),
+    Edit(Box<CreateArgs>),
     /// The VMs on the connection, and which exliar manages
     List(VmListArgs),
     /// A VM's state, its card and whether it can start now, pinning, memory
@@ -28,6 +28,34 @@ pub enum VmSub {
     Destroy(VmNameArgs),
     /// Remove a VM exliar created: rolls back the transactions that created and edited it
     Delete(VmDeleteArgs),
+    /// Plug a host USB device into a running VM, or take it out (`virsh attach-device --live`)
+    Usb(VmUsbCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct VmUsbCmd {
+    #[command(subcommand)]
+    pub action: VmUsbSub,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmUsbSub {
+    /// Give a host USB device to the running VM now (until it stops)
+    Attach(VmUsbArgs),
+    /// Take a USB device back from the running VM
+    Detach(VmUsbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VmUsbArgs {
+    pub name: String,
+    /// The device (`exliar usb list` shows them)
+    #[arg(value_name = "VENDOR:PRODUCT")]
+    pub device: String,
+    #[command(flatten)]
+    pub connect: Connect,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -91,6 +119,39 @@ pub struct CreateArgs {
     /// Firmware
     #[arg(long, value_enum, default_value = "auto")]
     pub firmware: FirmwareArg,
+    /// Looking Glass: see the VM's screen in a window on the host, without a second cable. Shared memory sized for WIDTHxHEIGHT (default: the largest mode of the host's connected monitors, else 1920x1080) by Looking Glass' formula; SPICE for input; `off` removes it (vm edit)
+    #[arg(long, value_name = "WIDTHxHEIGHT", num_args = 0..=1, require_equals = true, default_missing_value = "auto")]
+    pub looking_glass: Option<String>,
+    /// With --looking-glass: size for HDR (8 bytes per pixel)
+    #[arg(long)]
+    pub hdr: bool,
+    /// With --looking-glass: use the kvmfr kernel module's /dev/kvmfr0 (DMA transfers; the module is built from Looking Glass' sources) instead of /dev/shm: plans its module options, udev rule, qemu.conf device list and AppArmor rule
+    #[arg(long)]
+    pub kvmfr: bool,
+    /// With --looking-glass: the user who runs looking-glass-client (default: the user who ran sudo)
+    #[arg(long, value_name = "USER", env = "SUDO_USER")]
+    pub looking_glass_user: Option<String>,
+    /// Give these host USB devices to the VM (`exliar usb list` shows them); `none` removes them (vm edit)
+    #[arg(long, value_name = "VENDOR:PRODUCT", num_args = 1..)]
+    pub usb: Vec<String>,
+    /// Give a whole PCI USB controller (every port on it) to the VM; refused when its IOMMU group is shared, or when it holds the host's keyboard or boot disk (unless --force); `none` removes them (vm edit)
+    #[arg(long, value_name = "ADDR", num_args = 1..)]
+    pub usb_controller: Vec<String>,
+    /// Give a USB controller even though it holds the host's keyboard or boot disk
+    #[arg(long)]
+    pub force: bool,
+    /// Pass the host's keyboard and mouse through evdev (/dev/input/by-id); both Ctrl keys together switch them between host and VM; `--evdev=off` removes them (vm edit)
+    #[arg(long, value_name = "on|off", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
+    pub evdev: Option<String>,
+    /// Windows profiles: install Windows unattended with a local administrator USER (an Autounattend.xml on a small ISO; locale and keyboard from this host). The password is asked for, or read from --password-file; never on the command line. `none` removes it (vm edit)
+    #[arg(long, value_name = "USER")]
+    pub unattend: Option<String>,
+    /// With --unattend: read the password from the first line of FILE (mode 0600)
+    #[arg(long, value_name = "FILE", requires = "unattend")]
+    pub password_file: Option<PathBuf>,
+    /// The card's ROM file for the VM (`exliar vbios check` must pass it: signature, the card's ids, a UEFI image); `none` removes it (vm edit)
+    #[arg(long, value_name = "FILE")]
+    pub vbios: Option<PathBuf>,
     /// Hypervisor type (default kvm)
     #[arg(long, value_enum)]
     pub virt_type: Option<VirtType>,
@@ -173,6 +234,10 @@ pub fn run(root: &Path, cmd: &VmCmd) -> anyhow::Result<u8> {
         VmSub::Stop(a) => lifecycle::stop(a),
         VmSub::Destroy(a) => lifecycle::destroy(a),
         VmSub::Delete(a) => lifecycle::delete(root, a),
+        VmSub::Usb(u) => match &u.action {
+            VmUsbSub::Attach(a) => lifecycle::usb(a, true),
+            VmUsbSub::Detach(a) => lifecycle::usb(a, false),
+        },
     }
 }
 
