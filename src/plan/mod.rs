@@ -56,6 +56,20 @@ pub enum Step {
         size: String,
         why: String,
     },
+    /// An ISO image built from the files of a staging folder that the
+    /// caller fills just before applying (`xorriso -as mkisofs`): the
+    /// unattended-install answer file, whose password must never be in a
+    /// plan, a journal or a log. Undone like [`Step::CreateImage`]; the path
+    /// must not exist when the plan is applied.
+    CreateIso {
+        path: PathBuf,
+        /// Absolute; the caller removes it after applying.
+        staging: PathBuf,
+        volume: String,
+        /// The names of the files it holds (for the plan's reader).
+        files: Vec<String>,
+        why: String,
+    },
     /// Define a new libvirt domain from a file the plan writes (`virsh
     /// --connect URI define FILE`), after the files and images. Undone by
     /// `virsh undefine --nvram NAME` when the domain exists.
@@ -164,6 +178,24 @@ pub fn create_image_argv(path: &std::path::Path, format: &str, size: &str) -> Ve
         format.into(),
         format!("/{}", path.display()),
         size.into(),
+    ]
+}
+
+/// `xorriso` building an ISO 9660 image (Joliet and Rock Ridge names) at
+/// `path` (relative to the root) from the folder `staging`.
+pub fn create_iso_argv(path: &std::path::Path, staging: &std::path::Path, volume: &str) -> Vec<String> {
+    vec![
+        "xorriso".into(),
+        "-as".into(),
+        "mkisofs".into(),
+        "-quiet".into(),
+        "-J".into(),
+        "-r".into(),
+        "-V".into(),
+        volume.into(),
+        "-o".into(),
+        format!("/{}", path.display()),
+        staging.display().to_string(),
     ]
 }
 
@@ -287,6 +319,25 @@ pub fn render(plan: &Plan) -> String {
                     out,
                     "    run: {}",
                     create_image_argv(path, format, size).join(" ")
+                );
+            }
+            Step::CreateIso {
+                path,
+                staging,
+                volume,
+                files,
+                why,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "\n[{n}] create ISO image /{} ({}): {why}",
+                    path.display(),
+                    files.join(", ")
+                );
+                let _ = writeln!(
+                    out,
+                    "    run: {}",
+                    create_iso_argv(path, staging, volume).join(" ")
                 );
             }
             Step::Define {

@@ -641,7 +641,7 @@ impl Store {
                 .retain(|d| !done.iter().any(|f| f.created_dirs.contains(d)));
         }
         for s in &plan.steps {
-            if let Step::CreateImage { path, .. } = s {
+            if let Step::CreateImage { path, .. } | Step::CreateIso { path, .. } = s {
                 // a new image never replaces anything
                 check_writable(&self.root, path).map_err(TxnError::Refused)?;
                 if std::fs::symlink_metadata(self.root.join(path)).is_ok() {
@@ -674,6 +674,16 @@ impl Store {
                 } => Some(record(
                     Action::CreateImage { path: path.clone() },
                     crate::plan::create_image_argv(path, format, size),
+                    None,
+                )),
+                Step::CreateIso {
+                    path,
+                    staging,
+                    volume,
+                    ..
+                } => Some(record(
+                    Action::CreateImage { path: path.clone() },
+                    crate::plan::create_iso_argv(path, staging, volume),
                     None,
                 )),
                 Step::Define {
