@@ -76,6 +76,8 @@ pub struct QuirkHit {
     pub title: String,
     pub advice: String,
     pub source: String,
+    /// What the quirk asks of a VM (`romfile`: a clean ROM file), or empty.
+    pub needs: String,
 }
 
 /// One GPU and everything exliar concluded about it.
@@ -355,6 +357,7 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                     id: q.id.clone(),
                     title: q.title.clone(),
                     advice: q.advice.clone(),
+                    needs: q.needs.clone(),
                     source: q.source.clone(),
                 })
                 .collect();

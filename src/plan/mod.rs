@@ -183,7 +183,11 @@ pub fn create_image_argv(path: &std::path::Path, format: &str, size: &str) -> Ve
 
 /// `xorriso` building an ISO 9660 image (Joliet and Rock Ridge names) at
 /// `path` (relative to the root) from the folder `staging`.
-pub fn create_iso_argv(path: &std::path::Path, staging: &std::path::Path, volume: &str) -> Vec<String> {
+pub fn create_iso_argv(
+    path: &std::path::Path,
+    staging: &std::path::Path,
+    volume: &str,
+) -> Vec<String> {
     vec![
         "xorriso".into(),
         "-as".into(),

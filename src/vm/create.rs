@@ -660,6 +660,21 @@ pub fn plan(
             extras.evdev = v.extras.evdev.clone();
         }
     }
+    if let Some(g) = card
+        && o.vbios.is_none()
+    {
+        for q in g.quirk_details.iter().filter(|q| q.needs == "romfile") {
+            let msg = format!(
+                "{}: {} — the VM needs a clean copy of the card's ROM: give it with --vbios FILE (`exliar vbios dump` makes one where the card did not initialise the display; `exliar vbios check FILE --for {}` checks one from the vendor). {}",
+                g.address, q.title, g.address, q.advice
+            );
+            if o.force {
+                warnings.push(format!("{msg} (going on without one: --force)"));
+            } else {
+                refuse.push(format!("{msg} --force creates the VM without one"));
+            }
+        }
+    }
     if let Some(rom) = &o.vbios {
         match (&card, &v.extras.vbios) {
             (None, _) => {
