@@ -31,6 +31,7 @@
 //!
 //! [`dump`] reads a device's ROM through sysfs.
 
+pub mod synth;
 mod sysfs;
 
 use serde::{Serialize, Serializer};
@@ -82,7 +83,7 @@ impl CodeType {
 
     pub fn describe(self) -> &'static str {
         match self {
-            CodeType::X86 => "legacy x86 (BIOS)",
+            CodeType::X86 => "legacy x86 BIOS",
             CodeType::OpenFirmware => "Open Firmware",
             CodeType::PaRisc => "PA-RISC",
             CodeType::Uefi => "UEFI",

@@ -1,0 +1,174 @@
+//! `exliar vbios check|dump` on synthetic ROM files written here (built from
+//! the published layouts by `exliar::vbios::synth`): golden human and JSON
+//! output, the schema, `--strip`, `--for`, and the refusals.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use exliar::host::sim::{SimDevice, SimTree};
+use exliar::model::PciAddress;
+use exliar::vbios::synth::{self, Img};
+
+/// Runs `exliar vbios ARGS` in `dir`, file names relative to it.
+fn vbios(dir: &Path, args: &[&str]) -> std::process::Output {
+    exliar()
+        .current_dir(dir)
+        .arg("vbios")
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+/// The good GTX 1080-like ROM, and an nvflash dump of a legacy-only ROM
+/// for another model.
+fn files() -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::write(t.path().join("good.rom"), synth::good()).expect("write");
+    let mut bad = synth::nvflash_header();
+    bad.extend(synth::rom(&[Img::legacy(64).ids(0x10de, 0x1c03).last()]));
+    std::fs::write(t.path().join("nvflash-legacy.rom"), bad).expect("write");
+    t
+}
+
+#[test]
+fn check_golden_human_and_json() {
+    let t = files();
+    let schema = schema("vbios-1.schema.json");
+    for (name, exit) in [("good", 0), ("nvflash-legacy", 1)] {
+        let file = format!("{name}.rom");
+        let o = vbios(t.path(), &["check", &file, "--for", "10de:1b80"]);
+        assert_eq!(o.status.code(), Some(exit), "{}", stderr(&o));
+        insta::assert_snapshot!(format!("vbios-check-{name}"), stdout(&o));
+        let o = vbios(t.path(), &["check", &file, "--for", "10de:1b80", "--json"]);
+        assert_eq!(o.status.code(), Some(exit), "{}", stderr(&o));
+        let doc = json(&o);
+        assert_valid(&schema, &doc, &file);
+        assert_eq!(doc["usable"], exit == 0);
+        insta::assert_snapshot!(format!("vbios-check-json-{name}"), stdout(&o));
+    }
+}
+
+#[test]
+fn strip_writes_a_usable_copy_once() {
+    let t = files();
+    let o = vbios(
+        t.path(),
+        &["check", "nvflash-legacy.rom", "--strip", "stripped.rom"],
+    );
+    // The copy is checked: no prefix now, but still no UEFI image.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("wrote stripped.rom"), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("ROM stripped.rom: 32768 bytes"), "{out}");
+    assert!(!out.contains("before the first image"), "{out}");
+    let orig = std::fs::read(t.path().join("nvflash-legacy.rom")).expect("read");
+    let copy = std::fs::read(t.path().join("stripped.rom")).expect("read");
+    assert_eq!(copy, orig[0x600..]);
+    // Not again without --force; never through a link.
+    let o = vbios(
+        t.path(),
+        &["check", "nvflash-legacy.rom", "--strip", "stripped.rom"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("stripped.rom: exists; --force replaces it"));
+    std::os::unix::fs::symlink("good.rom", t.path().join("link.rom")).expect("link");
+    let o = vbios(
+        t.path(),
+        &[
+            "check",
+            "nvflash-legacy.rom",
+            "--strip",
+            "link.rom",
+            "--force",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(t.path().join("good.rom")).expect("read"),
+        synth::good()
+    );
+    // Nothing to strip: nothing written, the file itself checked.
+    let o = vbios(t.path(), &["check", "good.rom", "--strip", "none.rom"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nothing to strip"));
+    assert!(!t.path().join("none.rom").exists());
+}
+
+#[test]
+fn for_an_address_reads_the_cards_ids() {
+    let t = files();
+    let root = tempfile::tempdir().expect("tempdir");
+    let gpu = PciAddress::parse("0000:01:00.0").expect("address");
+    SimTree::new()
+        .device(SimDevice::new(gpu, 0x030000, 0x10de, 0x1c03).group(1))
+        .build(root.path())
+        .expect("tree");
+    let r = root.path().to_str().expect("utf-8");
+    let o = vbios(
+        t.path(),
+        &[
+            "--root", r, "check", "good.rom", "--for", "01:00.0", "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let doc = json(&o);
+    assert_eq!(doc["expected"]["device"], "1c03");
+    assert_eq!(doc["ids_match"], false);
+    // No such device; a --for that is neither form.
+    let o = vbios(
+        t.path(),
+        &["--root", r, "check", "good.rom", "--for", "02:00.0"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no PCI device 0000:02:00.0"),
+        "{}",
+        stderr(&o)
+    );
+    let o = vbios(t.path(), &["check", "good.rom", "--for", "gtx1080"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("neither a PCI address nor VENDOR:DEVICE"));
+}
+
+#[test]
+fn dump_refusals_touch_nothing() {
+    let t = files();
+    let root = tempfile::tempdir().expect("tempdir");
+    let gpu = PciAddress::parse("0000:01:00.0").expect("address");
+    SimTree::new()
+        .device(SimDevice::new(gpu, 0x030000, 0x10de, 0x1b80).group(1))
+        .build(root.path())
+        .expect("tree");
+    let r = root.path().to_str().expect("utf-8");
+    // The output exists: refused before the device is touched.
+    let o = vbios(
+        t.path(),
+        &["--root", r, "dump", "01:00.0", "-o", "good.rom"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("good.rom: exists; --force replaces it"));
+    // The device has no ROM.
+    let o = vbios(t.path(), &["--root", r, "dump", "01:00.0", "-o", "new.rom"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("PCI device 0000:01:00.0 has no option ROM exposed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.path().join("new.rom").exists());
+}
+
+#[test]
+fn file_names_reach_the_terminal_escaped() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let name = "rom\x1b]0;pwned\x07.bin";
+    std::fs::write(t.path().join(name), synth::good()).expect("write");
+    let o = vbios(t.path(), &["check", name]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b'), "{out}");
+    assert!(out.contains("\\u{1b}"), "{out}");
+}
