@@ -172,3 +172,52 @@ fn file_names_reach_the_terminal_escaped() {
     assert!(!out.contains('\x1b'), "{out}");
     assert!(out.contains("\\u{1b}"), "{out}");
 }
+
+/// Real option ROMs when this machine has them (Debian's ipxe-qemu and
+/// seabios packages; not committed): iPXE's combined ROMs carry a legacy
+/// and a UEFI x64 image and a device list, SeaBIOS's VGA BIOS is legacy
+/// only, and its ISA VGA BIOS has no PCI data structure at all.
+#[test]
+fn real_roms_when_installed() {
+    let e1000 = Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom");
+    let stdvga = Path::new("/usr/share/seabios/vgabios-stdvga.bin");
+    let isavga = Path::new("/usr/share/seabios/vgabios-isavga.bin");
+    if e1000.exists() {
+        let bytes = std::fs::read(e1000).expect("read");
+        let r = exliar::vbios::check(&bytes, Some((0x8086, 0x100e)));
+        assert!(
+            r.usable && r.signature_ok && r.has_legacy && r.has_uefi_gop,
+            "{r:?}"
+        );
+        assert_eq!(r.ids_match, Some(true));
+        assert_eq!(r.images.len(), 2);
+        assert_eq!(r.images[0].checksum_ok, Some(true));
+        let efi = r.images[1].efi.as_ref().expect("EFI header");
+        assert!(efi.signature_ok && efi.runs_on_x64());
+        assert!(r.images[1].last);
+        assert_eq!(
+            r.images.iter().map(|i| i.length).sum::<usize>() + r.trailing_bytes,
+            bytes.len()
+        );
+    } else {
+        eprintln!("skipping: no {}", e1000.display());
+    }
+    if stdvga.exists() {
+        let bytes = std::fs::read(stdvga).expect("read");
+        let r = exliar::vbios::check(&bytes, Some((0x1234, 0x1111)));
+        assert!(r.signature_ok && r.has_legacy && !r.has_uefi_gop && !r.usable);
+        assert_eq!(r.ids_match, Some(true));
+        assert_eq!(r.images[0].checksum_ok, Some(true));
+        assert_eq!(
+            r.findings.iter().map(|f| f.id).collect::<Vec<_>>(),
+            ["no-uefi"]
+        );
+    } else {
+        eprintln!("skipping: no {}", stdvga.display());
+    }
+    if isavga.exists() {
+        let r = exliar::vbios::check(&std::fs::read(isavga).expect("read"), None);
+        assert!(!r.signature_ok && r.images.is_empty());
+        assert_eq!(r.findings[0].id, "pcir-missing");
+    }
+}

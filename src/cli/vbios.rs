@@ -197,8 +197,13 @@ pub fn render(r: &RomReport, name: &str) -> String {
             kind.push_str(&format!(" (code type 0x{:02x})", img.code_type_raw));
         }
         let mut ids = format!("{:04x}:{:04x}", img.vendor, img.device);
-        if !img.device_list.is_empty() {
-            let list: Vec<String> = img.device_list.iter().map(|d| format!("{d:04x}")).collect();
+        let list: Vec<String> = img
+            .device_list
+            .iter()
+            .filter(|d| **d != img.device)
+            .map(|d| format!("{d:04x}"))
+            .collect();
+        if !list.is_empty() {
             ids.push_str(&format!(" (also {})", list.join(", ")));
         }
         let mut extra = Vec::new();
