@@ -221,3 +221,59 @@ fn real_roms_when_installed() {
         assert_eq!(r.findings[0].id, "pcir-missing");
     }
 }
+
+/// Every shape the report takes (each finding, null and present EFI
+/// headers, device lists, no card) matches the schema.
+#[test]
+fn reports_of_damaged_roms_match_the_schema() {
+    let schema = schema("vbios-1.schema.json");
+    let good = synth::good();
+    let mut prefixed = synth::nvflash_header();
+    prefixed.extend(&good);
+    let mut listed = Img::legacy(64);
+    listed.device_list = vec![0x1b81, 0x1b82];
+    let mut arm = Img::uefi(32).last();
+    arm.machine = 0xAA64;
+    let mut bad_sum = good.clone();
+    bad_sum[0x100] ^= 1;
+    let mut no_efi_sig = good.clone();
+    no_efi_sig[64 * 512 + 4] = 0;
+    let mut far = good.clone();
+    far[0x18] = 0xF0;
+    far[0x19] = 0xFF;
+    let mut nowhere = good.clone();
+    nowhere[0x18] = 0x00;
+    nowhere[0x19] = 0x01;
+    let mut zero = synth::rom(&[Img::legacy(64)]);
+    zero[synth::PCIR_AT + 0x10] = 0;
+    let mut broken = synth::rom(&[Img::legacy(64)]);
+    broken.extend([0u8; 512]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("good", good.clone()),
+        ("prefixed", prefixed),
+        ("empty", Vec::new()),
+        ("blank", vec![0xFF; 1024]),
+        ("listed", synth::rom(&[listed, arm])),
+        ("checksum", bad_sum),
+        ("efi-signature", no_efi_sig),
+        ("pcir-out-of-range", far),
+        ("pcir-missing", nowhere),
+        ("zero-length", zero),
+        ("chain-broken", broken),
+        ("no-last", synth::rom(&[Img::legacy(64), Img::uefi(32)])),
+        ("truncated", good[..40000].to_vec()),
+        ("many", synth::rom(&vec![Img::uefi(1); 70])),
+        ("uefi-only", synth::rom(&[Img::uefi(32).last()])),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, bytes) in &cases {
+        for expect in [None, Some((0x10de, 0x1b80)), Some((0x1002, 0x67df))] {
+            let r = exliar::vbios::check(bytes, expect);
+            seen.extend(r.findings.iter().map(|f| f.id));
+            let doc = serde_json::to_value(&r).expect("json");
+            assert_valid(&schema, &doc, name);
+        }
+    }
+    // Every finding the checker has was produced here.
+    assert_eq!(seen.len(), 15, "{seen:?}");
+}

@@ -281,8 +281,7 @@ fn check(root: &Path, a: &CheckArgs) -> anyhow::Result<u8> {
         .as_deref()
         .map(|s| expected_ids(root, s))
         .transpose()?;
-    let bytes = crate::host::readfile::read_input(&a.file, vbios::ROM_LIMIT)
-        .with_context(|| a.file.display().to_string())?;
+    let bytes = vbios::read_file(&a.file).with_context(|| a.file.display().to_string())?;
     let name = a.file.display().to_string();
     if let Some(out) = &a.strip {
         match vbios::strip(&bytes) {

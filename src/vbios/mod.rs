@@ -285,26 +285,20 @@ fn pcir_of(rom: &[u8], at: usize) -> Option<usize> {
     (end <= rom.len() && &rom[pcir..pcir + 4] == b"PCIR").then_some(pcir)
 }
 
-/// Where the first image starts: 0 when the file starts with one; else the
-/// first `0x55 0xAA` whose PCIR pointer leads to a `"PCIR"` (a dump tool's
-/// header before it); `None` when there is no image.
+/// Where the first image starts: 0 when the file starts with a signature
+/// (an image, perhaps damaged: the walk says how); else the first
+/// `0x55 0xAA` whose PCIR pointer leads to a `"PCIR"` (a dump tool's header
+/// comes before it); `None` when there is no image.
 fn first_image(rom: &[u8]) -> Option<usize> {
-    if has_signature(rom, 0) && pcir_of(rom, 0).is_some() {
+    if has_signature(rom, 0) {
         return Some(0);
     }
-    let found = rom
-        .windows(2)
+    rom.windows(2)
         .enumerate()
         .skip(1)
         .filter(|(_, w)| *w == [0x55, 0xAA])
         .map(|(i, _)| i)
-        .find(|&i| pcir_of(rom, i).is_some());
-    match found {
-        Some(i) => Some(i),
-        // A signature at 0 whose PCIR is broken: walk it, to say so.
-        None if has_signature(rom, 0) => Some(0),
-        None => None,
-    }
+        .find(|&i| pcir_of(rom, i).is_some())
 }
 
 fn subsystem_name(v: u16) -> &'static str {
@@ -658,6 +652,13 @@ pub fn check(rom: &[u8], expect: Option<(u16, u16)>) -> RomReport {
         usable,
         findings,
     }
+}
+
+/// Read a ROM file a user named (`--vbios FILE`, `vbios check FILE`): a
+/// regular file or a pipe, at most [`ROM_LIMIT`] bytes, never a device
+/// node. The error does not name the file; the caller does.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    crate::host::readfile::read_input(path, ROM_LIMIT)
 }
 
 /// A copy of `rom` starting at its first image, when a header comes before

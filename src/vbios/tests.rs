@@ -202,6 +202,14 @@ fn pcir_pointer_out_of_range() {
     bytes[0x18..0x1A].copy_from_slice(&0x100u16.to_le_bytes());
     let r = check(&bytes, None);
     assert_eq!(ids(&r)[0], "pcir-missing");
+    // The first image's pointer is bad, the second is whole: the file
+    // starts with a (damaged) image, not with a header to strip.
+    let mut bytes = good();
+    bytes[0x18..0x1A].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    let r = check(&bytes, None);
+    assert_eq!((r.prefix_bytes, r.images.len()), (0, 0));
+    assert_eq!(ids(&r)[0], "pcir-out-of-range");
+    assert_eq!(strip(&bytes), None);
     // The second image's pointer is bad: the first is still reported.
     let mut bytes = good();
     bytes[64 * 512 + 0x18..64 * 512 + 0x1A].copy_from_slice(&0xFFFFu16.to_le_bytes());
