@@ -251,6 +251,9 @@ pub fn render(r: &RomReport, name: &str) -> String {
         "Usable as a VM's ROM file: {}\n",
         yes_no(r.usable)
     ));
+    for w in &r.warnings {
+        s.push_str(&format!("warning: {w}\n"));
+    }
     for f in &r.findings {
         s.push_str(&format!(
             "{}: {}\n  fix: {}\n",
@@ -312,9 +315,6 @@ fn dump(root: &Path, a: &DumpArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
     let kernel = SysfsKernel::new(root);
     let d = vbios::dump(&host, &kernel, addr)?;
-    for w in &d.warnings {
-        term::err(&format!("exliar: warning: {w}\n"));
-    }
     write_file(&a.output, &d.rom, a.force)?;
     term::err(&format!(
         "exliar: wrote the ROM of {addr} to {} ({})\n",
@@ -322,11 +322,9 @@ fn dump(root: &Path, a: &DumpArgs) -> anyhow::Result<u8> {
         size(d.rom.len())
     ));
     let expect = device_ids(&host, addr).ok();
-    emit(
-        &vbios::check(&d.rom, expect),
-        &a.output.display().to_string(),
-        a.json,
-    )
+    let mut report = vbios::check(&d.rom, expect);
+    report.warnings = d.warnings;
+    emit(&report, &a.output.display().to_string(), a.json)
 }
 
 #[cfg(test)]

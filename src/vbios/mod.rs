@@ -235,6 +235,10 @@ pub struct RomReport {
     /// nothing is broken (no finding of severity `error`).
     pub usable: bool,
     pub findings: Vec<Finding>,
+    /// Sentences about where the ROM came from, filled by its reader
+    /// (`vbios dump`: the boot display's shadowed copy, a ROM left
+    /// enabled); [`check`] leaves it empty.
+    pub warnings: Vec<String>,
 }
 
 impl RomReport {
@@ -651,6 +655,7 @@ pub fn check(rom: &[u8], expect: Option<(u16, u16)>) -> RomReport {
         has_uefi_gop,
         usable,
         findings,
+        warnings: Vec::new(),
     }
 }
 
