@@ -20,24 +20,25 @@ pub struct Dump {
     pub warnings: Vec<String>,
 }
 
-/// Why a ROM could not be read.
+/// Why a ROM could not be read. Each message holds its cause once (the
+/// causes are not chained: a hint follows them).
 #[derive(Debug, thiserror::Error)]
 pub enum VbiosError {
     #[error("no PCI device {addr} ({path} does not exist)")]
     NoDevice { addr: PciAddress, path: String },
     #[error("PCI device {addr} has no option ROM exposed (no {path})")]
     NoRom { addr: PciAddress, path: String },
-    #[error("enabling the ROM of {addr} ({path}): {source}{hint}")]
+    /// The kernel interface's error names the file.
+    #[error("enabling the ROM of {addr}: {cause}{hint}")]
     Enable {
         addr: PciAddress,
-        path: String,
-        source: std::io::Error,
+        cause: std::io::Error,
         hint: &'static str,
     },
-    #[error("reading the ROM of {addr}: {source}{hint}{left}")]
+    #[error("reading the ROM of {addr}: {cause}{hint}{left}")]
     Read {
         addr: PciAddress,
-        source: crate::host::ReadError,
+        cause: crate::host::ReadError,
         hint: &'static str,
         /// Said when the ROM could not be disabled again afterwards.
         left: String,
@@ -118,9 +119,8 @@ pub fn dump(host: &HostRoot, kernel: &dyn Kernel, addr: PciAddress) -> Result<Du
     let shown = host.display(&rel);
     let guard = RomEnabled::enable(kernel, &rel).map_err(|e| VbiosError::Enable {
         addr,
-        path: shown.clone(),
         hint: permission_hint(e.kind()),
-        source: e,
+        cause: e,
     })?;
     let read = host.read_bytes(&rel);
     let left = match guard.disable() {
@@ -130,10 +130,10 @@ pub fn dump(host: &HostRoot, kernel: &dyn Kernel, addr: PciAddress) -> Result<Du
         }
     };
     match read {
-        Err(source) => Err(VbiosError::Read {
+        Err(cause) => Err(VbiosError::Read {
             addr,
-            hint: permission_hint(source.source.kind()),
-            source,
+            hint: permission_hint(cause.source.kind()),
+            cause,
             left,
         }),
         Ok(rom) if rom.is_empty() => Err(VbiosError::Empty { addr, left }),
