@@ -16,4 +16,5 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod txn;
+pub mod vbios;
 pub mod vm;

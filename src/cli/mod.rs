@@ -5,6 +5,7 @@ mod boot;
 mod render;
 mod runtime;
 mod term;
+mod vbios;
 mod vm;
 
 use std::io::Write;
@@ -91,6 +92,8 @@ pub enum Command {
     Recover(boot::TargetCmd),
     /// VMs with the GPU: create a libvirt domain from this host's facts (a plan, applied as a transaction), list, show, start, stop, destroy, edit, delete
     Vm(vm::VmCmd),
+    /// A GPU's option ROM (VBIOS): dump it from sysfs, check a ROM file (legacy and UEFI GOP images, ids, damage), strip a dump tool's header
+    Vbios(vbios::VbiosCmd),
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +261,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::History(a) => boot::history(&cli.root, a),
         Command::Recover(a) => boot::recover(&cli.root, a),
         Command::Vm(a) => vm::run(&cli.root, a),
+        Command::Vbios(a) => vbios::run(&cli.root, a),
     }
 }
 

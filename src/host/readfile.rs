@@ -22,13 +22,22 @@ pub const CONFIG_LIMIT: u64 = 4 << 20;
 /// The big ones: `pci.ids`, a kernel's `modules.alias`, `/proc/interrupts`
 /// on a machine with hundreds of CPUs, a pasted listing.
 pub const LARGE_LIMIT: u64 = 16 << 20;
+/// A PCI device's option ROM (`sys/bus/pci/devices/ADDR/rom`).
+pub const ROM_LIMIT: u64 = 16 << 20;
 
 /// The limit for a file inside a host root (`rel` is root-relative, links
 /// resolved).
 pub fn limit_for(rel: &Path) -> u64 {
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if rel.starts_with("sys") {
-        ATTRIBUTE_LIMIT
+        // A device's option ROM (`sys/devices/.../rom`) is binary and up to
+        // 16 MiB (the UEFI limit for an option ROM); every other sysfs
+        // file exliar reads is a text attribute.
+        if name == "rom" {
+            ROM_LIMIT
+        } else {
+            ATTRIBUTE_LIMIT
+        }
     } else if rel.starts_with("proc") {
         // These grow with the number of CPUs, mounts or routes; the
         // compressed kernel configuration is larger than a page.
@@ -242,6 +251,12 @@ mod tests {
             ATTRIBUTE_LIMIT
         );
         assert_eq!(limit_for(Path::new("proc/cmdline")), ATTRIBUTE_LIMIT);
+        assert_eq!(
+            limit_for(Path::new(
+                "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0/rom"
+            )),
+            ROM_LIMIT
+        );
         assert_eq!(limit_for(Path::new("proc/interrupts")), LARGE_LIMIT);
         assert_eq!(limit_for(Path::new("etc/default/grub")), CONFIG_LIMIT);
         assert_eq!(

@@ -19,6 +19,13 @@
 //!   folder exists. vfio-pci takes only devices in an IOMMU group and creates
 //!   `dev/vfio/N`; the node goes when no member of group `N` is left on
 //!   vfio-pci;
+//! * `sys/bus/pci/devices/ADDR/rom` (for a device given a ROM with
+//!   [`SimKernel::set_rom`]): `"0\n"` (exactly those two bytes) disables the
+//!   ROM, anything else enables it, as the kernel's store does. While it is
+//!   disabled, `rom` is an empty folder, which [`HostRoot`] refuses to read
+//!   (`InvalidInput`, the kind of the kernel's `EINVAL` for a disabled ROM);
+//!   enabled, it is a file holding the ROM. [`SimKernel::rom_read_fails`]
+//!   makes the enable succeed while the ROM stays unreadable;
 //! * `load_module("vfio-pci")` creates `sys/bus/pci/drivers/vfio-pci` (any
 //!   module gets `sys/module/NAME`).
 //!
@@ -49,6 +56,14 @@ pub struct SimOp {
     pub error: Option<String>,
 }
 
+/// A device's ROM in the simulation.
+#[derive(Debug, Clone)]
+struct SimRom {
+    bytes: Vec<u8>,
+    enabled: bool,
+    read_fails: bool,
+}
+
 #[derive(Debug, Default)]
 struct Inject {
     fail_ops: BTreeSet<usize>,
@@ -66,6 +81,7 @@ pub struct SimKernel {
     devices: BTreeMap<PciAddress, (Option<String>, Option<u32>)>,
     ops: RefCell<Vec<SimOp>>,
     inject: RefCell<Inject>,
+    roms: RefCell<BTreeMap<PciAddress, SimRom>>,
 }
 
 fn errno(e: rustix::io::Errno, what: String) -> io::Error {
@@ -98,6 +114,7 @@ impl SimKernel {
             devices,
             ops: RefCell::new(Vec::new()),
             inject: RefCell::new(Inject::default()),
+            roms: RefCell::new(BTreeMap::new()),
         })
     }
 
@@ -180,6 +197,60 @@ impl SimKernel {
     /// A new process: operations reach the kernel again.
     pub fn resume(&self) {
         self.inject.borrow_mut().halt_at = None;
+    }
+
+    /// Give device `a` an option ROM holding `bytes`: its `rom` entry
+    /// appears, disabled (see the module documentation).
+    pub fn set_rom(&self, a: PciAddress, bytes: Vec<u8>) -> io::Result<()> {
+        let rom = SimRom {
+            bytes,
+            enabled: false,
+            read_fails: false,
+        };
+        self.show_rom(&a, &rom)?;
+        self.roms.borrow_mut().insert(a, rom);
+        Ok(())
+    }
+
+    /// Enabling the ROM of `a` succeeds, but it cannot be read (as when
+    /// the kernel cannot map the ROM: `EIO`).
+    pub fn rom_read_fails(&self, a: PciAddress) {
+        if let Some(r) = self.roms.borrow_mut().get_mut(&a) {
+            r.read_fails = true;
+        }
+    }
+
+    /// Whether the ROM of `a` is enabled now (`None`: it has no ROM).
+    pub fn rom_enabled(&self, a: &PciAddress) -> Option<bool> {
+        self.roms.borrow().get(a).map(|r| r.enabled)
+    }
+
+    /// Lay the `rom` entry out in the tree as `rom`'s state says.
+    fn show_rom(&self, a: &PciAddress, rom: &SimRom) -> io::Result<()> {
+        let path = self.root.join(self.dev_dir(a)?).join("rom");
+        match std::fs::symlink_metadata(&path) {
+            Ok(md) if md.is_dir() => std::fs::remove_dir(&path)?,
+            Ok(_) => std::fs::remove_file(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if rom.enabled && !rom.read_fails {
+            std::fs::write(&path, &rom.bytes)
+        } else {
+            std::fs::create_dir(&path)
+        }
+    }
+
+    fn write_rom(&self, a: &PciAddress, value: &str, shown: &str) -> io::Result<()> {
+        let mut roms = self.roms.borrow_mut();
+        let Some(rom) = roms.get_mut(a) else {
+            return Err(errno(rustix::io::Errno::NOENT, shown.to_string()));
+        };
+        // The kernel's pci_write_rom: disabled only by "0" and one more byte.
+        rom.enabled = !(value.len() == 2 && value.starts_with('0'));
+        let rom = rom.clone();
+        drop(roms);
+        self.show_rom(a, &rom)
     }
 
     // --- the kernel's state, read straight from the tree ----------------------
@@ -333,6 +404,7 @@ impl SimKernel {
                         std::fs::write(file, format!("{stored}\n"))
                     }
                     "reset_method" => std::fs::write(file, format!("{}\n", value.trim())),
+                    "rom" => self.write_rom(&a, value, &shown),
                     _ => Err(io::Error::new(
                         io::ErrorKind::Unsupported,
                         format!("{shown}: the simulation does not write this attribute"),
