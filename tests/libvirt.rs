@@ -1155,6 +1155,23 @@ fn extras_overlay(root: &Path) {
         .expect("/etc/libvirt/qemu.conf (libvirt-daemon-system)");
     put(root, "etc/libvirt/qemu.conf", &conf);
     put(root, "etc/apparmor.d/abstractions/libvirt-qemu", "");
+    // ROM files built from the published layouts: one for hw08's RTX 3060
+    // (10de:2504, legacy + UEFI), one without a UEFI image, one for another card
+    use exliar::vbios::synth::{Img, rom};
+    let write = |rel: &str, bytes: Vec<u8>| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, bytes).expect("rom");
+    };
+    write(
+        "srv/rtx3060.rom",
+        rom(&[Img::legacy(64).ids(0x10de, 0x2504), Img::uefi(32).ids(0x10de, 0x2504).last()]),
+    );
+    write("srv/legacy-only.rom", rom(&[Img::legacy(64).ids(0x10de, 0x2504).last()]));
+    write(
+        "srv/gtx1080.rom",
+        rom(&[Img::legacy(64).ids(0x10de, 0x1b80), Img::uefi(32).ids(0x10de, 0x1b80).last()]),
+    );
 }
 
 /// The option sets of the extras matrix (hw08: an RTX 3060 to give, an iGPU
@@ -1181,6 +1198,8 @@ const EXTRAS_SETS: &[(&str, &[&str])] = &[
             "alice",
             "--usb-controller",
             "0000:11:00.0",
+            "--vbios",
+            "/srv/rtx3060.rom",
         ],
     ),
 ];
@@ -1307,6 +1326,10 @@ fn vm_extras_bad_input_is_refused() {
             "not a PCI device on this host",
         ),
         (&["--profile", "linux", "--unattend", "bob"], "not Windows"),
+        (&["--vbios", "/srv/legacy-only.rom"], "not usable for 0000:01:00.0"),
+        (&["--vbios", "/srv/gtx1080.rom"], "not usable for 0000:01:00.0"),
+        (&["--vbios", "/srv/none.rom"], "--vbios /srv/none.rom"),
+        (&["--vbios", "srv/rtx3060.rom"], "absolute path"),
     ];
     for (args, want) in cases {
         let o = exliar()
@@ -1320,4 +1343,27 @@ fn vm_extras_bad_input_is_refused() {
         assert!(t.contains(want), "{args:?}: want {want:?} in: {t}");
         assert!(t.contains("nothing was changed"), "{t}");
     }
+    // hw04's GT 710 is the boot display: its quirk needs a ROM file
+    let Some(hw04) = vm_host("hw04-msi-b550m-mortar-matisse-gt710-dirty-rtx2070s") else {
+        return;
+    };
+    let o = exliar()
+        .arg("--root")
+        .arg(hw04.path())
+        .args(["vm", "create", "boot-gpu", "--gpu", "0000:04:00.0", "--print-xml"])
+        .output()
+        .expect("exliar");
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("--vbios FILE") && t.contains("--force"), "{t}");
+    let o = exliar()
+        .arg("--root")
+        .arg(hw04.path())
+        .args(["vm", "create", "boot-gpu", "--gpu", "0000:04:00.0", "--force", "--print-xml"])
+        .output()
+        .expect("exliar");
+    // (its group is shared too: still refused, but not for the ROM)
+    let t = text(&o);
+    assert!(!t.contains("needs a clean copy"), "--force goes on without a ROM: {t}");
+    assert!(t.contains("IOMMU group is shared"), "{t}");
 }

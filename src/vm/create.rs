@@ -22,6 +22,10 @@ use super::topology::{self, CpuTopology};
 /// Where exliar keeps the domain XML it defines (relative to the root).
 pub const VM_DIR: &str = "etc/exliar/vms";
 
+/// Where an answer file is staged just before its ISO is made (a tmpfs:
+/// gone at the next boot even if exliar is killed before removing it).
+pub const UNATTEND_STAGING: &str = "/run/exliar/unattend";
+
 /// Which card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -125,7 +129,7 @@ pub struct UsbControllerFacts {
 }
 
 /// What the VM-extras options found on the host.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExtrasView {
     pub lg: LgHost,
     /// USB devices present now: ids and a name.
@@ -133,11 +137,30 @@ pub struct ExtrasView {
     pub usb_controllers: Vec<UsbControllerFacts>,
     /// `/dev/input/by-id/*-event-kbd|mouse`.
     pub evdev: Vec<domain::Evdev>,
-    /// `--vbios FILE` checked against the card: Ok(findings) when usable,
-    /// Err(why not).
-    pub vbios: Option<Result<Vec<String>, String>>,
-    /// The unattended answer file's ISO: where its staging folder is.
-    pub unattend_staging: Option<PathBuf>,
+    /// `--vbios FILE`: its bytes (checked against the card by [`plan`]), or
+    /// why it could not be read.
+    pub vbios: Option<Result<Vec<u8>, String>>,
+    /// `--unattend USER`: the user name is valid (else why not).
+    pub unattend_user_ok: Result<(), String>,
+    /// The answer file's locale, in words ("locale de-DE, keyboard …").
+    pub unattend_locale: String,
+    /// The VM's answer-file ISO exists already.
+    pub unattend_iso_exists: bool,
+}
+
+impl Default for ExtrasView {
+    fn default() -> Self {
+        ExtrasView {
+            lg: LgHost::default(),
+            usb_present: Vec::new(),
+            usb_controllers: Vec::new(),
+            evdev: Vec::new(),
+            vbios: None,
+            unattend_user_ok: Ok(()),
+            unattend_locale: String::new(),
+            unattend_iso_exists: false,
+        }
+    }
 }
 
 /// A domain that exists already (`vm edit`).
@@ -677,26 +700,72 @@ pub fn plan(
     }
     if let Some(rom) = &o.vbios {
         match (&card, &v.extras.vbios) {
-            (None, _) => {
-                refuse.push("--vbios is the card's ROM: the VM needs a card (--gpu)".into())
-            }
-            (Some(_), Some(Ok(findings))) => {
-                reasons.push(format!(
-                    "the card's ROM from {} (checked: signature, ids, a UEFI image)",
-                    rom.display()
-                ));
-                warnings.extend(findings.iter().cloned());
-                extras.rom = Some(rom.clone());
+            (None, _) => refuse.push("--vbios is the card's ROM: the VM needs a card (--gpu)".into()),
+            (Some(g), Some(Ok(bytes))) => {
+                let ids = g.vendor_id.zip(g.device_id);
+                let report = crate::vbios::check(bytes, ids);
+                if report.usable {
+                    reasons.push(format!(
+                        "the card's ROM from {} (checked: signature, the card's ids, a UEFI image)",
+                        rom.display()
+                    ));
+                    warnings.extend(report.findings.iter().map(|f| format!("--vbios {}: {}", rom.display(), f.message)));
+                    extras.rom = Some(rom.clone());
+                } else {
+                    let why: Vec<String> = report
+                        .findings
+                        .iter()
+                        .filter(|f| f.severity == crate::vbios::Severity::Error)
+                        .map(|f| format!("{} ({})", f.message, f.remedy))
+                        .collect();
+                    refuse.push(format!(
+                        "--vbios {}: not usable for {}: {}",
+                        rom.display(),
+                        g.address,
+                        if why.is_empty() { "see `exliar vbios check`".to_string() } else { why.join("; ") }
+                    ));
+                }
             }
             (Some(_), Some(Err(e))) => refuse.push(format!("--vbios {}: {e}", rom.display())),
-            (Some(_), None) => refuse.push(format!("--vbios {}: not checked", rom.display())),
+            (Some(_), None) => refuse.push(format!("--vbios {}: not read", rom.display())),
         }
     }
-    if o.unattend.is_some() && profile.os != "windows" {
-        refuse.push(format!(
-            "--unattend writes a Windows Setup answer file: the {} profile is not Windows",
-            profile.name
-        ));
+    if let Some(user) = &o.unattend {
+        if profile.os != "windows" {
+            refuse.push(format!(
+                "--unattend writes a Windows Setup answer file: the {} profile is not Windows",
+                profile.name
+            ));
+        } else if let Err(e) = v.extras.unattend_user_ok.clone() {
+            refuse.push(format!("--unattend {user}: {e}"));
+        } else {
+            let iso = v.pool_dir.join(format!("{name}-unattend.iso"));
+            let rel = iso.strip_prefix("/").unwrap_or(&iso).to_path_buf();
+            let kept = existing.is_some() && v.extras.unattend_iso_exists;
+            if v.extras.unattend_iso_exists && !kept {
+                refuse.push(format!(
+                    "{} exists already: remove it, or choose another VM name",
+                    iso.display()
+                ));
+            }
+            if !kept {
+                steps.push(Step::CreateIso {
+                    path: rel,
+                    staging: PathBuf::from(format!("{UNATTEND_STAGING}/{name}")),
+                    volume: "EXLIAR_UNATTEND".into(),
+                    files: vec!["Autounattend.xml".into()],
+                    why: format!(
+                        "Windows Setup's answer file for {name}: local administrator {user} (the password is never shown or kept)"
+                    ),
+                });
+            }
+            reasons.push(format!(
+                "unattended install: a local administrator {user}; {}; the answer file on {} (a second CD-ROM); Secure Boot and the TPM stay on",
+                v.extras.unattend_locale,
+                iso.display()
+            ));
+            cdroms.push(iso);
+        }
     }
 
     if !refuse.is_empty() {
@@ -960,6 +1029,13 @@ fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
             .iter()
             .filter_map(|a| usb_controller_facts(inv, *a))
             .collect(),
+        vbios: o.vbios.as_ref().map(|p| {
+            if !p.is_absolute() {
+                return Err("give an absolute path".to_string());
+            }
+            let full = host.path().join(p.strip_prefix("/").unwrap_or(p));
+            crate::vbios::read_file(&full).map_err(|e| e.to_string())
+        }),
         ..ExtrasView::default()
     }
 }
