@@ -5,6 +5,7 @@ mod boot;
 mod render;
 mod runtime;
 mod term;
+mod usb;
 mod vm;
 
 use std::io::Write;
@@ -91,6 +92,8 @@ pub enum Command {
     Recover(boot::TargetCmd),
     /// VMs with the GPU: create a libvirt domain from this host's facts (a plan, applied as a transaction), list, show, start, stop, destroy, edit, delete
     Vm(vm::VmCmd),
+    /// USB devices and their PCI controllers (what a controller holds that the host needs), and the evdev keyboards and mice; reads only
+    Usb(usb::UsbCmd),
 }
 
 #[derive(Debug, Args)]
@@ -258,6 +261,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::History(a) => boot::history(&cli.root, a),
         Command::Recover(a) => boot::recover(&cli.root, a),
         Command::Vm(a) => vm::run(&cli.root, a),
+        Command::Usb(a) => usb::run(&cli.root, a),
     }
 }
 
@@ -363,6 +367,8 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path, force: bool) -> anyho
     // snapshot gives the same result.
     let ev = check::gather(&host);
     check::trim_for_snapshot(&host, &ev);
+    // And what `exliar usb list` reads (usb.ids trimmed to the names used).
+    let _ = host::usb::UsbReport::read(&host);
     let n = host::snapshot::write(&host, &ids, out, force).context("writing the snapshot")?;
     term::err(&format!(
         "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)\n",

@@ -541,27 +541,76 @@ pub fn evdev_inputs(host: &HostRoot) -> Vec<EvdevInput> {
     out
 }
 
-/// The host's `usb.ids` (empty when none is installed). On a recording
-/// root, a snapshot keeps only the entries looked up: call
-/// [`record_usb_ids`] after the lookups.
+/// The host's `usb.ids` (empty when none is installed).
 pub fn load_usb_ids(host: &HostRoot) -> UsbIds {
-    for p in super::usbids::USB_IDS_PATHS {
-        if let Ok(Some(text)) = host.read_optional(p) {
-            return UsbIds::new(text);
-        }
-    }
-    UsbIds::empty()
+    load_usb_ids_at(host).0
 }
 
-/// For a recording root: store only the `usb.ids` lines looked up so far.
-pub fn record_usb_ids(host: &HostRoot, ids: &UsbIds) {
-    if ids.is_empty() {
-        return;
-    }
+fn load_usb_ids_at(host: &HostRoot) -> (UsbIds, Option<&'static str>) {
     for p in super::usbids::USB_IDS_PATHS {
-        if host.exists(p) {
-            host.record_trimmed(p, ids.trimmed().into_bytes());
-            return;
+        if let Ok(Some(text)) = host.read_optional(p) {
+            return (UsbIds::new(text), Some(p));
+        }
+    }
+    (UsbIds::empty(), None)
+}
+
+/// For a recording root: a snapshot keeps only the `usb.ids` lines looked
+/// up so far, at the path it was read from.
+fn record_usb_ids(host: &HostRoot, ids: &UsbIds, path: Option<&str>) {
+    if let Some(p) = path
+        && host.is_recording()
+        && !ids.is_empty()
+    {
+        host.record_trimmed(p, ids.trimmed().into_bytes());
+    }
+}
+
+/// One PCI USB controller and what the host would lose with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControllerReport {
+    pub address: PciAddress,
+    /// The ids of the devices on it, root hubs included.
+    pub devices: Vec<String>,
+    /// [`controller_holds_host_input_or_boot`]: empty when nothing the host
+    /// needs hangs from it.
+    pub host_needs: Vec<String>,
+}
+
+/// `exliar usb list --json` (schema `exliar.usb/1`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UsbReport {
+    pub schema: &'static str,
+    pub root: String,
+    /// Where the names not from the devices came from (`null`: no usb.ids).
+    pub usb_ids: Option<String>,
+    pub devices: Vec<UsbDevice>,
+    pub controllers: Vec<ControllerReport>,
+    pub evdev: Vec<EvdevInput>,
+}
+
+impl UsbReport {
+    /// Read everything `usb list` shows (a snapshot calls this too, so that
+    /// `--root SNAPSHOT usb list` shows the same).
+    pub fn read(host: &HostRoot) -> Self {
+        let (ids, ids_path) = load_usb_ids_at(host);
+        let devices = read(host, Some(&ids));
+        record_usb_ids(host, &ids, ids_path);
+        let controllers = controllers(&devices)
+            .into_iter()
+            .map(|(address, devs)| ControllerReport {
+                address,
+                devices: devs.iter().map(|d| d.id.clone()).collect(),
+                host_needs: controller_holds_host_input_or_boot(host, &devices, address),
+            })
+            .collect();
+        UsbReport {
+            schema: "exliar.usb/1",
+            root: host.path().display().to_string(),
+            usb_ids: ids_path.map(|p| format!("/{p}")),
+            devices,
+            controllers,
+            evdev: evdev_inputs(host),
         }
     }
 }
