@@ -812,7 +812,7 @@ mod tests {
 
     #[test]
     fn no_usb_at_all_is_an_empty_list() {
-        let t = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().expect("tempdir");
         let host = HostRoot::new(t.path());
         assert!(read(&host, None).is_empty());
         assert!(evdev_inputs(&host).is_empty());
