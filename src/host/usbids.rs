@@ -93,7 +93,8 @@ impl UsbIds {
         let mut out =
             String::from("# usb.ids entries used by exliar when this snapshot was taken\n");
         for v in vendors {
-            let Some(vn) = self.vendor(v) else { continue };
+            // A vendor line without a name still holds its products.
+            let vn = self.vendor(v).unwrap_or_default();
             out.push_str(&format!("{v:04x}  {vn}\n"));
             let mut ps: Vec<(u16, &String)> = products
                 .iter()
@@ -247,6 +248,15 @@ abcd  Looks like a vendor but lies after the classes\n\
     }
 
     #[test]
+    fn a_vendor_without_a_name_keeps_its_products_when_trimmed() {
+        let ids = UsbIds::new("1234  \n\t5678  Thing\n".to_string());
+        assert_eq!(ids.vendor(0x1234), None);
+        assert_eq!(ids.product(0x1234, 0x5678).as_deref(), Some("Thing"));
+        let small = UsbIds::new(ids.trimmed());
+        assert_eq!(small.product(0x1234, 0x5678).as_deref(), Some("Thing"));
+    }
+
+    #[test]
     fn empty_database_answers_none() {
         let ids = UsbIds::empty();
         assert_eq!(ids.vendor(0x046d), None);
@@ -276,5 +286,29 @@ abcd  Looks like a vendor but lies after the classes\n\
         // a vendor.
         assert!(ids.vendor_end() < ids.text.len());
         assert!(ids.text[ids.vendor_end()..].starts_with("C 00"));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Text made of usb.ids' own characters: lookups never panic, and a
+        /// trimmed copy answers what the original answered.
+        #[test]
+        fn trimmed_answers_like_the_original(
+            lines in prop::collection::vec(prop::sample::select(vec![
+                "0a0a  Vendor A", "aaaa  ", "0c0a  Vendor C\r", "\t0a0a  Product", "\taaaa  P2 ",
+                "\t0c0a  ", "\t\t0a  Interface", "# comment", "", "C 0a  Class", "\t0a  Sub",
+                "AT 0a0a  Terminal", "0a0a", "\t0a0a", "x", "0000  Zero",
+            ]), 0..24),
+            v in prop::sample::select(vec![0x0000u16, 0x0a0a, 0xaaaa, 0x0c0a]),
+            p in prop::sample::select(vec![0x0000u16, 0x0a0a, 0xaaaa, 0x0c0a]),
+        ) {
+            let ids = UsbIds::new(lines.join("\n"));
+            let vendor = ids.vendor(v);
+            let product = ids.product(v, p);
+            let small = UsbIds::new(ids.trimmed());
+            prop_assert_eq!(small.vendor(v), vendor);
+            prop_assert_eq!(small.product(v, p), product);
+        }
     }
 }
