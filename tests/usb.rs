@@ -334,3 +334,52 @@ fn snapshot_round_trips() {
         assert!(!cut.contains("C 03"), "{name}");
     }
 }
+
+/// A FIFO in an attribute's place, a link loop and names that are no USB
+/// device: read without hanging, the rest listed.
+#[test]
+fn hostile_tree_is_read_without_hanging() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("host");
+    copy_tree(&usb_host("storage-boot-stick-hub"), &dir);
+    let product = dir.join("sys/devices/pci0000:00/0000:00:1c.4/0000:05:00.0/usb3/3-1/product");
+    std::fs::remove_file(&product).expect("rm product");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &product,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    let devs = dir.join("sys/bus/usb/devices");
+    std::os::unix::fs::symlink("9-9", devs.join("9-8")).expect("link");
+    std::os::unix::fs::symlink("9-8", devs.join("9-9")).expect("link");
+    std::fs::write(devs.join("not-a-device"), "").expect("write");
+    let doc = list_json(&dir);
+    // The hub lost its product string to the FIFO: usb.ids names it.
+    assert_eq!(device(&doc, "3-1")["product_name"], "Hub");
+    assert_eq!(device(&doc, "3-1")["product_name_source"], "usb.ids");
+    // The looping entries are no devices: skipped, with a warning.
+    let ids = strs(
+        &doc["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .map(|d| d["id"].clone())
+            .collect(),
+    );
+    assert!(!ids.iter().any(|i| i.starts_with("9-")), "{ids:?}");
+    assert_eq!(ids.len(), 8, "{ids:?}");
+    let out = exliar()
+        .args(["usb", "list", "--root"])
+        .arg(&dir)
+        .output()
+        .expect("run exliar");
+    assert!(
+        stderr(&out).contains("9-8: no readable idVendor"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(device(&doc, "1-2")["kind"][0], "storage");
+}

@@ -347,7 +347,14 @@ pub fn read(host: &HostRoot, ids: Option<&UsbIds>) -> Vec<UsbDevice> {
     for (bus_from_name, ports, name) in devices {
         let mut ifaces = interfaces.remove(&name).unwrap_or_default();
         ifaces.sort_by_key(|i| (i.number, i.id.clone()));
-        let vendor: u16 = hex_attr(host, &name, "idVendor").unwrap_or(0);
+        let Some(vendor) = hex_attr::<u16>(host, &name, "idVendor") else {
+            // Every USB device has one; an entry without it is not a device.
+            tracing::warn!(
+                "{}: no readable idVendor; entry skipped",
+                host.display(&Path::new(USB_DEVICES).join(&name))
+            );
+            continue;
+        };
         let product: u16 = hex_attr(host, &name, "idProduct").unwrap_or(0);
         let (vendor_name, vendor_name_source) = match attr(host, &name, "manufacturer") {
             Some(s) => (Some(s), Some(NameSource::Sysfs)),
