@@ -193,6 +193,32 @@ fn laptop_kinds_and_name_sources() {
     assert_eq!(device(&doc, "1-1")["vendor_name"], "Lenovo");
     let needs = strs(&controller(&doc, "0000:00:14.0")["host_needs"]);
     assert_eq!(needs.len(), 1, "{needs:?}");
+    // The card reader's SD card belongs to the reader, not the root hub
+    // above it.
+    assert_eq!(strs(&device(&doc, "1-7")["block_devices"]), ["mmcblk0"]);
+    assert_eq!(
+        strs(&device(&doc, "usb1")["block_devices"]),
+        Vec::<String>::new()
+    );
+}
+
+/// An SD card in a USB card reader (a vendor-specific device, not mass
+/// storage) holding /boot makes the controller the host's.
+#[test]
+fn boot_from_a_card_reader_counts() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("host");
+    copy_tree(&usb_host("laptop-webcam-bt-fingerprint"), &dir);
+    put(
+        &dir,
+        "proc/self/mountinfo",
+        "24 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw\n\
+         25 24 179:1 / /boot rw,relatime shared:2 - ext4 /dev/mmcblk0p1 rw\n",
+    );
+    let doc = list_json(&dir);
+    let needs = strs(&controller(&doc, "0000:00:14.0")["host_needs"]);
+    assert_eq!(needs.len(), 2, "{needs:?}");
+    assert!(needs[1].contains("boot disk mmcblk0") && needs[1].contains("mmcblk0p1 on /boot"));
 }
 
 #[test]

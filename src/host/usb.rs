@@ -146,7 +146,8 @@ pub struct UsbDevice {
     /// `None` for controllers that are not PCI devices.
     pub controller: Option<PciAddress>,
     pub kind: Vec<UsbKind>,
-    /// Block devices (`sdb`) of a storage device.
+    /// Block devices whose sysfs path lies under this device and not under
+    /// a device plugged into it: a stick's `sdb`, a card reader's `mmcblk0`.
     pub block_devices: Vec<String>,
 }
 
@@ -342,8 +343,8 @@ pub fn read(host: &HostRoot, ids: Option<&UsbIds>) -> Vec<UsbDevice> {
         }
     }
     devices.sort();
-    let blocks = std::cell::OnceCell::new();
     let mut out = Vec::with_capacity(devices.len());
+    let mut dirs: Vec<Option<PathBuf>> = Vec::with_capacity(devices.len());
     for (bus_from_name, ports, name) in devices {
         let mut ifaces = interfaces.remove(&name).unwrap_or_default();
         ifaces.sort_by_key(|i| (i.number, i.id.clone()));
@@ -380,16 +381,7 @@ pub fn read(host: &HostRoot, ids: Option<&UsbIds>) -> Vec<UsbDevice> {
             .resolve(Path::new(USB_DEVICES).join(&name).as_path())
             .ok();
         let controller = resolved.as_deref().and_then(controller_in_path);
-        let block_devices = match (&resolved, kind.contains(&UsbKind::Storage)) {
-            (Some(dir), true) => {
-                let all = blocks.get_or_init(|| block_links(host));
-                all.iter()
-                    .filter(|(_, p)| p.starts_with(dir))
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
+        dirs.push(resolved);
         let root_hub = ports.is_empty();
         out.push(UsbDevice {
             bus: dec_attr(host, &name, "busnum").unwrap_or(bus_from_name),
@@ -412,9 +404,24 @@ pub fn read(host: &HostRoot, ids: Option<&UsbIds>) -> Vec<UsbDevice> {
             parent: parent_of(&name),
             controller,
             kind,
-            block_devices,
+            block_devices: Vec::new(),
             id: name,
         });
+    }
+    // Each block device belongs to the deepest USB device above it in
+    // sysfs (a stick, or a card reader's medium: not the hubs on the way).
+    if out.iter().any(|d| !d.root_hub) {
+        for (block, path) in block_links(host) {
+            let owner = dirs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| Some((i, d.as_ref()?)))
+                .filter(|(_, d)| path.starts_with(d))
+                .max_by_key(|(_, d)| d.components().count());
+            if let Some((i, _)) = owner {
+                out[i].block_devices.push(block);
+            }
+        }
     }
     out
 }
