@@ -249,3 +249,77 @@ pub fn virtio_win_iso(host: &HostRoot) -> Option<PathBuf> {
         .find(|p| host.exists(p))
         .map(|p| PathBuf::from(format!("/{p}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sdb`: `sdb1` mounted on /srv, `sdb2` under LVM (`dm-0` on /).
+    fn tree() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let r = t.path();
+        let disk =
+            r.join("sys/devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb");
+        let put = |p: std::path::PathBuf, text: &str| -> std::io::Result<()> {
+            std::fs::create_dir_all(p.parent().unwrap_or(r))?;
+            std::fs::write(p, text)
+        };
+        put(disk.join("dev"), "8:16\n")?;
+        put(disk.join("sdb1/partition"), "1\n")?;
+        put(disk.join("sdb1/dev"), "8:17\n")?;
+        put(disk.join("sdb2/partition"), "2\n")?;
+        put(disk.join("sdb2/dev"), "8:18\n")?;
+        put(disk.join("sdb2/holders/dm-0"), "")?;
+        put(r.join("sys/devices/virtual/block/dm-0/dev"), "254:0\n")?;
+        put(
+            r.join("sys/devices/virtual/block/dm-0/dm/uuid"),
+            "LVM-abc\n",
+        )?;
+        std::fs::create_dir_all(r.join("sys/class/block"))?;
+        let class = r.join("sys/class/block");
+        let rel = "../../devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb";
+        std::os::unix::fs::symlink(rel, class.join("sdb"))?;
+        std::os::unix::fs::symlink(format!("{rel}/sdb1"), class.join("sdb1"))?;
+        std::os::unix::fs::symlink(format!("{rel}/sdb2"), class.join("sdb2"))?;
+        std::os::unix::fs::symlink("../../devices/virtual/block/dm-0", class.join("dm-0"))?;
+        put(
+            r.join("proc/self/mountinfo"),
+            "22 1 254:0 / / rw - ext4 /dev/mapper/vg-root rw\n\
+             23 22 8:17 / /srv rw - ext4 /dev/sdb1 rw\n\
+             24 22 8:17 /x /srv/x rw - ext4 /dev/sdb1 rw\n",
+        )?;
+        Ok(t)
+    }
+
+    #[test]
+    fn mount_points_follow_partitions_and_holders() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tree()?;
+        let host = HostRoot::new(t.path());
+        assert_eq!(
+            mount_points(&host, "sdb"),
+            vec![
+                ("dm-0".to_string(), "/".to_string()),
+                ("sdb1".to_string(), "/srv".to_string()),
+                ("sdb1".to_string(), "/srv/x".to_string()),
+            ]
+        );
+        assert_eq!(mount_points(&host, "sda"), Vec::<(String, String)>::new());
+        Ok(())
+    }
+
+    #[test]
+    fn block_device_free_names_every_use() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tree()?;
+        let host = HostRoot::new(t.path());
+        assert_eq!(
+            block_device_free(&host, Path::new("/dev/sdb")),
+            Err(
+                "/dev/sdb is in use: dm-0 is mounted on / (the host's root); \
+                 sdb1 is mounted on /srv; sdb1 is mounted on /srv/x; sdb2 is part of dm-0 (LVM)"
+                    .to_string()
+            )
+        );
+        assert!(block_device_free(&host, Path::new("/dev/sdz")).is_err());
+        Ok(())
+    }
+}
