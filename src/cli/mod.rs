@@ -6,6 +6,7 @@ mod render;
 mod runtime;
 mod term;
 mod vbios;
+mod usb;
 mod vm;
 
 use std::io::Write;
@@ -94,6 +95,8 @@ pub enum Command {
     Vm(vm::VmCmd),
     /// A GPU's option ROM (VBIOS): dump it from sysfs, check a ROM file (legacy and UEFI GOP images, ids, damage), strip a dump tool's header
     Vbios(vbios::VbiosCmd),
+    /// USB devices and their PCI controllers (what a controller holds that the host needs), and the evdev keyboards and mice; reads only
+    Usb(usb::UsbCmd),
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +265,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Recover(a) => boot::recover(&cli.root, a),
         Command::Vm(a) => vm::run(&cli.root, a),
         Command::Vbios(a) => vbios::run(&cli.root, a),
+        Command::Usb(a) => usb::run(&cli.root, a),
     }
 }
 
@@ -367,6 +371,8 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path, force: bool) -> anyho
     // snapshot gives the same result.
     let ev = check::gather(&host);
     check::trim_for_snapshot(&host, &ev);
+    // And what `exliar usb list` reads (usb.ids trimmed to the names used).
+    let _ = host::usb::UsbReport::read(&host);
     let n = host::snapshot::write(&host, &ids, out, force).context("writing the snapshot")?;
     term::err(&format!(
         "exliar: snapshot of {} written to {} ({n} entries); read it back with: exliar scan --root <unpacked folder> (or exliar check --root ...)\n",

@@ -110,61 +110,18 @@ pub fn block_device_free(host: &HostRoot, dev: &Path) -> Result<String, String> 
             "{shown}: not a block device ({name} is not in /sys/class/block)"
         ));
     }
-    // The device, its partitions and what is stacked on any of them.
-    let mut names: Vec<String> = vec![name.clone()];
-    for e in host.list_dir(&sys).unwrap_or_default() {
-        if e.starts_with(&name) && host.exists(format!("{sys}/{e}/partition")) {
-            names.push(e);
-        }
-    }
-    let mut stacked = Vec::new();
-    let mut i = 0;
-    while i < names.len() {
-        let n = names[i].clone();
-        for h in host
-            .list_dir(format!("sys/class/block/{n}/holders"))
-            .unwrap_or_default()
-        {
-            if !names.contains(&h) {
-                stacked.push(format!("{n} is part of {h}{}", holder_kind(host, &h)));
-                names.push(h);
-            }
-        }
-        i += 1;
-    }
-    let devnum = |n: &str| -> Option<String> {
-        host.read_optional(format!("sys/class/block/{n}/dev"))
-            .ok()
-            .flatten()
-            .map(|s| s.trim().to_string())
-    };
-    let nums: Vec<(String, String)> = names
-        .iter()
-        .filter_map(|n| Some((n.clone(), devnum(n)?)))
-        .collect();
-    let mut why = Vec::new();
-    let mountinfo = host
-        .read_optional("proc/self/mountinfo")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let mut seen = BTreeSet::new();
-    for l in mountinfo.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let (Some(num), Some(point)) = (f.get(2), f.get(4)) else {
-            continue;
-        };
-        if let Some((n, _)) = nums.iter().find(|(_, d)| d == num)
-            && seen.insert((n.clone(), point.to_string()))
-        {
-            let root = if *point == "/" {
+    let (names, stacked) = block_family(host, &name);
+    let mut why: Vec<String> = mounted(host, &names)
+        .into_iter()
+        .map(|(n, point)| {
+            let root = if point == "/" {
                 " (the host's root)"
             } else {
                 ""
             };
-            why.push(format!("{n} is mounted on {point}{root}"));
-        }
-    }
+            format!("{n} is mounted on {point}{root}")
+        })
+        .collect();
     let swaps = host
         .read_optional("proc/swaps")
         .ok()
@@ -188,6 +145,76 @@ pub fn block_device_free(host: &HostRoot, dev: &Path) -> Result<String, String> 
     } else {
         Err(format!("{shown} is in use: {}", why.join("; ")))
     }
+}
+
+/// A block device (kernel name), its partitions and what is stacked on any
+/// of them (LVM, LUKS, MD RAID), with one sentence per stacking.
+fn block_family(host: &HostRoot, name: &str) -> (Vec<String>, Vec<String>) {
+    let sys = format!("sys/class/block/{name}");
+    let mut names: Vec<String> = vec![name.to_string()];
+    for e in host.list_dir(&sys).unwrap_or_default() {
+        if e.starts_with(name) && host.exists(format!("{sys}/{e}/partition")) {
+            names.push(e);
+        }
+    }
+    let mut stacked = Vec::new();
+    let mut i = 0;
+    while i < names.len() {
+        let n = names[i].clone();
+        for h in host
+            .list_dir(format!("sys/class/block/{n}/holders"))
+            .unwrap_or_default()
+        {
+            if !names.contains(&h) {
+                stacked.push(format!("{n} is part of {h}{}", holder_kind(host, &h)));
+                names.push(h);
+            }
+        }
+        i += 1;
+    }
+    (names, stacked)
+}
+
+/// Which of `names` (kernel block device names) are mounted, and where
+/// (`/proc/self/mountinfo`, matched by major:minor), each pair once.
+fn mounted(host: &HostRoot, names: &[String]) -> Vec<(String, String)> {
+    let devnum = |n: &str| -> Option<String> {
+        host.read_optional(format!("sys/class/block/{n}/dev"))
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+    };
+    let nums: Vec<(String, String)> = names
+        .iter()
+        .filter_map(|n| Some((n.clone(), devnum(n)?)))
+        .collect();
+    let mountinfo = host
+        .read_optional("proc/self/mountinfo")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for l in mountinfo.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (Some(num), Some(point)) = (f.get(2), f.get(4)) else {
+            continue;
+        };
+        if let Some((n, _)) = nums.iter().find(|(_, d)| d == num)
+            && seen.insert((n.clone(), point.to_string()))
+        {
+            out.push((n.clone(), point.to_string()));
+        }
+    }
+    out
+}
+
+/// Where a block device (kernel name: `sdb`) is mounted: the device, its
+/// partitions and what is stacked on them (an LVM volume or LUKS mapping
+/// on `sdb2` mounted on `/` counts), as (kernel name, mount point) pairs.
+pub fn mount_points(host: &HostRoot, name: &str) -> Vec<(String, String)> {
+    let (names, _) = block_family(host, name);
+    mounted(host, &names)
 }
 
 fn holder_kind(host: &HostRoot, h: &str) -> String {
@@ -221,4 +248,78 @@ pub fn virtio_win_iso(host: &HostRoot) -> Option<PathBuf> {
         .iter()
         .find(|p| host.exists(p))
         .map(|p| PathBuf::from(format!("/{p}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sdb`: `sdb1` mounted on /srv, `sdb2` under LVM (`dm-0` on /).
+    fn tree() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let r = t.path();
+        let disk =
+            r.join("sys/devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb");
+        let put = |p: std::path::PathBuf, text: &str| -> std::io::Result<()> {
+            std::fs::create_dir_all(p.parent().unwrap_or(r))?;
+            std::fs::write(p, text)
+        };
+        put(disk.join("dev"), "8:16\n")?;
+        put(disk.join("sdb1/partition"), "1\n")?;
+        put(disk.join("sdb1/dev"), "8:17\n")?;
+        put(disk.join("sdb2/partition"), "2\n")?;
+        put(disk.join("sdb2/dev"), "8:18\n")?;
+        put(disk.join("sdb2/holders/dm-0"), "")?;
+        put(r.join("sys/devices/virtual/block/dm-0/dev"), "254:0\n")?;
+        put(
+            r.join("sys/devices/virtual/block/dm-0/dm/uuid"),
+            "LVM-abc\n",
+        )?;
+        std::fs::create_dir_all(r.join("sys/class/block"))?;
+        let class = r.join("sys/class/block");
+        let rel = "../../devices/pci0000:00/0000:00:17.0/ata2/host1/target1:0:0/1:0:0:0/block/sdb";
+        std::os::unix::fs::symlink(rel, class.join("sdb"))?;
+        std::os::unix::fs::symlink(format!("{rel}/sdb1"), class.join("sdb1"))?;
+        std::os::unix::fs::symlink(format!("{rel}/sdb2"), class.join("sdb2"))?;
+        std::os::unix::fs::symlink("../../devices/virtual/block/dm-0", class.join("dm-0"))?;
+        put(
+            r.join("proc/self/mountinfo"),
+            "22 1 254:0 / / rw - ext4 /dev/mapper/vg-root rw\n\
+             23 22 8:17 / /srv rw - ext4 /dev/sdb1 rw\n\
+             24 22 8:17 /x /srv/x rw - ext4 /dev/sdb1 rw\n",
+        )?;
+        Ok(t)
+    }
+
+    #[test]
+    fn mount_points_follow_partitions_and_holders() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tree()?;
+        let host = HostRoot::new(t.path());
+        assert_eq!(
+            mount_points(&host, "sdb"),
+            vec![
+                ("dm-0".to_string(), "/".to_string()),
+                ("sdb1".to_string(), "/srv".to_string()),
+                ("sdb1".to_string(), "/srv/x".to_string()),
+            ]
+        );
+        assert_eq!(mount_points(&host, "sda"), Vec::<(String, String)>::new());
+        Ok(())
+    }
+
+    #[test]
+    fn block_device_free_names_every_use() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tree()?;
+        let host = HostRoot::new(t.path());
+        assert_eq!(
+            block_device_free(&host, Path::new("/dev/sdb")),
+            Err(
+                "/dev/sdb is in use: dm-0 is mounted on / (the host's root); \
+                 sdb1 is mounted on /srv; sdb1 is mounted on /srv/x; sdb2 is part of dm-0 (LVM)"
+                    .to_string()
+            )
+        );
+        assert!(block_device_free(&host, Path::new("/dev/sdz")).is_err());
+        Ok(())
+    }
 }
