@@ -1155,6 +1155,69 @@ fn extras_overlay(root: &Path) {
         .expect("/etc/libvirt/qemu.conf (libvirt-daemon-system)");
     put(root, "etc/libvirt/qemu.conf", &conf);
     put(root, "etc/apparmor.d/abstractions/libvirt-qemu", "");
+    // A Logitech Unifying receiver (046d:c52b: keyboard and mouse) on hw08's
+    // xHCI 0000:11:00.0, laid out as the kernel does (sysfs attribute names,
+    // the bus link into the controller's device folder), and its evdev links
+    let pci = std::fs::read_link(root.join("sys/bus/pci/devices/0000:11:00.0"))
+        .expect("hw08 has 0000:11:00.0");
+    let ctl = root.join("sys/bus/pci/devices").join(&pci);
+    let dev = ctl.join("usb3/3-2");
+    for (k, v) in [
+        ("idVendor", "046d"),
+        ("idProduct", "c52b"),
+        ("manufacturer", "Logitech"),
+        ("product", "USB Receiver"),
+        ("busnum", "3"),
+        ("devnum", "2"),
+        ("bDeviceClass", "00"),
+        ("speed", "12"),
+    ] {
+        put(&dev, k, &format!("{v}\n"));
+    }
+    for (i, proto) in [(0, "01"), (1, "02")] {
+        let f = dev.join(format!("3-2:1.{i}"));
+        put(&f, "bInterfaceClass", "03\n");
+        put(&f, "bInterfaceSubClass", "01\n");
+        put(&f, "bInterfaceProtocol", &format!("{proto}\n"));
+        put(&f, "bInterfaceNumber", &format!("0{i}\n"));
+    }
+    let hub = ctl.join("usb3");
+    for (k, v) in [
+        ("idVendor", "1d6b"),
+        ("idProduct", "0002"),
+        ("busnum", "3"),
+        ("devnum", "1"),
+        ("bDeviceClass", "09"),
+    ] {
+        put(&hub, k, &format!("{v}\n"));
+    }
+    let devices = root.join("sys/bus/usb/devices");
+    std::fs::create_dir_all(&devices).expect("mkdir");
+    let rel = |p: &Path| {
+        Path::new("../../..").join(
+            std::fs::canonicalize(p)
+                .expect("canonical")
+                .strip_prefix(std::fs::canonicalize(root.join("sys")).expect("sys"))
+                .expect("under sys"),
+        )
+    };
+    for (name, p) in [
+        ("usb3", hub.clone()),
+        ("3-2", dev.clone()),
+        ("3-2:1.0", dev.join("3-2:1.0")),
+        ("3-2:1.1", dev.join("3-2:1.1")),
+    ] {
+        std::os::unix::fs::symlink(rel(&p), devices.join(name)).expect("link");
+    }
+    std::fs::create_dir_all(root.join("dev/input/by-id")).expect("mkdir");
+    for (link, ev) in [
+        ("usb-Logitech_USB_Receiver-event-kbd", "event3"),
+        ("usb-Logitech_USB_Receiver-if01-event-mouse", "event4"),
+    ] {
+        put(root, &format!("dev/input/{ev}"), "");
+        std::os::unix::fs::symlink(format!("../{ev}"), root.join("dev/input/by-id").join(link))
+            .expect("link");
+    }
     // ROM files built from the published layouts: one for hw08's RTX 3060
     // (10de:2504, legacy + UEFI), one without a UEFI image, one for another card
     use exliar::vbios::synth::{Img, rom};
@@ -1165,12 +1228,21 @@ fn extras_overlay(root: &Path) {
     };
     write(
         "srv/rtx3060.rom",
-        rom(&[Img::legacy(64).ids(0x10de, 0x2504), Img::uefi(32).ids(0x10de, 0x2504).last()]),
+        rom(&[
+            Img::legacy(64).ids(0x10de, 0x2504),
+            Img::uefi(32).ids(0x10de, 0x2504).last(),
+        ]),
     );
-    write("srv/legacy-only.rom", rom(&[Img::legacy(64).ids(0x10de, 0x2504).last()]));
+    write(
+        "srv/legacy-only.rom",
+        rom(&[Img::legacy(64).ids(0x10de, 0x2504).last()]),
+    );
     write(
         "srv/gtx1080.rom",
-        rom(&[Img::legacy(64).ids(0x10de, 0x1b80), Img::uefi(32).ids(0x10de, 0x1b80).last()]),
+        rom(&[
+            Img::legacy(64).ids(0x10de, 0x1b80),
+            Img::uefi(32).ids(0x10de, 0x1b80).last(),
+        ]),
     );
 }
 
@@ -1183,6 +1255,7 @@ const EXTRAS_SETS: &[(&str, &[&str])] = &[
             "--looking-glass",
             "--looking-glass-user",
             "alice",
+            "--evdev",
             "--usb",
             "046d:c52b",
             "1b1c:1b2e",
@@ -1198,6 +1271,7 @@ const EXTRAS_SETS: &[(&str, &[&str])] = &[
             "alice",
             "--usb-controller",
             "0000:11:00.0",
+            "--force",
             "--vbios",
             "/srv/rtx3060.rom",
         ],
@@ -1326,8 +1400,14 @@ fn vm_extras_bad_input_is_refused() {
             "not a PCI device on this host",
         ),
         (&["--profile", "linux", "--unattend", "bob"], "not Windows"),
-        (&["--vbios", "/srv/legacy-only.rom"], "not usable for 0000:01:00.0"),
-        (&["--vbios", "/srv/gtx1080.rom"], "not usable for 0000:01:00.0"),
+        (
+            &["--vbios", "/srv/legacy-only.rom"],
+            "not usable for 0000:01:00.0",
+        ),
+        (
+            &["--vbios", "/srv/gtx1080.rom"],
+            "not usable for 0000:01:00.0",
+        ),
         (&["--vbios", "/srv/none.rom"], "--vbios /srv/none.rom"),
         (&["--vbios", "srv/rtx3060.rom"], "absolute path"),
     ];
@@ -1350,7 +1430,14 @@ fn vm_extras_bad_input_is_refused() {
     let o = exliar()
         .arg("--root")
         .arg(hw04.path())
-        .args(["vm", "create", "boot-gpu", "--gpu", "0000:04:00.0", "--print-xml"])
+        .args([
+            "vm",
+            "create",
+            "boot-gpu",
+            "--gpu",
+            "0000:04:00.0",
+            "--print-xml",
+        ])
         .output()
         .expect("exliar");
     let t = text(&o);
@@ -1359,11 +1446,22 @@ fn vm_extras_bad_input_is_refused() {
     let o = exliar()
         .arg("--root")
         .arg(hw04.path())
-        .args(["vm", "create", "boot-gpu", "--gpu", "0000:04:00.0", "--force", "--print-xml"])
+        .args([
+            "vm",
+            "create",
+            "boot-gpu",
+            "--gpu",
+            "0000:04:00.0",
+            "--force",
+            "--print-xml",
+        ])
         .output()
         .expect("exliar");
     // (its group is shared too: still refused, but not for the ROM)
     let t = text(&o);
-    assert!(!t.contains("needs a clean copy"), "--force goes on without a ROM: {t}");
+    assert!(
+        !t.contains("needs a clean copy"),
+        "--force goes on without a ROM: {t}"
+    );
     assert!(t.contains("IOMMU group is shared"), "{t}");
 }

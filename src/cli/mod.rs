@@ -5,8 +5,8 @@ mod boot;
 mod render;
 mod runtime;
 mod term;
-mod vbios;
 mod usb;
+mod vbios;
 mod vm;
 
 use std::io::Write;

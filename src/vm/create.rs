@@ -700,7 +700,9 @@ pub fn plan(
     }
     if let Some(rom) = &o.vbios {
         match (&card, &v.extras.vbios) {
-            (None, _) => refuse.push("--vbios is the card's ROM: the VM needs a card (--gpu)".into()),
+            (None, _) => {
+                refuse.push("--vbios is the card's ROM: the VM needs a card (--gpu)".into())
+            }
             (Some(g), Some(Ok(bytes))) => {
                 let ids = g.vendor_id.zip(g.device_id);
                 let report = crate::vbios::check(bytes, ids);
@@ -709,7 +711,12 @@ pub fn plan(
                         "the card's ROM from {} (checked: signature, the card's ids, a UEFI image)",
                         rom.display()
                     ));
-                    warnings.extend(report.findings.iter().map(|f| format!("--vbios {}: {}", rom.display(), f.message)));
+                    warnings.extend(
+                        report
+                            .findings
+                            .iter()
+                            .map(|f| format!("--vbios {}: {}", rom.display(), f.message)),
+                    );
                     extras.rom = Some(rom.clone());
                 } else {
                     let why: Vec<String> = report
@@ -722,7 +729,11 @@ pub fn plan(
                         "--vbios {}: not usable for {}: {}",
                         rom.display(),
                         g.address,
-                        if why.is_empty() { "see `exliar vbios check`".to_string() } else { why.join("; ") }
+                        if why.is_empty() {
+                            "see `exliar vbios check`".to_string()
+                        } else {
+                            why.join("; ")
+                        }
                     ));
                 }
             }
@@ -1018,7 +1029,50 @@ pub fn usb_controller_facts(inv: &Inventory, address: PciAddress) -> Option<UsbC
 
 /// What the VM-extras options need from the host.
 fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
+    use crate::host::usb;
+    let want_usb = !o.usb.is_empty() || !o.usb_controllers.is_empty();
+    let devices = if want_usb {
+        let ids = usb::load_usb_ids(host);
+        usb::read(host, Some(&ids))
+    } else {
+        Vec::new()
+    };
+    let usb_present = devices
+        .iter()
+        .filter(|d| !d.hub)
+        .map(|d| {
+            let name = [d.vendor_name.as_deref(), d.product_name.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            (
+                UsbId {
+                    vendor: d.vendor,
+                    product: d.product,
+                },
+                if name.is_empty() {
+                    "no name".to_string()
+                } else {
+                    name
+                },
+            )
+        })
+        .collect();
+    let evdev = if o.evdev {
+        usb::evdev_inputs(host)
+            .into_iter()
+            .map(|e| domain::Evdev {
+                path: PathBuf::from(e.path),
+                keyboard: e.kind == usb::InputKind::Keyboard,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     ExtrasView {
+        usb_present,
+        evdev,
         lg: if o.looking_glass.is_some() {
             gather_looking_glass(host)
         } else {
@@ -1028,6 +1082,10 @@ fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
             .usb_controllers
             .iter()
             .filter_map(|a| usb_controller_facts(inv, *a))
+            .map(|mut f| {
+                f.host_needs = usb::controller_holds_host_input_or_boot(host, &devices, f.address);
+                f
+            })
             .collect(),
         vbios: o.vbios.as_ref().map(|p| {
             if !p.is_absolute() {

@@ -105,8 +105,8 @@ pub struct DomainSpec {
     pub extras: Extras,
 }
 
-/// A USB device by its ids (`VENDOR:PRODUCT`, hex).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A USB device by its ids (`VENDOR:PRODUCT`, hex; so in JSON too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UsbId {
     pub vendor: u16,
     pub product: u16,
@@ -115,6 +115,19 @@ pub struct UsbId {
 impl std::fmt::Display for UsbId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04x}:{:04x}", self.vendor, self.product)
+    }
+}
+
+impl Serialize for UsbId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UsbId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
