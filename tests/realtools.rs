@@ -538,6 +538,97 @@ fn vm_in_l1() {
 /// it, the emulated VGA's ROM dumped through sysfs and checked, Looking Glass with
 /// kvmfr defined and rolled back byte for byte, USB hot-plug into a running VM.
 fn vm_extras_in_l1(run: &GuestRun) {
+    // USB as the L1's kernel has it: QEMU's keyboard (0627:0001) and the Wacom
+    // tablet on the xHCI at 04:00.0, with usbhid bound; the keyboard makes the
+    // controller one the host needs
+    let (rc, out) = step(run, "usb-list");
+    assert_eq!(rc, 0, "exliar usb list: {out}");
+    let usb: serde_json::Value = serde_json::from_str(&out).expect("usb list --json");
+    let sysfs = out_text(run, "usb-sysfs.txt");
+    let devs = usb["devices"].as_array().expect("devices");
+    let find = |v: &str, p: &str| {
+        devs.iter()
+            .find(|d| d["vendor"] == v && d["product"] == p)
+            .unwrap_or_else(|| panic!("{v}:{p} not in usb list: {out}\nsysfs: {sysfs}"))
+    };
+    let kbd = find("0627", "0001");
+    let tablet = find("056a", "0000");
+    for d in [kbd, tablet] {
+        assert_eq!(d["controller"], "0000:04:00.0", "{d}");
+        // the kernel's own view: the sysfs entry is there
+        let id = d["id"].as_str().expect("id");
+        assert!(sysfs.contains(&format!(" {id} -> ")), "{id} not in {sysfs}");
+    }
+    assert!(
+        kbd["kind"]
+            .as_array()
+            .expect("kind")
+            .iter()
+            .any(|k| k == "keyboard"),
+        "{kbd}"
+    );
+    assert!(
+        kbd["interfaces"][0]["driver"] == "usbhid",
+        "usbhid drives the keyboard: {kbd}"
+    );
+    let ctl = usb["controllers"]
+        .as_array()
+        .expect("controllers")
+        .iter()
+        .find(|c| c["address"] == "0000:04:00.0")
+        .unwrap_or_else(|| panic!("no controller 0000:04:00.0: {out}"));
+    assert!(
+        ctl["host_needs"].as_array().is_some_and(|n| !n.is_empty()),
+        "the keyboard's controller is one the host needs: {ctl}"
+    );
+
+    // VBIOS: QEMU's VGA BIOS read through sysfs: legacy x86, 1234:1111, no UEFI image
+    let (rc, out) = step(run, "vbios-dump");
+    assert_eq!(
+        rc, 1,
+        "vbios dump prints the check (not usable: no UEFI image): {out}"
+    );
+    let rc_after: i32 = out_text(run, "rom-after-dump.rc")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert_ne!(
+        rc_after,
+        0,
+        "the rom attribute is disabled again after the dump (reading it must fail): {}",
+        out_text(run, "rom-after-dump.err")
+    );
+    let (rc, out) = step(run, "vbios-check");
+    assert_eq!(rc, 1, "vbios check of a legacy-only ROM: {out}");
+    let rom: serde_json::Value = serde_json::from_str(&out).expect("vbios check --json");
+    say(&format!(
+        "realtools: vm_in_l1: vbios check of the emulated VGA's ROM:\n{out}"
+    ));
+    assert_eq!(rom["signature_ok"], true, "{rom}");
+    assert_eq!(rom["ids_match"], true, "{rom}");
+    assert_eq!(rom["has_legacy"], true, "{rom}");
+    assert_eq!(rom["has_uefi_gop"], false, "{rom}");
+    assert_eq!(rom["usable"], false, "{rom}");
+    assert_eq!(rom["images"][0]["vendor"], "1234", "{rom}");
+    assert_eq!(rom["images"][0]["device"], "1111", "{rom}");
+    assert_eq!(rom["images"][0]["checksum_ok"], true, "{rom}");
+    let findings: Vec<&str> = rom["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(findings.contains(&"no-uefi"), "{rom}");
+    // byte for byte QEMU's file, when the host has the same one
+    let dumped = std::fs::read(run.out.join("vga.rom")).expect("vga.rom");
+    if let Ok(vgabios) = std::fs::read("/usr/share/seabios/vgabios-stdvga.bin") {
+        assert_eq!(
+            &dumped[..vgabios.len().min(dumped.len())],
+            &vgabios[..vgabios.len().min(dumped.len())],
+            "the dumped ROM starts with QEMU's vgabios-stdvga.bin"
+        );
+    }
+
     // Looking Glass (kvmfr): the files it plans, then every one back
     let (rc, out) = step(run, "lg-create");
     assert_eq!(rc, 0, "vm create --looking-glass --kvmfr: {out}");
