@@ -173,4 +173,37 @@ mod tests {
             Err(UnattendError::PasswordControl)
         ));
     }
+
+    /// Run in a new session (`setsid`), which has no controlling terminal:
+    /// the prompt must refuse and name `--password-file`.
+    #[test]
+    fn prompt_without_terminal_says_password_file() {
+        const CHILD: &str = "EXLIAR_TEST_NO_TTY_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let e = prompt_password().unwrap_err();
+            assert!(matches!(e, UnattendError::NoTty), "{e}");
+            assert!(e.to_string().contains("give --password-file"), "{e}");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new("setsid")
+            .arg("-w")
+            .arg(exe)
+            .args([
+                "--exact",
+                "vm::unattend::password::tests::prompt_without_terminal_says_password_file",
+            ])
+            .env(CHILD, "1")
+            .stdin(std::process::Stdio::null())
+            .output();
+        match out {
+            Ok(o) => assert!(
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("1 passed"),
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => println!("SKIPPED: setsid could not be run: {e}"),
+        }
+    }
 }
