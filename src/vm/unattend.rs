@@ -366,10 +366,13 @@ pub fn autounattend_xml(u: &Unattend) -> String {
             None => p.k(el("Extend").t("true")),
         }
     };
-    let modify = |order: u32, extra: Vec<El>| {
+    // The MSR needs no formatting, and no partition gets a drive letter in
+    // windowsPE (a CD-ROM may hold C: there; installed Windows calls its
+    // own volume C: whatever windowsPE saw).
+    let modify = |order: u32, partition: u32, extra: Vec<El>| {
         let mut m = add("ModifyPartition")
             .k(el("Order").t(order))
-            .k(el("PartitionID").t(order));
+            .k(el("PartitionID").t(partition));
         for e in extra {
             m = m.k(e);
         }
@@ -383,16 +386,8 @@ pub fn autounattend_xml(u: &Unattend) -> String {
                 part(3, "Primary", None),
             ],
             vec![
-                modify(1, vec![el("Label").t("System"), el("Format").t("FAT32")]),
-                modify(2, vec![]),
-                modify(
-                    3,
-                    vec![
-                        el("Label").t("Windows"),
-                        el("Letter").t("C"),
-                        el("Format").t("NTFS"),
-                    ],
-                ),
+                modify(1, 1, vec![el("Label").t("System"), el("Format").t("FAT32")]),
+                modify(2, 3, vec![el("Label").t("Windows"), el("Format").t("NTFS")]),
             ],
             3,
         )
@@ -402,20 +397,14 @@ pub fn autounattend_xml(u: &Unattend) -> String {
             vec![
                 modify(
                     1,
+                    1,
                     vec![
                         el("Label").t("System Reserved"),
                         el("Format").t("NTFS"),
                         el("Active").t("true"),
                     ],
                 ),
-                modify(
-                    2,
-                    vec![
-                        el("Label").t("Windows"),
-                        el("Letter").t("C"),
-                        el("Format").t("NTFS"),
-                    ],
-                ),
+                modify(2, 2, vec![el("Label").t("Windows"), el("Format").t("NTFS")]),
             ],
             2,
         )
@@ -495,9 +484,8 @@ pub fn autounattend_xml(u: &Unattend) -> String {
         .k(oobe);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     out.push_str(&format!(
-        "<!-- Windows {} unattended installation, made by exliar {}; {} -->\n",
+        "<!-- Windows {} unattended installation, made by exliar; {} -->\n",
         u.windows,
-        env!("CARGO_PKG_VERSION"),
         if u.firmware_efi { "UEFI" } else { "BIOS" }
     ));
     root.render(0, &mut out);
