@@ -135,6 +135,8 @@ pub enum UnattendError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the answer file exliar made fails its own check: {}", .0.join("; "))]
+    Findings(Vec<String>),
     #[error("xorriso could not be run (install the xorriso package): {0}")]
     XorrisoMissing(#[source] std::io::Error),
     #[error("xorriso failed making {out} ({status}): {stderr}")]
@@ -490,6 +492,19 @@ pub fn autounattend_xml(u: &Unattend) -> String {
     ));
     root.render(0, &mut out);
     out
+}
+
+/// Validate, make the answer file, and check it: the XML to put into the
+/// ISO ([`build_iso`]), or why not.
+pub fn prepare(u: &Unattend) -> Result<String, UnattendError> {
+    u.validate()?;
+    let xml = autounattend_xml(u);
+    let findings = check_answer_file(&xml);
+    if findings.is_empty() {
+        Ok(xml)
+    } else {
+        Err(UnattendError::Findings(findings))
+    }
 }
 
 /// Where the answer file ISO of VM `name` goes by default, beside its disk

@@ -292,6 +292,17 @@ fn computer_names() {
 }
 
 #[test]
+fn prepare_validates_and_checks() {
+    assert_eq!(prepare(&win11()).unwrap(), autounattend_xml(&win11()));
+    let e = prepare(&Unattend {
+        user: "a@b".into(),
+        ..win11()
+    })
+    .unwrap_err();
+    assert!(matches!(e, UnattendError::UserName(..)), "{e}");
+}
+
+#[test]
 fn validate_refuses() {
     let e = Unattend {
         firmware_efi: false,
