@@ -7,7 +7,8 @@
 //! the per-OS defaults (TOML files, overridable in `/etc/exliar/profiles/`);
 //! [`firmware`] finds OVMF; [`domain`] turns a [`domain::DomainSpec`] into
 //! libvirt XML (pure) and reads exliar's metadata back; [`virsh`] runs
-//! `virsh` with argv.
+//! `virsh` with argv. [`unattend`] makes the answer-file ISO of an
+//! unattended Windows installation.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,7 @@ pub mod profile;
 pub mod ready;
 pub mod request;
 pub mod topology;
+pub mod unattend;
 pub mod virsh;
 
 /// The guest CPU topology libvirt is told (`<cpu><topology>`).
