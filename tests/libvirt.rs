@@ -1465,3 +1465,150 @@ fn vm_extras_bad_input_is_refused() {
     );
     assert!(t.contains("IOMMU group is shared"), "{t}");
 }
+
+/// `--unattend` on the running host against the real daemon: the answer file
+/// goes into an ISO (listed by xorriso, Autounattend.xml at its root, checked
+/// by exliar's checker), attached as a CD-ROM; the password is on no command
+/// line, in no output, log, plan, journal or kept file; rollback removes the
+/// ISO.
+#[test]
+fn vm_unattend_iso_is_made_attached_and_rolled_back() {
+    let Some(d) = daemon::shared("vm_unattend_iso_is_made_attached_and_rolled_back") else {
+        return;
+    };
+    if !Path::new("/usr/bin/xorriso").exists() {
+        eprintln!("SKIP: no xorriso (package xorriso)");
+        assert!(!daemon::in_ci(), "CI needs xorriso");
+        return;
+    }
+    let uri = d.uri().to_string();
+    let images = d.images();
+    let _ = d.virsh(&[
+        "pool-define-as",
+        "default",
+        "dir",
+        "--target",
+        &images.display().to_string(),
+    ]);
+    let _ = d.virsh(&["pool-start", "default"]);
+    let name = format!("unattend-t{}", std::process::id());
+    let secret = "Zebra-Quartz-4711!";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let pw = tmp.path().join("pw");
+    std::fs::write(&pw, format!("{secret}\n")).expect("pw");
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let obfuscated =
+        exliar::vm::unattend::obfuscate_password(&exliar::vm::unattend::Secret::new(secret));
+    let o = exliar()
+        .args([
+            "-vv",
+            "vm",
+            "create",
+            &name,
+            "--connect",
+            &uri,
+            "--gpu",
+            "none",
+        ])
+        .args([
+            "--profile",
+            "windows11",
+            "--virt-type",
+            "qemu",
+            "--memory",
+            "256M",
+        ])
+        .args(["--cpus", "1", "--disk", "none", "--network", "none"])
+        .args(["--unattend", "alice", "--password-file"])
+        .arg(&pw)
+        .args(["--yes", "--json"])
+        .output()
+        .expect("exliar");
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let doc = json(&out);
+    let id = doc["journal"]["id"].as_str().expect("id").to_string();
+    let iso = images.join(format!("{name}-unattend.iso"));
+    assert!(iso.is_file(), "{} made", iso.display());
+    // the ISO: Autounattend.xml at its root, Windows' obfuscated password in
+    // it, well-formed and clean by the checker
+    let ls = std::process::Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&iso)
+        .args(["-ls", "/"])
+        .output()
+        .expect("xorriso -ls");
+    let listing = String::from_utf8_lossy(&ls.stdout);
+    assert!(listing.contains("Autounattend.xml"), "{listing}");
+    let x = tmp.path().join("Autounattend.xml");
+    let ex = std::process::Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/Autounattend.xml"])
+        .arg(&x)
+        .output()
+        .expect("xorriso -extract");
+    assert!(
+        ex.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ex.stderr)
+    );
+    let answer = std::fs::read_to_string(&x).expect("extracted");
+    assert!(
+        answer.contains(&obfuscated),
+        "the password, obfuscated as Windows reads it"
+    );
+    assert!(!answer.contains(secret));
+    assert_eq!(
+        exliar::vm::unattend::check_answer_file(&answer),
+        Vec::<String>::new()
+    );
+    assert!(
+        answer.contains("<Username>alice</Username>") || answer.contains("<Name>alice</Name>"),
+        "{answer}"
+    );
+    // attached as a CD-ROM
+    let xml = d.virsh_ok(&["dumpxml", &name]);
+    assert!(xml.contains(&iso.display().to_string()), "{xml}");
+    // nowhere else: output, logs (-vv), the plan, the journal, the kept copy
+    let journal_dir = Path::new("/var/lib/exliar/txn").join(&id);
+    let mut haystack = vec![("stdout", out.clone()), ("stderr", err.clone())];
+    for f in tree(&journal_dir) {
+        let p = journal_dir.join(&f);
+        if p.is_file() {
+            haystack.push((
+                "journal",
+                String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned(),
+            ));
+        }
+    }
+    let shown = std::fs::read_to_string(format!("/etc/exliar/vms/{name}-autounattend.xml"))
+        .expect("the kept copy");
+    assert!(
+        shown.contains("(hidden: set when the ISO is made)"),
+        "{shown}"
+    );
+    haystack.push(("kept copy", shown));
+    haystack.push(("domain", xml));
+    for (what, text) in &haystack {
+        assert!(!text.contains(secret), "the password is in the {what}");
+        assert!(
+            !text.contains(&obfuscated),
+            "the obfuscated password is in the {what}"
+        );
+    }
+    assert!(
+        !Path::new(&format!("/run/exliar/unattend/{name}")).exists(),
+        "the staging folder is gone"
+    );
+    // rollback: ISO, kept copy and domain gone
+    let (rc, o2, e2) = run(&["rollback", &id]);
+    assert_eq!(rc, 0, "{o2}{e2}");
+    assert!(!iso.exists(), "rollback removes the ISO");
+    assert!(!Path::new(&format!("/etc/exliar/vms/{name}-autounattend.xml")).exists());
+    assert!(!d.virsh_ok(&["list", "--all", "--name"]).contains(&name));
+}

@@ -142,10 +142,12 @@ pub struct ExtrasView {
     pub vbios: Option<Result<Vec<u8>, String>>,
     /// `--unattend USER`: the user name is valid (else why not).
     pub unattend_user_ok: Result<(), String>,
-    /// The answer file's locale, in words ("locale de-DE, keyboard …").
-    pub unattend_locale: String,
+    /// The host's locale, keyboard and time zone, for the answer file.
+    pub unattend_locale: Option<super::unattend::HostLocale>,
     /// The VM's answer-file ISO exists already.
     pub unattend_iso_exists: bool,
+    /// exliar's copy of the answer file (password hidden) as it is now.
+    pub unattend_shown_before: Option<Vec<u8>>,
 }
 
 impl Default for ExtrasView {
@@ -157,8 +159,9 @@ impl Default for ExtrasView {
             evdev: Vec::new(),
             vbios: None,
             unattend_user_ok: Ok(()),
-            unattend_locale: String::new(),
+            unattend_locale: None,
             unattend_iso_exists: false,
+            unattend_shown_before: None,
         }
     }
 }
@@ -209,6 +212,13 @@ pub struct VmPlan {
     pub reasons: Vec<String>,
     /// What to run after create (the Looking Glass client).
     pub next: Vec<String>,
+    /// `--unattend`: what the answer file is made from, without its
+    /// password (the caller adds it just before applying).
+    pub unattend: Option<super::unattend::Unattend>,
+}
+
+fn computer_name_for_reason(name: &str) -> String {
+    super::unattend::computer_name_for(name).unwrap_or_default()
 }
 
 /// How many pages of `size` `mib` MiB of guest memory needs.
@@ -741,7 +751,9 @@ pub fn plan(
             (Some(_), None) => refuse.push(format!("--vbios {}: not read", rom.display())),
         }
     }
+    let mut unattend = None;
     if let Some(user) = &o.unattend {
+        let computer = super::unattend::computer_name_for(name);
         if profile.os != "windows" {
             refuse.push(format!(
                 "--unattend writes a Windows Setup answer file: the {} profile is not Windows",
@@ -749,6 +761,10 @@ pub fn plan(
             ));
         } else if let Err(e) = v.extras.unattend_user_ok.clone() {
             refuse.push(format!("--unattend {user}: {e}"));
+        } else if computer.is_none() {
+            refuse.push(format!(
+                "--unattend: the VM's name {name:?} makes no Windows computer name (letters, digits, hyphens; not only digits): choose another name"
+            ));
         } else {
             let iso = v.pool_dir.join(format!("{name}-unattend.iso"));
             let rel = iso.strip_prefix("/").unwrap_or(&iso).to_path_buf();
@@ -759,7 +775,49 @@ pub fn plan(
                     iso.display()
                 ));
             }
+            let locale =
+                v.extras
+                    .unattend_locale
+                    .clone()
+                    .unwrap_or_else(|| super::unattend::HostLocale {
+                        ui_language: super::unattend::locale::DEFAULT_LANGUAGE.into(),
+                        user_locale: super::unattend::locale::DEFAULT_LANGUAGE.into(),
+                        input_locale: "0409:00000409".into(),
+                        timezone: None,
+                        notes: vec!["the host's locale was not read: en-US".into()],
+                    });
+            let u = super::unattend::Unattend {
+                user: user.clone(),
+                password: super::unattend::Secret::new(""),
+                computer_name: computer.unwrap_or_default(),
+                locale: locale.clone(),
+                virtio_drivers: bus_virtio,
+                windows: if profile.name.contains("10") { 10 } else { 11 },
+                firmware_efi: matches!(firmware, domain::Firmware::Efi { .. }),
+            };
+            if let Err(e) = u.validate_without_password() {
+                refuse.push(format!("--unattend: {e}"));
+            }
             if !kept {
+                // the answer file as it goes into the ISO, its password
+                // hidden: shown in the plan, kept beside the domain's XML
+                let shown = super::unattend::autounattend_xml(&u).replace(
+                    &format!(
+                        "<Value>{}</Value>",
+                        super::unattend::obfuscate_password(&u.password)
+                    ),
+                    "<Value>(hidden: set when the ISO is made)</Value>",
+                );
+                let shown_rel = PathBuf::from(format!("{VM_DIR}/{name}-autounattend.xml"));
+                steps.push(Step::WriteFile {
+                    path: shown_rel,
+                    before: v.extras.unattend_shown_before.clone(),
+                    after: shown.into_bytes(),
+                    mode: 0o600,
+                    why: format!(
+                        "the answer file of {name} as its ISO holds it, the password hidden"
+                    ),
+                });
                 steps.push(Step::CreateIso {
                     path: rel,
                     staging: PathBuf::from(format!("{UNATTEND_STAGING}/{name}")),
@@ -769,12 +827,21 @@ pub fn plan(
                         "Windows Setup's answer file for {name}: local administrator {user} (the password is never shown or kept)"
                     ),
                 });
+                unattend = Some(u);
             }
             reasons.push(format!(
-                "unattended install: a local administrator {user}; {}; the answer file on {} (a second CD-ROM); Secure Boot and the TPM stay on",
-                v.extras.unattend_locale,
+                "unattended install: local administrator {user}, computer name {}, language {} (formats {}), keyboard {}, time zone {}; the answer file on {} (a second CD-ROM); Secure Boot and the TPM stay on",
+                computer_name_for_reason(name),
+                locale.ui_language,
+                locale.user_locale,
+                locale.input_locale,
+                locale.timezone.as_deref().unwrap_or("UTC"),
                 iso.display()
             ));
+            warnings.extend(locale.notes.iter().map(|n| format!("--unattend: {n}")));
+            if o.iso.is_none() {
+                warnings.push("--unattend: attach the Windows installer too (--iso PATH), or the VM has nothing to install from".into());
+            }
             cdroms.push(iso);
         }
     }
@@ -826,7 +893,7 @@ pub fn plan(
     // definition
     plan.steps = steps
         .iter()
-        .filter(|s| !matches!(s, Step::CreateImage { .. }))
+        .filter(|s| !matches!(s, Step::CreateImage { .. } | Step::CreateIso { .. }))
         .cloned()
         .collect();
     plan.steps.push(Step::WriteFile {
@@ -839,7 +906,7 @@ pub fn plan(
     plan.steps.extend(
         steps
             .into_iter()
-            .filter(|s| matches!(s, Step::CreateImage { .. })),
+            .filter(|s| matches!(s, Step::CreateImage { .. } | Step::CreateIso { .. })),
     );
     if existing.is_some() {
         plan.steps.push(Step::Run {
@@ -861,6 +928,7 @@ pub fn plan(
         plan,
         reasons,
         next,
+        unattend,
     })
 }
 
@@ -919,6 +987,21 @@ pub fn gather(
             paths.push((p.clone(), hostfacts::block_device_free(host, p)));
         }
         _ => {}
+    }
+    let mut extras = extras;
+    if let Some(user) = &o.unattend {
+        extras.unattend_user_ok = super::unattend::check_user_name(user).map_err(|e| e.to_string());
+        extras.unattend_locale = Some(super::unattend::host_locale(host));
+        extras.unattend_iso_exists = std::fs::symlink_metadata(
+            host.path()
+                .join(rel(&pool_dir.join(format!("{name}-unattend.iso")))),
+        )
+        .is_ok();
+        extras.unattend_shown_before = host
+            .read_optional(format!("{VM_DIR}/{name}-autounattend.xml"))
+            .ok()
+            .flatten()
+            .map(String::into_bytes);
     }
     let image_exists = std::fs::symlink_metadata(
         host.path()

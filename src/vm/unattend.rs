@@ -253,9 +253,14 @@ impl Unattend {
     /// Every input checked: the user and computer names, the password,
     /// the Windows version and firmware.
     pub fn validate(&self) -> Result<(), UnattendError> {
+        check_password(&self.password)?;
+        self.validate_without_password()
+    }
+
+    /// [`Unattend::validate`] before the password is known (planning).
+    pub fn validate_without_password(&self) -> Result<(), UnattendError> {
         check_user_name(&self.user)?;
         check_computer_name(&self.computer_name)?;
-        check_password(&self.password)?;
         match self.windows {
             10 => {}
             11 if self.firmware_efi => {}

@@ -12,7 +12,7 @@ use crate::vm::domain::UsbId;
 use crate::vm::looking_glass::{self, LgOptions};
 use crate::vm::request::{DiskArg, HugeSize, NetworkArg, parse_size_mib};
 use crate::vm::virsh::{Virsh, valid_name};
-use crate::vm::{domain, profile};
+use crate::vm::{domain, profile, unattend};
 
 fn refused(a: &CreateArgs, edit: bool, problems: &[String]) -> anyhow::Result<u8> {
     let what = if edit { "edit" } else { "create" };
@@ -290,8 +290,21 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
+    // --unattend: the answer file with its password goes into a private
+    // staging folder just before applying, and is removed right after
+    let staged = match &vp.unattend {
+        Some(u) => match stage_answer_file(a, u, &vp.plan) {
+            Ok(s) => s,
+            Err(e) => return refused(a, edit, &[e]),
+        },
+        None => None,
+    };
     let store = boot::open_store(root)?;
-    match boot::apply_built(&store, &vp.plan, a.yes, false, a.json)? {
+    let applied = boot::apply_built(&store, &vp.plan, a.yes, false, a.json);
+    if let Some(dir) = &staged {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match applied? {
         boot::Applied::Done { code, doc } => {
             if a.json {
                 let mut out = std::io::stdout().lock();
@@ -315,4 +328,54 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
             Err(error)
         }
     }
+}
+
+/// Put the answer file, with the password from `--password-file` or the
+/// terminal, into the plan's staging folder (mode 0700, the file 0600).
+/// Returns the folder to remove after applying.
+fn stage_answer_file(
+    a: &CreateArgs,
+    u: &unattend::Unattend,
+    plan: &crate::plan::Plan,
+) -> Result<Option<std::path::PathBuf>, String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let Some(staging) = plan.steps.iter().find_map(|s| match s {
+        crate::plan::Step::CreateIso { staging, .. } => Some(staging.clone()),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let password = match &a.password_file {
+        Some(f) => unattend::read_password_file(f),
+        None => unattend::prompt_password(),
+    }
+    .map_err(|e| format!("--unattend: {e}"))?;
+    let mut u = u.clone();
+    u.password = password;
+    let xml = unattend::prepare(&u).map_err(|e| format!("--unattend: {e}"))?;
+    if let Some(parent) = staging.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    // a leftover of a killed run holds an old answer file: replace it
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| format!("{}: {e}", staging.display()))?;
+    let file = staging.join("Autounattend.xml");
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, xml.as_bytes()));
+    if let Err(e) = r {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(format!("{}: {e}", file.display()));
+    }
+    Ok(Some(staging))
 }
