@@ -5,6 +5,7 @@
 
 pub mod critical;
 pub mod devdir;
+mod idsdb;
 pub mod kernel;
 mod pciids;
 pub mod readfile;

@@ -5,8 +5,7 @@
 //! vendor's block. Results are cached, so a host with 4096 functions of three
 //! vendors scans the file a handful of times.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use super::idsdb::IdsDb;
 
 /// Where distributions install `pci.ids`, relative to the host root.
 pub const PCI_IDS_PATHS: &[&str] = &[
@@ -15,120 +14,37 @@ pub const PCI_IDS_PATHS: &[&str] = &[
     "usr/share/pci.ids",
 ];
 
-/// A lazily-searched `pci.ids` text.
+/// A lazily-searched `pci.ids` text (see [`super::idsdb`]).
 #[derive(Debug, Default)]
-pub struct PciIds {
-    text: String,
-    vendors: RefCell<HashMap<u16, Option<(usize, usize)>>>,
-    devices: RefCell<HashMap<(u16, u16), Option<String>>>,
-}
+pub struct PciIds(IdsDb);
 
 impl PciIds {
     pub fn new(text: String) -> Self {
-        Self {
-            text,
-            ..Self::default()
-        }
+        Self(IdsDb::new("pci.ids", text))
     }
 
     /// An empty database: every lookup gives `None`.
     pub fn empty() -> Self {
-        Self::default()
+        Self::new(String::new())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.0.is_empty()
     }
 
-    /// A `pci.ids` holding only the vendor and device lines looked up so
-    /// far: what a snapshot needs to reproduce the same names.
+    /// A `pci.ids` holding only the lines looked up so far: what a snapshot
+    /// needs to reproduce the same names.
     pub fn trimmed(&self) -> String {
-        let mut vendors: Vec<u16> = self
-            .vendors
-            .borrow()
-            .iter()
-            .filter(|(_, b)| b.is_some())
-            .map(|(v, _)| *v)
-            .collect();
-        vendors.sort_unstable();
-        let devices = self.devices.borrow();
-        let mut out =
-            String::from("# pci.ids entries used by exliar when this snapshot was taken\n");
-        for v in vendors {
-            let Some(vn) = self.vendor(v) else { continue };
-            out.push_str(&format!("{v:04x}  {vn}\n"));
-            let mut ds: Vec<(u16, &String)> = devices
-                .iter()
-                .filter(|((dv, _), n)| *dv == v && n.is_some())
-                .filter_map(|((_, d), n)| n.as_ref().map(|n| (*d, n)))
-                .collect();
-            ds.sort();
-            for (d, n) in ds {
-                out.push_str(&format!("\t{d:04x}  {n}\n"));
-            }
-        }
-        out
-    }
-
-    /// The vendor block: (start of the vendor line, end of its block).
-    fn vendor_block(&self, vendor: u16) -> Option<(usize, usize)> {
-        if let Some(v) = self.vendors.borrow().get(&vendor) {
-            return *v;
-        }
-        let bytes = self.text.as_bytes();
-        let key = format!("{vendor:04x}  ");
-        // A vendor line starts a line: "\nvvvv  " (or the file itself).
-        let found = if bytes.starts_with(key.as_bytes()) {
-            Some(0)
-        } else {
-            memchr::memmem::find(bytes, format!("\n{key}").as_bytes()).map(|i| i + 1)
-        };
-        let block = found.map(|start| {
-            // The block ends at the next line that is not a device line
-            // (tab), a comment or empty: the next vendor, or the classes.
-            let mut end = bytes.len();
-            let mut pos = start;
-            while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
-                let next = pos + nl + 1;
-                match bytes.get(next) {
-                    Some(b'\t' | b'#' | b'\n') => pos = next,
-                    Some(_) => {
-                        end = next;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            (start, end)
-        });
-        self.vendors.borrow_mut().insert(vendor, block);
-        block
+        self.0.trimmed()
     }
 
     pub fn vendor(&self, vendor: u16) -> Option<String> {
-        let (start, end) = self.vendor_block(vendor)?;
-        let line = self.text[start..end].lines().next()?;
-        Some(line.get(6..)?.trim().to_string()).filter(|s| !s.is_empty())
+        self.0.vendor(vendor)
     }
 
+    /// A device of `vendor` (subsystem lines are not devices).
     pub fn device(&self, vendor: u16, device: u16) -> Option<String> {
-        if let Some(v) = self.devices.borrow().get(&(vendor, device)) {
-            return v.clone();
-        }
-        let name = self.vendor_block(vendor).and_then(|(start, end)| {
-            let block = &self.text.as_bytes()[start..end];
-            let key = format!("\n\t{device:04x}  ");
-            let at = memchr::memmem::find(block, key.as_bytes())? + key.len();
-            let line_end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
-            let name = String::from_utf8_lossy(&block[at..line_end])
-                .trim()
-                .to_string();
-            Some(name).filter(|n| !n.is_empty())
-        });
-        self.devices
-            .borrow_mut()
-            .insert((vendor, device), name.clone());
-        name
+        self.0.item(vendor, device)
     }
 }
 

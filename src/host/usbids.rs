@@ -7,8 +7,7 @@
 //! `BIAS`, `PHY`, `HUT`, `L`, `HCC`, `VT`) whose lines are never taken for
 //! vendors: lookups search only the vendor list. Results are cached.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use super::idsdb::IdsDb;
 
 /// Where distributions install `usb.ids`, relative to the host root: Debian
 /// (`usb.ids` package: `/usr/share/misc`, and `/var/lib/usbutils` that
@@ -20,155 +19,37 @@ pub const USB_IDS_PATHS: &[&str] = &[
     "usr/share/usb.ids",
 ];
 
-/// A lazily-searched `usb.ids` text.
+/// A lazily-searched `usb.ids` text (see [`super::idsdb`]).
 #[derive(Debug, Default)]
-pub struct UsbIds {
-    text: String,
-    /// Where the vendor list ends (the first line of another section).
-    vendor_end: Cell<Option<usize>>,
-    vendors: RefCell<HashMap<u16, Option<(usize, usize)>>>,
-    products: RefCell<HashMap<(u16, u16), Option<String>>>,
-}
-
-/// Whether `line` is a vendor line: four hex digits, two spaces.
-fn is_vendor_line(line: &[u8]) -> bool {
-    line.len() >= 6 && line[..4].iter().all(u8::is_ascii_hexdigit) && &line[4..6] == b"  "
-}
+pub struct UsbIds(IdsDb);
 
 impl UsbIds {
     pub fn new(text: String) -> Self {
-        Self {
-            text,
-            ..Self::default()
-        }
+        Self(IdsDb::new("usb.ids", text))
     }
 
     /// An empty database: every lookup gives `None`.
     pub fn empty() -> Self {
-        Self::default()
+        Self::new(String::new())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.0.is_empty()
     }
 
-    /// The end of the vendor list: the start of the first line that is not
-    /// a vendor line, an indented line, a comment or empty.
-    fn vendor_end(&self) -> usize {
-        if let Some(e) = self.vendor_end.get() {
-            return e;
-        }
-        let bytes = self.text.as_bytes();
-        let mut pos = 0;
-        let mut end = bytes.len();
-        while pos < bytes.len() {
-            let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-            let line = &bytes[pos..line_end];
-            let ok = match line.first() {
-                None | Some(b'\t' | b'#' | b'\r') => true,
-                Some(_) => is_vendor_line(line),
-            };
-            if !ok {
-                end = pos;
-                break;
-            }
-            pos = line_end + 1;
-        }
-        self.vendor_end.set(Some(end));
-        end
-    }
-
-    /// A `usb.ids` holding only the vendor and product lines looked up so
-    /// far: what a snapshot needs to reproduce the same names.
+    /// A `usb.ids` holding only the lines looked up so far: what a snapshot
+    /// needs to reproduce the same names.
     pub fn trimmed(&self) -> String {
-        let mut vendors: Vec<u16> = self
-            .vendors
-            .borrow()
-            .iter()
-            .filter(|(_, b)| b.is_some())
-            .map(|(v, _)| *v)
-            .collect();
-        vendors.sort_unstable();
-        let products = self.products.borrow();
-        let mut out =
-            String::from("# usb.ids entries used by exliar when this snapshot was taken\n");
-        for v in vendors {
-            // A vendor line without a name still holds its products.
-            let vn = self.vendor(v).unwrap_or_default();
-            out.push_str(&format!("{v:04x}  {vn}\n"));
-            let mut ps: Vec<(u16, &String)> = products
-                .iter()
-                .filter(|((pv, _), n)| *pv == v && n.is_some())
-                .filter_map(|((_, p), n)| n.as_ref().map(|n| (*p, n)))
-                .collect();
-            ps.sort();
-            for (p, n) in ps {
-                out.push_str(&format!("\t{p:04x}  {n}\n"));
-            }
-        }
-        out
-    }
-
-    /// The vendor block: (start of the vendor line, end of its block).
-    fn vendor_block(&self, vendor: u16) -> Option<(usize, usize)> {
-        if let Some(v) = self.vendors.borrow().get(&vendor) {
-            return *v;
-        }
-        let limit = self.vendor_end();
-        let bytes = &self.text.as_bytes()[..limit];
-        let key = format!("{vendor:04x}  ");
-        let found = if bytes.starts_with(key.as_bytes()) {
-            Some(0)
-        } else {
-            memchr::memmem::find(bytes, format!("\n{key}").as_bytes()).map(|i| i + 1)
-        };
-        let block = found.map(|start| {
-            // The block ends at the next line that is not indented, a
-            // comment or empty: the next vendor.
-            let mut end = bytes.len();
-            let mut pos = start;
-            while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
-                let next = pos + nl + 1;
-                match bytes.get(next) {
-                    Some(b'\t' | b'#' | b'\n' | b'\r') => pos = next,
-                    Some(_) => {
-                        end = next;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            (start, end)
-        });
-        self.vendors.borrow_mut().insert(vendor, block);
-        block
+        self.0.trimmed()
     }
 
     pub fn vendor(&self, vendor: u16) -> Option<String> {
-        let (start, end) = self.vendor_block(vendor)?;
-        let line = self.text.get(start..end)?.lines().next()?;
-        Some(line.get(6..)?.trim().to_string()).filter(|s| !s.is_empty())
+        self.0.vendor(vendor)
     }
 
+    /// A product of `vendor` (interface lines are not products).
     pub fn product(&self, vendor: u16, product: u16) -> Option<String> {
-        if let Some(v) = self.products.borrow().get(&(vendor, product)) {
-            return v.clone();
-        }
-        let name = self.vendor_block(vendor).and_then(|(start, end)| {
-            let block = &self.text.as_bytes()[start..end];
-            // One tab: a product line (two tabs: an interface line).
-            let key = format!("\n\t{product:04x}  ");
-            let at = memchr::memmem::find(block, key.as_bytes())? + key.len();
-            let line_end = memchr::memchr(b'\n', &block[at..]).map_or(block.len(), |i| at + i);
-            let name = String::from_utf8_lossy(&block[at..line_end])
-                .trim()
-                .to_string();
-            Some(name).filter(|n| !n.is_empty())
-        });
-        self.products
-            .borrow_mut()
-            .insert((vendor, product), name.clone());
-        name
+        self.0.item(vendor, product)
     }
 }
 
@@ -284,8 +165,8 @@ abcd  Looks like a vendor but lies after the classes\n\
         assert!(ids.product(0x046d, 0xc52b).is_some());
         // The class section starts after the last vendor; nothing there is
         // a vendor.
-        assert!(ids.vendor_end() < ids.text.len());
-        assert!(ids.text[ids.vendor_end()..].starts_with("C 00"));
+        assert!(ids.0.vendor_end() < ids.0.text().len());
+        assert!(ids.0.text()[ids.0.vendor_end()..].starts_with("C 00"));
     }
 
     use proptest::prelude::*;
