@@ -18,3 +18,4 @@ pub mod report;
 pub mod txn;
 pub mod vbios;
 pub mod vm;
+mod xmlout;

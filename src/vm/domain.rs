@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Pinning;
 use crate::model::PciAddress;
+use crate::xmlout::{El, el};
 
 /// exliar's metadata namespace.
 pub const NS: &str = "https://exliar.dev/xmlns/vm/1";
@@ -187,63 +188,6 @@ pub const CARD_BUS: u32 = 0x10;
 
 /// libvirt's namespace for QEMU pass-through arguments.
 pub const QEMU_NS: &str = "http://libvirt.org/schemas/domain/qemu/1.0";
-
-/// A tiny element tree, rendered with quick-xml's escaping.
-struct El {
-    name: String,
-    attrs: Vec<(String, String)>,
-    text: Option<String>,
-    kids: Vec<El>,
-}
-
-fn el(name: &str) -> El {
-    El {
-        name: name.into(),
-        attrs: Vec::new(),
-        text: None,
-        kids: Vec::new(),
-    }
-}
-
-impl El {
-    fn a(mut self, k: &str, v: impl ToString) -> Self {
-        self.attrs.push((k.into(), v.to_string()));
-        self
-    }
-    fn t(mut self, v: impl ToString) -> Self {
-        self.text = Some(v.to_string());
-        self
-    }
-    fn k(mut self, kid: El) -> Self {
-        self.kids.push(kid);
-        self
-    }
-    fn render(&self, depth: usize, out: &mut String) {
-        let pad = "  ".repeat(depth);
-        out.push_str(&pad);
-        out.push('<');
-        out.push_str(&self.name);
-        for (k, v) in &self.attrs {
-            out.push_str(&format!(" {k}='{}'", quick_xml::escape::escape(v.as_str())));
-        }
-        match (&self.text, self.kids.is_empty()) {
-            (None, true) => out.push_str("/>\n"),
-            (Some(t), true) => {
-                out.push('>');
-                out.push_str(&quick_xml::escape::escape(t.as_str()));
-                out.push_str(&format!("</{}>\n", self.name));
-            }
-            _ => {
-                out.push_str(">\n");
-                for c in &self.kids {
-                    c.render(depth + 1, out);
-                }
-                out.push_str(&pad);
-                out.push_str(&format!("</{}>\n", self.name));
-            }
-        }
-    }
-}
 
 /// Characters libvirt and XML 1.0 cannot carry; refused before any XML is
 /// made (`\t`, `\n` and `\r` are allowed in text by XML, not in names).
@@ -571,7 +515,7 @@ pub fn to_xml(s: &DomainSpec) -> String {
     };
     if let Some(mut i) = iface {
         if let Some(m) = mac {
-            i.kids.insert(0, m);
+            i = i.first(m);
         }
         dev = dev.k(i.k(model));
     }
@@ -643,7 +587,7 @@ pub fn to_xml(s: &DomainSpec) -> String {
         d = d.k(cl);
     }
     let mut out = String::new();
-    d.render(0, &mut out);
+    d.render_quoted(0, '\'', &mut out);
     out
 }
 
@@ -652,7 +596,7 @@ pub fn to_xml(s: &DomainSpec) -> String {
 /// when the device is unplugged.
 pub fn usb_hostdev_xml(u: UsbId) -> String {
     let mut out = String::new();
-    usb_hostdev(u).render(0, &mut out);
+    usb_hostdev(u).render_quoted(0, '\'', &mut out);
     out
 }
 

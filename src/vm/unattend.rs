@@ -23,7 +23,6 @@ pub mod check;
 pub mod iso;
 pub mod locale;
 pub mod password;
-mod render;
 
 pub use check::check_answer_file;
 pub use iso::{build_iso, iso_argv};
@@ -324,7 +323,7 @@ pub const VIRTIO_LETTERS: &[char] = &['C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'];
 /// first; every value is escaped, so the file is well-formed whatever the
 /// input.
 pub fn autounattend_xml(u: &Unattend) -> String {
-    use render::{El, comment, el};
+    use crate::xmlout::{El, comment, el};
     let component = |name: &str| {
         el("component")
             .a("name", name)

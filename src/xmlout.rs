@@ -1,20 +1,22 @@
 //! A small element tree rendered once, with quick-xml's escaping: values
 //! are escaped (`<`, `&`, `"`, `'`, `>`), characters XML 1.0 cannot carry
-//! become U+FFFD, and a comment can never close itself early.
+//! become U+FFFD, and a comment can never close itself early. The libvirt
+//! domain ([`crate::vm::domain`]) and the Windows answer file
+//! ([`crate::vm::unattend`]) are written with it.
 
-pub(super) enum Node {
+pub(crate) enum Node {
     El(El),
     Comment(String),
 }
 
-pub(super) struct El {
+pub(crate) struct El {
     name: String,
     attrs: Vec<(String, String)>,
     text: Option<String>,
     kids: Vec<Node>,
 }
 
-pub(super) fn el(name: &str) -> El {
+pub(crate) fn el(name: &str) -> El {
     El {
         name: name.into(),
         attrs: Vec::new(),
@@ -23,12 +25,12 @@ pub(super) fn el(name: &str) -> El {
     }
 }
 
-pub(super) fn comment(text: &str) -> Node {
+pub(crate) fn comment(text: &str) -> Node {
     Node::Comment(text.to_string())
 }
 
 /// Whether XML 1.0 allows `c` in a document.
-pub(super) fn xml_char(c: char) -> bool {
+pub(crate) fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
@@ -49,25 +51,35 @@ impl From<El> for Node {
 }
 
 impl El {
-    pub(super) fn a(mut self, k: &str, v: impl ToString) -> Self {
+    pub(crate) fn a(mut self, k: &str, v: impl ToString) -> Self {
         self.attrs.push((k.into(), v.to_string()));
         self
     }
-    pub(super) fn t(mut self, v: impl ToString) -> Self {
+    pub(crate) fn t(mut self, v: impl ToString) -> Self {
         self.text = Some(v.to_string());
         self
     }
-    pub(super) fn k(mut self, kid: impl Into<Node>) -> Self {
+    pub(crate) fn k(mut self, kid: impl Into<Node>) -> Self {
         self.kids.push(kid.into());
         self
     }
-    pub(super) fn render(&self, depth: usize, out: &mut String) {
+    /// `kid` as the first child.
+    pub(crate) fn first(mut self, kid: impl Into<Node>) -> Self {
+        self.kids.insert(0, kid.into());
+        self
+    }
+    /// Attributes in double quotes.
+    pub(crate) fn render(&self, depth: usize, out: &mut String) {
+        self.render_quoted(depth, '"', out);
+    }
+    /// Attributes in `quote` (`'` or `"`).
+    pub(crate) fn render_quoted(&self, depth: usize, quote: char, out: &mut String) {
         let pad = "  ".repeat(depth);
         out.push_str(&pad);
         out.push('<');
         out.push_str(&self.name);
         for (k, v) in &self.attrs {
-            out.push_str(&format!(" {k}=\"{}\"", escape(v)));
+            out.push_str(&format!(" {k}={quote}{}{quote}", escape(v)));
         }
         match (&self.text, self.kids.is_empty()) {
             (None, true) => out.push_str("/>\n"),
@@ -86,7 +98,7 @@ impl El {
                 }
                 for c in &self.kids {
                     match c {
-                        Node::El(e) => e.render(depth + 1, out),
+                        Node::El(e) => e.render_quoted(depth + 1, quote, out),
                         Node::Comment(t) => {
                             // `--` may not appear in a comment (the space
                             // before `-->` keeps a final `-` apart).
