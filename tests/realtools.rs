@@ -653,6 +653,11 @@ fn vm_extras_in_l1(run: &GuestRun) {
         xml.contains("/dev/kvmfr0") && xml.contains("qemu:commandline"),
         "libvirt kept the kvmfr arguments: {xml}"
     );
+    let (rc, out) = step(run, "lg-show");
+    assert_eq!(rc, 0, "vm show lg: {out}");
+    let show: serde_json::Value = serde_json::from_str(&out).expect("vm show --json");
+    assert_eq!(show["looking_glass"]["path"], "/dev/kvmfr0", "{show}");
+    assert_eq!(show["looking_glass"]["size_mib"], 64, "{show}");
     let (rc, out) = step(run, "lg-rollback");
     assert_eq!(rc, 0, "rollback of the Looking Glass VM: {out}");
     assert_eq!(before, after, "the kvmfr plan's files after rollback");

@@ -789,6 +789,8 @@ pub struct DomainSummary {
     pub hostdevs: Vec<(PciAddress, bool)>,
     /// USB hostdevs by ids.
     pub usb: Vec<UsbId>,
+    /// Looking Glass' shared memory: the file or device, and its size.
+    pub looking_glass: Option<(String, u64)>,
     pub disks: Vec<String>,
     pub macs: Vec<String>,
 }
@@ -801,9 +803,11 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
         pinning: None,
         hostdevs: Vec::new(),
         usb: Vec::new(),
+        looking_glass: None,
         disks: Vec::new(),
         macs: Vec::new(),
     };
+    let mut lg_shmem = false;
     let mut usbdev = false;
     let mut usb_vendor: Option<u16> = None;
     let mut unit = String::from("KiB");
@@ -879,6 +883,40 @@ pub fn read_summary(xml: &str) -> Result<DomainSummary, DomainError> {
                 }
             }
         }
+        if is(path, &["domain", "devices", "shmem"]) && text.is_none() {
+            lg_shmem = attr(attrs, "name") == Some("looking-glass");
+        }
+        if lg_shmem
+            && is(path, &["domain", "devices", "shmem", "size"])
+            && let Some(t) = text
+        {
+            let n: u64 = t.trim().parse().unwrap_or(0);
+            let mib = match attr(attrs, "unit").unwrap_or("b") {
+                "M" | "MiB" => n,
+                "G" | "GiB" => n * 1024,
+                "K" | "KiB" | "k" => n / 1024,
+                _ => n >> 20,
+            };
+            s.looking_glass = Some((super::looking_glass::SHM_PATH.to_string(), mib));
+        }
+        if is(path, &["domain", "commandline", "arg"])
+            && text.is_none()
+            && let Some(v) = attr(attrs, "value")
+            && v.contains(super::looking_glass::KVMFR_DEV)
+        {
+            // {"qom-type":"memory-backend-file",…,"size":BYTES,…} or size=NM
+            let size = serde_json::from_str::<serde_json::Value>(v)
+                .ok()
+                .and_then(|j| j["size"].as_u64())
+                .map(|b| b >> 20)
+                .or_else(|| {
+                    v.split(',')
+                        .find_map(|kv| kv.strip_prefix("size="))
+                        .and_then(|m| m.trim_end_matches('M').parse().ok())
+                })
+                .unwrap_or(0);
+            s.looking_glass = Some((super::looking_glass::KVMFR_DEV.to_string(), size));
+        }
         if is(path, &["domain", "devices", "disk", "source"])
             && text.is_none()
             && let Some(p) = attr(attrs, "file").or(attr(attrs, "dev"))
@@ -940,6 +978,31 @@ mod tests {
             },
             extras: Extras::default(),
         }
+    }
+
+    #[test]
+    fn summary_reads_the_extras_back() -> Result<(), DomainError> {
+        use crate::vm::looking_glass::{KVMFR_DEV, LgDevice, SHM_PATH};
+        let mut s = spec();
+        s.extras.looking_glass = Some(LgDevice::Shmem { size_mib: 64 });
+        s.extras.usb = vec!["046d:c52b".parse().expect("id")];
+        let r = read_summary(&to_xml(&s))?;
+        assert_eq!(r.looking_glass, Some((SHM_PATH.to_string(), 64)));
+        assert_eq!(r.usb, s.extras.usb);
+        for json in [true, false] {
+            s.extras.looking_glass = Some(LgDevice::Kvmfr {
+                size_mib: 128,
+                json,
+            });
+            let x = to_xml(&s);
+            assert!(
+                x.contains("xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"),
+                "{x}"
+            );
+            let r = read_summary(&x)?;
+            assert_eq!(r.looking_glass, Some((KVMFR_DEV.to_string(), 128)), "{x}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -113,6 +113,7 @@ step lg-create exliar vm create lg --gpu "$GPU" --profile linux --memory 64M --c
 files_sha > /out/lg-files.applied
 cat /etc/modprobe.d/exliar-kvmfr.conf /etc/udev/rules.d/99-exliar-kvmfr.rules > /out/lg-kvmfr.txt 2>&1
 virsh -c qemu:///system dumpxml lg > /out/lg.xml 2>&1
+step lg-show exliar vm show lg --json
 step lg-rollback exliar rollback last
 files_sha > /out/lg-files.after
 # USB hot-plug into a running (paused) nested VM

@@ -162,6 +162,17 @@ struct ShowDoc {
     /// Host CPU of each vCPU, and the emulator's.
     pinning: Option<domain::PinSummary>,
     disks: Vec<String>,
+    /// Host USB devices given to it (`VENDOR:PRODUCT`).
+    usb: Vec<domain::UsbId>,
+    /// Looking Glass: the shared memory and the client's command line.
+    looking_glass: Option<LookingGlassDoc>,
+}
+
+#[derive(Debug, Serialize)]
+struct LookingGlassDoc {
+    path: String,
+    size_mib: u64,
+    client: Vec<String>,
 }
 
 fn readiness(
@@ -199,6 +210,15 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
         functions: r.functions,
         pinning: summary.pinning.clone(),
         disks: summary.disks.clone(),
+        usb: summary.usb.clone(),
+        looking_glass: summary
+            .looking_glass
+            .clone()
+            .map(|(path, size_mib)| LookingGlassDoc {
+                client: vec!["looking-glass-client".into(), "-f".into(), path.clone()],
+                path,
+                size_mib,
+            }),
         state,
     };
     if a.json {
@@ -217,6 +237,17 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
     }
     for d in &doc.disks {
         s.push_str(&format!("  disk: {d}\n"));
+    }
+    for u in &doc.usb {
+        s.push_str(&format!("  USB device: {u}\n"));
+    }
+    if let Some(lg) = &doc.looking_glass {
+        s.push_str(&format!(
+            "  Looking Glass: {} ({} MiB); on the host run: {}\n",
+            lg.path,
+            lg.size_mib,
+            lg.client.join(" ")
+        ));
     }
     for f in &doc.functions {
         s.push_str(&format!(
