@@ -1605,10 +1605,30 @@ fn vm_unattend_iso_is_made_attached_and_rolled_back() {
         !Path::new(&format!("/run/exliar/unattend/{name}")).exists(),
         "the staging folder is gone"
     );
-    // rollback: ISO, kept copy and domain gone
-    let (rc, o2, e2) = run(&["rollback", &id]);
+    // an edit keeps the ISO (no password asked: nothing to remake) and can
+    // add more: a USB device
+    let (rc, o2, e2) = run(&[
+        "vm",
+        "edit",
+        &name,
+        "--connect",
+        &uri,
+        "--memory",
+        "320M",
+        "--usb",
+        "046d:c52b",
+        "--yes",
+    ]);
     assert_eq!(rc, 0, "{o2}{e2}");
-    assert!(!iso.exists(), "rollback removes the ISO");
+    let xml = d.virsh_ok(&["dumpxml", &name, "--inactive"]);
+    assert!(xml.contains(&iso.display().to_string()), "{xml}");
+    assert!(xml.contains("<vendor id='0x046d'/>"), "{xml}");
+    assert!(xml.contains("<memory unit='KiB'>327680</memory>"), "{xml}");
+    // delete: both transactions rolled back, ISO, kept copy and domain gone
+    let (rc, o2, e2) = run(&["vm", "delete", &name, "--connect", &uri, "--yes"]);
+    assert_eq!(rc, 0, "{o2}{e2}");
+    let _ = &id;
+    assert!(!iso.exists(), "the rollback removes the ISO");
     assert!(!Path::new(&format!("/etc/exliar/vms/{name}-autounattend.xml")).exists());
     assert!(!d.virsh_ok(&["list", "--all", "--name"]).contains(&name));
 }
