@@ -1181,6 +1181,25 @@ fn extras_overlay(root: &Path) {
         put(&f, "bInterfaceProtocol", &format!("{proto}\n"));
         put(&f, "bInterfaceNumber", &format!("0{i}\n"));
     }
+    // and a Logitech USB headset (046d:0a01, audio) beside it
+    let headset = ctl.join("usb3/3-3");
+    for (k, v) in [
+        ("idVendor", "046d"),
+        ("idProduct", "0a01"),
+        ("manufacturer", "Logitech"),
+        ("product", "Logitech USB Headset"),
+        ("busnum", "3"),
+        ("devnum", "3"),
+        ("bDeviceClass", "00"),
+        ("speed", "12"),
+    ] {
+        put(&headset, k, &format!("{v}\n"));
+    }
+    let f = headset.join("3-3:1.0");
+    put(&f, "bInterfaceClass", "01\n");
+    put(&f, "bInterfaceSubClass", "01\n");
+    put(&f, "bInterfaceProtocol", "00\n");
+    put(&f, "bInterfaceNumber", "00\n");
     let hub = ctl.join("usb3");
     for (k, v) in [
         ("idVendor", "1d6b"),
@@ -1206,6 +1225,8 @@ fn extras_overlay(root: &Path) {
         ("3-2", dev.clone()),
         ("3-2:1.0", dev.join("3-2:1.0")),
         ("3-2:1.1", dev.join("3-2:1.1")),
+        ("3-3", headset.clone()),
+        ("3-3:1.0", headset.join("3-3:1.0")),
     ] {
         std::os::unix::fs::symlink(rel(&p), devices.join(name)).expect("link");
     }
@@ -1257,7 +1278,7 @@ const EXTRAS_SETS: &[(&str, &[&str])] = &[
             "alice",
             "--evdev",
             "--usb",
-            "046d:c52b",
+            "046d:0a01",
             "1b1c:1b2e",
         ],
     ),

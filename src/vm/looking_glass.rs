@@ -418,11 +418,14 @@ pub fn plan(name: &str, o: &LgOptions, host: &LgHost) -> Result<LgPlan, Vec<Stri
                 ),
                 format!("{SHM_PATH} readable by {user} and QEMU ({owner_group}) from boot on"),
             ));
+            // Run again by a rollback (after the entry is gone) it finds no
+            // line for the path and does nothing: the file stays in tmpfs,
+            // as QEMU left it, until the next boot.
             steps.push(Step::Run {
                 argv: vec![
                     "systemd-tmpfiles".into(),
                     "--create".into(),
-                    format!("/{}", FILES[0]),
+                    format!("--prefix={SHM_PATH}"),
                 ],
                 undo: None,
                 why: format!("create {SHM_PATH} with those permissions now"),
@@ -720,6 +723,19 @@ mod tests {
         assert!(
             String::from_utf8_lossy(after)
                 .contains("f /dev/shm/looking-glass 0660 alice libvirt-qemu -")
+        );
+        // run again by a rollback (the entry gone) it must do nothing: a
+        // --prefix run, not one of the removed file
+        let Step::Run { argv, .. } = &p.steps[1] else {
+            panic!("{:?}", p.steps)
+        };
+        assert_eq!(
+            argv,
+            &[
+                "systemd-tmpfiles",
+                "--create",
+                "--prefix=/dev/shm/looking-glass"
+            ]
         );
         assert_eq!(p.client, ["looking-glass-client", "-f", SHM_PATH]);
     }
