@@ -503,6 +503,9 @@ fn journal_text(j: &Journal) -> String {
                 j.id, j.status
             )
         }
+        Some(plan::Subject::Hooks) => {
+            format!("transaction {} (libvirt hooks): {}\n", j.id, j.status)
+        }
         _ => format!("transaction {}: {}\n", j.id, j.status),
     };
     for f in &j.files {
@@ -689,6 +692,12 @@ pub(crate) fn apply_built(
         term::out(&journal_text(&j))?;
         term::out(&format!(
             "Applied. VM {name} is defined: `exliar vm start {name}` starts it; `exliar rollback {}` undoes it.\n",
+            j.id
+        ))?;
+    } else if !json && p.subject == plan::Subject::Hooks {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Applied. libvirt runs exliar's hook from now on; `exliar hooks remove` (or `exliar rollback {}`) takes it away.\n",
             j.id
         ))?;
     } else if !json {

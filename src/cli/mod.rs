@@ -2,6 +2,7 @@
 //! Nothing below this module sees clap types.
 
 mod boot;
+mod hooks;
 mod render;
 mod runtime;
 mod term;
@@ -97,6 +98,10 @@ pub enum Command {
     Vbios(vbios::VbiosCmd),
     /// USB devices and their PCI controllers (what a controller holds that the host needs), and the evdev keyboards and mice; reads only
     Usb(usb::UsbCmd),
+    /// exliar's libvirt QEMU hook: install (a transaction), remove, status
+    Hooks(hooks::HooksCmd),
+    /// Run by libvirt through exliar's hook for every domain (`exliar hook qemu DOMAIN OP SUB-OP EXTRA`, the domain XML on stdin); acts only on domains exliar created
+    Hook(hooks::HookArgs),
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +271,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Vm(a) => vm::run(&cli.root, a),
         Command::Vbios(a) => vbios::run(&cli.root, a),
         Command::Usb(a) => usb::run(&cli.root, a),
+        Command::Hooks(a) => hooks::run(&cli.root, a),
+        Command::Hook(a) => hooks::hook(&cli.root, a),
     }
 }
 

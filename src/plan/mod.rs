@@ -101,6 +101,8 @@ pub enum Subject {
     },
     /// A libvirt domain (`exliar vm create` / `vm edit`).
     Vm { name: String, connect: String },
+    /// exliar's libvirt QEMU hook (`exliar hooks install`).
+    Hooks,
 }
 
 impl Subject {
@@ -108,13 +110,13 @@ impl Subject {
     pub fn gpu(&self) -> Option<PciAddress> {
         match self {
             Subject::GpuIsolation { gpu, .. } => *gpu,
-            Subject::Vm { .. } => None,
+            Subject::Vm { .. } | Subject::Hooks => None,
         }
     }
     pub fn functions(&self) -> &[PciAddress] {
         match self {
             Subject::GpuIsolation { functions, .. } => functions,
-            Subject::Vm { .. } => &[],
+            Subject::Vm { .. } | Subject::Hooks => &[],
         }
     }
 }
@@ -271,6 +273,9 @@ pub fn render(plan: &Plan) -> String {
             );
         }
         Subject::GpuIsolation { gpu: None, .. } => {}
+        Subject::Hooks => {
+            let _ = writeln!(out, "Plan: exliar's libvirt QEMU hook");
+        }
         Subject::Vm { name, connect } => {
             let _ = writeln!(out, "Plan: VM {name} on {connect}");
         }

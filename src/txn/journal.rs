@@ -220,7 +220,7 @@ impl Journal {
             gpu: plan.subject.gpu(),
             functions: plan.subject.functions().to_vec(),
             subject: match &plan.subject {
-                s @ Subject::Vm { .. } => Some(s.clone()),
+                s @ (Subject::Vm { .. } | Subject::Hooks) => Some(s.clone()),
                 Subject::GpuIsolation { .. } => None,
             },
             status: Status::Applying,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::{Analysis, Isolation};
+use crate::hooks::Handover;
 use crate::host::HostRoot;
 use crate::host::critical::Critical;
 use crate::model::{Inventory, PciAddress};
@@ -82,6 +83,13 @@ pub struct Options {
     /// `--vbios FILE`: the card's ROM, checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vbios: Option<PathBuf>,
+    /// `--handover`: who moves the card when the VM starts and stops.
+    #[serde(default, skip_serializing_if = "is_boot")]
+    pub handover: Handover,
+}
+
+fn is_boot(h: &Handover) -> bool {
+    *h == Handover::Boot
 }
 
 impl Options {
@@ -106,6 +114,7 @@ impl Options {
             evdev: false,
             unattend: None,
             vbios: None,
+            handover: Handover::Boot,
         }
     }
 }
@@ -340,6 +349,19 @@ pub fn plan(
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+
+    match o.handover {
+        Handover::Boot => {}
+        Handover::Dynamic if card.is_none() => {
+            refuse.push("--handover dynamic moves the VM's card: the VM needs a card (--gpu)".into());
+        }
+        Handover::Dynamic => reasons.push(
+            "handover dynamic: the card stays with the host until the VM starts; exliar's libvirt hook binds its functions to vfio-pci then (refusing while the host uses it) and gives them back when the VM stops (managed='no': libvirt leaves the binding to exliar)".into(),
+        ),
+        Handover::SingleGpu => refuse.push(
+            "--handover single-gpu (the host lets go of its only GPU while the VM runs) is not available yet; use a host with a second GPU and --handover dynamic or boot".into(),
+        ),
     }
 
     // Memory.
@@ -867,6 +889,7 @@ pub fn plan(
         localtime: profile.clock == "localtime",
         stealth: o.stealth,
         hostdevs: functions.clone(),
+        managed: o.handover != Handover::Dynamic,
         disks,
         cdroms,
         network,

@@ -95,6 +95,9 @@ pub struct DomainSpec {
     pub stealth: bool,
     /// The card's functions; all on one guest slot, function numbers kept.
     pub hostdevs: Vec<PciAddress>,
+    /// libvirt moves the card to vfio-pci and back (`managed='yes'`); not
+    /// with handover `dynamic`, where exliar's hook does.
+    pub managed: bool,
     pub disks: Vec<Disk>,
     pub cdroms: Vec<PathBuf>,
     pub network: super::request::NetworkArg,
@@ -446,7 +449,7 @@ pub fn to_xml(s: &DomainSpec) -> String {
         let mut hd = el("hostdev")
             .a("mode", "subsystem")
             .a("type", "pci")
-            .a("managed", "yes")
+            .a("managed", if s.managed { "yes" } else { "no" })
             .k(el("source").k(src));
         if i == 0
             && let Some(rom) = &s.extras.rom
@@ -959,6 +962,7 @@ mod tests {
             hyperv: false,
             localtime: false,
             stealth: false,
+            managed: true,
             hostdevs: vec![
                 PciAddress::parse("0000:0b:00.0").expect("a"),
                 PciAddress::parse("0000:0b:00.1").expect("a"),

@@ -31,7 +31,9 @@ pub struct Readiness {
     pub problems: Vec<String>,
 }
 
-/// Check `devices` (address, managed) against the host: each must exist,
+/// Check `devices` (address, managed) against the host (`exliar_moves`:
+/// the VM's handover is `dynamic`, with whether exliar's hook is
+/// installed, which then moves unmanaged functions): each must exist,
 /// be on vfio-pci or be managed, and its IOMMU group must be viable once
 /// the VM has its devices (every other endpoint of the group on vfio-pci
 /// or on no driver), and no other process may hold the group's
@@ -42,6 +44,7 @@ pub fn check(
     inv: &Inventory,
     devices: &[(PciAddress, bool)],
     running: bool,
+    exliar_moves: Option<bool>,
 ) -> Readiness {
     let mut functions = Vec::new();
     let mut problems = Vec::new();
@@ -63,10 +66,17 @@ pub fn check(
         };
         let on_vfio = d.driver.as_deref() == Some("vfio-pci");
         if !on_vfio && !managed && !running {
-            problems.push(format!(
-                "{a} is on {} and the VM does not let libvirt detach it (managed='no'): `exliar bind {a}` first",
-                d.driver.as_deref().unwrap_or("no driver")
-            ));
+            match exliar_moves {
+                Some(true) => {}
+                Some(false) => problems.push(format!(
+                    "{a} is on {}: exliar's hook moves it to vfio-pci when the VM starts (handover `dynamic`), but the hook is not installed: `exliar hooks install`",
+                    d.driver.as_deref().unwrap_or("no driver")
+                )),
+                None => problems.push(format!(
+                    "{a} is on {} and the VM does not let libvirt detach it (managed='no'): `exliar bind {a}` first",
+                    d.driver.as_deref().unwrap_or("no driver")
+                )),
+            }
         }
         if let Some(g) = d.iommu_group {
             groups.insert(g);

@@ -155,6 +155,13 @@ fn options(a: &CreateArgs, base: Option<Options>) -> Result<Options, String> {
         Some("none") => o.unattend = None,
         Some(u) => o.unattend = Some(u.to_string()),
     }
+    match a.handover.as_deref() {
+        None => {}
+        Some("boot") => o.handover = crate::hooks::Handover::Boot,
+        Some("dynamic") => o.handover = crate::hooks::Handover::Dynamic,
+        Some("single-gpu") => o.handover = crate::hooks::Handover::SingleGpu,
+        Some(x) => return Err(format!("--handover {x}: give boot, dynamic or single-gpu")),
+    }
     match &a.vbios {
         None => {}
         Some(p) if p.as_os_str() == "none" => o.vbios = None,
@@ -289,6 +296,26 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
             ))?;
         }
         return Ok(exit::OK);
+    }
+    // handover dynamic needs exliar's hook: installed first, as a
+    // transaction of its own (`exliar hooks remove` takes it away later)
+    if o.handover == crate::hooks::Handover::Dynamic
+        && crate::hooks::status(&host, 0).installed.is_none()
+    {
+        let libvirt = virsh
+            .run(&["version"])
+            .ok()
+            .and_then(|v| looking_glass::parse_virsh_version(&v))
+            .map(|(l, _)| l);
+        let exe = std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("finding exliar's own path: {e}"))?;
+        let hp = crate::hooks::install_plan(&crate::hooks::gather(&host, libvirt), &exe);
+        let store = boot::open_store(root)?;
+        match boot::apply_built(&store, &hp, a.yes, false, a.json)? {
+            boot::Applied::Done { code, .. } if code == exit::OK => {}
+            boot::Applied::Done { code, .. } => return Ok(code),
+            boot::Applied::Failed { error, .. } => return Err(error),
+        }
     }
     // --unattend: the answer file with its password goes into a private
     // staging folder just before applying, and is removed right after

@@ -177,12 +177,20 @@ struct LookingGlassDoc {
 
 fn readiness(
     root: &Path,
+    xml: &str,
     summary: &domain::DomainSummary,
     running: bool,
 ) -> anyhow::Result<Readiness> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
-    Ok(ready::check(&host, &inv, &summary.hostdevs, running))
+    // handover `dynamic`: exliar's hook moves the card, if it is installed
+    let moves = match crate::hooks::read_domain(xml) {
+        Some((crate::hooks::Handover::Dynamic, _)) => {
+            Some(crate::hooks::status(&host, 0).installed.is_some())
+        }
+        _ => None,
+    };
+    Ok(ready::check(&host, &inv, &summary.hostdevs, running, moves))
 }
 
 pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
@@ -196,7 +204,7 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
     let summary = domain::read_summary(&xml)?;
     let meta = domain::read_meta(&xml)?;
     let running = state != "shut off";
-    let r = readiness(root, &summary, running)?;
+    let r = readiness(root, &xml, &summary, running)?;
     let doc = ShowDoc {
         schema: VM_SCHEMA,
         name: a.name.clone(),
@@ -294,7 +302,7 @@ pub fn start(root: &Path, a: &VmStartArgs) -> anyhow::Result<u8> {
         );
     }
     let summary = domain::read_summary(&xml)?;
-    let r = readiness(root, &summary, false)?;
+    let r = readiness(root, &xml, &summary, false)?;
     if !r.problems.is_empty() {
         return action(a.json, &a.name, "start", Err(r.problems), &virsh);
     }
