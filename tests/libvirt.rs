@@ -8,6 +8,7 @@ mod libvirt {
     pub mod daemon;
 }
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
@@ -1652,4 +1653,230 @@ fn vm_unattend_iso_is_made_attached_and_rolled_back() {
     assert!(!iso.exists(), "the rollback removes the ISO");
     assert!(!Path::new(&format!("/etc/exliar/vms/{name}-autounattend.xml")).exists());
     assert!(!d.virsh_ok(&["list", "--all", "--name"]).contains(&name));
+}
+
+/// The hook for real: a daemon of its own (hooks are per daemon), a user's
+/// `qemu` hook already there, `exliar hooks install` (a transaction: the
+/// drop-in, then SIGHUP to the daemon), domains started and destroyed with
+/// libvirt's real argv and XML; a refusal at prepare stops `virsh start`
+/// with exliar's words; `hooks remove` leaves the user's hook as it was.
+#[test]
+fn hooks_are_called_by_a_real_daemon() {
+    let _serial = daemon::serial();
+    let d = match Daemon::start() {
+        Ok(d) => d,
+        Err(e) => {
+            daemon::skip("hooks_are_called_by_a_real_daemon", &e);
+            return;
+        }
+    };
+    let exe = env!("CARGO_BIN_EXE_exliar");
+    let hooks = d.dir().join("etc/hooks");
+    std::fs::create_dir_all(&hooks).expect("hooks dir");
+    let user_log = d.dir().join("user-hook.log");
+    let user_hook = format!(
+        "#!/bin/sh\necho \"$*\" >> '{}'\ncat > /dev/null\n",
+        user_log.display()
+    );
+    let qemu = hooks.join("qemu");
+    std::fs::write(&qemu, &user_hook).expect("user hook");
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let ns = |args: &[&str]| {
+        let o = d
+            .command(exe)
+            .args(args)
+            .output()
+            .expect("exliar in the namespace");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (rc, out, err) = ns(&["hooks", "install", "--yes", "--json"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    let doc = json(&out);
+    assert_eq!(doc["plan"]["subject"], "hooks", "{out}");
+    let argv = doc["journal"]["commands"][0]["argv"].clone();
+    assert_eq!(argv[0], "kill", "the reload is SIGHUP to the daemon: {out}");
+    let dropin = hooks.join("qemu.d/10-exliar");
+    assert!(dropin.is_file(), "the drop-in");
+    assert_eq!(
+        std::fs::read_to_string(&qemu).expect("qemu"),
+        user_hook,
+        "the user's hook is untouched"
+    );
+    let (rc, out, _) = ns(&["hooks", "install", "--yes"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // an exliar VM, started and destroyed: the hook runs at every phase
+    let name = format!("hk{}", std::process::id());
+    let create = |name: &str| {
+        ns(&[
+            "vm",
+            "create",
+            name,
+            "--gpu",
+            "none",
+            "--profile",
+            "linux",
+            "--firmware",
+            "bios",
+            "--virt-type",
+            "qemu",
+            "--memory",
+            "64M",
+            "--cpus",
+            "1",
+            "--disk",
+            "none",
+            "--network",
+            "none",
+            "--yes",
+            "--json",
+        ])
+    };
+    let (rc, out, err) = create(&name);
+    assert_eq!(rc, 0, "{out}{err}");
+    d.virsh_ok(&["start", &name]);
+    d.virsh_ok(&["destroy", &name]);
+    let runs = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.dir().join("exliar/hooks/runs.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["domain"] == name)
+            .collect()
+    };
+    let phases: Vec<String> = runs(&name)
+        .iter()
+        .map(|r| r["phase"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "prepare begin",
+            "start begin",
+            "started begin",
+            "stopped end",
+            "release end"
+        ],
+        "libvirt's real phases, in order"
+    );
+    assert!(
+        runs(&name)
+            .iter()
+            .all(|r| r["mode"] == "boot" && r["outcome"] == "logged")
+    );
+    let user = std::fs::read_to_string(&user_log).unwrap_or_default();
+    assert!(
+        user.contains(&format!("{name} prepare begin -"))
+            && user.contains(&format!("{name} release end -")),
+        "the user's hook still runs (libvirt runs qemu, then qemu.d): {user}"
+    );
+
+    // a refusal at prepare: a dynamic VM whose card is not on this host
+    let bad = format!("hkbad{}", std::process::id());
+    let o = exliar()
+        .args([
+            "vm",
+            "create",
+            &bad,
+            "--gpu",
+            "none",
+            "--profile",
+            "linux",
+            "--firmware",
+            "bios",
+        ])
+        .args([
+            "--virt-type",
+            "qemu",
+            "--memory",
+            "64M",
+            "--cpus",
+            "1",
+            "--disk",
+            "none",
+        ])
+        .args(["--network", "none", "--print-xml"])
+        .output()
+        .expect("exliar");
+    let xml = String::from_utf8_lossy(&o.stdout)
+        .replace(
+            "<exliar:functions></exliar:functions>",
+            "<exliar:functions>0000:0f:00.0</exliar:functions>",
+        )
+        .replace(
+            "<exliar:functions/>",
+            "<exliar:functions>0000:0f:00.0</exliar:functions>",
+        )
+        .replace(
+            "{&quot;profile&quot;",
+            "{&quot;handover&quot;:&quot;dynamic&quot;,&quot;profile&quot;",
+        );
+    assert!(
+        xml.contains("0000:0f:00.0") && xml.contains("handover"),
+        "{xml}"
+    );
+    let f = d.dir().join("bad.xml");
+    std::fs::write(&f, &xml).expect("xml");
+    d.virsh_ok(&["define", &f.display().to_string()]);
+    let o = d.virsh(&["start", &bad]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the start must fail");
+    assert!(
+        err.contains("exliar (dynamic") && err.contains("0000:0f:00.0"),
+        "exliar's words: {err}"
+    );
+    let r = runs(&bad);
+    assert_eq!(r[0]["outcome"], "refused", "{r:?}");
+    d.virsh_ok(&["undefine", &bad]);
+
+    // a foreign domain: the hook returns at once and logs nothing
+    let foreign = minimal("foreign");
+    let t = Instant::now();
+    let n = 20;
+    for _ in 0..n {
+        let mut c = exliar()
+            .args(["hook", "qemu", "foreign", "prepare", "begin", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("hook");
+        c.stdin
+            .take()
+            .expect("stdin")
+            .write_all(foreign.as_bytes())
+            .expect("xml");
+        assert!(c.wait().expect("wait").success());
+    }
+    let each = t.elapsed().as_secs_f64() / f64::from(n);
+    eprintln!(
+        "hook for a foreign domain: {:.1} ms a call (debug build)",
+        each * 1000.0
+    );
+    assert!(each < 0.5, "{each}");
+    assert!(runs("foreign").is_empty());
+
+    // status, then remove: the user's hook is as it was, exliar's is gone
+    let (rc, out, _) = ns(&["hooks", "status", "--json"]);
+    assert_eq!(rc, 0);
+    let s = json(&out);
+    assert_eq!(
+        s["installed"], "/etc/libvirt/hooks/qemu.d/10-exliar",
+        "{out}"
+    );
+    assert_eq!(s["runs"], exe, "{out}");
+    assert_eq!(s["chained"][0], "/etc/libvirt/hooks/qemu", "{out}");
+    let (rc, out, err) = ns(&["hooks", "remove", "--yes"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(!dropin.exists(), "the drop-in is gone");
+    assert_eq!(std::fs::read_to_string(&qemu).expect("qemu"), user_hook);
+    d.virsh_ok(&["start", &name]);
+    d.virsh_ok(&["destroy", &name]);
+    assert_eq!(runs(&name).len(), 5, "exliar's hook no longer runs");
+    let (rc, _, _) = ns(&["vm", "delete", &name, "--yes"]);
+    assert_eq!(rc, 0);
 }

@@ -509,7 +509,15 @@ pub fn act(
                 let why = out
                     .error
                     .clone()
-                    .or_else(|| out.refusals.first().map(|r| r.reason.clone()))
+                    .or_else(|| {
+                        (!out.refusals.is_empty()).then(|| {
+                            out.refusals
+                                .iter()
+                                .map(|r| format!("{}: {}", r.address, r.reason))
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        })
+                    })
                     .unwrap_or_else(|| "the bind failed".into());
                 Err((
                     true,

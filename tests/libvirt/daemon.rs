@@ -3,7 +3,8 @@
 //!
 //! `virtlogd` and `libvirtd` run in a private mount and network namespace made by
 //! `unshare`. Inside it, `/etc/libvirt`, `/run/libvirt`, `/var/lib/libvirt` and
-//! `/var/log/libvirt` are bind mounts of directories under one temporary directory, and
+//! `/var/log/libvirt` are bind mounts of directories under one temporary directory (and
+//! so are `/var/lib/exliar` and `/etc/exliar`, for exliar run in the namespace), and
 //! `/var/cache/libvirt` (QEMU capabilities) is a cache under cargo's target directory.
 //! So domains and networks defined by tests, the daemon's socket, nvram, swtpm state,
 //! QEMU logs and the `default` network's bridge and dnsmasq never reach the host. When
@@ -46,20 +47,24 @@ mount --bind "$T/run" /run/libvirt
 mount --bind "$T/lib" /var/lib/libvirt
 mount --bind "$T/cache" /var/cache/libvirt
 mount --bind "$T/log" /var/log/libvirt
+# exliar run in the namespace (d.command) keeps its state and VM files here too
+mkdir -p /var/lib/exliar /etc/exliar
+mount --bind "$T/exliar" /var/lib/exliar
+mount --bind "$T/exliar-etc" /etc/exliar
 if [ "$MASK" = 1 ]; then mount --bind "$T/nokvm" /dev/kvm; fi
 # No D-Bus for this daemon: no firewalld or machined on the host acting for it.
 if [ -d /run/dbus ]; then mount -t tmpfs -o mode=755 exliar-no-dbus /run/dbus; fi
 if command -v ip >/dev/null; then ip link set lo up || true; fi
 LIBVIRT_LOG_OUTPUTS="3:file:$T/virtlogd.log" /usr/sbin/virtlogd --daemon --pid-file "$T/virtlogd.pid" </dev/null
-LIBVIRT_LOG_OUTPUTS="3:file:$T/libvirtd.log" /usr/sbin/libvirtd --daemon --pid-file "$T/libvirtd.pid" </dev/null
+LIBVIRT_LOG_OUTPUTS="3:file:$T/libvirtd.log" /usr/sbin/libvirtd --daemon --pid-file /run/libvirt/libvirtd.pid </dev/null
 echo "namespace ready"
 while read -r _; do :; done
 set +e
 # The network namespace: QEMU is in it too when libvirt gives it its own mount namespace.
 me=$(readlink /proc/$$/ns/net)
 alive() { [ "$(readlink "/proc/$1/ns/net" 2>/dev/null)" = "$me" ]; }
-for d in libvirtd virtlogd; do
-  if [ -s "$T/$d.pid" ]; then p=$(cat "$T/$d.pid"); alive "$p" && kill -TERM "$p"; fi
+for f in "$T/run/libvirtd.pid" "$T/virtlogd.pid"; do
+  if [ -s "$f" ]; then p=$(cat "$f"); alive "$p" && kill -TERM "$p"; fi
 done
 for p in /proc/[0-9]*; do
   p=${p#/proc/}; [ "$p" = $$ ] && continue; alive "$p" && kill -KILL "$p"
@@ -727,6 +732,8 @@ fn prepare_tree(root: &Path, mask_kvm: bool) -> std::io::Result<()> {
         ("lib", 0o755),
         ("lib/images", 0o711),
         ("log", 0o755),
+        ("exliar", 0o755),
+        ("exliar-etc", 0o755),
         ("etc/qemu/networks", 0o755),
     ] {
         let p = root.join(d);
