@@ -702,15 +702,18 @@ fn vm_lifecycle_on_a_real_daemon() {
     };
     let uri = d.uri().to_string();
     let images = d.images();
-    // the images pool, at a path both sides see
-    d.virsh_ok(&[
+    // the images pool, at a path both sides see (another test on this
+    // shared daemon may have made it already)
+    let _ = d.virsh(&[
         "pool-define-as",
         "default",
         "dir",
         "--target",
         &images.display().to_string(),
     ]);
-    d.virsh_ok(&["pool-start", "default"]);
+    let _ = d.virsh(&["pool-start", "default"]);
+    let pool = d.virsh_ok(&["pool-dumpxml", "default"]);
+    assert!(pool.contains(&images.display().to_string()), "{pool}");
     let before = d.virsh_ok(&["list", "--all", "--name"]);
     let name = format!("exliar-t{}", std::process::id());
     let t = Instant::now();
