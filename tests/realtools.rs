@@ -438,7 +438,8 @@ fn vm_in_l1() {
     boot::install_guest_with(&root_dir, VM_IN_L1);
     let t0 = std::time::Instant::now();
     let devices = format!("{GPU_PAIR_DEVICES} {L1_USB_DEVICES}");
-    let Some(run) = boot::boot(tag, &devices, &root_dir, &base.kver) else {
+    let Some(run) = boot::boot_with(tag, &devices, &root_dir, &base.kver, boot::VM_IN_L1_TIMEOUT)
+    else {
         return;
     };
     let l1 = t0.elapsed().as_secs_f64();
@@ -690,5 +691,105 @@ fn vm_extras_in_l1(run: &GuestRun) {
     say(&format!(
         "realtools: vm_in_l1: extras {}s in the L1",
         out_text(run, "extras.secs").trim()
+    ));
+    handover_dynamic_in_l1(run);
+}
+
+/// Handover `dynamic` (issue 14) on the same L1: exliar's hook, installed by
+/// `hooks install`, moves the pair to vfio-pci when libvirt starts the nested VM and
+/// gives it back when it stops; libvirt never moves it (managed='no').
+fn handover_dynamic_in_l1(run: &GuestRun) {
+    let (rc, out) = step(run, "hooks-install");
+    assert_eq!(
+        rc,
+        0,
+        "hooks install: {out}\n{}",
+        out_text(run, "hooks-installed.txt")
+    );
+    let before = drivers_of(run, "dyn-before");
+    assert_eq!(
+        before.get(L1_GPU).map(String::as_str),
+        Some("bochs-drm"),
+        "{before:?}"
+    );
+    assert_eq!(
+        before.get(L1_AUDIO).map(String::as_str),
+        Some("snd_hda_intel"),
+        "{before:?}"
+    );
+    for tag in ["dyn-create", "dyn-show", "dyn-start"] {
+        let (rc, out) = step(run, tag);
+        assert_eq!(rc, 0, "{tag}: {out}");
+    }
+    let paused = drivers_of(run, "dyn-paused");
+    for f in [L1_GPU, L1_AUDIO] {
+        assert_eq!(
+            paused.get(f).map(String::as_str),
+            Some("vfio-pci"),
+            "{f} while the VM runs: {paused:?}"
+        );
+    }
+    let (rc, out) = step(run, "dyn-destroy");
+    assert_eq!(rc, 0, "dyn-destroy: {out}");
+    assert_eq!(
+        drivers_of(run, "dyn-destroyed"),
+        before,
+        "every function back on its driver"
+    );
+    let (rc, out) = step(run, "hooks-status");
+    assert_eq!(rc, 0, "hooks status: {out}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("hooks status --json");
+    let runs: Vec<&serde_json::Value> = st["last_runs"]
+        .as_array()
+        .expect("last_runs")
+        .iter()
+        .filter(|r| r["domain"] == "l4")
+        .collect();
+    let phase = |p: &str| {
+        runs.iter()
+            .find(|r| r["phase"] == p)
+            .unwrap_or_else(|| panic!("no {p} run of the hook for l4: {out}"))
+    };
+    let take = phase("prepare begin");
+    let give = phase("release end");
+    for r in [take, give] {
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["mode"], "dynamic", "{r}");
+    }
+    let secs = |r: &serde_json::Value, what: &str| {
+        r["steps"]
+            .as_array()
+            .and_then(|s| {
+                s.iter()
+                    .find(|t| t["what"].as_str().is_some_and(|w| w.contains(what)))
+            })
+            .and_then(|t| t["secs"].as_f64())
+            .unwrap_or_else(|| panic!("no {what} step: {r}"))
+    };
+    let handover = format!(
+        "handover (dynamic): hook at prepare {:.2}s (bind {:.2}s); give-back at release {:.2}s (unbind {:.2}s)",
+        take["secs"].as_f64().unwrap_or(0.0),
+        secs(take, "bind"),
+        give["secs"].as_f64().unwrap_or(0.0),
+        secs(give, "give")
+    );
+    say(&format!("realtools: vm_in_l1: {handover}"));
+    harness::record_time(&format!("realtools vm_in_l1 {handover}"));
+    for tag in ["dyn-delete", "hooks-remove"] {
+        let (rc, out) = step(run, tag);
+        assert_eq!(rc, 0, "{tag}: {out}");
+    }
+    assert!(
+        out_text(run, "hooks-after.txt").trim().is_empty(),
+        "hooks remove leaves /etc/libvirt/hooks as Debian ships it (empty): {}",
+        out_text(run, "hooks-after.txt")
+    );
+    assert!(
+        out_text(run, "list-dyn.txt").trim().is_empty(),
+        "domains left"
+    );
+    say(&format!(
+        "realtools: vm_in_l1: handover dynamic {}s in the L1",
+        out_text(run, "dynamic.secs").trim()
     ));
 }

@@ -22,6 +22,9 @@ const GUEST_SCENARIO: &str = "run_exliar status status --json\n";
 
 /// A disk boot reads a 36 MB initramfs-tools image and runs udev under TCG.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// `vm_in_l1` starts three nested VMs and runs every VM step under TCG:
+/// 144 s here (2 shared cores); a CI machine was once 2.6× slower.
+pub const VM_IN_L1_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Puts the guest script, its scenario steps and a copy of exliar (debug info
 /// stripped) into `root`. They are the test's, not exliar's: no plan touches them.
@@ -66,11 +69,22 @@ fn disk_image(root: &Path, image: &Path) {
 /// `devices` with an Intel IOMMU; `None` when the real-kernel tier cannot run here
 /// (skip message printed; a failure under CI).
 pub fn boot(name: &'static str, devices: &str, root: &Path, kver: &str) -> Option<GuestRun> {
+    boot_with(name, devices, root, kver, BOOT_TIMEOUT)
+}
+
+/// [`boot`] with another deadline for the guest.
+pub fn boot_with(
+    name: &'static str,
+    devices: &str,
+    root: &Path,
+    kver: &str,
+    timeout: Duration,
+) -> Option<GuestRun> {
     let image = root.parent().unwrap_or(root).join(format!("{name}.img"));
     disk_image(root, &image);
     let initrd = root.join("boot").join(format!("initrd.img-{kver}"));
     let scenario = Scenario::new(name, Iommu::Intel, devices)
-        .with_timeout(BOOT_TIMEOUT)
+        .with_timeout(timeout)
         .with_disk(DiskBoot {
             initrd,
             image: image.clone(),

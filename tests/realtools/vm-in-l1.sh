@@ -128,5 +128,26 @@ step hp-destroy exliar vm destroy l3
 step hp-rollback exliar rollback last
 virsh -c qemu:///system list --all --name > /out/list-end.txt 2>&1
 echo "$x_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/extras.secs
+
+# --- handover dynamic (issue 14): exliar's hook, installed as a transaction (SIGHUP to
+# libvirtd through its pid file), binds the pair at `prepare begin` and gives it back at
+# `release end`; libvirt leaves the binding alone (managed='no')
+d_start=$(now)
+step hooks-install exliar hooks install --yes --json
+ls -l /etc/libvirt/hooks /etc/libvirt/hooks/qemu.d > /out/hooks-installed.txt 2>&1
+drivers dyn-before
+step dyn-create exliar vm create l4 --gpu "$GPU" --handover dynamic --profile linux \
+  --memory 64M --cpus 1 --firmware bios --virt-type qemu --disk none --network none --yes --json
+step dyn-show exliar vm show l4 --json
+step dyn-start exliar vm start l4 --paused
+drivers dyn-paused
+step dyn-destroy exliar vm destroy l4
+drivers dyn-destroyed
+step hooks-status exliar hooks status --json
+step dyn-delete exliar vm delete l4 --yes
+step hooks-remove exliar hooks remove --yes
+ls -A /etc/libvirt/hooks > /out/hooks-after.txt 2>&1
+virsh -c qemu:///system list --all --name > /out/list-dyn.txt 2>&1
+echo "$d_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/dynamic.secs
 echo "$l1_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/scenario.secs
 say "vm_in_l1 scenario done in $(cat /out/scenario.secs)s"
