@@ -775,6 +775,12 @@ fn handover_dynamic_in_l1(run: &GuestRun) {
     );
     say(&format!("realtools: vm_in_l1: {handover}"));
     harness::record_time(&format!("realtools vm_in_l1 {handover}"));
+    let (rc, out) = step(run, "dyn-show-after");
+    assert_eq!(rc, 0, "vm show l4: {out}");
+    let show: serde_json::Value = serde_json::from_str(&out).expect("vm show --json");
+    assert_eq!(show["handover"], "dynamic", "{show}");
+    assert_eq!(show["last_handover"][0]["phase"], "prepare begin", "{show}");
+    assert_eq!(show["last_handover"][1]["phase"], "release end", "{show}");
     for tag in ["dyn-delete", "hooks-remove"] {
         let (rc, out) = step(run, tag);
         assert_eq!(rc, 0, "{tag}: {out}");

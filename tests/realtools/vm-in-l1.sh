@@ -144,6 +144,7 @@ drivers dyn-paused
 step dyn-destroy exliar vm destroy l4
 drivers dyn-destroyed
 step hooks-status exliar hooks status --json
+step dyn-show-after exliar vm show l4 --json
 step dyn-delete exliar vm delete l4 --yes
 step hooks-remove exliar hooks remove --yes
 ls -A /etc/libvirt/hooks > /out/hooks-after.txt 2>&1

@@ -166,6 +166,11 @@ struct ShowDoc {
     usb: Vec<domain::UsbId>,
     /// Looking Glass: the shared memory and the client's command line.
     looking_glass: Option<LookingGlassDoc>,
+    /// Who moves the card (`boot`, `dynamic`), for exliar's VMs.
+    handover: Option<String>,
+    /// The hook's last take (`prepare begin`) and give-back (`release
+    /// end`) for this VM, with their step times.
+    last_handover: Vec<crate::hooks::Run>,
 }
 
 #[derive(Debug, Serialize)]
@@ -219,6 +224,19 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
         pinning: summary.pinning.clone(),
         disks: summary.disks.clone(),
         usb: summary.usb.clone(),
+        handover: crate::hooks::read_domain(&xml).map(|(m, _)| m.name().to_string()),
+        last_handover: {
+            let runs = crate::hooks::status(&HostRoot::new(root), usize::MAX).last_runs;
+            ["prepare begin", "release end"]
+                .iter()
+                .filter_map(|p| {
+                    runs.iter()
+                        .rev()
+                        .find(|r| r.domain == a.name && r.phase == *p)
+                        .cloned()
+                })
+                .collect()
+        },
         looking_glass: summary
             .looking_glass
             .clone()
@@ -248,6 +266,26 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
     }
     for u in &doc.usb {
         s.push_str(&format!("  USB device: {u}\n"));
+    }
+    if let Some(h) = &doc.handover {
+        s.push_str(&format!("  handover: {h}\n"));
+    }
+    for r in &doc.last_handover {
+        s.push_str(&format!(
+            "  last {}: {} in {:.2}s ({}){}\n",
+            r.phase,
+            r.outcome,
+            r.secs,
+            r.steps
+                .iter()
+                .map(|t| format!("{} {:.2}s", t.what, t.secs))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ));
     }
     if let Some(lg) = &doc.looking_glass {
         s.push_str(&format!(
