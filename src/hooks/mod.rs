@@ -75,11 +75,21 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// When the exliar the hook names is gone (uninstalled, moved), the hook
+/// lets libvirt go on: a failing hook would stop every domain from starting.
+fn gone_guard(exliar: &Path) -> String {
+    format!(
+        "[ -x {} ] || exit 0\n",
+        sh_quote(&exliar.display().to_string())
+    )
+}
+
 /// The `qemu.d` dispatcher: libvirt's argv and stdin go to exliar as they
 /// are.
 pub fn dropin_script(exliar: &Path) -> String {
     format!(
-        "#!/bin/sh\n{MARK}\n# Installed by `exliar hooks install`; `exliar hooks remove` takes it away.\n# libvirt's argv and the domain XML on stdin go to exliar unchanged; exliar\n# returns at once for domains it did not create.\nexec {} hook qemu \"$@\"\n",
+        "#!/bin/sh\n{MARK}\n# Installed by `exliar hooks install`; `exliar hooks remove` takes it away.\n# libvirt's argv and the domain XML on stdin go to exliar unchanged; exliar\n# returns at once for domains it did not create.\n{}exec {} hook qemu \"$@\"\n",
+        gone_guard(exliar),
         sh_quote(&exliar.display().to_string())
     )
 }
@@ -93,13 +103,15 @@ pub fn main_script(exliar: &Path, chained: bool) -> String {
     );
     if chained {
         s.push_str(&format!(
-            "xml=$(cat)\nprintf '%s\\n' \"$xml\" | {} \"$@\" || exit $?\nprintf '%s\\n' \"$xml\" | exec {} hook qemu \"$@\"\n",
+            "xml=$(cat)\nprintf '%s\\n' \"$xml\" | {} \"$@\" || exit $?\n{}printf '%s\\n' \"$xml\" | exec {} hook qemu \"$@\"\n",
             sh_quote(&format!("/{CHAINED}")),
+            gone_guard(exliar),
             sh_quote(&exliar.display().to_string())
         ));
     } else {
         s.push_str(&format!(
-            "exec {} hook qemu \"$@\"\n",
+            "{}exec {} hook qemu \"$@\"\n",
+            gone_guard(exliar),
             sh_quote(&exliar.display().to_string())
         ));
     }

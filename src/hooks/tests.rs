@@ -347,6 +347,16 @@ fn the_dispatcher_really_chains() -> std::io::Result<()> {
         l,
         "kept dom; rm -rf / prepare begin - 10\nexliar hook qemu dom; rm -rf / prepare begin - 10\n"
     );
+    // exliar gone: the kept hook still runs, and the hook lets libvirt go on
+    std::fs::remove_file(&fake)?;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .args(["qemu", "d2", "prepare", "begin", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read_to_string(&log)?.ends_with("kept d2 prepare begin - 1\n"));
     Ok(())
 }
 
