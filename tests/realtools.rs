@@ -798,26 +798,4 @@ fn handover_dynamic_in_l1(run: &GuestRun) {
         "realtools: vm_in_l1: handover dynamic {}s in the L1",
         out_text(run, "dynamic.secs").trim()
     ));
-    // the bare sysfs writes of the same moves, timed in the same L1
-    let taken = drivers_of(run, "bare-taken");
-    for f in [L1_GPU, L1_AUDIO] {
-        assert_eq!(
-            taken.get(f).map(String::as_str),
-            Some("vfio-pci"),
-            "bare writes: {taken:?}"
-        );
-    }
-    assert_eq!(drivers_of(run, "bare-back"), before, "bare writes back");
-    let bare = out_text(run, "bare-sysfs.secs");
-    let mut it = bare
-        .split_whitespace()
-        .filter_map(|x| x.parse::<f64>().ok());
-    let (bt, bg) = (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0));
-    let cmp = format!(
-        "bare sysfs writes of the same moves: take {bt:.2}s, give back {bg:.2}s (the hook: bind {:.2}s, unbind {:.2}s)",
-        secs(take, "bind"),
-        secs(give, "give")
-    );
-    say(&format!("realtools: vm_in_l1: {cmp}"));
-    harness::record_time(&format!("realtools vm_in_l1 {cmp}"));
 }

@@ -150,23 +150,5 @@ step hooks-remove exliar hooks remove --yes
 ls -A /etc/libvirt/hooks > /out/hooks-after.txt 2>&1
 virsh -c qemu:///system list --all --name > /out/list-dyn.txt 2>&1
 echo "$d_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/dynamic.secs
-# the same moves as bare sysfs writes (no checks, no journal), for comparison
-b0=$(now)
-for f in "$GPU" "$AUDIO"; do
-  echo vfio-pci > "/sys/bus/pci/devices/$f/driver_override"
-  echo "$f" > "/sys/bus/pci/devices/$f/driver/unbind"
-  echo "$f" > /sys/bus/pci/drivers_probe
-done
-b1=$(now)
-drivers bare-taken
-b2=$(now)
-for f in "$GPU" "$AUDIO"; do
-  echo "$f" > "/sys/bus/pci/devices/$f/driver/unbind"
-  echo > "/sys/bus/pci/devices/$f/driver_override"
-  echo "$f" > /sys/bus/pci/drivers_probe
-done
-b3=$(now)
-drivers bare-back
-echo "$b0 $b1 $b2 $b3" | awk '{printf "%.3f %.3f\n", $2 - $1, $4 - $3}' > /out/bare-sysfs.secs
 echo "$l1_start $(now)" | awk '{printf "%.2f\n", $2 - $1}' > /out/scenario.secs
 say "vm_in_l1 scenario done in $(cat /out/scenario.secs)s"
