@@ -1658,6 +1658,27 @@ fn vm_unattend_iso_is_made_attached_and_rolled_back() {
     assert!(!d.virsh_ok(&["list", "--all", "--name"]).contains(&name));
 }
 
+/// The smallest VM the tests start: no card, SeaBIOS, TCG, 64 MiB, no
+/// disk, no network.
+const TINY_VM: &[&str] = &[
+    "--gpu",
+    "none",
+    "--profile",
+    "linux",
+    "--firmware",
+    "bios",
+    "--virt-type",
+    "qemu",
+    "--memory",
+    "64M",
+    "--cpus",
+    "1",
+    "--disk",
+    "none",
+    "--network",
+    "none",
+];
+
 /// The hook for real: a daemon of its own (hooks are per daemon), a user's
 /// `qemu` hook already there, `exliar hooks install` (a transaction: the
 /// drop-in, then SIGHUP to the daemon), domains started and destroyed with
@@ -1717,29 +1738,10 @@ fn hooks_are_called_by_a_real_daemon() {
     // an exliar VM, started and destroyed: the hook runs at every phase
     let name = format!("hk{}", std::process::id());
     let create = |name: &str| {
-        ns(&[
-            "vm",
-            "create",
-            name,
-            "--gpu",
-            "none",
-            "--profile",
-            "linux",
-            "--firmware",
-            "bios",
-            "--virt-type",
-            "qemu",
-            "--memory",
-            "64M",
-            "--cpus",
-            "1",
-            "--disk",
-            "none",
-            "--network",
-            "none",
-            "--yes",
-            "--json",
-        ])
+        let mut args = vec!["vm", "create", name];
+        args.extend_from_slice(TINY_VM);
+        args.extend_from_slice(&["--yes", "--json"]);
+        ns(&args)
     };
     let (rc, out, err) = create(&name);
     assert_eq!(rc, 0, "{out}{err}");
@@ -1783,28 +1785,9 @@ fn hooks_are_called_by_a_real_daemon() {
     // a refusal at prepare: a dynamic VM whose card is not on this host
     let bad = format!("hkbad{}", std::process::id());
     let o = exliar()
-        .args([
-            "vm",
-            "create",
-            &bad,
-            "--gpu",
-            "none",
-            "--profile",
-            "linux",
-            "--firmware",
-            "bios",
-        ])
-        .args([
-            "--virt-type",
-            "qemu",
-            "--memory",
-            "64M",
-            "--cpus",
-            "1",
-            "--disk",
-            "none",
-        ])
-        .args(["--network", "none", "--print-xml"])
+        .args(["vm", "create", &bad])
+        .args(TINY_VM)
+        .arg("--print-xml")
         .output()
         .expect("exliar");
     let xml = String::from_utf8_lossy(&o.stdout)

@@ -908,24 +908,33 @@ pub(crate) fn vfio_users(
     host: &HostRoot,
     groups: &BTreeSet<u32>,
 ) -> BTreeMap<u32, Vec<(u32, String)>> {
-    let mut users: BTreeMap<u32, Vec<(u32, String)>> = BTreeMap::new();
     if groups.is_empty() {
-        return users;
+        return BTreeMap::new();
     }
-    let group_of = |t: &std::path::Path| {
+    fd_holders(host, |t| {
         t.strip_prefix("/dev/vfio")
             .ok()?
             .to_str()?
             .parse::<u32>()
             .ok()
             .filter(|g| groups.contains(g))
-    };
+    })
+}
+
+/// The processes holding open a file `key` picks out (its key: a group, a
+/// device node), each with its command name, from one pass over
+/// `/proc/*/fd`; a process is listed once per key, in pid order.
+pub(crate) fn fd_holders<K: Ord>(
+    host: &HostRoot,
+    key: impl Fn(&std::path::Path) -> Option<K>,
+) -> BTreeMap<K, Vec<(u32, String)>> {
+    let mut users: BTreeMap<K, Vec<(u32, String)>> = BTreeMap::new();
     for pid in host.list_dir("proc").unwrap_or_default() {
         let Ok(n) = pid.parse::<u32>() else { continue };
-        let mut held: BTreeSet<u32> = BTreeSet::new();
+        let mut held: BTreeSet<K> = BTreeSet::new();
         for fd in host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default() {
             if let Ok(Some(t)) = host.link_target(format!("proc/{pid}/fd/{fd}")) {
-                held.extend(group_of(&t));
+                held.extend(key(&t));
             }
         }
         if held.is_empty() {
@@ -937,8 +946,8 @@ pub(crate) fn vfio_users(
             .flatten()
             .map(|c| c.trim().to_string())
             .unwrap_or_else(|| "?".into());
-        for g in held {
-            users.entry(g).or_default().push((n, comm.clone()));
+        for k in held {
+            users.entry(k).or_default().push((n, comm.clone()));
         }
     }
     for u in users.values_mut() {

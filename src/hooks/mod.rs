@@ -405,37 +405,16 @@ pub fn drm_users(host: &HostRoot, functions: &[PciAddress]) -> Vec<(u32, String,
             }
         }
     }
-    let mut users = Vec::new();
     if nodes.is_empty() {
-        return users;
+        return Vec::new();
     }
-    for pid in host.list_dir("proc").unwrap_or_default() {
-        let Ok(n) = pid.parse::<u32>() else { continue };
-        for fd in host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default() {
-            if let Ok(Some(t)) = host.link_target(format!("proc/{pid}/fd/{fd}"))
-                && nodes.contains(&t)
-            {
-                let comm = host
-                    .read_optional(format!("proc/{pid}/comm"))
-                    .ok()
-                    .flatten()
-                    .map(|c| c.trim().to_string())
-                    .unwrap_or_else(|| "?".into());
-                users.push((n, comm, t.display().to_string()));
-                break;
-            }
-        }
-    }
-    users
-}
-
-/// The result of one hook call: its exit status and what it says on stderr
-/// (libvirt shows it when a `prepare` hook fails).
-#[derive(Debug)]
-pub struct Ran {
-    pub code: u8,
-    pub message: Option<String>,
-    pub run: Option<Run>,
+    crate::bind::fd_holders(host, |t| nodes.iter().find(|n| *n == t).cloned())
+        .into_iter()
+        .flat_map(|(node, ps)| {
+            ps.into_iter()
+                .map(move |(pid, comm)| (pid, comm, node.display().to_string()))
+        })
+        .collect()
 }
 
 /// Carry out `action` (the kernel writes go through `kernel`, the
@@ -499,68 +478,26 @@ pub fn act(
                     ),
                 ));
             }
-            let t = Instant::now();
-            let inv = crate::host::sysfs::read_inventory(host, &crate::host::PciIds::empty())
-                .map_err(|e| (true, e.to_string()))?;
-            let out = crate::bind::bind_request(
-                host,
-                kernel,
-                store,
-                &inv,
-                &crate::bind::Request {
-                    addresses: fs.clone(),
-                    scope: crate::bind::Scope::Exact,
-                    force: false,
-                    dry_run: false,
-                },
-            );
-            timed(steps, "bind the card's functions to vfio-pci", t);
+            let out = moved(host, kernel, store, fs, true, steps)?;
             if out.ok {
-                Ok(())
-            } else {
-                let why = out
-                    .error
-                    .clone()
-                    .or_else(|| {
-                        (!out.refusals.is_empty()).then(|| {
-                            out.refusals
-                                .iter()
-                                .map(|r| format!("{}: {}", r.address, r.reason))
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                    })
-                    .unwrap_or_else(|| "the bind failed".into());
-                Err((
-                    true,
-                    format!(
-                        "{why}{}",
-                        if out.rolled_back {
-                            " (undone: the card is back on its drivers)"
-                        } else {
-                            ""
-                        }
-                    ),
-                ))
+                return Ok(());
             }
+            let why = out.error.clone().unwrap_or_else(|| {
+                out.refusals
+                    .iter()
+                    .map(|r| format!("{}: {}", r.address, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            let undone = if out.rolled_back {
+                " (undone: the card is back on its drivers)"
+            } else {
+                ""
+            };
+            Err((true, format!("{why}{undone}")))
         }
         Action::GiveBack(fs) => {
-            let t = Instant::now();
-            let inv = crate::host::sysfs::read_inventory(host, &crate::host::PciIds::empty())
-                .map_err(|e| (true, e.to_string()))?;
-            let out = crate::bind::unbind_request(
-                host,
-                kernel,
-                store,
-                &inv,
-                &crate::bind::Request {
-                    addresses: fs.clone(),
-                    scope: crate::bind::Scope::Exact,
-                    force: false,
-                    dry_run: false,
-                },
-            );
-            timed(steps, "give the card's functions back to their drivers", t);
+            let out = moved(host, kernel, store, fs, false, steps)?;
             if out.ok {
                 Ok(())
             } else {
@@ -572,6 +509,42 @@ pub fn act(
             }
         }
     }
+}
+
+/// The runtime bind (`take`) or unbind of exactly `fs`, timed into `steps`.
+fn moved(
+    host: &HostRoot,
+    kernel: &dyn crate::host::kernel::Kernel,
+    store: &mut dyn crate::bind::BindingState,
+    fs: &[PciAddress],
+    take: bool,
+    steps: &mut Vec<Timed>,
+) -> Result<crate::bind::Outcome, (bool, String)> {
+    let t = Instant::now();
+    let inv = crate::host::sysfs::read_inventory(host, &crate::host::PciIds::empty())
+        .map_err(|e| (true, e.to_string()))?;
+    let req = crate::bind::Request {
+        addresses: fs.to_vec(),
+        scope: crate::bind::Scope::Exact,
+        force: false,
+        dry_run: false,
+    };
+    let (out, what) = if take {
+        (
+            crate::bind::bind_request(host, kernel, store, &inv, &req),
+            "bind the card's functions to vfio-pci",
+        )
+    } else {
+        (
+            crate::bind::unbind_request(host, kernel, store, &inv, &req),
+            "give the card's functions back to their drivers",
+        )
+    };
+    steps.push(Timed {
+        what: what.to_string(),
+        secs: t.elapsed().as_secs_f64(),
+    });
+    Ok(out)
 }
 
 /// Append `run` to the log (best effort: a hook never fails for its log).
