@@ -560,7 +560,11 @@ pub fn log(root: &Path, run: &Run) {
     {
         let lines: Vec<&str> = t.lines().collect();
         let keep = lines[lines.len() / 2..].join("\n");
-        let _ = std::fs::write(&path, format!("{keep}\n"));
+        // a new file renamed over the old: a kill half-way leaves one of them
+        let tmp = path.with_extension("jsonl.exliar-tmp");
+        if std::fs::write(&tmp, format!("{keep}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
     }
     if let Ok(line) = serde_json::to_string(run)
         && let Ok(mut f) = std::fs::OpenOptions::new()
