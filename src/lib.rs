@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod bind;
 pub mod check;
 pub mod cli;
+pub mod handover;
 pub mod hooks;
 pub mod host;
 pub mod listing;

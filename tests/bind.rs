@@ -329,7 +329,7 @@ fn a_failure_at_any_write_is_undone_and_named() {
             "op {k}: the failed step is named"
         );
         let device = match &op.op {
-            KernelOp::LoadModule { .. } => None,
+            KernelOp::LoadModule { .. } | KernelOp::UnloadModule { .. } => None,
             KernelOp::Write { path, value } => Some(
                 PciAddress::parse(value.trim())
                     .or_else(|_| {

@@ -726,3 +726,392 @@ run_exliar status status --json
     );
     report_time(&run, "one cycle, on average", total / CYCLES);
 }
+
+// --- GPU handover (issue 14) ------------------------------------------------------------
+
+const SG_GPU: &str = "0000:01:00.0";
+const SG_AUDIO: &str = "0000:01:00.1";
+
+/// The guest script of [`handover`]: exliar's libvirt hook run as libvirt runs it
+/// (`exliar hook qemu NAME OP SUB-OP -`, the domain XML with exliar's metadata on stdin),
+/// then the same steps as bare sysfs writes, each timed from the guest's uptime
+/// (`/out/times.txt`: `TAG START END`); `show TAG` records what the kernel shows.
+const HANDOVER_HELPERS: &str = r#"
+gpu=@GPU@; audio=@AUDIO@
+domain() { # $1 = name, $2 = handover mode
+  printf "<domain type='kvm'><name>%s</name><metadata><exliar:vm xmlns:exliar='https://exliar.dev/xmlns/vm/1'><exliar:profile>windows</exliar:profile><exliar:gpu>%s</exliar:gpu><exliar:functions>%s,%s</exliar:functions><exliar:options>{\"handover\":\"%s\"}</exliar:options><exliar:version>test</exliar:version></exliar:vm></metadata></domain>\n" "$1" "$gpu" "$gpu" "$audio" "$2"
+}
+domain sg single-gpu > /tmp/sg.xml
+domain dyn dynamic > /tmp/dyn.xml
+up() { cut -d' ' -f1 /proc/uptime; }
+show() {
+  {
+    for v in /sys/class/vtconsole/vtcon*; do echo "vtcon ${v##*/} $(cat $v/bind) $(cat $v/name)"; done
+    for f in /sys/class/graphics/fb*; do [ -e "$f/name" ] && echo "fb ${f##*/} $(cat $f/name)"; done
+    for m in bochs snd_hda_intel; do [ -d /sys/module/$m ] && echo "module $m"; done
+    for p in $gpu $audio; do
+      d=-; [ -e /sys/bus/pci/devices/$p/driver ] && { t=$(readlink /sys/bus/pci/devices/$p/driver); d=${t##*/}; }
+      echo "driver $p $d override $(cat /sys/bus/pci/devices/$p/driver_override)"
+    done
+  } > /out/$1.display
+}
+hook() { # $1 = tag, $2 = xml, the rest = libvirt's argv
+  tag=$1; xml=$2; shift 2
+  t0=$(up)
+  /bin/exliar hook qemu "$@" - < $xml > /out/$tag.stdout 2> /out/$tag.stderr
+  echo $? > /out/$tag.rc
+  echo "$tag $t0 $(up)" >> /out/times.txt
+}
+fbcon() { for v in /sys/class/vtconsole/vtcon*; do grep -q 'frame buffer' $v/name && echo $v; done; }
+show before
+vt=$(fbcon)
+"#;
+
+/// [`HANDOVER_HELPERS`], then single-GPU by the hook, by `recover-display`, and by hand.
+const SINGLE_GPU_SCRIPT: &str = r#"
+# single-gpu: prepare, started, release
+hook sg-prepare /tmp/sg.xml sg prepare begin
+show sg-taken
+cp /var/lib/exliar/handover/single-gpu.json /out/sg-journal.json 2>/dev/null
+hook sg-started /tmp/sg.xml sg started begin
+hook sg-release /tmp/sg.xml sg release end
+show sg-back
+# a handover never given back (the daemon died): recover-display finishes it
+hook sg-prepare2 /tmp/sg.xml sg prepare begin
+show sg-taken2
+t0=$(up); /bin/exliar recover-display --json > /out/recover.json 2> /out/recover.stderr; echo $? > /out/recover.rc
+echo "recover $t0 $(up)" >> /out/times.txt
+show sg-recovered
+/bin/exliar recover-display --json > /out/recover-again.json 2>&1; echo $? > /out/recover-again.rc
+# the same steps as bare sysfs writes
+t0=$(up)
+for v in $vt; do echo 0 > $v/bind; done
+echo $gpu > /sys/bus/pci/drivers/bochs-drm/unbind
+echo $audio > /sys/bus/pci/drivers/snd_hda_intel/unbind
+for p in $gpu $audio; do echo vfio-pci > /sys/bus/pci/devices/$p/driver_override; echo $p > /sys/bus/pci/drivers_probe; done
+modprobe -r bochs; modprobe -r snd_hda_intel
+echo "bare-sg-take $t0 $(up)" >> /out/times.txt
+show bare-taken
+t0=$(up)
+modprobe snd_hda_intel; modprobe bochs
+for p in $gpu $audio; do echo $p > /sys/bus/pci/drivers/vfio-pci/unbind; echo > /sys/bus/pci/devices/$p/driver_override; echo $p > /sys/bus/pci/drivers_probe; done
+for v in $(fbcon); do [ "$(cat $v/bind)" = 1 ] || echo 1 > $v/bind; done
+echo "bare-sg-back $t0 $(up)" >> /out/times.txt
+show bare-back
+run_exliar hooks-status hooks status --json
+"#;
+
+/// [`HANDOVER_HELPERS`], then dynamic by the hook and by hand: the card moves, the
+/// host's own display (virtio-vga) stays.
+const DYNAMIC_SCRIPT: &str = r#"
+# dynamic: the card moves, the display stays
+hook dyn-prepare /tmp/dyn.xml dyn prepare begin
+show dyn-taken
+hook dyn-release /tmp/dyn.xml dyn release end
+show dyn-back
+t0=$(up)
+echo $gpu > /sys/bus/pci/drivers/bochs-drm/unbind
+echo $audio > /sys/bus/pci/drivers/snd_hda_intel/unbind
+for p in $gpu $audio; do echo vfio-pci > /sys/bus/pci/devices/$p/driver_override; echo $p > /sys/bus/pci/drivers_probe; done
+echo "bare-dyn-take $t0 $(up)" >> /out/times.txt
+t0=$(up)
+for p in $gpu $audio; do echo $p > /sys/bus/pci/drivers/vfio-pci/unbind; echo > /sys/bus/pci/devices/$p/driver_override; echo $p > /sys/bus/pci/drivers_probe; done
+echo "bare-dyn-back $t0 $(up)" >> /out/times.txt
+show bare-dyn-back
+run_exliar hooks-status hooks status --json
+"#;
+
+/// What `show TAG` recorded: lines sorted, the fb names and overrides kept.
+fn display(run: &GuestRun, tag: &str) -> String {
+    let path = run.out.join(format!("{tag}.display"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn guest_times(run: &GuestRun) -> std::collections::BTreeMap<String, f64> {
+    std::fs::read_to_string(run.out.join("times.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (a, b) = (
+                f.get(1)?.parse::<f64>().ok()?,
+                f.get(2)?.parse::<f64>().ok()?,
+            );
+            Some((f[0].to_string(), b - a))
+        })
+        .collect()
+}
+
+fn guest_rc(run: &GuestRun, tag: &str) -> String {
+    std::fs::read_to_string(run.out.join(format!("{tag}.rc")))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn guest_stderr(run: &GuestRun, tag: &str) -> String {
+    std::fs::read_to_string(run.out.join(format!("{tag}.stderr"))).unwrap_or_default()
+}
+
+/// Whether the framebuffer console is bound, per `show`'s record (`None`: none).
+fn fbcon_bound(d: &str) -> Option<bool> {
+    d.lines()
+        .find(|l| l.starts_with("vtcon") && l.contains("frame buffer"))
+        .map(|l| l.split_whitespace().nth(2) == Some("1"))
+}
+
+/// The hook's log (`hooks status --json`): `DOMAIN PHASE OUTCOME` of each run, and
+/// each run's time and steps reported.
+fn hook_runs(run: &GuestRun) -> Vec<String> {
+    let status = run.exliar("hooks-status", "hooks status --json").json();
+    let runs = status["last_runs"].as_array().cloned().unwrap_or_default();
+    for r in &runs {
+        let line = format!(
+            "{}: hook {} {}: {:.2}s in exliar: {}",
+            run.name,
+            r["domain"].as_str().unwrap_or(""),
+            r["phase"].as_str().unwrap_or(""),
+            r["secs"].as_f64().unwrap_or(0.0),
+            r["steps"]
+                .as_array()
+                .map(|s| s
+                    .iter()
+                    .map(|x| format!(
+                        "{} {:.3}s",
+                        x["what"].as_str().unwrap_or(""),
+                        x["secs"].as_f64().unwrap_or(0.0)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; "))
+                .unwrap_or_default()
+        );
+        harness::say(&line);
+        harness::record_time(&line);
+    }
+    runs.iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["domain"].as_str().unwrap_or(""),
+                r["phase"].as_str().unwrap_or(""),
+                r["outcome"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+/// The hook's times against the bare sysfs writes of the same steps, reported.
+fn compare_times(run: &GuestRun, pairs: &[(&str, &str, &str)]) {
+    let t = guest_times(run);
+    let get = |k: &str| {
+        t.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no time for {k}: {t:?}"))
+    };
+    for (what, hook, bare) in pairs {
+        let (h, b) = (get(hook), get(bare));
+        let line = format!(
+            "{}: guest wall time of {what}: exliar's hook {h:.2}s, the same steps as bare sysfs writes {b:.2}s (x{:.1})",
+            run.name,
+            h / b.max(0.01)
+        );
+        harness::say(&line);
+        harness::record_time(&line);
+    }
+}
+
+/// Issue 14 on the real kernel, single-GPU: a guest whose only display is the emulated
+/// VGA with the framebuffer console on it. After `prepare begin` the console is unbound,
+/// `bochs` (and `snd_hda_intel`, which no other device uses) unloaded and both functions
+/// on vfio-pci; after `release end` all of it is back. A handover never given back is
+/// finished by `recover-display`. Then the same steps written to sysfs by hand.
+#[test]
+fn handover_single_gpu() {
+    let script = format!("{HANDOVER_HELPERS}{SINGLE_GPU_SCRIPT}")
+        .replace("@GPU@", SG_GPU)
+        .replace("@AUDIO@", SG_AUDIO);
+    let scenario = Scenario::new(
+        "handover_single_gpu",
+        Iommu::Intel,
+        realkernel::machines::SINGLE_GPU_DEVICES,
+    )
+    .with_guest_script(&script)
+    .with_timeout(Duration::from_secs(300));
+    let Some(run) = harness::boot(&scenario) else {
+        return;
+    };
+    let before = display(&run, "before");
+    assert_eq!(
+        fbcon_bound(&before),
+        Some(true),
+        "the framebuffer console is on the card before:\n{before}"
+    );
+    assert!(before.contains("module bochs"), "{before}");
+    assert!(
+        before.contains(&format!("driver {SG_GPU} bochs-drm override (null)")),
+        "{before}"
+    );
+    assert!(
+        before.contains(&format!("driver {SG_AUDIO} snd_hda_intel override (null)")),
+        "{before}"
+    );
+    assert!(before.lines().any(|l| l.starts_with("fb fb0")), "{before}");
+    for tag in ["sg-prepare", "sg-started", "sg-release", "sg-prepare2"] {
+        assert_eq!(
+            guest_rc(&run, tag),
+            "0",
+            "{tag}: {}",
+            guest_stderr(&run, tag)
+        );
+    }
+    let taken = display(&run, "sg-taken");
+    assert_ne!(fbcon_bound(&taken), Some(true), "console unbound:\n{taken}");
+    assert!(!taken.contains("module bochs"), "bochs unloaded:\n{taken}");
+    assert!(
+        !taken.contains("module snd_hda_intel"),
+        "snd_hda_intel unloaded (no other sound device):\n{taken}"
+    );
+    assert!(
+        !taken.lines().any(|l| l.starts_with("fb ")),
+        "no framebuffer:\n{taken}"
+    );
+    for f in [SG_GPU, SG_AUDIO] {
+        assert!(
+            taken.contains(&format!("driver {f} vfio-pci override vfio-pci")),
+            "{f}:\n{taken}"
+        );
+    }
+    let journal = std::fs::read_to_string(run.out.join("sg-journal.json")).unwrap_or_default();
+    let j: serde_json::Value = serde_json::from_str(&journal).unwrap_or_default();
+    assert_eq!(j["phase"], "taken", "{journal}");
+    let steps: Vec<String> = j["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["step"].as_str().unwrap_or(""),
+                        e["state"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        steps,
+        [
+            "unbind-vtconsole done",
+            "bind-vfio done",
+            "unload-module done",
+            "unload-module done"
+        ],
+        "no display manager and no firmware framebuffer in this guest: {journal}"
+    );
+    for tag in ["sg-back", "sg-recovered", "bare-back"] {
+        assert_eq!(display(&run, tag), before, "{tag}: the host as it was");
+    }
+    assert_eq!(display(&run, "sg-taken2"), taken);
+    assert_eq!(
+        display(&run, "bare-taken"),
+        taken,
+        "the bare sysfs writes reach the same state"
+    );
+    assert_eq!(
+        guest_rc(&run, "recover"),
+        "0",
+        "{}",
+        guest_stderr(&run, "recover")
+    );
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.out.join("recover.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(rec["schema"], "exliar.recover-display/1");
+    assert_eq!(rec["outcome"], "given-back", "{rec}");
+    assert_eq!(rec["domain"], "sg", "{rec}");
+    let again = std::fs::read_to_string(run.out.join("recover-again.json")).unwrap_or_default();
+    assert!(again.contains("nothing-recorded"), "{again}");
+    assert_eq!(guest_rc(&run, "recover-again"), "0");
+    let phases = hook_runs(&run);
+    for want in [
+        "sg prepare begin ok",
+        "sg started begin logged",
+        "sg release end ok",
+        "sg recover-display ok",
+    ] {
+        assert!(phases.iter().any(|p| p == want), "{want} in {phases:?}");
+    }
+    compare_times(
+        &run,
+        &[
+            ("single-gpu handover", "sg-prepare", "bare-sg-take"),
+            ("single-gpu give-back", "sg-release", "bare-sg-back"),
+        ],
+    );
+    let t = guest_times(&run);
+    report_time(
+        &run,
+        "recover-display after an unfinished handover",
+        Duration::from_secs_f64(t.get("recover").copied().unwrap_or(0.0)),
+    );
+}
+
+/// Issue 14 on the real kernel, dynamic: the card (behind rp2; the host's console is on
+/// virtio-vga) moves to vfio-pci at `prepare begin` and back at `release end`, its
+/// drivers staying loaded; then the same moves written to sysfs by hand.
+#[test]
+fn handover_dynamic() {
+    let script = format!("{HANDOVER_HELPERS}{DYNAMIC_SCRIPT}")
+        .replace("@GPU@", GUEST_GPU)
+        .replace("@AUDIO@", GUEST_GPU_AUDIO);
+    let scenario = Scenario::new("handover_dynamic", Iommu::Intel, GPU_PAIR_DEVICES)
+        .with_guest_script(&script)
+        .with_timeout(Duration::from_secs(300));
+    let Some(run) = harness::boot(&scenario) else {
+        return;
+    };
+    let before = display(&run, "before");
+    assert!(
+        before.contains(&format!("driver {GUEST_GPU} bochs-drm override (null)")),
+        "{before}"
+    );
+    for tag in ["dyn-prepare", "dyn-release"] {
+        assert_eq!(
+            guest_rc(&run, tag),
+            "0",
+            "{tag}: {}",
+            guest_stderr(&run, tag)
+        );
+    }
+    // no virtio-gpu driver in this guest: the framebuffer console is on the card, and
+    // the kernel moves it to the VGA text console when the card's framebuffer goes
+    let taken = display(&run, "dyn-taken");
+    assert!(
+        !taken.contains("bochs-drmdrmfb"),
+        "the card's framebuffer is gone:\n{taken}"
+    );
+    assert!(
+        taken.contains("module bochs"),
+        "dynamic unloads nothing:\n{taken}"
+    );
+    for f in [GUEST_GPU, GUEST_GPU_AUDIO] {
+        assert!(
+            taken.contains(&format!("driver {f} vfio-pci override vfio-pci")),
+            "{f}:\n{taken}"
+        );
+    }
+    assert_eq!(display(&run, "dyn-back"), before);
+    assert_eq!(display(&run, "bare-dyn-back"), before);
+    let phases = hook_runs(&run);
+    for want in ["dyn prepare begin ok", "dyn release end ok"] {
+        assert!(phases.iter().any(|p| p == want), "{want} in {phases:?}");
+    }
+    compare_times(
+        &run,
+        &[
+            ("dynamic handover", "dyn-prepare", "bare-dyn-take"),
+            ("dynamic give-back", "dyn-release", "bare-dyn-back"),
+        ],
+    );
+}

@@ -397,6 +397,7 @@ impl Runner<'_> {
         let r = match &op {
             KernelOp::Write { path, value } => self.kernel.write_attr(path, value),
             KernelOp::LoadModule { name } => self.kernel.load_module(name),
+            KernelOp::UnloadModule { name } => self.kernel.unload_module(name),
         };
         r.map_err(|e| Failure {
             device,

@@ -68,6 +68,245 @@ pub struct HookArgs {
     pub args: Vec<String>,
 }
 
+/// `exliar recover-display`.
+#[derive(Debug, Args)]
+pub struct RecoverDisplayArgs {
+    /// Only when it is stuck: do nothing while the VM runs (the watchdog's
+    /// form)
+    #[arg(long)]
+    pub if_stuck: bool,
+    /// At boot, before the display manager: restore the kernel side and
+    /// clear the record without starting services (systemd starts them)
+    #[arg(long)]
+    pub boot: bool,
+    /// Give the display back even though the VM still runs (it loses the
+    /// card)
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The transient systemd timer armed at `prepare begin` of a single-GPU
+/// VM: when the VM has not reached `started begin` by then (the hook or the
+/// daemon died in between), it runs `exliar recover-display --if-stuck`.
+pub const WATCHDOG: &str = "exliar-display-watchdog";
+/// Seconds from `prepare begin` to the watchdog (QEMU reaches `started
+/// begin` in seconds: the guest's boot is not waited for).
+pub const WATCHDOG_SECS: u32 = 120;
+
+fn systemd_runs(root: &Path) -> bool {
+    root == Path::new("/") && HostRoot::new(root).exists("run/systemd/system")
+}
+
+fn disarm_watchdog(root: &Path) {
+    if systemd_runs(root) {
+        for args in [
+            &["stop", "--", "exliar-display-watchdog.timer"][..],
+            &[
+                "reset-failed",
+                "--",
+                "exliar-display-watchdog.timer",
+                "exliar-display-watchdog.service",
+            ][..],
+        ] {
+            let _ = std::process::Command::new("systemctl")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn arm_watchdog(root: &Path, steps: &mut Vec<hooks::Timed>) {
+    if !systemd_runs(root) {
+        return;
+    }
+    let t = std::time::Instant::now();
+    disarm_watchdog(root);
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let ok = std::process::Command::new("systemd-run")
+        .arg(format!("--unit={WATCHDOG}"))
+        .arg(format!("--on-active={WATCHDOG_SECS}"))
+        .arg("--timer-property=AccuracySec=1s")
+        .arg("--")
+        .arg(exe)
+        .args(["recover-display", "--if-stuck"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    steps.push(hooks::Timed {
+        what: format!(
+            "arm the watchdog ({WATCHDOG}.timer, {WATCHDOG_SECS}s){}",
+            if ok { "" } else { ": systemd-run failed" }
+        ),
+        secs: t.elapsed().as_secs_f64(),
+    });
+}
+
+fn services_for(root: &Path) -> &'static dyn crate::handover::Services {
+    if systemd_runs(root) {
+        &crate::handover::Systemd
+    } else {
+        &crate::handover::NoServices
+    }
+}
+
+/// The single-GPU handover (or give-back) for the hook.
+fn single_gpu(
+    root: &Path,
+    kernel: &dyn crate::host::kernel::Kernel,
+    store: &mut dyn crate::bind::BindingState,
+    domain: &str,
+    action: &hooks::Action,
+    steps: &mut Vec<hooks::Timed>,
+) -> Result<(), (bool, String)> {
+    use crate::handover::{self as ho, Ended};
+    let mut ctx = ho::Ctx {
+        root,
+        kernel,
+        services: services_for(root),
+        store,
+        drm_wait: ho::DRM_WAIT,
+    };
+    let ended = match action {
+        hooks::Action::HandOver(fs) => {
+            let e = ho::take(&mut ctx, domain, fs, &mut ho::never, steps);
+            if matches!(e, Ended::Ok | Ended::Failed { left: true, .. }) {
+                arm_watchdog(root, steps);
+            }
+            e
+        }
+        _ => {
+            disarm_watchdog(root);
+            ho::give_back(&mut ctx, &mut ho::never, steps)
+        }
+    };
+    match ended {
+        Ended::Ok => Ok(()),
+        Ended::Failed { message, left } => Err((
+            true,
+            if left {
+                format!("{message}; `exliar recover-display` finishes giving the display back")
+            } else {
+                message
+            },
+        )),
+        Ended::Killed => Err((true, "stopped".into())),
+    }
+}
+
+pub fn recover_display(root: &Path, a: &RecoverDisplayArgs) -> anyhow::Result<u8> {
+    use crate::handover::{self as ho, Ended};
+    let started = std::time::Instant::now();
+    let host = HostRoot::new(root);
+    let journal = ho::read_journal(&host).map_err(|e| anyhow::anyhow!(e))?;
+    let report = |outcome: &str,
+                  domain: Option<&str>,
+                  message: Option<String>,
+                  steps: &[hooks::Timed],
+                  code: u8|
+     -> anyhow::Result<u8> {
+        if a.json {
+            let v = serde_json::json!({
+                "schema": "exliar.recover-display/1",
+                "outcome": outcome,
+                "domain": domain,
+                "message": message,
+                "steps": steps,
+                "secs": started.elapsed().as_secs_f64(),
+            });
+            term::out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        } else {
+            let mut out = match outcome {
+                "nothing-recorded" => {
+                    "No single-GPU handover is recorded: nothing to give back.\n".to_string()
+                }
+                "vm-running" => String::new(),
+                "given-back" => format!(
+                    "The display is back (the handover for {} is undone):\n",
+                    domain.unwrap_or("?")
+                ),
+                _ => "Giving the display back did not finish:\n".to_string(),
+            };
+            for t in steps {
+                out.push_str(&format!("  {:.3}s {}\n", t.secs, t.what));
+            }
+            term::out(&out)?;
+            if let Some(m) = &message {
+                term::err(&format!("exliar recover-display: {m}\n"));
+            }
+        }
+        Ok(code)
+    };
+    let Some(j) = journal else {
+        return report("nothing-recorded", None, None, &[], exit::OK);
+    };
+    if !a.boot && !a.force && ho::domain_running(&host, &j.domain) {
+        if a.if_stuck {
+            return report("vm-running", Some(&j.domain), None, &[], exit::OK);
+        }
+        return report(
+            "vm-running",
+            Some(&j.domain),
+            Some(format!(
+                "{} runs and holds the card: stop it (`exliar vm destroy {}`) and the hook gives the display back; --force takes the card from the running VM",
+                j.domain, j.domain
+            )),
+            &[],
+            exit::FINDINGS,
+        );
+    }
+    let kernel = crate::host::kernel::SysfsKernel::new(root);
+    let _lock = crate::bind::StateFile::lock(root).map_err(|e| anyhow::anyhow!(e))?;
+    let mut st = crate::bind::StateFile::load(root).map_err(|e| anyhow::anyhow!(e))?;
+    let services: &dyn ho::Services = if a.boot {
+        &ho::NoServices
+    } else {
+        services_for(root)
+    };
+    let mut ctx = ho::Ctx {
+        root,
+        kernel: &kernel,
+        services,
+        store: &mut st,
+        drm_wait: ho::DRM_WAIT,
+    };
+    let mut steps = Vec::new();
+    let ended = if a.boot {
+        ho::give_back_at_boot(&mut ctx, &mut steps)
+    } else {
+        ho::give_back(&mut ctx, &mut ho::never, &mut steps)
+    };
+    if !a.boot {
+        disarm_watchdog(root);
+    }
+    let (outcome, message, code) = match ended {
+        Ended::Ok => ("given-back", None, exit::OK),
+        Ended::Failed { message, .. } => ("failed", Some(message), exit::ERROR),
+        Ended::Killed => ("failed", Some("stopped".into()), exit::ERROR),
+    };
+    hooks::log(
+        root,
+        &Run {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            domain: j.domain.clone(),
+            phase: "recover-display".into(),
+            mode: Handover::SingleGpu.name().into(),
+            outcome: if code == exit::OK { "ok" } else { "failed" }.into(),
+            message: message.clone(),
+            steps: steps.clone(),
+            secs: started.elapsed().as_secs_f64(),
+        },
+    );
+    report(outcome, Some(&j.domain), message, &steps, code)
+}
+
 pub fn run(root: &Path, cmd: &HooksCmd) -> anyhow::Result<u8> {
     match &cmd.command {
         HooksSub::Install(a) => install(root, a),
@@ -180,6 +419,14 @@ fn status(root: &Path, a: &HooksStatusArgs) -> anyhow::Result<u8> {
     for c in &s.chained {
         out.push_str(&format!("  also run by libvirt: {}\n", c));
     }
+    if let Some(u) = &s.boot_unit {
+        out.push_str(&format!("  boot unit: {u} (recover-display --boot)\n"));
+    }
+    if let Some(d) = &s.handover_in_progress {
+        out.push_str(&format!(
+            "Single-GPU handover in progress for {d} (`exliar recover-display` gives the display back once the VM is stopped)\n"
+        ));
+    }
     if s.last_runs.is_empty() {
         out.push_str("No runs for exliar's VMs yet.\n");
     } else {
@@ -233,10 +480,21 @@ pub fn hook(root: &Path, a: &HookArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
     let kernel = crate::host::kernel::SysfsKernel::new(root);
     let mut steps = Vec::new();
-    let moves = matches!(action, hooks::Action::Take(_) | hooks::Action::GiveBack(_));
+    let single = matches!(
+        action,
+        hooks::Action::HandOver(_) | hooks::Action::DisplayBack
+    );
+    if *mode == Handover::SingleGpu && op == "started" && sub_op == "begin" {
+        // the VM got the card: the watchdog has nothing to watch
+        disarm_watchdog(root);
+    }
+    let moves = single || matches!(action, hooks::Action::Take(_) | hooks::Action::GiveBack(_));
     let result = if moves {
         match crate::bind::StateFile::lock(root) {
             Ok(_lock) => match crate::bind::StateFile::load(root) {
+                Ok(mut st) if single => {
+                    single_gpu(root, &kernel, &mut st, name, &action, &mut steps)
+                }
                 Ok(mut st) => hooks::act(&host, &kernel, &mut st, &action, &mut steps),
                 Err(e) => Err((true, e)),
             },

@@ -102,6 +102,8 @@ pub enum Command {
     Hooks(hooks::HooksCmd),
     /// Run by libvirt through exliar's hook for every domain (`exliar hook qemu DOMAIN OP SUB-OP EXTRA`, the domain XML on stdin); acts only on domains exliar created
     Hook(hooks::HookArgs),
+    /// Give the host its display back after a single-GPU handover that did not finish (a crash, a failed start): undoes the recorded steps newest first; run by the watchdog and at boot too; needs root
+    RecoverDisplay(hooks::RecoverDisplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +275,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Usb(a) => usb::run(&cli.root, a),
         Command::Hooks(a) => hooks::run(&cli.root, a),
         Command::Hook(a) => hooks::hook(&cli.root, a),
+        Command::RecoverDisplay(a) => hooks::recover_display(&cli.root, a),
     }
 }
 

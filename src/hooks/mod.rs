@@ -22,6 +22,9 @@
 //!   functions to vfio-pci (verified, undone on failure), refusing while the
 //!   host uses the card; at `release end` it gives them back. The two never
 //!   fight over a device.
+//! - `single-gpu`: exliar moves it, as in `dynamic` (managed='no'), after
+//!   the host let go of its display ([`crate::handover`]); at `release end`
+//!   the display comes back from the handover's journal.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,6 +134,46 @@ pub struct HookHost {
     pub chained: Option<Vec<u8>>,
     /// How to make the daemon read its hooks again (`None`: not found).
     pub reload: Option<Vec<String>>,
+    /// systemd runs the host: the boot unit of `recover-display` is
+    /// installed with the hook.
+    pub systemd: bool,
+    /// [`UNIT`] and [`UNIT_WANTS`] now.
+    pub unit: Option<Vec<u8>>,
+    pub unit_wants: Option<Vec<u8>>,
+}
+
+/// The boot unit that gives the display back after a single-GPU handover a
+/// crash interrupted (it acts only when the handover's journal exists).
+pub const UNIT: &str = "etc/systemd/system/exliar-recover-display.service";
+/// Pulls [`UNIT`] in at boot: a drop-in (a plain file, restored byte for
+/// byte on rollback), not an enable symlink.
+pub const UNIT_WANTS: &str =
+    "etc/systemd/system/multi-user.target.d/10-exliar-recover-display.conf";
+
+/// The text of [`UNIT`].
+pub fn unit_text(exliar: &Path) -> String {
+    // `%` and `$` mean specifiers and variables to systemd
+    let exe = exliar
+        .display()
+        .to_string()
+        .replace('%', "%%")
+        .replace('$', "$$");
+    let exe = if exe
+        .chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        format!("\"{}\"", exe.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        exe
+    };
+    format!(
+        "# Installed by `exliar hooks install`; `exliar hooks remove` takes it away.\n[Unit]\nDescription=exliar: give the display back after an unfinished single-GPU handover\nConditionPathExists=/{}\nAfter=local-fs.target systemd-modules-load.service\nBefore=display-manager.service libvirtd.service virtqemud.service\n\n[Service]\nType=oneshot\nExecStart={exe} recover-display --boot\n",
+        crate::handover::JOURNAL
+    )
+}
+
+fn unit_wants_text() -> String {
+    "# Installed by `exliar hooks install`; `exliar hooks remove` takes it away.\n[Unit]\nWants=exliar-recover-display.service\n".into()
 }
 
 /// Read the facts: the hook files, and how to reload the daemon (systemd's
@@ -168,6 +211,9 @@ pub fn gather(host: &HostRoot, libvirt: Option<(u32, u32)>) -> HookHost {
         dropin: bytes(DROPIN),
         chained: bytes(CHAINED),
         reload,
+        systemd: host.exists("run/systemd/system"),
+        unit: bytes(UNIT),
+        unit_wants: bytes(UNIT_WANTS),
     }
 }
 
@@ -251,6 +297,40 @@ pub fn install_plan(h: &HookHost, exliar: &Path) -> Plan {
     if !plan.steps.is_empty() {
         reload_step(h, &mut plan, "the new hook is used from now on");
     }
+    if h.systemd {
+        let n = plan.steps.len();
+        for (path, before, after, why) in [
+            (
+                UNIT,
+                &h.unit,
+                unit_text(exliar),
+                "at boot, before the display manager: finish a single-GPU handover a crash interrupted (`exliar recover-display --boot`; it runs only when a handover is recorded)",
+            ),
+            (
+                UNIT_WANTS,
+                &h.unit_wants,
+                unit_wants_text(),
+                "start that unit at every boot",
+            ),
+        ] {
+            if before.as_deref() != Some(after.as_bytes()) {
+                plan.steps.push(Step::WriteFile {
+                    path: path.into(),
+                    before: before.clone(),
+                    after: after.into_bytes(),
+                    mode: 0o644,
+                    why: why.into(),
+                });
+            }
+        }
+        if plan.steps.len() > n {
+            plan.steps.push(Step::Run {
+                argv: ["systemctl", "daemon-reload"].map(String::from).to_vec(),
+                undo: None,
+                why: "systemd reads the new unit (run again on rollback, after the files are restored)".into(),
+            });
+        }
+    }
     plan
 }
 
@@ -265,6 +345,11 @@ pub struct Status {
     pub runs: Option<String>,
     /// Other hooks libvirt runs besides exliar's.
     pub chained: Vec<String>,
+    /// The boot unit of `recover-display` (`/etc/systemd/system/…`), or
+    /// null (not installed: no systemd).
+    pub boot_unit: Option<String>,
+    /// A single-GPU handover recorded now (the domain), not given back yet.
+    pub handover_in_progress: Option<String>,
     /// The last runs, newest last.
     pub last_runs: Vec<Run>,
 }
@@ -321,6 +406,11 @@ pub fn status(host: &HostRoot, last: usize) -> Status {
         installed,
         runs,
         chained,
+        boot_unit: h.unit.as_ref().map(|_| format!("/{UNIT}")),
+        handover_in_progress: crate::handover::read_journal(host)
+            .ok()
+            .flatten()
+            .map(|j| j.domain),
         last_runs,
     }
 }
@@ -361,6 +451,11 @@ pub enum Action {
     Take(Vec<PciAddress>),
     /// `dynamic`: give them back.
     GiveBack(Vec<PciAddress>),
+    /// `single-gpu`: the host lets go of its display and the card
+    /// ([`crate::handover::take`]).
+    HandOver(Vec<PciAddress>),
+    /// `single-gpu`: the display back ([`crate::handover::give_back`]).
+    DisplayBack,
 }
 
 /// The VM's mode and card from the XML libvirt passes (pure). `None`: not
@@ -386,6 +481,8 @@ pub fn decide(op: &str, sub_op: &str, domain: Option<&(Handover, Vec<PciAddress>
         ("prepare", "begin", Handover::Boot) => Action::Verify(functions.clone()),
         ("prepare", "begin", Handover::Dynamic) => Action::Take(functions.clone()),
         ("release", "end", Handover::Dynamic) => Action::GiveBack(functions.clone()),
+        ("prepare", "begin", Handover::SingleGpu) => Action::HandOver(functions.clone()),
+        ("release", "end", Handover::SingleGpu) => Action::DisplayBack,
         ("prepare" | "start" | "started" | "stopped" | "release", _, _) => Action::Log,
         _ => Action::Nothing,
     }
@@ -438,7 +535,7 @@ pub fn act(
             .flatten()
     };
     match action {
-        Action::Nothing | Action::Log => Ok(()),
+        Action::Nothing | Action::Log | Action::HandOver(_) | Action::DisplayBack => Ok(()),
         Action::Verify(fs) => {
             let t = Instant::now();
             let off: Vec<String> = fs

@@ -226,6 +226,7 @@ fn facts(libvirt: Option<(u32, u32)>, main: Option<&str>) -> HookHost {
         dropin: None,
         chained: None,
         reload: Some(vec!["kill".into(), "-HUP".into(), "123".into()]),
+        ..HookHost::default()
     }
 }
 
@@ -380,4 +381,67 @@ fn reload_is_systemd_or_sighup_to_the_daemon() -> std::io::Result<()> {
         Some("systemctl".into())
     );
     Ok(())
+}
+
+#[test]
+fn with_systemd_the_boot_unit_comes_with_the_hook_as_plain_files() {
+    let exe = Path::new("/opt/my tools/exliar%1");
+    let mut h = facts(Some((9, 0)), None);
+    h.systemd = true;
+    let p = install_plan(&h, exe);
+    let writes: Vec<(String, String)> = p
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteFile { path, after, .. } => Some((
+                path.display().to_string(),
+                String::from_utf8_lossy(after).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let unit = writes
+        .iter()
+        .find(|(p, _)| p == UNIT)
+        .map(|w| w.1.clone())
+        .unwrap_or_default();
+    assert!(
+        unit.contains("ExecStart=\"/opt/my tools/exliar%%1\" recover-display --boot\n"),
+        "{unit}"
+    );
+    assert!(unit.contains("Before=display-manager.service"), "{unit}");
+    assert!(
+        unit.contains(&format!(
+            "ConditionPathExists=/{}",
+            crate::handover::JOURNAL
+        )),
+        "{unit}"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|(p, t)| p == UNIT_WANTS && t.contains("Wants=exliar-recover-display.service")),
+        "{writes:?}"
+    );
+    let last = p.steps.last();
+    assert!(
+        matches!(last, Some(Step::Run { argv, undo: None, .. }) if argv == &["systemctl", "daemon-reload"]),
+        "{last:?}"
+    );
+    // installed already: nothing to do
+    let mut h2 = h.clone();
+    h2.dropin = Some(dropin_script(exe).into_bytes());
+    h2.unit = Some(unit.into_bytes());
+    h2.unit_wants = writes
+        .iter()
+        .find(|(p, _)| p == UNIT_WANTS)
+        .map(|w| w.1.clone().into_bytes());
+    assert!(install_plan(&h2, exe).steps.is_empty());
+    // no systemd: no unit
+    let p = install_plan(&facts(Some((9, 0)), None), exe);
+    assert!(
+        !p.steps.iter().any(
+            |s| matches!(s, Step::WriteFile { path, .. } if path.display().to_string() == UNIT)
+        )
+    );
 }

@@ -15,6 +15,8 @@ pub enum KernelOp {
     Write { path: PathBuf, value: String },
     /// `modprobe NAME`.
     LoadModule { name: String },
+    /// `modprobe -r NAME`.
+    UnloadModule { name: String },
 }
 
 impl std::fmt::Display for KernelOp {
@@ -24,6 +26,7 @@ impl std::fmt::Display for KernelOp {
                 write!(f, "write {:?} to /{}", value.trim_end(), path.display())
             }
             KernelOp::LoadModule { name } => write!(f, "modprobe {name}"),
+            KernelOp::UnloadModule { name } => write!(f, "modprobe -r {name}"),
         }
     }
 }
@@ -35,6 +38,9 @@ pub trait Kernel {
     fn write_attr(&self, rel: &Path, value: &str) -> io::Result<()>;
     /// Load a kernel module.
     fn load_module(&self, name: &str) -> io::Result<()>;
+    /// Unload a kernel module (`modprobe -r`: it fails while the module is
+    /// in use or held by another).
+    fn unload_module(&self, name: &str) -> io::Result<()>;
 }
 
 /// The real kernel under a root (normally `/`). Paths are opened with
@@ -90,17 +96,33 @@ impl Kernel for SysfsKernel {
     }
 
     fn load_module(&self, name: &str) -> io::Result<()> {
+        self.modprobe(&[], name)
+    }
+
+    fn unload_module(&self, name: &str) -> io::Result<()> {
+        self.modprobe(&["-r"], name)
+    }
+}
+
+impl SysfsKernel {
+    fn modprobe(&self, flags: &[&str], name: &str) -> io::Result<()> {
+        let shown = if flags.is_empty() {
+            format!("modprobe {name}")
+        } else {
+            format!("modprobe {} {name}", flags.join(" "))
+        };
         // modprobe acts on the running kernel, whatever the root: a tree
         // that is not the live host (a snapshot, a mounted target) must not
-        // load modules into this machine.
+        // load or unload modules of this machine.
         if self.root != Path::new("/") {
             return Err(io::Error::other(format!(
-                "modprobe {name}: modules are loaded only on the live host (--root /), not for {}",
+                "{shown}: modules are changed only on the live host (--root /), not for {}",
                 self.root.display()
             )));
         }
         // No shell: the module name is one argument.
         let out = std::process::Command::new("modprobe")
+            .args(flags)
             .arg("--")
             .arg(name)
             .output()?;
@@ -108,7 +130,7 @@ impl Kernel for SysfsKernel {
             Ok(())
         } else {
             Err(io::Error::other(format!(
-                "modprobe {name} failed: {}",
+                "{shown} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }

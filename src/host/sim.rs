@@ -82,6 +82,10 @@ pub struct SimKernel {
     ops: RefCell<Vec<SimOp>>,
     inject: RefCell<Inject>,
     roms: RefCell<BTreeMap<PciAddress, SimRom>>,
+    /// Which module provides each PCI driver (`drivers/X/module` at start).
+    driver_modules: BTreeMap<String, String>,
+    /// Each module's dependencies (the modules whose `holders/` name it).
+    deps: BTreeMap<String, Vec<String>>,
 }
 
 fn errno(e: rustix::io::Errno, what: String) -> io::Error {
@@ -109,12 +113,29 @@ impl SimKernel {
                 .and_then(|g| g.parse().ok());
             devices.insert(a, (driver, group));
         }
+        let mut driver_modules = BTreeMap::new();
+        for d in host.list_dir(DRIVERS).unwrap_or_default() {
+            if let Ok(Some(m)) = host.link_name(Path::new(DRIVERS).join(&d).join("module")) {
+                driver_modules.insert(d, m);
+            }
+        }
+        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in host.list_dir("sys/module").unwrap_or_default() {
+            for h in host
+                .list_dir(format!("sys/module/{m}/holders"))
+                .unwrap_or_default()
+            {
+                deps.entry(h).or_default().push(m.clone());
+            }
+        }
         Ok(Self {
             root,
             devices,
             ops: RefCell::new(Vec::new()),
             inject: RefCell::new(Inject::default()),
             roms: RefCell::new(BTreeMap::new()),
+            driver_modules,
+            deps,
         })
     }
 
@@ -425,6 +446,54 @@ impl SimKernel {
                 let a = self.device_arg(value, &shown)?;
                 self.probe(a)
             }
+            ["sys", "class", "vtconsole", vc, "bind"] => {
+                let file = self.root.join(format!("sys/class/vtconsole/{vc}/bind"));
+                if !file.is_file() {
+                    return Err(errno(rustix::io::Errno::NOENT, shown));
+                }
+                match value.trim() {
+                    v @ ("0" | "1") => std::fs::write(file, format!("{v}\n")),
+                    _ => Err(errno(rustix::io::Errno::INVAL, shown)),
+                }
+            }
+            [
+                "sys",
+                "bus",
+                "platform",
+                "drivers",
+                drv,
+                verb @ ("bind" | "unbind"),
+            ] => {
+                let ddir = self.root.join(format!("sys/bus/platform/drivers/{drv}"));
+                if !ddir.is_dir() {
+                    return Err(errno(rustix::io::Errno::NOENT, shown));
+                }
+                let dev = value.trim();
+                let pdev = self.root.join(format!("sys/devices/platform/{dev}"));
+                if dev.is_empty() || dev.contains('/') || !pdev.is_dir() {
+                    return Err(errno(rustix::io::Errno::NODEV, shown));
+                }
+                let bound = std::fs::symlink_metadata(ddir.join(dev)).is_ok();
+                if *verb == "unbind" {
+                    if !bound {
+                        return Err(errno(rustix::io::Errno::NODEV, shown));
+                    }
+                    std::fs::remove_file(ddir.join(dev))?;
+                    std::fs::remove_file(pdev.join("driver"))
+                } else {
+                    if std::fs::symlink_metadata(pdev.join("driver")).is_ok() {
+                        return Err(errno(rustix::io::Errno::BUSY, shown));
+                    }
+                    std::os::unix::fs::symlink(
+                        format!("../../../../devices/platform/{dev}"),
+                        ddir.join(dev),
+                    )?;
+                    std::os::unix::fs::symlink(
+                        format!("../../../bus/platform/drivers/{drv}"),
+                        pdev.join("driver"),
+                    )
+                }
+            }
             _ => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("{shown}: the simulation does not write this file"),
@@ -439,9 +508,104 @@ impl SimKernel {
                 "modprobe {name} failed: modprobe: FATAL: Module {name} not found"
             )));
         }
-        std::fs::create_dir_all(self.root.join("sys/module").join(&norm))?;
+        let dir = self.root.join("sys/module").join(&norm);
+        if dir.is_dir() {
+            return Ok(()); // loaded: modprobe does nothing
+        }
+        // modprobe loads what it depends on first
+        for d in self.deps.get(&norm).cloned().unwrap_or_default() {
+            self.apply_load(&d)?;
+            let h = self.root.join("sys/module").join(&d).join("holders");
+            std::fs::create_dir_all(&h)?;
+            std::os::unix::fs::symlink(format!("../../{norm}"), h.join(&norm))?;
+        }
+        std::fs::create_dir_all(&dir)?;
         if norm == "vfio_pci" {
             std::fs::create_dir_all(self.root.join(DRIVERS).join(VFIO_PCI))?;
+        }
+        // its drivers register and probe the devices no driver has (one
+        // whose override names another driver stays unbound)
+        for (drv, m) in &self.driver_modules {
+            if *m != norm {
+                continue;
+            }
+            let ddir = self.root.join(DRIVERS).join(drv);
+            std::fs::create_dir_all(&ddir)?;
+            std::os::unix::fs::symlink(format!("../../../../module/{norm}"), ddir.join("module"))?;
+            let natural: Vec<PciAddress> = self
+                .devices
+                .iter()
+                .filter(|(_, (n, _))| n.as_deref() == Some(drv.as_str()))
+                .map(|(a, _)| *a)
+                .collect();
+            for a in natural {
+                let ov = self.driver_override(&a);
+                if self.driver(&a).is_none()
+                    && ov.as_deref().is_none_or(|o| o == drv)
+                    && !self.inject.borrow().probe_fails.contains(&(a, drv.clone()))
+                {
+                    self.bind_to(&a, drv)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_unload(&self, name: &str) -> io::Result<()> {
+        let norm = name.replace('-', "_");
+        let dir = self.root.join("sys/module").join(&norm);
+        if !dir.is_dir() {
+            return Err(io::Error::other(format!(
+                "modprobe -r {name} failed: modprobe: FATAL: Module {norm} is not in kernel."
+            )));
+        }
+        let holders: Vec<String> = std::fs::read_dir(dir.join("holders"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !holders.is_empty() {
+            return Err(io::Error::other(format!(
+                "modprobe -r {name} failed: modprobe: FATAL: Module {norm} is in use by: {}",
+                holders.join(" ")
+            )));
+        }
+        // its drivers go, and with them their devices' bindings
+        let mut drivers: Vec<String> = self
+            .driver_modules
+            .iter()
+            .filter(|(_, m)| **m == norm)
+            .map(|(d, _)| d.clone())
+            .collect();
+        if norm == "vfio_pci" {
+            drivers.push(VFIO_PCI.to_string());
+        }
+        for drv in drivers {
+            let bound: Vec<PciAddress> = self
+                .devices
+                .keys()
+                .filter(|a| self.driver(a).as_deref() == Some(drv.as_str()))
+                .copied()
+                .collect();
+            for a in bound {
+                self.unbind_from(&a, &drv)?;
+            }
+            match std::fs::remove_dir_all(self.root.join(DRIVERS).join(&drv)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        std::fs::remove_dir_all(&dir)?;
+        for d in self.deps.get(&norm).cloned().unwrap_or_default() {
+            let _ = std::fs::remove_file(
+                self.root
+                    .join("sys/module")
+                    .join(d)
+                    .join("holders")
+                    .join(&norm),
+            );
         }
         Ok(())
     }
@@ -481,6 +645,7 @@ impl SimKernel {
             None => match &op {
                 KernelOp::Write { path, value } => self.apply_write(path, value),
                 KernelOp::LoadModule { name } => self.apply_load(name),
+                KernelOp::UnloadModule { name } => self.apply_unload(name),
             },
         };
         self.ops.borrow_mut().push(SimOp {
@@ -501,6 +666,12 @@ impl Kernel for SimKernel {
 
     fn load_module(&self, name: &str) -> io::Result<()> {
         self.run(KernelOp::LoadModule {
+            name: name.to_string(),
+        })
+    }
+
+    fn unload_module(&self, name: &str) -> io::Result<()> {
+        self.run(KernelOp::UnloadModule {
             name: name.to_string(),
         })
     }
@@ -564,6 +735,10 @@ pub struct SimTree {
     no_iommu: bool,
     root_disk: Option<(PciAddress, String)>,
     route: Option<(PciAddress, String)>,
+    driver_modules: Vec<(String, String)>,
+    holders: Vec<(String, String)>,
+    vtconsoles: Vec<(u32, String, bool)>,
+    platform_fbs: Vec<(String, String)>,
 }
 
 impl SimTree {
@@ -588,6 +763,31 @@ impl SimTree {
     /// on the controller at `a`.
     pub fn root_disk(mut self, a: PciAddress, disk: &str) -> Self {
         self.root_disk = Some((a, disk.to_string()));
+        self
+    }
+    /// PCI driver `driver` is provided by (loaded) module `module`
+    /// (`drivers/DRIVER/module`).
+    pub fn driver_module(mut self, driver: &str, module: &str) -> Self {
+        self.driver_modules
+            .push((driver.to_string(), module.replace('-', "_")));
+        self
+    }
+    /// Loaded module `holder` uses loaded module `module`
+    /// (`sys/module/MODULE/holders/HOLDER`).
+    pub fn holder(mut self, module: &str, holder: &str) -> Self {
+        self.holders.push((module.to_string(), holder.to_string()));
+        self
+    }
+    /// A virtual console driver: `sys/class/vtconsole/vtconN/{name,bind}`.
+    pub fn vtconsole(mut self, n: u32, name: &str, bound: bool) -> Self {
+        self.vtconsoles.push((n, name.to_string(), bound));
+        self
+    }
+    /// A firmware framebuffer: platform device `device` bound to platform
+    /// driver `driver` (`efi-framebuffer`, `simple-framebuffer`).
+    pub fn platform_fb(mut self, driver: &str, device: &str) -> Self {
+        self.platform_fbs
+            .push((driver.to_string(), device.to_string()));
         self
     }
     /// The default route goes through interface `iface` of the NIC at `a`.
@@ -665,6 +865,46 @@ impl SimTree {
             link(
                 &format!("../../../devices/pci{:04x}:00/{a}", d.address.domain),
                 &format!("{DEVICES}/{a}"),
+            )?;
+        }
+        for (drv, m) in &self.driver_modules {
+            std::fs::create_dir_all(root.join(DRIVERS).join(drv))?;
+            std::fs::create_dir_all(root.join("sys/module").join(m))?;
+            link(
+                &format!("../../../../module/{m}"),
+                &format!("{DRIVERS}/{drv}/module"),
+            )?;
+        }
+        for (m, h) in &self.holders {
+            std::fs::create_dir_all(root.join("sys/module").join(h))?;
+            link(
+                &format!("../../{h}"),
+                &format!("sys/module/{m}/holders/{h}"),
+            )?;
+        }
+        for (n, name, bound) in &self.vtconsoles {
+            w(
+                &format!("sys/class/vtconsole/vtcon{n}/name"),
+                &format!("{name}\n"),
+            )?;
+            w(
+                &format!("sys/class/vtconsole/vtcon{n}/bind"),
+                if *bound { "1\n" } else { "0\n" },
+            )?;
+        }
+        for (drv, dev) in &self.platform_fbs {
+            std::fs::create_dir_all(root.join("sys/devices/platform").join(dev))?;
+            link(
+                &format!("../../../devices/platform/{dev}"),
+                &format!("sys/bus/platform/devices/{dev}"),
+            )?;
+            link(
+                &format!("../../../../devices/platform/{dev}"),
+                &format!("sys/bus/platform/drivers/{drv}/{dev}"),
+            )?;
+            link(
+                &format!("../../../bus/platform/drivers/{drv}"),
+                &format!("sys/devices/platform/{dev}/driver"),
             )?;
         }
         for m in &self.modules {

@@ -157,6 +157,9 @@ pub struct ExtrasView {
     pub unattend_iso_exists: bool,
     /// exliar's copy of the answer file (password hidden) as it is now.
     pub unattend_shown_before: Option<Vec<u8>>,
+    /// A network login enabled at boot (`ssh.service`, …), for
+    /// `--handover single-gpu`.
+    pub network_login: Option<String>,
 }
 
 impl Default for ExtrasView {
@@ -171,6 +174,7 @@ impl Default for ExtrasView {
             unattend_locale: None,
             unattend_iso_exists: false,
             unattend_shown_before: None,
+            network_login: None,
         }
     }
 }
@@ -359,9 +363,31 @@ pub fn plan(
         Handover::Dynamic => reasons.push(
             "handover dynamic: the card stays with the host until the VM starts; exliar's libvirt hook binds its functions to vfio-pci then (refusing while the host uses it) and gives them back when the VM stops (managed='no': libvirt leaves the binding to exliar)".into(),
         ),
-        Handover::SingleGpu => refuse.push(
-            "--handover single-gpu (the host lets go of its only GPU while the VM runs) is not available yet; use a host with a second GPU and --handover dynamic or boot".into(),
-        ),
+        Handover::SingleGpu if card.is_none() => {
+            refuse.push(
+                "--handover single-gpu hands the host's GPU to the VM: the VM needs a card (--gpu)"
+                    .into(),
+            );
+        }
+        Handover::SingleGpu => {
+            reasons.push(
+                "handover single-gpu: when the VM starts, exliar's libvirt hook stops the display manager, unbinds the framebuffer console and firmware framebuffer, binds the card to vfio-pci and unloads its drivers, journaling each step; when the VM stops it undoes them in reverse (managed='no': libvirt leaves the binding to exliar)".into(),
+            );
+            let login = v.extras.network_login.as_deref();
+            warnings.push(format!(
+                "the host's local display goes away while the VM runs (display manager stopped, console unbound); reach the host over the network meanwhile{}; if a start fails half-way, `exliar recover-display` (also run by a watchdog and at boot) brings the display back",
+                login.map_or_else(String::new, |l| format!(" ({l} is enabled)"))
+            ));
+            let console = card.is_some_and(|c| c.boot_display);
+            if console && login.is_none() {
+                let msg = "the card holds the host's only console and no network login is enabled at boot (no ssh/sshd service or socket): while the VM runs the host could not be reached; enable one (`systemctl enable --now ssh`)";
+                if o.force {
+                    warnings.push(format!("{msg} (going on: --force)"));
+                } else {
+                    refuse.push(format!("{msg}, or give --force"));
+                }
+            }
+        }
     }
 
     // Memory.
@@ -889,7 +915,8 @@ pub fn plan(
         localtime: profile.clock == "localtime",
         stealth: o.stealth,
         hostdevs: functions.clone(),
-        managed: o.handover != Handover::Dynamic,
+        // exliar's hook moves the card in both handover modes
+        managed: o.handover == Handover::Boot,
         disks,
         cdroms,
         network,
@@ -1134,6 +1161,23 @@ pub fn usb_controller_facts(inv: &Inventory, address: PciAddress) -> Option<UsbC
 }
 
 /// What the VM-extras options need from the host.
+/// A network login enabled at boot: systemd's ssh/sshd service or socket
+/// (Debian, Fedora, Arch, NixOS), OpenRC's or runit's sshd.
+pub fn network_login(host: &HostRoot) -> Option<String> {
+    [
+        "etc/systemd/system/multi-user.target.wants/ssh.service",
+        "etc/systemd/system/multi-user.target.wants/sshd.service",
+        "etc/systemd/system/sockets.target.wants/ssh.socket",
+        "etc/systemd/system/sockets.target.wants/sshd.socket",
+        "etc/runlevels/default/sshd",
+        "etc/runit/runsvdir/default/sshd",
+        "var/service/sshd",
+    ]
+    .iter()
+    .find(|p| host.exists(p))
+    .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+}
+
 fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
     use crate::host::usb;
     let want_usb = !o.usb.is_empty() || !o.usb_controllers.is_empty();
@@ -1177,6 +1221,7 @@ fn gather_extras(host: &HostRoot, o: &Options, inv: &Inventory) -> ExtrasView {
         Vec::new()
     };
     ExtrasView {
+        network_login: network_login(host),
         usb_present,
         evdev,
         lg: if o.looking_glass.is_some() {

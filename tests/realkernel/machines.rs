@@ -19,3 +19,11 @@ pub const IDENTICAL_DEVICES: &str = "\
     -device pcie-root-port,id=rp2,bus=pcie.0,chassis=2,addr=0x3 \
     -device VGA,bus=rp1 \
     -device VGA,bus=rp2";
+
+/// The host of a single-GPU handover: its only display is the VGA (fn0, bus 01, the
+/// boot VGA device, with the framebuffer console on it once `bochs` loads), with its
+/// "HDMI audio" (HDA + codec, fn1) in the same slot and IOMMU group.
+pub const SINGLE_GPU_DEVICES: &str = "\
+    -device pcie-root-port,id=rp1,bus=pcie.0,chassis=1,addr=0x2 \
+    -device VGA,bus=rp1,addr=0x0.0,multifunction=on \
+    -device ich9-intel-hda,bus=rp1,addr=0x0.1 -device hda-duplex,audiodev=snd0";

@@ -297,9 +297,9 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    // handover dynamic needs exliar's hook: installed first, as a
+    // handover dynamic and single-gpu need exliar's hook: installed first, as a
     // transaction of its own (`exliar hooks remove` takes it away later)
-    if o.handover == crate::hooks::Handover::Dynamic
+    if o.handover != crate::hooks::Handover::Boot
         && crate::hooks::status(&host, 0).installed.is_none()
     {
         let libvirt = virsh
