@@ -142,3 +142,45 @@ fn a_running_vm_keeps_its_card_unless_forced() {
     assert_eq!(rc, 0);
     assert!(!t.path().join(JOURNAL).exists());
 }
+
+/// The boot unit `hooks install` writes, checked by systemd itself
+/// (`systemd-analyze verify`: syntax, dependencies, and that `ExecStart` names an
+/// executable).
+#[test]
+fn the_boot_unit_passes_systemd_analyze_verify() {
+    let tool = Path::new("/usr/bin/systemd-analyze");
+    if !tool.exists() {
+        eprintln!("SKIP: no systemd-analyze (package systemd)");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v.is_empty() || v == "0" || v == "false"),
+            "CI needs systemd-analyze"
+        );
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let exe = Path::new(env!("CARGO_BIN_EXE_exliar"));
+    let unit = t.path().join("exliar-recover-display.service");
+    std::fs::write(&unit, exliar::hooks::unit_text(exe)).expect("unit");
+    let o = std::process::Command::new(tool)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // and it finds a missing binary: the check can fail
+    std::fs::write(
+        &unit,
+        exliar::hooks::unit_text(Path::new("/nonexistent/exliar")),
+    )
+    .expect("unit");
+    let o = std::process::Command::new(tool)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(!o.status.success(), "a unit naming no binary passes");
+}

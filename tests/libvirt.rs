@@ -1866,3 +1866,93 @@ fn hooks_are_called_by_a_real_daemon() {
     let (rc, _, _) = ns(&["vm", "delete", &name, "--yes"]);
     assert_eq!(rc, 0);
 }
+
+/// `vm create --handover single-gpu` on a host whose only GPU (an RTX 3060) holds the
+/// console: without it the card is refused; with it and no network login it is refused
+/// unless `--force`; with ssh enabled it is made, warned about, with hostdevs exliar's
+/// hook moves (`managed='no'`), and both oracles take the XML.
+#[test]
+fn vm_single_gpu_needs_a_network_login() {
+    let Some(d) = daemon::shared("vm_single_gpu_needs_a_network_login") else {
+        return;
+    };
+    let Some(root) = vm_host("hw09-ryzen-x570-rtx3060") else {
+        return;
+    };
+    // the card was the boot display: the VM gets a clean ROM (GA104, 10de:2487)
+    let rom = root.path().join("srv/ga104.rom");
+    std::fs::create_dir_all(rom.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &rom,
+        exliar::vbios::synth::rom(&[
+            exliar::vbios::synth::Img::legacy(64).ids(0x10de, 0x2487),
+            exliar::vbios::synth::Img::uefi(32)
+                .ids(0x10de, 0x2487)
+                .last(),
+        ]),
+    )
+    .expect("rom");
+    let create = |extra: &[&str]| {
+        exliar()
+            .arg("--root")
+            .arg(root.path())
+            .args([
+                "vm",
+                "create",
+                "sg",
+                "--profile",
+                "windows11",
+                "--vbios",
+                "/srv/ga104.rom",
+                "--print-xml",
+            ])
+            .args(extra)
+            .output()
+            .expect("exliar")
+    };
+    // the host's only GPU, chosen by default: boot isolation is refused…
+    let o = create(&["--handover", "boot"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("only GPU") && text(&o).contains("--handover single-gpu"),
+        "{}",
+        text(&o)
+    );
+    // …single-GPU handover is the recommendation's default; without ssh refused
+    let o = create(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("no network login is enabled"),
+        "{}",
+        text(&o)
+    );
+    let o = create(&["--handover", "single-gpu", "--force"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("going on: --force"), "{}", text(&o));
+    put(
+        root.path(),
+        "etc/systemd/system/multi-user.target.wants/ssh.service",
+        "",
+    );
+    let o = create(&["--handover", "single-gpu"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains("local display goes away") && all.contains("ssh.service is enabled"),
+        "{all}"
+    );
+    let xml = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        xml.contains("&quot;handover&quot;:&quot;single-gpu&quot;"),
+        "{xml}"
+    );
+    xml_validate(&xml).unwrap_or_else(|e| panic!("schema: {e}\n{xml}"));
+    let back = d
+        .define_check(&daemon::tcg(&xml))
+        .unwrap_or_else(|e| panic!("define: {e}\n{xml}"));
+    let hd = hostdevs(&back).expect("dumpxml");
+    assert!(
+        !hd.is_empty() && hd.iter().all(|(_, m)| m.as_deref() == Some("no")),
+        "exliar's hook moves the card: {hd:?}"
+    );
+}

@@ -781,10 +781,11 @@ fn handover_dynamic_in_l1(run: &GuestRun) {
     assert_eq!(show["handover"], "dynamic", "{show}");
     assert_eq!(show["last_handover"][0]["phase"], "prepare begin", "{show}");
     assert_eq!(show["last_handover"][1]["phase"], "release end", "{show}");
-    for tag in ["dyn-delete", "hooks-remove"] {
-        let (rc, out) = step(run, tag);
-        assert_eq!(rc, 0, "{tag}: {out}");
-    }
+    let (rc, out) = step(run, "dyn-delete");
+    assert_eq!(rc, 0, "dyn-delete: {out}");
+    handover_single_gpu_in_l1(run);
+    let (rc, out) = step(run, "hooks-remove");
+    assert_eq!(rc, 0, "hooks-remove: {out}");
     assert!(
         out_text(run, "hooks-after.txt").trim().is_empty(),
         "hooks remove leaves /etc/libvirt/hooks as Debian ships it (empty): {}",
@@ -797,5 +798,96 @@ fn handover_dynamic_in_l1(run: &GuestRun) {
     say(&format!(
         "realtools: vm_in_l1: handover dynamic {}s in the L1",
         out_text(run, "dynamic.secs").trim()
+    ));
+}
+
+/// Handover `single-gpu` (issue 14) on the same L1 and card, with libvirt running the
+/// hook: at `prepare begin` the card's framebuffer console is let go of, the card bound
+/// to vfio-pci and `bochs` and `snd_hda_intel` unloaded (journaled); at `release end`
+/// all of it comes back.
+fn handover_single_gpu_in_l1(run: &GuestRun) {
+    let before = drivers_of(run, "sg-before");
+    let modules = |tag: &str| out_text(run, &format!("{tag}.modules"));
+    let vtcon = |tag: &str| out_text(run, &format!("{tag}.vtcon"));
+    assert_eq!(modules("sg-before").trim(), "bochs\nsnd_hda_intel");
+    for tag in ["sg-create", "sg-start"] {
+        let (rc, out) = step(run, tag);
+        assert_eq!(rc, 0, "{tag}: {out}");
+    }
+    let paused = drivers_of(run, "sg-paused");
+    for f in [L1_GPU, L1_AUDIO] {
+        assert_eq!(
+            paused.get(f).map(String::as_str),
+            Some("vfio-pci"),
+            "{f} while the VM runs: {paused:?}"
+        );
+    }
+    assert_eq!(
+        modules("sg-paused").trim(),
+        "",
+        "bochs and snd_hda_intel unloaded while the VM runs"
+    );
+    let journal = out_text(run, "sg-journal.json");
+    let j: serde_json::Value = serde_json::from_str(&journal).expect("the handover journal");
+    assert_eq!(j["phase"], "taken", "{journal}");
+    assert_eq!(j["domain"], "l5", "{journal}");
+    let (rc, out) = step(run, "sg-destroy");
+    assert_eq!(rc, 0, "sg-destroy: {out}");
+    assert_eq!(drivers_of(run, "sg-destroyed"), before, "functions back");
+    assert_eq!(
+        modules("sg-destroyed"),
+        modules("sg-before"),
+        "modules back"
+    );
+    assert_eq!(vtcon("sg-destroyed"), vtcon("sg-before"), "consoles back");
+    let (rc, out) = step(run, "sg-show");
+    assert_eq!(rc, 0, "vm show l5: {out}");
+    let show: serde_json::Value = serde_json::from_str(&out).expect("vm show --json");
+    assert_eq!(show["handover"], "single-gpu", "{show}");
+    let runs = show["last_handover"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let phase = |p: &str| {
+        runs.iter()
+            .find(|r| r["phase"] == p)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {p} run for l5: {show}"))
+    };
+    let (take, give) = (phase("prepare begin"), phase("release end"));
+    for r in [&take, &give] {
+        assert_eq!(r["outcome"], "ok", "{r}");
+    }
+    let steps = |r: &serde_json::Value| {
+        r["steps"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|t| {
+                        format!(
+                            "{} {:.2}s",
+                            t["what"].as_str().unwrap_or(""),
+                            t["secs"].as_f64().unwrap_or(0.0)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default()
+    };
+    let line = format!(
+        "handover (single-gpu): hook at prepare {:.2}s ({}); give-back at release {:.2}s ({})",
+        take["secs"].as_f64().unwrap_or(0.0),
+        steps(&take),
+        give["secs"].as_f64().unwrap_or(0.0),
+        steps(&give)
+    );
+    say(&format!("realtools: vm_in_l1: {line}"));
+    harness::record_time(&format!("realtools vm_in_l1 {line}"));
+    let (rc, out) = step(run, "sg-delete");
+    assert_eq!(rc, 0, "sg-delete: {out}");
+    say(&format!(
+        "realtools: vm_in_l1: handover single-gpu {}s in the L1",
+        out_text(run, "single-gpu.secs").trim()
     ));
 }

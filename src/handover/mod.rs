@@ -239,6 +239,10 @@ pub struct Facts {
     pub display_manager: Option<String>,
     /// `(n, name, bound)` of every vtconsole.
     pub vtconsoles: Vec<(u32, String, bool)>,
+    /// The card shows a console: it is the boot display (`boot_vga`) or
+    /// has a framebuffer (`graphics/fb*`), which the framebuffer console
+    /// may be on.
+    pub card_console: bool,
     /// `(driver, device)` of every firmware framebuffer still bound.
     pub framebuffers: Vec<(String, String)>,
     /// The card's functions and their drivers.
@@ -327,6 +331,17 @@ pub fn gather(host: &HostRoot, services: &dyn Services, functions: &[PciAddress]
             }
         }
     }
+    f.card_console = functions.iter().any(|a| {
+        host.read_optional(format!("sys/bus/pci/devices/{a}/boot_vga"))
+            .ok()
+            .flatten()
+            .is_some_and(|v| v.trim() == "1")
+            || host
+                .list_dir(format!("sys/bus/pci/devices/{a}/graphics"))
+                .unwrap_or_default()
+                .iter()
+                .any(|n| n.starts_with("fb"))
+    });
     f.functions = functions.iter().map(|a| (*a, driver_of(host, a))).collect();
     let mut drivers: Vec<String> = f.functions.iter().filter_map(|(_, d)| d.clone()).collect();
     drivers.sort();
@@ -378,7 +393,7 @@ pub fn plan(f: &Facts) -> Vec<Step> {
         steps.push(Step::StopDisplayManager { unit: unit.clone() });
     }
     for (n, name, bound) in &f.vtconsoles {
-        if *bound && name.contains("frame buffer") {
+        if f.card_console && *bound && name.contains("frame buffer") {
             steps.push(Step::UnbindVtconsole {
                 n: *n,
                 name: name.clone(),

@@ -583,3 +583,37 @@ fn a_process_holding_the_card_is_named_and_the_take_undone() -> io::Result<()> {
     assert_eq!(view(t.path(), &k, &s), before);
     Ok(())
 }
+
+#[test]
+fn a_card_without_a_console_leaves_the_console_alone() -> io::Result<()> {
+    let t = tempfile::tempdir()?;
+    SimTree::new()
+        .device(
+            SimDevice::new(addr(GPU), 0x030000, 0x1234, 0x1111)
+                .driver("bochs-drm")
+                .group(1),
+        )
+        .driver_module("bochs-drm", "bochs")
+        .vtconsole(1, "(M) frame buffer device", true)
+        .build(t.path())?;
+    let p = plan(&gather(&HostRoot::new(t.path()), &NoServices, &[addr(GPU)]));
+    assert_eq!(
+        p,
+        vec![
+            Step::BindVfio {
+                functions: vec![addr(GPU)]
+            },
+            Step::UnloadModule {
+                name: "bochs".into()
+            }
+        ]
+    );
+    // with a framebuffer of its own, the console is let go of first
+    std::fs::create_dir_all(
+        t.path()
+            .join(format!("sys/bus/pci/devices/{GPU}/graphics/fb1")),
+    )?;
+    let p = plan(&gather(&HostRoot::new(t.path()), &NoServices, &[addr(GPU)]));
+    assert!(matches!(p[0], Step::UnbindVtconsole { n: 1, .. }), "{p:?}");
+    Ok(())
+}

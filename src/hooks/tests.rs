@@ -200,6 +200,17 @@ fn what_the_hook_does_per_phase_and_mode() {
     assert_eq!(decide("release", "end", boot.as_ref()), Action::Log);
     assert_eq!(decide("migrate", "begin", boot.as_ref()), Action::Nothing);
     assert_eq!(decide("prepare", "begin", nocard.as_ref()), Action::Log);
+    let single = Some((Handover::SingleGpu, f.clone()));
+    assert_eq!(
+        decide("prepare", "begin", single.as_ref()),
+        Action::HandOver(f.clone())
+    );
+    assert_eq!(
+        decide("release", "end", single.as_ref()),
+        Action::DisplayBack
+    );
+    assert_eq!(decide("started", "begin", single.as_ref()), Action::Log);
+    assert_eq!(decide("stopped", "end", single.as_ref()), Action::Log);
 }
 
 #[test]
@@ -444,4 +455,124 @@ fn with_systemd_the_boot_unit_comes_with_the_hook_as_plain_files() {
             |s| matches!(s, Step::WriteFile { path, .. } if path.display().to_string() == UNIT)
         )
     );
+}
+
+/// Dynamic, a failure at each kernel operation of the give-back: the hook
+/// says so, and the next give-back (libvirt's next `release end`, or
+/// `exliar unbind`, from the same binding records) finishes it.
+#[test]
+fn a_failed_give_back_is_finished_by_the_next() -> std::io::Result<()> {
+    let fs = vec![addr(GPU), addr(AUDIO)];
+    let count = {
+        let t = tempfile::tempdir()?;
+        host_with_a_card().build(t.path())?;
+        let k = SimKernel::new(t.path())?;
+        let mut st = MemoryState(Vec::new());
+        let host = HostRoot::new(t.path());
+        act(
+            &host,
+            &k,
+            &mut st,
+            &Action::Take(fs.clone()),
+            &mut Vec::new(),
+        )
+        .map_err(|e| std::io::Error::other(e.1))?;
+        k.clear_ops();
+        act(
+            &host,
+            &k,
+            &mut st,
+            &Action::GiveBack(fs.clone()),
+            &mut Vec::new(),
+        )
+        .map_err(|e| std::io::Error::other(e.1))?;
+        k.ops().len()
+    };
+    assert!(count >= 4, "{count}");
+    for n in 0..count {
+        let t = tempfile::tempdir()?;
+        host_with_a_card().build(t.path())?;
+        let k = SimKernel::new(t.path())?;
+        let host = HostRoot::new(t.path());
+        let mut st = MemoryState(Vec::new());
+        act(
+            &host,
+            &k,
+            &mut st,
+            &Action::Take(fs.clone()),
+            &mut Vec::new(),
+        )
+        .map_err(|e| std::io::Error::other(e.1))?;
+        k.clear_ops();
+        k.fail_op(n);
+        let first = act(
+            &host,
+            &k,
+            &mut st,
+            &Action::GiveBack(fs.clone()),
+            &mut Vec::new(),
+        );
+        if first.is_ok() {
+            assert_eq!(drivers(&k), original(), "op {n}");
+            continue;
+        }
+        act(
+            &host,
+            &k,
+            &mut st,
+            &Action::GiveBack(fs.clone()),
+            &mut Vec::new(),
+        )
+        .map_err(|e| std::io::Error::other(format!("op {n}: {}", e.1)))?;
+        assert_eq!(drivers(&k), original(), "op {n}");
+        assert_eq!(k.driver_override(&addr(GPU)), None, "op {n}");
+        assert!(st.0.is_empty(), "op {n}: records left {:?}", st.0);
+    }
+    Ok(())
+}
+
+/// Dynamic, the hook killed at each kernel operation of the take (the
+/// writing process gone: nothing of it undoes anything), then libvirt's
+/// `release end` after the failed start: the records the take wrote
+/// before each change bring every function back.
+#[test]
+fn a_take_killed_anywhere_is_undone_by_the_release() -> std::io::Result<()> {
+    let fs = vec![addr(GPU), addr(AUDIO)];
+    let mut killed = 0;
+    for n in 0..40 {
+        let t = tempfile::tempdir()?;
+        host_with_a_card().build(t.path())?;
+        let k = SimKernel::new(t.path())?;
+        let host = HostRoot::new(t.path());
+        let mut st = MemoryState(Vec::new());
+        k.halt_at(n);
+        let _ = act(
+            &host,
+            &k,
+            &mut st,
+            &Action::Take(fs.clone()),
+            &mut Vec::new(),
+        );
+        if !k.halted() {
+            break; // the take made fewer operations: every kill point done
+        }
+        killed += 1;
+        k.resume();
+        // a new process: it reads the records the killed one left
+        let mut st2 = MemoryState(st.0.clone());
+        act(
+            &host,
+            &k,
+            &mut st2,
+            &Action::GiveBack(fs.clone()),
+            &mut Vec::new(),
+        )
+        .map_err(|e| std::io::Error::other(format!("kill at op {n}: {}", e.1)))?;
+        assert_eq!(drivers(&k), original(), "kill at op {n}");
+        assert_eq!(k.driver_override(&addr(GPU)), None, "kill at op {n}");
+        assert_eq!(k.driver_override(&addr(AUDIO)), None, "kill at op {n}");
+        assert!(k.vfio_nodes().is_empty(), "kill at op {n}");
+    }
+    assert!(killed >= 6, "every kill point of the take: {killed}");
+    Ok(())
 }

@@ -86,6 +86,10 @@ pub struct Options {
     /// `--handover`: who moves the card when the VM starts and stops.
     #[serde(default, skip_serializing_if = "is_boot")]
     pub handover: Handover,
+    /// `--handover` was given: else a host whose only GPU is recommended
+    /// for single-GPU handover gets that mode.
+    #[serde(skip)]
+    pub handover_explicit: bool,
 }
 
 fn is_boot(h: &Handover) -> bool {
@@ -115,6 +119,7 @@ impl Options {
             unattend: None,
             vbios: None,
             handover: Handover::Boot,
+            handover_explicit: false,
         }
     }
 }
@@ -228,6 +233,8 @@ pub struct VmPlan {
     /// `--unattend`: what the answer file is made from, without its
     /// password (the caller adds it just before applying).
     pub unattend: Option<super::unattend::Unattend>,
+    /// The handover mode decided (given, or from the recommendation).
+    pub handover: Handover,
 }
 
 fn computer_name_for_reason(name: &str) -> String {
@@ -255,12 +262,43 @@ pub fn plan(
     let mut warnings: Vec<String> = Vec::new();
     let mut steps: Vec<Step> = Vec::new();
 
+    // The handover mode: given, or single-GPU where that is what the
+    // recommendation says (the host's only GPU, chosen by default)
+    let rec = &v.analysis.recommendation;
+    let single_by_default = !o.handover_explicit
+        && matches!(o.gpu, GpuChoice::Auto)
+        && rec.mode == crate::analyze::recommend::Mode::SingleGpu
+        && rec.host.is_some();
+    let resolved;
+    let o = if single_by_default {
+        let mut r = o.clone();
+        r.handover = Handover::SingleGpu;
+        resolved = r;
+        reasons.push(
+            "handover single-gpu: the recommendation for this host (its only GPU); --handover boot|dynamic chooses otherwise".into(),
+        );
+        &resolved
+    } else {
+        o
+    };
+
     // The card.
     let gpu = match o.gpu {
         GpuChoice::None => None,
         GpuChoice::Address(a) => Some(a),
-        GpuChoice::Auto => match v.analysis.recommendation.passthrough {
+        GpuChoice::Auto => match rec.passthrough {
             Some(a) => Some(a),
+            None if o.handover == Handover::SingleGpu && rec.host.is_some() => rec.host,
+            None if rec.mode == crate::analyze::recommend::Mode::SingleGpu
+                && rec.host.is_some() =>
+            {
+                refuse.push(format!(
+                    "{} is the host's only GPU: with --handover {} the host would have no display while the VM runs; give --handover single-gpu (the host lets go of its display and the card while the VM runs, and gets them back when it stops; the default here), or --gpu none",
+                    rec.host.map(|a| a.to_string()).unwrap_or_default(),
+                    o.handover.name()
+                ));
+                None
+            }
             None => {
                 let mut why = "no GPU to pass through is recommended on this host".to_string();
                 if let Some(r) = v.analysis.recommendation.reasons.first() {
@@ -299,9 +337,9 @@ pub fn plan(
                 g.address
             ));
         }
-        if others == 0 {
+        if others == 0 && o.handover != Handover::SingleGpu {
             refuse.push(format!(
-                "{} is the host's only GPU: while the VM ran the host would have no display. Single-GPU handover (the host lets go of the card while the VM runs) is not available yet; use a host with a second GPU (an integrated one counts), or --gpu none",
+                "{} is the host's only GPU: while the VM ran the host would have no display. Give --handover single-gpu (the host lets go of its display and the card while the VM runs, and gets them back when it stops), use a host with a second GPU (an integrated one counts), or --gpu none",
                 g.address
             ));
         }
@@ -979,6 +1017,7 @@ pub fn plan(
         reasons,
         next,
         unattend,
+        handover: o.handover,
     })
 }
 

@@ -32,7 +32,7 @@ pub struct Readiness {
 }
 
 /// Check `devices` (address, managed) against the host (`exliar_moves`:
-/// the VM's handover is `dynamic`, with whether exliar's hook is
+/// the VM's handover is `dynamic` or `single-gpu`, with whether exliar's hook is
 /// installed, which then moves unmanaged functions): each must exist,
 /// be on vfio-pci or be managed, and its IOMMU group must be viable once
 /// the VM has its devices (every other endpoint of the group on vfio-pci
@@ -69,7 +69,7 @@ pub fn check(
             match exliar_moves {
                 Some(true) => {}
                 Some(false) => problems.push(format!(
-                    "{a} is on {}: exliar's hook moves it to vfio-pci when the VM starts (handover `dynamic`), but the hook is not installed: `exliar hooks install`",
+                    "{a} is on {}: exliar's hook moves it to vfio-pci when the VM starts (handover `dynamic` or `single-gpu`), but the hook is not installed: `exliar hooks install`",
                     d.driver.as_deref().unwrap_or("no driver")
                 )),
                 None => problems.push(format!(

@@ -155,6 +155,8 @@ fn options(a: &CreateArgs, base: Option<Options>) -> Result<Options, String> {
         Some("none") => o.unattend = None,
         Some(u) => o.unattend = Some(u.to_string()),
     }
+    // given now, or kept from the VM being edited
+    o.handover_explicit |= a.handover.is_some();
     match a.handover.as_deref() {
         None => {}
         Some("boot") => o.handover = crate::hooks::Handover::Boot,
@@ -201,7 +203,13 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
                 )],
             );
         };
-        base = serde_json::from_str::<Options>(&meta.options).ok();
+        base = serde_json::from_str::<Options>(&meta.options)
+            .ok()
+            .map(|mut b| {
+                // the VM's mode stays what it is unless --handover is given
+                b.handover_explicit = true;
+                b
+            });
         let s = domain::read_summary(&xml)?;
         let file = host
             .read_optional(format!("{VM_DIR}/{}.xml", a.name))
@@ -269,6 +277,10 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
         Err(Refusal(r)) => return refused(a, edit, &r),
     };
     if a.print_xml {
+        // the XML alone on standard output; what to know on standard error
+        for w in &vp.plan.warnings {
+            term::err(&format!("exliar: warning: {w}\n"));
+        }
         term::out(&vp.xml)?;
         return Ok(exit::OK);
     }
@@ -299,7 +311,7 @@ pub fn create(root: &Path, a: &CreateArgs, edit: bool) -> anyhow::Result<u8> {
     }
     // handover dynamic and single-gpu need exliar's hook: installed first, as a
     // transaction of its own (`exliar hooks remove` takes it away later)
-    if o.handover != crate::hooks::Handover::Boot
+    if vp.handover != crate::hooks::Handover::Boot
         && crate::hooks::status(&host, 0).installed.is_none()
     {
         let libvirt = virsh

@@ -188,9 +188,10 @@ fn readiness(
 ) -> anyhow::Result<Readiness> {
     let host = HostRoot::new(root);
     let inv = read_host(&host)?;
-    // handover `dynamic`: exliar's hook moves the card, if it is installed
+    // handover `dynamic` and `single-gpu`: exliar's hook moves the card, if
+    // it is installed
     let moves = match crate::hooks::read_domain(xml) {
-        Some((crate::hooks::Handover::Dynamic, _)) => {
+        Some((crate::hooks::Handover::Dynamic | crate::hooks::Handover::SingleGpu, _)) => {
             Some(crate::hooks::status(&host, 0).installed.is_some())
         }
         _ => None,
@@ -227,7 +228,7 @@ pub fn show(root: &Path, a: &VmNameArgs) -> anyhow::Result<u8> {
         handover: crate::hooks::read_domain(&xml).map(|(m, _)| m.name().to_string()),
         last_handover: {
             let runs = crate::hooks::status(&HostRoot::new(root), usize::MAX).last_runs;
-            ["prepare begin", "release end"]
+            ["prepare begin", "release end", "recover-display"]
                 .iter()
                 .filter_map(|p| {
                     runs.iter()

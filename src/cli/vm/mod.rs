@@ -149,7 +149,7 @@ pub struct CreateArgs {
     /// With --unattend: read the password from the first line of FILE (mode 0600)
     #[arg(long, value_name = "FILE", requires = "unattend")]
     pub password_file: Option<PathBuf>,
-    /// Who moves the card: `boot` (isolated at boot; libvirt's managed hostdevs), `dynamic` (the host keeps the card until the VM starts: exliar's libvirt hook binds it to vfio-pci then, refusing while the host uses it, and gives it back at stop; installs the hook), `single-gpu` (the host's only GPU: the hook also stops the display manager, unbinds the console and framebuffer and unloads the card's drivers while the VM runs, and brings them back after; refused without a network login unless --force)
+    /// Who moves the card: `boot` (isolated at boot; libvirt's managed hostdevs), `dynamic` (the host keeps the card until the VM starts: exliar's libvirt hook binds it to vfio-pci then, refusing while the host uses it, and gives it back at stop; installs the hook), `single-gpu` (the host's only GPU: the hook also stops the display manager, unbinds the console and framebuffer and unloads the card's drivers while the VM runs, and brings them back after; refused without a network login unless --force). Default: single-gpu when the card is the host's only GPU, else boot
     #[arg(long, value_name = "MODE")]
     pub handover: Option<String>,
     /// The card's ROM file for the VM (`exliar vbios check` must pass it: signature, the card's ids, a UEFI image); `none` removes it (vm edit)
