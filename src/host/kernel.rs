@@ -116,7 +116,8 @@ impl SysfsKernel {
         // load or unload modules of this machine.
         if self.root != Path::new("/") {
             return Err(io::Error::other(format!(
-                "{shown}: modules are changed only on the live host (--root /), not for {}",
+                "{shown}: modules are {} only on the live host (--root /), not for {}",
+                if flags.is_empty() { "loaded" } else { "unloaded" },
                 self.root.display()
             )));
         }
