@@ -117,7 +117,11 @@ impl SysfsKernel {
         if self.root != Path::new("/") {
             return Err(io::Error::other(format!(
                 "{shown}: modules are {} only on the live host (--root /), not for {}",
-                if flags.is_empty() { "loaded" } else { "unloaded" },
+                if flags.is_empty() {
+                    "loaded"
+                } else {
+                    "unloaded"
+                },
                 self.root.display()
             )));
         }
