@@ -180,6 +180,39 @@ fn ctx<'a>(
     }
 }
 
+/// The single-GPU desktop (gdm running) simulated, and how it looks.
+fn desktop() -> io::Result<(tempfile::TempDir, SimKernel, SimServices, View)> {
+    let t = tempfile::tempdir()?;
+    single_gpu_host(t.path(), false)?;
+    let k = SimKernel::new(t.path())?;
+    let s = running_dm();
+    let before = view(t.path(), &k, &s);
+    Ok((t, k, s, before))
+}
+
+/// `take` for domain `win` of the card's two functions.
+fn take_win(
+    root: &Path,
+    k: &SimKernel,
+    s: &SimServices,
+    st: &mut MemoryState,
+    kill: KillPoint<'_>,
+    steps: &mut Vec<Timed>,
+) -> Ended {
+    take(&mut ctx(root, k, s, st), "win", &fns(), kill, steps)
+}
+
+fn back(
+    root: &Path,
+    k: &SimKernel,
+    s: &SimServices,
+    st: &mut MemoryState,
+    kill: KillPoint<'_>,
+    steps: &mut Vec<Timed>,
+) -> Ended {
+    give_back(&mut ctx(root, k, s, st), kill, steps)
+}
+
 fn fns() -> Vec<PciAddress> {
     vec![addr(GPU), addr(AUDIO)]
 }
@@ -271,13 +304,7 @@ fn take_and_give_back_round_trip() -> io::Result<()> {
         let before = view(t.path(), &k, &s);
         let mut st = MemoryState(Vec::new());
         let mut steps = Vec::new();
-        let e = take(
-            &mut ctx(t.path(), &k, &s, &mut st),
-            "win",
-            &fns(),
-            &mut never,
-            &mut steps,
-        );
+        let e = take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         assert_eq!(e, Ended::Ok, "{steps:?}");
         let taken = view(t.path(), &k, &s);
         assert_eq!(taken.vtcons[1].trim(), "0");
@@ -295,13 +322,13 @@ fn take_and_give_back_round_trip() -> io::Result<()> {
         assert!(j.entries.iter().all(|e| e.state == State::Done));
         assert!(steps.len() > j.entries.len(), "each step timed: {steps:?}");
 
-        let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+        let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         assert_eq!(e, Ended::Ok);
         assert_eq!(view(t.path(), &k, &s), before);
         assert!(!t.path().join(JOURNAL).exists());
         // nothing recorded: a second give-back does nothing
         k.clear_ops();
-        let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+        let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         assert_eq!(e, Ended::Ok);
         assert!(k.ops().is_empty());
     }
@@ -317,18 +344,12 @@ fn count_ops(shared: bool) -> io::Result<(usize, usize)> {
     let mut st = MemoryState(Vec::new());
     let mut steps = Vec::new();
     assert_eq!(
-        take(
-            &mut ctx(t.path(), &k, &s, &mut st),
-            "win",
-            &fns(),
-            &mut never,
-            &mut steps
-        ),
+        take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps),
         Ended::Ok
     );
     let n_take = k.ops().len();
     assert_eq!(
-        give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps),
+        back(t.path(), &k, &s, &mut st, &mut never, &mut steps),
         Ended::Ok
     );
     Ok((n_take, k.ops().len() - n_take))
@@ -339,21 +360,11 @@ fn a_failure_at_any_kernel_operation_of_take_leaves_the_host_as_it_was() -> io::
     let (n, _) = count_ops(false)?;
     assert!(n >= 8, "{n}");
     for fail in 0..n {
-        let t = tempfile::tempdir()?;
-        single_gpu_host(t.path(), false)?;
-        let k = SimKernel::new(t.path())?;
-        let s = running_dm();
-        let before = view(t.path(), &k, &s);
+        let (t, k, s, before) = desktop()?;
         k.fail_op(fail);
         let mut st = MemoryState(Vec::new());
         let mut steps = Vec::new();
-        let e = take(
-            &mut ctx(t.path(), &k, &s, &mut st),
-            "win",
-            &fns(),
-            &mut never,
-            &mut steps,
-        );
+        let e = take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         match e {
             Ended::Failed { message, left } => {
                 assert!(!left, "op {fail}: {message}");
@@ -369,20 +380,11 @@ fn a_failure_at_any_kernel_operation_of_take_leaves_the_host_as_it_was() -> io::
 
 #[test]
 fn a_display_manager_that_will_not_stop_is_a_refusal_with_nothing_changed() -> io::Result<()> {
-    let t = tempfile::tempdir()?;
-    single_gpu_host(t.path(), false)?;
-    let k = SimKernel::new(t.path())?;
-    let s = running_dm();
+    let (t, k, s, _) = desktop()?;
     *s.fail_stop.borrow_mut() = true;
     let before = view(t.path(), &k, &s);
     let mut st = MemoryState(Vec::new());
-    let e = take(
-        &mut ctx(t.path(), &k, &s, &mut st),
-        "win",
-        &fns(),
-        &mut never,
-        &mut Vec::new(),
-    );
+    let e = take_win(t.path(), &k, &s, &mut st, &mut never, &mut Vec::new());
     assert!(
         matches!(&e, Ended::Failed { message, left: false } if message.contains("gdm3.service")),
         "{e:?}"
@@ -397,25 +399,15 @@ fn a_failure_during_give_back_still_brings_the_display_back_and_recover_finishes
 {
     let (n_take, n_back) = count_ops(false)?;
     for fail in 0..n_back {
-        let t = tempfile::tempdir()?;
-        single_gpu_host(t.path(), false)?;
-        let k = SimKernel::new(t.path())?;
-        let s = running_dm();
-        let before = view(t.path(), &k, &s);
+        let (t, k, s, before) = desktop()?;
         let mut st = MemoryState(Vec::new());
         let mut steps = Vec::new();
         assert_eq!(
-            take(
-                &mut ctx(t.path(), &k, &s, &mut st),
-                "win",
-                &fns(),
-                &mut never,
-                &mut steps
-            ),
+            take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps),
             Ended::Ok
         );
         k.fail_op(n_take + fail);
-        let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+        let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         assert!(
             matches!(e, Ended::Failed { left: true, .. }),
             "op {fail}: {e:?}"
@@ -423,7 +415,7 @@ fn a_failure_during_give_back_still_brings_the_display_back_and_recover_finishes
         // the display manager comes back whatever failed before it
         assert!(s.active("gdm3.service"), "op {fail}");
         // `exliar recover-display`: finishes from the journal
-        let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+        let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
         assert_eq!(e, Ended::Ok, "op {fail}");
         assert_eq!(view(t.path(), &k, &s), before, "op {fail}: {:?}", k.ops());
         assert!(!t.path().join(JOURNAL).exists());
@@ -433,22 +425,12 @@ fn a_failure_during_give_back_still_brings_the_display_back_and_recover_finishes
 
 #[test]
 fn a_display_manager_that_will_not_start_is_retried_by_recover() -> io::Result<()> {
-    let t = tempfile::tempdir()?;
-    single_gpu_host(t.path(), false)?;
-    let k = SimKernel::new(t.path())?;
-    let s = running_dm();
-    let before = view(t.path(), &k, &s);
+    let (t, k, s, before) = desktop()?;
     let mut st = MemoryState(Vec::new());
     let mut steps = Vec::new();
-    take(
-        &mut ctx(t.path(), &k, &s, &mut st),
-        "win",
-        &fns(),
-        &mut never,
-        &mut steps,
-    );
+    take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps);
     *s.fail_start.borrow_mut() = 1;
-    let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+    let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
     assert!(
         matches!(&e, Ended::Failed { message, left: true } if message.contains("gdm3")),
         "{e:?}"
@@ -457,7 +439,7 @@ fn a_display_manager_that_will_not_start_is_retried_by_recover() -> io::Result<(
     let v = view(t.path(), &k, &s);
     assert_eq!(v.drivers, before.drivers);
     assert_eq!(v.vtcons, before.vtcons);
-    let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut never, &mut steps);
+    let e = back(t.path(), &k, &s, &mut st, &mut never, &mut steps);
     assert_eq!(e, Ended::Ok);
     assert_eq!(view(t.path(), &k, &s), before);
     Ok(())
@@ -472,11 +454,7 @@ fn a_kill_at_any_point_of_take_or_give_back_is_finished_by_recover() -> io::Resu
     for giving_back in [false, true] {
         for k_at in 0..n {
             for after in [false, true] {
-                let t = tempfile::tempdir()?;
-                single_gpu_host(t.path(), false)?;
-                let k = SimKernel::new(t.path())?;
-                let s = running_dm();
-                let before = view(t.path(), &k, &s);
+                let (t, k, s, before) = desktop()?;
                 let mut st = MemoryState(Vec::new());
                 let mut steps = Vec::new();
                 let mut at = |i: usize, a: bool| i == k_at && a == after;
@@ -484,32 +462,20 @@ fn a_kill_at_any_point_of_take_or_give_back_is_finished_by_recover() -> io::Resu
                     format!("kill at step {k_at} (after: {after}, giving back: {giving_back})");
                 if giving_back {
                     assert_eq!(
-                        take(
-                            &mut ctx(t.path(), &k, &s, &mut st),
-                            "win",
-                            &fns(),
-                            &mut never,
-                            &mut steps
-                        ),
+                        take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps),
                         Ended::Ok
                     );
-                    let e = give_back(&mut ctx(t.path(), &k, &s, &mut st), &mut at, &mut steps);
+                    let e = back(t.path(), &k, &s, &mut st, &mut at, &mut steps);
                     assert_eq!(e, Ended::Killed, "{what}");
                 } else {
-                    let e = take(
-                        &mut ctx(t.path(), &k, &s, &mut st),
-                        "win",
-                        &fns(),
-                        &mut at,
-                        &mut steps,
-                    );
+                    let e = take_win(t.path(), &k, &s, &mut st, &mut at, &mut steps);
                     assert_eq!(e, Ended::Killed, "{what}");
                 }
                 assert!(t.path().join(JOURNAL).exists(), "{what}");
                 // the bindings a killed exliar recorded stay in its state
                 // file, which the next one reads
                 let mut st2 = MemoryState(st.0.clone());
-                let e = give_back(&mut ctx(t.path(), &k, &s, &mut st2), &mut never, &mut steps);
+                let e = back(t.path(), &k, &s, &mut st2, &mut never, &mut steps);
                 assert_eq!(e, Ended::Ok, "{what}");
                 assert_eq!(view(t.path(), &k, &s), before, "{what}: {:?}", k.ops());
                 assert!(!t.path().join(JOURNAL).exists(), "{what}");
@@ -521,20 +487,11 @@ fn a_kill_at_any_point_of_take_or_give_back_is_finished_by_recover() -> io::Resu
 
 #[test]
 fn a_second_take_while_one_is_recorded_is_refused() -> io::Result<()> {
-    let t = tempfile::tempdir()?;
-    single_gpu_host(t.path(), false)?;
-    let k = SimKernel::new(t.path())?;
-    let s = running_dm();
+    let (t, k, s, _) = desktop()?;
     let mut st = MemoryState(Vec::new());
     let mut steps = Vec::new();
     assert_eq!(
-        take(
-            &mut ctx(t.path(), &k, &s, &mut st),
-            "win",
-            &fns(),
-            &mut never,
-            &mut steps
-        ),
+        take_win(t.path(), &k, &s, &mut st, &mut never, &mut steps),
         Ended::Ok
     );
     k.clear_ops();
@@ -569,13 +526,7 @@ fn a_process_holding_the_card_is_named_and_the_take_undone() -> io::Result<()> {
     let s = SimServices::default();
     let before = view(t.path(), &k, &s);
     let mut st = MemoryState(Vec::new());
-    let e = take(
-        &mut ctx(t.path(), &k, &s, &mut st),
-        "win",
-        &fns(),
-        &mut never,
-        &mut Vec::new(),
-    );
+    let e = take_win(t.path(), &k, &s, &mut st, &mut never, &mut Vec::new());
     assert!(
         matches!(&e, Ended::Failed { message, left: false } if message.contains("4242") && message.contains("sway")),
         "{e:?}"

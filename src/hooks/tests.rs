@@ -230,6 +230,11 @@ fn only_exliars_domains_are_read() {
     assert_eq!(read_domain(&old).map(|d| d.0), Some(Handover::Boot));
 }
 
+/// `act` that must succeed.
+fn done(host: &HostRoot, k: &SimKernel, st: &mut MemoryState, a: &Action) -> std::io::Result<()> {
+    act(host, k, st, a, &mut Vec::new()).map_err(|e| std::io::Error::other(e.1))
+}
+
 fn facts(libvirt: Option<(u32, u32)>, main: Option<&str>) -> HookHost {
     HookHost {
         libvirt,
@@ -282,17 +287,7 @@ fn old_libvirt_gets_a_dispatcher_that_runs_the_kept_hook_first() {
     let exe = Path::new("/opt/it's here/exliar");
     let mine = "#!/bin/sh\necho mine >> /tmp/log\n";
     let p = install_plan(&facts(Some((6, 0)), Some(mine)), exe);
-    let files: Vec<(String, String)> = p
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::WriteFile { path, after, .. } => Some((
-                path.display().to_string(),
-                String::from_utf8_lossy(after).into_owned(),
-            )),
-            _ => None,
-        })
-        .collect();
+    let files = crate::plan::written(&p.steps);
     assert_eq!(files[0], (CHAINED.to_string(), mine.to_string()));
     assert_eq!(files[1].0, MAIN);
     assert!(
@@ -400,17 +395,7 @@ fn with_systemd_the_boot_unit_comes_with_the_hook_as_plain_files() {
     let mut h = facts(Some((9, 0)), None);
     h.systemd = true;
     let p = install_plan(&h, exe);
-    let writes: Vec<(String, String)> = p
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::WriteFile { path, after, .. } => Some((
-                path.display().to_string(),
-                String::from_utf8_lossy(after).into_owned(),
-            )),
-            _ => None,
-        })
-        .collect();
+    let writes = crate::plan::written(&p.steps);
     let unit = writes
         .iter()
         .find(|(p, _)| p == UNIT)
@@ -469,23 +454,9 @@ fn a_failed_give_back_is_finished_by_the_next() -> std::io::Result<()> {
         let k = SimKernel::new(t.path())?;
         let mut st = MemoryState(Vec::new());
         let host = HostRoot::new(t.path());
-        act(
-            &host,
-            &k,
-            &mut st,
-            &Action::Take(fs.clone()),
-            &mut Vec::new(),
-        )
-        .map_err(|e| std::io::Error::other(e.1))?;
+        done(&host, &k, &mut st, &Action::Take(fs.clone()))?;
         k.clear_ops();
-        act(
-            &host,
-            &k,
-            &mut st,
-            &Action::GiveBack(fs.clone()),
-            &mut Vec::new(),
-        )
-        .map_err(|e| std::io::Error::other(e.1))?;
+        done(&host, &k, &mut st, &Action::GiveBack(fs.clone()))?;
         k.ops().len()
     };
     assert!(count >= 4, "{count}");
@@ -495,14 +466,7 @@ fn a_failed_give_back_is_finished_by_the_next() -> std::io::Result<()> {
         let k = SimKernel::new(t.path())?;
         let host = HostRoot::new(t.path());
         let mut st = MemoryState(Vec::new());
-        act(
-            &host,
-            &k,
-            &mut st,
-            &Action::Take(fs.clone()),
-            &mut Vec::new(),
-        )
-        .map_err(|e| std::io::Error::other(e.1))?;
+        done(&host, &k, &mut st, &Action::Take(fs.clone()))?;
         k.clear_ops();
         k.fail_op(n);
         let first = act(

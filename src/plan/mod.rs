@@ -147,6 +147,21 @@ pub struct Plan {
 
 pub const PLAN_SCHEMA: &str = "exliar.plan/1";
 
+/// `(path, contents)` of each file `steps` write (tests).
+#[cfg(test)]
+pub(crate) fn written(steps: &[Step]) -> Vec<(String, String)> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::WriteFile { path, after, .. } => Some((
+                path.display().to_string(),
+                String::from_utf8_lossy(after).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Plan {
     pub fn new(target: impl Into<String>) -> Self {
         Self {

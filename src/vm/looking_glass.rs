@@ -756,17 +756,7 @@ mod tests {
                 json: true
             }
         );
-        let paths: Vec<_> = p
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::WriteFile { path, after, .. } => Some((
-                    path.display().to_string(),
-                    String::from_utf8_lossy(after).into_owned(),
-                )),
-                _ => None,
-            })
-            .collect();
+        let paths = crate::plan::written(&p.steps);
         assert_eq!(paths.len(), 5, "{paths:?}");
         assert!(paths[0].1.contains("options kvmfr static_size_mb=128"));
         assert!(
