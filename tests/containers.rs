@@ -67,6 +67,17 @@ fn version_le(a: &str, b: &str) -> bool {
     p(a) <= p(b)
 }
 
+/// The node and mount lines of a probe's output (what arrived), for the log.
+fn arrived(output: &str) -> String {
+    output
+        .lines()
+        .filter(|l| {
+            l.starts_with("node|") || l.starts_with("mount|") || l.starts_with("env|EXLIAR")
+        })
+        .map(|l| format!("    {l}\n"))
+        .collect()
+}
+
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -136,7 +147,11 @@ fn podman_injects_nodes_env_mounts() {
             harness::text(&o)
         );
         check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman {devices:?}:\n{m}"));
-        eprintln!("podman {devices:?}: ok in {}", secs(t));
+        eprintln!(
+            "podman {devices:?}: ok in {}\n{}",
+            secs(t),
+            arrived(&out(&o))
+        );
     }
     // The injected card0 is the /dev/zero-numbered node: readable through the device
     // cgroup rule CDI adds.
@@ -150,6 +165,29 @@ fn podman_injects_nodes_env_mounts() {
     let e = check::expect(&p.ns.spec_dir(), &[GPU]).expect("expect");
     let o = p.run(&[], &check::probe_script(&e), false);
     assert_control_fails(&e, &out(&o));
+    // Without fileMode/gid the engine makes the node 0666 root: the check catches a
+    // spec that forgets them (the host node is 0660 group 44).
+    let card0 = host.join("dev/dri/card0");
+    let bare = serde_json::json!({
+        "cdiVersion": "0.5.0",
+        "kind": "exliar.dev/nomode",
+        "devices": [{"name": "card0", "containerEdits": {"deviceNodes": [
+            {"path": "/dev/dri/card0", "hostPath": card0}
+        ]}}]
+    });
+    harness::write_json(&p.ns.spec_dir().join("exliar-nomode.json"), &bare).expect("spec");
+    let e = check::expect(&p.ns.spec_dir(), &["exliar.dev/nomode=card0"]).expect("expect");
+    let o = p.run(
+        &["exliar.dev/nomode=card0"],
+        &check::probe_script(&e),
+        false,
+    );
+    assert!(o.status.success(), "{}", harness::text(&o));
+    let err = check::verify(&e, &out(&o)).expect_err("a node without fileMode/gid passed");
+    assert!(
+        err.contains("got Some(\"character special file|1:5|666|0\")"),
+        "{err}"
+    );
     let o = p.run(&["exliar.dev/gpu=9"], "true", false);
     assert!(!o.status.success());
     assert!(
@@ -219,7 +257,11 @@ fn docker_injects_nodes_env_mounts() {
             harness::text(&o)
         );
         check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("docker {devices:?}:\n{m}"));
-        eprintln!("docker {devices:?}: ok in {}", secs(t));
+        eprintln!(
+            "docker {devices:?}: ok in {}\n{}",
+            secs(t),
+            arrived(&out(&o))
+        );
     }
     let e = check::expect(&d.ns.spec_dir(), &[GPU]).expect("expect");
     let o = d.run(&[], &check::probe_script(&e));
@@ -344,6 +386,7 @@ fn cri_injects_nodes_env_mounts() {
             (name, Some(e)) => {
                 assert!(r.created && r.exit_code == Some(0), "cri {name}: {r:?}");
                 check::verify(e, &r.log).unwrap_or_else(|m| panic!("cri {name}:\n{m}"));
+                eprintln!("cri {name}: ok\n{}", arrived(&r.log));
             }
             (name, None) => panic!("unexpected result {name}"),
         }
