@@ -487,3 +487,51 @@ fn engines_clean_up_after_themselves() {
     let after: Vec<bool> = watched.iter().map(|p| Path::new(p).exists()).collect();
     assert_eq!(before, after, "host paths {watched:?} changed");
 }
+
+/// The check itself, without an engine (runs everywhere): each kind of mismatch is
+/// reported, and the output of a container that got everything passes.
+#[test]
+fn check_reports_each_mismatch() {
+    use containers::check::{MountExpect, NodeExpect};
+    let e = Expect {
+        nodes: vec![NodeExpect {
+            path: "/dev/dri/renderD128".into(),
+            host_path: "/host/dev/dri/renderD128".into(),
+            major: 226,
+            minor: 128,
+            mode: 0o660,
+            gid: 105,
+        }],
+        env: vec!["EXLIAR_GPU=0".into()],
+        mounts: vec![MountExpect {
+            container_path: "/usr/share/x.txt".into(),
+            host_path: "/host/x.txt".into(),
+            sha256: Some("ab".repeat(32)),
+            listing: Vec::new(),
+        }],
+    };
+    let script = check::probe_script(&e);
+    assert!(
+        script.contains("stat -c '%F|%t:%T|%a|%g' /dev/dri/renderD128"),
+        "{script}"
+    );
+    let good = format!(
+        "env|PATH=/bin\nenv|EXLIAR_GPU=0\nnode|/dev/dri/renderD128|character special file|e2:80|660|105\nmount|/usr/share/x.txt|{}\n",
+        "ab".repeat(32)
+    );
+    check::verify(&e, &good).expect("all arrived");
+    for (bad, want) in [
+        (good.replace("e2:80", "e2:81"), "node /dev/dri/renderD128"),
+        (good.replace("|660|", "|666|"), "node /dev/dri/renderD128"),
+        (good.replace("|105\n", "|0\n"), "node /dev/dri/renderD128"),
+        (good.replace("env|EXLIAR_GPU=0\n", ""), "env EXLIAR_GPU=0"),
+        (
+            good.replace(&"ab".repeat(32), "sha256sum: can't open"),
+            "mount /usr/share/x.txt",
+        ),
+        ("env|PATH=/bin\n".to_string(), "node /dev/dri/renderD128"),
+    ] {
+        let err = check::verify(&e, &bad).expect_err(&bad);
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

@@ -106,8 +106,9 @@ pub fn secs(t: Instant) -> String {
 /// spec directory and `/etc/cdi` (when the host has one) an empty directory. Engines
 /// started in it find no host state and leave none: runc's and the shims' state under
 /// /run, podman's blob cache under /var/lib/containers, every overlay mount they make.
-/// It waits for its stdin to close (Drop, or the test process dying) and then kills
-/// whatever is left in its network namespace.
+/// It waits for its stdin to close (Drop, or the test process dying), then kills
+/// whatever is left in its network namespace, unmounts what is left under the
+/// directory and removes it.
 const INIT: &str = r#"set -eu
 T=$1
 mount -t tmpfs -o mode=755 exliar-run /run
@@ -124,6 +125,12 @@ for p in /proc/[0-9]*; do
   p=${p#/proc/}; [ "$p" = $$ ] && continue
   [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$me" ] && kill -KILL "$p"
 done
+sleep 0.2
+# Mounts the engines left under the directory (overlays of killed containers): deepest
+# first, then the directory, never crossing into a mount.
+awk -v t="$T/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+  while read -r m; do umount -l "$m"; done
+rm -rf --one-file-system "$T"
 "#;
 
 /// A private mount + network namespace with its directory (`dir()`), stopped on drop:
