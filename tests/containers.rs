@@ -198,6 +198,35 @@ fn podman_injects_nodes_env_mounts() {
     eprintln!("podman_injects_nodes_env_mounts: {}", secs(t0));
 }
 
+/// A spec naming the real paths (`/dev/dri/card0`, no `hostPath`), as one generated
+/// for the host it runs on reads: the fake nodes are shown at those paths inside the
+/// engine's namespace only.
+#[test]
+fn podman_injects_from_real_dev_paths() {
+    let _g = harness::serial();
+    let Some(p) = skip_or("podman_injects_from_real_dev_paths", Podman::start()) else {
+        return;
+    };
+    let host = p.ns.dir().join("host");
+    harness::make_fake_host(&host).expect("fake host");
+    harness::hand_made_spec(&host, &p.ns.spec_dir(), false).expect("spec");
+    let spec = std::fs::read_to_string(p.ns.spec_dir().join("exliar-gpu.json")).expect("spec");
+    assert!(!spec.contains("host/dev/"), "{spec}");
+    let devices = [GPU, VFIO];
+    let e = check::expect_rooted(&p.ns.spec_dir(), &devices, Some(&host)).expect("expect");
+    // Before the overlay the engine finds no such nodes on this host.
+    let o = p.run(&devices, &check::probe_script(&e), false);
+    assert!(!o.status.success(), "{}", harness::text(&o));
+    p.ns.overlay_dev(&host).expect("overlay /dev");
+    let o = p.run(&devices, &check::probe_script(&e), false);
+    assert!(o.status.success(), "{}", harness::text(&o));
+    check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman {devices:?}:\n{m}"));
+    eprintln!(
+        "podman {devices:?} from /dev paths: ok\n{}",
+        arrived(&out(&o))
+    );
+}
+
 #[test]
 fn podman_version_limits() {
     let _g = harness::serial();

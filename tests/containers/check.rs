@@ -56,6 +56,17 @@ pub fn specs_in(spec_dir: &Path) -> Result<Vec<(PathBuf, serde_json::Value)>, St
 /// What requesting the devices `qualified` (`vendor/class=name`) must inject, from the
 /// specs in `spec_dir` and the host's nodes and files.
 pub fn expect(spec_dir: &Path, qualified: &[&str]) -> Result<Expect, String> {
+    expect_rooted(spec_dir, qualified, None)
+}
+
+/// [`expect`] for specs written for the real host's paths (`/dev/dri/card0`) whose
+/// nodes the test made under `root` (`root/dev/dri/card0`, shown to the engines by
+/// `Namespace::overlay_dev`): a device node's host path is looked up under `root`.
+pub fn expect_rooted(
+    spec_dir: &Path,
+    qualified: &[&str],
+    root: Option<&Path>,
+) -> Result<Expect, String> {
     let specs = specs_in(spec_dir)?;
     let mut out = Expect::default();
     let mut seen_kinds = Vec::new();
@@ -76,10 +87,10 @@ pub fn expect(spec_dir: &Path, qualified: &[&str]) -> Result<Expect, String> {
             };
             found = true;
             if !seen_kinds.contains(&file.clone()) {
-                add_edits(&mut out, &spec["containerEdits"])?;
+                add_edits(&mut out, &spec["containerEdits"], root)?;
                 seen_kinds.push(file.clone());
             }
-            add_edits(&mut out, &dev["containerEdits"])?;
+            add_edits(&mut out, &dev["containerEdits"], root)?;
         }
         if !found {
             return Err(format!("{q}: no spec in {} defines it", spec_dir.display()));
@@ -88,7 +99,11 @@ pub fn expect(spec_dir: &Path, qualified: &[&str]) -> Result<Expect, String> {
     Ok(out)
 }
 
-fn add_edits(out: &mut Expect, edits: &serde_json::Value) -> Result<(), String> {
+fn add_edits(
+    out: &mut Expect,
+    edits: &serde_json::Value,
+    root: Option<&Path>,
+) -> Result<(), String> {
     for e in edits["env"].as_array().into_iter().flatten() {
         if let Some(s) = e.as_str() {
             out.env.push(s.to_string());
@@ -100,6 +115,10 @@ fn add_edits(out: &mut Expect, edits: &serde_json::Value) -> Result<(), String> 
             .ok_or("deviceNode without path")?
             .to_string();
         let host = PathBuf::from(n["hostPath"].as_str().unwrap_or(&path));
+        let host = match root {
+            Some(r) if !host.starts_with(r) => r.join(host.strip_prefix("/").unwrap_or(&host)),
+            _ => host,
+        };
         let m = fs_err::metadata(&host).map_err(|e| e.to_string())?;
         if !m.file_type().is_char_device() && !m.file_type().is_block_device() {
             return Err(format!("{}: not a device node", host.display()));

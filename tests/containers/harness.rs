@@ -133,6 +133,23 @@ awk -v t="$T/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
 rm -rf --one-file-system "$T"
 "#;
 
+/// Run in the namespace by [`Namespace::overlay_dev`]: `$1` the fake host's root, `$2`
+/// the namespace's directory.
+const OVERLAY_DEV: &str = r#"set -eu
+R=$1 T=$2
+mkdir -p "$T/hostdev"
+mount --rbind /dev "$T/hostdev"
+mount -t tmpfs -o mode=755,nosuid exliar-dev /dev
+for e in "$T/hostdev"/*; do
+  n=${e##*/}
+  if [ -e "$R/dev/$n" ] || [ -L "$R/dev/$n" ]; then continue; fi
+  if [ -L "$e" ]; then cp -P "$e" "/dev/$n"
+  elif [ -d "$e" ]; then mkdir "/dev/$n"; mount --rbind "$e" "/dev/$n"
+  else touch "/dev/$n"; mount --bind "$e" "/dev/$n"; fi
+done
+cp -a "$R/dev/." /dev/
+"#;
+
 /// A private mount + network namespace with its directory (`dir()`), stopped on drop:
 /// daemons by PID (SIGTERM, then SIGKILL after 5 s), then every process left in the
 /// network namespace, then the directory is removed.
@@ -216,6 +233,22 @@ impl Namespace {
             .args(["-m", "-n", "--"])
             .arg(program);
         c
+    }
+
+    /// Makes the fake host's device nodes (`root/dev/...`) appear at their real paths
+    /// inside the namespace: `/dev` there becomes a tmpfs holding the host's entries
+    /// (bind mounts) except those the fake host has, and a copy of `root/dev`. For a spec
+    /// whose nodes name `/dev/dri/card0` with no `hostPath` (what a generator writes
+    /// for the host it runs on): engines in the namespace then stat the fake node.
+    /// Use [`super::check::expect_rooted`] for the expectation.
+    pub fn overlay_dev(&self, root: &Path) -> Result<(), String> {
+        run_ok(
+            self.command("sh")
+                .args(["-c", OVERLAY_DEV, "overlay-dev"])
+                .arg(root)
+                .arg(self.dir()),
+        )
+        .map(|_| ())
     }
 
     /// Starts a daemon inside the namespace, its output to `<dir>/<name>.log`; it is
@@ -617,21 +650,27 @@ pub const VFIO: &str = "exliar.dev/vfio=42";
 /// file. Today a hand-made spec (cdiVersion 0.5.0, the newest Debian 12's podman reads);
 /// the lead replaces the body with `exliar cdi generate --root ROOT --output SPEC_DIR`.
 pub fn spec_for_test(root: &Path, spec_dir: &Path) -> Result<PathBuf, String> {
-    hand_made_spec(root, spec_dir)
+    hand_made_spec(root, spec_dir, true)
 }
 
-fn hand_made_spec(root: &Path, spec_dir: &Path) -> Result<PathBuf, String> {
+/// The hand-made spec. `host_paths`: each node names its fake node as `hostPath`
+/// (`ROOT/dev/dri/card0`); otherwise only `path` (`/dev/dri/card0`), as a spec for the
+/// real host reads, for an engine in a namespace with [`Namespace::overlay_dev`].
+pub fn hand_made_spec(root: &Path, spec_dir: &Path, host_paths: bool) -> Result<PathBuf, String> {
     let node = |rel: &str, container: &str| -> Result<serde_json::Value, String> {
         let host = root.join("dev").join(rel);
         let m = fs_err::metadata(&host).map_err(|e| e.to_string())?;
-        Ok(serde_json::json!({
+        let mut n = serde_json::json!({
             "path": container,
-            "hostPath": host,
             "type": "c",
             "permissions": "rw",
             "fileMode": m.mode() & 0o777,
             "gid": m.gid(),
-        }))
+        });
+        if host_paths {
+            n["hostPath"] = serde_json::json!(host);
+        }
+        Ok(n)
     };
     let gpu_nodes = vec![
         node("dri/card0", "/dev/dri/card0")?,
