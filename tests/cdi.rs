@@ -1,0 +1,1 @@
+use container_device_interface as _cdi;
