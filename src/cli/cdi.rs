@@ -367,15 +367,19 @@ fn list(root: &Path, a: &ListArgs) -> anyhow::Result<u8> {
         out.write_all(term::safe(&render_list(&rep)).as_bytes())?;
         out.flush()?;
         for k in &rep.skipped {
-            let first = k
-                .problems
-                .first()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            term::err(&format!(
-                "exliar: warning: {}: skipped, as engines skip it: {first}\n",
-                k.file
-            ));
+            let first = k.problems.first();
+            if first.is_some_and(|p| p.code == "yaml") {
+                term::err(&format!(
+                    "exliar: warning: {}: not read ({YAML_SKIP}); its devices are not listed\n",
+                    k.file
+                ));
+            } else {
+                let first = first.map(|p| p.to_string()).unwrap_or_default();
+                term::err(&format!(
+                    "exliar: warning: {}: invalid, engines skip it: {first}\n",
+                    k.file
+                ));
+            }
         }
         for c in &rep.conflicts {
             term::err(&format!(
