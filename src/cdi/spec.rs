@@ -461,7 +461,7 @@ pub fn requirements(spec: &Spec) -> Vec<Requirement> {
             format!("the kind's class {class:?} has a dot"),
         );
     }
-    out.sort_by(|a, b| b.version.cmp(&a.version));
+    out.sort_by_key(|r| std::cmp::Reverse(r.version));
     out
 }
 
@@ -551,10 +551,10 @@ fn check_annotation_key(key: &str) -> Result<(), String> {
         Some((p, n)) => (Some(p), n),
         None => (None, key.as_str()),
     };
-    if let Some(p) = prefix {
-        if p.is_empty() || p.len() > 253 || !p.split('.').all(is_dns_label) {
-            return Err("its prefix must be a lowercase DNS subdomain".into());
-        }
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !p.split('.').all(is_dns_label))
+    {
+        return Err("its prefix must be a lowercase DNS subdomain".into());
     }
     if name.is_empty() || name.len() > 63 {
         return Err("its name part must be 1 to 63 characters".into());
@@ -938,4 +938,67 @@ pub fn resolve_dirs(dirs: &[Vec<(String, Spec)>]) -> (Vec<Visible>, Vec<Conflict
         .map(|(device, files)| Conflict { device, files })
         .collect();
     (visible, conflicts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_strictly() {
+        assert_eq!(Version::parse("0.5.0"), Some(Version::new(0, 5, 0)));
+        assert_eq!(Version::parse("v1.1.0"), Some(Version::new(1, 1, 0)));
+        for bad in ["", "0.5", "0.5.0.1", "abc", "0.05.0", "1.-1.0", "0.5.0 "] {
+            assert_eq!(Version::parse(bad), None, "{bad:?}");
+        }
+        assert!(Version::new(1, 0, 0) > Version::new(0, 8, 0));
+        assert!(!Version::new(0, 9, 0).is_known());
+        assert_eq!(KNOWN_VERSIONS.last(), Some(&LATEST_VERSION));
+    }
+
+    #[test]
+    fn name_rules() {
+        for ok in ["0", "gpu0", "0000:01:00.0", "GPU-4e5a-00", "a_b.c"] {
+            assert_eq!(check_device_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a b", "a/b", "a=b", ":0"] {
+            assert!(check_device_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_kind("exliar.dev/gpu").is_ok());
+        assert!(check_kind("exliar.dev/gpu.x").is_ok());
+        for bad in [
+            "gpu",
+            "exliar.dev/",
+            "/gpu",
+            "a/b/c",
+            "1x.dev/gpu",
+            "x.dev/gpu-",
+        ] {
+            assert!(check_kind(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_annotation_key("cdi.k8s.io/vfio17").is_ok());
+        assert!(check_annotation_key("UPPER.ok").is_ok());
+        assert!(check_annotation_key("Bad_Prefix/x").is_err());
+        assert!(check_annotation_key("a/-x").is_err());
+    }
+
+    #[test]
+    fn requirements_explain_the_minimum() {
+        let s = parse(
+            r#"{"cdiVersion":"0.3.0","kind":"v.com/c.d","devices":[{"name":"0","containerEdits":{"additionalGids":[1]}}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(minimum_version(&s), Version::new(0, 7, 0));
+        let r = requirements(&s);
+        assert_eq!(r[0].version, Version::new(0, 7, 0));
+        assert_eq!(r.len(), 3);
+        let p = validate(&s);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].code, "version-too-low");
+        assert!(
+            p[0].message.contains("has a dot (0.6.0)"),
+            "{}",
+            p[0].message
+        );
+    }
 }
