@@ -249,6 +249,16 @@ fn upstream_schema() -> Option<jsonschema::Validator> {
 fn generated_specs_are_accepted_by_the_crate_at_its_minimum_version() {
     let dir = tempfile::tempdir().unwrap();
     let schema = upstream_schema();
+    if let Some(s) = &schema {
+        // The schema is live (its refs resolve): it refuses a device
+        // without edits and a spec without devices.
+        for bad in [
+            serde_json::json!({"cdiVersion": "0.3.0", "kind": "a.com/b", "devices": [{"name": "x"}]}),
+            serde_json::json!({"cdiVersion": "0.3.0", "kind": "a.com/b"}),
+        ] {
+            assert!(!s.is_valid(&bad), "the upstream schema accepts {bad}");
+        }
+    }
     for (name, input, pin, want) in matrix() {
         let spec = generate(&input, pin).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(spec.cdi_version, want, "{name}: declared version");
