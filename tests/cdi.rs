@@ -731,7 +731,7 @@ fn cdi_list_golden() {
     assert_eq!(code, 0);
     assert_eq!(
         text,
-        "exliar.dev/gpu=all   /var/run/cdi/exliar-gpu.json\nexliar.dev/gpu=card  /var/run/cdi/exliar-gpu.json\n"
+        "exliar.dev/gpu=card  /var/run/cdi/exliar-gpu.json\nexliar.dev/gpu=all   /var/run/cdi/exliar-gpu.json\n"
     );
     let (text, code) = golden(t.path(), &["cdi", "list", "--dir", "/nowhere"]);
     assert_eq!((text.as_str(), code), ("no CDI devices in /nowhere\n", 0));

@@ -202,17 +202,6 @@ fn union_env(devices: &[InputDevice]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Sort key: `all` last, plain indexes by number, other names after them.
-fn name_key(name: &str) -> (u8, u64, String) {
-    if name == "all" {
-        (2, 0, String::new())
-    } else if let Ok(n) = name.parse::<u64>() {
-        (0, n, name.to_string())
-    } else {
-        (1, 0, name.to_string())
-    }
-}
-
 /// Build the spec. `pin` fixes `cdiVersion`: lower than what the content
 /// needs is refused with the reason; higher is used as given.
 pub fn generate(input: &Input, pin: Option<Version>) -> Result<Spec, String> {
@@ -299,7 +288,7 @@ pub fn generate(input: &Input, pin: Option<Version>) -> Result<Spec, String> {
         annotations: BTreeMap::new(),
         container_edits: all,
     });
-    devices.sort_by_key(|d| name_key(&d.name));
+    devices.sort_by_key(|d| spec::device_order(&d.name));
     let c = &input.common;
     let common = edits(
         &c.nodes.iter().collect::<Vec<_>>(),

@@ -882,6 +882,86 @@ pub fn qualified_name(kind: &str, device: &str) -> String {
     format!("{kind}={device}")
 }
 
+/// The order exliar shows device names in: plain indexes by number, other
+/// names after them by text, `all` last.
+pub fn device_order(name: &str) -> (u8, u64, String) {
+    if name == "all" {
+        (2, 0, String::new())
+    } else if let Ok(n) = name.parse::<u64>() {
+        (0, n, name.to_string())
+    } else {
+        (1, 0, name.to_string())
+    }
+}
+
+fn qualified_order(q: &str) -> (String, (u8, u64, String)) {
+    match q.split_once('=') {
+        Some((kind, name)) => (kind.to_string(), device_order(name)),
+        None => (q.to_string(), device_order("")),
+    }
+}
+
+/// What a directory of spec files gives engines: each file's spec (when it
+/// parsed) and problems, and the devices defined by several valid files
+/// (engines drop those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirCheck {
+    pub files: Vec<FileCheck>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// One file of a [`DirCheck`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    pub file: String,
+    #[serde(skip)]
+    pub spec: Option<Spec>,
+    pub problems: Vec<Problem>,
+}
+
+/// Check one spec text: its spec when it parsed, and every problem
+/// (`exists`, when given, says whether a host path exists).
+pub fn check_text(
+    text: &str,
+    exists: Option<&dyn Fn(&str) -> bool>,
+) -> (Option<Spec>, Vec<Problem>) {
+    match parse(text) {
+        Err(p) => (None, vec![p]),
+        Ok(s) => {
+            let mut problems = validate(&s);
+            if let Some(exists) = exists {
+                problems.extend(missing_host_paths(&s, exists));
+            }
+            (Some(s), problems)
+        }
+    }
+}
+
+/// Check the JSON spec files of one directory, given as `(file, text)`:
+/// each strictly, then the devices that several valid ones define (missing
+/// host paths do not stop an engine from loading a file).
+pub fn validate_dir(files: &[(String, String)], exists: Option<&dyn Fn(&str) -> bool>) -> DirCheck {
+    let mut out = Vec::new();
+    let mut loaded = Vec::new();
+    for (file, text) in files {
+        let (spec, problems) = check_text(text, exists);
+        if let Some(s) = &spec
+            && problems.iter().all(|p| p.code == "host-path")
+        {
+            loaded.push((file.clone(), s.clone()));
+        }
+        out.push(FileCheck {
+            file: file.clone(),
+            spec,
+            problems,
+        });
+    }
+    DirCheck {
+        files: out,
+        conflicts: resolve_dirs(&[loaded]).1,
+    }
+}
+
 /// One device defined by more than one spec file of one directory: engines
 /// drop it from all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -901,7 +981,8 @@ pub struct Visible {
 /// priority (`/etc/cdi` then `/var/run/cdi`), each with its valid specs as
 /// `(file, spec)`: a device in a later directory overrides the same device
 /// in an earlier one; a device defined twice within one directory is a
-/// conflict and dropped. Devices come back sorted by name.
+/// conflict and dropped (even where a later directory defines it too).
+/// Devices come back in [`device_order`] within each kind.
 pub fn resolve_dirs(dirs: &[Vec<(String, Spec)>]) -> (Vec<Visible>, Vec<Conflict>) {
     // device -> (priority, file) of the definition in force; a device
     // defined twice at one priority is a conflict and, as in upstream's
@@ -928,11 +1009,12 @@ pub fn resolve_dirs(dirs: &[Vec<(String, Spec)>]) -> (Vec<Visible>, Vec<Conflict
             }
         }
     }
-    let visible = table
+    let mut visible: Vec<Visible> = table
         .into_iter()
         .filter(|(d, _)| !conflicted.contains_key(d))
         .map(|(device, (_, file))| Visible { device, file })
         .collect();
+    visible.sort_by_cached_key(|v| qualified_order(&v.device));
     let conflicts = conflicted
         .into_iter()
         .map(|(device, files)| Conflict { device, files })

@@ -1,6 +1,7 @@
 //! `exliar cdi validate|list`: check CDI spec files strictly, and show the
 //! device names container engines will see.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -98,38 +99,22 @@ fn spec_ext(name: &str) -> Option<bool> {
 
 const YAML_SKIP: &str = "a YAML spec: engines load it, exliar checks JSON only";
 
-/// Parse and check one file's text; the spec when it parsed.
-fn check_text(file: &str, text: &str, host: Option<&HostRoot>) -> (FileReport, Option<Spec>) {
-    let mut r = FileReport {
+/// The report of one file from its spec (when it parsed) and problems.
+fn file_report(file: &str, spec: Option<&Spec>, problems: Vec<Problem>) -> FileReport {
+    FileReport {
         file: file.to_string(),
-        cdi_version: None,
-        minimum_version: None,
-        kind: None,
-        devices: Vec::new(),
-        problems: Vec::new(),
-    };
-    match spec::parse(text) {
-        Err(p) => {
-            r.problems.push(p);
-            (r, None)
-        }
-        Ok(s) => {
-            r.cdi_version = Some(s.cdi_version.clone());
-            r.minimum_version = Some(spec::minimum_version(&s).to_string());
-            r.kind = Some(s.kind.clone());
-            r.devices = s
-                .devices
-                .iter()
-                .map(|d| spec::qualified_name(&s.kind, &d.name))
-                .collect();
-            r.problems = spec::validate(&s);
-            if let Some(host) = host {
-                r.problems.extend(spec::missing_host_paths(&s, |p| {
-                    host.exists(p.trim_start_matches('/'))
-                }));
-            }
-            (r, Some(s))
-        }
+        cdi_version: spec.map(|s| s.cdi_version.clone()),
+        minimum_version: spec.map(|s| spec::minimum_version(s).to_string()),
+        kind: spec.map(|s| s.kind.clone()),
+        devices: spec
+            .map(|s| {
+                s.devices
+                    .iter()
+                    .map(|d| spec::qualified_name(&s.kind, &d.name))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        problems,
     }
 }
 
@@ -141,7 +126,6 @@ fn read_file(p: &Path) -> Result<String, String> {
 
 fn validate(root: &Path, a: &ValidateArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
-    let hosts = (!a.no_host_paths).then_some(&host);
     let mut rep = ValidateReport {
         schema: "exliar.cdi-validate/1",
         root: root.display().to_string(),
@@ -150,6 +134,8 @@ fn validate(root: &Path, a: &ValidateArgs) -> anyhow::Result<u8> {
         conflicts: Vec::new(),
         skipped: Vec::new(),
     };
+    let exists = |p: &str| host.exists(p.trim_start_matches('/'));
+    let exists: Option<&dyn Fn(&str) -> bool> = if a.no_host_paths { None } else { Some(&exists) };
     for p in &a.paths {
         let shown = p.display().to_string();
         if p.is_dir() {
@@ -159,39 +145,42 @@ fn validate(root: &Path, a: &ValidateArgs) -> anyhow::Result<u8> {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             names.sort();
-            let mut loaded: Vec<(String, Spec)> = Vec::new();
+            let mut texts = Vec::new();
+            let mut unreadable = BTreeMap::new();
             for n in names {
-                let fp = p.join(&n);
-                let file = fp.display().to_string();
+                let file = p.join(&n).display().to_string();
                 match spec_ext(&n) {
-                    None => continue,
+                    None => {}
                     Some(false) => rep.skipped.push(Skipped {
                         file,
                         reason: YAML_SKIP.into(),
                     }),
-                    Some(true) => {
-                        let (r, s) = match read_file(&fp) {
-                            Ok(text) => check_text(&file, &text, hosts),
-                            Err(e) => (read_failure(&file, e), None),
-                        };
-                        // Engines skip an invalid file; what they load may
-                        // still collide.
-                        if let Some(s) = s
-                            && !r.problems.iter().any(|p| p.code != "host-path")
-                        {
-                            loaded.push((file, s));
+                    Some(true) => match read_file(&p.join(&n)) {
+                        Ok(text) => texts.push((file, text)),
+                        Err(e) => {
+                            unreadable.insert(file.clone(), read_failure(&file, e));
                         }
-                        rep.files.push(r);
-                    }
+                    },
                 }
             }
-            rep.conflicts.extend(spec::resolve_dirs(&[loaded]).1);
+            let checked = spec::validate_dir(&texts, exists);
+            let mut reports: Vec<FileReport> = checked
+                .files
+                .into_iter()
+                .map(|f| file_report(&f.file, f.spec.as_ref(), f.problems))
+                .chain(unreadable.into_values())
+                .collect();
+            reports.sort_by(|x, y| x.file.cmp(&y.file));
+            rep.files.extend(reports);
+            rep.conflicts.extend(checked.conflicts);
         } else {
-            let (r, _) = match read_file(p) {
-                Ok(text) => check_text(&shown, &text, hosts),
-                Err(e) => (read_failure(&shown, e), None),
-            };
-            rep.files.push(r);
+            rep.files.push(match read_file(p) {
+                Ok(text) => {
+                    let (s, problems) = spec::check_text(&text, exists);
+                    file_report(&shown, s.as_ref(), problems)
+                }
+                Err(e) => read_failure(&shown, e),
+            });
         }
     }
     rep.ok = rep.files.iter().all(|f| f.problems.is_empty()) && rep.conflicts.is_empty();
@@ -209,18 +198,15 @@ fn validate(root: &Path, a: &ValidateArgs) -> anyhow::Result<u8> {
 }
 
 fn read_failure(file: &str, e: String) -> FileReport {
-    FileReport {
-        file: file.to_string(),
-        cdi_version: None,
-        minimum_version: None,
-        kind: None,
-        devices: Vec::new(),
-        problems: vec![Problem {
+    file_report(
+        file,
+        None,
+        vec![Problem {
             code: "read",
             at: String::new(),
             message: format!("cannot read it: {e}"),
         }],
-    }
+    )
 }
 
 fn render_validate(rep: &ValidateReport) -> String {
