@@ -8,6 +8,7 @@
 
 pub mod analyze;
 pub mod bind;
+pub mod cdi;
 pub mod check;
 pub mod cli;
 pub mod handover;
