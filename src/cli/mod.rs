@@ -2,6 +2,7 @@
 //! Nothing below this module sees clap types.
 
 mod boot;
+mod engines;
 mod hooks;
 mod render;
 mod runtime;
@@ -104,6 +105,8 @@ pub enum Command {
     Hook(hooks::HookArgs),
     /// Give the host its display back after a single-GPU handover that did not finish (a crash, a failed start): undoes the recorded steps newest first; run by the watchdog and at boot too; needs root
     RecoverDisplay(hooks::RecoverDisplayArgs),
+    /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
+    Runtime(engines::RuntimeCmd),
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +279,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Hooks(a) => hooks::run(&cli.root, a),
         Command::Hook(a) => hooks::hook(&cli.root, a),
         Command::RecoverDisplay(a) => hooks::recover_display(&cli.root, a),
+        Command::Runtime(a) => engines::run(&cli.root, a),
     }
 }
 
