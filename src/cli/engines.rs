@@ -91,7 +91,7 @@ fn cdi_line(e: &Engine) -> String {
         runtime::CdiSupport::Supported {
             max_cdi_version,
             basis,
-        } => format!("specs up to cdiVersion {max_cdi_version} ({basis})"),
+        } => format!("specs up to cdiVersion {max_cdi_version}; {basis}"),
         runtime::CdiSupport::Unsupported { reason } => format!("no: {reason}"),
     }
 }
@@ -134,10 +134,7 @@ fn list(root: &Path, a: &ListArgs) -> anyhow::Result<u8> {
         if !c.spec_dirs.is_empty() {
             out.push_str(&format!("  spec dirs: {}\n", c.spec_dirs.join(", ")));
         }
-        if !c.configured
-            && e.cdi.max_cdi_version().is_some()
-            && e.name != EngineKind::Podman
-        {
+        if !c.configured && e.cdi.max_cdi_version().is_some() && e.name != EngineKind::Podman {
             out.push_str(&format!(
                 "  `exliar runtime configure {}` turns it on\n",
                 e.name
@@ -166,7 +163,11 @@ fn configure_cmd(root: &Path, a: &ConfigureArgs) -> anyhow::Result<u8> {
         }
         let mut v: Vec<String> = Vec::new();
         for d in &a.spec_dirs {
-            let d = if d.len() > 1 { d.trim_end_matches('/') } else { d };
+            let d = if d.len() > 1 {
+                d.trim_end_matches('/')
+            } else {
+                d
+            };
             if !v.iter().any(|x| x == d) {
                 v.push(d.to_string());
             }
@@ -213,11 +214,18 @@ fn configure_cmd(root: &Path, a: &ConfigureArgs) -> anyhow::Result<u8> {
             }
             Ok(exit::FINDINGS)
         }
-        Outcome::Check { dirs: read, missing } => {
+        Outcome::Check {
+            dirs: read,
+            missing,
+        } => {
             let version = engine.as_ref().map(|e| e.version.as_str()).unwrap_or("");
             if a.json {
                 print(&doc(
-                    if missing.is_empty() { "nothing-to-do" } else { "not-read" },
+                    if missing.is_empty() {
+                        "nothing-to-do"
+                    } else {
+                        "not-read"
+                    },
                     serde_json::json!({
                         "reads": read.dirs,
                         "reads_from": read.from,
@@ -231,7 +239,9 @@ fn configure_cmd(root: &Path, a: &ConfigureArgs) -> anyhow::Result<u8> {
                     read.dirs.join(", "),
                     read.from
                         .as_deref()
-                        .map_or("Podman's defaults".to_string(), |f| format!("cdi_spec_dirs in {f}"))
+                        .map_or("Podman's defaults".to_string(), |f| format!(
+                            "cdi_spec_dirs in {f}"
+                        ))
                 );
                 if !missing.is_empty() {
                     out.push_str(&format!(

@@ -95,8 +95,8 @@ pub fn configured(host: &HostRoot, engine: &Engine) -> Configured {
         spec_dirs: dirs,
         detail,
     };
-    if let CdiSupport::Unsupported { reason } = &engine.cdi {
-        return no(reason.clone(), Vec::new());
+    if let CdiSupport::Unsupported { .. } = &engine.cdi {
+        return no("this version cannot do CDI".into(), Vec::new());
     }
     match engine.name {
         EngineKind::Podman => {

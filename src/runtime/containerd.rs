@@ -253,6 +253,11 @@ mod tests {
         assert!(out.starts_with("oom_score = 0\n"), "{out}");
         assert!(out.contains("[plugins.cri]"), "{out}");
         assert_eq!(read(&out, 2).unwrap().enable_cdi, Some(true));
+        let t = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p\"\n";
+        assert_eq!(
+            merge(Some(t), 2, &dirs()).unwrap().as_deref(),
+            Some("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p\"\n    enable_cdi = true\n    cdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\"]\n")
+        );
         let t = "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime']\n  enable_cdi = true\n  cdi_spec_dirs = ['/etc/cdi', '/var/run/cdi']\n";
         assert_eq!(merge(Some(t), 3, &dirs()).unwrap(), None);
     }

@@ -179,12 +179,13 @@ fn supported(v: &str, basis: impl Into<String>) -> CdiSupport {
 ///   releases may carry newer libraries: unsure, so 0.5.0 unless the
 ///   package says which library it was built with); 2.x: v0.8.x → 0.8.0.
 pub fn max_cdi_version(engine: EngineKind, version: &str) -> CdiSupport {
-    let Some((ma, mi, _)) = parse_version(version) else {
+    let Some((ma, mi, pa)) = parse_version(version) else {
         return CdiSupport::Unsupported {
             reason: format!("unreadable {engine} version {version:?}"),
         };
     };
     let v = (ma, mi);
+    let version = format!("{ma}.{mi}.{pa}");
     match engine {
         EngineKind::Podman => match v {
             _ if v < (4, 1) => CdiSupport::Unsupported {

@@ -1,0 +1,396 @@
+//! `exliar runtime list|configure` on temporary roots: engines found from a
+//! dpkg status file or pacman's database, their CDI support, the edits of
+//! daemon.json and config.toml (applied as transactions, undone byte for
+//! byte by `exliar rollback last`), and the refusals that touch nothing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const PODMAN: &str =
+    "Package: podman\nStatus: install ok installed\nVersion: 4.3.1+ds1-8+deb12u1+b3\n";
+const DOCKER26: &str =
+    "Package: docker.io\nStatus: install ok installed\nVersion: 26.1.5+dfsg1-9+deb13u1+b1\n";
+const DOCKER20: &str =
+    "Package: docker.io\nStatus: install ok installed\nVersion: 20.10.24+dfsg1-1+deb12u1+b6\n";
+const CONTAINERD17: &str = "Package: containerd\nStatus: install ok installed\nVersion: 1.7.24~ds1-6+deb13u1\nBuilt-Using: golang-tags.cncf-container-device-interface (= 0.8.0-5)\n";
+const CONTAINERD16: &str =
+    "Package: containerd\nStatus: install ok installed\nVersion: 1.6.20~ds1-1+deb12u3\n";
+
+const DAEMON_JSON: &str = "{\n  \"log-driver\": \"journald\",\n  \"features\": {\n    \"buildkit\": true\n  },\n  \"storage-driver\": \"overlay2\"\n}\n";
+const CONFIG_TOML: &str = "# containerd, as the cluster wants it\nversion = 2\nroot = \"/var/lib/containerd\" # big disk\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"registry.k8s.io/pause:3.8\"\n    # CDI: off for now\n    enable_cdi = false\n\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n    snapshotter = \"overlayfs\"\n";
+
+/// A temporary root whose dpkg status lists `packages`, with `files`.
+fn root(packages: &[&str], files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("root");
+    write(&dir, "var/lib/dpkg/status", &packages.join("\n"));
+    for (p, text) in files {
+        write(&dir, p, text);
+    }
+    (t, dir)
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+    exliar()
+        .arg("--root")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("exliar")
+}
+
+fn out_err(o: &std::process::Output, dir: &Path) -> String {
+    redact(
+        &format!(
+            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        dir,
+    )
+}
+
+#[test]
+fn list_golden() {
+    let (_t, dir) = root(
+        &[PODMAN, DOCKER20, CONTAINERD17],
+        &[
+            ("etc/docker/daemon.json", DAEMON_JSON),
+            ("etc/containerd/config.toml", CONFIG_TOML),
+            (
+                "etc/containers/containers.conf.d/50-cdi.conf",
+                "[engine]\ncdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\", \"/opt/cdi\"]\n",
+            ),
+        ],
+    );
+    let o = run(&dir, &["runtime", "list"]);
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!("list.txt", out_err(&o, &dir));
+    let o = run(&dir, &["runtime", "list", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let doc = json(&o);
+    assert_eq!(doc["schema"], "exliar.runtimes/1");
+    insta::assert_snapshot!(
+        "list.json",
+        redact(&serde_json::to_string_pretty(&doc).expect("json"), &dir)
+    );
+}
+
+#[test]
+fn list_reads_pacman_and_says_when_there_is_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("root");
+    write(
+        &dir,
+        "var/lib/pacman/local/docker-1:28.2.2-1/desc",
+        "%NAME%\ndocker\n\n%VERSION%\n1:28.2.2-1\n\n%BASE%\ndocker\n",
+    );
+    write(
+        &dir,
+        "var/lib/pacman/local/podman-docker-5.5.0-1/desc",
+        "%NAME%\npodman-docker\n\n%VERSION%\n5.5.0-1\n",
+    );
+    write(
+        &dir,
+        "etc/docker/daemon.json",
+        "{\"features\": {\"cdi\": true}}",
+    );
+    let doc = json(&run(&dir, &["runtime", "list", "--json"]));
+    let engines = doc["engines"].as_array().expect("engines");
+    assert_eq!(engines.len(), 1, "{doc}");
+    assert_eq!(engines[0]["name"], "docker");
+    assert_eq!(engines[0]["version"], "28.2.2");
+    assert_eq!(engines[0]["source"], "pacman: docker 1:28.2.2-1");
+    assert_eq!(engines[0]["cdi"]["max_cdi_version"], "0.8.0");
+    assert_eq!(engines[0]["configured"]["configured"], true);
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    let o = run(empty.path(), &["runtime", "list"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).starts_with("No container engine"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Plan (shown, not applied without --yes), apply, a second run with
+/// nothing to do, then `rollback last`: every byte as it was.
+fn apply_then_rollback(dir: &Path, engine: &str, file: &str, name: &str) -> String {
+    let original = files(dir);
+    let o = run(dir, &["runtime", "configure", engine]);
+    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o, dir));
+    insta::assert_snapshot!(format!("configure-{name}-plan.txt"), out_err(&o, dir));
+    assert_eq!(files(dir), original, "{engine}: the unconfirmed plan wrote");
+
+    let o = run(dir, &["runtime", "configure", engine, "--yes", "--json"]);
+    assert_success(&o, engine);
+    let doc = json(&o);
+    assert_eq!(doc["schema"], "exliar.runtime-configure/1");
+    assert_eq!(doc["outcome"], "applied", "{doc}");
+    assert_valid(&schema("apply-1.schema.json"), &doc["apply"], "apply");
+    assert_eq!(doc["apply"]["plan"]["subject"], "runtime");
+    assert_eq!(doc["apply"]["plan"]["engine"], engine);
+    let edited = std::fs::read_to_string(dir.join(file)).expect("edited");
+
+    let o = run(dir, &["runtime", "configure", engine, "--json"]);
+    assert_success(&o, engine);
+    assert_eq!(json(&o)["outcome"], "nothing-to-do", "{}", out_err(&o, dir));
+    let o = run(dir, &["runtime", "list", "--json"]);
+    let listed = json(&o);
+    let e = listed["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .find(|e| e["name"] == engine)
+        .expect("engine listed")
+        .clone();
+    assert_eq!(e["configured"]["configured"], true, "{e}");
+
+    let o = exliar()
+        .arg("--root")
+        .arg(dir)
+        .args(["rollback", "last"])
+        .output()
+        .expect("rollback");
+    assert_success(&o, "rollback");
+    assert!(
+        stdout(&o).contains(&format!("({engine} configuration): rolled back")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        files(dir),
+        original,
+        "{engine}: rollback did not restore every byte"
+    );
+    edited
+}
+
+#[test]
+fn docker_configure_apply_rollback() {
+    let (_t, dir) = root(&[DOCKER26], &[("etc/docker/daemon.json", DAEMON_JSON)]);
+    let edited = apply_then_rollback(&dir, "docker", "etc/docker/daemon.json", "docker");
+    assert_eq!(
+        edited,
+        "{\n  \"log-driver\": \"journald\",\n  \"features\": {\n    \"buildkit\": true,\n    \"cdi\": true\n  },\n  \"storage-driver\": \"overlay2\",\n  \"cdi-spec-dirs\": [\"/etc/cdi\", \"/var/run/cdi\"]\n}\n"
+    );
+    // No daemon.json at all: created, and rollback removes it (and its
+    // folder).
+    let (_t, dir) = root(&[DOCKER26], &[]);
+    let edited = apply_then_rollback(&dir, "docker", "etc/docker/daemon.json", "docker-new");
+    assert!(edited.contains("\"cdi\": true"), "{edited}");
+}
+
+#[test]
+fn containerd_configure_apply_rollback() {
+    let (_t, dir) = root(
+        &[CONTAINERD17],
+        &[("etc/containerd/config.toml", CONFIG_TOML)],
+    );
+    let edited = apply_then_rollback(
+        &dir,
+        "containerd",
+        "etc/containerd/config.toml",
+        "containerd",
+    );
+    assert_eq!(
+        edited,
+        CONFIG_TOML
+            .replace("enable_cdi = false", "enable_cdi = true")
+            .replace(
+                "    enable_cdi = true\n",
+                "    enable_cdi = true\n    cdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\"]\n"
+            )
+    );
+}
+
+#[test]
+fn configure_spec_dirs_and_assume_version() {
+    // An rpm root: nothing says which Docker it is.
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("root");
+    write(
+        &dir,
+        "etc/docker/daemon.json",
+        "{\"cdi-spec-dirs\": [\"/etc/cdi\"]}",
+    );
+    let o = run(&dir, &["runtime", "configure", "docker", "--yes"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--assume-version"),
+        "{}",
+        out_err(&o, &dir)
+    );
+    let o = run(
+        &dir,
+        &[
+            "runtime",
+            "configure",
+            "docker",
+            "--yes",
+            "--assume-version",
+            "27.3.1",
+            "--spec-dir",
+            "/opt/cdi/",
+            "/etc/cdi",
+        ],
+    );
+    assert_success(&o, "configure");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("etc/docker/daemon.json")).expect("read"),
+        "{\"cdi-spec-dirs\": [\"/etc/cdi\", \"/opt/cdi\"], \"features\": {\"cdi\": true}}"
+    );
+    let o = run(
+        &dir,
+        &[
+            "runtime",
+            "configure",
+            "docker",
+            "--assume-version",
+            "27.3.1",
+            "--spec-dir",
+            "cdi",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", out_err(&o, &dir));
+}
+
+#[test]
+fn podman_is_a_check() {
+    let (_t, dir) = root(&[PODMAN], &[]);
+    let o = run(&dir, &["runtime", "configure", "podman"]);
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!("configure-podman.txt", out_err(&o, &dir));
+    let o = run(
+        &dir,
+        &[
+            "runtime",
+            "configure",
+            "podman",
+            "--json",
+            "--spec-dir",
+            "/opt/cdi",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    insta::assert_snapshot!("configure-podman-missing.json", redact(&stdout(&o), &dir));
+    assert!(
+        !dir.join("var/lib/exliar").exists(),
+        "a check made a transaction"
+    );
+}
+
+/// Refused with the reason, exit 1, nothing touched, no transaction.
+#[test]
+fn refusals_touch_nothing() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("daemon.json"), "{}").expect("write");
+    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            "docker",
+            vec![DOCKER26],
+            vec![("etc/docker/daemon.json", "{\"debug\": true,\n")],
+            "not valid JSON",
+        ),
+        (
+            "docker",
+            vec![DOCKER26],
+            vec![("etc/docker/daemon.json", "{\"features\": [\"cdi\"]}")],
+            "\"features\" is not an object",
+        ),
+        (
+            "containerd",
+            vec![CONTAINERD17],
+            vec![(
+                "etc/containerd/config.toml",
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"\n",
+            )],
+            "not valid TOML",
+        ),
+        (
+            "containerd",
+            vec![CONTAINERD17],
+            vec![(
+                "etc/containerd/config.toml",
+                "disabled_plugins = [\"cri\"]\n",
+            )],
+            "CRI plugin off",
+        ),
+        (
+            "docker",
+            vec![DOCKER20],
+            vec![],
+            "Docker gained CDI in 25.0",
+        ),
+        (
+            "containerd",
+            vec![CONTAINERD16],
+            vec![],
+            "enable_cdi came in 1.7",
+        ),
+        (
+            "containerd",
+            vec![PODMAN],
+            vec![],
+            "no containerd was found",
+        ),
+    ];
+    for (engine, pkgs, files_in, why) in cases {
+        let (_t, dir) = root(&pkgs, &files_in);
+        let before = files(&dir);
+        let o = run(&dir, &["runtime", "configure", engine, "--yes"]);
+        assert_eq!(o.status.code(), Some(1), "{why}: {}", out_err(&o, &dir));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(why) && err.contains("nothing was changed"),
+            "{why}: {err}"
+        );
+        assert_eq!(files(&dir), before, "{why}: touched");
+        assert!(!dir.join("var/lib/exliar").exists(), "{why}: a transaction");
+        let o = run(&dir, &["runtime", "configure", engine, "--yes", "--json"]);
+        let doc = json(&o);
+        assert_eq!(doc["outcome"], "refused", "{doc}");
+        assert!(
+            doc["reason"].as_str().is_some_and(|r| r.contains(why)),
+            "{doc}"
+        );
+    }
+    // A daemon.json that is a link out of the root: refused, and the file
+    // it points at is untouched.
+    let (_t, dir) = root(&[DOCKER26], &[]);
+    std::fs::create_dir_all(dir.join("etc/docker")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        outside.path().join("daemon.json"),
+        dir.join("etc/docker/daemon.json"),
+    )
+    .expect("symlink");
+    let o = run(&dir, &["runtime", "configure", "docker", "--yes"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out_err(&o, &dir));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("symbolic link"),
+        "{}",
+        out_err(&o, &dir)
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("daemon.json")).expect("read"),
+        "{}"
+    );
+    assert!(!dir.join("var/lib/exliar").exists());
+    // `list` says so rather than reading through it.
+    let doc = json(&run(&dir, &["runtime", "list", "--json"]));
+    assert_eq!(
+        doc["engines"][0]["configured"]["configured"], false,
+        "{doc}"
+    );
+}
