@@ -291,12 +291,15 @@ fn podman_is_a_check() {
     );
 }
 
+/// Engine, dpkg packages, files, the reason's words.
+type Case<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Refused with the reason, exit 1, nothing touched, no transaction.
 #[test]
 fn refusals_touch_nothing() {
     let outside = tempfile::tempdir().expect("tempdir");
     std::fs::write(outside.path().join("daemon.json"), "{}").expect("write");
-    let cases: Vec<(&str, Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "docker",
             vec![DOCKER26],

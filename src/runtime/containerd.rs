@@ -212,6 +212,7 @@ pub fn merge(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -256,7 +257,9 @@ mod tests {
         let t = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p\"\n";
         assert_eq!(
             merge(Some(t), 2, &dirs()).unwrap().as_deref(),
-            Some("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p\"\n    enable_cdi = true\n    cdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\"]\n")
+            Some(
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"p\"\n    enable_cdi = true\n    cdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\"]\n"
+            )
         );
         let t = "version = 3\n\n[plugins.'io.containerd.cri.v1.runtime']\n  enable_cdi = true\n  cdi_spec_dirs = ['/etc/cdi', '/var/run/cdi']\n";
         assert_eq!(merge(Some(t), 3, &dirs()).unwrap(), None);

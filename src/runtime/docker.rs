@@ -194,6 +194,7 @@ pub fn merge(text: Option<&str>, dirs: &[String]) -> Result<Option<String>, Dock
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

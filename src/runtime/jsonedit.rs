@@ -196,6 +196,7 @@ pub fn replace(text: &str, span: (usize, usize), value: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -494,6 +494,7 @@ pub fn engines(host: &HostRoot) -> Vec<Engine> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -75,6 +75,7 @@ pub fn spec_dirs(host: &HostRoot) -> PodmanDirs {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
