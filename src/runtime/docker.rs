@@ -262,6 +262,28 @@ mod tests {
         }
     }
 
+    /// Every one-byte deletion or change of a real-looking file: never a
+    /// panic; an edit, when made, is complete and the next finds nothing.
+    #[test]
+    fn mutations_never_panic_and_edits_are_idempotent() {
+        let base = "{\n  \"log-opts\": {\"max-size\": \"10m\"},\n  \"features\": {\"cdi\": false},\n  \"cdi-spec-dirs\": [\"/opt/cdi\"],\n  \"x\\\"y\": [1, -2.5e3, null, true]\n}\n";
+        let mut edited = 0;
+        for i in 0..base.len() {
+            let mut variants = vec![format!("{}{}", &base[..i], &base[i + 1..])];
+            for c in ['{', '}', '"', ',', ':', '[', ']', '\\', '1', ' '] {
+                variants.push(format!("{}{c}{}", &base[..i], &base[i + 1..]));
+            }
+            for t in variants {
+                if let Ok(Some(out)) = merge(Some(&t), &dirs()) {
+                    edited += 1;
+                    assert_eq!(read(&out).unwrap().cdi, Some(true), "{t}");
+                    assert_eq!(merge(Some(&out), &dirs()).unwrap(), None, "{t}");
+                }
+            }
+        }
+        assert!(edited > 50, "{edited}");
+    }
+
     #[test]
     fn reads_state() {
         assert_eq!(read("").unwrap(), DockerCdi::default());
