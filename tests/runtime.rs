@@ -397,3 +397,104 @@ fn refusals_touch_nothing() {
         "{doc}"
     );
 }
+
+/// The edits as real engines read them: Debian 13's dockerd 26.1.5
+/// (`dockerd --validate`, which rejects unknown directives: Debian 12's
+/// 20.10 rejects `cdi-spec-dirs`) and containerd 1.7.24 (`containerd config
+/// dump`, the merged configuration it would run with). No daemon is
+/// started. `EXLIAR_DOCKERD` and `EXLIAR_CONTAINERD` name the binaries
+/// (tests/runtime-engines.sh extracts them from Debian's packages under
+/// target/); each part is skipped, saying so, without its binary.
+#[test]
+fn real_engines_accept_the_edits() {
+    let tool = |var: &str| match std::env::var_os(var) {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        _ => {
+            eprintln!(
+                "skipping the {var} part: set {var} to the binary (tests/runtime-engines.sh)"
+            );
+            None
+        }
+    };
+    if let Some(dockerd) = tool("EXLIAR_DOCKERD") {
+        let validate = |file: &Path| {
+            let o = std::process::Command::new(&dockerd)
+                .args(["--validate", "--userland-proxy=false", "--config-file"])
+                .arg(file)
+                .output()
+                .expect("dockerd --validate");
+            (
+                o.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+            )
+        };
+        // The check is strict: an unknown directive fails.
+        let (_t, dir) = root(
+            &[DOCKER26],
+            &[("etc/docker/daemon.json", "{\"cdi-spec-dirz\": []}")],
+        );
+        assert!(!validate(&dir.join("etc/docker/daemon.json")).0);
+        for (name, text) in [
+            ("absent", None),
+            ("user's", Some(DAEMON_JSON)),
+            (
+                "cdi off",
+                Some(
+                    "{\"features\":{\"cdi\":false},\"cdi-spec-dirs\":[\"/opt/cdi\"],\"debug\":true}",
+                ),
+            ),
+        ] {
+            let files_in: Vec<(&str, &str)> = text
+                .map(|t| ("etc/docker/daemon.json", t))
+                .into_iter()
+                .collect();
+            let (_t, dir) = root(&[DOCKER26], &files_in);
+            assert_success(
+                &run(&dir, &["runtime", "configure", "docker", "--yes"]),
+                name,
+            );
+            let (ok, out) = validate(&dir.join("etc/docker/daemon.json"));
+            assert!(ok && out.contains("configuration OK"), "{name}: {out}");
+        }
+    }
+    if let Some(containerd) = tool("EXLIAR_CONTAINERD") {
+        let dump = |file: &Path| {
+            let o = std::process::Command::new(&containerd)
+                .arg("--config")
+                .arg(file)
+                .args(["config", "dump"])
+                .output()
+                .expect("containerd config dump");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let (_t, dir) = root(
+            &[CONTAINERD17],
+            &[("etc/containerd/config.toml", CONFIG_TOML)],
+        );
+        let file = dir.join("etc/containerd/config.toml");
+        assert!(dump(&file).contains("enable_cdi = false"));
+        assert_success(
+            &run(&dir, &["runtime", "configure", "containerd", "--yes"]),
+            "containerd",
+        );
+        let merged = dump(&file);
+        assert!(merged.contains("enable_cdi = true"), "{merged}");
+        assert!(
+            merged.contains("cdi_spec_dirs = [\"/etc/cdi\", \"/var/run/cdi\"]"),
+            "{merged}"
+        );
+        assert!(merged.contains("snapshotter = \"overlayfs\""), "{merged}");
+        let (_t, dir) = root(&[CONTAINERD17], &[]);
+        assert_success(
+            &run(&dir, &["runtime", "configure", "containerd", "--yes"]),
+            "new",
+        );
+        let merged = dump(&dir.join("etc/containerd/config.toml"));
+        assert!(merged.contains("enable_cdi = true"), "{merged}");
+    }
+}
