@@ -80,6 +80,7 @@ fn list_golden() {
     assert_eq!(o.status.code(), Some(0));
     let doc = json(&o);
     assert_eq!(doc["schema"], "exliar.runtimes/1");
+    assert_valid(&schema("runtimes-1.schema.json"), &doc, "runtime list");
     insta::assert_snapshot!(
         "list.json",
         redact(&serde_json::to_string_pretty(&doc).expect("json"), &dir)
@@ -138,6 +139,11 @@ fn apply_then_rollback(dir: &Path, engine: &str, file: &str, name: &str) -> Stri
     let doc = json(&o);
     assert_eq!(doc["schema"], "exliar.runtime-configure/1");
     assert_eq!(doc["outcome"], "applied", "{doc}");
+    assert_valid(
+        &schema("runtime-configure-1.schema.json"),
+        &doc,
+        "configure",
+    );
     assert_valid(&schema("apply-1.schema.json"), &doc["apply"], "apply");
     assert_eq!(doc["apply"]["plan"]["subject"], "runtime");
     assert_eq!(doc["apply"]["plan"]["engine"], engine);
@@ -145,7 +151,13 @@ fn apply_then_rollback(dir: &Path, engine: &str, file: &str, name: &str) -> Stri
 
     let o = run(dir, &["runtime", "configure", engine, "--json"]);
     assert_success(&o, engine);
-    assert_eq!(json(&o)["outcome"], "nothing-to-do", "{}", out_err(&o, dir));
+    let doc = json(&o);
+    assert_eq!(doc["outcome"], "nothing-to-do", "{}", out_err(&o, dir));
+    assert_valid(
+        &schema("runtime-configure-1.schema.json"),
+        &doc,
+        "configure",
+    );
     let o = run(dir, &["runtime", "list", "--json"]);
     let listed = json(&o);
     let e = listed["engines"]
@@ -284,6 +296,11 @@ fn podman_is_a_check() {
         ],
     );
     assert_eq!(o.status.code(), Some(1));
+    assert_valid(
+        &schema("runtime-configure-1.schema.json"),
+        &json(&o),
+        "podman",
+    );
     insta::assert_snapshot!("configure-podman-missing.json", redact(&stdout(&o), &dir));
     assert!(
         !dir.join("var/lib/exliar").exists(),
@@ -364,6 +381,7 @@ fn refusals_touch_nothing() {
         let o = run(&dir, &["runtime", "configure", engine, "--yes", "--json"]);
         let doc = json(&o);
         assert_eq!(doc["outcome"], "refused", "{doc}");
+        assert_valid(&schema("runtime-configure-1.schema.json"), &doc, why);
         assert!(
             doc["reason"].as_str().is_some_and(|r| r.contains(why)),
             "{doc}"
