@@ -113,6 +113,29 @@ pub struct Engine {
     pub cdi: CdiSupport,
 }
 
+impl Engine {
+    /// Whether this engine loads a spec declaring `cdi_version`; `Err`
+    /// says why not, in words fit for a refusal (`podman 4.3.1 loads CDI
+    /// specs up to cdiVersion 0.5.0, this one declares 0.6.0`).
+    pub fn accepts(&self, cdi_version: &str) -> Result<(), String> {
+        let max = match &self.cdi {
+            CdiSupport::Unsupported { reason } => return Err(reason.clone()),
+            CdiSupport::Supported {
+                max_cdi_version,
+                basis,
+            } => (max_cdi_version, basis),
+        };
+        match (parse_version(cdi_version), parse_version(max.0)) {
+            (Some(want), Some(have)) if want <= have => Ok(()),
+            (Some(_), Some(_)) => Err(format!(
+                "{} {} loads CDI specs up to cdiVersion {} ({}), this one declares {cdi_version}",
+                self.name, self.version, max.0, max.1
+            )),
+            _ => Err(format!("{cdi_version:?} is not a CDI version")),
+        }
+    }
+}
+
 /// `major.minor.patch` of a version string: a Debian epoch (`5:`) and a
 /// leading `v` are skipped; what follows the numbers (`+ds1-8`, `~ds1`,
 /// `-1~debian.12`) is ignored. `None` without at least `major.minor`.
@@ -585,6 +608,35 @@ mod tests {
         // A library never makes an engine without CDI support it.
         let s = cdi_support(EngineKind::Containerd, "1.6.20", Some("0.8.0"));
         assert_eq!(s.max_cdi_version(), None);
+    }
+
+    #[test]
+    fn accepts_up_to_its_max() {
+        let e = |name, v: &str| Engine {
+            name,
+            version: v.into(),
+            source: "test".into(),
+            cdi_library: None,
+            cdi: max_cdi_version(name, v),
+        };
+        let podman = e(EngineKind::Podman, "4.3.1");
+        assert_eq!(podman.accepts("0.5.0"), Ok(()));
+        assert_eq!(podman.accepts("0.3.0"), Ok(()));
+        let no = podman.accepts("0.6.0").unwrap_err();
+        assert!(
+            no.contains("up to cdiVersion 0.5.0") && no.contains("declares 0.6.0"),
+            "{no}"
+        );
+        // A spec that needs 0.6.0 (annotations): Docker 26 loads it.
+        assert_eq!(e(EngineKind::Docker, "26.1.5").accepts("0.6.0"), Ok(()));
+        assert!(e(EngineKind::Docker, "26.1.5").accepts("0.8.0").is_err());
+        assert!(
+            e(EngineKind::Docker, "20.10.24")
+                .accepts("0.3.0")
+                .unwrap_err()
+                .contains("25.0")
+        );
+        assert!(podman.accepts("x").is_err());
     }
 
     #[test]
