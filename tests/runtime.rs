@@ -514,5 +514,61 @@ fn real_engines_accept_the_edits() {
         );
         let merged = dump(&dir.join("etc/containerd/config.toml"));
         assert!(merged.contains("enable_cdi = true"), "{merged}");
+        // Version 1: [plugins.cri], which containerd 1.7 migrates.
+        let (_t, dir) = root(
+            &[CONTAINERD17],
+            &[("etc/containerd/config.toml", "oom_score = 0\n")],
+        );
+        assert_success(
+            &run(&dir, &["runtime", "configure", "containerd", "--yes"]),
+            "v1",
+        );
+        let merged = dump(&dir.join("etc/containerd/config.toml"));
+        assert!(merged.contains("enable_cdi = true"), "{merged}");
     }
+}
+
+/// containerd with a config version it cannot read: the user migrates it.
+#[test]
+fn containerd_config_version_must_fit_the_engine() {
+    const CONTAINERD2: &str =
+        "Package: containerd\nStatus: install ok installed\nVersion: 2.1.4~ds1-1\n";
+    for (pkg, text, why) in [
+        (CONTAINERD17, "version = 3\n", "containerd 2's"),
+        (CONTAINERD2, "oom_score = 0\n", "containerd config migrate"),
+    ] {
+        let (_t, dir) = root(&[pkg], &[("etc/containerd/config.toml", text)]);
+        let o = run(&dir, &["runtime", "configure", "containerd", "--yes"]);
+        assert_eq!(o.status.code(), Some(1), "{}", out_err(&o, &dir));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(why),
+            "{}",
+            out_err(&o, &dir)
+        );
+        assert!(!dir.join("var/lib/exliar").exists());
+    }
+    // Version 1 with containerd 1.7: [plugins.cri], and a warning.
+    let (_t, dir) = root(
+        &[CONTAINERD17],
+        &[("etc/containerd/config.toml", "oom_score = 0\n")],
+    );
+    let o = run(&dir, &["runtime", "configure", "containerd", "--yes"]);
+    assert_success(&o, "v1");
+    assert!(stdout(&o).contains("deprecated"), "{}", out_err(&o, &dir));
+    let t = std::fs::read_to_string(dir.join("etc/containerd/config.toml")).expect("read");
+    assert!(
+        t.starts_with("oom_score = 0\n") && t.contains("[plugins.cri]"),
+        "{t}"
+    );
+    // containerd 2 and no file: version 3's table.
+    let (_t, dir) = root(&[CONTAINERD2], &[]);
+    assert_success(
+        &run(&dir, &["runtime", "configure", "containerd", "--yes"]),
+        "v3",
+    );
+    let t = std::fs::read_to_string(dir.join("etc/containerd/config.toml")).expect("read");
+    assert!(
+        t.starts_with("version = 3\n") && t.contains("io.containerd.cri.v1.runtime"),
+        "{t}"
+    );
 }

@@ -215,9 +215,34 @@ pub fn plan(
                 Ok(t) => t,
                 Err(e) => return Outcome::Refused(e),
             };
+            let new_version = containerd_new_version(engine);
+            // A config version this containerd cannot read is the user's to
+            // migrate (`containerd config migrate`), not exliar's.
+            if let Ok(s) = containerd::read(text.as_deref().unwrap_or(""), new_version) {
+                let two = new_version == 3;
+                if s.config_version == 3 && !two {
+                    return Outcome::Refused(format!(
+                        "/{}: config version 3 is containerd 2's; containerd {} reads versions 1 and 2",
+                        containerd::CONFIG_TOML,
+                        engine.version
+                    ));
+                }
+                if s.config_version == 1 && two {
+                    return Outcome::Refused(format!(
+                        "/{}: config version 1 (no `version` line) with containerd {}: convert it first with `containerd config migrate`",
+                        containerd::CONFIG_TOML,
+                        engine.version
+                    ));
+                }
+                if s.config_version == 1 {
+                    plan.warnings.push(
+                        "config version 1 (no `version` line) is deprecated: `containerd config migrate` converts it to version 2".into(),
+                    );
+                }
+            }
             (
                 containerd::CONFIG_TOML,
-                containerd::merge(text.as_deref(), containerd_new_version(engine), dirs)
+                containerd::merge(text.as_deref(), new_version, dirs)
                     .map(|m| (text, m))
                     .map_err(|e| e.to_string()),
                 "systemctl restart containerd",

@@ -9,7 +9,9 @@
 //! through `toml_edit`, so the user's comments, order and formatting stay.
 //! CDI in containerd serves CRI (the kubelet's path, proven by the probe
 //! with Debian 13's containerd 1.7.24): a file that disables the CRI plugin
-//! is refused. Files pulled in by `imports` are not read.
+//! is refused. Files pulled in by `imports` are not read. Only an explicit
+//! `enable_cdi = true` counts as configured (containerd 2 may default to
+//! it; exliar writes it anyway).
 
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
 

@@ -2,7 +2,12 @@
 //! true}`, and dockerd reads specs from `cdi-spec-dirs` (default `/etc/cdi`
 //! and `/var/run/cdi`). The merge edits the user's text in place
 //! ([`super::jsonedit`]): every other key, its order and its formatting
-//! stay. Proven with Debian 13's dockerd 26.1.5 by the probe.
+//! stay. Proven with Debian 13's dockerd 26.1.5 by the probe, and by
+//! `dockerd --validate` in tests/runtime.rs.
+//!
+//! Only an explicit `features.cdi: true` counts as configured: newer Docker
+//! releases may turn CDI on by default, but exliar does not rely on a
+//! default it has not measured, and writing it explicitly is harmless.
 
 use super::jsonedit::{self, Object, ScanError};
 
