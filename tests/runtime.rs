@@ -572,3 +572,28 @@ fn containerd_config_version_must_fit_the_engine() {
         "{t}"
     );
 }
+
+/// An unreadable dpkg status: said on stderr, the rest still read.
+#[test]
+fn unreadable_package_database_is_said() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("root");
+    std::fs::create_dir_all(dir.join("var/lib/dpkg/status")).expect("mkdir");
+    write(
+        &dir,
+        "var/lib/pacman/local/podman-5.4.2-1/desc",
+        "%NAME%\npodman\n\n%VERSION%\n5.4.2-1\n",
+    );
+    let o = run(&dir, &["runtime", "list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out_err(&o, &dir));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("var/lib/dpkg/status"),
+        "{}",
+        out_err(&o, &dir)
+    );
+    assert!(
+        stdout(&o).starts_with("podman 5.4.2 (pacman: podman 5.4.2-1)"),
+        "{}",
+        out_err(&o, &dir)
+    );
+}

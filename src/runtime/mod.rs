@@ -463,12 +463,13 @@ fn run_version(binary: &str) -> Option<String> {
 
 /// The engines installed under `host`, in [`EngineKind::ALL`] order.
 pub fn engines(host: &HostRoot) -> Vec<Engine> {
-    let dpkg = host
-        .read_optional("var/lib/dpkg/status")
-        .ok()
-        .flatten()
-        .map(|t| parse_dpkg_status(&t))
-        .unwrap_or_default();
+    let dpkg = match host.read_optional("var/lib/dpkg/status") {
+        Ok(t) => t.map(|t| parse_dpkg_status(&t)).unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!("{e}: the engines dpkg installed are not known");
+            Vec::new()
+        }
+    };
     let pacman: Vec<Package> = host
         .list_dir("var/lib/pacman/local")
         .unwrap_or_default()
