@@ -18,6 +18,7 @@ pub mod listing;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod runtime;
 pub mod txn;
 pub mod vbios;
 pub mod vm;

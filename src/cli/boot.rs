@@ -506,6 +506,12 @@ fn journal_text(j: &Journal) -> String {
         Some(plan::Subject::Hooks) => {
             format!("transaction {} (libvirt hooks): {}\n", j.id, j.status)
         }
+        Some(plan::Subject::Runtime { engine }) => {
+            format!(
+                "transaction {} ({engine} configuration): {}\n",
+                j.id, j.status
+            )
+        }
         _ => format!("transaction {}: {}\n", j.id, j.status),
     };
     for f in &j.files {
@@ -694,6 +700,12 @@ pub(crate) fn apply_built(
             "Applied. VM {name} is defined: `exliar vm start {name}` starts it; `exliar rollback {}` undoes it.\n",
             j.id
         ))?;
+    } else if !json && let plan::Subject::Runtime { engine } = &p.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Applied. Restart {engine} for it to read the change; `exliar rollback {}` undoes it.\n",
+            j.id
+        ))?;
     } else if !json && p.subject == plan::Subject::Hooks {
         term::out(&journal_text(&j))?;
         term::out(&format!(
@@ -766,6 +778,11 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
                 kept.join("\n  ")
             )
         })?;
+    } else if let Some(crate::plan::Subject::Runtime { engine }) = &j.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Rolled back: every file is as it was before; restart {engine} for it to read them again.\n"
+        ))?;
     } else {
         term::out(&journal_text(&j))?;
         term::out(&match commands_not_run(&j) {

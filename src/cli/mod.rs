@@ -3,6 +3,7 @@
 
 mod boot;
 mod cdi;
+mod engines;
 mod hooks;
 mod render;
 mod runtime;
@@ -107,6 +108,8 @@ pub enum Command {
     RecoverDisplay(hooks::RecoverDisplayArgs),
     /// Container Device Interface specs: validate, list
     Cdi(cdi::CdiCmd),
+    /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
+    Runtime(engines::RuntimeCmd),
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +283,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Hook(a) => hooks::hook(&cli.root, a),
         Command::RecoverDisplay(a) => hooks::recover_display(&cli.root, a),
         Command::Cdi(a) => cdi::run(&cli.root, a),
+        Command::Runtime(a) => engines::run(&cli.root, a),
     }
 }
 

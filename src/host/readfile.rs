@@ -45,7 +45,11 @@ pub fn limit_for(rel: &Path) -> u64 {
             "cpuinfo" | "interrupts" | "mountinfo" | "route" | "config.gz" => LARGE_LIMIT,
             _ => ATTRIBUTE_LIMIT,
         }
-    } else if name == "pci.ids" || name == "usb.ids" || name.starts_with("modules.") {
+    } else if name == "pci.ids"
+        || name == "usb.ids"
+        || name.starts_with("modules.")
+        || rel == Path::new("var/lib/dpkg/status")
+    {
         LARGE_LIMIT
     } else {
         CONFIG_LIMIT

@@ -103,6 +103,9 @@ pub enum Subject {
     Vm { name: String, connect: String },
     /// exliar's libvirt QEMU hook (`exliar hooks install`).
     Hooks,
+    /// A container engine's configuration for CDI (`exliar runtime
+    /// configure ENGINE`).
+    Runtime { engine: String },
 }
 
 impl Subject {
@@ -110,13 +113,13 @@ impl Subject {
     pub fn gpu(&self) -> Option<PciAddress> {
         match self {
             Subject::GpuIsolation { gpu, .. } => *gpu,
-            Subject::Vm { .. } | Subject::Hooks => None,
+            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } => None,
         }
     }
     pub fn functions(&self) -> &[PciAddress] {
         match self {
             Subject::GpuIsolation { functions, .. } => functions,
-            Subject::Vm { .. } | Subject::Hooks => &[],
+            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } => &[],
         }
     }
 }
@@ -293,6 +296,9 @@ pub fn render(plan: &Plan) -> String {
         }
         Subject::Vm { name, connect } => {
             let _ = writeln!(out, "Plan: VM {name} on {connect}");
+        }
+        Subject::Runtime { engine } => {
+            let _ = writeln!(out, "Plan: CDI in {engine}'s configuration");
         }
     }
     let _ = writeln!(out, "Target root: {}", plan.target);

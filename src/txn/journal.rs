@@ -220,7 +220,9 @@ impl Journal {
             gpu: plan.subject.gpu(),
             functions: plan.subject.functions().to_vec(),
             subject: match &plan.subject {
-                s @ (Subject::Vm { .. } | Subject::Hooks) => Some(s.clone()),
+                s @ (Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. }) => {
+                    Some(s.clone())
+                }
                 Subject::GpuIsolation { .. } => None,
             },
             status: Status::Applying,
