@@ -73,8 +73,14 @@ fn nvidia_proprietary_and_vfio() {
             .any(|l| l.ends_with("/libnvidia-ml.so.535.216.01"))
     );
     assert_eq!(u.binaries, vec!["/usr/bin/nvidia-smi".to_string()]);
-    assert_eq!(u.firmware, vec!["/lib/firmware/nvidia/535.216.01".to_string()]);
-    assert_eq!(u.icds, vec!["/usr/share/vulkan/icd.d/nvidia_icd.json".to_string()]);
+    assert_eq!(
+        u.firmware,
+        vec!["/lib/firmware/nvidia/535.216.01".to_string()]
+    );
+    assert_eq!(
+        u.icds,
+        vec!["/usr/share/vulkan/icd.d/nvidia_icd.json".to_string()]
+    );
 
     // The twin on vfio-pci: no group in this dump, so no /dev/vfio/N.
     let v = gpu(&s, "0000:17:00.0");
@@ -105,7 +111,10 @@ fn amdgpu_kfd_i915_and_vfio_group() {
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let amd = gpu(&s, "0000:03:00.0");
     let k = amd.kfd.as_ref().expect("kfd node");
-    assert_eq!((k.node, k.gpu_id, k.drm_render_minor), (1, 48476, Some(129)));
+    assert_eq!(
+        (k.node, k.gpu_id, k.drm_render_minor),
+        (1, 48476, Some(129))
+    );
     assert_eq!(node(amd, "drm-render").minor, Some(129));
     assert_eq!(amd.best.stack, "rocm");
     assert!(s.shared_nodes.iter().any(|n| n.path == "/dev/kfd"));
@@ -126,7 +135,11 @@ fn i915_level_zero_and_nouveau() {
     let s = read(&host("hw18-asrock-z370-i5-9400-gt1030-uhd630"));
     let g = gpu(&s, "0000:00:02.0");
     assert_eq!(g.best.stack, "oneapi");
-    assert_eq!(s.userspace.level_zero.loader.len(), 2, "file and soname link");
+    assert_eq!(
+        s.userspace.level_zero.loader.len(),
+        2,
+        "file and soname link"
+    );
     // The GT 1030 has no driver in that dump.
     let nv = gpu(&s, "0000:01:00.0");
     assert!(nv.driver.is_none());
@@ -168,8 +181,14 @@ fn bad_driver_files_give_warnings() {
     std::fs::create_dir_all(r.join("proc/driver/nvidia/gpus/0000:01:00.0/information"))
         .expect("mkdir");
     w("sys/module/nvidia/version", b"550\n54\n14\n");
-    w("sys/devices/pci0000:00/0000:01:00.0/drm/card0/dev", b"x:y\n");
-    w("sys/class/kfd/kfd/topology/nodes/1/properties", b"gpu_id 5\n");
+    w(
+        "sys/devices/pci0000:00/0000:01:00.0/drm/card0/dev",
+        b"x:y\n",
+    );
+    w(
+        "sys/class/kfd/kfd/topology/nodes/1/properties",
+        b"gpu_id 5\n",
+    );
     w("etc/ld.so.cache", b"\x00\x01\x02/usr/lib/libcuda.so.1\x00");
     w("usr/share/vulkan/icd.d/broken.json", b"{not json");
 
@@ -183,7 +202,10 @@ fn bad_driver_files_give_warnings() {
     assert_eq!(g.best.stack, "cpu");
     let text: Vec<String> = s.warnings.iter().map(|w| w.to_string()).collect();
     let has = |needle: &str| text.iter().any(|w| w.contains(needle));
-    assert!(has("proc/driver/nvidia/version: no \"NVRM version:\""), "{text:?}");
+    assert!(
+        has("proc/driver/nvidia/version: no \"NVRM version:\""),
+        "{text:?}"
+    );
     assert!(has("information: unreadable"), "{text:?}");
     assert!(has("sys/module/nvidia/version: not a version"), "{text:?}");
     assert!(has("card0/dev: not MAJOR:MINOR"), "{text:?}");
@@ -197,7 +219,11 @@ fn bad_driver_files_give_warnings() {
         .arg(r)
         .output()
         .expect("scan");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc = json(&out);
     assert_valid(&schema("inventory-1.schema.json"), &doc, "bad driver files");
     assert!(doc["gpus"][0]["stack"]["driver"]["version"].is_null());
@@ -224,17 +250,17 @@ fn real_nodes_and_their_snapshot() {
         return;
     }
     // mknod's mode is masked by the umask: set it exactly.
-    std::fs::set_permissions(
-        &path,
-        std::os::unix::fs::PermissionsExt::from_mode(0o640),
-    )
-    .expect("chmod");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+        .expect("chmod");
     let host = HostRoot::recording(&r);
     let st = host
         .stat_node("dev/dri/renderD128")
         .expect("stat")
         .expect("a node");
-    assert_eq!((st.kind, st.major, st.minor, st.mode), ('c', 226, 128, 0o640));
+    assert_eq!(
+        (st.kind, st.major, st.minor, st.mode),
+        ('c', 226, 128, 0o640)
+    );
     assert_eq!(host.stat_node("dev/dri/renderD129").expect("stat"), None);
     // Only nodes: a plain file on a root with no table is no node.
     std::fs::write(r.join("dev/dri/card0"), b"").expect("w");
@@ -244,7 +270,10 @@ fn real_nodes_and_their_snapshot() {
     let snap = tmp.path().join("snap");
     exliar::host::snapshot::write(&host, &ids, &snap, false).expect("snapshot");
     let table = std::fs::read_to_string(snap.join(exliar::host::NODES_FILE)).expect("table");
-    assert!(table.contains("dev/dri/renderD128 c 226:128 0640"), "{table}");
+    assert!(
+        table.contains("dev/dri/renderD128 c 226:128 0640"),
+        "{table}"
+    );
     let back = HostRoot::new(&snap);
     assert_eq!(
         back.stat_node("dev/dri/renderD128").expect("stat"),

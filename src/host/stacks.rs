@@ -272,13 +272,12 @@ pub fn parse_nvidia_information(text: &str) -> NvidiaGpu {
         }
         match k.trim() {
             "Model" => g.model = Some(v.to_string()),
-            "GPU UUID" => {
+            "GPU UUID"
                 if v.starts_with("GPU-")
                     && v.len() <= 64
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                {
-                    g.uuid = Some(v.to_string());
-                }
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                g.uuid = Some(v.to_string());
             }
             "Device Minor" => g.minor = v.parse().ok(),
             "Bus Location" => g.bus_location = Some(v.to_string()),
@@ -900,20 +899,21 @@ pub fn best_stack(
         );
     }
     let ver = |v: &Option<String>| v.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
-    if name == "nvidia" && vendor_id == Some(0x10de) {
-        if let Some(cuda) = &u.nvidia.cuda_driver_version {
-            let mut reason = format!(
-                "NVIDIA {} kernel driver{} and libcuda {cuda}",
-                d.flavour.as_deref().unwrap_or("(flavour unknown)"),
-                ver(&d.version)
-            );
-            if let Some(k) = &d.version
-                && k != cuda
-            {
-                reason.push_str(" (versions differ: CUDA calls will fail until they match)");
-            }
-            return pick("cuda", reason);
+    if name == "nvidia"
+        && vendor_id == Some(0x10de)
+        && let Some(cuda) = &u.nvidia.cuda_driver_version
+    {
+        let mut reason = format!(
+            "NVIDIA {} kernel driver{} and libcuda {cuda}",
+            d.flavour.as_deref().unwrap_or("(flavour unknown)"),
+            ver(&d.version)
+        );
+        if let Some(k) = &d.version
+            && k != cuda
+        {
+            reason.push_str(" (versions differ: CUDA calls will fail until they match)");
         }
+        return pick("cuda", reason);
     }
     if name == "amdgpu" && vendor_id == Some(0x1002) {
         let kfd = shared.iter().any(|n| n.role == "kfd");
@@ -1015,16 +1015,19 @@ mod tests {
 
     #[test]
     fn nvidia_version_flavours() {
-        let o = parse_nvidia_version(OPEN).unwrap();
+        let o = parse_nvidia_version(OPEN).expect("test input");
         assert_eq!(o.flavour, Some("open"));
         assert_eq!(o.version.as_deref(), Some("550.54.14"));
-        let p = parse_nvidia_version(PROP).unwrap();
+        let p = parse_nvidia_version(PROP).expect("test input");
         assert_eq!(p.flavour, Some("proprietary"));
         assert_eq!(p.version.as_deref(), Some("535.183.01"));
         let arm =
             "NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  560.35.03  Release Build\n";
         assert_eq!(
-            parse_nvidia_version(arm).unwrap().version.as_deref(),
+            parse_nvidia_version(arm)
+                .expect("test input")
+                .version
+                .as_deref(),
             Some("560.35.03")
         );
     }
@@ -1033,10 +1036,10 @@ mod tests {
     fn nvidia_version_garbage() {
         assert_eq!(parse_nvidia_version(""), None);
         assert_eq!(parse_nvidia_version("\u{0}\u{ff}garbage"), None);
-        let v = parse_nvidia_version("NVRM version: something else\n").unwrap();
+        let v = parse_nvidia_version("NVRM version: something else\n").expect("test input");
         assert_eq!(v, NvidiaVersion::default());
-        let v =
-            parse_nvidia_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module 5. x\n").unwrap();
+        let v = parse_nvidia_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module 5. x\n")
+            .expect("test input");
         assert_eq!(v.flavour, Some("proprietary"));
         assert_eq!(v.version, None);
     }
@@ -1064,10 +1067,16 @@ mod tests {
         let p = parse_kfd_properties(t);
         assert_eq!(p.gpu_id, Some(53393));
         assert_eq!(p.drm_render_minor, Some(128));
-        assert_eq!(p.address(), Some("0000:03:00.0".parse().unwrap()));
+        assert_eq!(
+            p.address(),
+            Some("0000:03:00.0".parse().expect("test input"))
+        );
         // devfn: device 2 function 1 on bus 0x0a.
         let p = parse_kfd_properties("location_id 2577\ndomain 1\n");
-        assert_eq!(p.address(), Some("0001:0a:02.1".parse().unwrap()));
+        assert_eq!(
+            p.address(),
+            Some("0001:0a:02.1".parse().expect("test input"))
+        );
         let bad = parse_kfd_properties("gpu_id\nlocation_id 99999999\nx y z\n");
         assert_eq!(bad.gpu_id, None);
         assert_eq!(bad.address(), None);
@@ -1120,7 +1129,7 @@ mod tests {
         fn kfd_location_round_trips(bus in 0u8.., dev in 0u8..32, func in 0u8..8, dom in 0u32..0x10000) {
             let loc = (u32::from(bus) << 8) | (u32::from(dev) << 3) | u32::from(func);
             let p = parse_kfd_properties(&format!("gpu_id 7\nlocation_id {loc}\ndomain {dom}\n"));
-            let a = p.address().unwrap();
+            let a = p.address().expect("test input");
             proptest::prop_assert_eq!((a.domain, a.bus, a.device, a.function), (dom, bus, dev, func));
         }
 
@@ -1128,7 +1137,7 @@ mod tests {
         fn nvidia_version_is_found(a in 1u32..1000, b in 0u32..1000, c in 0u32..100, open in proptest::bool::ANY) {
             let v = format!("{a}.{b}.{c:02}");
             let kind = if open { "Open Kernel Module for x86_64" } else { "x86_64 Kernel Module" };
-            let p = parse_nvidia_version(&format!("NVRM version: NVIDIA UNIX {kind}  {v}  Tue Jan 1\n")).unwrap();
+            let p = parse_nvidia_version(&format!("NVRM version: NVIDIA UNIX {kind}  {v}  Tue Jan 1\n")).expect("test input");
             proptest::prop_assert_eq!(p.version, Some(v));
             proptest::prop_assert_eq!(p.flavour, Some(if open { "open" } else { "proprietary" }));
         }
