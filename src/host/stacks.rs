@@ -711,9 +711,19 @@ fn library_candidates(host: &HostRoot, warn: &mut impl FnMut(String, String)) ->
     let mut all = BTreeSet::new();
     match host.read_bytes(LD_CACHE) {
         Ok(b) => {
-            for p in ldcache_paths(&b) {
+            let paths: Vec<String> = ldcache_paths(&b)
+                .into_iter()
+                .filter(|p| wanted_library(file_name(p)))
+                .collect();
+            // A snapshot keeps only the paths used, as NUL-terminated
+            // strings: `ldcache_paths` reads them back the same.
+            let mut trimmed = b"exliar snapshot: the ld.so.cache paths used\0".to_vec();
+            for p in &paths {
+                trimmed.extend_from_slice(p.as_bytes());
+                trimmed.push(0);
                 all.insert(p.trim_start_matches('/').to_string());
             }
+            host.record_trimmed(LD_CACHE, trimmed);
         }
         Err(e) if e.is_not_found() => {}
         Err(e) => warn(e.path.clone(), format!("unreadable: {}", e.source)),
@@ -750,6 +760,13 @@ fn is_nvidia_lib(name: &str) -> bool {
     .any(|p| name.starts_with(p))
 }
 
+/// The libraries this module reports (NVIDIA's, Level Zero's).
+fn wanted_library(name: &str) -> bool {
+    is_nvidia_lib(name)
+        || name.starts_with("libze_loader.so.")
+        || name.starts_with("libze_intel_gpu.so.")
+}
+
 fn read_userspace(host: &HostRoot, warn: &mut impl FnMut(String, String)) -> Userspace {
     let mut u = Userspace::default();
     let candidates = library_candidates(host, warn);
@@ -762,28 +779,35 @@ fn read_userspace(host: &HostRoot, warn: &mut impl FnMut(String, String)) -> Use
         if !(nv || ze || ze_gpu) {
             continue;
         }
-        // Present under the root (a link: also what it names).
-        let target = host.link_target(rel).ok().flatten();
-        if target.is_none() && !host.exists(rel) {
+        // Present under the root (through its links, inside the root); a
+        // link is listed with the file it leads to, since a container
+        // needs both.
+        if !host.exists(rel) {
             continue;
         }
-        let shown = format!("/{rel}");
+        let target = host
+            .resolve(Path::new(rel))
+            .ok()
+            .filter(|t| t.as_path() != Path::new(rel))
+            .map(|t| format!("/{}", t.display()));
+        let mut shown = vec![format!("/{rel}")];
+        shown.extend(target.clone());
         if nv {
-            nv_libs.insert(shown.clone());
             if name.starts_with("libcuda.so.") && u.nvidia.cuda_driver_version.is_none() {
-                u.nvidia.cuda_driver_version = so_version(name).or_else(|| {
-                    target
-                        .as_ref()
-                        .and_then(|t| t.file_name())
-                        .and_then(|t| so_version(&t.to_string_lossy()))
-                });
+                u.nvidia.cuda_driver_version = so_version(name)
+                    .or_else(|| target.as_deref().and_then(|t| so_version(file_name(t))));
             }
+            nv_libs.extend(shown);
         } else if ze {
-            u.level_zero.loader.push(shown);
+            u.level_zero.loader.extend(shown);
         } else {
-            u.level_zero.intel_gpu.push(shown);
+            u.level_zero.intel_gpu.extend(shown);
         }
     }
+    u.level_zero.loader.sort();
+    u.level_zero.loader.dedup();
+    u.level_zero.intel_gpu.sort();
+    u.level_zero.intel_gpu.dedup();
     u.nvidia.libraries = nv_libs.into_iter().collect();
     for d in BIN_DIRS {
         for b in NVIDIA_BINARIES {
