@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::analyze::{Analysis, Gpu, GroupReport, Recommendation};
+use crate::host::stacks::{DevNode, GpuStack, Stacks, Userspace};
 use crate::model::{Device, HostFacts, Inventory, IommuState, Source, Warning};
 
 pub const INVENTORY_SCHEMA: &str = "exliar.inventory/1";
@@ -26,6 +27,16 @@ impl<'a> IommuSummary<'a> {
     }
 }
 
+/// One GPU of the inventory report: the analysis, and (for a host root,
+/// not a pasted listing) its driver and stack.
+#[derive(Debug, Serialize)]
+pub struct GpuEntry<'a> {
+    #[serde(flatten)]
+    pub gpu: &'a Gpu,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<&'a GpuStack>,
+}
+
 /// `exliar scan --json` / `exliar analyze --json`.
 #[derive(Debug, Serialize)]
 pub struct InventoryReport<'a> {
@@ -34,26 +45,45 @@ pub struct InventoryReport<'a> {
     pub source: &'a Source,
     pub host: &'a HostFacts,
     pub iommu: IommuSummary<'a>,
-    pub gpus: &'a [Gpu],
+    pub gpus: Vec<GpuEntry<'a>>,
     pub recommendation: &'a Recommendation,
     pub iommu_groups: &'a [GroupReport],
     pub devices: &'a [Device],
-    pub warnings: &'a [Warning],
+    /// Device nodes shared by the GPUs of a driver (host roots only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_nodes: Option<&'a [DevNode]>,
+    /// User-space accelerator stacks (host roots only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userspace: Option<&'a Userspace>,
+    pub warnings: Vec<&'a Warning>,
 }
 
 impl<'a> InventoryReport<'a> {
-    pub fn new(inv: &'a Inventory, a: &'a Analysis) -> Self {
+    pub fn new(inv: &'a Inventory, a: &'a Analysis, stacks: Option<&'a Stacks>) -> Self {
         Self {
             schema: INVENTORY_SCHEMA,
             exliar_version: env!("CARGO_PKG_VERSION"),
             source: &inv.source,
             host: &inv.host,
             iommu: IommuSummary::of(&inv.iommu),
-            gpus: &a.gpus,
+            gpus: a
+                .gpus
+                .iter()
+                .map(|g| GpuEntry {
+                    gpu: g,
+                    stack: stacks.and_then(|s| s.gpu(&g.address)),
+                })
+                .collect(),
             recommendation: &a.recommendation,
             iommu_groups: &a.groups,
             devices: &inv.devices,
-            warnings: &inv.warnings,
+            shared_nodes: stacks.map(|s| s.shared_nodes.as_slice()),
+            userspace: stacks.map(|s| &s.userspace),
+            warnings: inv
+                .warnings
+                .iter()
+                .chain(stacks.into_iter().flat_map(|s| s.warnings.iter()))
+                .collect(),
         }
     }
 }

@@ -42,14 +42,15 @@ fn text(doc: &Value, id: &str) -> String {
 #[test]
 fn fixture_hosts_golden_and_schema() {
     let schema = schema("check-1.schema.json");
-    // The hwNN trees hold PCI facts only (no /proc, /etc, /boot): every
-    // check would skip; they are covered by the schema test below.
+    // The hwNN and drv-* trees hold PCI and driver facts only (no
+    // /proc/cmdline, /etc, /boot): every check would skip; they are covered
+    // by the schema test below.
     for h in fixture_hosts() {
         let name = h
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.starts_with("hw") {
+        if name.starts_with("hw") || name.starts_with("drv-") {
             let out = exliar()
                 .args(["check", "--json", "--root"])
                 .arg(&h)

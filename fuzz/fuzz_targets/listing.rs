@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     if let Ok(inv) = parse_files(&files) {
         let analysis = exliar::analyze::analyze(&inv);
-        let report = exliar::report::InventoryReport::new(&inv, &analysis);
+        let report = exliar::report::InventoryReport::new(&inv, &analysis, None);
         let _ = serde_json::to_string(&report);
     }
 });

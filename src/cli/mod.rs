@@ -252,13 +252,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
             let analysis = analyze::analyze(&inv);
-            emit_inventory(&inv, &analysis, a.json, false)
+            let stacks = host::stacks::read(&host, &analysis.gpus);
+            for w in &stacks.warnings {
+                tracing::warn!("{}", term::safe(&w.to_string()));
+            }
+            emit_inventory(&inv, &analysis, Some(&stacks), a.json, false)
         }
         Command::Iommu(a) => {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
             let analysis = analyze::analyze(&inv);
-            emit_inventory(&inv, &analysis, a.json, true)
+            emit_inventory(&inv, &analysis, None, a.json, true)
         }
         Command::Check(a) => check(&cli.root, a),
         Command::Snapshot(a) => snapshot(&cli.root, &a.out, a.force),
@@ -266,7 +270,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let files = read_listing_files(&a.files)?;
             let inv = listing::parse_files(&files)?;
             let analysis = analyze::analyze(&inv);
-            emit_inventory(&inv, &analysis, a.json, a.iommu)
+            emit_inventory(&inv, &analysis, None, a.json, a.iommu)
         }
         Command::Bind(a) => runtime::bind(&cli.root, a),
         Command::Unbind(a) => runtime::unbind(&cli.root, a),
@@ -304,6 +308,7 @@ fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Invento
 fn emit_inventory(
     inv: &Inventory,
     analysis: &Analysis,
+    stacks: Option<&host::stacks::Stacks>,
     json: bool,
     iommu_only: bool,
 ) -> anyhow::Result<u8> {
@@ -313,14 +318,14 @@ fn emit_inventory(
         if iommu_only {
             serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv, analysis))?;
         } else {
-            serde_json::to_writer_pretty(&mut out, &InventoryReport::new(inv, analysis))?;
+            serde_json::to_writer_pretty(&mut out, &InventoryReport::new(inv, analysis, stacks))?;
         }
         writeln!(out)?;
     } else {
         let text = if iommu_only {
             render::iommu(inv, analysis)
         } else {
-            render::scan(inv, analysis)
+            render::scan(inv, analysis, stacks)
         };
         out.write_all(term::safe(&text).as_bytes())?;
     }
@@ -384,7 +389,9 @@ fn snapshot(root: &std::path::Path, out: &std::path::Path, force: bool) -> anyho
     // Read everything the reports read (the reports themselves are not kept).
     let ids = host::sysfs::load_pci_ids(&host);
     let inv = read_inventory(&host, &ids)?;
-    let _ = analyze::analyze(&inv);
+    let analysis = analyze::analyze(&inv);
+    // And the drivers, device nodes and user-space stacks `scan` reports.
+    let _ = host::stacks::read(&host, &analysis.gpus);
     // And everything `exliar check` reads, so that `check --root` on the
     // snapshot gives the same result.
     let ev = check::gather(&host);

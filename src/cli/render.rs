@@ -54,7 +54,12 @@ fn fn_label(inv: &Inventory, a: &PciAddress) -> String {
     format!("{a} ({class})")
 }
 
-fn gpu_block(out: &mut String, inv: &Inventory, g: &Gpu) {
+fn gpu_block(
+    out: &mut String,
+    inv: &Inventory,
+    g: &Gpu,
+    stack: Option<&crate::host::stacks::GpuStack>,
+) {
     let ids = match (g.vendor_id, g.device_id) {
         (Some(v), Some(d)) => format!(" [{v:04x}:{d:04x}]"),
         _ => String::new(),
@@ -84,6 +89,9 @@ fn gpu_block(out: &mut String, inv: &Inventory, g: &Gpu) {
         opt(&g.iommu_group),
         g.isolation.label()
     );
+    if let Some(s) = stack {
+        let _ = writeln!(out, "    stack: {}", crate::host::stacks::summary_line(s));
+    }
     let fns: Vec<String> = g.functions.iter().map(|a| fn_label(inv, a)).collect();
     let _ = writeln!(out, "    functions: {}", fns.join(", "));
     if !g.group_peers.is_empty() {
@@ -137,7 +145,7 @@ fn device_table(out: &mut String, devices: &[Device]) {
 }
 
 /// `exliar scan` / `exliar analyze`.
-pub fn scan(inv: &Inventory, a: &Analysis) -> String {
+pub fn scan(inv: &Inventory, a: &Analysis, stacks: Option<&crate::host::stacks::Stacks>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "exliar scan: {}", source_line(inv));
     let _ = writeln!(out, "{}", iommu_line(inv));
@@ -147,7 +155,7 @@ pub fn scan(inv: &Inventory, a: &Analysis) -> String {
     } else {
         let _ = writeln!(out, "GPUs ({})", a.gpus.len());
         for g in &a.gpus {
-            gpu_block(&mut out, inv, g);
+            gpu_block(&mut out, inv, g, stacks.and_then(|s| s.gpu(&g.address)));
         }
     }
     let _ = writeln!(out);
@@ -168,10 +176,15 @@ pub fn scan(inv: &Inventory, a: &Analysis) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "Devices ({})", inv.devices.len());
     device_table(&mut out, &inv.devices);
-    if !inv.warnings.is_empty() {
+    let warnings: Vec<&crate::model::Warning> = inv
+        .warnings
+        .iter()
+        .chain(stacks.into_iter().flat_map(|s| s.warnings.iter()))
+        .collect();
+    if !warnings.is_empty() {
         let _ = writeln!(out);
-        let _ = writeln!(out, "Warnings ({})", inv.warnings.len());
-        for w in &inv.warnings {
+        let _ = writeln!(out, "Warnings ({})", warnings.len());
+        for w in warnings {
             let _ = writeln!(out, "  {w}");
         }
     }

@@ -12,11 +12,12 @@ pub mod readfile;
 mod root;
 pub mod sim;
 pub mod snapshot;
+pub mod stacks;
 pub mod sysfs;
 pub mod usb;
 mod usbids;
 pub mod write;
 
 pub use pciids::{PCI_IDS_PATHS, PciIds};
-pub use root::{HostRoot, NodeInfo, ReadError, Touched};
+pub use root::{HostRoot, NODES_FILE, NodeInfo, NodeStat, ReadError, Touched};
 pub use usbids::{USB_IDS_PATHS, UsbIds};

@@ -23,6 +23,96 @@ pub enum Touched {
     /// The file was read, but a snapshot stores only this part of it (the
     /// lines that were used), so that it reads back the same.
     Trimmed(Vec<u8>),
+    /// A device node was stat'ed: a snapshot cannot hold the node itself,
+    /// so it records these facts in [`NODES_FILE`].
+    Node(NodeStat),
+}
+
+/// The file at the top of a snapshot or fixture tree that records device
+/// nodes (`dev/dri/card0 c 226:0 0660 0 44`): a tar or git tree cannot
+/// hold the nodes themselves. [`HostRoot::stat_node`] reads it on any root
+/// but the live one, for a path that is absent or a plain placeholder.
+pub const NODES_FILE: &str = "exliar-nodes.txt";
+
+/// A device node's facts, as `stat(2)` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeStat {
+    /// `'c'` (character) or `'b'` (block).
+    pub kind: char,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits (`0o660`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl NodeStat {
+    /// One line of [`NODES_FILE`] for `rel`.
+    pub fn line(&self, rel: &Path) -> String {
+        format!(
+            "{} {} {}:{} {:04o} {} {}",
+            rel.display(),
+            self.kind,
+            self.major,
+            self.minor,
+            self.mode,
+            self.uid,
+            self.gid
+        )
+    }
+
+    /// Parse [`NODES_FILE`]: `(path, facts)` for each good line; comments,
+    /// blank and malformed lines are skipped.
+    pub fn parse_table(text: &str) -> Vec<(PathBuf, NodeStat)> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [path, kind, dev, mode, uid, gid] = f.as_slice() else {
+                continue;
+            };
+            let kind = match *kind {
+                "c" => 'c',
+                "b" => 'b',
+                _ => continue,
+            };
+            let Some((major, minor)) = dev.split_once(':') else {
+                continue;
+            };
+            let (Ok(major), Ok(minor), Ok(mode), Ok(uid), Ok(gid)) = (
+                major.parse(),
+                minor.parse(),
+                u32::from_str_radix(mode, 8),
+                uid.parse(),
+                gid.parse(),
+            ) else {
+                continue;
+            };
+            let path = PathBuf::from(path.trim_start_matches('/'));
+            if path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
+            {
+                continue;
+            }
+            out.push((
+                path,
+                NodeStat {
+                    kind,
+                    major,
+                    minor,
+                    mode: mode & 0o7777,
+                    uid,
+                    gid,
+                },
+            ));
+        }
+        out
+    }
 }
 
 /// What the live host says about a device node or socket (only on the live
@@ -45,6 +135,8 @@ pub struct HostRoot {
     /// Resolved directories, so that reading 20 attributes of one device
     /// resolves its directory once.
     dirs: RefCell<HashMap<PathBuf, PathBuf>>,
+    /// [`NODES_FILE`], read once.
+    nodes: std::cell::OnceCell<BTreeMap<PathBuf, NodeStat>>,
 }
 
 /// An error reading a host file. The path shown is the one inside the root.
@@ -68,6 +160,7 @@ impl HostRoot {
             root: root.into(),
             record: None,
             dirs: RefCell::new(HashMap::new()),
+            nodes: std::cell::OnceCell::new(),
         }
     }
 
@@ -77,6 +170,7 @@ impl HostRoot {
             root: root.into(),
             record: Some(RefCell::new(BTreeMap::new())),
             dirs: RefCell::new(HashMap::new()),
+            nodes: std::cell::OnceCell::new(),
         }
     }
 
@@ -177,6 +271,68 @@ impl HostRoot {
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
+        })
+    }
+
+    /// The facts of the device node at `rel` (links resolved inside the
+    /// root; the node itself is never opened). `Ok(None)` when there is no
+    /// node there. On any root but the live one, a path that is absent or a
+    /// plain file (a placeholder) is looked up in [`NODES_FILE`], which
+    /// `exliar snapshot` writes; a node made with `mknod` under a test root
+    /// is read as it is.
+    pub fn stat_node(&self, rel: impl AsRef<Path>) -> Result<Option<NodeStat>, ReadError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let at = match self.resolve(rel.as_ref()) {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let full = self.root.join(&at);
+        let found = match std::fs::symlink_metadata(&full) {
+            Ok(md) => {
+                let ft = md.file_type();
+                if ft.is_char_device() || ft.is_block_device() {
+                    let rdev = md.rdev();
+                    Some(NodeStat {
+                        kind: if ft.is_char_device() { 'c' } else { 'b' },
+                        major: rustix::fs::major(rdev),
+                        minor: rustix::fs::minor(rdev),
+                        mode: md.mode() & 0o7777,
+                        uid: md.uid(),
+                        gid: md.gid(),
+                    })
+                } else if ft.is_file() && !self.is_live() {
+                    self.node_table().get(&at).copied()
+                } else {
+                    None
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.is_live() {
+                    None
+                } else {
+                    self.node_table().get(&at).copied()
+                }
+            }
+            Err(e) => return Err(self.err(&at, e)),
+        };
+        if let Some(st) = found {
+            self.note(&at, Touched::Node(st));
+        }
+        Ok(found)
+    }
+
+    fn node_table(&self) -> &BTreeMap<PathBuf, NodeStat> {
+        self.nodes.get_or_init(|| {
+            // Read directly, not recorded: a snapshot writes its own table
+            // from the nodes it was asked about.
+            let full = self.root.join(NODES_FILE);
+            match open_nofollow(&full, super::readfile::limit_for(Path::new(NODES_FILE))) {
+                Ok(bytes) => NodeStat::parse_table(&String::from_utf8_lossy(&bytes))
+                    .into_iter()
+                    .collect(),
+                Err(_) => BTreeMap::new(),
+            }
         })
     }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::pciids::{PCI_IDS_PATHS, PciIds};
-use super::root::{HostRoot, Touched};
+use super::root::{HostRoot, NODES_FILE, Touched};
 
 /// The manifest written at the top of every snapshot.
 pub const MANIFEST: &str = "exliar-snapshot.json";
@@ -50,8 +50,11 @@ pub enum Entry {
 /// `pci.ids` is cut down to the entries the report used.
 pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
     let mut out = Vec::new();
+    // Device nodes cannot be stored as nodes: their facts go into one text
+    // file that `HostRoot::stat_node` reads back.
+    let mut nodes = String::new();
     for (rel, what) in host.touched() {
-        if rel.as_os_str().is_empty() {
+        if rel.as_os_str().is_empty() || rel == Path::new(NODES_FILE) {
             continue;
         }
         if PCI_IDS_PATHS.iter().any(|p| Path::new(p) == rel) {
@@ -65,6 +68,13 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
             Touched::Dir => out.push(Entry::Dir(rel)),
             Touched::Present => out.push(Entry::File(rel, Vec::new())),
             Touched::Trimmed(bytes) => out.push(Entry::File(rel, bytes)),
+            Touched::Node(st) => {
+                nodes.push_str(&st.line(&rel));
+                nodes.push('\n');
+                // An empty placeholder, so that listing its folder
+                // (`dev/nvidia-caps`) reads back the same.
+                out.push(Entry::File(rel, Vec::new()));
+            }
             Touched::File => {
                 let full = host.path().join(&rel);
                 match std::fs::symlink_metadata(&full) {
@@ -82,6 +92,12 @@ pub fn collect(host: &HostRoot, ids: &PciIds) -> Vec<Entry> {
                 }
             }
         }
+    }
+    if !nodes.is_empty() {
+        let text = format!(
+            "# exliar device nodes (stat facts; a snapshot cannot hold nodes): path type major:minor mode uid gid\n{nodes}"
+        );
+        out.push(Entry::File(PathBuf::from(NODES_FILE), text.into_bytes()));
     }
     keep_empty_dirs(out)
 }
