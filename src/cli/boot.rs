@@ -512,6 +512,9 @@ fn journal_text(j: &Journal) -> String {
                 j.id, j.status
             )
         }
+        Some(plan::Subject::Cdi { dir }) => {
+            format!("transaction {} (CDI specs in {dir}): {}\n", j.id, j.status)
+        }
         _ => format!("transaction {}: {}\n", j.id, j.status),
     };
     for f in &j.files {
@@ -706,6 +709,12 @@ pub(crate) fn apply_built(
             "Applied. Restart {engine} for it to read the change; `exliar rollback {}` undoes it.\n",
             j.id
         ))?;
+    } else if !json && let plan::Subject::Cdi { .. } = &p.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Applied. Engines read the specs when a container asks for a device (no restart); `exliar cdi list` shows the names; `exliar rollback {}` undoes it.\n",
+            j.id
+        ))?;
     } else if !json && p.subject == plan::Subject::Hooks {
         term::out(&journal_text(&j))?;
         term::out(&format!(
@@ -778,6 +787,11 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
                 kept.join("\n  ")
             )
         })?;
+    } else if let Some(crate::plan::Subject::Cdi { dir }) = &j.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Rolled back: exliar's CDI specs in {dir} are as they were before the transaction.\n"
+        ))?;
     } else if let Some(crate::plan::Subject::Runtime { engine }) = &j.subject {
         term::out(&journal_text(&j))?;
         term::out(&format!(

@@ -20,6 +20,8 @@ pub struct CdiCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum CdiSub {
+    /// Write CDI specs for every GPU the host's drivers hold, as a transaction (diff, confirm, `exliar rollback` undoes it): exliar.dev/gpu (NVIDIA: /dev/nvidiaN, its DRM nodes, the driver's shared nodes and user-space files read-only; AMD: render node + /dev/kfd; Intel and others: render node) and exliar.dev/vfio (cards on vfio-pci: /dev/vfio/vfio + the group's node), each named by index, PCI address and NVIDIA UUID, plus `all`; refused when an engine under the root would reject them; --check says whether the written ones still match
+    Generate(super::cdigen::GenerateArgs),
     /// Check CDI spec files strictly (unknown fields, name rules, versions and the minimum version, devices defined twice in one directory, host paths missing under --root); a directory checks its *.json files as engines load them
     Validate(ValidateArgs),
     /// The CDI device names engines will see (`exliar.dev/gpu=0`, …) from the spec directories under --root: /etc/cdi, then /var/run/cdi, which overrides it for the same device
@@ -54,6 +56,7 @@ pub const DEFAULT_DIRS: [&str; 2] = ["/etc/cdi", "/var/run/cdi"];
 
 pub fn run(root: &Path, cmd: &CdiCmd) -> anyhow::Result<u8> {
     match &cmd.command {
+        CdiSub::Generate(a) => super::cdigen::generate(root, a),
         CdiSub::Validate(a) => validate(root, a),
         CdiSub::List(a) => list(root, a),
     }

@@ -3,6 +3,7 @@
 
 mod boot;
 mod cdi;
+mod cdigen;
 mod engines;
 mod hooks;
 mod render;
@@ -106,7 +107,7 @@ pub enum Command {
     Hook(hooks::HookArgs),
     /// Give the host its display back after a single-GPU handover that did not finish (a crash, a failed start): undoes the recorded steps newest first; run by the watchdog and at boot too; needs root
     RecoverDisplay(hooks::RecoverDisplayArgs),
-    /// Container Device Interface specs: validate, list
+    /// Container Device Interface specs: generate (a transaction), validate, list
     Cdi(cdi::CdiCmd),
     /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
     Runtime(engines::RuntimeCmd),

@@ -352,6 +352,19 @@ impl HostRoot {
     /// Resolve every symbolic link in `rel` lexically, inside the root.
     /// Returns the resolved root-relative path.
     pub fn resolve(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        self.resolve_links(rel, false)
+    }
+
+    /// [`HostRoot::resolve`] for a path exliar will write under: a link
+    /// whose target climbs above the root with `..` is an error (it leads
+    /// out of the root when followed from outside it), where `resolve`
+    /// would stop at the root as a chroot does. An absolute link target is
+    /// taken inside the root, as the root's own programs read it.
+    pub fn resolve_contained(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        self.resolve_links(rel, true)
+    }
+
+    fn resolve_links(&self, rel: &Path, contained: bool) -> Result<PathBuf, ReadError> {
         let mut out = PathBuf::new();
         let mut pending: Vec<PathBuf> = vec![rel.to_path_buf()];
         let mut hops = 0;
@@ -363,7 +376,14 @@ impl HostRoot {
                     Component::RootDir | Component::Prefix(_) => out = PathBuf::new(),
                     Component::CurDir => {}
                     Component::ParentDir => {
-                        out.pop();
+                        if !out.pop() && contained && hops > 0 {
+                            return Err(self.err(
+                                rel,
+                                io::Error::other(
+                                    "a symbolic link on the way leads out of the root",
+                                ),
+                            ));
+                        }
                     }
                     Component::Normal(name) => {
                         let candidate = out.join(name);

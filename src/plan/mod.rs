@@ -106,6 +106,9 @@ pub enum Subject {
     /// A container engine's configuration for CDI (`exliar runtime
     /// configure ENGINE`).
     Runtime { engine: String },
+    /// exliar's CDI spec files in one directory (`exliar cdi generate`):
+    /// `dir` is the directory as the root's engines read it (`/etc/cdi`).
+    Cdi { dir: String },
 }
 
 impl Subject {
@@ -113,13 +116,17 @@ impl Subject {
     pub fn gpu(&self) -> Option<PciAddress> {
         match self {
             Subject::GpuIsolation { gpu, .. } => *gpu,
-            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } => None,
+            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } | Subject::Cdi { .. } => {
+                None
+            }
         }
     }
     pub fn functions(&self) -> &[PciAddress] {
         match self {
             Subject::GpuIsolation { functions, .. } => functions,
-            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } => &[],
+            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } | Subject::Cdi { .. } => {
+                &[]
+            }
         }
     }
 }
@@ -299,6 +306,9 @@ pub fn render(plan: &Plan) -> String {
         }
         Subject::Runtime { engine } => {
             let _ = writeln!(out, "Plan: CDI in {engine}'s configuration");
+        }
+        Subject::Cdi { dir } => {
+            let _ = writeln!(out, "Plan: exliar's CDI specs in {dir}");
         }
     }
     let _ = writeln!(out, "Target root: {}", plan.target);

@@ -220,9 +220,10 @@ impl Journal {
             gpu: plan.subject.gpu(),
             functions: plan.subject.functions().to_vec(),
             subject: match &plan.subject {
-                s @ (Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. }) => {
-                    Some(s.clone())
-                }
+                s @ (Subject::Vm { .. }
+                | Subject::Hooks
+                | Subject::Runtime { .. }
+                | Subject::Cdi { .. }) => Some(s.clone()),
                 Subject::GpuIsolation { .. } => None,
             },
             status: Status::Applying,
