@@ -432,3 +432,51 @@ fn check_finds_an_obsolete_file() {
         stdout(&o)
     );
 }
+
+/// contrib/systemd/exliar-cdi.service, with ExecStart pointed at the built
+/// binary, passes `systemd-analyze verify`; the command it runs does
+/// nothing when the specs are current.
+#[test]
+fn the_boot_unit_passes_systemd_analyze_verify() {
+    let tool = Path::new("/usr/bin/systemd-analyze");
+    if !tool.exists() {
+        eprintln!("SKIP: no systemd-analyze (package systemd)");
+        assert!(
+            std::env::var("CI").map_or(true, |v| v.is_empty() || v == "0" || v == "false"),
+            "CI needs systemd-analyze"
+        );
+        return;
+    }
+    let text =
+        std::fs::read_to_string(manifest_dir().join("contrib/systemd/exliar-cdi.service")).unwrap();
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[..2], ["/usr/bin/exliar", "cdi"]);
+    let t = tempfile::tempdir().unwrap();
+    let unit = t.path().join("exliar-cdi.service");
+    std::fs::write(
+        &unit,
+        text.replace("/usr/bin/exliar", env!("CARGO_BIN_EXE_exliar")),
+    )
+    .unwrap();
+    let o = std::process::Command::new(tool)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Its command, twice: the second run changes nothing.
+    let (_t, root) = fixture_copy(AMD, "root");
+    assert_success(&run(&root, &argv[3..]), "first run");
+    let before = history(&root).len();
+    let d = doc(&root, &argv[3..]);
+    assert_eq!(d["outcome"], "nothing-to-do");
+    assert_eq!(history(&root).len(), before, "a transaction for nothing");
+}
