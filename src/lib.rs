@@ -11,6 +11,7 @@ pub mod bind;
 pub mod cdi;
 pub mod check;
 pub mod cli;
+pub mod fleet;
 pub mod handover;
 pub mod hooks;
 pub mod host;

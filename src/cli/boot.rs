@@ -515,6 +515,12 @@ fn journal_text(j: &Journal) -> String {
         Some(plan::Subject::Cdi { dir }) => {
             format!("transaction {} (CDI specs in {dir}): {}\n", j.id, j.status)
         }
+        Some(plan::Subject::Nfd { file }) => {
+            format!(
+                "transaction {} (node labels in {file}): {}\n",
+                j.id, j.status
+            )
+        }
         _ => format!("transaction {}: {}\n", j.id, j.status),
     };
     for f in &j.files {
@@ -715,6 +721,12 @@ pub(crate) fn apply_built(
             "Applied. Engines read the specs when a container asks for a device (no restart); `exliar cdi list` shows the names; `exliar rollback {}` undoes it.\n",
             j.id
         ))?;
+    } else if !json && let plan::Subject::Nfd { .. } = &p.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Applied. node-feature-discovery reads the file within a minute (it watches the folder); `exliar rollback {}` undoes it.\n",
+            j.id
+        ))?;
     } else if !json && p.subject == plan::Subject::Hooks {
         term::out(&journal_text(&j))?;
         term::out(&format!(
@@ -787,6 +799,11 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
                 kept.join("\n  ")
             )
         })?;
+    } else if let Some(crate::plan::Subject::Nfd { file }) = &j.subject {
+        term::out(&journal_text(&j))?;
+        term::out(&format!(
+            "Rolled back: {file} is as it was before the transaction.\n"
+        ))?;
     } else if let Some(crate::plan::Subject::Cdi { dir }) = &j.subject {
         term::out(&journal_text(&j))?;
         term::out(&format!(

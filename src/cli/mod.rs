@@ -5,6 +5,7 @@ mod boot;
 mod cdi;
 mod cdigen;
 mod engines;
+mod fleet;
 mod hooks;
 mod render;
 mod runtime;
@@ -109,6 +110,10 @@ pub enum Command {
     RecoverDisplay(hooks::RecoverDisplayArgs),
     /// Container Device Interface specs: generate (a transaction), validate, list
     Cdi(cdi::CdiCmd),
+    /// Node labels for node-feature-discovery: write exliar's features.d file (a transaction), --check it, print a NodeFeatureRule (`nfd rule`), lint feature files (`nfd lint`)
+    Nfd(fleet::NfdCmd),
+    /// KubeVirt: the permittedHostDevices for the cards the node (or several nodes' snapshots) isolates (`kubevirt config`), an example VirtualMachine (`kubevirt vm`)
+    Kubevirt(fleet::KubevirtCmd),
     /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
     Runtime(engines::RuntimeCmd),
 }
@@ -289,6 +294,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::RecoverDisplay(a) => hooks::recover_display(&cli.root, a),
         Command::Cdi(a) => cdi::run(&cli.root, a),
         Command::Runtime(a) => engines::run(&cli.root, a),
+        Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
+        Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
     }
 }
 

@@ -109,6 +109,9 @@ pub enum Subject {
     /// exliar's CDI spec files in one directory (`exliar cdi generate`):
     /// `dir` is the directory as the root's engines read it (`/etc/cdi`).
     Cdi { dir: String },
+    /// exliar's node-feature-discovery feature file (`exliar nfd`): its
+    /// path as the root names it.
+    Nfd { file: String },
 }
 
 impl Subject {
@@ -116,17 +119,21 @@ impl Subject {
     pub fn gpu(&self) -> Option<PciAddress> {
         match self {
             Subject::GpuIsolation { gpu, .. } => *gpu,
-            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } | Subject::Cdi { .. } => {
-                None
-            }
+            Subject::Vm { .. }
+            | Subject::Hooks
+            | Subject::Runtime { .. }
+            | Subject::Cdi { .. }
+            | Subject::Nfd { .. } => None,
         }
     }
     pub fn functions(&self) -> &[PciAddress] {
         match self {
             Subject::GpuIsolation { functions, .. } => functions,
-            Subject::Vm { .. } | Subject::Hooks | Subject::Runtime { .. } | Subject::Cdi { .. } => {
-                &[]
-            }
+            Subject::Vm { .. }
+            | Subject::Hooks
+            | Subject::Runtime { .. }
+            | Subject::Cdi { .. }
+            | Subject::Nfd { .. } => &[],
         }
     }
 }
@@ -309,6 +316,12 @@ pub fn render(plan: &Plan) -> String {
         }
         Subject::Cdi { dir } => {
             let _ = writeln!(out, "Plan: exliar's CDI specs in {dir}");
+        }
+        Subject::Nfd { file } => {
+            let _ = writeln!(
+                out,
+                "Plan: node labels for node-feature-discovery in {file}"
+            );
         }
     }
     let _ = writeln!(out, "Target root: {}", plan.target);

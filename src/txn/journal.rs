@@ -223,7 +223,8 @@ impl Journal {
                 s @ (Subject::Vm { .. }
                 | Subject::Hooks
                 | Subject::Runtime { .. }
-                | Subject::Cdi { .. }) => Some(s.clone()),
+                | Subject::Cdi { .. }
+                | Subject::Nfd { .. }) => Some(s.clone()),
                 Subject::GpuIsolation { .. } => None,
             },
             status: Status::Applying,
