@@ -21,7 +21,7 @@ use std::time::Instant;
 use containers::check::{self, Expect};
 use containers::containerd::{Containerd, CriContainer};
 use containers::docker::Docker;
-use containers::harness::{self, CDI_VERSIONS, GPU, GPU_ALL, Unavailable, VFIO, secs};
+use containers::harness::{self, CDI_VERSIONS, HW17, NVIDIA, Unavailable, secs};
 use containers::podman::Podman;
 
 /// The cdiVersion range each engine loads, measured here (the newest also by the probe,
@@ -82,22 +82,124 @@ fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// The fake host (nodes made by mknod) and its spec in the engine's spec directory.
-fn fixture(spec_dir: &Path, host: &Path) {
-    harness::make_fake_host(host).expect("fake host");
-    let spec = harness::spec_for_test(host, spec_dir).expect("spec");
-    eprintln!("spec: {}", spec.display());
+/// Device names the injection tests request from exliar's specs for [`HW17`] and
+/// [`NVIDIA`] (by PCI address, index, UUID and `all`).
+const AMD_GPU: &str = "exliar.dev/gpu=0000:03:00.0";
+const VFIO_0: &str = "exliar.dev/vfio=0";
+const GPU_ALL: &str = "exliar.dev/gpu=all";
+const VFIO_PCI: &str = "exliar.dev/vfio=0000:04:00.0";
+const NVIDIA_UUID: &str = "exliar.dev/gpu=GPU-9c2b7d14-61f0-4e3a-8b55-3a0e7f6d1c28";
+/// No such device in either fixture's gpu kind.
+const UNKNOWN: &str = "exliar.dev/gpu=9";
+
+/// One request of an injection test and what exliar's spec must give it for the
+/// fixture (the contract of `exliar cdi generate`): exactly these node paths and mount
+/// paths, at least these env entries. What arrives in the container is then checked
+/// against the spec and the copied host's nodes and files (`check`).
+struct Request {
+    devices: &'static [&'static str],
+    nodes: &'static [&'static str],
+    env: &'static [&'static str],
+    mounts: &'static [&'static str],
 }
 
-/// The requests every engine's injection test makes, with what must arrive.
-fn requests(spec_dir: &Path) -> Vec<(Vec<&'static str>, Expect)> {
-    [vec![GPU], vec![VFIO], vec![GPU_ALL, VFIO]]
-        .into_iter()
-        .map(|d| {
-            let e = check::expect(spec_dir, &d).expect("expectation");
-            (d, e)
-        })
-        .collect()
+/// hw17: the amdgpu card by its address (render node and /dev/kfd), the VFIO card by
+/// its index in the vfio kind, and every GPU with the VFIO card by its address.
+const HW17_REQUESTS: &[Request] = &[
+    Request {
+        devices: &[AMD_GPU],
+        nodes: &["/dev/dri/renderD129", "/dev/kfd"],
+        env: &["EXLIAR_GPU_PCI=0000:03:00.0"],
+        mounts: &[],
+    },
+    Request {
+        devices: &[VFIO_0],
+        nodes: &["/dev/vfio/vfio", "/dev/vfio/23"],
+        env: &["EXLIAR_VFIO_PCI=0000:04:00.0"],
+        mounts: &[],
+    },
+    Request {
+        devices: &[GPU_ALL, VFIO_PCI],
+        nodes: &[
+            "/dev/dri/renderD128",
+            "/dev/dri/renderD129",
+            "/dev/kfd",
+            "/dev/vfio/vfio",
+            "/dev/vfio/23",
+        ],
+        env: &[
+            "EXLIAR_GPU_PCI=0000:00:02.0,0000:03:00.0",
+            "EXLIAR_VFIO_PCI=0000:04:00.0",
+        ],
+        mounts: &[],
+    },
+];
+
+/// The RTX 3060 by its UUID: its nodes, the driver's shared nodes and read-only bind
+/// mounts of the driver's user-space files that `exliar scan` lists.
+const NVIDIA_REQUEST: Request = Request {
+    devices: &[NVIDIA_UUID],
+    nodes: &[
+        "/dev/nvidia0",
+        "/dev/dri/card0",
+        "/dev/dri/renderD128",
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        "/dev/nvidia-uvm-tools",
+        "/dev/nvidia-modeset",
+    ],
+    env: &["EXLIAR_GPU_PCI=0000:2d:00.0"],
+    mounts: &[
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14",
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1",
+        "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.14",
+        "/usr/bin/nvidia-smi",
+        "/lib/firmware/nvidia/550.54.14",
+        "/usr/share/vulkan/icd.d/nvidia_icd.json",
+    ],
+};
+
+/// What `r` must inject, from the specs in `spec_dir` and the host copied at `root`;
+/// panics where the spec breaks `r`'s contract.
+fn expect_for(spec_dir: &Path, root: &Path, r: &Request) -> Expect {
+    let e = check::expect_rooted(spec_dir, r.devices, Some(root))
+        .unwrap_or_else(|m| panic!("{:?}: {m}", r.devices));
+    let sorted = |v: Vec<&str>| -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(String::from).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        sorted(e.nodes.iter().map(|n| n.path.as_str()).collect()),
+        sorted(r.nodes.to_vec()),
+        "{:?}: device nodes in the spec",
+        r.devices
+    );
+    for v in r.env {
+        assert!(
+            e.env.iter().any(|x| x == v),
+            "{:?}: no {v} in the spec's env {:?}",
+            r.devices,
+            e.env
+        );
+    }
+    assert_eq!(
+        sorted(e.mounts.iter().map(|m| m.container_path.as_str()).collect()),
+        sorted(r.mounts.to_vec()),
+        "{:?}: mounts in the spec",
+        r.devices
+    );
+    for m in &e.mounts {
+        let same = check::in_root(root, Path::new(&m.container_path)).expect("in root");
+        assert_eq!(
+            m.host_path, same,
+            "{:?}: mount {} must come from the same path on the host",
+            r.devices, m.container_path
+        );
+    }
+    e
 }
 
 /// The probe finds nothing without `--device`: the check can fail.
@@ -136,38 +238,42 @@ fn podman_injects_nodes_env_mounts() {
     let Some(p) = skip_or("podman_injects_nodes_env_mounts", Podman::start()) else {
         return;
     };
-    let host = p.ns.dir().join("host");
-    fixture(&p.ns.spec_dir(), &host);
-    for (devices, e) in requests(&p.ns.spec_dir()) {
+    let spec_dir = p.ns.spec_dir();
+    let root = p.ns.fixture_with_spec(HW17).expect("hw17 and its spec");
+    p.ns.show_host(&root).expect("show hw17");
+    for r in HW17_REQUESTS {
+        let e = expect_for(&spec_dir, &root, r);
         let t = Instant::now();
-        let o = p.run(&devices, &check::probe_script(&e), false);
+        let o = p.run(r.devices, &check::probe_script(&e), false);
         assert!(
             o.status.success(),
-            "podman {devices:?}: {}",
+            "podman {:?}: {}",
+            r.devices,
             harness::text(&o)
         );
-        check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman {devices:?}:\n{m}"));
+        check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman {:?}:\n{m}", r.devices));
         eprintln!(
-            "podman {devices:?}: ok in {}\n{}",
+            "podman {:?}: ok in {}\n{}",
+            r.devices,
             secs(t),
             arrived(&out(&o))
         );
     }
-    // The injected card0 is the /dev/zero-numbered node: readable through the device
-    // cgroup rule CDI adds.
-    let o = p.run(&[GPU], "head -c4 /dev/dri/card0 | od -An -tx1", false);
-    assert_eq!(
-        out(&o).split_whitespace().collect::<Vec<_>>(),
-        ["00"; 4],
+    // The device cgroup rule CDI adds lets the container open /dev/kfd: the open
+    // reaches the kernel, which has no such driver here (ENXIO), instead of being
+    // refused by the cgroup (EPERM).
+    let o = p.run(&[AMD_GPU], "cat /dev/kfd 2>&1; true", false);
+    assert!(
+        out(&o).contains("No such device or address"),
         "{}",
         harness::text(&o)
     );
-    let e = check::expect(&p.ns.spec_dir(), &[GPU]).expect("expect");
+    let e = expect_for(&spec_dir, &root, &HW17_REQUESTS[0]);
     let o = p.run(&[], &check::probe_script(&e), false);
     assert_control_fails(&e, &out(&o));
     // Without fileMode/gid the engine makes the node 0666 root: the check catches a
-    // spec that forgets them (the host node is 0660 group 44).
-    let card0 = host.join("dev/dri/card0");
+    // spec that forgets them (hw17's card0 is 0660 group 44).
+    let card0 = root.join("dev/dri/card0");
     let bare = serde_json::json!({
         "cdiVersion": "0.5.0",
         "kind": "exliar.dev/nomode",
@@ -175,8 +281,8 @@ fn podman_injects_nodes_env_mounts() {
             {"path": "/dev/dri/card0", "hostPath": card0}
         ]}}]
     });
-    harness::write_json(&p.ns.spec_dir().join("exliar-nomode.json"), &bare).expect("spec");
-    let e = check::expect(&p.ns.spec_dir(), &["exliar.dev/nomode=card0"]).expect("expect");
+    harness::write_json(&spec_dir.join("exliar-nomode.json"), &bare).expect("spec");
+    let e = check::expect(&spec_dir, &["exliar.dev/nomode=card0"]).expect("expect");
     let o = p.run(
         &["exliar.dev/nomode=card0"],
         &check::probe_script(&e),
@@ -185,46 +291,49 @@ fn podman_injects_nodes_env_mounts() {
     assert!(o.status.success(), "{}", harness::text(&o));
     let err = check::verify(&e, &out(&o)).expect_err("a node without fileMode/gid passed");
     assert!(
-        err.contains("got Some(\"character special file|1:5|666|0\")"),
+        err.contains("got Some(\"character special file|e2:0|666|0\")"),
         "{err}"
     );
-    let o = p.run(&["exliar.dev/gpu=9"], "true", false);
+    let o = p.run(&[UNKNOWN], "true", false);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("unresolvable CDI devices exliar.dev/gpu=9"),
+        String::from_utf8_lossy(&o.stderr).contains(&format!("unresolvable CDI devices {UNKNOWN}")),
         "{}",
         harness::text(&o)
     );
     eprintln!("podman_injects_nodes_env_mounts: {}", secs(t0));
 }
 
-/// A spec naming the real paths (`/dev/dri/card0`, no `hostPath`), as one generated
-/// for the host it runs on reads: the fake nodes are shown at those paths inside the
-/// engine's namespace only.
+/// NVIDIA's user-space files (libraries through their links, nvidia-smi, the firmware
+/// folder, the Vulkan ICD) are bind-mounted from the described host's paths; before the
+/// host is shown to the engine the request fails (no /dev/nvidia0 on this machine).
 #[test]
-fn podman_injects_from_real_dev_paths() {
+fn podman_injects_nvidia_driver_files() {
     let _g = harness::serial();
-    let Some(p) = skip_or("podman_injects_from_real_dev_paths", Podman::start()) else {
+    let t0 = Instant::now();
+    let Some(p) = skip_or("podman_injects_nvidia_driver_files", Podman::start()) else {
         return;
     };
-    let host = p.ns.dir().join("host");
-    harness::make_fake_host(&host).expect("fake host");
-    harness::hand_made_spec(&host, &p.ns.spec_dir(), false).expect("spec");
-    let spec = std::fs::read_to_string(p.ns.spec_dir().join("exliar-gpu.json")).expect("spec");
-    assert!(!spec.contains("host/dev/"), "{spec}");
-    let devices = [GPU, VFIO];
-    let e = check::expect_rooted(&p.ns.spec_dir(), &devices, Some(&host)).expect("expect");
-    // Before the overlay the engine finds no such nodes on this host.
-    let o = p.run(&devices, &check::probe_script(&e), false);
-    assert!(!o.status.success(), "{}", harness::text(&o));
-    p.ns.overlay_dev(&host).expect("overlay /dev");
-    let o = p.run(&devices, &check::probe_script(&e), false);
+    let spec_dir = p.ns.spec_dir();
+    let root =
+        p.ns.fixture_with_spec(NVIDIA)
+            .expect("nvidia host and its spec");
+    let e = expect_for(&spec_dir, &root, &NVIDIA_REQUEST);
+    let script = check::probe_script(&e);
+    if !Path::new("/dev/nvidia0").exists() {
+        let o = p.run(NVIDIA_REQUEST.devices, &script, false);
+        assert!(!o.status.success(), "{}", harness::text(&o));
+    }
+    p.ns.show_host(&root).expect("show the nvidia host");
+    let o = p.run(NVIDIA_REQUEST.devices, &script, false);
     assert!(o.status.success(), "{}", harness::text(&o));
-    check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman {devices:?}:\n{m}"));
+    check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("podman nvidia:\n{m}"));
     eprintln!(
-        "podman {devices:?} from /dev paths: ok\n{}",
+        "podman {:?}: ok\n{}",
+        NVIDIA_REQUEST.devices,
         arrived(&out(&o))
     );
+    eprintln!("podman_injects_nvidia_driver_files: {}", secs(t0));
 }
 
 #[test]
@@ -275,34 +384,62 @@ fn docker_injects_nodes_env_mounts() {
     let Some(d) = skip_or("docker_injects_nodes_env_mounts", Docker::start()) else {
         return;
     };
-    let host = d.ns.dir().join("host");
-    fixture(&d.ns.spec_dir(), &host);
-    for (devices, e) in requests(&d.ns.spec_dir()) {
+    let spec_dir = d.ns.spec_dir();
+    let root = d.ns.fixture_with_spec(HW17).expect("hw17 and its spec");
+    d.ns.show_host(&root).expect("show hw17");
+    for r in HW17_REQUESTS {
+        let e = expect_for(&spec_dir, &root, r);
         let t = Instant::now();
-        let o = d.run(&devices, &check::probe_script(&e));
+        let o = d.run(r.devices, &check::probe_script(&e));
         assert!(
             o.status.success(),
-            "docker {devices:?}: {}",
+            "docker {:?}: {}",
+            r.devices,
             harness::text(&o)
         );
-        check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("docker {devices:?}:\n{m}"));
+        check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("docker {:?}:\n{m}", r.devices));
         eprintln!(
-            "docker {devices:?}: ok in {}\n{}",
+            "docker {:?}: ok in {}\n{}",
+            r.devices,
             secs(t),
             arrived(&out(&o))
         );
     }
-    let e = check::expect(&d.ns.spec_dir(), &[GPU]).expect("expect");
+    let e = expect_for(&spec_dir, &root, &HW17_REQUESTS[0]);
     let o = d.run(&[], &check::probe_script(&e));
     assert_control_fails(&e, &out(&o));
-    let o = d.run(&["exliar.dev/gpu=9"], "true");
+    let o = d.run(&[UNKNOWN], "true");
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("unresolvable CDI devices exliar.dev/gpu=9"),
+        String::from_utf8_lossy(&o.stderr).contains(&format!("unresolvable CDI devices {UNKNOWN}")),
         "{}",
         harness::text(&o)
     );
     eprintln!("docker_injects_nodes_env_mounts: {}", secs(t0));
+}
+
+#[test]
+fn docker_injects_nvidia_driver_files() {
+    let _g = harness::serial();
+    let t0 = Instant::now();
+    let Some(d) = skip_or("docker_injects_nvidia_driver_files", Docker::start()) else {
+        return;
+    };
+    let spec_dir = d.ns.spec_dir();
+    let root =
+        d.ns.fixture_with_spec(NVIDIA)
+            .expect("nvidia host and its spec");
+    d.ns.show_host(&root).expect("show the nvidia host");
+    let e = expect_for(&spec_dir, &root, &NVIDIA_REQUEST);
+    let o = d.run(NVIDIA_REQUEST.devices, &check::probe_script(&e));
+    assert!(o.status.success(), "{}", harness::text(&o));
+    check::verify(&e, &out(&o)).unwrap_or_else(|m| panic!("docker nvidia:\n{m}"));
+    eprintln!(
+        "docker {:?}: ok\n{}",
+        NVIDIA_REQUEST.devices,
+        arrived(&out(&o))
+    );
+    eprintln!("docker_injects_nvidia_driver_files: {}", secs(t0));
 }
 
 #[test]
@@ -359,6 +496,35 @@ fn sh(name: &str, script: &str) -> CriContainer {
     }
 }
 
+/// Each request twice in one batch: by the KEP-4009 field the kubelet fills from a
+/// device plugin's CDIDevices, and by the older `cdi.k8s.io/<key>` annotation.
+fn cri_requests(
+    spec_dir: &Path,
+    root: &Path,
+    requests: &[&Request],
+) -> (Vec<CriContainer>, Vec<Option<Expect>>) {
+    let mut batch = Vec::new();
+    let mut expects = Vec::new();
+    for (i, r) in requests.iter().enumerate() {
+        let e = expect_for(spec_dir, root, r);
+        let mut k = sh(&format!("field-{i}"), &check::probe_script(&e));
+        k.cdi_devices = r.devices.iter().map(|d| d.to_string()).collect();
+        batch.push(k);
+        expects.push(Some(e.clone()));
+        let mut k = sh(&format!("annotation-{i}"), &check::probe_script(&e));
+        k.annotations = vec![("cdi.k8s.io/exliar".into(), r.devices.join(","))];
+        batch.push(k);
+        expects.push(Some(e));
+    }
+    (batch, expects)
+}
+
+fn assert_cri_injected(name: &str, r: &containers::containerd::CriResult, e: &Expect) {
+    assert!(r.created && r.exit_code == Some(0), "cri {name}: {r:?}");
+    check::verify(e, &r.log).unwrap_or_else(|m| panic!("cri {name}:\n{m}"));
+    eprintln!("cri {name}: ok\n{}", arrived(&r.log));
+}
+
 #[test]
 fn cri_injects_nodes_env_mounts() {
     let _g = harness::serial();
@@ -366,28 +532,16 @@ fn cri_injects_nodes_env_mounts() {
     let Some(c) = skip_or("cri_injects_nodes_env_mounts", Containerd::start()) else {
         return;
     };
-    let host = c.ns.dir().join("host");
-    fixture(&c.ns.spec_dir(), &host);
     let spec_dir = c.ns.spec_dir();
-    let mut batch = Vec::new();
-    let mut expects = Vec::new();
-    for (i, (devices, e)) in requests(&spec_dir).into_iter().enumerate() {
-        // The KEP-4009 field the kubelet fills from a device plugin's CDIDevices.
-        let mut k = sh(&format!("field-{i}"), &check::probe_script(&e));
-        k.cdi_devices = devices.iter().map(|d| d.to_string()).collect();
-        batch.push(k);
-        expects.push(Some(e.clone()));
-        // The older annotation route: cdi.k8s.io/<key> = comma-separated names.
-        let mut k = sh(&format!("annotation-{i}"), &check::probe_script(&e));
-        k.annotations = vec![("cdi.k8s.io/exliar".into(), devices.join(","))];
-        batch.push(k);
-        expects.push(Some(e));
-    }
-    let control = check::expect(&spec_dir, &[GPU]).expect("expect");
+    let root = c.ns.fixture_with_spec(HW17).expect("hw17 and its spec");
+    c.ns.show_host(&root).expect("show hw17");
+    let requests: Vec<&Request> = HW17_REQUESTS.iter().collect();
+    let (mut batch, mut expects) = cri_requests(&spec_dir, &root, &requests);
+    let control = expect_for(&spec_dir, &root, &HW17_REQUESTS[0]);
     batch.push(sh("control", &check::probe_script(&control)));
     expects.push(None);
     let mut unknown = sh("unknown", "true");
-    unknown.cdi_devices = vec!["exliar.dev/gpu=9".into()];
+    unknown.cdi_devices = vec![UNKNOWN.into()];
     batch.push(unknown);
     expects.push(None);
     let t = Instant::now();
@@ -408,19 +562,36 @@ fn cri_injects_nodes_env_mounts() {
                 assert!(!r.created, "{r:?}");
                 assert!(
                     r.error
-                        .contains("unresolvable CDI devices exliar.dev/gpu=9"),
+                        .contains(&format!("unresolvable CDI devices {UNKNOWN}")),
                     "{r:?}"
                 );
             }
-            (name, Some(e)) => {
-                assert!(r.created && r.exit_code == Some(0), "cri {name}: {r:?}");
-                check::verify(e, &r.log).unwrap_or_else(|m| panic!("cri {name}:\n{m}"));
-                eprintln!("cri {name}: ok\n{}", arrived(&r.log));
-            }
+            (name, Some(e)) => assert_cri_injected(name, r, e),
             (name, None) => panic!("unexpected result {name}"),
         }
     }
     eprintln!("cri_injects_nodes_env_mounts: {}", secs(t0));
+}
+
+#[test]
+fn cri_injects_nvidia_driver_files() {
+    let _g = harness::serial();
+    let t0 = Instant::now();
+    let Some(c) = skip_or("cri_injects_nvidia_driver_files", Containerd::start()) else {
+        return;
+    };
+    let spec_dir = c.ns.spec_dir();
+    let root =
+        c.ns.fixture_with_spec(NVIDIA)
+            .expect("nvidia host and its spec");
+    c.ns.show_host(&root).expect("show the nvidia host");
+    let (batch, expects) = cri_requests(&spec_dir, &root, &[&NVIDIA_REQUEST]);
+    let results = c.run_batch(&batch);
+    assert_eq!(results.len(), batch.len(), "{results:?}");
+    for (r, e) in results.iter().zip(&expects) {
+        assert_cri_injected(&r.name, r, e.as_ref().expect("expectation"));
+    }
+    eprintln!("cri_injects_nvidia_driver_files: {}", secs(t0));
 }
 
 #[test]
@@ -471,9 +642,35 @@ fn cri_version_limits() {
     );
 }
 
+/// Shows the NVIDIA fixture's /dev and user-space files inside `ns` (as the injection
+/// tests do, without a spec), so the clean-up test proves those mounts stay private.
+fn show_nvidia_host(ns: &containers::harness::Namespace) {
+    let root = ns.dir().join(NVIDIA);
+    harness::fixture_host(NVIDIA, &root).expect("nvidia host");
+    ns.overlay_dev(&root).expect("overlay /dev");
+    let files: Vec<std::path::PathBuf> = NVIDIA_REQUEST.mounts.iter().map(Into::into).collect();
+    ns.overlay_files(&root, &files).expect("overlay files");
+}
+
+/// The host's mounts (mount point and source), to compare before and after.
+fn host_mounts() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut m: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let dash = f.iter().position(|x| *x == "-")?;
+            Some(format!("{} {}", f.get(4)?, f.get(dash + 2)?))
+        })
+        .collect();
+    m.sort();
+    m
+}
+
 /// Every engine leaves nothing behind: no process mentions its directory, the
 /// directory is gone, the host's /etc/cdi, /var/run/cdi and /var/lib/containers are as
-/// they were.
+/// they were, and so are the host's mounts and the folders the NVIDIA fixture's files
+/// were shown at inside each engine's namespace.
 #[test]
 fn engines_clean_up_after_themselves() {
     let _g = harness::serial();
@@ -484,19 +681,27 @@ fn engines_clean_up_after_themselves() {
         "/run/containerd",
         "/run/runc",
         "/var/lib/docker",
+        "/dev/nvidia0",
+        "/usr/bin/nvidia-smi",
+        "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+        "/usr/lib/firmware/nvidia",
+        "/usr/share/vulkan",
     ];
     let before: Vec<bool> = watched.iter().map(|p| Path::new(p).exists()).collect();
+    let mounts_before = host_mounts();
     let mut dirs = Vec::new();
     let p = match Podman::start() {
         Ok(p) => p,
         Err(why) => return harness::skip("engines_clean_up_after_themselves", &why),
     };
+    show_nvidia_host(&p.ns);
     let o = p.run(&[], "true", false);
     assert!(o.status.success(), "{}", harness::text(&o));
     dirs.push(p.ns.dir().to_path_buf());
     drop(p);
     let d = skip_or("engines_clean_up_after_themselves", Docker::start());
     let Some(d) = d else { return };
+    show_nvidia_host(&d.ns);
     let o = d.run(&[], "true");
     assert!(o.status.success(), "{}", harness::text(&o));
     dirs.push(d.ns.dir().to_path_buf());
@@ -504,6 +709,7 @@ fn engines_clean_up_after_themselves() {
     let Some(c) = skip_or("engines_clean_up_after_themselves", Containerd::start()) else {
         return;
     };
+    show_nvidia_host(&c.ns);
     let r = c.run_batch(&[sh("true", "true")]);
     assert_eq!(r[0].exit_code, Some(0), "{r:?}");
     dirs.push(c.ns.dir().to_path_buf());
@@ -515,6 +721,7 @@ fn engines_clean_up_after_themselves() {
     }
     let after: Vec<bool> = watched.iter().map(|p| Path::new(p).exists()).collect();
     assert_eq!(before, after, "host paths {watched:?} changed");
+    assert_eq!(mounts_before, host_mounts(), "the host's mounts changed");
 }
 
 /// The check itself, without an engine (runs everywhere): each kind of mismatch is
@@ -563,4 +770,62 @@ fn check_reports_each_mismatch() {
         let err = check::verify(&e, &bad).expect_err(&bad);
         assert!(err.contains(want), "{want}: {err}");
     }
+}
+
+/// A mounted folder is compared by its entries and each regular file's sha256; links
+/// of a copied host are followed inside its root (runs everywhere).
+#[test]
+fn check_compares_folders_and_follows_links_in_root() {
+    use containers::check::MountExpect;
+    let e = Expect {
+        mounts: vec![MountExpect {
+            container_path: "/lib/firmware/nvidia/550.54.14".into(),
+            host_path: "/host/lib/firmware/nvidia/550.54.14".into(),
+            sha256: None,
+            listing: vec![format!("gsp.bin={}", "cd".repeat(32)), "sub".into()],
+        }],
+        ..Default::default()
+    };
+    let script = check::probe_script(&e);
+    assert!(
+        script.contains("cd /lib/firmware/nvidia/550.54.14"),
+        "{script}"
+    );
+    let good = format!(
+        "mount|/lib/firmware/nvidia/550.54.14|dir|gsp.bin={},sub,\n",
+        "cd".repeat(32)
+    );
+    check::verify(&e, &good).expect("all arrived");
+    for bad in [
+        good.replace("sub,", ""),
+        good.replace(&"cd".repeat(32), &"ce".repeat(32)),
+        "mount|/lib/firmware/nvidia/550.54.14|dir|sh: cd: can't cd\n".to_string(),
+    ] {
+        check::verify(&e, &bad).expect_err(&bad);
+    }
+
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path();
+    fs_err::create_dir_all(root.join("usr/lib")).expect("mkdir");
+    fs_err::write(root.join("usr/lib/libcuda.so.550"), "x").expect("write");
+    let link =
+        |target: &str, at: &str| std::os::unix::fs::symlink(target, root.join(at)).expect(at);
+    link("usr/lib", "lib");
+    link("libcuda.so.550", "usr/lib/libcuda.so.1");
+    link("/usr/lib/libcuda.so.550", "abs");
+    link("../../../../usr/lib", "up");
+    let want = root.join("usr/lib/libcuda.so.550");
+    for p in [
+        "/lib/libcuda.so.1",
+        "/usr/lib/libcuda.so.1",
+        "/abs",
+        "/up/libcuda.so.550",
+        "/usr/../lib/libcuda.so.550",
+    ] {
+        assert_eq!(check::in_root(root, Path::new(p)).expect(p), want, "{p}");
+    }
+    assert_eq!(
+        check::in_root(root, Path::new("/lib/missing")).expect("missing"),
+        root.join("usr/lib/missing")
+    );
 }

@@ -25,6 +25,8 @@ pub struct MountExpect {
     pub host_path: PathBuf,
     /// sha256 of a regular file's content; None for a directory (listing compared).
     pub sha256: Option<String>,
+    /// A directory's entries, sorted: `name=sha256` for a regular file (through a
+    /// link), `name` for anything else.
     pub listing: Vec<String>,
 }
 
@@ -59,9 +61,11 @@ pub fn expect(spec_dir: &Path, qualified: &[&str]) -> Result<Expect, String> {
     expect_rooted(spec_dir, qualified, None)
 }
 
-/// [`expect`] for specs written for the real host's paths (`/dev/dri/card0`) whose
-/// nodes the test made under `root` (`root/dev/dri/card0`, shown to the engines by
-/// `Namespace::overlay_dev`): a device node's host path is looked up under `root`.
+/// [`expect`] for specs written for the real host's paths (`/dev/dri/card0`,
+/// `/usr/bin/nvidia-smi`) of a host copied under `root` (`root/dev/dri/card0`, shown to
+/// the engines at the real paths by `Namespace::overlay_dev` and
+/// `Namespace::overlay_files`): a node's and a mount's host path is looked up under
+/// `root` (links followed inside it, [`in_root`]).
 pub fn expect_rooted(
     spec_dir: &Path,
     qualified: &[&str],
@@ -114,11 +118,7 @@ fn add_edits(
             .as_str()
             .ok_or("deviceNode without path")?
             .to_string();
-        let host = PathBuf::from(n["hostPath"].as_str().unwrap_or(&path));
-        let host = match root {
-            Some(r) if !host.starts_with(r) => r.join(host.strip_prefix("/").unwrap_or(&host)),
-            _ => host,
-        };
+        let host = rooted(root, Path::new(n["hostPath"].as_str().unwrap_or(&path)))?;
         let m = fs_err::metadata(&host).map_err(|e| e.to_string())?;
         if !m.file_type().is_char_device() && !m.file_type().is_block_device() {
             return Err(format!("{}: not a device node", host.display()));
@@ -137,28 +137,30 @@ fn add_edits(
         }
     }
     for mnt in edits["mounts"].as_array().into_iter().flatten() {
-        let host = PathBuf::from(mnt["hostPath"].as_str().ok_or("mount without hostPath")?);
+        let host = rooted(
+            root,
+            Path::new(mnt["hostPath"].as_str().ok_or("mount without hostPath")?),
+        )?;
         let container_path = mnt["containerPath"]
             .as_str()
             .ok_or("mount without containerPath")?
             .to_string();
         let m = fs_err::metadata(&host).map_err(|e| e.to_string())?;
         let (sha256, listing) = if m.is_dir() {
-            let mut l: Vec<String> = fs_err::read_dir(&host)
-                .map_err(|e| e.to_string())?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut l = Vec::new();
+            for e in fs_err::read_dir(&host).map_err(|e| e.to_string())? {
+                let e = e.map_err(|e| e.to_string())?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_file() {
+                    l.push(format!("{name}={}", sha256_file(&e.path())?));
+                } else {
+                    l.push(name);
+                }
+            }
             l.sort();
             (None, l)
         } else {
-            use sha2::Digest as _;
-            let bytes = fs_err::read(&host).map_err(|e| e.to_string())?;
-            let hex = sha2::Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            (Some(hex), Vec::new())
+            (Some(sha256_file(&host)?), Vec::new())
         };
         out.mounts.push(MountExpect {
             container_path,
@@ -170,9 +172,95 @@ fn add_edits(
     Ok(())
 }
 
+fn sha256_file(path: &Path) -> Result<String, String> {
+    use sha2::Digest as _;
+    let bytes = fs_err::read(path).map_err(|e| e.to_string())?;
+    Ok(sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A spec's host path as the test host has it: under `root` when one is given (and
+/// the path is not already there), else as is.
+fn rooted(root: Option<&Path>, host: &Path) -> Result<PathBuf, String> {
+    match root {
+        Some(r) if !host.starts_with(r) => in_root(r, host),
+        _ => Ok(host.to_path_buf()),
+    }
+}
+
+/// `path` (absolute, as on the host copied under `root`) resolved inside `root`: every
+/// link on the way, the last one included, is followed, an absolute target from
+/// `root` again, and `..` never leaves `root`. The result need not exist.
+pub fn in_root(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let mut todo: Vec<std::ffi::OsString> = path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let here = root.join(&done).join(&c);
+        match std::fs::symlink_metadata(&here) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(format!("{}: too many links", path.display()));
+                }
+                let target = fs_err::read_link(&here).map_err(|e| e.to_string())?;
+                if target.is_absolute() {
+                    done = PathBuf::new();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => todo.push(n.to_os_string()),
+                        Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => done.push(&c),
+        }
+    }
+    Ok(root.join(done))
+}
+
+/// The `hostPath` of every mount in the spec files of `spec_dir` (spec-wide and per
+/// device), sorted, without repeats.
+pub fn mount_sources(spec_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for (_, spec) in specs_in(spec_dir)? {
+        let devices = spec["devices"].as_array().cloned().unwrap_or_default();
+        let edits = std::iter::once(&spec["containerEdits"])
+            .chain(devices.iter().map(|d| &d["containerEdits"]));
+        for e in edits {
+            for m in e["mounts"].as_array().into_iter().flatten() {
+                if let Some(h) = m["hostPath"].as_str() {
+                    out.push(PathBuf::from(h));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// A busybox `sh` script that prints, one per line, `node|PATH|TYPE|MAJ:MIN|MODE|GID`
 /// (hex major/minor, octal mode, as busybox stat prints them), `env|NAME=VALUE` and
-/// `mount|PATH|sha256` or `mount|PATH|dir|a,b,c,`.
+/// `mount|PATH|sha256` or, for a directory, `mount|PATH|dir|a=sha256,b,` (a regular
+/// file with its sha256, anything else by name).
 pub fn probe_script(e: &Expect) -> String {
     let mut s = String::from("env | sed 's/^/env|/'\n");
     for n in &e.nodes {
@@ -189,7 +277,9 @@ pub fn probe_script(e: &Expect) -> String {
             ));
         } else {
             s.push_str(&format!(
-                "echo \"mount|{p}|dir|$(ls -1 {p} 2>&1 | tr '\\n' ,)\"\n"
+                "echo \"mount|{p}|dir|$(cd {p} 2>&1 && for f in $(ls -1A); do \
+                 if [ -f \"$f\" ]; then printf '%s=%s,' \"$f\" \"$(sha256sum < \"$f\" | cut -d' ' -f1)\"; \
+                 else printf '%s,' \"$f\"; fi; done)\"\n"
             ));
         }
     }

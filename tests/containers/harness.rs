@@ -1,6 +1,7 @@
 //! What every engine of the containers tier shares (see tests/containers/README.md):
 //! skipping, the cache under `target/containers/`, the private namespace each engine
-//! runs in, the busybox images, and the fake device nodes and the CDI spec the tests use.
+//! runs in, the busybox images, the fixture hosts the tests copy (device nodes made by
+//! mknod) and exliar's own CDI specs for them.
 
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -133,7 +134,7 @@ awk -v t="$T/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
 rm -rf --one-file-system "$T"
 "#;
 
-/// Run in the namespace by [`Namespace::overlay_dev`]: `$1` the fake host's root, `$2`
+/// Run in the namespace by [`Namespace::overlay_dev`]: `$1` the copied host's root, `$2`
 /// the namespace's directory.
 const OVERLAY_DEV: &str = r#"set -eu
 R=$1 T=$2
@@ -148,6 +149,16 @@ for e in "$T/hostdev"/*; do
   else touch "/dev/$n"; mount --bind "$e" "/dev/$n"; fi
 done
 cp -a "$R/dev/." /dev/
+"#;
+
+/// Run in the namespace by [`Namespace::overlay_files`]: for each folder argument,
+/// `FOLDER|NEAREST|REAL`: the folder itself or its nearest parent that exists there,
+/// and where that one really is (links resolved).
+const NEAREST_DIRS: &str = r#"for d; do
+  a=$d
+  while [ "$a" != / ] && [ ! -d "$a" ]; do a=${a%/*}; a=${a:-/}; done
+  printf '%s|%s|%s\n' "$d" "$a" "$(readlink -f "$a")"
+done
 "#;
 
 /// A private mount + network namespace with its directory (`dir()`), stopped on drop:
@@ -235,11 +246,11 @@ impl Namespace {
         c
     }
 
-    /// Makes the fake host's device nodes (`root/dev/...`) appear at their real paths
+    /// Makes the copied host's device nodes (`root/dev/...`) appear at their real paths
     /// inside the namespace: `/dev` there becomes a tmpfs holding the host's entries
-    /// (bind mounts) except those the fake host has, and a copy of `root/dev`. For a spec
+    /// (bind mounts) except those the copied host has, and a copy of `root/dev`. For a spec
     /// whose nodes name `/dev/dri/card0` with no `hostPath` (what a generator writes
-    /// for the host it runs on): engines in the namespace then stat the fake node.
+    /// for the host it runs on): engines in the namespace then stat the copied node.
     /// Use [`super::check::expect_rooted`] for the expectation.
     pub fn overlay_dev(&self, root: &Path) -> Result<(), String> {
         run_ok(
@@ -249,6 +260,113 @@ impl Namespace {
                 .arg(self.dir()),
         )
         .map(|_| ())
+    }
+
+    /// Makes the files and folders `paths` (absolute, as on the host copied under
+    /// `root`: NVIDIA's `/usr/lib/x86_64-linux-gnu/libcuda.so.1`, `/usr/bin/nvidia-smi`,
+    /// `/lib/firmware/nvidia/550.54.14`) visible at those paths inside the namespace
+    /// only, so an engine there bind-mounts `root`'s copies. For each path's folder, its
+    /// nearest folder that exists in the namespace (`/usr/share` for a missing
+    /// `/usr/share/vulkan/icd.d`; `/lib/firmware` is `/usr/lib/firmware` on a merged-/usr
+    /// host) gets a read-only overlayfs whose lower layers are `root`'s copy of it above
+    /// the folder itself: `root`'s files win and the host's stay visible (the engines'
+    /// binaries live in `/usr/bin` too). Nothing is created on the host's filesystem;
+    /// the mounts go with the namespace. Outer folders are mounted first. Returns the
+    /// mounts made (`TARGET <- LOWER:…`).
+    pub fn overlay_files(&self, root: &Path, paths: &[PathBuf]) -> Result<Vec<String>, String> {
+        let mut dirs: Vec<PathBuf> = paths
+            .iter()
+            .filter(|p| p.is_absolute() && !p.starts_with(root))
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        if dirs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let o = run_ok(
+            self.command("sh")
+                .args(["-c", NEAREST_DIRS, "nearest-dirs"])
+                .args(&dirs),
+        )?;
+        let mut layers: std::collections::BTreeMap<PathBuf, Vec<PathBuf>> = Default::default();
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            let mut f = line.split('|');
+            let (Some(_), Some(near), Some(real)) = (f.next(), f.next(), f.next()) else {
+                return Err(format!("nearest-dirs: {line:?}"));
+            };
+            let real = PathBuf::from(real);
+            if real.parent().is_none() {
+                return Err(format!("{line}: will not overlay /"));
+            }
+            let lower = super::check::in_root(root, Path::new(near))?;
+            if !lower.is_dir() {
+                return Err(format!("{}: not a folder under the root", lower.display()));
+            }
+            let l = layers.entry(real).or_default();
+            if !l.contains(&lower) {
+                l.push(lower);
+            }
+        }
+        let mut targets: Vec<(PathBuf, Vec<PathBuf>)> = layers.into_iter().collect();
+        targets.sort_by_key(|(t, _)| t.components().count());
+        let mut made = Vec::new();
+        for (target, lowers) in targets {
+            let all: Vec<&Path> = lowers
+                .iter()
+                .map(PathBuf::as_path)
+                .chain([target.as_path()])
+                .collect();
+            for p in &all {
+                let s = p.to_string_lossy();
+                if s.contains([':', ',', '\n']) {
+                    return Err(format!("{s}: cannot be an overlayfs layer"));
+                }
+            }
+            let lowerdir = all
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":");
+            run_ok(
+                self.command("mount")
+                    .args(["-t", "overlay", "exliar-files", "-o"])
+                    .arg(format!("ro,lowerdir={lowerdir}"))
+                    .arg(&target),
+            )?;
+            made.push(format!("{} <- {lowerdir}", target.display()));
+        }
+        Ok(made)
+    }
+
+    /// A copy of fixture host `fixture` at `dir()/<fixture>` ([`fixture_host`]) and
+    /// exliar's specs for it in the engine's spec directory ([`spec_for_test`]).
+    /// Returns the copy's root. The engine sees nothing of it at the described host's
+    /// paths before [`Namespace::show_host`].
+    pub fn fixture_with_spec(&self, fixture: &str) -> Result<PathBuf, String> {
+        let root = self.dir().join(fixture);
+        fixture_host(fixture, &root)?;
+        let specs = spec_for_test(&root, &self.spec_dir())?;
+        eprintln!(
+            "{fixture}: exliar cdi generate wrote {:?}",
+            specs
+                .iter()
+                .filter_map(|p| p.file_name())
+                .collect::<Vec<_>>()
+        );
+        Ok(root)
+    }
+
+    /// Shows the host copied under `root` to the engine at the paths its specs name:
+    /// its `/dev` ([`Namespace::overlay_dev`]) and the `hostPath` of every mount in the
+    /// spec directory ([`Namespace::overlay_files`]).
+    pub fn show_host(&self, root: &Path) -> Result<(), String> {
+        self.overlay_dev(root)?;
+        let sources = super::check::mount_sources(&self.spec_dir())?;
+        for m in self.overlay_files(root, &sources)? {
+            eprintln!("overlay: {m}");
+        }
+        Ok(())
     }
 
     /// Starts a daemon inside the namespace, its output to `<dir>/<name>.log`; it is
@@ -558,154 +676,191 @@ pub fn image_archive() -> Result<PathBuf, String> {
 }
 
 // ---------------------------------------------------------------------------------
-// Fake devices and the spec
+// Described hosts and their specs
 
-/// One fake device node made by the test: `rel` under the fixture root's `dev/`.
-pub struct FakeNode {
-    pub rel: &'static str,
+/// The fixture hosts the injection tests describe (tests/fixtures/hosts/).
+/// hw17: i915 0000:00:02.0 (gpu 0, renderD128), amdgpu 0000:03:00.0 (gpu 1, renderD129
+/// and /dev/kfd), an RX 550 on vfio-pci 0000:04:00.0 (vfio 0, /dev/vfio/23).
+pub const HW17: &str = "hw17-alderlake-asus-rx6700xt-rx550-vfio";
+/// NVIDIA's open driver 550.54.14 on an RTX 3060 at 0000:2d:00.0, with its libraries,
+/// nvidia-smi, GSP firmware folder and Vulkan ICD as placeholder files.
+pub const NVIDIA: &str = "drv-nvidia-open-rtx3060";
+
+/// Where the fixture hosts are.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts")
+}
+
+/// One line of a fixture's `exliar-nodes.txt`: `path type major:minor mode uid gid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixtureNode {
+    /// Relative to the host's root (`dev/dri/renderD128`).
+    pub rel: String,
+    pub kind: char,
     pub major: u32,
     pub minor: u32,
     pub mode: u32,
+    pub uid: u32,
     pub gid: u32,
 }
 
-/// The fake host's device nodes. The DRM/KFD nodes carry the numbers of /dev/zero,
-/// /dev/null and /dev/full (harmless if opened); the VFIO pair the real numbers of
-/// /dev/vfio/vfio (misc 10:196) and a group node (a dynamic major), only stat'ed.
-pub const FAKE_NODES: &[FakeNode] = &[
-    FakeNode {
-        rel: "dri/card0",
-        major: 1,
-        minor: 5,
-        mode: 0o660,
-        gid: 44,
-    },
-    FakeNode {
-        rel: "dri/renderD128",
-        major: 1,
-        minor: 3,
-        mode: 0o660,
-        gid: 105,
-    },
-    FakeNode {
-        rel: "kfd",
-        major: 1,
-        minor: 7,
-        mode: 0o666,
-        gid: 105,
-    },
-    FakeNode {
-        rel: "vfio/vfio",
-        major: 10,
-        minor: 196,
-        mode: 0o666,
-        gid: 0,
-    },
-    FakeNode {
-        rel: "vfio/42",
-        major: 243,
-        minor: 0,
-        mode: 0o600,
-        gid: 0,
-    },
-];
+/// The device nodes a fixture host had (its `exliar-nodes.txt`; none without one).
+pub fn fixture_nodes(fixture: &str) -> Result<Vec<FixtureNode>, String> {
+    let path = fixtures_dir().join(fixture).join("exliar-nodes.txt");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = fs_err::read_to_string(&path).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || format!("{}: bad line {line:?}", path.display());
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [rel, kind, numbers, mode, uid, gid] = f[..] else {
+            return Err(bad());
+        };
+        let (major, minor) = numbers.split_once(':').ok_or_else(bad)?;
+        let kind = match kind {
+            "c" => 'c',
+            "b" => 'b',
+            _ => return Err(bad()),
+        };
+        let num = |s: &str| s.parse::<u32>().map_err(|_| bad());
+        out.push(FixtureNode {
+            rel: rel.trim_start_matches('/').to_string(),
+            kind,
+            major: num(major)?,
+            minor: num(minor)?,
+            mode: u32::from_str_radix(mode, 8).map_err(|_| bad())?,
+            uid: num(uid)?,
+            gid: num(gid)?,
+        });
+    }
+    Ok(out)
+}
 
-/// Makes [`FAKE_NODES`] under `root/dev/` (mknod, chmod, chgrp) and a fake driver
-/// file `root/usr/share/exliar-test/driver-version.txt` for a bind mount. Returns
-/// nothing; the nodes are at `root/dev/<rel>`.
-pub fn make_fake_host(root: &Path) -> Result<(), String> {
-    for n in FAKE_NODES {
-        let path = root.join("dev").join(n.rel);
+/// Folders of a fixture whose empty files are placeholders for user-space files
+/// (libraries, binaries, firmware); `sys/` and `proc/` are never touched.
+const PLACEHOLDER_DIRS: &[&str] = &["usr", "lib", "lib64", "opt"];
+
+/// A real copy of fixture host `fixture` at `dest` (which must not exist): `cp -a`
+/// (links kept), then every node of its `exliar-nodes.txt` made by `mknod` under `dest`
+/// (a placeholder file there is removed first) with that mode, uid and gid. Empty
+/// placeholder files under `usr/`, `lib/`, `lib64/`, `opt/` get a line naming them, so
+/// each has its own content and a bind mount of the wrong file is caught by its sha256
+/// (exliar's scan lists such files by name and never reads them).
+pub fn fixture_host(fixture: &str, dest: &Path) -> Result<(), String> {
+    let src = fixtures_dir().join(fixture);
+    if !src.is_dir() {
+        return Err(format!("no fixture host {}", src.display()));
+    }
+    if dest.exists() {
+        return Err(format!("{}: exists", dest.display()));
+    }
+    run_ok(Command::new("cp").arg("-a").arg(&src).arg(dest))?;
+    for n in fixture_nodes(fixture)? {
+        let path = dest.join(&n.rel);
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        if !path.exists() {
-            run_ok(
-                Command::new("mknod")
-                    .arg("-m")
-                    .arg(format!("{:o}", n.mode))
-                    .arg(&path)
-                    .arg("c")
-                    .arg(n.major.to_string())
-                    .arg(n.minor.to_string()),
-            )?;
+        if std::fs::symlink_metadata(&path).is_ok() {
+            fs_err::remove_file(&path).map_err(|e| e.to_string())?;
         }
+        run_ok(
+            Command::new("mknod")
+                .arg("-m")
+                .arg(format!("{:o}", n.mode))
+                .arg(&path)
+                .arg(n.kind.to_string())
+                .arg(n.major.to_string())
+                .arg(n.minor.to_string()),
+        )
+        .map_err(|e| format!("{fixture}: mknod {}: {e}", n.rel))?;
+        std::os::unix::fs::chown(&path, Some(n.uid), Some(n.gid))
+            .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        // chown clears set-id bits: the mode last.
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(n.mode))
             .map_err(|e| e.to_string())?;
-        run_ok(Command::new("chgrp").arg(n.gid.to_string()).arg(&path))?;
+        let m = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+        let want = (n.major, n.minor, n.mode, n.uid, n.gid);
+        let got = (
+            rustix::fs::major(m.rdev()),
+            rustix::fs::minor(m.rdev()),
+            m.mode() & 0o7777,
+            m.uid(),
+            m.gid(),
+        );
+        if got != want {
+            return Err(format!("{}: made {got:?}, want {want:?}", path.display()));
+        }
     }
-    let drv = root.join("usr/share/exliar-test");
-    fs_err::create_dir_all(&drv).map_err(|e| e.to_string())?;
-    fs_err::write(drv.join("driver-version.txt"), "exliar fake driver 1.2.3\n")
-        .map_err(|e| e.to_string())?;
+    for d in PLACEHOLDER_DIRS {
+        fill_placeholders(dest, &dest.join(d))?;
+    }
     Ok(())
 }
 
-/// The device names the tests request from the spec [`spec_for_test`] writes.
-pub const GPU: &str = "exliar.dev/gpu=0";
-pub const GPU_ALL: &str = "exliar.dev/gpu=all";
-pub const VFIO: &str = "exliar.dev/vfio=42";
-
-/// Writes the CDI spec(s) for the fake host under `root` into `spec_dir` and returns the
-/// file. Today a hand-made spec (cdiVersion 0.5.0, the newest Debian 12's podman reads);
-/// the lead replaces the body with `exliar cdi generate --root ROOT --output SPEC_DIR`.
-pub fn spec_for_test(root: &Path, spec_dir: &Path) -> Result<PathBuf, String> {
-    hand_made_spec(root, spec_dir, true)
+fn fill_placeholders(root: &Path, dir: &Path) -> Result<(), String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd {
+        let e = e.map_err(|e| e.to_string())?;
+        let t = e.file_type().map_err(|e| e.to_string())?;
+        let path = e.path();
+        if t.is_dir() {
+            fill_placeholders(root, &path)?;
+        } else if t.is_file() && e.metadata().map_err(|e| e.to_string())?.len() == 0 {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            fs_err::write(
+                &path,
+                format!("exliar test placeholder /{}\n", rel.display()),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
-/// The hand-made spec. `host_paths`: each node names its fake node as `hostPath`
-/// (`ROOT/dev/dri/card0`); otherwise only `path` (`/dev/dri/card0`), as a spec for the
-/// real host reads, for an engine in a namespace with [`Namespace::overlay_dev`].
-pub fn hand_made_spec(root: &Path, spec_dir: &Path, host_paths: bool) -> Result<PathBuf, String> {
-    let node = |rel: &str, container: &str| -> Result<serde_json::Value, String> {
-        let host = root.join("dev").join(rel);
-        let m = fs_err::metadata(&host).map_err(|e| e.to_string())?;
-        let mut n = serde_json::json!({
-            "path": container,
-            "type": "c",
-            "permissions": "rw",
-            "fileMode": m.mode() & 0o777,
-            "gid": m.gid(),
-        });
-        if host_paths {
-            n["hostPath"] = serde_json::json!(host);
-        }
-        Ok(n)
-    };
-    let gpu_nodes = vec![
-        node("dri/card0", "/dev/dri/card0")?,
-        node("dri/renderD128", "/dev/dri/renderD128")?,
-        node("kfd", "/dev/kfd")?,
-    ];
-    let gpu = serde_json::json!({
-        "cdiVersion": "0.5.0",
-        "kind": "exliar.dev/gpu",
-        "containerEdits": {
-            "env": ["EXLIAR_CDI=1"],
-            "mounts": [{
-                "hostPath": root.join("usr/share/exliar-test/driver-version.txt"),
-                "containerPath": "/usr/share/exliar-test/driver-version.txt",
-                "options": ["ro", "nosuid", "nodev", "bind"]
-            }]
-        },
-        "devices": [
-            {"name": "0", "containerEdits": {"env": ["EXLIAR_GPU=0"], "deviceNodes": gpu_nodes}},
-            {"name": "all", "containerEdits": {"env": ["EXLIAR_GPU=all"], "deviceNodes": gpu_nodes}}
-        ]
-    });
-    let vfio = serde_json::json!({
-        "cdiVersion": "0.5.0",
-        "kind": "exliar.dev/vfio",
-        "devices": [{"name": "42", "containerEdits": {
-            "env": ["EXLIAR_VFIO_GROUP=42"],
-            "deviceNodes": [node("vfio/vfio", "/dev/vfio/vfio")?, node("vfio/42", "/dev/vfio/42")?]
-        }}]
-    });
+/// The folder `exliar cdi generate --output` is given: the path on the described
+/// host, written under its root.
+pub const CDI_OUTPUT: &str = "/var/run/cdi";
+
+/// exliar's own specs for the host copied at `root`: runs this package's binary
+/// `exliar --root ROOT cdi generate --output /var/run/cdi --yes`, which must exit 0,
+/// and copies every `ROOT/var/run/cdi/*.json` byte for byte into `spec_dir` (the
+/// engine's). Returns the copies, sorted. Errors when it writes none.
+pub fn spec_for_test(root: &Path, spec_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exliar"));
+    cmd.arg("--root")
+        .arg(root)
+        .args(["cdi", "generate", "--output", CDI_OUTPUT, "--yes"]);
+    let o = run_ok(&mut cmd).map_err(|e| format!("exliar cdi generate: {e}"))?;
+    let written = super::check::in_root(root, Path::new(CDI_OUTPUT))?;
+    let mut files: Vec<PathBuf> = fs_err::read_dir(&written)
+        .map_err(|e| format!("{e}\n{}", text(&o)))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!(
+            "exliar cdi generate wrote no spec in {}:\n{}",
+            written.display(),
+            text(&o)
+        ));
+    }
     fs_err::create_dir_all(spec_dir).map_err(|e| e.to_string())?;
-    let gpu_file = spec_dir.join("exliar-gpu.json");
-    write_json(&gpu_file, &gpu)?;
-    write_json(&spec_dir.join("exliar-vfio.json"), &vfio)?;
-    Ok(gpu_file)
+    let mut out = Vec::new();
+    for f in files {
+        let to = spec_dir.join(f.file_name().unwrap_or_default());
+        fs_err::copy(&f, &to).map_err(|e| e.to_string())?;
+        out.push(to);
+    }
+    Ok(out)
 }
 
 pub fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), String> {
