@@ -295,6 +295,16 @@ fn write(root: &Path, a: &NfdWriteArgs) -> anyhow::Result<u8> {
         }
     }
     let rel = out.rel.join(name);
+    if let Ok(Some(t)) = host.link_target(&rel) {
+        return refuse(
+            doc,
+            format!(
+                "{}: a symbolic link (to {}); NFD reads only regular files and exliar does not write through links",
+                a.output,
+                t.display()
+            ),
+        );
+    }
     let before = match host.read_optional(&rel) {
         Ok(b) => b,
         Err(e) => return refuse(doc, format!("{}: {}", e.path, e.source)),

@@ -102,7 +102,7 @@ pub fn permitted(nodes: &[Node<'_>]) -> (Vec<Permitted>, Vec<String>) {
     let mut problems = Vec::new();
     for ((v, d), p) in &by_sel {
         if let Some(k) = kept.get(&(*v, *d)) {
-            for (node, addr, driver) in k {
+            for (node, addr, driver) in k.iter().filter(|(n, _, _)| !p.nodes.contains_key(n)) {
                 problems.push(format!(
                     "{} is passed through on {} but {node} keeps {addr} with the same ids for the host ({driver}): KubeVirt offers only cards on vfio-pci, so {node} offers none of them",
                     p.selector,
