@@ -9,7 +9,7 @@
 //! task result and the stats as JSON, beside the default stdout callback
 //! whose human output (the `--diff` display) is checked too.
 //!
-//! Without ansible-playbook/ansible-doc the tests print `SKIP: …` and pass,
+//! Without ansible-playbook, ansible-doc or ansible-galaxy the tests print `SKIP: …` and pass,
 //! unless `CI` is set (and not `0`/`false`): then they fail.
 #![allow(clippy::unwrap_used)]
 
@@ -49,7 +49,7 @@ fn in_path(prog: &str) -> bool {
 
 /// Ansible is here, else SKIP (and pass) or, under CI, fail.
 fn ansible_available(test: &str) -> bool {
-    let missing: Vec<&str> = ["ansible-playbook", "ansible-doc"]
+    let missing: Vec<&str> = ["ansible-playbook", "ansible-doc", "ansible-galaxy"]
         .into_iter()
         .filter(|p| !in_path(p))
         .collect();
@@ -522,5 +522,36 @@ fn facts_refusals_and_docs() {
             && list.contains("exliar.passthrough.exliar_facts"),
         "{list}"
     );
+
+    // galaxy.yml builds a collection holding both modules.
+    let built = sb.dir.path().join("built");
+    let out = Command::new("ansible-galaxy")
+        .args(["collection", "build", "--output-path"])
+        .arg(&built)
+        .arg(collections().join("ansible_collections/exliar/passthrough"))
+        .current_dir(sb.dir.path())
+        .envs(ansible_env(sb.dir.path()))
+        .output()
+        .unwrap();
+    assert_success(&out, "ansible-galaxy collection build");
+    let tarball = built.join("exliar-passthrough-0.1.0.tar.gz");
+    let out = Command::new("tar")
+        .arg("tzf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
+    assert_success(&out, "tar tzf");
+    for f in [
+        "plugins/modules/exliar_isolation.py",
+        "plugins/modules/exliar_facts.py",
+        "meta/runtime.yml",
+        "README.md",
+    ] {
+        assert!(
+            stdout(&out).lines().any(|l| l == f),
+            "{f}:\n{}",
+            stdout(&out)
+        );
+    }
     eprintln!("facts_refusals_and_docs: {:.1?}", t0.elapsed());
 }
