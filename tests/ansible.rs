@@ -443,13 +443,14 @@ fn facts_refusals_and_docs() {
 
     // (f) bad input fails with exliar's reason.
     let tasks = format!(
-        "    - name: not a gpu\n{}      ignore_errors: true\n    - name: not an address\n{}      ignore_errors: true\n",
+        "    - name: not a gpu\n{}      ignore_errors: true\n    - name: not an address\n{}      ignore_errors: true\n    - name: absent, not an address\n{}      ignore_errors: true\n",
         sb.isolation(&[("gpu", "\"0000:00:00.0\"")]),
         sb.isolation(&[("gpu", "bogus")]),
+        sb.isolation(&[("gpu", "bogus"), ("state", "absent")]),
     );
     let run = sb.play("refusals", &tasks, &[]);
     assert_eq!(run.code, Some(0), "{}", run.show());
-    assert_eq!(run.stat("ignored"), 2, "{}", run.show());
+    assert_eq!(run.stat("ignored"), 3, "{}", run.show());
     let t = run.task("not a gpu");
     assert_eq!(t["status"], "failed", "{}", run.show());
     assert_eq!(t["result"]["msg"], "refused: 0000:00:00.0 is not a GPU");
@@ -461,6 +462,10 @@ fn facts_refusals_and_docs() {
     let msg = t["result"]["msg"].as_str().unwrap();
     assert!(msg.contains("`bogus` is not a PCI address"), "{msg}");
     assert_eq!(t["result"]["rc"], 2);
+    let t = run.task("absent, not an address");
+    assert_eq!(t["status"], "failed", "{}", run.show());
+    let msg = t["result"]["msg"].as_str().unwrap();
+    assert!(msg.contains("`bogus` is not a PCI address"), "{msg}");
     assert_eq!(files(&sb.target), original);
     assert!(transactions(&sb.target).is_empty());
 

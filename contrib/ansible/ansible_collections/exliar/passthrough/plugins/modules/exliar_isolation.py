@@ -210,6 +210,8 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 SHORT_ADDR = re.compile(r"^[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+# exliar's PCI address forms: DDDD:BB:DD.F (5 hex digits for Intel VMD domains) or BB:DD.F
+ADDR = re.compile(r"^([0-9a-f]{4,5}:)?[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
 def full_address(addr):
@@ -374,6 +376,8 @@ def present(module, ex):
 def absent(module, ex):
     p = module.params
     gpu = full_address(p["gpu"])
+    if gpu is not None and not ADDR.match(gpu):
+        module.fail_json(msg="`%s` is not a PCI address (expected DDDD:BB:DD.F or BB:DD.F)" % p["gpu"])
     _, hist, _, _ = ex.run(["history", "--json", "--target", p["target"]])
     isolations = [
         t
