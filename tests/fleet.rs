@@ -350,3 +350,69 @@ fn nfd_rule_is_valid() {
     assert!(two.contains("exliar.dev/gpu.10de-2487") && two.contains("exliar.dev/gpu.1002-73df"));
     crd_validate("nfd-api-crds.yaml", &[("rule", rule), ("two", two)]);
 }
+
+/// deploy/kubernetes: every manifest passes `kubernetes-validate --strict`
+/// for a current (1.37) and an old (1.25) Kubernetes, with no warning (a
+/// kind it has no schema for is only a warning there); the commands the
+/// containers run exist.
+#[test]
+fn manifests_validate_strictly() {
+    let dir = manifest_dir().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    let have = std::process::Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        eprintln!("SKIP: kubernetes-validate (PyPI) is not installed");
+        assert!(
+            !in_ci(),
+            "CI needs kubernetes-validate (.ci/run installs it)"
+        );
+    } else {
+        for k in ["1.37.0", "1.25.0"] {
+            let o = std::process::Command::new("kubernetes-validate")
+                .args(["--strict", "-k", k])
+                .args(&files)
+                .output()
+                .unwrap();
+            let out = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+            assert!(o.status.success(), "{k}: {out}");
+            assert!(
+                !out.contains("WARN") && !out.contains("ERROR"),
+                "{k}: {out}"
+            );
+            assert_eq!(
+                out.matches(" passed for resource ").count(),
+                4,
+                "{k}: {out}"
+            );
+        }
+        // It can fail: a misspelt field in a copy.
+        let t = tempfile::tempdir().unwrap();
+        let bad = t.path().join("bad.yaml");
+        let text = std::fs::read_to_string(dir.join("10-daemonset.yaml")).unwrap();
+        std::fs::write(
+            &bad,
+            text.replacen("readOnlyRootFilesystem", "readOnlyRootFileSystem", 1),
+        )
+        .unwrap();
+        let o = std::process::Command::new("kubernetes-validate")
+            .args(["--strict", "-k", "1.37.0"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "a misspelt field passes");
+    }
+    // The flags the manifests pass exist.
+    let ds = std::fs::read_to_string(dir.join("10-daemonset.yaml")).unwrap();
+    assert!(ds.contains("--every=60"));
+    let help = stdout(&exliar().args(["nfd", "--help"]).output().unwrap());
+    assert!(help.contains("--every <SECONDS>"), "{help}");
+}

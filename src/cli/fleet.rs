@@ -56,6 +56,9 @@ pub struct NfdWriteArgs {
     /// Print the versioned JSON document (exliar.nfd/1)
     #[arg(long)]
     pub json: bool,
+    /// Keep running: rewrite the file whenever it is stale, checking every SECONDS (for a DaemonSet; needs --yes)
+    #[arg(long, value_name = "SECONDS", requires = "yes", conflicts_with_all = ["print", "check", "dry_run"])]
+    pub every: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -146,7 +149,15 @@ pub fn nfd_run(root: &Path, a: &NfdCmd) -> anyhow::Result<u8> {
     match &a.command {
         Some(NfdSub::Rule(r)) => rule(root, r),
         Some(NfdSub::Lint(l)) => lint(l),
-        None => write(root, &a.write),
+        None => match a.write.every {
+            None => write(root, &a.write),
+            Some(secs) => loop {
+                if let Err(e) = write(root, &a.write) {
+                    term::err(&format!("exliar: error: {}\n", term::chain(&e)));
+                }
+                std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+            },
+        },
     }
 }
 
@@ -179,7 +190,24 @@ struct Other {
 fn write(root: &Path, a: &NfdWriteArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
     let (inv, analysis, stacks) = read(root)?;
-    let labels = nfd::labels(&inv, &analysis, &stacks);
+    let mut labels = nfd::labels(&inv, &analysis, &stacks);
+    // A boot-time isolation applied since the host booted waits for a
+    // reboot: a label a reboot coordinator can select on.
+    let applied = crate::txn::read_journals(root).ok().and_then(|js| {
+        js.list
+            .iter()
+            .rev()
+            .find(|j| j.status == crate::txn::Status::Applied && j.subject.is_none())
+            .map(|j| j.created_unix as i64)
+    });
+    let booted = host
+        .read_optional("proc/stat")
+        .ok()
+        .flatten()
+        .and_then(|t| nfd::parse_btime(&t));
+    if let Some(r) = nfd::reboot_required(applied, booted) {
+        labels.insert(format!("{}reboot-required", nfd::PREFIX), r.to_string());
+    }
     let text = nfd::render(&labels);
     let mut doc = NfdDoc {
         schema: SCHEMA,

@@ -245,6 +245,25 @@ pub fn labels(inv: &Inventory, analysis: &Analysis, stacks: &Stacks) -> BTreeMap
     l
 }
 
+/// Seconds since the epoch when the host booted, from `/proc/stat`'s
+/// `btime` line.
+pub fn parse_btime(proc_stat: &str) -> Option<i64> {
+    proc_stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether a boot-time isolation applied at `applied_unix` waits for a
+/// reboot: it was applied after the host booted.
+pub fn reboot_required(applied_unix: Option<i64>, booted_unix: Option<i64>) -> Option<bool> {
+    match (applied_unix, booted_unix) {
+        (None, _) => Some(false),
+        (Some(a), Some(b)) => Some(a > b),
+        (Some(_), None) => None,
+    }
+}
+
 /// The feature file for `labels`.
 pub fn render(labels: &BTreeMap<String, String>) -> String {
     let mut s = String::from(
