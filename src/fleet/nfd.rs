@@ -590,6 +590,19 @@ mod tests {
     }
 
     #[test]
+    fn reboot_required_after_an_isolation_applied_since_boot() {
+        assert_eq!(
+            parse_btime("cpu  1 2 3\nbtime 1764950000\nprocesses 9\n"),
+            Some(1764950000)
+        );
+        assert_eq!(parse_btime("cpu 1\n"), None);
+        assert_eq!(reboot_required(None, None), Some(false));
+        assert_eq!(reboot_required(Some(20), Some(10)), Some(true));
+        assert_eq!(reboot_required(Some(5), Some(10)), Some(false));
+        assert_eq!(reboot_required(Some(5), None), None);
+    }
+
+    #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951868800));
