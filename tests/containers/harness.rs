@@ -686,9 +686,32 @@ pub const HW17: &str = "hw17-alderlake-asus-rx6700xt-rx550-vfio";
 /// nvidia-smi, GSP firmware folder and Vulkan ICD as placeholder files.
 pub const NVIDIA: &str = "drv-nvidia-open-rtx3060";
 
+/// The repository's top folder: this package's, or its parent when the harness is
+/// included (`#[path]`) by a workspace member's tests (the device plugin's).
+pub fn repo_dir() -> PathBuf {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if m.join("tests/containers").is_dir() {
+        m.to_path_buf()
+    } else {
+        m.parent().unwrap_or(m).to_path_buf()
+    }
+}
+
 /// Where the fixture hosts are.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts")
+    repo_dir().join("tests/fixtures/hosts")
+}
+
+/// The `exliar` binary: this package's, or, from a workspace member's tests, the one
+/// `cargo test --workspace` built beside the test executable (`target/debug/exliar`).
+pub fn exliar_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_exliar") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|t| t.parent()?.parent().map(|d| d.join("exliar")))
+        .unwrap_or_else(|| PathBuf::from("exliar"))
 }
 
 /// One line of a fixture's `exliar-nodes.txt`: `path type major:minor mode uid gid`.
@@ -833,7 +856,7 @@ pub const CDI_OUTPUT: &str = "/var/run/cdi";
 /// and copies every `ROOT/var/run/cdi/*.json` byte for byte into `spec_dir` (the
 /// engine's). Returns the copies, sorted. Errors when it writes none.
 pub fn spec_for_test(root: &Path, spec_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exliar"));
+    let mut cmd = Command::new(exliar_bin());
     cmd.arg("--root")
         .arg(root)
         .args(["cdi", "generate", "--output", CDI_OUTPUT, "--yes"]);
