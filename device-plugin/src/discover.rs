@@ -1,0 +1,195 @@
+//! What the host offers: its GPUs by resource, read from sysfs under the
+//! host root with exliar's own readers, and the health each poll gives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use exliar::cdi::host::{Options, host_specs, vendor_word};
+use exliar::cdi::{GPU_KIND, VFIO_KIND};
+use exliar::host::HostRoot;
+
+/// A card a resource offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    /// Its device ID: the PCI address (`0000:03:00.0`).
+    pub id: String,
+    /// The NUMA node sysfs gives it, when it gives one (≥ 0).
+    pub numa: Option<i64>,
+    /// Its fully qualified CDI name (`exliar.dev/gpu=0000:03:00.0`).
+    pub cdi: String,
+}
+
+/// resource name → device ID → card.
+pub type Found = BTreeMap<String, BTreeMap<String, Card>>;
+
+/// A card and whether it is there as it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevState {
+    pub card: Card,
+    pub healthy: bool,
+}
+
+/// resource name → device ID → state: every card ever offered since the
+/// start; those gone or on another driver now are unhealthy.
+pub type State = BTreeMap<String, BTreeMap<String, DevState>>;
+
+/// The resource of GPUs a GPU driver holds (`exliar.dev/gpu-amd`).
+pub fn gpu_resource(vendor: &str) -> String {
+    format!("exliar.dev/gpu-{vendor}")
+}
+
+/// Read the host: each card a GPU driver holds (NVIDIA, AMD, Intel) or
+/// vfio-pci holds, that `exliar cdi generate` writes a CDI device for.
+/// A card the spec would skip (its device nodes are missing) is not
+/// offered: its CDI name would refer to nothing.
+pub fn discover(root: &Path) -> anyhow::Result<Found> {
+    let host = HostRoot::new(root);
+    let ids = exliar::host::sysfs::load_pci_ids(&host);
+    let inv = exliar::host::sysfs::read_inventory(&host, &ids)?;
+    let analysis = exliar::analyze::analyze(&inv);
+    let stacks = exliar::host::stacks::read(&host, &analysis.gpus);
+    let specs =
+        host_specs(&analysis.gpus, &stacks, &Options::default()).map_err(anyhow::Error::msg)?;
+    let written: BTreeSet<String> = specs
+        .specs
+        .iter()
+        .flat_map(|s| {
+            s.input.devices.iter().flat_map(|d| {
+                d.names
+                    .iter()
+                    .map(|n| format!("{}={n}", s.input.vendor_kind))
+            })
+        })
+        .collect();
+    let mut found = Found::new();
+    for g in &analysis.gpus {
+        let Some(driver) = stacks
+            .gpu(&g.address)
+            .and_then(|s| s.driver.as_ref())
+            .map(|d| d.name.as_str())
+        else {
+            continue;
+        };
+        let (resource, kind) = if driver == "vfio-pci" {
+            let (Some(v), Some(d)) = (g.vendor_id, g.device_id) else {
+                continue;
+            };
+            (exliar::fleet::kubevirt::resource_name(v, d), VFIO_KIND)
+        } else {
+            match vendor_word(g.vendor_id) {
+                "other" => continue,
+                w => (gpu_resource(w), GPU_KIND),
+            }
+        };
+        let id = g.address.to_string();
+        let cdi = format!("{kind}={id}");
+        if !written.contains(&cdi) {
+            continue;
+        }
+        let numa = inv
+            .device(&g.address)
+            .and_then(|d| d.numa_node)
+            .filter(|n| *n >= 0)
+            .map(i64::from);
+        found
+            .entry(resource)
+            .or_default()
+            .insert(id.clone(), Card { id, numa, cdi });
+    }
+    Ok(found)
+}
+
+/// The state after a poll found `found`: cards found are healthy (and
+/// take the facts found), cards known but not found are unhealthy, new
+/// cards are added.
+pub fn merge(prev: &State, found: &Found) -> State {
+    let mut s = prev.clone();
+    for (r, devs) in s.iter_mut() {
+        for (id, d) in devs.iter_mut() {
+            match found.get(r).and_then(|f| f.get(id)) {
+                Some(c) => {
+                    d.card = c.clone();
+                    d.healthy = true;
+                }
+                None => d.healthy = false,
+            }
+        }
+    }
+    for (r, devs) in found {
+        let e = s.entry(r.clone()).or_default();
+        for (id, c) in devs {
+            e.entry(id.clone()).or_insert_with(|| DevState {
+                card: c.clone(),
+                healthy: true,
+            });
+        }
+    }
+    s
+}
+
+/// The set of (resource, device) a poll found: when it changes the CDI
+/// specs are written again.
+pub fn device_set(found: &Found) -> BTreeSet<(String, String)> {
+    found
+        .iter()
+        .flat_map(|(r, d)| d.keys().map(move |id| (r.clone(), id.clone())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(id: &str) -> Card {
+        Card {
+            id: id.into(),
+            numa: None,
+            cdi: format!("exliar.dev/gpu={id}"),
+        }
+    }
+
+    #[test]
+    fn merge_marks_missing_unhealthy_and_keeps_them() {
+        let r = "exliar.dev/gpu-amd".to_string();
+        let mut f = Found::new();
+        f.entry(r.clone())
+            .or_default()
+            .insert("a".into(), card("a"));
+        f.entry(r.clone())
+            .or_default()
+            .insert("b".into(), card("b"));
+        let s = merge(&State::new(), &f);
+        assert!(s[&r]["a"].healthy && s[&r]["b"].healthy);
+        f.get_mut(&r).map(|m| m.remove("b"));
+        let s = merge(&s, &f);
+        assert!(s[&r]["a"].healthy && !s[&r]["b"].healthy);
+        f.entry(r.clone())
+            .or_default()
+            .insert("b".into(), card("b"));
+        let s = merge(&s, &f);
+        assert!(s[&r]["b"].healthy);
+    }
+
+    #[test]
+    fn hw17_offers_both_gpus_and_the_vfio_card() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/hosts/hw17-alderlake-asus-rx6700xt-rx550-vfio");
+        let f = discover(&root).expect("fixture reads");
+        let names: Vec<(&str, Vec<&str>)> = f
+            .iter()
+            .map(|(r, d)| (r.as_str(), d.keys().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("exliar.dev/gpu-amd", vec!["0000:03:00.0"]),
+                ("exliar.dev/gpu-intel", vec!["0000:00:02.0"]),
+                ("exliar.dev/vfio-1002-67ff", vec!["0000:04:00.0"]),
+            ]
+        );
+        assert_eq!(
+            f["exliar.dev/vfio-1002-67ff"]["0000:04:00.0"].cdi,
+            "exliar.dev/vfio=0000:04:00.0"
+        );
+    }
+}
