@@ -127,6 +127,25 @@ pub fn merge(prev: &State, found: &Found) -> State {
     s
 }
 
+/// A cheap look at the host between full reads: each PCI device and the
+/// driver holding it (`None` when the device list cannot be read). A card
+/// gone, new or moved to another driver changes it.
+pub fn fingerprint(root: &Path) -> Option<Vec<(String, Option<String>)>> {
+    let host = HostRoot::new(root);
+    let devs = host.list_dir("sys/bus/pci/devices").ok()?;
+    Some(
+        devs.into_iter()
+            .map(|d| {
+                let driver = host
+                    .link_name(format!("sys/bus/pci/devices/{d}/driver"))
+                    .ok()
+                    .flatten();
+                (d, driver)
+            })
+            .collect(),
+    )
+}
+
 /// The set of (resource, device) a poll found: when it changes the CDI
 /// specs are written again.
 pub fn device_set(found: &Found) -> BTreeSet<(String, String)> {
@@ -138,6 +157,7 @@ pub fn device_set(found: &Found) -> BTreeSet<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn card(id: &str) -> Card {
@@ -168,6 +188,32 @@ mod tests {
             .insert("b".into(), card("b"));
         let s = merge(&s, &f);
         assert!(s[&r]["b"].healthy);
+    }
+
+    #[test]
+    fn fingerprint_sees_a_driver_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("sys/devices/pci0000:00/0000:03:00.0");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(tmp.path().join("sys/bus/pci/devices")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("sys/bus/pci/drivers/amdgpu")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:00/0000:03:00.0",
+            tmp.path().join("sys/bus/pci/devices/0000:03:00.0"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../../bus/pci/drivers/amdgpu", d.join("driver")).unwrap();
+        let a = fingerprint(tmp.path()).unwrap();
+        assert_eq!(
+            a,
+            [("0000:03:00.0".to_string(), Some("amdgpu".to_string()))]
+        );
+        std::fs::remove_file(d.join("driver")).unwrap();
+        assert_eq!(
+            fingerprint(tmp.path()).unwrap(),
+            [("0000:03:00.0".to_string(), None)]
+        );
+        assert_eq!(fingerprint(&tmp.path().join("nothing")), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::{Endpoint, Server, Uri};
 
 use crate::api;
-use crate::discover::{Found, State, device_set, discover, merge};
+use crate::discover::{Found, State, device_set, discover, fingerprint, merge};
 use crate::plugin::{HEALTHY, Plugin, UNHEALTHY, options};
 
 /// The API version registered with the kubelet.
@@ -25,6 +25,12 @@ pub const VERSION: &str = "v1beta1";
 /// The longest wait between two registration tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Polls between two full reads of the host when its PCI devices and
+/// their drivers look the same (device nodes, NUMA, user space).
+const FULL_READ_EVERY: u32 = 15;
+/// Full reads after a change: udev makes device nodes a moment after the
+/// driver binds.
+const SETTLE_READS: u32 = 2;
 
 /// What the process is told.
 #[derive(Debug, Clone)]
@@ -263,6 +269,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         }
     };
     let mut last_set = device_set(&found);
+    let mut last_print = fingerprint(&cfg.root);
+    let mut since_full = 0u32;
+    let mut settle = 0u32;
     let first = merge(&State::new(), &found);
     log_changes(&State::new(), &first);
     if first.is_empty() {
@@ -351,6 +360,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             () = &mut shutdown => break,
             _ = tick.tick() => {}
         }
+        // A full read only when the cheap look says something changed,
+        // shortly after, or every FULL_READ_EVERY polls.
+        let print = fingerprint(&cfg.root);
+        if print != last_print {
+            settle = SETTLE_READS;
+            last_print = print;
+        } else if settle > 0 {
+            settle -= 1;
+        } else if since_full + 1 < FULL_READ_EVERY {
+            since_full += 1;
+            continue;
+        }
+        since_full = 0;
         match read_host(&cfg.root).await {
             Ok(f) => found = f,
             Err(e) => {
