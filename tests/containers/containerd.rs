@@ -197,7 +197,7 @@ impl Containerd {
                 "annotations": c.annotations.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             })).collect::<Vec<_>>(),
         });
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containers/cri.py");
+        let script = harness::repo_dir().join("tests/containers/cri.py");
         let mut child = Command::new(PYTHON)
             .arg(&script)
             .arg(self.ns.dir().join("containerd.sock"))

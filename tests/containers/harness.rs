@@ -686,9 +686,38 @@ pub const HW17: &str = "hw17-alderlake-asus-rx6700xt-rx550-vfio";
 /// nvidia-smi, GSP firmware folder and Vulkan ICD as placeholder files.
 pub const NVIDIA: &str = "drv-nvidia-open-rtx3060";
 
+/// The repository: exliar's manifest directory, or its parent when this harness is
+/// included by path from the workspace member `device-plugin/` (its tests/cri.rs).
+pub fn repo_dir() -> PathBuf {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if m.join("tests/containers").is_dir() {
+        m.to_path_buf()
+    } else {
+        m.parent().unwrap_or(m).to_path_buf()
+    }
+}
+
+/// The exliar binary: cargo's for this package's tests; from a workspace member
+/// (which has no `CARGO_BIN_EXE_exliar`) `target/<profile>/exliar` beside the test's
+/// own directory (`cargo test --workspace` builds it), or `EXLIAR_BIN`.
+pub fn exliar_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_exliar") {
+        return p.into();
+    }
+    if let Some(p) = std::env::var_os("EXLIAR_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    profile.join("exliar")
+}
+
 /// Where the fixture hosts are.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts")
+    repo_dir().join("tests/fixtures/hosts")
 }
 
 /// One line of a fixture's `exliar-nodes.txt`: `path type major:minor mode uid gid`.
@@ -833,7 +862,7 @@ pub const CDI_OUTPUT: &str = "/var/run/cdi";
 /// and copies every `ROOT/var/run/cdi/*.json` byte for byte into `spec_dir` (the
 /// engine's). Returns the copies, sorted. Errors when it writes none.
 pub fn spec_for_test(root: &Path, spec_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exliar"));
+    let mut cmd = Command::new(exliar_bin());
     cmd.arg("--root")
         .arg(root)
         .args(["cdi", "generate", "--output", CDI_OUTPUT, "--yes"]);
