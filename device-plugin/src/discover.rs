@@ -39,7 +39,9 @@ pub fn gpu_resource(vendor: &str) -> String {
 }
 
 /// Read the host: each card a GPU driver holds (NVIDIA, AMD, Intel) or
-/// vfio-pci holds, that `exliar cdi generate` writes a CDI device for.
+/// vfio-pci holds, that `exliar cdi generate` writes a CDI device for,
+/// and the functions on vfio-pci of such a card in its IOMMU group (their
+/// CDI name is the card's: its device gives the group's node).
 /// A card the spec would skip (its device nodes are missing) is not
 /// offered: its CDI name would refer to nothing.
 pub fn discover(root: &Path) -> anyhow::Result<Found> {
@@ -91,6 +93,36 @@ pub fn discover(root: &Path) -> anyhow::Result<Found> {
             .and_then(|d| d.numa_node)
             .filter(|n| *n >= 0)
             .map(i64::from);
+        if kind == VFIO_KIND {
+            // The card's other functions on vfio-pci (HDMI audio, USB),
+            // each under its own vendor:device as `exliar kubevirt config`
+            // permits them; the card's CDI device gives their IOMMU group
+            // when it is the card's.
+            for f in g.functions.iter().filter(|f| **f != g.address) {
+                let Some(d) = inv.device(f) else { continue };
+                let (Some(v), Some(dv)) = (d.vendor_id, d.device_id) else {
+                    continue;
+                };
+                if d.driver.as_deref() != Some("vfio-pci")
+                    || d.iommu_group.is_none()
+                    || d.iommu_group != g.iommu_group
+                {
+                    continue;
+                }
+                let fid = f.to_string();
+                found
+                    .entry(exliar::fleet::kubevirt::resource_name(v, dv))
+                    .or_default()
+                    .insert(
+                        fid.clone(),
+                        Card {
+                            id: fid,
+                            numa,
+                            cdi: cdi.clone(),
+                        },
+                    );
+            }
+        }
         found
             .entry(resource)
             .or_default()
@@ -231,10 +263,15 @@ mod tests {
                 ("exliar.dev/gpu-amd", vec!["0000:03:00.0"]),
                 ("exliar.dev/gpu-intel", vec!["0000:00:02.0"]),
                 ("exliar.dev/vfio-1002-67ff", vec!["0000:04:00.0"]),
+                ("exliar.dev/vfio-1002-aae0", vec!["0000:04:00.1"]),
             ]
         );
         assert_eq!(
             f["exliar.dev/vfio-1002-67ff"]["0000:04:00.0"].cdi,
+            "exliar.dev/vfio=0000:04:00.0"
+        );
+        assert_eq!(
+            f["exliar.dev/vfio-1002-aae0"]["0000:04:00.1"].cdi,
             "exliar.dev/vfio=0000:04:00.0"
         );
     }

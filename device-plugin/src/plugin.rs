@@ -53,6 +53,19 @@ pub fn valid_annotation_key(key: &str) -> bool {
         && alnum(name.chars().last())
 }
 
+/// KubeVirt's variable naming the PCI addresses of a resource a device
+/// plugin allocated (`PCI_RESOURCE_EXLIAR_DEV_VFIO-1002-67FF`), as its
+/// `ResourceNameToEnvVar` makes it; `None` for GPU resources.
+pub fn kubevirt_env(resource: &str) -> Option<String> {
+    if !resource.starts_with("exliar.dev/vfio-") {
+        return None;
+    }
+    Some(format!(
+        "PCI_RESOURCE_{}",
+        resource.to_uppercase().replace(['/', '.'], "_")
+    ))
+}
+
 /// The device list of `resource` in `state`.
 pub fn devices_of(state: &State, resource: &str) -> Vec<api::Device> {
     state
@@ -181,6 +194,7 @@ impl DevicePlugin for Plugin {
         let mut container_responses = Vec::new();
         for cr in req.into_inner().container_requests {
             let mut names = Vec::new();
+            let mut ids = Vec::new();
             for id in &cr.devices_ids {
                 let Some(d) = devs.and_then(|d| d.get(id)) else {
                     tracing::warn!(
@@ -209,6 +223,9 @@ impl DevicePlugin for Plugin {
                 if !names.contains(&d.card.cdi) {
                     names.push(d.card.cdi.clone());
                 }
+                if !ids.contains(&d.card.id) {
+                    ids.push(d.card.id.clone());
+                }
             }
             tracing::info!("{}: Allocate {}", self.resource, names.join(","));
             let annotations = if names.is_empty() {
@@ -222,6 +239,10 @@ impl DevicePlugin for Plugin {
                     .map(|name| api::CdiDevice { name })
                     .collect(),
                 annotations,
+                envs: match kubevirt_env(&self.resource) {
+                    Some(k) if !ids.is_empty() => HashMap::from([(k, ids.join(","))]),
+                    _ => HashMap::new(),
+                },
                 ..Default::default()
             });
         }
@@ -264,5 +285,14 @@ mod tests {
             "a".repeat(64)
         )));
         assert!(!valid_annotation_key("other/x"));
+    }
+
+    #[test]
+    fn kubevirt_env_names() {
+        assert_eq!(
+            kubevirt_env("exliar.dev/vfio-1002-67ff").as_deref(),
+            Some("PCI_RESOURCE_EXLIAR_DEV_VFIO-1002-67FF")
+        );
+        assert_eq!(kubevirt_env("exliar.dev/gpu-amd"), None);
     }
 }

@@ -29,7 +29,7 @@ mod trixie;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::{AMD, Plugin, VFIO, channel, registrations, serve_kubelet};
+use common::{ALL, AMD, Plugin, VFIO, channel, registrations, serve_kubelet};
 use containerd::{Containerd, CriContainer};
 use exliar_device_plugin::api::device_plugin_client::DevicePluginClient;
 use exliar_device_plugin::api::{AllocateRequest, ContainerAllocateRequest};
@@ -52,7 +52,7 @@ async fn containerd_runs_what_the_plugin_allocates() {
     let _kubelet = serve_kubelet(&sockets.path().join("kubelet.sock"), tx);
     let log = c.ns.dir().join("device-plugin.log");
     let plugin = Plugin::start(&root, sockets.path(), log);
-    let regs = registrations(&mut rx, 3).await;
+    let regs = registrations(&mut rx, ALL.len()).await;
     let endpoint = |res: &str| {
         sockets.path().join(
             &regs

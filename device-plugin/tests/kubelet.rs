@@ -14,7 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    AMD, FIXTURE, INTEL, Plugin, VFIO, WAIT, channel, next, registrations, serve_kubelet, sockets,
+    ALL, AMD, FIXTURE, INTEL, Plugin, VFIO, VFIO_AUDIO, WAIT, channel, next, registrations,
+    serve_kubelet, sockets,
 };
 use exliar_device_plugin::api::device_plugin_client::DevicePluginClient;
 use exliar_device_plugin::api::{
@@ -65,9 +66,9 @@ async fn plays_the_kubelet() {
     let mut plugin = Plugin::start(&root, &dir, tmp.path().join("plugin.log"));
 
     // One registration per resource.
-    let regs = registrations(&mut rx, 3).await;
+    let regs = registrations(&mut rx, ALL.len()).await;
     let names: Vec<&str> = regs.iter().map(|r| r.resource_name.as_str()).collect();
-    assert_eq!(names, [AMD, INTEL, VFIO]);
+    assert_eq!(names, ALL);
     for r in &regs {
         assert_eq!(r.version, "v1beta1");
         assert!(!r.endpoint.contains('/'), "{}", r.endpoint);
@@ -144,6 +145,32 @@ async fn plays_the_kubelet() {
             .map(String::as_str),
         Some("exliar.dev/vfio=0000:04:00.0")
     );
+    assert_eq!(
+        c.envs
+            .get("PCI_RESOURCE_EXLIAR_DEV_VFIO-1002-67FF")
+            .map(String::as_str),
+        Some("0000:04:00.0"),
+        "KubeVirt's variable"
+    );
+    // The card's audio function: its own resource, the card's CDI device
+    // (the group's node).
+    let mut audio = DevicePluginClient::new(channel(endpoint(VFIO_AUDIO)).await);
+    let mut s = audio.list_and_watch(Empty {}).await.unwrap().into_inner();
+    assert_eq!(next(&mut s).await, [("0000:04:00.1".into(), h(), vec![])]);
+    let r = audio
+        .allocate(alloc(&["0000:04:00.1"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let c = &r.container_responses[0];
+    let cdi: Vec<&str> = c.cdi_devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(cdi, ["exliar.dev/vfio=0000:04:00.0"]);
+    assert_eq!(
+        c.envs
+            .get("PCI_RESOURCE_EXLIAR_DEV_VFIO-1002-AAE0")
+            .map(String::as_str),
+        Some("0000:04:00.1")
+    );
     assert!(spec_names(&root, "exliar-gpu.json").contains(&"0000:03:00.0".to_string()));
     assert!(spec_names(&root, "exliar-vfio.json").contains(&"0000:04:00.0".to_string()));
 
@@ -202,9 +229,9 @@ async fn plays_the_kubelet() {
     vfio.allocate(alloc(&["0000:04:00.0"])).await.unwrap();
     assert!(rx.try_recv().is_err(), "no registration without a kubelet");
     let _kubelet = serve_kubelet(&kubelet_sock, tx);
-    let regs = registrations(&mut rx, 3).await;
+    let regs = registrations(&mut rx, ALL.len()).await;
     let names: Vec<&str> = regs.iter().map(|r| r.resource_name.as_str()).collect();
-    assert_eq!(names, [AMD, INTEL, VFIO]);
+    assert_eq!(names, ALL);
 
     // SIGTERM: exit 0, its sockets removed.
     let mut child = plugin.child.take().unwrap();

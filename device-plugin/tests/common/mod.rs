@@ -22,6 +22,10 @@ pub const FIXTURE: &str = "hw17-alderlake-asus-rx6700xt-rx550-vfio";
 pub const AMD: &str = "exliar.dev/gpu-amd";
 pub const INTEL: &str = "exliar.dev/gpu-intel";
 pub const VFIO: &str = "exliar.dev/vfio-1002-67ff";
+/// The RX 550's HDMI audio, on vfio-pci in the card's group.
+pub const VFIO_AUDIO: &str = "exliar.dev/vfio-1002-aae0";
+/// Every resource hw17 offers, in name order.
+pub const ALL: [&str; 4] = [AMD, INTEL, VFIO, VFIO_AUDIO];
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// The exliar binary the plugin runs to write the CDI specs.
