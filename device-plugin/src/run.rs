@@ -162,9 +162,9 @@ pub async fn register(kubelet: &Path, endpoint: &str, resource: &str) -> anyhow:
             .await?;
         anyhow::Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(10), connect)
+    tokio::time::timeout(Duration::from_secs(5), connect)
         .await
-        .map_err(|_| anyhow::anyhow!("no answer in 10 s"))?
+        .map_err(|_| anyhow::anyhow!("no answer in 5 s"))?
 }
 
 /// Run `exliar --root ROOT cdi generate --output DIR --yes --json` and log
@@ -259,7 +259,18 @@ fn log_changes(old: &State, new: &State) {
 
 /// Serve until `shutdown` completes, then stop every server and remove
 /// its socket.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    // Shutdown as a flag too, so that a long step (registrations with a
+    // kubelet that does not answer) ends early.
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopping = |stop: &watch::Receiver<bool>| *stop.borrow();
     let kubelet = cfg.socket_dir.join(&cfg.kubelet_socket);
     let mut found = match read_host(&cfg.root).await {
         Ok(f) => f,
@@ -289,7 +300,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
     }
     let mut tick = tokio::time::interval(cfg.poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     loop {
         // The kubelet's socket: a new one is a new kubelet; register again.
         let k = file_id(&kubelet);
@@ -331,11 +341,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
         }
         if kubelet_id.is_some() {
             for s in served.values_mut().filter(|s| !s.registered) {
+                if stopping(&stop) {
+                    break;
+                }
                 if Instant::now() < s.next_try {
                     continue;
                 }
                 let endpoint = socket_name(&s.resource);
-                match register(&kubelet, &endpoint, &s.resource).await {
+                let r = tokio::select! {
+                    r = register(&kubelet, &endpoint, &s.resource) => r,
+                    _ = stop.wait_for(|s| *s) => break,
+                };
+                match r {
                     Ok(()) => {
                         tracing::info!(
                             "{}: registered with the kubelet (endpoint {endpoint})",
@@ -357,7 +374,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> anyhow::Res
             }
         }
         tokio::select! {
-            () = &mut shutdown => break,
+            _ = stop.wait_for(|s| *s) => break,
             _ = tick.tick() => {}
         }
         // A full read only when the cheap look says something changed,

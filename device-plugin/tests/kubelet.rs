@@ -256,3 +256,55 @@ async fn plays_the_kubelet() {
     let log = plugin.log();
     assert!(log.contains("CDI specs:"), "{log}");
 }
+
+/// A kubelet that takes the connection and never answers: SIGTERM still
+/// ends the plugin at once (not after the registration's timeout) and
+/// removes its sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_the_kubelet_hangs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hosts")
+        .join(FIXTURE);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dir = tmp.path().join("dp");
+    std::fs::create_dir(&dir).unwrap();
+    let _hung = std::os::unix::net::UnixListener::bind(dir.join("kubelet.sock")).unwrap();
+    let mut plugin = Plugin::start(&root, &dir, tmp.path().join("plugin.log"));
+    // Serving, and stuck registering.
+    let deadline = std::time::Instant::now() + WAIT;
+    while sockets(&dir).len() < 1 + ALL.len() {
+        assert!(std::time::Instant::now() < deadline, "no sockets");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut child = plugin.child.take().unwrap();
+    let t = std::time::Instant::now();
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < WAIT, "still running after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}\n{}", plugin.log());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop\n{}",
+        t.elapsed(),
+        plugin.log()
+    );
+    assert_eq!(sockets(&dir), BTreeSet::from(["kubelet.sock".to_string()]));
+}
