@@ -261,6 +261,7 @@ impl DevicePlugin for Plugin {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -285,6 +286,73 @@ mod tests {
             "a".repeat(64)
         )));
         assert!(!valid_annotation_key("other/x"));
+    }
+
+    fn plugin(cards: &[(&str, Option<i64>, bool)]) -> Plugin {
+        use crate::discover::{Card, DevState};
+        let mut state = State::new();
+        let devs = state.entry("exliar.dev/gpu-amd".into()).or_default();
+        for (id, numa, healthy) in cards {
+            devs.insert(
+                id.to_string(),
+                DevState {
+                    card: Card {
+                        id: id.to_string(),
+                        numa: *numa,
+                        cdi: format!("exliar.dev/gpu={id}"),
+                    },
+                    healthy: *healthy,
+                },
+            );
+        }
+        Plugin {
+            resource: "exliar.dev/gpu-amd".into(),
+            state: watch::channel(state).1,
+            stop: watch::channel(false).1,
+        }
+    }
+
+    #[tokio::test]
+    async fn preferred_allocation_keeps_to_the_numa_node_of_what_it_must_have() {
+        let p = plugin(&[
+            ("a", Some(0), true),
+            ("b", Some(1), true),
+            ("c", Some(0), true),
+            ("d", Some(1), true),
+        ]);
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let r = p
+            .get_preferred_allocation(Request::new(api::PreferredAllocationRequest {
+                container_requests: vec![api::ContainerPreferredAllocationRequest {
+                    available_device_i_ds: ids(&["a", "b", "c", "d"]),
+                    must_include_device_i_ds: ids(&["b"]),
+                    allocation_size: 2,
+                }],
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.container_responses[0].device_i_ds, ids(&["b", "d"]));
+    }
+
+    #[tokio::test]
+    async fn allocate_refuses_unknown_and_unhealthy_devices() {
+        let p = plugin(&[("a", None, true), ("b", None, false)]);
+        let req = |id: &str| {
+            Request::new(api::AllocateRequest {
+                container_requests: vec![api::ContainerAllocateRequest {
+                    devices_ids: vec![id.into()],
+                }],
+            })
+        };
+        let e = p.allocate(req("zz\n")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let e = p.allocate(req("b")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        let r = p.allocate(req("a")).await.unwrap().into_inner();
+        let c = &r.container_responses[0];
+        assert_eq!(c.cdi_devices[0].name, "exliar.dev/gpu=a");
+        assert!(c.envs.is_empty());
     }
 
     #[test]
