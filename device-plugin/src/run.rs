@@ -168,8 +168,8 @@ pub async fn register(kubelet: &Path, endpoint: &str, resource: &str) -> anyhow:
 }
 
 /// Run `exliar --root ROOT cdi generate --output DIR --yes --json` and log
-/// its outcome.
-pub async fn cdi_generate(cfg: &Config) {
+/// its outcome; whether it exited 0.
+pub async fn cdi_generate(cfg: &Config) -> bool {
     let mut cmd = tokio::process::Command::new(&cfg.exliar);
     cmd.arg("--root")
         .arg(&cfg.root)
@@ -192,11 +192,11 @@ pub async fn cdi_generate(cfg: &Config) {
     let out = match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
         Err(_) => {
             tracing::error!("{shown}: no end in 120 s; killed");
-            return;
+            return false;
         }
         Ok(Err(e)) => {
             tracing::error!("cannot run {shown}: {e}");
-            return;
+            return false;
         }
         Ok(Ok(o)) => o,
     };
@@ -238,6 +238,7 @@ pub async fn cdi_generate(cfg: &Config) {
             tail.escape_debug()
         );
     }
+    out.status.success()
 }
 
 async fn read_host(root: &Path) -> anyhow::Result<Found> {
@@ -289,7 +290,7 @@ pub async fn run(
         tracing::warn!("no GPU to offer yet; polling");
     }
     let (state_tx, state_rx) = watch::channel(first);
-    cdi_generate(&cfg).await;
+    let mut specs_ok = cdi_generate(&cfg).await;
     let mut served: BTreeMap<String, Served> = BTreeMap::new();
     let mut kubelet_id = file_id(&kubelet);
     if kubelet_id.is_none() {
@@ -409,8 +410,11 @@ pub async fn run(
         }
         if set != last_set {
             tracing::info!("the device set changed: writing the CDI specs again");
-            cdi_generate(&cfg).await;
+            specs_ok = cdi_generate(&cfg).await;
             last_set = set;
+        } else if !specs_ok {
+            tracing::info!("writing the CDI specs again (the last try failed)");
+            specs_ok = cdi_generate(&cfg).await;
         }
     }
     tracing::info!("shutting down");

@@ -308,3 +308,57 @@ async fn sigterm_while_the_kubelet_hangs() {
     );
     assert_eq!(sockets(&dir), BTreeSet::from(["kubelet.sock".to_string()]));
 }
+
+/// exliar cannot be run: the plugin says so, serves anyway, and tries
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_when_exliar_cannot_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hosts")
+        .join(FIXTURE);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dir = tmp.path().join("dp");
+    std::fs::create_dir(&dir).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _kubelet = serve_kubelet(&dir.join("kubelet.sock"), tx);
+    let missing = tmp.path().join("no-exliar");
+    let plugin = Plugin::start_with(&root, &dir, tmp.path().join("plugin.log"), &missing);
+    let regs = registrations(&mut rx, ALL.len()).await;
+    let amd = dir.join(
+        &regs
+            .iter()
+            .find(|r| r.resource_name == AMD)
+            .unwrap()
+            .endpoint,
+    );
+    let mut amd = DevicePluginClient::new(channel(amd).await);
+    let r = amd
+        .allocate(AllocateRequest {
+            container_requests: vec![ContainerAllocateRequest {
+                devices_ids: vec!["0000:03:00.0".into()],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.container_responses[0].cdi_devices.len(), 1);
+    // 15 polls of 200 ms: a full read, and exliar tried again.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let log = plugin.log();
+        if log.contains("cannot run") && log.contains("the last try failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!root.join("var/run/cdi").exists());
+}

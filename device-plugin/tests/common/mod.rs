@@ -131,13 +131,18 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn start(root: &Path, dir: &Path, log: PathBuf) -> Self {
+        Self::start_with(root, dir, log, &exliar_bin())
+    }
+
+    /// With another exliar program.
+    pub fn start_with(root: &Path, dir: &Path, log: PathBuf, exliar: &Path) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_exliar-device-plugin"))
             .arg("--root")
             .arg(root)
             .arg("--socket-dir")
             .arg(dir)
             .arg("--exliar")
-            .arg(exliar_bin())
+            .arg(exliar)
             .args(["--poll-ms", "200"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
