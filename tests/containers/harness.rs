@@ -686,8 +686,8 @@ pub const HW17: &str = "hw17-alderlake-asus-rx6700xt-rx550-vfio";
 /// nvidia-smi, GSP firmware folder and Vulkan ICD as placeholder files.
 pub const NVIDIA: &str = "drv-nvidia-open-rtx3060";
 
-/// The repository's top folder: this package's, or its parent when the harness is
-/// included (`#[path]`) by a workspace member's tests (the device plugin's).
+/// The repository: exliar's manifest directory, or its parent when this harness is
+/// included by path from the workspace member `device-plugin/` (its tests/cri.rs).
 pub fn repo_dir() -> PathBuf {
     let m = Path::new(env!("CARGO_MANIFEST_DIR"));
     if m.join("tests/containers").is_dir() {
@@ -697,21 +697,27 @@ pub fn repo_dir() -> PathBuf {
     }
 }
 
+/// The exliar binary: cargo's for this package's tests; from a workspace member
+/// (which has no `CARGO_BIN_EXE_exliar`) `target/<profile>/exliar` beside the test's
+/// own directory (`cargo test --workspace` builds it), or `EXLIAR_BIN`.
+pub fn exliar_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_exliar") {
+        return p.into();
+    }
+    if let Some(p) = std::env::var_os("EXLIAR_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    profile.join("exliar")
+}
+
 /// Where the fixture hosts are.
 pub fn fixtures_dir() -> PathBuf {
     repo_dir().join("tests/fixtures/hosts")
-}
-
-/// The `exliar` binary: this package's, or, from a workspace member's tests, the one
-/// `cargo test --workspace` built beside the test executable (`target/debug/exliar`).
-pub fn exliar_bin() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_exliar") {
-        return PathBuf::from(p);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|t| t.parent()?.parent().map(|d| d.join("exliar")))
-        .unwrap_or_else(|| PathBuf::from("exliar"))
 }
 
 /// One line of a fixture's `exliar-nodes.txt`: `path type major:minor mode uid gid`.
