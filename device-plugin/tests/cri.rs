@@ -78,6 +78,12 @@ async fn containerd_runs_what_the_plugin_allocates() {
             .unwrap()
             .into_inner();
         let c = &r.container_responses[0];
+        eprintln!(
+            "Allocate({res}, {id}) -> cdi_devices {:?}, envs {:?}, annotations {:?}",
+            c.cdi_devices.iter().map(|d| &d.name).collect::<Vec<_>>(),
+            c.envs,
+            c.annotations
+        );
         cdi.extend(c.cdi_devices.iter().map(|d| d.name.clone()));
         annotations.extend(c.annotations.clone());
     }
@@ -136,6 +142,11 @@ async fn containerd_runs_what_the_plugin_allocates() {
         assert!(r.created && r.exit_code == Some(0), "cri {}: {r:?}", r.name);
         check::verify(&e, &r.log).unwrap_or_else(|m| panic!("cri {}:\n{m}", r.name));
         eprintln!("cri {}: ok", r.name);
+        for l in r.log.lines().filter(|l| {
+            l.starts_with("node|") || l.starts_with("env|EXLIAR") || l.starts_with("mount|")
+        }) {
+            eprintln!("    {l}");
+        }
     }
     eprintln!("containerd_runs_what_the_plugin_allocates: {}", secs(t0));
 }
