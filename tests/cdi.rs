@@ -8,10 +8,11 @@
 
 mod common;
 
+use common::cdi::{oracle_check, upstream_schema};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use container_device_interface as oracle;
 use exliar::cdi::spec::{self, Version};
 use exliar::cdi::{Edits, GPU_KIND, Hook, Input, InputDevice, Mount, Node, VFIO_KIND, generate};
 use proptest::prelude::*;
@@ -206,43 +207,6 @@ fn matrix() -> Vec<(&'static str, Input, Option<Version>, &'static str)> {
         ("vfio", vfio(), None, "0.5.0"),
         ("vfio-pin-1.0", vfio(), v("1.0.0"), "1.0.0"),
     ]
-}
-
-/// The crate's verdict on a file: Ok(minimum version) or the error.
-fn oracle_check(path: &Path) -> Result<String, String> {
-    let p = PathBuf::from(path);
-    oracle::spec::read_spec(&p, 0).map_err(|e| format!("{e:#}"))?;
-    let raw = oracle::spec::parse_spec(&p).map_err(|e| format!("{e:#}"))?;
-    oracle::version::minimum_required_version(&raw)
-        .map(|v| v.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-/// The upstream schema (Draft 7, defs.json beside it), when present.
-fn upstream_schema() -> Option<jsonschema::Validator> {
-    let dir = common::shared_fixtures()?.join("cdi");
-    let read = |n: &str| -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(dir.join(n)).ok()?;
-        serde_json::from_str(&text).ok()
-    };
-    let (Some(schema), Some(defs)) = (read("schema.json"), read("defs.json")) else {
-        eprintln!(
-            "skipping the schema check: {}/schema.json or defs.json is absent",
-            dir.display()
-        );
-        return None;
-    };
-    Some(
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .with_base_uri("file:///cdi/schema.json")
-            .with_resource(
-                "file:///cdi/defs.json",
-                jsonschema::Draft::Draft7.create_resource(defs),
-            )
-            .build(&schema)
-            .expect("the upstream schema compiles"),
-    )
 }
 
 #[test]

@@ -11,10 +11,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::cdi::{oracle_check, upstream_schema};
 use common::*;
-use container_device_interface as oracle;
 
 const PODMAN: &str =
     "Package: podman\nStatus: install ok installed\nVersion: 4.3.1+ds1-8+deb12u1+b3\n";
@@ -43,38 +43,6 @@ fn doc(root: &Path, args: &[&str]) -> serde_json::Value {
         &format!("cdi generate {args:?} on {}", root.display()),
     );
     v
-}
-
-/// The crate's verdict on a file: Ok(minimum version) or the error.
-fn oracle_check(path: &Path) -> Result<String, String> {
-    let p = PathBuf::from(path);
-    oracle::spec::read_spec(&p, 0).map_err(|e| format!("{e:#}"))?;
-    let raw = oracle::spec::parse_spec(&p).map_err(|e| format!("{e:#}"))?;
-    oracle::version::minimum_required_version(&raw)
-        .map(|v| v.to_string())
-        .map_err(|e| format!("{e:#}"))
-}
-
-fn upstream_schema() -> Option<jsonschema::Validator> {
-    let dir = shared_fixtures()?.join("cdi");
-    let read = |n: &str| -> Option<serde_json::Value> {
-        serde_json::from_str(&std::fs::read_to_string(dir.join(n)).ok()?).ok()
-    };
-    let (Some(schema), Some(defs)) = (read("schema.json"), read("defs.json")) else {
-        eprintln!("skipping the upstream schema check: it is absent");
-        return None;
-    };
-    Some(
-        jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft7)
-            .with_base_uri("file:///cdi/schema.json")
-            .with_resource(
-                "file:///cdi/defs.json",
-                jsonschema::Draft::Draft7.create_resource(defs),
-            )
-            .build(&schema)
-            .expect("the upstream schema compiles"),
-    )
 }
 
 /// Every fixture host: each spec `cdi generate` would write passes the
@@ -438,15 +406,9 @@ fn check_finds_an_obsolete_file() {
 /// nothing when the specs are current.
 #[test]
 fn the_boot_unit_passes_systemd_analyze_verify() {
-    let tool = Path::new("/usr/bin/systemd-analyze");
-    if !tool.exists() {
-        eprintln!("SKIP: no systemd-analyze (package systemd)");
-        assert!(
-            std::env::var("CI").map_or(true, |v| v.is_empty() || v == "0" || v == "false"),
-            "CI needs systemd-analyze"
-        );
+    let Some(tool) = tool_or_skip("/usr/bin/systemd-analyze", "systemd") else {
         return;
-    }
+    };
     let text =
         std::fs::read_to_string(manifest_dir().join("contrib/systemd/exliar-cdi.service")).unwrap();
     let exec = text
@@ -462,7 +424,7 @@ fn the_boot_unit_passes_systemd_analyze_verify() {
         text.replace("/usr/bin/exliar", env!("CARGO_BIN_EXE_exliar")),
     )
     .unwrap();
-    let o = std::process::Command::new(tool)
+    let o = std::process::Command::new(&tool)
         .arg("verify")
         .arg(&unit)
         .output()

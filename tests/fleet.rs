@@ -27,10 +27,6 @@ fn run(root: &Path, args: &[&str]) -> std::process::Output {
         .expect("exliar")
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
 /// The probe's reference folder, read in place.
 fn reference() -> Option<PathBuf> {
     let p = manifest_dir().join("../shared/reference/containers");

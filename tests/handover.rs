@@ -148,20 +148,14 @@ fn a_running_vm_keeps_its_card_unless_forced() {
 /// executable).
 #[test]
 fn the_boot_unit_passes_systemd_analyze_verify() {
-    let tool = Path::new("/usr/bin/systemd-analyze");
-    if !tool.exists() {
-        eprintln!("SKIP: no systemd-analyze (package systemd)");
-        assert!(
-            std::env::var("CI").map_or(true, |v| v.is_empty() || v == "0" || v == "false"),
-            "CI needs systemd-analyze"
-        );
+    let Some(tool) = common::tool_or_skip("/usr/bin/systemd-analyze", "systemd") else {
         return;
-    }
+    };
     let t = tempfile::tempdir().expect("tempdir");
     let exe = Path::new(env!("CARGO_BIN_EXE_exliar"));
     let unit = t.path().join("exliar-recover-display.service");
     std::fs::write(&unit, exliar::hooks::unit_text(exe)).expect("unit");
-    let o = std::process::Command::new(tool)
+    let o = std::process::Command::new(&tool)
         .arg("verify")
         .arg(&unit)
         .output()
@@ -177,7 +171,7 @@ fn the_boot_unit_passes_systemd_analyze_verify() {
         exliar::hooks::unit_text(Path::new("/nonexistent/exliar")),
     )
     .expect("unit");
-    let o = std::process::Command::new(tool)
+    let o = std::process::Command::new(&tool)
         .arg("verify")
         .arg(&unit)
         .output()

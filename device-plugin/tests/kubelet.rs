@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    ALL, AMD, FIXTURE, INTEL, Plugin, VFIO, VFIO_AUDIO, WAIT, channel, next, registrations,
-    serve_kubelet, sockets,
+    ALL, AMD, FIXTURE, INTEL, Plugin, VFIO, VFIO_AUDIO, WAIT, channel, fixture_copy, next,
+    registrations, serve_kubelet, sockets,
 };
 use exliar_device_plugin::api::device_plugin_client::DevicePluginClient;
 use exliar_device_plugin::api::{
@@ -42,17 +42,7 @@ fn spec_names(root: &Path, file: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plays_the_kubelet() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hosts")
-        .join(FIXTURE);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let root = fixture_copy(FIXTURE, tmp.path());
     let dev = |a: &str| std::fs::canonicalize(root.join("sys/bus/pci/devices").join(a)).unwrap();
     // NUMA: the captured host has none; give the AMD card node 0 and the
     // Intel one -1 (sysfs' "no node").
@@ -263,17 +253,7 @@ async fn plays_the_kubelet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_the_kubelet_hangs() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hosts")
-        .join(FIXTURE);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let root = fixture_copy(FIXTURE, tmp.path());
     let dir = tmp.path().join("dp");
     std::fs::create_dir(&dir).unwrap();
     let _hung = std::os::unix::net::UnixListener::bind(dir.join("kubelet.sock")).unwrap();
@@ -314,17 +294,7 @@ async fn sigterm_while_the_kubelet_hangs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_when_exliar_cannot_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("root");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/hosts")
-        .join(FIXTURE);
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let root = fixture_copy(FIXTURE, tmp.path());
     let dir = tmp.path().join("dp");
     std::fs::create_dir(&dir).unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -669,6 +669,47 @@ pub(crate) enum Applied {
     },
 }
 
+/// A command's own JSON document that records how applying its plan went.
+pub(crate) trait ApplyDoc: serde::Serialize {
+    /// `outcome`: `applied`, `not-confirmed` or `failed`; `apply`: the
+    /// `exliar.apply/1` document.
+    fn record(&mut self, outcome: &'static str, apply: serde_json::Value);
+}
+
+/// Applies a built plan for a command with its own JSON document: records
+/// the outcome in `doc`, and prints it in JSON mode.
+pub(crate) fn apply_reporting(
+    root: &Path,
+    p: &Plan,
+    yes: bool,
+    json: bool,
+    doc: &mut impl ApplyDoc,
+) -> anyhow::Result<u8> {
+    let store = open_store(root)?;
+    let (code, error) = match apply_built(&store, p, yes, false, json)? {
+        Applied::Done { code, doc: applied } => {
+            let outcome = if code == exit::OK {
+                "applied"
+            } else {
+                "not-confirmed"
+            };
+            doc.record(outcome, applied);
+            (code, None)
+        }
+        Applied::Failed { doc: failed, error } => {
+            doc.record("failed", failed);
+            (exit::ERROR, Some(error))
+        }
+    };
+    if json {
+        print_json(doc)?;
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(code),
+    }
+}
+
 /// Shows a built, non-empty plan (text mode), asks unless `yes`, and applies it
 /// as one transaction. The caller prints the document in JSON mode.
 pub(crate) fn apply_built(

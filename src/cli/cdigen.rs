@@ -375,29 +375,7 @@ pub fn generate(root: &Path, a: &GenerateArgs) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let store = boot::open_store(root)?;
-    match boot::apply_built(&store, &plan, a.yes, false, a.json)? {
-        boot::Applied::Done { code, doc: applied } => {
-            doc.outcome = if code == exit::OK {
-                "applied"
-            } else {
-                "not-confirmed"
-            };
-            if a.json {
-                doc.apply = Some(applied);
-                print_doc(&doc)?;
-            }
-            Ok(code)
-        }
-        boot::Applied::Failed { doc: failed, error } => {
-            if a.json {
-                doc.outcome = "failed";
-                doc.apply = Some(failed);
-                print_doc(&doc)?;
-            }
-            Err(error)
-        }
-    }
+    boot::apply_reporting(root, &plan, a.yes, a.json, &mut doc)
 }
 
 /// Devices of `specs` that another JSON spec in the output directory
@@ -531,4 +509,11 @@ fn notes_text(doc: &Doc) -> String {
         s.push_str(&format!("exliar: note: {n}\n"));
     }
     s
+}
+
+impl boot::ApplyDoc for Doc {
+    fn record(&mut self, outcome: &'static str, apply: serde_json::Value) {
+        self.outcome = outcome;
+        self.apply = Some(apply);
+    }
 }

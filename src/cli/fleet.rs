@@ -387,29 +387,7 @@ fn write(root: &Path, a: &NfdWriteArgs) -> anyhow::Result<u8> {
         }
         return Ok(exit::OK);
     }
-    let store = boot::open_store(root)?;
-    match boot::apply_built(&store, &plan, a.yes, false, a.json)? {
-        boot::Applied::Done { code, doc: applied } => {
-            doc.outcome = if code == exit::OK {
-                "applied"
-            } else {
-                "not-confirmed"
-            };
-            if a.json {
-                doc.apply = Some(applied);
-                print_json(&doc)?;
-            }
-            Ok(code)
-        }
-        boot::Applied::Failed { doc: failed, error } => {
-            if a.json {
-                doc.outcome = "failed";
-                doc.apply = Some(failed);
-                print_json(&doc)?;
-            }
-            Err(error)
-        }
-    }
+    boot::apply_reporting(root, &plan, a.yes, a.json, &mut doc)
 }
 
 /// The roots to read: the snapshots, or --root.
@@ -606,4 +584,11 @@ pub fn kubevirt_run(root: &Path, a: &KubevirtCmd) -> anyhow::Result<u8> {
     } else {
         exit::FINDINGS
     })
+}
+
+impl boot::ApplyDoc for NfdDoc {
+    fn record(&mut self, outcome: &'static str, apply: serde_json::Value) {
+        self.outcome = outcome;
+        self.apply = Some(apply);
+    }
 }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cdi;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -43,6 +45,24 @@ pub fn shared_fixtures() -> Option<PathBuf> {
         eprintln!("skipping: {} is absent", p.display());
         None
     }
+}
+
+/// Whether this runs in CI (`CI` set and not `0` or `false`): a missing
+/// tool is then a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The tool at `path`, or `None` after a SKIP message naming the Debian
+/// package that has it (a failure in CI).
+pub fn tool_or_skip(path: &str, package: &str) -> Option<PathBuf> {
+    let p = Path::new(path);
+    if p.exists() {
+        return Some(p.to_path_buf());
+    }
+    eprintln!("SKIP: no {path} (package {package})");
+    assert!(!in_ci(), "CI needs {path} (package {package})");
+    None
 }
 
 /// Panics with the command's stderr unless it exited 0; `what` says which one.

@@ -173,6 +173,22 @@ impl Drop for Plugin {
     }
 }
 
+/// A copy (`cp -a`) of the fixture host `name` as `DIR/root`.
+pub fn fixture_copy(name: &str, dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/hosts")
+        .join(name);
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {}", fixture.display());
+    root
+}
+
 pub fn sockets(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
