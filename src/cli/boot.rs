@@ -674,6 +674,34 @@ pub(crate) trait ApplyDoc: serde::Serialize {
     /// `outcome`: `applied`, `not-confirmed` or `failed`; `apply`: the
     /// `exliar.apply/1` document.
     fn record(&mut self, outcome: &'static str, apply: serde_json::Value);
+    /// `outcome`: `dry-run` or `nothing-to-do`; `plan`: the
+    /// `exliar.plan/1` document.
+    fn record_plan(&mut self, outcome: &'static str, plan: serde_json::Value);
+}
+
+/// A plan that is not applied (`--dry-run`, or nothing to change): records
+/// it in `doc` and prints the document (JSON), `current` (nothing to
+/// change) or the plan.
+pub(crate) fn show_unapplied(
+    p: &Plan,
+    json: bool,
+    doc: &mut impl ApplyDoc,
+    current: &str,
+) -> anyhow::Result<u8> {
+    let outcome = if p.is_empty() {
+        "nothing-to-do"
+    } else {
+        "dry-run"
+    };
+    doc.record_plan(outcome, plan_json(p));
+    if json {
+        print_json(doc)?;
+    } else if p.is_empty() {
+        term::out(&format!("{}\n", term::safe(current)))?;
+    } else {
+        term::out(&term::safe(&plan::render(p)))?;
+    }
+    Ok(exit::OK)
 }
 
 /// Applies a built plan for a command with its own JSON document: records

@@ -357,23 +357,12 @@ pub fn generate(root: &Path, a: &GenerateArgs) -> anyhow::Result<u8> {
         term::err(&term::safe(&notes_text(&doc)));
     }
     if a.dry_run || plan.is_empty() {
-        doc.outcome = if plan.is_empty() {
-            "nothing-to-do"
-        } else {
-            "dry-run"
-        };
-        doc.plan = Some(boot::plan_json(&plan));
-        if a.json {
-            print_doc(&doc)?;
-        } else if plan.is_empty() {
-            term::out(&format!(
-                "The specs in {} are up to date; nothing to do.\n",
-                out.dir
-            ))?;
-        } else {
-            term::out(&crate::plan::render(&plan))?;
-        }
-        return Ok(exit::OK);
+        return boot::show_unapplied(
+            &plan,
+            a.json,
+            &mut doc,
+            &format!("The specs in {} are up to date; nothing to do.", out.dir),
+        );
     }
     boot::apply_reporting(root, &plan, a.yes, a.json, &mut doc)
 }
@@ -515,5 +504,9 @@ impl boot::ApplyDoc for Doc {
     fn record(&mut self, outcome: &'static str, apply: serde_json::Value) {
         self.outcome = outcome;
         self.apply = Some(apply);
+    }
+    fn record_plan(&mut self, outcome: &'static str, plan: serde_json::Value) {
+        self.outcome = outcome;
+        self.plan = Some(plan);
     }
 }

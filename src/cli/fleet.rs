@@ -372,20 +372,12 @@ fn write(root: &Path, a: &NfdWriteArgs) -> anyhow::Result<u8> {
         return Ok(if fresh { exit::OK } else { exit::FINDINGS });
     }
     if a.dry_run || plan.is_empty() {
-        doc.outcome = if plan.is_empty() {
-            "nothing-to-do"
-        } else {
-            "dry-run"
-        };
-        doc.plan = Some(boot::plan_json(&plan));
-        if a.json {
-            print_json(&doc)?;
-        } else if plan.is_empty() {
-            term::out(&format!("{} is up to date; nothing to do.\n", a.output))?;
-        } else {
-            term::out(&term::safe(&crate::plan::render(&plan)))?;
-        }
-        return Ok(exit::OK);
+        return boot::show_unapplied(
+            &plan,
+            a.json,
+            &mut doc,
+            &format!("{} is up to date; nothing to do.", a.output),
+        );
     }
     boot::apply_reporting(root, &plan, a.yes, a.json, &mut doc)
 }
@@ -590,5 +582,9 @@ impl boot::ApplyDoc for NfdDoc {
     fn record(&mut self, outcome: &'static str, apply: serde_json::Value) {
         self.outcome = outcome;
         self.apply = Some(apply);
+    }
+    fn record_plan(&mut self, outcome: &'static str, plan: serde_json::Value) {
+        self.outcome = outcome;
+        self.plan = Some(plan);
     }
 }

@@ -211,17 +211,13 @@ pub fn labels(inv: &Inventory, analysis: &Analysis, stacks: &Stacks) -> BTreeMap
             put("driver.nvidia.version", v);
         }
     }
-    let mut best = "cpu";
+    // The stacks in order of preference; the best is the first any GPU has.
     const ORDER: [&str; 5] = ["cuda", "rocm", "oneapi", "vulkan", "cpu"];
-    for s in &stacks.gpus {
-        let st = s.best.stack.as_str();
-        if st != "cpu" && ORDER.contains(&st) {
-            put(&format!("stack.{st}"), "true".into());
-        }
-        if ORDER.iter().position(|o| *o == st) < ORDER.iter().position(|o| *o == best) {
-            best = ORDER.iter().find(|o| **o == st).copied().unwrap_or(best);
-        }
+    let has = |st: &str| stacks.gpus.iter().any(|s| s.best.stack == st);
+    for st in ORDER.iter().filter(|st| **st != "cpu" && has(st)) {
+        put(&format!("stack.{st}"), "true".into());
     }
+    let best = ORDER.iter().copied().find(|st| has(st)).unwrap_or("cpu");
     put("stack.best", best.into());
     if let Some(v) = stacks
         .userspace
