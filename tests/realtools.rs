@@ -99,6 +99,7 @@ fn apply_and_rollback(flavour: Flavour, hw: &str, tag: &'static str) {
     let Some(base) = base(flavour, tag) else {
         return;
     };
+    let _run = images::RunDir::new(tag);
     let hw_dir = hosts(hw, tag);
     let target = images::work_root(&base, tag);
     boot::install_guest(&target);
@@ -433,7 +434,8 @@ fn vm_in_l1() {
     let Some(base) = base(Flavour::Libvirt, tag) else {
         return;
     };
-    let root_dir = root::cache_dir().join("runs").join(tag).join("root");
+    let run_dir = images::RunDir::new(tag);
+    let root_dir = run_dir.path().join("root");
     base.copy_to(&root_dir).expect("copying the libvirt root");
     boot::install_guest_with(&root_dir, VM_IN_L1);
     let t0 = std::time::Instant::now();

@@ -165,6 +165,36 @@ pub fn has_module(listing: &[String], name: &str) -> bool {
     })
 }
 
+/// `target/realtools/runs/<tag>`, removed when the test ends: each run holds a
+/// copy of a ~600 MB root (and its disk image while it boots), and five of them
+/// filled a CI machine's disk. A failed test keeps its directory for a look,
+/// except under CI where nobody looks and later tests need the room.
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn new(tag: &str) -> RunDir {
+        RunDir(root::cache_dir().join("runs").join(tag))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+        if std::thread::panicking() && !ci {
+            say(&format!("realtools: kept {} for a look", self.0.display()));
+            return;
+        }
+        if let Err(e) = fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            say(&format!("realtools: removing {}: {e}", self.0.display()));
+        }
+    }
+}
+
 /// A fresh copy of the prepared root for one test: `target/realtools/runs/<tag>/root`.
 pub fn work_root(base: &BaseRoot, tag: &str) -> PathBuf {
     let dir = root::cache_dir().join("runs").join(tag).join("root");
