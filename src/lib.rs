@@ -20,6 +20,7 @@ pub mod model;
 pub mod plan;
 pub mod report;
 pub mod runtime;
+pub mod tui;
 pub mod txn;
 pub mod vbios;
 pub mod vm;

@@ -9,7 +9,7 @@
 //!
 //! The entry points are [`bind_request`], [`unbind_request`] and [`status`].
 
-mod state;
+pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -149,7 +149,7 @@ fn build(root: &Path, a: &PlanArgs) -> anyhow::Result<Result<Plan, PlanError>> {
 }
 
 /// [`build`] for hardware already read from `root`.
-fn build_for(
+pub(crate) fn build_for(
     root: &Path,
     inv: &Inventory,
     a: &PlanArgs,
@@ -440,7 +440,7 @@ pub fn plan_cmd(root: &Path, a: &PlanCmd) -> anyhow::Result<u8> {
     } else {
         term::out(&plan::render(&p))?;
         if !p.is_empty() {
-            println!("\nNothing was changed. `exliar apply` (same flags) applies this plan.");
+            term::out("\nNothing was changed. `exliar apply` (same flags) applies this plan.\n")?;
         }
     }
     Ok(exit::OK)
@@ -495,7 +495,7 @@ pub(crate) fn runner(no_run: bool) -> Box<dyn CommandRunner> {
     }
 }
 
-fn journal_text(j: &Journal) -> String {
+pub(crate) fn journal_text(j: &Journal) -> String {
     let mut s = match &j.subject {
         Some(plan::Subject::Vm { name, connect }) => {
             format!(
@@ -615,10 +615,10 @@ pub fn apply(root: &Path, a: &ApplyCmd) -> anyhow::Result<u8> {
             print_json(&not_applied("nothing-to-change", &p))?;
             warn_unplaced(&p);
         } else if p.unplaced_params.is_empty() {
-            println!("Nothing to change: the target is already configured.");
+            term::out("Nothing to change: the target is already configured.\n")?;
         } else {
-            println!("Nothing exliar can change.");
-            print!("{}", plan::render_unplaced(&p.unplaced_params));
+            term::out("Nothing exliar can change.\n")?;
+            term::out(&plan::render_unplaced(&p.unplaced_params))?;
         }
         return Ok(exit::OK);
     }
@@ -909,7 +909,7 @@ pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
             } else {
                 for j in &done {
                     term::out(&journal_text(j))?;
-                    println!("{}", recovered_text(j));
+                    term::out(&format!("{}\n", recovered_text(j)))?;
                 }
             }
         }
@@ -917,7 +917,7 @@ pub fn recover(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
             if a.json {
                 print_json(&serde_json::json!(null))?;
             } else {
-                println!("Nothing to recover: no interrupted transaction.");
+                term::out("Nothing to recover: no interrupted transaction.\n")?;
             }
         }
     }
@@ -959,12 +959,12 @@ pub fn history(root: &Path, a: &TargetCmd) -> anyhow::Result<u8> {
         return Ok(exit::OK);
     }
     if js.is_empty() {
-        println!("No transactions.");
+        term::out("No transactions.\n")?;
     }
     for j in &js {
         term::out(&journal_text(j))?;
         if j.status.unfinished() {
-            println!("  (unfinished: run `exliar recover`)");
+            term::out("  (unfinished: run `exliar recover`)\n")?;
         }
     }
     Ok(exit::OK)

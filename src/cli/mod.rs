@@ -1,7 +1,7 @@
 //! Command-line front end: flags become requests; output is rendered here.
 //! Nothing below this module sees clap types.
 
-mod boot;
+pub(crate) mod boot;
 mod cdi;
 mod cdigen;
 mod engines;
@@ -9,7 +9,7 @@ mod fleet;
 mod hooks;
 mod render;
 mod runtime;
-mod term;
+pub(crate) mod term;
 mod usb;
 mod vbios;
 mod vm;
@@ -116,6 +116,24 @@ pub enum Command {
     Kubevirt(fleet::KubevirtCmd),
     /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
     Runtime(engines::RuntimeCmd),
+    /// Terminal UI: the host, the checks, isolating a GPU (plan, diff, apply), runtime binding, history and rollback, VMs; `?` lists the keys
+    Tui(TuiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Apply plans to (and read transactions from) this root instead of --root (an installer's mounted target)
+    #[arg(long, value_name = "DIR")]
+    pub target: Option<PathBuf>,
+    /// libvirt connection for the VMs page
+    #[arg(long, short = 'c', value_name = "URI", env = "LIBVIRT_DEFAULT_URI", default_value = crate::vm::virsh::DEFAULT_URI)]
+    pub connect: String,
+    /// Write the files but do not run the regeneration commands (the Isolate page's `n` switches it)
+    #[arg(long)]
+    pub no_run: bool,
+    /// Take mouse clicks (the tab bar) and the wheel (scrolling)
+    #[arg(long)]
+    pub mouse: bool,
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +314,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Runtime(a) => engines::run(&cli.root, a),
         Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
         Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
+        Command::Tui(a) => {
+            let mut opts = crate::tui::Options::new(&cli.root);
+            opts.target = a.target.clone();
+            opts.connect = a.connect.clone();
+            opts.run_commands = !a.no_run;
+            crate::tui::run(opts, a.mouse)?;
+            Ok(exit::OK)
+        }
     }
 }
 

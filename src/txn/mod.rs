@@ -197,12 +197,12 @@ pub trait CommandRunner {
 #[derive(Debug, Default)]
 pub struct SystemRunner;
 
-impl CommandRunner for SystemRunner {
-    fn run(&mut self, target: &Path, argv: &[String]) -> Result<String, String> {
-        let Some((prog, args)) = argv.split_first() else {
-            return Ok(String::new());
-        };
-        let mut cmd = if target == Path::new("/") {
+impl SystemRunner {
+    /// The process for `argv` on `target`: run as is for `/`, else under
+    /// `chroot TARGET`; `None` for an empty argv.
+    pub fn command(target: &Path, argv: &[String]) -> Option<std::process::Command> {
+        let (prog, args) = argv.split_first()?;
+        Some(if target == Path::new("/") {
             let mut c = std::process::Command::new(prog);
             c.args(args);
             c
@@ -210,7 +210,16 @@ impl CommandRunner for SystemRunner {
             let mut c = std::process::Command::new("chroot");
             c.arg(target).arg(prog).args(args);
             c
+        })
+    }
+}
+
+impl CommandRunner for SystemRunner {
+    fn run(&mut self, target: &Path, argv: &[String]) -> Result<String, String> {
+        let Some(mut cmd) = Self::command(target, argv) else {
+            return Ok(String::new());
         };
+        let prog = &argv[0];
         let out = cmd.output().map_err(|e| format!("{prog}: {e}"))?;
         let text = format!(
             "{}{}",
