@@ -53,14 +53,14 @@ pub struct Options {
     pub kernel: Option<KernelFactory>,
 }
 
+/// Makes a kernel-write interface for a root.
+pub type MakeKernel =
+    dyn Fn(&std::path::Path) -> io::Result<Box<dyn crate::host::kernel::Kernel>> + Send + Sync;
+
 /// Makes the [`crate::host::kernel::Kernel`] a bind or unbind writes
 /// through, on the worker thread, for a root.
 #[derive(Clone)]
-pub struct KernelFactory(
-    pub  std::sync::Arc<
-        dyn Fn(&std::path::Path) -> io::Result<Box<dyn crate::host::kernel::Kernel>> + Send + Sync,
-    >,
-);
+pub struct KernelFactory(pub std::sync::Arc<MakeKernel>);
 
 impl std::fmt::Debug for KernelFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -563,7 +563,10 @@ pub fn runtime(f: &mut Frame, app: &App, t: Theme, area: Rect) {
         .collect();
     f.render_widget(
         list(lines, Some(app.runtime.sel), choose.height, t).block(boxed(
-            "Card (↑/↓)   b bind to vfio-pci now   u give it back",
+            format!(
+                "Card (↑/↓)   b bind to vfio-pci now   u give it back   [{}] force (f)",
+                if app.isolate.force { "x" } else { " " }
+            ),
             true,
             t,
         )),
