@@ -469,3 +469,18 @@ fn runtime_binds_and_unbinds_the_card() {
         "back to no driver, as before"
     );
 }
+
+#[test]
+fn without_a_terminal_it_says_so() {
+    let out = exliar()
+        .args(["tui", "--root"])
+        .arg(host(HOSTS[0].1))
+        .output()
+        .expect("exliar tui");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        common::stderr(&out).contains("exliar tui needs a terminal"),
+        "{}",
+        common::stderr(&out)
+    );
+}
