@@ -18,6 +18,7 @@ pub mod host;
 pub mod listing;
 pub mod model;
 pub mod plan;
+pub mod plugin;
 pub mod report;
 pub mod runtime;
 pub mod tui;

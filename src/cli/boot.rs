@@ -159,6 +159,11 @@ pub(crate) fn build_for(
     if let (Ok(p), Some(w)) = (&mut r, cpu_warning(inv)) {
         p.warnings.push(w);
     }
+    if let Ok(p) = &mut r {
+        // Steps the plugins propose, shown and applied with exliar's own.
+        let target = a.target.clone().unwrap_or_else(|| root.to_path_buf());
+        crate::plugin::extend_plan(root, &target, p);
+    }
     Ok(r)
 }
 
@@ -495,6 +500,22 @@ pub(crate) fn runner(no_run: bool) -> Box<dyn CommandRunner> {
     }
 }
 
+/// The fields of a `txn-applied` / `txn-rolled-back` plugin event.
+pub(crate) fn txn_event(j: &Journal) -> serde_json::Value {
+    let subject = j
+        .subject
+        .as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .and_then(|v| v.get("subject").cloned())
+        .unwrap_or_else(|| serde_json::json!("gpu-isolation"));
+    serde_json::json!({
+        "transaction": j.id,
+        "subject": subject,
+        "gpu": j.gpu,
+        "files": j.files.iter().map(|f| format!("/{}", f.path.display())).collect::<Vec<_>>(),
+    })
+}
+
 pub(crate) fn journal_text(j: &Journal) -> String {
     let mut s = match &j.subject {
         Some(plan::Subject::Vm { name, connect }) => {
@@ -759,7 +780,10 @@ pub(crate) fn apply_built(
     }
     let mut run = runner(no_run);
     let j = match store.apply(p, run.as_mut()) {
-        Ok(j) => j,
+        Ok(j) => {
+            super::notify("txn-applied", txn_event(&j));
+            j
+        }
         Err(e) => {
             let e = anyhow::Error::from(e);
             return Ok(Applied::Failed {
@@ -851,6 +875,7 @@ pub fn rollback(root: &Path, a: &TxnCmd) -> anyhow::Result<u8> {
     let r = store.rollback(&a.txn, a.force, run.as_mut());
     warn_skipped(&store.skipped());
     let j = r?;
+    super::notify("txn-rolled-back", txn_event(&j));
     if a.json {
         print_json(&j)?;
     } else if let Some(crate::plan::Subject::Vm { name, .. }) = &j.subject {

@@ -474,6 +474,12 @@ pub fn hook(root: &Path, a: &HookArgs) -> anyhow::Result<u8> {
     let Some((mode, _)) = &domain else {
         return Ok(exit::OK);
     };
+    // exliar's VMs: the plugins hear that one started or stopped.
+    match (op, sub_op) {
+        ("started", "begin") => super::notify("vm-started", serde_json::json!({"vm": name})),
+        ("release", "end") => super::notify("vm-stopped", serde_json::json!({"vm": name})),
+        _ => {}
+    }
     if action == hooks::Action::Nothing {
         return Ok(exit::OK);
     }
@@ -508,7 +514,10 @@ pub fn hook(root: &Path, a: &HookArgs) -> anyhow::Result<u8> {
         Ok(()) if action == hooks::Action::Log => ("logged", None, exit::OK),
         Ok(()) => ("ok", None, exit::OK),
         Err((false, m)) => ("warned", Some(m.clone()), exit::OK),
-        Err((true, m)) if op == "prepare" => ("refused", Some(m.clone()), exit::FINDINGS),
+        Err((true, m)) if op == "prepare" => {
+            super::notify("vm-failed", serde_json::json!({"vm": name, "error": m}));
+            ("refused", Some(m.clone()), exit::FINDINGS)
+        }
         Err((true, m)) => ("failed", Some(m.clone()), exit::FINDINGS),
     };
     let run = Run {

@@ -7,6 +7,7 @@ mod cdigen;
 mod engines;
 mod fleet;
 mod hooks;
+mod plugin;
 mod render;
 mod runtime;
 pub(crate) mod term;
@@ -116,6 +117,8 @@ pub enum Command {
     Kubevirt(fleet::KubevirtCmd),
     /// Container engines and CDI: list Podman, Docker and containerd with the newest cdiVersion each loads; configure one to read CDI specs (a transaction)
     Runtime(engines::RuntimeCmd),
+    /// Plugins: list (and why one is refused), show one's description, run one with an event, print a new one's skeleton (docs/plugins.md)
+    Plugin(plugin::PluginCmd),
     /// Terminal UI: the host, the checks, isolating a GPU (plan, diff, apply), runtime binding, history and rollback, VMs; `?` lists the keys
     Tui(TuiArgs),
 }
@@ -269,8 +272,21 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The root whose plugins hear this run's events (`--root`).
+static PLUGIN_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tell the plugins (under `--root`) about an event; what goes wrong is a
+/// warning, never a failure of the command.
+pub(crate) fn notify(kind: &str, fields: serde_json::Value) {
+    let root = PLUGIN_ROOT
+        .get()
+        .map_or(std::path::Path::new("/"), |p| p.as_path());
+    let _ = crate::plugin::emit(root, &crate::plugin::event(kind, fields));
+}
+
 /// Run a parsed command line; returns the exit code.
 pub fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let _ = PLUGIN_ROOT.set(cli.root.clone());
     match &cli.command {
         Command::Scan(a) => {
             let host = HostRoot::new(&cli.root);
@@ -280,7 +296,18 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             for w in &stacks.warnings {
                 tracing::warn!("{}", term::safe(&w.to_string()));
             }
-            emit_inventory(&inv, &analysis, Some(&stacks), a.json, false)
+            let code = emit_inventory(&inv, &analysis, Some(&stacks), a.json, false)?;
+            notify(
+                "inventory",
+                serde_json::json!({
+                    "gpus": analysis.gpus.iter().map(|g| serde_json::json!({
+                        "address": g.address, "name": g.name, "driver": g.driver,
+                        "isolation": g.isolation,
+                    })).collect::<Vec<_>>(),
+                    "recommendation": analysis.recommendation,
+                }),
+            );
+            Ok(code)
         }
         Command::Iommu(a) => {
             let host = HostRoot::new(&cli.root);
@@ -314,6 +341,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Runtime(a) => engines::run(&cli.root, a),
         Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
         Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
+        Command::Plugin(a) => plugin::run(&cli.root, a),
         Command::Tui(a) => {
             let mut opts = crate::tui::Options::new(&cli.root);
             opts.target = a.target.clone();
@@ -411,6 +439,16 @@ fn check(root: &std::path::Path, a: &CheckArgs) -> anyhow::Result<u8> {
         out.write_all(term::safe(&render::check(&report, &ev)).as_bytes())?;
     }
     out.flush()?;
+    notify(
+        "check-finished",
+        serde_json::json!({
+            "ready": report.ready,
+            "failing": report.checks.iter()
+                .filter(|c| c.status == check::Status::Fail)
+                .map(|c| c.id)
+                .collect::<Vec<_>>(),
+        }),
+    );
     Ok(if report.ready {
         exit::OK
     } else {

@@ -77,6 +77,22 @@ fn render(o: &Outcome) -> String {
     s
 }
 
+/// Tell the plugins what a bind or unbind did (not a dry run, not a
+/// refusal that moved nothing).
+fn told(kind: &str, o: &Outcome) {
+    if o.dry_run || o.devices.is_empty() {
+        return;
+    }
+    super::notify(
+        kind,
+        serde_json::json!({
+            "devices": o.devices.iter().map(|d| d.address).collect::<Vec<_>>(),
+            "ok": o.ok,
+            "error": o.error,
+        }),
+    );
+}
+
 fn finish(o: &Outcome, json: bool) -> anyhow::Result<u8> {
     if json {
         print_json(o)?;
@@ -153,6 +169,7 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let kernel = SysfsKernel::new(root);
     let (mut st, _lock) = state(root, a.dry_run)?;
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
+    told("gpu-bound", &out);
     if names_no_device(&inv, &req) {
         return no_device(&out, &inv, &req, a.json);
     }
@@ -194,6 +211,7 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     }
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
+    told("gpu-unbound", &out);
     if names_no_device(&inv, &req) {
         return no_device(&out, &inv, &req, a.json);
     }

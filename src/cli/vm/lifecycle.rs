@@ -52,6 +52,14 @@ fn action(
         Ok(_) => ("done", Vec::new(), exit::OK),
         Err(p) => ("refused", p.clone(), exit::FINDINGS),
     };
+    if what == "start"
+        && let Err(p) = &result
+    {
+        crate::cli::notify(
+            "vm-failed",
+            serde_json::json!({"vm": name, "error": p.join("; ")}),
+        );
+    }
     if json {
         print_json(&ActionDoc {
             schema: VM_ACTION_SCHEMA,
