@@ -532,3 +532,61 @@ fn new_prints_a_skeleton_that_works_as_a_plugin() {
     assert_success(&run, "plugin run");
     assert_eq!(common::json(&run)["ok"], true);
 }
+
+/// The libvirt hook tells plugins that exliar's VM started and stopped (a
+/// foreign domain: nothing).
+#[test]
+fn the_hook_sends_vm_events_for_exliars_vms_only() {
+    if !root_or_skip() {
+        return;
+    }
+    let s = setup();
+    install(
+        &plugins(&s),
+        "logger",
+        &logging_plugin(&s.log, "logger", "\"vm-started\",\"vm-stopped\"", ""),
+        0o755,
+    );
+    let xml = exliar()
+        .args([
+            "vm",
+            "create",
+            "hooktest",
+            "--profile",
+            "linux",
+            "--firmware",
+            "bios",
+        ])
+        .args(["--disk", "none", "--network", "none", "--print-xml"])
+        .args(["--connect", "test:///default", "--root"])
+        .arg(host(HW))
+        .output()
+        .expect("vm create --print-xml");
+    assert_success(&xml, "vm create --print-xml");
+    let hook = |name: &str, op: &str, sub: &str, xml: &[u8]| {
+        // `--root` first: the hook's own arguments take everything after it.
+        let out = exliar()
+            .arg("--root")
+            .arg(&s.hw)
+            .args(["hook", "qemu", name, op, sub, "-"])
+            .write_stdin(xml.to_vec())
+            .output()
+            .expect("hook");
+        assert_success(&out, "hook");
+    };
+    hook("hooktest", "started", "begin", &xml.stdout);
+    hook("hooktest", "release", "end", &xml.stdout);
+    hook(
+        "foreign",
+        "started",
+        "begin",
+        b"<domain type='kvm'><name>foreign</name></domain>",
+    );
+    let log = std::fs::read_to_string(s.log.join("logger.log")).unwrap_or_default();
+    assert!(
+        log.contains(r#""kind":"vm-started""#) && log.contains(r#""vm":"hooktest""#),
+        "{log}"
+    );
+    assert!(log.contains(r#""kind":"vm-stopped""#), "{log}");
+    assert!(!log.contains("foreign"), "{log}");
+}
