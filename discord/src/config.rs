@@ -16,6 +16,9 @@ pub const CONFIG_PATH: &str = "etc/exliar/discord.toml";
 /// run gets a cleared environment, so there the file is what counts).
 pub const ENV_WEBHOOK: &str = "EXLIAR_DISCORD_WEBHOOK_URL";
 pub const ENV_PUBLIC_KEY: &str = "EXLIAR_DISCORD_PUBLIC_KEY";
+/// The most `rate_limit.max_wait_secs` may be: exliar's plugin timeout is
+/// 10 s, and the answer must be written before it.
+pub const MAX_WAIT_SECS: f64 = 9.0;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -183,8 +186,12 @@ impl Config {
                 None => None,
             },
         };
-        if f.rate_limit.max_wait_secs.is_nan() || f.rate_limit.max_wait_secs < 0.0 {
-            bail!("{}: rate_limit.max_wait_secs must be ≥ 0", path.display());
+        let w = f.rate_limit.max_wait_secs;
+        if w.is_nan() || !(0.0..=MAX_WAIT_SECS).contains(&w) {
+            bail!(
+                "{}: rate_limit.max_wait_secs must be between 0 and {MAX_WAIT_SECS} (exliar stops a plugin after 10 s)",
+                path.display()
+            );
         }
         for u in &f.allowed_users {
             if u.is_empty() || !u.bytes().all(|b| b.is_ascii_digit()) {
