@@ -231,6 +231,31 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_without_a_file() {
+        let dir = std::env::temp_dir().join(format!("exliar-discord-none-{}", std::process::id()));
+        let env = |k: &str| match k {
+            ENV_WEBHOOK => Some("https://discord.com/api/webhooks/1/x".to_string()),
+            ENV_PUBLIC_KEY => Some("01".repeat(32)),
+            _ => None,
+        };
+        let c = Config::load(&dir, None, &env).map_err(|e| e.to_string());
+        let c = c
+            .as_ref()
+            .map(|c| (c.file.is_none(), c.webhook_url.is_some(), c.public_key));
+        assert_eq!(c, Ok((true, true, Some([1; 32]))));
+        // A file named with --config must exist.
+        let missing = dir.join("nope.toml");
+        assert!(Config::load(&dir, Some(&missing), &env).is_err());
+        // A bad key from the environment names the variable.
+        let bad = |k: &str| (k == ENV_PUBLIC_KEY).then(|| "xyz".to_string());
+        let e = Config::load(&dir, None, &bad).map_err(|e| format!("{e:#}"));
+        assert!(
+            matches!(&e, Err(m) if m.starts_with(ENV_PUBLIC_KEY)),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn debug_redacts() {
         let c = Config {
             file: None,

@@ -123,7 +123,11 @@ fn event(ev: &serde_json::Value) -> serde_json::Value {
         Ok(t) => t,
         Err(e) => return plugin::failed(&e),
     };
-    let root = PathBuf::from(env("EXLIAR_ROOT").unwrap_or_else(|| "/".into()));
+    let root = PathBuf::from(
+        env("EXLIAR_ROOT")
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    );
     let cfg = match Config::load(&root, None, &env) {
         Ok(c) => c,
         Err(e) => return plugin::failed(&format!("{e:#}")),
