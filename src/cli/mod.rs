@@ -7,6 +7,7 @@ mod cdigen;
 mod engines;
 mod fleet;
 mod hooks;
+mod metrics;
 mod render;
 mod runtime;
 pub(crate) mod term;
@@ -118,6 +119,8 @@ pub enum Command {
     Runtime(engines::RuntimeCmd),
     /// Terminal UI: the host, the checks, isolating a GPU (plan, diff, apply), runtime binding, history and rollback, VMs; `?` lists the keys
     Tui(TuiArgs),
+    /// Prometheus metrics: the GPUs (driver, vfio-pci, IOMMU group, temperature, power, busy), exliar's VMs (state, CPU, memory, disk and network bytes) and exliar's own state (checks, transactions, bindings, hook runs); printed once, or served with --listen
+    Metrics(metrics::MetricsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +317,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Runtime(a) => engines::run(&cli.root, a),
         Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
         Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
+        Command::Metrics(a) => metrics::run(&cli.root, a),
         Command::Tui(a) => {
             let mut opts = crate::tui::Options::new(&cli.root);
             opts.target = a.target.clone();
