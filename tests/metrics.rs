@@ -74,7 +74,11 @@ fn every_fixture_host_passes_promtool() {
     for h in &hosts {
         let text = metrics(h, NO_LIBVIRT);
         assert!(text.contains("\nexliar_libvirt_up 0\n"), "{}", h.display());
-        assert!(text.contains("# TYPE exliar_check_ready gauge"), "{}", h.display());
+        assert!(
+            text.contains("# TYPE exliar_check_ready gauge"),
+            "{}",
+            h.display()
+        );
         promtool_check(&promtool, &text, &h.display().to_string());
     }
 }
@@ -86,13 +90,28 @@ fn gpu_series_of_a_fixture() {
     let vfio = r#"address="0000:04:00.0",vendor="0x1002",device="0x67ff""#;
     assert!(text.contains(&format!("exliar_gpu_info{{{amd},name=")));
     assert!(text.contains(r#"driver="amdgpu"} 1"#));
-    assert_eq!(value(&text, &format!("exliar_gpu_vfio_bound{{{amd}}}")), Some(0.0));
-    assert_eq!(value(&text, &format!("exliar_gpu_vfio_bound{{{vfio}}}")), Some(1.0));
-    assert_eq!(value(&text, "exliar_gpu_boot_display{address=\"0000:00:02.0\",vendor=\"0x8086\",device=\"0x4680\"}"), Some(1.0));
+    assert_eq!(
+        value(&text, &format!("exliar_gpu_vfio_bound{{{amd}}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, &format!("exliar_gpu_vfio_bound{{{vfio}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "exliar_gpu_boot_display{address=\"0000:00:02.0\",vendor=\"0x8086\",device=\"0x4680\"}"
+        ),
+        Some(1.0)
+    );
     // the fixture has no sensors
     assert!(!text.contains("exliar_gpu_temperature_celsius"));
     assert_eq!(value(&text, "exliar_runtime_bound_devices"), Some(0.0));
-    assert_eq!(value(&text, r#"exliar_transactions{status="applied"}"#), Some(0.0));
+    assert_eq!(
+        value(&text, r#"exliar_transactions{status="applied"}"#),
+        Some(0.0)
+    );
 }
 
 /// A copy of the AMD host with amdgpu's sensors, a runtime binding and two
@@ -126,8 +145,11 @@ fn amd_host_with_state() -> (tempfile::TempDir, PathBuf) {
     let old = r#"{"at":1700000000,"domain":"win\"11","phase":"prepare begin","mode":"single-gpu","outcome":"failed","message":"x","steps":[{"what":"stop display manager","secs":9.0}],"secs":9.5}"#;
     let new = r#"{"at":1700000100,"domain":"win\"11","phase":"prepare begin","mode":"single-gpu","outcome":"ok","message":null,"steps":[{"what":"stop display manager","secs":1.5},{"what":"unbind","secs":0.25},{"what":"unbind","secs":0.25}],"secs":2.25}"#;
     let rel = r#"{"at":1700000200,"domain":"win\"11","phase":"release end","mode":"single-gpu","outcome":"nothing-to-do","message":null,"steps":[],"secs":0.01}"#;
-    std::fs::write(hooks.join("runs.jsonl"), format!("{old}\n{new}\n{rel}\nnot json\n"))
-        .expect("write");
+    std::fs::write(
+        hooks.join("runs.jsonl"),
+        format!("{old}\n{new}\n{rel}\nnot json\n"),
+    )
+    .expect("write");
     (dir, root)
 }
 
@@ -136,25 +158,60 @@ fn sensor_and_state_values() {
     let (_dir, root) = amd_host_with_state();
     let text = metrics(&root, NO_LIBVIRT);
     let amd = r#"{address="0000:03:00.0",vendor="0x1002",device="0x73df"}"#;
-    assert_eq!(value(&text, &format!("exliar_gpu_temperature_celsius{amd}")), Some(54.25));
-    assert_eq!(value(&text, &format!("exliar_gpu_power_watts{amd}")), Some(123.456));
-    assert_eq!(value(&text, &format!("exliar_gpu_busy_ratio{amd}")), Some(0.37));
+    assert_eq!(
+        value(&text, &format!("exliar_gpu_temperature_celsius{amd}")),
+        Some(54.25)
+    );
+    assert_eq!(
+        value(&text, &format!("exliar_gpu_power_watts{amd}")),
+        Some(123.456)
+    );
+    assert_eq!(
+        value(&text, &format!("exliar_gpu_busy_ratio{amd}")),
+        Some(0.37)
+    );
     assert_eq!(value(&text, "exliar_runtime_bound_devices"), Some(2.0));
     let prep = r#"vm="win\"11",phase="prepare begin""#;
-    assert_eq!(value(&text, &format!("exliar_handover_last_duration_seconds{{{prep}}}")), Some(2.25));
-    assert_eq!(value(&text, &format!("exliar_handover_last_timestamp_seconds{{{prep}}}")), Some(1_700_000_100.0));
-    assert_eq!(value(&text, &format!("exliar_handover_last_success{{{prep}}}")), Some(1.0));
     assert_eq!(
-        value(&text, &format!("exliar_handover_last_step_duration_seconds{{{prep},step=\"stop display manager\"}}")),
+        value(
+            &text,
+            &format!("exliar_handover_last_duration_seconds{{{prep}}}")
+        ),
+        Some(2.25)
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!("exliar_handover_last_timestamp_seconds{{{prep}}}")
+        ),
+        Some(1_700_000_100.0)
+    );
+    assert_eq!(
+        value(&text, &format!("exliar_handover_last_success{{{prep}}}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            &format!(
+                "exliar_handover_last_step_duration_seconds{{{prep},step=\"stop display manager\"}}"
+            )
+        ),
         Some(1.5)
     );
     // a step named twice: summed
     assert_eq!(
-        value(&text, &format!("exliar_handover_last_step_duration_seconds{{{prep},step=\"unbind\"}}")),
+        value(
+            &text,
+            &format!("exliar_handover_last_step_duration_seconds{{{prep},step=\"unbind\"}}")
+        ),
         Some(0.5)
     );
     assert_eq!(
-        value(&text, r#"exliar_handover_last_success{vm="win\"11",phase="release end"}"#),
+        value(
+            &text,
+            r#"exliar_handover_last_success{vm="win\"11",phase="release end"}"#
+        ),
         Some(1.0)
     );
     if let Some(promtool) = tool_or_skip("/usr/bin/promtool", "prometheus") {
@@ -208,7 +265,10 @@ fn libvirt_test_driver() {
     let text = metrics(&host(AMD_HOST), &format!("test://{}", node.display()));
     assert_eq!(value(&text, "exliar_libvirt_up"), Some(1.0));
     assert_eq!(value(&text, "exliar_libvirt_domains"), Some(2.0));
-    assert_eq!(value(&text, r#"exliar_vm_state{vm="win11",state="running"}"#), Some(1.0));
+    assert_eq!(
+        value(&text, r#"exliar_vm_state{vm="win11",state="running"}"#),
+        Some(1.0)
+    );
     assert!(!text.contains(r#"vm="other""#), "{text}");
     if let Some(promtool) = tool_or_skip("/usr/bin/promtool", "prometheus") {
         promtool_check(&promtool, &text, "the test driver");
@@ -227,8 +287,13 @@ impl Drop for Server {
 
 fn get(addr: &str, path: &str) -> (String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n").expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
+    )
+    .expect("send");
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
     let (head, body) = resp.split_once("\r\n\r\n").expect("a response head");
@@ -240,7 +305,14 @@ fn listen_serves_metrics() {
     let child = Command::new(env!("CARGO_BIN_EXE_exliar"))
         .env_remove("EXLIAR_ROOT")
         .env_remove("EXLIAR_LOG")
-        .args(["metrics", "--listen", "127.0.0.1:0", "--connect", NO_LIBVIRT, "--root"])
+        .args([
+            "metrics",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect",
+            NO_LIBVIRT,
+            "--root",
+        ])
         .arg(host(AMD_HOST))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -249,7 +321,9 @@ fn listen_serves_metrics() {
     let mut server = Server(child);
     let stderr = server.0.stderr.take().expect("stderr");
     let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line).expect("read stderr");
+    BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("read stderr");
     let addr = line
         .trim()
         .strip_prefix("exliar: serving metrics on http://")
@@ -261,10 +335,13 @@ fn listen_serves_metrics() {
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
         head.lines()
-            .any(|l| l.eq_ignore_ascii_case("content-type: text/plain; version=0.0.4; charset=utf-8")),
+            .any(|l| l
+                .eq_ignore_ascii_case("content-type: text/plain; version=0.0.4; charset=utf-8")),
         "{head}"
     );
-    assert!(body.contains(r#"exliar_gpu_vfio_bound{address="0000:04:00.0",vendor="0x1002",device="0x67ff"} 1"#));
+    assert!(body.contains(
+        r#"exliar_gpu_vfio_bound{address="0000:04:00.0",vendor="0x1002",device="0x67ff"} 1"#
+    ));
     // a second scrape works too (one connection at a time, fresh values)
     let (head, body2) = get(&addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -286,7 +363,13 @@ fn snapshot_of_one_host() {
 #[test]
 fn a_root_that_is_not_a_folder_is_an_error() {
     let o = exliar()
-        .args(["metrics", "--root", "/nonexistent/exliar-root", "--connect", NO_LIBVIRT])
+        .args([
+            "metrics",
+            "--root",
+            "/nonexistent/exliar-root",
+            "--connect",
+            NO_LIBVIRT,
+        ])
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2));

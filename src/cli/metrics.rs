@@ -148,12 +148,18 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(route("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Metrics);
+        assert_eq!(
+            route("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Metrics
+        );
         assert_eq!(route("GET /metrics?x=1 HTTP/1.0\r\n\r\n"), Route::Metrics);
         assert_eq!(route("HEAD /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
         assert_eq!(route("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
         assert_eq!(route("GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(route("POST /metrics HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("POST /metrics HTTP/1.1\r\n\r\n"),
+            Route::MethodNotAllowed
+        );
         assert_eq!(route("GET /metrics\r\n\r\n"), Route::BadRequest);
         assert_eq!(route(""), Route::BadRequest);
         assert_eq!(route("GET /metrics SPDY/3\r\n"), Route::BadRequest);

@@ -59,15 +59,12 @@ pub fn gather(opts: &Options) -> Gathered {
 
     if let Some(a) = &analysis {
         g.pci_readable = true;
-        let nvidia = if host.is_live()
-            && a.gpus
-                .iter()
-                .any(|x| x.driver.as_deref() == Some("nvidia"))
-        {
-            nvidia_smi()
-        } else {
-            Vec::new()
-        };
+        let nvidia =
+            if host.is_live() && a.gpus.iter().any(|x| x.driver.as_deref() == Some("nvidia")) {
+                nvidia_smi()
+            } else {
+                Vec::new()
+            };
         for gpu in &a.gpus {
             let mut f = GpuFacts {
                 address: gpu.address,

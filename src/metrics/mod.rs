@@ -99,14 +99,7 @@ pub fn families(g: &Gathered) -> Vec<Family> {
     use Kind::{Counter, Gauge};
     let mut out = Vec::new();
 
-    out.push(
-        Family::new(
-            "exliar_build_info",
-            Gauge,
-            "exliar's version (always 1).",
-        )
-        .with(1.0),
-    );
+    out.push(Family::new("exliar_build_info", Gauge, "exliar's version (always 1).").with(1.0));
     if let Some(f) = out.last_mut() {
         f.samples[0]
             .labels
@@ -378,4 +371,52 @@ pub fn families(g: &Gathered) -> Vec<Family> {
 /// The text exposition of a scrape (pure).
 pub fn render(g: &Gathered) -> String {
     expo::render(&families(g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_series_from_domstats() {
+        let g = Gathered {
+            libvirt: Libvirt {
+                up: true,
+                domains: 3,
+                vms: parse::domstats(
+                    "Domain: 'w'\n state.state=3\n cpu.time=2500000000\n balloon.current=1024\n block.0.name=vda\n block.0.rd.bytes=10\n net.0.name=vnet0\n net.0.tx.bytes=7\n",
+                ),
+            },
+            ..Default::default()
+        };
+        let text = render(&g);
+        assert!(text.contains("exliar_libvirt_up 1\n"));
+        assert!(text.contains("exliar_libvirt_domains 3\n"));
+        assert!(text.contains("exliar_vm_state{vm=\"w\",state=\"paused\"} 1\n"));
+        assert!(text.contains("# TYPE exliar_vm_cpu_seconds_total counter\nexliar_vm_cpu_seconds_total{vm=\"w\"} 2.5\n"));
+        assert!(text.contains("exliar_vm_memory_bytes{vm=\"w\"} 1048576\n"));
+        assert!(text.contains("exliar_vm_block_read_bytes_total{vm=\"w\",device=\"vda\"} 10\n"));
+        assert!(!text.contains("exliar_vm_block_written_bytes_total"));
+        assert!(
+            text.contains(
+                "exliar_vm_network_transmit_bytes_total{vm=\"w\",interface=\"vnet0\"} 7\n"
+            )
+        );
+        // no transactions read: no series; no check: no check series
+        assert!(!text.contains("exliar_transactions"));
+        assert!(!text.contains("exliar_check_ready"));
+    }
+
+    #[test]
+    fn counters_end_in_total_and_gauges_do_not() {
+        for f in families(&Gathered::default()) {
+            assert_eq!(
+                f.kind == Kind::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
+            assert!(f.name.starts_with("exliar_"));
+        }
+    }
 }

@@ -90,11 +90,14 @@ pub fn domstats(text: &str) -> Vec<DomStats> {
             "balloon.maximum" => d.memory_max_kib = num,
             k => {
                 let mut parts = k.splitn(3, '.');
-                let (Some(kind), Some(idx), Some(field)) = (parts.next(), parts.next(), parts.next())
+                let (Some(kind), Some(idx), Some(field)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     continue;
                 };
-                let Ok(idx) = idx.parse::<u32>() else { continue };
+                let Ok(idx) = idx.parse::<u32>() else {
+                    continue;
+                };
                 let (map, first, second) = match kind {
                     "block" => (&mut blocks, "rd.bytes", "wr.bytes"),
                     "net" => (&mut nets, "rx.bytes", "tx.bytes"),
@@ -147,7 +150,8 @@ pub fn nvidia_smi(text: &str) -> Vec<NvidiaGpu> {
     text.lines()
         .filter_map(|line| {
             let mut cols = line.split(',');
-            let address = PciAddress::parse(cols.next()?.trim().to_ascii_lowercase().as_str()).ok()?;
+            let address =
+                PciAddress::parse(cols.next()?.trim().to_ascii_lowercase().as_str()).ok()?;
             Some(NvidiaGpu {
                 address,
                 temperature_celsius: num(cols.next()),
