@@ -321,9 +321,10 @@ fn listen_serves_metrics() {
     let mut server = Server(child);
     let stderr = server.0.stderr.take().expect("stderr");
     let mut line = String::new();
-    BufReader::new(stderr)
-        .read_line(&mut line)
-        .expect("read stderr");
+    let mut err = BufReader::new(stderr);
+    err.read_line(&mut line).expect("read stderr");
+    // keep draining stderr, so that the server's log never blocks it
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     let addr = line
         .trim()
         .strip_prefix("exliar: serving metrics on http://")
