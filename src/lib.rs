@@ -16,6 +16,7 @@ pub mod handover;
 pub mod hooks;
 pub mod host;
 pub mod listing;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod plugin;

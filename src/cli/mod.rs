@@ -7,6 +7,7 @@ mod cdigen;
 mod engines;
 mod fleet;
 mod hooks;
+mod metrics;
 mod plugin;
 mod render;
 mod runtime;
@@ -121,6 +122,8 @@ pub enum Command {
     Plugin(plugin::PluginCmd),
     /// Terminal UI: the host, the checks, isolating a GPU (plan, diff, apply), runtime binding, history and rollback, VMs; `?` lists the keys
     Tui(TuiArgs),
+    /// Prometheus metrics: the GPUs (driver, vfio-pci, IOMMU group, temperature, power, busy), exliar's VMs (state, CPU, memory, disk and network bytes) and exliar's own state (checks, transactions, bindings, hook runs); printed once, or served with --listen
+    Metrics(metrics::MetricsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +345,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
         Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
         Command::Plugin(a) => plugin::run(&cli.root, a),
+        Command::Metrics(a) => metrics::run(&cli.root, a),
         Command::Tui(a) => {
             let mut opts = crate::tui::Options::new(&cli.root);
             opts.target = a.target.clone();
