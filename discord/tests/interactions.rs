@@ -9,7 +9,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,25 +24,6 @@ fn key() -> SigningKey {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The workspace's exliar binary.
-fn exliar() -> PathBuf {
-    if let Some(p) = std::env::var_os("EXLIAR_BIN") {
-        return PathBuf::from(p);
-    }
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = ws.join("target/debug/exliar");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--bin", "exliar"])
-            .current_dir(&ws)
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build --bin exliar failed");
-    }
-    bin
 }
 
 struct Serve {
@@ -102,7 +82,7 @@ fn serve(config: &str, extra: &[&str]) -> Serve {
 fn config() -> String {
     format!(
         "allowed_users = [\"{ALLOWED}\"]\nexliar = \"{}\"\nconnect = \"test:///default\"\n",
-        exliar().display()
+        common::exliar().display()
     )
 }
 

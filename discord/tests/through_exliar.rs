@@ -7,25 +7,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::FakeDiscord;
-
-fn exliar() -> PathBuf {
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = ws.join("target/debug/exliar");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "--bin", "exliar"])
-            .current_dir(&ws)
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build --bin exliar failed");
-    }
-    bin
-}
 
 #[test]
 fn exliar_runs_the_installed_plugin_as_nobody_and_the_message_arrives() {
@@ -69,7 +54,7 @@ fn exliar_runs_the_installed_plugin_as_nobody_and_the_message_arrives() {
     std::os::unix::fs::chown(&conf, Some(0), Some(65534)).unwrap();
     std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
 
-    let list = Command::new(exliar())
+    let list = Command::new(common::exliar())
         .args(["plugin", "list", "--json", "--root"])
         .arg(&root)
         .output()
@@ -87,7 +72,7 @@ fn exliar_runs_the_installed_plugin_as_nobody_and_the_message_arrives() {
         "{v}"
     );
 
-    let out = Command::new(exliar())
+    let out = Command::new(common::exliar())
         .args([
             "plugin",
             "run",
@@ -112,7 +97,7 @@ fn exliar_runs_the_installed_plugin_as_nobody_and_the_message_arrives() {
     assert!(seen[0].body.contains("win11"), "{}", seen[0].body);
 
     // A real command's event: the check (this fixture is not ready).
-    let out = Command::new(exliar())
+    let out = Command::new(common::exliar())
         .args(["check", "--root"])
         .arg(&root)
         .output()

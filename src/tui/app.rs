@@ -329,6 +329,14 @@ impl App {
         self.host.analysis.as_ref().map_or(&[], |a| &a.gpus)
     }
 
+    /// The card the analysis recommends passing through.
+    pub fn recommended(&self) -> Option<PciAddress> {
+        self.host
+            .analysis
+            .as_ref()
+            .and_then(|a| a.recommendation.passthrough)
+    }
+
     /// Whether changes to the target can be written by this process.
     pub fn can_write(&self) -> bool {
         data::writable(&self.opts.target_root())

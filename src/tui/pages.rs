@@ -222,11 +222,7 @@ pub fn host(f: &mut Frame, app: &App, t: Theme, area: Rect) {
         return;
     }
     let gpus = app.gpus();
-    let rec = app
-        .host
-        .analysis
-        .as_ref()
-        .and_then(|a| a.recommendation.passthrough);
+    let rec = app.recommended();
     let gpu_lines: Vec<Line> = gpus
         .iter()
         .map(|g| {
@@ -462,11 +458,7 @@ pub fn isolate_lines(app: &App) -> Vec<String> {
 
 pub fn isolate(f: &mut Frame, app: &App, t: Theme, area: Rect) {
     let gpus = app.gpus();
-    let rec = app
-        .host
-        .analysis
-        .as_ref()
-        .and_then(|a| a.recommendation.passthrough);
+    let rec = app.recommended();
     let n = u16::try_from(gpus.len()).unwrap_or(3).clamp(1, 3) + 2;
     let [choose, opts, plan] = Layout::vertical([
         Constraint::Length(n),

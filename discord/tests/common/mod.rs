@@ -149,3 +149,22 @@ pub fn answer(out: &Output) -> serde_json::Value {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// The workspace's exliar binary (`EXLIAR_BIN` overrides; built if absent).
+pub fn exliar() -> PathBuf {
+    if let Some(p) = std::env::var_os("EXLIAR_BIN") {
+        return PathBuf::from(p);
+    }
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = ws.join("target/debug/exliar");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "--bin", "exliar"])
+            .current_dir(&ws)
+            .status()
+            .unwrap();
+        assert!(st.success(), "cargo build --bin exliar failed");
+    }
+    bin
+}
