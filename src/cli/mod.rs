@@ -40,10 +40,14 @@ pub mod exit {
     pub const ERROR: u8 = 2;
 }
 
+/// `exliar --version`: the version, the git commit, the target and the
+/// profile (see build.rs).
+pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("EXLIAR_BUILD"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "exliar",
-    version,
+    version = LONG_VERSION,
     about = "Give a GPU to a VM (or a container), safely, on any mainstream Linux distribution",
     long_about = "exliar inspects a Linux host (PCI devices, GPUs, IOMMU groups), recommends which GPU \
 to pass through, isolates it at boot (plan/apply, undone by rollback) and moves devices between \
@@ -120,6 +124,12 @@ pub enum Command {
     Runtime(engines::RuntimeCmd),
     /// Plugins: list (and why one is refused), show one's description, run one with an event, print a new one's skeleton (docs/plugins.md)
     Plugin(plugin::PluginCmd),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) for exliar to standard output
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Terminal UI: the host, the checks, isolating a GPU (plan, diff, apply), runtime binding, history and rollback, VMs; `?` lists the keys
     Tui(TuiArgs),
     /// Prometheus metrics: the GPUs (driver, vfio-pci, IOMMU group, temperature, power, busy), exliar's VMs (state, CPU, memory, disk and network bytes) and exliar's own state (checks, transactions, bindings, hook runs); printed once, or served with --listen
@@ -345,6 +355,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Nfd(a) => fleet::nfd_run(&cli.root, a),
         Command::Kubevirt(a) => fleet::kubevirt_run(&cli.root, a),
         Command::Plugin(a) => plugin::run(&cli.root, a),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "exliar",
+                &mut out,
+            );
+            std::io::stdout().write_all(&out)?;
+            Ok(exit::OK)
+        }
         Command::Metrics(a) => metrics::run(&cli.root, a),
         Command::Tui(a) => {
             let mut opts = crate::tui::Options::new(&cli.root);

@@ -1,0 +1,205 @@
+//! What packages install besides the binary, checked with the tools that
+//! will read it: the man pages and completions `cargo run -p xtask -- dist`
+//! generates from the CLI definition (`man -l` with warnings on, bash
+//! loading the completion), the systemd units (`systemd-analyze verify`),
+//! and `exliar --version`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{exliar, manifest_dir, tool_or_skip};
+
+/// `xtask dist` into a new folder.
+fn dist() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let out = t.path().join("dist");
+    // cargo run: rebuilt when the CLI changed since.
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "-q", "-p", "xtask", "--", "dist"])
+        .arg(&out)
+        .current_dir(manifest_dir())
+        .status()
+        .expect("xtask");
+    assert!(st.success(), "xtask dist failed");
+    (t, out)
+}
+
+fn pages(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("man/man1"))
+        .expect("man1")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    if tool_or_skip("/usr/bin/man", "man-db").is_none() {
+        return;
+    }
+    let (_t, out) = dist();
+    let pages = pages(&out);
+    // exliar(1) and one per subcommand, nested ones too.
+    for want in [
+        "exliar.1",
+        "exliar-tui.1",
+        "exliar-vm-create.1",
+        "exliar-plugin-new.1",
+        "exliar-metrics.1",
+    ] {
+        assert!(
+            pages.iter().any(|p| p.ends_with(want)),
+            "{want} missing: {pages:?}"
+        );
+    }
+    assert!(pages.len() > 40, "{} pages", pages.len());
+    for p in &pages {
+        let o = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(p)
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .expect("man");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.success() && err.trim().is_empty(),
+            "{}: {err}",
+            p.display()
+        );
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("NAME") && text.contains("SYNOPSIS"),
+            "{}: {text}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn completions_load_in_bash_and_match_the_binary() {
+    let (_t, out) = dist();
+    let bash = out.join("completions/exliar.bash");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && complete -p exliar", bash.display()))
+        .output()
+        .expect("bash");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && said.contains("-F _exliar exliar"),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The words it completes come from the CLI: a subcommand added later is there.
+    let text = std::fs::read_to_string(&bash).expect("bash completion");
+    assert!(text.contains("tui") && text.contains("plugin") && text.contains("metrics"));
+    for (shell, file) in [
+        ("bash", "exliar.bash"),
+        ("zsh", "_exliar"),
+        ("fish", "exliar.fish"),
+    ] {
+        let o = exliar()
+            .args(["completions", shell])
+            .output()
+            .expect("completions");
+        assert!(o.status.success());
+        assert_eq!(
+            o.stdout,
+            std::fs::read(out.join("completions").join(file)).expect("file"),
+            "exliar completions {shell} differs from the packaged file"
+        );
+    }
+    if Path::new("/usr/bin/fish").exists() {
+        let o = Command::new("fish")
+            .arg("-n")
+            .arg(out.join("completions/exliar.fish"))
+            .output()
+            .expect("fish");
+        assert!(o.status.success());
+    }
+}
+
+#[test]
+fn systemd_units_verify() {
+    if tool_or_skip("/usr/bin/systemd-analyze", "systemd").is_none() {
+        return;
+    }
+    let (t, out) = dist();
+    let units = t.path().join("units");
+    std::fs::create_dir(&units).expect("mkdir");
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_exliar"));
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(manifest_dir().join("contrib/systemd")).expect("contrib/systemd") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        // The binary where this build has it (packages put it in /usr/bin).
+        let text = std::fs::read_to_string(&p)
+            .expect("unit")
+            .replace("/usr/bin/exliar", &bin.display().to_string());
+        std::fs::write(units.join(&name), text).expect("write");
+        names.push(name);
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "exliar-cdi.service",
+            "exliar-metrics.service",
+            "exliar-recover.service"
+        ]
+    );
+    let verify = |dir: &Path| {
+        let mut c = Command::new("systemd-analyze");
+        c.arg("verify")
+            .env("MANPATH", out.join("man"))
+            .env("SYSTEMD_LOG_COLOR", "0");
+        for n in &names {
+            c.arg(dir.join(n));
+        }
+        c.output().expect("systemd-analyze")
+    };
+    let o = verify(&units);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.trim().is_empty(), "{err}");
+    // It can fail: a misspelt key is reported.
+    let bad = units.join("exliar-recover.service");
+    let text = std::fs::read_to_string(&bad)
+        .expect("unit")
+        .replace("RemainAfterExit", "RemainAfterExitt");
+    std::fs::write(&bad, text).expect("write");
+    let o = verify(&units);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("RemainAfterExitt"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn version_names_the_commit_target_and_profile() {
+    let o = exliar().arg("--version").output().expect("--version");
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.starts_with(&format!("exliar {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(
+        v.contains("x86_64-unknown-linux-gnu") || v.contains("linux"),
+        "{v}"
+    );
+    assert!(v.contains(", debug)") || v.contains(", release)"), "{v}");
+    let commit = v
+        .split("commit ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or("");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{v}"
+    );
+}
