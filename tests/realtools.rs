@@ -893,3 +893,187 @@ fn handover_single_gpu_in_l1(run: &GuestRun) {
         out_text(run, "single-gpu.secs").trim()
     ));
 }
+
+/// Every path under `root` (relative), but the package manager's own
+/// bookkeeping, which an install and a purge change by design.
+fn tree_paths(root: &Path) -> std::collections::BTreeSet<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeSet<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+            if [
+                "var/lib/dpkg",
+                "var/lib/apt",
+                "var/log",
+                "var/cache",
+                "tmp",
+                "etc/resolv.conf",
+            ]
+            .iter()
+            .any(|x| rel.starts_with(x))
+            {
+                continue;
+            }
+            out.insert(rel);
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn chroot(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("chroot")
+        .arg(root)
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("chroot")
+}
+
+/// The Debian package (contrib/debian/build-deb.sh, from the release build
+/// `.ci/run` makes) passes lintian without an error, installs with `apt-get install ./deb` into
+/// the tier's clean debootstrapped root, runs there (`--version`, `check
+/// --json`), enables exliar-recover.service, and `apt-get purge
+/// --autoremove` removes every file it (and the dependencies it pulled) installed.
+#[test]
+fn deb_installs_runs_and_purges_in_a_debootstrapped_root() {
+    let tag = "deb_round_trip";
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !manifest.join("target/release/exliar").is_file() {
+        assert!(
+            !harness::in_ci(),
+            "no release build: .ci/run builds it first"
+        );
+        say("SKIP: deb_round_trip needs `cargo build --release` first");
+        return;
+    }
+    let Some(base) = base(Flavour::InitramfsTools, tag) else {
+        return;
+    };
+    let run_dir = images::RunDir::new(tag);
+    let root_dir = run_dir.path().join("root");
+    base.copy_to(&root_dir).expect("copying the root");
+    let out = std::process::Command::new(manifest.join("contrib/debian/build-deb.sh"))
+        .arg(run_dir.path().join("deb"))
+        .output()
+        .expect("build-deb.sh");
+    assert!(
+        out.status.success(),
+        "build-deb.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let size = std::fs::metadata(&deb).expect("deb").len();
+    say(&format!(
+        "realtools: {} is {} KiB",
+        deb.display(),
+        size / 1024
+    ));
+    if std::path::Path::new("/usr/bin/lintian").exists() {
+        let l = std::process::Command::new("lintian")
+            .args(["--tag-display-limit", "0"])
+            .arg(&deb)
+            .output()
+            .expect("lintian");
+        let text = String::from_utf8_lossy(&l.stdout);
+        say(&format!("realtools: lintian:\n{text}"));
+        assert!(
+            !text.lines().any(|l| l.starts_with("E:")),
+            "lintian errors:\n{text}"
+        );
+    } else {
+        assert!(
+            !harness::in_ci(),
+            "CI installs lintian (tests/realtools/apt-packages.txt)"
+        );
+    }
+
+    let before = tree_paths(&root_dir);
+    std::fs::copy(&deb, root_dir.join("tmp/exliar.deb")).expect("copy the deb");
+    // apt-get installs the local file with its dependencies (pci.ids) from
+    // Debian's archive, as a user would.
+    let _ = std::fs::copy("/etc/resolv.conf", root_dir.join("etc/resolv.conf"));
+    let o = chroot(&root_dir, &["apt-get", "update", "-qq"]);
+    assert!(
+        o.status.success(),
+        "apt-get update: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = chroot(
+        &root_dir,
+        &[
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "/tmp/exliar.deb",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "apt-get install ./deb: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = chroot(&root_dir, &["exliar", "--version"]);
+    let v = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        v.starts_with(&format!("exliar {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(v.contains("release"), "{v}");
+    let o = chroot(&root_dir, &["exliar", "check", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("check --json");
+    assert_eq!(doc["schema"], "exliar.check/1");
+    let wants = root_dir.join("etc/systemd/system/sysinit.target.wants/exliar-recover.service");
+    assert!(
+        std::fs::symlink_metadata(&wants).is_ok(),
+        "exliar-recover.service is not enabled"
+    );
+    let o = chroot(&root_dir, &["dpkg", "-L", "exliar"]);
+    let listed: Vec<PathBuf> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| PathBuf::from(l.trim_start_matches('/')))
+        .filter(|p| !p.as_os_str().is_empty() && p.as_os_str() != ".")
+        .collect();
+    assert!(
+        listed.iter().any(|p| p == Path::new("usr/bin/exliar")),
+        "{listed:?}"
+    );
+    assert!(
+        listed.iter().any(|p| p.ends_with("exliar-tui.1.gz")),
+        "{listed:?}"
+    );
+    let o = chroot(
+        &root_dir,
+        &["apt-get", "purge", "-y", "-qq", "--autoremove", "exliar"],
+    );
+    assert!(
+        o.status.success(),
+        "apt-get purge: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let _ = std::fs::remove_file(root_dir.join("tmp/exliar.deb"));
+    let left: Vec<&PathBuf> = listed
+        .iter()
+        .filter(|p| !before.contains(*p))
+        .filter(|p| std::fs::symlink_metadata(root_dir.join(p)).is_ok())
+        .collect();
+    assert!(left.is_empty(), "left after the purge: {left:?}");
+    let after = tree_paths(&root_dir);
+    let new: Vec<&PathBuf> = after.difference(&before).collect();
+    assert!(new.is_empty(), "new paths after install and purge: {new:?}");
+    say(&format!(
+        "realtools: deb round trip: {} files installed and purged",
+        listed.len()
+    ));
+}
