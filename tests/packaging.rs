@@ -324,3 +324,165 @@ fn nix_files_parse_and_the_module_matches_plan_format_nix() {
     }
     assert!(compared >= 2, "only {compared} hosts compared");
 }
+
+/// The files of the Debian package (build-deb.sh, from the release build),
+/// normalised for comparison with other distributions' layouts: man pages
+/// without `.gz`, zsh's folder, Debian's own doc files left out.
+fn deb_files(t: &Path) -> std::collections::BTreeSet<String> {
+    let o = Command::new(manifest_dir().join("contrib/debian/build-deb.sh"))
+        .arg(t.join("deb"))
+        .output()
+        .expect("build-deb.sh");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deb = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let o = Command::new("dpkg-deb")
+        .args(["-c", &deb])
+        .output()
+        .expect("dpkg-deb -c");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|p| p.trim_start_matches("./").to_string())
+        .filter(|p| !p.is_empty() && !p.ends_with('/') && !p.starts_with("usr/share/doc/"))
+        .map(normalise)
+        .collect()
+}
+
+fn normalise(p: String) -> String {
+    p.trim_end_matches(".gz").replace(
+        "usr/share/zsh/vendor-completions/",
+        "usr/share/zsh/site-functions/",
+    )
+}
+
+/// Arch's PKGBUILD (bash -n, its arrays, and its package() run into a
+/// folder) and the RPM spec (rpmlint without an error; its %files expanded
+/// by rpm) install the same files as the .deb.
+#[test]
+fn pkgbuild_and_spec_install_what_the_deb_installs() {
+    let m = manifest_dir();
+    let release = m.join("target/release/exliar");
+    if !release.is_file() {
+        assert!(
+            !common::in_ci(),
+            "no release build: .ci/run builds it first"
+        );
+        eprintln!("skipping: needs `cargo build --release` first");
+        return;
+    }
+    let (t, dist) = dist();
+    let deb = deb_files(t.path());
+    assert!(deb.contains("usr/bin/exliar") && deb.len() > 50, "{deb:?}");
+
+    // PKGBUILD: syntax, arrays, then package() into a folder.
+    let pkgbuild = m.join("contrib/arch/PKGBUILD");
+    let o = Command::new("bash")
+        .arg("-n")
+        .arg(&pkgbuild)
+        .output()
+        .expect("bash -n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let src = t.path().join("src/exliar-0.1.0");
+    std::fs::create_dir_all(src.join("target")).expect("mkdir");
+    std::os::unix::fs::symlink(m.join("target/release"), src.join("target/release")).expect("ln");
+    std::os::unix::fs::symlink(m.join("contrib"), src.join("contrib")).expect("ln");
+    std::os::unix::fs::symlink(m.join("README.md"), src.join("README.md")).expect("ln");
+    std::os::unix::fs::symlink(&dist, src.join("dist")).expect("ln");
+    let pkgdir = t.path().join("pkg");
+    let script = format!(
+        "set -eu; source '{}'; declare -p pkgname pkgver depends source sha256sums >/dev/null; \
+         [ \"$pkgver\" = '{}' ]; type build prepare package >/dev/null; \
+         srcdir='{}'; pkgdir='{}'; cd \"$srcdir\"; package",
+        pkgbuild.display(),
+        env!("CARGO_PKG_VERSION"),
+        t.path().join("src").display(),
+        pkgdir.display()
+    );
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("bash");
+    assert!(
+        o.status.success(),
+        "PKGBUILD: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut arch = std::collections::BTreeSet::new();
+    let mut stack = vec![pkgdir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&pkgdir).expect("rel").display().to_string();
+                if !rel.starts_with("usr/share/doc/") {
+                    arch.insert(normalise(rel));
+                }
+            }
+        }
+    }
+    assert_eq!(arch, deb, "PKGBUILD and .deb install different files");
+
+    // The spec: rpmlint, then its %files with rpm's macros expanded.
+    let spec = m.join("contrib/rpm/exliar.spec");
+    if tool_or_skip("/usr/bin/rpmlint", "rpmlint").is_some() {
+        let o = Command::new("rpmlint")
+            .arg("-r")
+            .arg(m.join("contrib/rpm/exliar.rpmlintrc"))
+            .arg(&spec)
+            .output()
+            .expect("rpmlint");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains(" 0 errors"),
+            "rpmlint:\n{text}"
+        );
+    }
+    if tool_or_skip("/usr/bin/rpm", "rpm").is_none() {
+        return;
+    }
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    let files: Vec<&str> = text
+        .split("%files\n")
+        .nth(1)
+        .expect("%files")
+        .split("\n%changelog")
+        .next()
+        .expect("files")
+        .lines()
+        .filter(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("%license")
+                && !l.starts_with("%doc")
+                && !l.starts_with("%dir")
+        })
+        .collect();
+    let mut rpm = std::collections::BTreeSet::new();
+    for f in files {
+        // systemd-rpm-macros' _unitdir, which Debian's rpm lacks.
+        let o = Command::new("rpm")
+            .args(["--define", "_unitdir /usr/lib/systemd/system", "-E", f])
+            .output()
+            .expect("rpm -E");
+        let path = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .trim_start_matches('/')
+            .to_string();
+        if path.contains('*') {
+            // a glob: the .deb's files it matches
+            let (pre, post) = path.split_once('*').expect("glob");
+            let post = post.trim_end_matches(".1*").trim_end_matches('*');
+            let hits: Vec<&String> = deb
+                .iter()
+                .filter(|d| d.starts_with(pre) && d.ends_with(&format!("{post}.1")))
+                .collect();
+            assert!(!hits.is_empty(), "{path} matches nothing");
+            rpm.extend(hits.into_iter().cloned());
+        } else {
+            rpm.insert(normalise(path));
+        }
+    }
+    assert_eq!(rpm, deb, "the spec's %files and the .deb differ");
+}
