@@ -234,9 +234,16 @@ fn try_setup() -> Result<Result<Setup, Unavailable>> {
         Ok(k) => k,
         Err(u) => return Ok(Err(u)),
     };
+    // EXLIAR_GUEST_BIN: another build of exliar for the guest (`.ci/run`
+    // runs scenarios again with the static musl binary, in this same
+    // initramfs); the host side keeps this build's.
+    let guest_bin = std::env::var_os("EXLIAR_GUEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(EXLIAR));
+    eprintln!("realkernel: the guest runs {}", guest_bin.display());
     let image = initramfs::build(&initramfs::Contents {
         busybox: &tools.busybox,
-        exliar: Path::new(EXLIAR),
+        exliar: &guest_bin,
         ldd: &tools.ldd,
         module_root: &kernel.module_root,
     })?;
