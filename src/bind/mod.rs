@@ -903,13 +903,21 @@ pub fn unbind_request(
 }
 
 /// For each of `groups` that some process holds open, those processes (pid,
-/// command name), from one pass over `/proc/*/fd` (processes this user may
-/// not look into are skipped).
+/// command name). The kernel lets one file at a time open a VFIO group (and
+/// none while one of its devices is open through iommufd's cdev), so a
+/// group whose node opens is held by nobody: only a busy group (`EBUSY`), or
+/// a node exliar cannot probe, costs the pass over `/proc/*/fd` that names
+/// the holders (processes this user may not look into are skipped).
 pub(crate) fn vfio_users(
     host: &HostRoot,
     groups: &BTreeSet<u32>,
 ) -> BTreeMap<u32, Vec<(u32, String)>> {
-    if groups.is_empty() {
+    let busy: BTreeSet<u32> = groups
+        .iter()
+        .copied()
+        .filter(|g| host.probe_exclusive(format!("dev/vfio/{g}")) != Some(false))
+        .collect();
+    if busy.is_empty() {
         return BTreeMap::new();
     }
     fd_holders(host, |t| {
@@ -918,7 +926,7 @@ pub(crate) fn vfio_users(
             .to_str()?
             .parse::<u32>()
             .ok()
-            .filter(|g| groups.contains(g))
+            .filter(|g| busy.contains(g))
     })
 }
 
@@ -929,13 +937,35 @@ pub(crate) fn fd_holders<K: Ord>(
     host: &HostRoot,
     key: impl Fn(&std::path::Path) -> Option<K>,
 ) -> BTreeMap<K, Vec<(u32, String)>> {
+    // The kernel resolves each `proc/PID/fd` inside the root in one call;
+    // the lexical walk (every component checked) is for recording roots and
+    // kernels without openat2.
+    let fast = if host.is_recording() {
+        None
+    } else {
+        crate::host::devdir::FdRoot::open(host.path())
+    };
+    let pids = match &fast {
+        Some(f) => f.names("proc").unwrap_or_default(),
+        None => host.list_dir("proc").unwrap_or_default(),
+    };
     let mut users: BTreeMap<K, Vec<(u32, String)>> = BTreeMap::new();
-    for pid in host.list_dir("proc").unwrap_or_default() {
+    for pid in pids {
         let Ok(n) = pid.parse::<u32>() else { continue };
         let mut held: BTreeSet<K> = BTreeSet::new();
-        for fd in host.list_dir(format!("proc/{pid}/fd")).unwrap_or_default() {
-            if let Ok(Some(t)) = host.link_target(format!("proc/{pid}/fd/{fd}")) {
-                held.extend(key(&t));
+        let fd_dir = format!("proc/{pid}/fd");
+        match &fast {
+            Some(f) => {
+                for t in f.link_targets(&fd_dir).unwrap_or_default() {
+                    held.extend(key(&t));
+                }
+            }
+            None => {
+                for fd in host.list_dir(&fd_dir).unwrap_or_default() {
+                    if let Ok(Some(t)) = host.link_target(format!("{fd_dir}/{fd}")) {
+                        held.extend(key(&t));
+                    }
+                }
             }
         }
         if held.is_empty() {

@@ -384,6 +384,16 @@ pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
     read_inventory(host, &ids)
 }
 
+/// [`host::sysfs::read_inventory_near`]: what binding `wanted` needs.
+pub fn read_near(host: &HostRoot, wanted: &[crate::model::PciAddress]) -> anyhow::Result<Inventory> {
+    let ids = host::sysfs::load_pci_ids(host);
+    let inv = host::sysfs::read_inventory_near(host, &ids, wanted)?;
+    for w in &inv.warnings {
+        tracing::warn!("{}", term::safe(&w.to_string()));
+    }
+    Ok(inv)
+}
+
 fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {
     let inv = host::sysfs::read_inventory(host, ids)?;
     for w in &inv.warnings {

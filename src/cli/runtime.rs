@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{BindArgs, UnbindArgs, boot, exit, read_host, term};
+use super::{BindArgs, UnbindArgs, boot, exit, read_host, read_near, term};
 use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
 use crate::host::kernel::SysfsKernel;
@@ -141,12 +141,18 @@ fn state(root: &Path, dry_run: bool) -> anyhow::Result<(StateFile, Option<StateL
 
 pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
-    let inv = read_host(&host)?;
     let req = Request {
         addresses: parse_addresses(&a.addresses)?,
         scope: scope(a.group, a.exact),
         force: a.force,
         dry_run: a.dry_run,
+    };
+    // The runtime move needs the card, its groups and the host's GPUs, not
+    // the whole host; `--persist` plans boot isolation from all of it.
+    let inv = if a.persist {
+        read_host(&host)?
+    } else {
+        read_near(&host, &req.addresses)?
     };
     // --persist: lock the transactions and plan first, so that a refusal
     // changes nothing, not even the runtime binding.
@@ -197,7 +203,6 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
 
 pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     let host = HostRoot::new(root);
-    let inv = read_host(&host)?;
     let req = Request {
         addresses: parse_addresses(&a.addresses)?,
         scope: scope(a.group, false),
@@ -209,6 +214,12 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
         eprintln!("exliar: nothing to unbind: exliar holds no device (see `exliar status`)");
         return Ok(exit::OK);
     }
+    let wanted: Vec<_> = if req.addresses.is_empty() {
+        st.all().iter().map(|b| b.address).collect()
+    } else {
+        req.addresses.clone()
+    };
+    let inv = read_near(&host, &wanted)?;
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
     told("gpu-unbound", &out);

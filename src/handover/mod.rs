@@ -852,7 +852,8 @@ fn move_card(
     fs: &[PciAddress],
     take: bool,
 ) -> Result<crate::bind::Outcome, String> {
-    let inv = crate::host::sysfs::read_inventory(host, &crate::host::PciIds::empty())
+    // the card, its groups and the host's GPUs: not the whole host
+    let inv = crate::host::sysfs::read_inventory_near(host, &crate::host::PciIds::empty(), fs)
         .map_err(|e| e.to_string())?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),

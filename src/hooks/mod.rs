@@ -492,18 +492,25 @@ pub fn decide(op: &str, sub_op: &str, domain: Option<&(Handover, Vec<PciAddress>
 /// `renderDN`): the host is using it.
 pub fn drm_users(host: &HostRoot, functions: &[PciAddress]) -> Vec<(u32, String, String)> {
     let mut nodes: Vec<PathBuf> = Vec::new();
+    let mut primaries: Vec<(u32, String)> = Vec::new();
     for f in functions {
         for n in host
             .list_dir(format!("sys/bus/pci/devices/{f}/drm"))
             .unwrap_or_default()
         {
             if n.starts_with("card") || n.starts_with("renderD") {
+                if let Some(m) = n.strip_prefix("card").and_then(|m| m.parse().ok()) {
+                    primaries.push((m, n.clone()));
+                }
                 nodes.push(PathBuf::from("/dev/dri").join(n));
             }
         }
     }
     if nodes.is_empty() {
         return Vec::new();
+    }
+    if let Some(users) = drm_clients(host, &primaries) {
+        return users;
     }
     crate::bind::fd_holders(host, |t| nodes.iter().find(|n| *n == t).cloned())
         .into_iter()
@@ -512,6 +519,51 @@ pub fn drm_users(host: &HostRoot, functions: &[PciAddress]) -> Vec<(u32, String,
                 .map(move |(pid, comm)| (pid, comm, node.display().to_string()))
         })
         .collect()
+}
+
+/// The DRM core's own list of a card's open files, every node of the card
+/// together (`/sys/kernel/debug/dri/MINOR/clients`, debugfs, root): one read
+/// per card instead of a pass over every process's descriptors. `None` when
+/// a card has no primary node or its list cannot be read (debugfs not
+/// mounted, not root), so the caller looks in `/proc`.
+fn drm_clients(host: &HostRoot, primaries: &[(u32, String)]) -> Option<Vec<(u32, String, String)>> {
+    if primaries.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (minor, node) in primaries {
+        let text = host
+            .read_optional(format!("sys/kernel/debug/dri/{minor}/clients"))
+            .ok()??;
+        for (pid, comm) in parse_drm_clients(&text)? {
+            out.push((pid, comm, format!("/dev/dri/{node}")));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+/// `clients` of DRM's debugfs: a header line starting with `command`, then
+/// one line per open file: the command (right-aligned, may hold spaces), the
+/// pid (tgid), the minor, then flags and ids. `None` when it does not look so.
+pub fn parse_drm_clients(text: &str) -> Option<Vec<(u32, String)>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    // `pid` until 6.2, then `tgid`
+    if header.first() != Some(&"command") || !matches!(header.get(1), Some(&"pid" | &"tgid")) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for l in lines.filter(|l| !l.trim().is_empty()) {
+        let t: Vec<&str> = l.split_whitespace().collect();
+        // the first number followed by a number (tgid, dev) ends the command
+        let i = (1..t.len().saturating_sub(1))
+            .find(|&i| t[i].parse::<u32>().is_ok() && t[i + 1].parse::<u32>().is_ok())?;
+        let pid = t[i].parse().ok()?;
+        out.push((pid, t[..i].join(" ")));
+    }
+    Some(out)
 }
 
 /// Carry out `action` (the kernel writes go through `kernel`, the
@@ -618,7 +670,8 @@ fn moved(
     steps: &mut Vec<Timed>,
 ) -> Result<crate::bind::Outcome, (bool, String)> {
     let t = Instant::now();
-    let inv = crate::host::sysfs::read_inventory(host, &crate::host::PciIds::empty())
+    // the card, its groups and the host's GPUs: not the whole host
+    let inv = crate::host::sysfs::read_inventory_near(host, &crate::host::PciIds::empty(), fs)
         .map_err(|e| (true, e.to_string()))?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),

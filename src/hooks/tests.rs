@@ -153,6 +153,67 @@ fn the_host_using_the_card_refuses_the_take() -> std::io::Result<()> {
     Ok(())
 }
 
+/// With debugfs readable, the DRM core's own client list names the users (no
+/// pass over /proc: a process there holding the node is not even looked at).
+#[test]
+fn the_drm_client_list_names_the_users_when_debugfs_is_there() -> std::io::Result<()> {
+    let t = tempfile::tempdir()?;
+    host_with_a_card().build(t.path())?;
+    let root = t.path();
+    std::fs::create_dir_all(root.join(format!("sys/bus/pci/devices/{GPU}/drm/card1")))?;
+    std::fs::create_dir_all(root.join(format!("sys/bus/pci/devices/{GPU}/drm/renderD129")))?;
+    std::fs::create_dir_all(root.join("sys/kernel/debug/dri/1"))?;
+    std::fs::write(
+        root.join("sys/kernel/debug/dri/1/clients"),
+        "             command  tgid dev master a   uid      magic\n\
+                        gnome-shell  1234   1   y    y  1000          0\n\
+                     my app  4321 129   n    n  1000          0\n",
+    )?;
+    std::fs::create_dir_all(root.join("proc/4242/fd"))?;
+    std::fs::write(root.join("proc/4242/comm"), "Xorg\n")?;
+    std::os::unix::fs::symlink("/dev/dri/card1", root.join("proc/4242/fd/7"))?;
+    let host = HostRoot::new(root);
+    assert_eq!(
+        drm_users(&host, &[addr(GPU), addr(AUDIO)]),
+        [
+            (1234, "gnome-shell".to_string(), "/dev/dri/card1".to_string()),
+            (4321, "my app".to_string(), "/dev/dri/card1".to_string()),
+        ]
+    );
+    // an empty list: nobody, whatever /proc says
+    std::fs::write(
+        root.join("sys/kernel/debug/dri/1/clients"),
+        "             command  tgid dev master a   uid      magic\n",
+    )?;
+    assert_eq!(drm_users(&host, &[addr(GPU)]), []);
+    // unreadable as a client list: /proc is looked at
+    std::fs::write(root.join("sys/kernel/debug/dri/1/clients"), "garbage\n")?;
+    assert_eq!(
+        drm_users(&host, &[addr(GPU)]),
+        [(4242, "Xorg".to_string(), "/dev/dri/card1".to_string())]
+    );
+    Ok(())
+}
+
+#[test]
+fn drm_client_lists_of_old_and_new_kernels_parse() {
+    // 6.1 (as Debian 12's kernel prints it in the real-kernel tier): command pid dev master a uid magic
+    let v61 = "             command   pid dev master a   uid      magic\n                Xorg   812   0   y    y     0          0\n";
+    assert_eq!(parse_drm_clients(v61), Some(vec![(812, "Xorg".to_string())]));
+    // 6.12 adds the client's name and id
+    let v612 = "             command  tgid dev master a   uid      magic                                name                   id\n         kwin_wayland  1502   0   y    y  1000          0                            <unset>                    9\n            <unknown>    77 128   n    n     0          0                            <unset>                   10\n";
+    assert_eq!(
+        parse_drm_clients(v612),
+        Some(vec![(1502, "kwin_wayland".to_string()), (77, "<unknown>".to_string())])
+    );
+    assert_eq!(parse_drm_clients("garbage"), None);
+    assert_eq!(parse_drm_clients(""), None);
+    assert_eq!(
+        parse_drm_clients("command tgid dev\nno numbers here\n"),
+        None
+    );
+}
+
 #[test]
 fn boot_mode_verifies_and_warns() -> std::io::Result<()> {
     let t = tempfile::tempdir()?;

@@ -195,6 +195,50 @@ impl FdRoot {
         .map_err(io::Error::from)
     }
 
+    /// A small attribute file inside the root (links resolved as by
+    /// [`FdRoot::open_dir`]); `None` when it does not exist.
+    pub fn read_attr(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
+        let fd = match rustix::fs::openat2(
+            self.fd.as_fd(),
+            rel,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = io::Error::from(e);
+                return if not_found(&e) { Ok(None) } else { Err(e) };
+            }
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        super::readfile::read_capped(&fd, size, super::readfile::ATTRIBUTE_LIMIT, true).map(Some)
+    }
+
+    /// The names in a directory inside the root (`.` and `..` left out).
+    pub fn names(&self, rel: &str) -> io::Result<Vec<String>> {
+        let fd = self.open_dir(rel)?;
+        names_of(&fd)
+    }
+
+    /// The link targets of every entry of a directory inside the root (a
+    /// process's `fd/`): one open, then one `readlinkat` per entry.
+    pub fn link_targets(&self, rel: &str) -> io::Result<Vec<PathBuf>> {
+        let fd = self.open_dir(rel)?;
+        let mut out = Vec::new();
+        for n in names_of(&fd)? {
+            // a descriptor closed meanwhile is simply gone
+            if let Ok(t) = rustix::fs::readlinkat(fd.as_fd(), n.as_str(), Vec::new()) {
+                out.push(PathBuf::from(t.to_string_lossy().into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
     /// The target text of a link inside the root (not followed).
     pub fn read_link(&self, rel: &str) -> io::Result<PathBuf> {
         let t = rustix::fs::readlinkat(self.fd.as_fd(), rel, Vec::new())?;
@@ -204,6 +248,20 @@ impl FdRoot {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn names_of(fd: &OwnedFd) -> io::Result<Vec<String>> {
+    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
+    let mut it = RawDir::new(fd.as_fd(), &mut buf);
+    let mut names = Vec::new();
+    while let Some(e) = it.next() {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(String::from_utf8_lossy(n).into_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// A device directory held open by descriptor.

@@ -486,6 +486,38 @@ impl HostRoot {
             .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned())))
     }
 
+    /// Whether a character device node inside the root is held open by
+    /// someone, for nodes the kernel lets only one file open at a time (a
+    /// VFIO group): `Some(false)` when it opened (it is closed again at
+    /// once) or does not exist, `Some(true)` on `EBUSY`, `None` when that
+    /// cannot be told (not a character device, no permission).
+    pub fn probe_exclusive(&self, rel: impl AsRef<Path>) -> Option<bool> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        let rel = rel.as_ref();
+        let at = match self.resolve(rel) {
+            Ok(p) => p,
+            Err(e) if e.is_not_found() => return Some(false),
+            Err(_) => return None,
+        };
+        let path = self.root.join(&at);
+        match rustix::fs::lstat(&path) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice => {}
+            Ok(_) => return None,
+            Err(rustix::io::Errno::NOENT) => return Some(false),
+            Err(_) => return None,
+        }
+        match rustix::fs::open(
+            &path,
+            OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
+            Ok(_fd) => Some(false),
+            Err(rustix::io::Errno::BUSY) => Some(true),
+            Err(rustix::io::Errno::NOENT) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// A symbolic link's target as written (not resolved: `/proc/PID/fd/N` →
     /// `/dev/vfio/12`). `Ok(None)` when the link does not exist.
     pub fn link_target(&self, rel: impl AsRef<Path>) -> Result<Option<PathBuf>, ReadError> {

@@ -38,6 +38,80 @@ pub fn load_pci_ids(host: &HostRoot) -> PciIds {
 /// only an unreadable (or absent) PCI device directory is an error.
 pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, NothingRead> {
     let mut warnings = Vec::new();
+    let addresses = list_addresses(host, &mut warnings)?;
+    let devices = read_devices(host, &addresses, &mut warnings);
+    Ok(finish_inventory(host, ids, devices, warnings))
+}
+
+/// The inventory that runtime binding and handover need about `wanted`,
+/// read in time proportional to the card and its groups rather than to the
+/// host: the devices `wanted` names, the other functions of their slots,
+/// the other members of their IOMMU groups, and every display controller
+/// (with the functions of its slot), each read as [`read_inventory`] reads
+/// it; of every other device only `class` is read, to find the display
+/// controllers. The result is the full inventory's answer for those devices
+/// (`tests/bind_near.rs` compares both on every fixture host).
+pub fn read_inventory_near(
+    host: &HostRoot,
+    ids: &PciIds,
+    wanted: &[PciAddress],
+) -> Result<Inventory, NothingRead> {
+    use std::collections::BTreeSet;
+    let mut warnings = Vec::new();
+    let addresses = list_addresses(host, &mut warnings)?;
+    let slot = |a: &PciAddress| (a.domain, a.bus, a.device);
+    let mut slots: BTreeSet<(u32, u8, u8)> = wanted.iter().map(slot).collect();
+    let fast = if host.is_recording() {
+        None
+    } else {
+        FdRoot::open(host.path())
+    };
+    for a in &addresses {
+        if slots.contains(&slot(a)) {
+            continue;
+        }
+        let rel = format!("{PCI_DEVICES}/{a}/class");
+        let text = match &fast {
+            Some(f) => f.read_attr(&rel).ok().flatten(),
+            None => host.read_optional(&rel).ok().flatten().map(String::into_bytes),
+        };
+        let class = text.and_then(|t| parse_hex(&String::from_utf8_lossy(&t)));
+        // An unreadable class is read in full (its warning comes from there).
+        if class.is_none_or(|c| c >> 16 == 0x03) {
+            slots.insert(slot(a));
+        }
+    }
+    let chosen: Vec<PciAddress> = addresses
+        .iter()
+        .filter(|a| slots.contains(&slot(a)))
+        .copied()
+        .collect();
+    let mut devices = read_devices(host, &chosen, &mut warnings);
+    // The other members of their groups, and (once) those members' slots.
+    let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
+    let mut more: BTreeSet<PciAddress> = BTreeSet::new();
+    for g in groups {
+        let dir = format!("{IOMMU_GROUPS}/{g}/devices");
+        for m in host.list_dir(&dir).unwrap_or_default() {
+            if let Ok(m) = PciAddress::parse(&m)
+                && !chosen.contains(&m)
+            {
+                more.insert(m);
+            }
+        }
+    }
+    if !more.is_empty() {
+        let extra: Vec<PciAddress> = more.into_iter().collect();
+        devices.extend(read_devices(host, &extra, &mut warnings));
+    }
+    Ok(finish_inventory(host, ids, devices, warnings))
+}
+
+/// The PCI addresses under `sys/bus/pci/devices`; other names are warnings.
+fn list_addresses(
+    host: &HostRoot,
+    warnings: &mut Vec<Warning>,
+) -> Result<Vec<PciAddress>, NothingRead> {
     let names = host.list_dir(PCI_DEVICES).map_err(|e| NothingRead {
         path: host.display(Path::new(PCI_DEVICES)),
         source: Some(e),
@@ -52,7 +126,15 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
             )),
         }
     }
-    let mut devices = read_devices(host, &addresses, &mut warnings);
+    Ok(addresses)
+}
+
+fn finish_inventory(
+    host: &HostRoot,
+    ids: &PciIds,
+    mut devices: Vec<Device>,
+    mut warnings: Vec<Warning>,
+) -> Inventory {
     inherit_from_pf(&mut devices);
     for d in &mut devices {
         if let Some(v) = d.vendor_id {
@@ -77,7 +159,7 @@ pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, Nothin
     // Groups with no PCI members are kept out of the table: exliar reasons
     // about PCI functions only.
     inv.iommu.groups.retain(|_, m| !m.is_empty());
-    Ok(inv)
+    inv
 }
 
 /// Give SR-IOV virtual functions their physical function's NUMA node.
@@ -371,6 +453,13 @@ fn read_devices(
         .unwrap_or(1)
         .clamp(1, 8)
         .min(addresses.len().div_ceil(32).max(1));
+    if threads == 1 {
+        // No thread for a handful of devices: spawning one costs more.
+        return addresses
+            .iter()
+            .map(|&address| read_device_fast(&fast, address, warnings))
+            .collect();
+    }
     let chunk = addresses.len().div_ceil(threads).max(1);
     let results: Vec<(Vec<Device>, Vec<Warning>)> = std::thread::scope(|s| {
         let handles: Vec<_> = addresses

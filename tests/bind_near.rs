@@ -1,0 +1,122 @@
+//! `bind`, `unbind` and handover read only the part of the host they need
+//! (`host::sysfs::read_inventory_near`: the card, its slot, its IOMMU groups and
+//! the host's display controllers). On every fixture host, for every device and
+//! scope, their decisions from that partial read equal those from the whole
+//! inventory: the same targets, refusals, warnings, kernel writes and groups.
+
+mod common;
+
+use std::path::Path;
+
+use exliar::bind::{self, Binding, MemoryState, Request, Scope};
+use exliar::host::HostRoot;
+use exliar::host::kernel::SysfsKernel;
+use exliar::host::sysfs::{load_pci_ids, read_inventory, read_inventory_near};
+use exliar::model::{Inventory, PciAddress};
+
+fn outcome_json(o: &bind::Outcome) -> serde_json::Value {
+    serde_json::to_value(o).expect("an outcome serializes")
+}
+
+fn bind_doc(host: &HostRoot, inv: &Inventory, a: PciAddress, scope: Scope, force: bool) -> serde_json::Value {
+    let kernel = SysfsKernel::new(host.path());
+    let req = Request {
+        addresses: vec![a],
+        scope,
+        force,
+        dry_run: true,
+    };
+    let mut store = MemoryState(Vec::new());
+    outcome_json(&bind::bind_request(host, &kernel, &mut store, inv, &req))
+}
+
+fn unbind_doc(host: &HostRoot, inv: &Inventory, held: &[Binding], a: Option<PciAddress>) -> serde_json::Value {
+    let kernel = SysfsKernel::new(host.path());
+    let req = Request {
+        addresses: a.into_iter().collect(),
+        scope: Scope::Card,
+        force: false,
+        dry_run: true,
+    };
+    let mut store = MemoryState(held.to_vec());
+    outcome_json(&bind::unbind_request(host, &kernel, &mut store, inv, &req))
+}
+
+#[test]
+fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts");
+    let mut hosts = 0;
+    let mut compared = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixture hosts")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("sys/bus/pci/devices").is_dir())
+        .collect();
+    entries.sort();
+    for root in entries {
+        let host = HostRoot::new(&root);
+        let ids = load_pci_ids(&host);
+        let full = read_inventory(&host, &ids).expect("the fixture reads");
+        hosts += 1;
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for d in &full.devices {
+            let a = d.address;
+            let near = read_inventory_near(&host, &ids, &[a]).expect("the fixture reads");
+            // Every device the partial read holds is read as in the full one.
+            for n in &near.devices {
+                let f = full.device(&n.address).expect("a device of the host");
+                assert_eq!(
+                    serde_json::to_value(n).ok(),
+                    serde_json::to_value(f).ok(),
+                    "{name}: {} read differently",
+                    n.address
+                );
+            }
+            let scopes: &[Scope] = if d.class.is_some_and(|c| c.0 >> 16 == 0x03) {
+                &[Scope::Card, Scope::Group, Scope::Exact]
+            } else {
+                &[Scope::Card]
+            };
+            for &scope in scopes {
+                for force in [false, true] {
+                    assert_eq!(
+                        bind_doc(&host, &near, a, scope, force),
+                        bind_doc(&host, &full, a, scope, force),
+                        "{name}: bind {a} {scope:?} force={force}"
+                    );
+                    compared += 1;
+                }
+            }
+            // unbind of a device exliar holds, by address and by "all it holds"
+            let held = vec![Binding {
+                address: a,
+                original_driver: d.driver.clone(),
+                original_override: None,
+                group: d.iommu_group,
+                original_reset_method: None,
+            }];
+            assert_eq!(
+                unbind_doc(&host, &near, &held, Some(a)),
+                unbind_doc(&host, &full, &held, Some(a)),
+                "{name}: unbind {a}"
+            );
+            assert_eq!(
+                unbind_doc(&host, &near, &held, None),
+                unbind_doc(&host, &full, &held, None),
+                "{name}: unbind (all held: {a})"
+            );
+            compared += 2;
+        }
+        // an address that names no device
+        let none = PciAddress::parse("0000:fe:1f.7").expect("address");
+        let near = read_inventory_near(&host, &ids, &[none]).expect("the fixture reads");
+        assert_eq!(
+            bind_doc(&host, &near, none, Scope::Card, false),
+            bind_doc(&host, &full, none, Scope::Card, false),
+            "{name}: no such device"
+        );
+    }
+    assert!(hosts >= 20, "the fixture hosts are there ({hosts})");
+    eprintln!("{hosts} fixture hosts, {compared} decisions compared");
+}
