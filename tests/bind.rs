@@ -441,6 +441,12 @@ impl BindingState for CrashingState<'_> {
         }
         self.inner.record(b)
     }
+    fn record_all(&mut self, bs: Vec<Binding>) -> std::io::Result<()> {
+        if self.sim.halted() {
+            return Err(std::io::Error::other("dead"));
+        }
+        self.inner.record_all(bs)
+    }
     fn forget(&mut self, a: &PciAddress) -> std::io::Result<()> {
         if self.sim.halted() {
             return Err(std::io::Error::other("dead"));

@@ -18,7 +18,13 @@ fn outcome_json(o: &bind::Outcome) -> serde_json::Value {
     serde_json::to_value(o).expect("an outcome serializes")
 }
 
-fn bind_doc(host: &HostRoot, inv: &Inventory, a: PciAddress, scope: Scope, force: bool) -> serde_json::Value {
+fn bind_doc(
+    host: &HostRoot,
+    inv: &Inventory,
+    a: PciAddress,
+    scope: Scope,
+    force: bool,
+) -> serde_json::Value {
     let kernel = SysfsKernel::new(host.path());
     let req = Request {
         addresses: vec![a],
@@ -30,7 +36,12 @@ fn bind_doc(host: &HostRoot, inv: &Inventory, a: PciAddress, scope: Scope, force
     outcome_json(&bind::bind_request(host, &kernel, &mut store, inv, &req))
 }
 
-fn unbind_doc(host: &HostRoot, inv: &Inventory, held: &[Binding], a: Option<PciAddress>) -> serde_json::Value {
+fn unbind_doc(
+    host: &HostRoot,
+    inv: &Inventory,
+    held: &[Binding],
+    a: Option<PciAddress>,
+) -> serde_json::Value {
     let kernel = SysfsKernel::new(host.path());
     let req = Request {
         addresses: a.into_iter().collect(),
@@ -59,7 +70,10 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
         let ids = load_pci_ids(&host);
         let full = read_inventory(&host, &ids).expect("the fixture reads");
         hosts += 1;
-        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         for d in &full.devices {
             let a = d.address;
             let near = read_inventory_near(&host, &ids, &[a]).expect("the fixture reads");

@@ -1148,9 +1148,15 @@ fn bench_bind_handover() {
         "DRM lists the holder {holder}: {}",
         read("drm-clients-busy.txt")
     );
-    assert_eq!(read("busy-prepare.rc").trim(), "1", "{}", read("busy-prepare.stderr"));
+    assert_eq!(
+        read("busy-prepare.rc").trim(),
+        "1",
+        "{}",
+        read("busy-prepare.stderr")
+    );
     assert!(
-        read("busy-prepare.stderr").contains(&format!("process {holder} (sleep) holds /dev/dri/card")),
+        read("busy-prepare.stderr")
+            .contains(&format!("process {holder} (sleep) holds /dev/dri/card")),
         "{}",
         read("busy-prepare.stderr")
     );

@@ -681,27 +681,40 @@ fn bind(
                 });
             }
         }
+        let set_reset = |a: &PciAddress, b: &Before| {
+            vendor_reset
+                && reset_bug.contains(a)
+                && b.reset_method.as_deref() != Some("device_specific")
+        };
+        // Every binding is recorded (one write) before the first is made: a
+        // record of a device not moved yet is undone by doing nothing.
+        let records: Vec<Binding> = targets
+            .iter()
+            .filter_map(|a| {
+                let b = before.get(a)?;
+                (b.driver.as_deref() != Some(VFIO)).then(|| Binding {
+                    address: *a,
+                    original_driver: b.driver.clone(),
+                    original_override: b.driver_override.clone(),
+                    group: inv.device(a).and_then(|d| d.iommu_group),
+                    original_reset_method: b.reset_method.clone().filter(|_| set_reset(a, b)),
+                })
+            })
+            .collect();
+        if !records.is_empty() {
+            let first = records[0].address;
+            store.record_all(records).map_err(|e| Failure {
+                device: Some(first),
+                step: format!("record in /{STATE_FILE}"),
+                message: e.to_string(),
+            })?;
+        }
         for a in targets {
             let b = before.get(a).cloned().unwrap_or_default();
             if b.driver.as_deref() == Some(VFIO) {
                 continue;
             }
-            let set_reset = vendor_reset
-                && reset_bug.contains(a)
-                && b.reset_method.as_deref() != Some("device_specific");
-            store
-                .record(Binding {
-                    address: *a,
-                    original_driver: b.driver.clone(),
-                    original_override: b.driver_override.clone(),
-                    group: inv.device(a).and_then(|d| d.iommu_group),
-                    original_reset_method: b.reset_method.clone().filter(|_| set_reset),
-                })
-                .map_err(|e| Failure {
-                    device: Some(*a),
-                    step: format!("record in /{STATE_FILE}"),
-                    message: e.to_string(),
-                })?;
+            let set_reset = set_reset(a, &b);
             if set_reset {
                 run.write(a, dev_rel(a, "reset_method"), "device_specific")?;
             }

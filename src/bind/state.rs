@@ -28,6 +28,13 @@ pub trait BindingState {
     fn all(&self) -> Vec<Binding>;
     /// Record a binding (before the kernel is touched).
     fn record(&mut self, b: Binding) -> std::io::Result<()>;
+    /// Record several at once (one write of the state file).
+    fn record_all(&mut self, bs: Vec<Binding>) -> std::io::Result<()> {
+        for b in bs {
+            self.record(b)?;
+        }
+        Ok(())
+    }
     fn forget(&mut self, a: &PciAddress) -> std::io::Result<()>;
 }
 
@@ -117,6 +124,15 @@ impl BindingState for StateFile {
             self.bindings.push(b);
             self.bindings.sort_by_key(|x| x.address);
         }
+        self.save()
+    }
+    fn record_all(&mut self, bs: Vec<Binding>) -> std::io::Result<()> {
+        for b in bs {
+            if !self.bindings.iter().any(|x| x.address == b.address) {
+                self.bindings.push(b);
+            }
+        }
+        self.bindings.sort_by_key(|x| x.address);
         self.save()
     }
     fn forget(&mut self, a: &PciAddress) -> std::io::Result<()> {

@@ -385,7 +385,10 @@ pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
 }
 
 /// [`host::sysfs::read_inventory_near`]: what binding `wanted` needs.
-pub fn read_near(host: &HostRoot, wanted: &[crate::model::PciAddress]) -> anyhow::Result<Inventory> {
+pub fn read_near(
+    host: &HostRoot,
+    wanted: &[crate::model::PciAddress],
+) -> anyhow::Result<Inventory> {
     let ids = host::sysfs::load_pci_ids(host);
     let inv = host::sysfs::read_inventory_near(host, &ids, wanted)?;
     for w in &inv.warnings {

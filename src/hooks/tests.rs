@@ -176,7 +176,11 @@ fn the_drm_client_list_names_the_users_when_debugfs_is_there() -> std::io::Resul
     assert_eq!(
         drm_users(&host, &[addr(GPU), addr(AUDIO)]),
         [
-            (1234, "gnome-shell".to_string(), "/dev/dri/card1".to_string()),
+            (
+                1234,
+                "gnome-shell".to_string(),
+                "/dev/dri/card1".to_string()
+            ),
             (4321, "my app".to_string(), "/dev/dri/card1".to_string()),
         ]
     );
@@ -199,12 +203,18 @@ fn the_drm_client_list_names_the_users_when_debugfs_is_there() -> std::io::Resul
 fn drm_client_lists_of_old_and_new_kernels_parse() {
     // 6.1 (as Debian 12's kernel prints it in the real-kernel tier): command pid dev master a uid magic
     let v61 = "             command   pid dev master a   uid      magic\n                Xorg   812   0   y    y     0          0\n";
-    assert_eq!(parse_drm_clients(v61), Some(vec![(812, "Xorg".to_string())]));
+    assert_eq!(
+        parse_drm_clients(v61),
+        Some(vec![(812, "Xorg".to_string())])
+    );
     // 6.12 adds the client's name and id
     let v612 = "             command  tgid dev master a   uid      magic                                name                   id\n         kwin_wayland  1502   0   y    y  1000          0                            <unset>                    9\n            <unknown>    77 128   n    n     0          0                            <unset>                   10\n";
     assert_eq!(
         parse_drm_clients(v612),
-        Some(vec![(1502, "kwin_wayland".to_string()), (77, "<unknown>".to_string())])
+        Some(vec![
+            (1502, "kwin_wayland".to_string()),
+            (77, "<unknown>".to_string())
+        ])
     );
     assert_eq!(parse_drm_clients("garbage"), None);
     assert_eq!(parse_drm_clients(""), None);

@@ -213,7 +213,10 @@ impl FdRoot {
         };
         let st = rustix::fs::fstat(&fd)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         let size = u64::try_from(st.st_size).unwrap_or(0);
         super::readfile::read_capped(&fd, size, super::readfile::ATTRIBUTE_LIMIT, true).map(Some)

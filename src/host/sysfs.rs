@@ -73,7 +73,11 @@ pub fn read_inventory_near(
         let rel = format!("{PCI_DEVICES}/{a}/class");
         let text = match &fast {
             Some(f) => f.read_attr(&rel).ok().flatten(),
-            None => host.read_optional(&rel).ok().flatten().map(String::into_bytes),
+            None => host
+                .read_optional(&rel)
+                .ok()
+                .flatten()
+                .map(String::into_bytes),
         };
         let class = text.and_then(|t| parse_hex(&String::from_utf8_lossy(&t)));
         // An unreadable class is read in full (its warning comes from there).
@@ -92,7 +96,11 @@ pub fn read_inventory_near(
     let mut more: BTreeSet<PciAddress> = BTreeSet::new();
     for g in groups {
         let dir = format!("{IOMMU_GROUPS}/{g}/devices");
-        for m in host.list_dir(&dir).unwrap_or_default() {
+        let members = match &fast {
+            Some(f) => f.names(&dir).unwrap_or_default(),
+            None => host.list_dir(&dir).unwrap_or_default(),
+        };
+        for m in members {
             if let Ok(m) = PciAddress::parse(&m)
                 && !chosen.contains(&m)
             {
@@ -448,11 +456,16 @@ fn read_devices(
             .map(|&address| read_device_slow(host, address, warnings))
             .collect();
     };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
-        .min(addresses.len().div_ceil(32).max(1));
+    // (Asking for the CPU count reads cgroup files: not for a handful.)
+    let threads = if addresses.len() <= 32 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+            .min(addresses.len().div_ceil(32).max(1))
+    };
     if threads == 1 {
         // No thread for a handful of devices: spawning one costs more.
         return addresses

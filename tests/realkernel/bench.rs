@@ -4,7 +4,8 @@
 //!
 //! Times come from the guest's `ktime` (the `now at N nsecs` line of
 //! `/proc/timer_list`, read with shell builtins only, so taking a time forks nothing).
-//! exliar's own process start is measured in the same loop (`exliar --version`) and
+//! Each operation is followed (outside the timing) by waiting for the kernel's
+//! asynchronous work to finish (snd_hda_intel's codec probe). exliar's own process start is measured in the same loop (`exliar --version`) and
 //! subtracted: under TCG one exec costs ~100 ms (about 1 ms on hardware), so charging
 //! it would measure QEMU, not exliar. The first bind also loads vfio-pci; it is
 //! reported apart and left out of the medians.
@@ -21,12 +22,26 @@ gpu=@GPU@; audio=@AUDIO@; cycles=@CYCLES@
 printf "<domain type='kvm'><name>dyn</name><metadata><exliar:vm xmlns:exliar='https://exliar.dev/xmlns/vm/1'><exliar:profile>windows</exliar:profile><exliar:gpu>%s</exliar:gpu><exliar:functions>%s,%s</exliar:functions><exliar:options>{\"handover\":\"dynamic\"}</exliar:options><exliar:version>test</exliar:version></exliar:vm></metadata></domain>\n" $gpu $gpu $audio > /tmp/dyn.xml
 # the guest's monotonic clock in ns, without a fork
 ns() { { read -r _; read -r _; read -r _ _ T _; } < /proc/timer_list; }
+# Each operation is followed, outside the timing, by waiting for the kernel to
+# settle: snd_hda_intel probes its codecs in a work item after the bind returns,
+# and taking the function away before that ends waits for it (azx_remove), which
+# would charge whichever operation came next with it. The card is registered
+# (controlC*) when that probe is done. Then a pause for the rest (fbcon).
+settle() {
+  n=0
+  while [ -e /sys/bus/pci/drivers/snd_hda_intel/$audio ] && [ $n -lt 100 ]; do
+    for c in /sys/bus/pci/devices/$audio/sound/card*/controlC*; do [ -e "$c" ] && n=1000; done
+    [ $n -ge 1000 ] || { sleep 0.05; n=$((n+1)); }
+  done
+  sleep 0.3
+}
 timeit() {
   tag=$1; shift
   ns; t0=$T
   "$@"; rc=$?
   ns
   echo "$tag $t0 $T $rc" >> /out/bench.txt
+  settle
 }
 x_version() { /bin/exliar --version > /dev/null 2>&1; }
 x_bind() { /bin/exliar bind $gpu > /dev/null 2>> /out/bench.stderr; }
@@ -54,6 +69,13 @@ bare_unbind() {
   [ -e /sys/bus/pci/drivers/bochs-drm/$gpu ] && [ -e /sys/bus/pci/drivers/snd_hda_intel/$audio ]
 }
 bind_state before
+# Runtime power management off for the pair (and snd_hda's codec power saving):
+# snd_hda_intel suspends an idle controller after a second, and taking a
+# suspended function from its driver first resumes it (codecs re-initialised:
+# hundreds of ms under TCG), which would be charged to whichever operation
+# happened to come a second after the last one.
+for p in $gpu $audio; do echo on > /sys/bus/pci/devices/$p/power/control; done
+[ -w /sys/module/snd_hda_intel/parameters/power_save ] && echo 0 > /sys/module/snd_hda_intel/parameters/power_save
 # DRM's client list (debugfs, as systemd mounts it): the hook reads it instead of /proc
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 for c in /sys/bus/pci/devices/$gpu/drm/card*; do card=${c##*/}; done
@@ -102,7 +124,10 @@ pub fn parse(text: &str) -> Vec<Sample> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let (a, b) = (f.get(1)?.parse::<u64>().ok()?, f.get(2)?.parse::<u64>().ok()?);
+            let (a, b) = (
+                f.get(1)?.parse::<u64>().ok()?,
+                f.get(2)?.parse::<u64>().ok()?,
+            );
             Some(Sample {
                 tag: f[0].to_string(),
                 ms: b.saturating_sub(a) as f64 / 1e6,
@@ -190,7 +215,9 @@ mod tests {
 
     #[test]
     fn parses_and_takes_medians() {
-        let s = parse("version 0 100000000 0\nversion 0 300000000 0\nversion 0 200000000 0\nbind 5 6 1\nbad line\n");
+        let s = parse(
+            "version 0 100000000 0\nversion 0 300000000 0\nversion 0 200000000 0\nbind 5 6 1\nbad line\n",
+        );
         assert_eq!(s.len(), 4);
         assert_eq!(s[3].rc, 1);
         let m = medians(&s);

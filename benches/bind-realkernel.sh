@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Benchmark: exliar's `bind` / `unbind` of a GPU + HDMI-audio pair and its
+# dynamic handover (the libvirt hook's prepare / release), against the bare
+# sysfs writes of the same operations (driver_override, unbind, drivers_probe,
+# verify by the driver link), in one real-kernel guest (Debian's kernel, QEMU
+# q35 under TCG, emulated IOMMU), same boot, interleaved.
+#
+#   benches/bind-realkernel.sh [CYCLES]      (default: 15)
+#
+# exliar's process start (`exliar --version`, timed in the same loop) is taken
+# off exliar's times: under TCG one exec costs tens of milliseconds (about one
+# on hardware), which would measure QEMU rather than exliar. The first bind,
+# which loads vfio-pci, is reported apart. Times are medians of the guest's
+# monotonic clock. The release build runs in the guest (EXLIAR_GUEST_BIN).
+#
+# This is the real-kernel tier's `bench_bind_handover` scenario: it needs what
+# that tier needs (tests/realkernel/README.md). Not a test of time: the ratios
+# are printed, never asserted; CI runs the scenario once as a smoke check.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cycles=${1:-15}
+cargo build --release --manifest-path "$here/Cargo.toml" --quiet
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+(cd "$here" && EXLIAR_GUEST_BIN="$here/target/release/exliar" EXLIAR_BENCH_CYCLES="$cycles" \
+  cargo test --quiet --test realkernel -- --exact bench_bind_handover --nocapture) >"$log" 2>&1 || {
+  tail -40 "$log"; echo "the benchmark guest failed" >&2; exit 1; }
+grep -h '^bench_bind_handover: ' "$log" | sed 's/^bench_bind_handover: //' | grep -v '^hook .* inside exliar' || true
+echo "exliar's own steps (its hook log):"
+grep -h '^bench_bind_handover: hook .* inside exliar' "$log" | sed 's/^bench_bind_handover: /  /' || true
+echo "ratios (exliar less its process start / bare sysfs writes):"
+grep -h '^bench_bind_handover: .*ratio' "$log" | sed -E 's/^bench_bind_handover: ([^:]*):.*ratio ([0-9.]+)$/  \1: \2/'
