@@ -473,6 +473,16 @@ fn read_devices(
             .map(|&address| read_device_slow(host, address, opts, warnings))
             .collect();
     };
+    // Below this many functions (a desktop or a workstation) threads cost
+    // more than they save: spawning them, and std reading the cgroup's CPU
+    // quota for `available_parallelism`.
+    const PARALLEL_FROM: usize = 128;
+    if addresses.len() < PARALLEL_FROM {
+        return addresses
+            .iter()
+            .map(|&address| read_device_fast(&fast, address, opts, warnings))
+            .collect();
+    }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
