@@ -3,8 +3,10 @@
 mod common;
 
 use common::*;
+use std::path::{Path, PathBuf};
+
 use exliar::host::HostRoot;
-use exliar::host::sysfs::{load_pci_ids, read_inventory};
+use exliar::host::sysfs::{ConfigHead, load_pci_ids, read_inventory};
 
 /// Every fixture host: human and JSON golden output, JSON valid against the
 /// documented schemas.
@@ -399,4 +401,175 @@ fn hw_fixture_trees_agree_with_analyze() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} machine trees checked");
+}
+
+/// The identity fields a device directory's `uevent` and attribute files
+/// say: vendor, device, class, revision, subsystem vendor and device.
+fn attribute_identity(dir: &Path) -> Option<ConfigHead> {
+    use exliar::host::sysfs::{parse_hex, parse_uevent};
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).ok();
+    let hex = |n: &str| read(n).and_then(|t| parse_hex(&t));
+    let ev = read("uevent").map(|t| parse_uevent(&t)).unwrap_or_default();
+    let (v, d) = match ev.id {
+        Some(x) => x,
+        None => (
+            u16::try_from(hex("vendor")?).ok()?,
+            u16::try_from(hex("device")?).ok()?,
+        ),
+    };
+    let class = ev.class.or_else(|| hex("class"))?;
+    let rev = u8::try_from(hex("revision")?).ok()?;
+    let subsys = ev.subsys.or_else(|| {
+        Some((
+            u16::try_from(hex("subsystem_vendor")?).ok()?,
+            u16::try_from(hex("subsystem_device")?).ok()?,
+        ))
+    });
+    Some(ConfigHead {
+        vendor: v,
+        device: d,
+        class,
+        revision: rev,
+        subsys,
+    })
+}
+
+/// Give every function of a copied host tree a `config` file made from its
+/// attribute files, in every shape the reader meets: the 64 bytes an
+/// unprivileged reader gets, 256 and 4096 bytes (root), too short, a
+/// function that does not answer (vendor 0xffff), a folder in its place,
+/// none. Returns how many hold a usable header.
+fn write_config_files(root: &Path) -> usize {
+    let devices = root.join("sys/bus/pci/devices");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&devices)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    names.sort();
+    let mut usable = 0;
+    for (i, link) in names.iter().enumerate() {
+        let Ok(dir) = std::fs::canonicalize(link) else {
+            continue;
+        };
+        if !dir.starts_with(root) {
+            continue;
+        }
+        let Some(ConfigHead {
+            vendor: v,
+            device: d,
+            class,
+            revision: rev,
+            subsys,
+        }) = attribute_identity(&dir)
+        else {
+            continue;
+        };
+        let header: u8 = match class >> 8 {
+            0x0604 | 0x0609 => 1,
+            0x0607 => 2,
+            _ => 0,
+        };
+        let mut cfg = vec![0u8; 64];
+        cfg[0..2].copy_from_slice(&v.to_le_bytes());
+        cfg[2..4].copy_from_slice(&d.to_le_bytes());
+        cfg[8] = rev;
+        cfg[9] = class as u8;
+        cfg[10] = (class >> 8) as u8;
+        cfg[11] = (class >> 16) as u8;
+        // Multi-function bit set on odd functions: it must be ignored.
+        cfg[14] = header | if i % 2 == 1 { 0x80 } else { 0 };
+        if header == 0 {
+            // A type-0 function without subsystem ids in its attribute
+            // files would read 0000:0000 here; leave it without config.
+            let Some((sv, sd)) = subsys else { continue };
+            cfg[0x2c..0x2e].copy_from_slice(&sv.to_le_bytes());
+            cfg[0x2e..0x30].copy_from_slice(&sd.to_le_bytes());
+        } else {
+            // Where a bridge keeps them is not where config says here.
+            cfg[0x2c..0x30].copy_from_slice(&[0xaa; 4]);
+        }
+        let path = dir.join("config");
+        let _ = std::fs::remove_file(&path);
+        match i % 7 {
+            0 | 1 => {
+                std::fs::write(&path, &cfg).expect("write config");
+                usable += 1;
+            }
+            2 => {
+                cfg.resize(256, 0);
+                std::fs::write(&path, &cfg).expect("write config");
+                usable += 1;
+            }
+            3 => {
+                cfg.resize(4096, 0xff);
+                std::fs::write(&path, &cfg).expect("write config");
+                usable += 1;
+            }
+            4 => std::fs::write(&path, &cfg[..48]).expect("write config"),
+            5 => {
+                cfg[0..2].copy_from_slice(&[0xff, 0xff]);
+                std::fs::write(&path, &cfg).expect("write config");
+            }
+            _ => std::fs::create_dir(&path).expect("mkdir config"),
+        }
+    }
+    usable
+}
+
+fn read_both_ways(root: &Path) -> (exliar::model::Inventory, exliar::model::Inventory) {
+    use exliar::host::sysfs::{ReadOptions, read_inventory_with};
+    let host = HostRoot::new(root);
+    let ids = load_pci_ids(&host);
+    let config = read_inventory_with(&host, &ids, ReadOptions { config_space: true })
+        .expect("read with config");
+    let attrs = read_inventory_with(
+        &host,
+        &ids,
+        ReadOptions {
+            config_space: false,
+        },
+    )
+    .expect("read with attribute files");
+    (config, attrs)
+}
+
+/// Reading the identity fields from `config` gives the same inventory as
+/// reading `uevent` and the attribute files, on every fixture host as
+/// captured (no `config`) and with `config` files of every shape added,
+/// on the benchmarks' synthetic tree, and on this machine's own sysfs.
+#[test]
+fn config_space_and_attribute_files_agree() {
+    let mut usable = 0;
+    for h in fixture_hosts() {
+        let (config, attrs) = read_both_ways(&h);
+        assert_eq!(config, attrs, "{} as captured", h.display());
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let copy = tmp.path().join("host");
+        copy_tree(&h, &copy);
+        let copy = std::fs::canonicalize(&copy).expect("canonical");
+        usable += write_config_files(&copy);
+        let (config, attrs) = read_both_ways(&copy);
+        assert_eq!(config, attrs, "{} with config files", h.display());
+    }
+    assert!(usable > 100, "only {usable} usable config files written");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let synth = tmp.path().join("synthetic");
+    match std::process::Command::new("python3")
+        .arg(manifest_dir().join("benches/gen-tree.py"))
+        .arg(&synth)
+        .arg("300")
+        .output()
+    {
+        Ok(o) if o.status.success() => {
+            let (config, attrs) = read_both_ways(&synth);
+            assert_eq!(config.devices.len(), 300);
+            assert_eq!(config, attrs, "synthetic tree");
+        }
+        _ => eprintln!("skipping the synthetic tree: no python3"),
+    }
+
+    if std::fs::read_dir("/sys/bus/pci/devices").is_ok_and(|mut d| d.next().is_some()) {
+        let (config, attrs) = read_both_ways(Path::new("/"));
+        assert_eq!(config.devices, attrs.devices, "this machine's sysfs");
+    }
 }

@@ -41,6 +41,7 @@ const KNOWN: &[&str] = &[
     "iommu_group",
     "physfn",
     "rom",
+    "config",
 ];
 
 /// The entries of a device directory that matter: the known attribute
@@ -48,14 +49,24 @@ const KNOWN: &[&str] = &[
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Entries {
     known: u32,
+    /// The known entries the listing says are regular files (`d_type`).
+    regular: u32,
     /// `virtfn*`, `consumer:*`, `supplier:*`, sorted by `finish`.
     pub extra: Vec<String>,
 }
 
 impl Entries {
     pub fn add(&mut self, name: &[u8]) {
+        self.add_typed(name, false);
+    }
+
+    /// Add an entry the listing says is (or is not) a regular file.
+    pub fn add_typed(&mut self, name: &[u8], regular: bool) {
         if let Some(i) = KNOWN.iter().position(|k| k.as_bytes() == name) {
             self.known |= 1 << i;
+            if regular {
+                self.regular |= 1 << i;
+            }
         } else if name.starts_with(b"virtfn")
             || name.starts_with(b"consumer:")
             || name.starts_with(b"supplier:")
@@ -67,6 +78,14 @@ impl Entries {
     pub fn finish(mut self) -> Self {
         self.extra.sort();
         self
+    }
+
+    /// A known entry listed as a regular file.
+    pub fn is_regular(&self, name: &str) -> bool {
+        KNOWN
+            .iter()
+            .position(|k| *k == name)
+            .is_some_and(|i| self.regular & (1 << i) != 0)
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -83,6 +102,12 @@ pub trait DevDir {
     fn entries(&mut self) -> io::Result<Entries>;
     /// A file's bytes; `Ok(None)` when it does not exist.
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// At most `buf.len()` bytes from the start of a file, in one read
+    /// (`config`); `Ok(None)` where this reader does not read that way,
+    /// and the caller uses the attribute files instead.
+    fn read_head(&mut self, _name: &str, _buf: &mut [u8]) -> io::Result<Option<usize>> {
+        Ok(None)
+    }
     /// The last component of a link's target; `Ok(None)` when absent.
     fn link(&mut self, name: &str) -> io::Result<Option<String>>;
     /// How to name an entry in a warning.
@@ -271,6 +296,35 @@ fn names_of(fd: &OwnedFd) -> io::Result<Vec<String>> {
 pub struct FdDir {
     pub fd: OwnedFd,
     pub shown: PathBuf,
+    /// Filled by [`DevDir::entries`] (the known entries only): which of
+    /// them the listing says are regular files, so reading them needs no
+    /// `fstat`.
+    pub listed: Entries,
+}
+
+impl FdDir {
+    pub fn new(fd: OwnedFd, shown: PathBuf) -> Self {
+        Self {
+            fd,
+            shown,
+            listed: Entries::default(),
+        }
+    }
+
+    /// Open an attribute: without `fstat` when the listing said it is a
+    /// regular file, else checked to be one. `Ok(None)`: absent.
+    fn open(&self, name: &str) -> io::Result<Option<(OwnedFd, u64)>> {
+        let r = if self.listed.is_regular(name) {
+            super::readfile::open_listed_regular_at(self.fd.as_fd(), name).map(|fd| (fd, 0))
+        } else {
+            super::readfile::open_regular_at(self.fd.as_fd(), name, true)
+        };
+        match r {
+            Ok(x) => Ok(Some(x)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl DevDir for FdDir {
@@ -279,21 +333,37 @@ impl DevDir for FdDir {
         let mut it = RawDir::new(self.fd.as_fd(), &mut buf);
         let mut names = Entries::default();
         while let Some(e) = it.next() {
-            names.add(e?.file_name().to_bytes());
+            let e = e?;
+            names.add_typed(
+                e.file_name().to_bytes(),
+                e.file_type() == rustix::fs::FileType::RegularFile,
+            );
         }
-        Ok(names.finish())
+        let names = names.finish();
+        self.listed = Entries {
+            known: names.known,
+            regular: names.regular,
+            extra: Vec::new(),
+        };
+        Ok(names)
     }
 
     fn read(&mut self, name: &str) -> io::Result<Option<Vec<u8>>> {
         // Never blocks on a FIFO nor reads a device node; at most an
         // attribute's size.
-        let (fd, size) = match super::readfile::open_regular_at(self.fd.as_fd(), name, true) {
-            Ok(x) => x,
-            Err(e) => return if not_found(&e) { Ok(None) } else { Err(e) },
+        let Some((fd, size)) = self.open(name)? else {
+            return Ok(None);
         };
         // A short read means end of file, for sysfs attributes and local
         // files alike, so small files take one read.
         super::readfile::read_capped(&fd, size, super::readfile::ATTRIBUTE_LIMIT, true).map(Some)
+    }
+
+    fn read_head(&mut self, name: &str, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let Some((fd, _)) = self.open(name)? else {
+            return Ok(None);
+        };
+        super::readfile::read_head(&fd, buf).map(Some)
     }
 
     fn link(&mut self, name: &str) -> io::Result<Option<String>> {

@@ -3,12 +3,14 @@
 //! tab (two tabs: subsystems or interfaces), then other sections (`C 03
 //! Display controller`, …) whose lines are never taken for vendors.
 //!
-//! The text is read once but not parsed: a lookup scans for the vendor's
-//! line at the start of a line, then the item line inside that vendor's
-//! block. Results are cached, so a host with 4096 functions of three
-//! vendors scans the file a handful of times.
+//! The text is read once but not parsed: the first lookup walks the
+//! top-level lines once (one pass over the line ends) to index where each
+//! vendor's block starts and ends, and where the vendor list ends; a lookup
+//! then searches the item line inside that vendor's block only. Results are
+//! cached, so a host with 4096 functions of three vendors searches a few
+//! blocks a few times.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 
 /// A lazily-searched ids text.
@@ -17,10 +19,65 @@ pub struct IdsDb {
     /// The file's name, for the header of [`IdsDb::trimmed`].
     name: &'static str,
     text: String,
-    /// Where the vendor list ends (the first line of another section).
-    vendor_end: Cell<Option<usize>>,
+    /// The vendor list's index, made by the first lookup.
+    index: OnceCell<Index>,
+    /// The vendors looked up so far (for [`IdsDb::trimmed`]).
     vendors: RefCell<HashMap<u16, Option<(usize, usize)>>>,
     items: RefCell<HashMap<(u16, u16), Option<String>>>,
+}
+
+/// Where each vendor's block lies.
+#[derive(Debug, Default)]
+struct Index {
+    /// Each vendor line written with lower-case digits (as lookups spell
+    /// it), the first one where an id appears twice: (start of the line,
+    /// start of the next top-level line or `vendor_end`).
+    blocks: HashMap<u16, (usize, usize)>,
+}
+
+impl Index {
+    fn new(bytes: &[u8]) -> Self {
+        Self::with_vendor_end(bytes).0
+    }
+
+    /// The index, and the end of the vendor list: the start of the first
+    /// line that is not a vendor line, an indented line, a comment or empty
+    /// (another section), or the text's end.
+    fn with_vendor_end(bytes: &[u8]) -> (Self, usize) {
+        let mut blocks = HashMap::new();
+        // The vendor whose block is open: id (`None`: an id seen before or
+        // written in capitals, whose block is not kept) and start.
+        let mut open: Option<(Option<u16>, usize)> = None;
+        let mut close = |open: &mut Option<(Option<u16>, usize)>, end: usize| {
+            if let Some((Some(v), start)) = open.take() {
+                blocks.entry(v).or_insert((start, end));
+            }
+        };
+        let mut vendor_end = bytes.len();
+        let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', bytes).map(|i| i + 1));
+        for pos in starts {
+            match bytes.get(pos) {
+                None | Some(b'\t' | b'#' | b'\n' | b'\r') => continue,
+                Some(_) => {}
+            }
+            let line = &bytes[pos..];
+            let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+            if !is_vendor_line(line) {
+                vendor_end = pos;
+                break;
+            }
+            close(&mut open, pos);
+            let id = line[..4]
+                .iter()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                .then(|| std::str::from_utf8(&line[..4]).ok())
+                .flatten()
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            open = Some((id, pos));
+        }
+        close(&mut open, vendor_end);
+        (Self { blocks }, vendor_end)
+    }
 }
 
 /// Whether `line` is a vendor line: four hex digits, two spaces.
@@ -48,28 +105,13 @@ impl IdsDb {
 
     /// The end of the vendor list: the start of the first line that is not
     /// a vendor line, an indented line, a comment or empty.
+    #[cfg(test)]
     pub(super) fn vendor_end(&self) -> usize {
-        if let Some(e) = self.vendor_end.get() {
-            return e;
-        }
-        let bytes = self.text.as_bytes();
-        let mut pos = 0;
-        let mut end = bytes.len();
-        while pos < bytes.len() {
-            let line_end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i);
-            let line = &bytes[pos..line_end];
-            let ok = match line.first() {
-                None | Some(b'\t' | b'#' | b'\r') => true,
-                Some(_) => is_vendor_line(line),
-            };
-            if !ok {
-                end = pos;
-                break;
-            }
-            pos = line_end + 1;
-        }
-        self.vendor_end.set(Some(end));
-        end
+        Index::with_vendor_end(self.text.as_bytes()).1
+    }
+
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| Index::new(self.text.as_bytes()))
     }
 
     /// A copy holding only the vendor and item lines looked up so
@@ -110,32 +152,9 @@ impl IdsDb {
         if let Some(v) = self.vendors.borrow().get(&vendor) {
             return *v;
         }
-        let limit = self.vendor_end();
-        let bytes = &self.text.as_bytes()[..limit];
-        let key = format!("{vendor:04x}  ");
-        let found = if bytes.starts_with(key.as_bytes()) {
-            Some(0)
-        } else {
-            memchr::memmem::find(bytes, format!("\n{key}").as_bytes()).map(|i| i + 1)
-        };
-        let block = found.map(|start| {
-            // The block ends at the next line that is not indented, a
-            // comment or empty: the next vendor.
-            let mut end = bytes.len();
-            let mut pos = start;
-            while let Some(nl) = memchr::memchr(b'\n', &bytes[pos..]) {
-                let next = pos + nl + 1;
-                match bytes.get(next) {
-                    Some(b'\t' | b'#' | b'\n' | b'\r') => pos = next,
-                    Some(_) => {
-                        end = next;
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            (start, end)
-        });
+        // The block ends at the next line that is not indented, a comment
+        // or empty: the next vendor (or the vendor list's end).
+        let block = self.index().blocks.get(&vendor).copied();
         self.vendors.borrow_mut().insert(vendor, block);
         block
     }

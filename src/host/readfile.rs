@@ -131,24 +131,60 @@ pub fn read_capped(
         return Err(too_large(limit));
     }
     // sysfs reports 4096 for text attributes, procfs 0: the size is a hint.
-    let cap = usize::try_from(size.clamp(64, limit)).unwrap_or(64);
-    let mut out = Vec::with_capacity(cap);
-    let mut chunk = [0u8; 4096];
+    // Reads go straight into the result, one byte more than the hint asked
+    // for, so a file of the size `fstat` reported (`pci.ids`) takes one read
+    // and the read that finds its end.
+    let hint = usize::try_from(size.clamp(256, limit)).unwrap_or(256);
+    let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut out = vec![0u8; hint.saturating_add(1).min(cap)];
+    let mut len = 0;
     loop {
-        let n = match rustix::io::read(fd.as_fd(), &mut chunk) {
+        if len == out.len() {
+            if out.len() >= cap {
+                return Err(too_large(limit));
+            }
+            out.resize(out.len().saturating_mul(2).min(cap), 0);
+        }
+        let asked = out.len() - len;
+        let n = match rustix::io::read(fd.as_fd(), &mut out[len..]) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         };
-        if out.len() as u64 + n as u64 > limit {
+        len += n;
+        if len as u64 > limit {
             return Err(too_large(limit));
         }
-        out.extend_from_slice(&chunk[..n]);
-        if n == 0 || (short_read_ends && n < chunk.len()) {
+        if n == 0 || (short_read_ends && n < asked) {
             break;
         }
     }
+    out.truncate(len);
     Ok(out)
+}
+
+/// Open `name` relative to `dir` for reading without blocking and without
+/// following a link in its last component, when the caller already knows
+/// (from the directory's listing) that it is a regular file: no `fstat`.
+/// Should the entry have been replaced since, `O_NONBLOCK` still keeps a
+/// FIFO from blocking and [`read_capped`]'s limit bounds a device's data.
+pub fn open_listed_regular_at(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    let flags =
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW;
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
+}
+
+/// At most `buf.len()` bytes from the start of an open file, in one read
+/// (a PCI device's `config`: the kernel answers 64 bytes to an
+/// unprivileged reader and reads the hardware for every byte asked).
+pub fn read_head(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::pread(fd.as_fd(), &mut *buf, 0) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Read a regular file at `path` (links followed), at most `limit` bytes.

@@ -34,12 +34,39 @@ pub fn load_pci_ids(host: &HostRoot) -> PciIds {
     PciIds::empty()
 }
 
+/// How each device directory is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Take vendor, device, class, revision and (header type 0) subsystem
+    /// ids from one read of the first 64 bytes of `config`, as lspci does,
+    /// instead of `uevent` and the attribute files. A missing, short or
+    /// unreadable `config`, or one reading vendor 0xffff (a function that
+    /// does not answer), falls back to the attribute files. Off: the
+    /// attribute files only (tests compare both).
+    pub config_space: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self { config_space: true }
+    }
+}
+
 /// Read the whole inventory. Missing or garbled attributes become warnings;
 /// only an unreadable (or absent) PCI device directory is an error.
 pub fn read_inventory(host: &HostRoot, ids: &PciIds) -> Result<Inventory, NothingRead> {
+    read_inventory_with(host, ids, ReadOptions::default())
+}
+
+/// [`read_inventory`], read as `opts` says.
+pub fn read_inventory_with(
+    host: &HostRoot,
+    ids: &PciIds,
+    opts: ReadOptions,
+) -> Result<Inventory, NothingRead> {
     let mut warnings = Vec::new();
     let addresses = list_addresses(host, &mut warnings)?;
-    let devices = read_devices(host, &addresses, &mut warnings);
+    let devices = read_devices(host, &addresses, opts, &mut warnings);
     Ok(finish_inventory(host, ids, devices, warnings))
 }
 
@@ -90,7 +117,8 @@ pub fn read_inventory_near(
         .filter(|a| slots.contains(&slot(a)))
         .copied()
         .collect();
-    let mut devices = read_devices(host, &chosen, &mut warnings);
+    let opts = ReadOptions::default();
+    let mut devices = read_devices(host, &chosen, opts, &mut warnings);
     // The other members of their groups, and (once) those members' slots.
     let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
     let mut more: BTreeSet<PciAddress> = BTreeSet::new();
@@ -110,7 +138,7 @@ pub fn read_inventory_near(
     }
     if !more.is_empty() {
         let extra: Vec<PciAddress> = more.into_iter().collect();
-        devices.extend(read_devices(host, &extra, &mut warnings));
+        devices.extend(read_devices(host, &extra, opts, &mut warnings));
     }
     Ok(finish_inventory(host, ids, devices, warnings))
 }
@@ -220,6 +248,7 @@ pub fn parents_from_link(target: &Path, me: PciAddress) -> Vec<PciAddress> {
 pub fn parse_device(
     dir: &mut dyn DevDir,
     address: PciAddress,
+    opts: ReadOptions,
     warnings: &mut Vec<Warning>,
 ) -> Device {
     let mut d = Device::new(address);
@@ -235,23 +264,42 @@ pub fn parse_device(
         entries: &entries,
         warnings,
     };
-    // `uevent` holds class, ids, subsystem ids and driver in one read; the
-    // single attribute files are the fallback for trees without it.
-    let ev = a.uevent();
-    d.class = ev
-        .class
-        .or_else(|| a.hex("class", true, 0xff_ffff))
-        .map(ClassCode);
-    let (v, dev) = match ev.id {
-        Some((v, dev)) => (Some(v), Some(dev)),
-        None => (
-            a.hex("vendor", true, 0xffff).map(|v| v as u16),
-            a.hex("device", true, 0xffff).map(|v| v as u16),
-        ),
+    // The first 64 bytes of `config` hold the ids, class and revision (and,
+    // for header type 0, the subsystem ids) in one read. Without it (or
+    // where it cannot say), `uevent` holds class, ids, subsystem ids and
+    // driver in one read, and the single attribute files are the fallback
+    // for trees without that.
+    let head = if opts.config_space && entries.contains("config") {
+        a.config_head()
+    } else {
+        None
     };
-    d.vendor_id = v;
-    d.device_id = dev;
-    let (sv, sd) = match ev.subsys {
+    let subsys = head.and_then(|h| h.subsys);
+    let ev = if subsys.is_none() {
+        a.uevent()
+    } else {
+        Uevent::default()
+    };
+    if let Some(h) = head {
+        d.class = Some(ClassCode(h.class));
+        d.vendor_id = Some(h.vendor);
+        d.device_id = Some(h.device);
+    } else {
+        d.class = ev
+            .class
+            .or_else(|| a.hex("class", true, 0xff_ffff))
+            .map(ClassCode);
+        let (v, dev) = match ev.id {
+            Some((v, dev)) => (Some(v), Some(dev)),
+            None => (
+                a.hex("vendor", true, 0xffff).map(|v| v as u16),
+                a.hex("device", true, 0xffff).map(|v| v as u16),
+            ),
+        };
+        d.vendor_id = v;
+        d.device_id = dev;
+    }
+    let (sv, sd) = match subsys.or(ev.subsys) {
         Some((v, dev)) => (Some(v), Some(dev)),
         None => (
             a.hex("subsystem_vendor", false, 0xffff).map(|v| v as u16),
@@ -260,7 +308,10 @@ pub fn parse_device(
     };
     d.subsystem_vendor_id = sv;
     d.subsystem_device_id = sd;
-    d.revision = a.hex("revision", false, 0xff).map(|v| v as u8);
+    d.revision = match head {
+        Some(h) => Some(h.revision),
+        None => a.hex("revision", false, 0xff).map(|v| v as u8),
+    };
     d.driver_override = a
         .text("driver_override", false)
         .filter(|s| !s.is_empty() && s != "(null)");
@@ -289,7 +340,16 @@ pub fn parse_device(
     }
     d.sriov.total_vfs = a.dec("sriov_totalvfs");
     d.sriov.num_vfs = a.dec("sriov_numvfs");
-    d.driver = if ev.read { ev.driver } else { a.link("driver") };
+    // With the ids from `config`, the driver is the `driver` link; a tree
+    // without one (unbound, or captured without links) still says it in
+    // `uevent`, as it did before.
+    d.driver = if ev.read {
+        ev.driver
+    } else if entries.contains("driver") || !entries.contains("uevent") {
+        a.link("driver")
+    } else {
+        a.uevent().driver
+    };
     d.iommu_group = a.link("iommu_group").and_then(|g| g.parse().ok());
     d.sriov.physfn = a.link("physfn").and_then(|x| PciAddress::parse(&x).ok());
     d.rom = Some(entries.contains("rom"));
@@ -361,6 +421,42 @@ pub fn parse_uevent(text: &str) -> Uevent {
     u
 }
 
+/// What the first 64 bytes of a function's configuration space say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigHead {
+    pub vendor: u16,
+    pub device: u16,
+    /// As the `class` attribute: base class, subclass, programming
+    /// interface (`0xCCSSPP`).
+    pub class: u32,
+    pub revision: u8,
+    /// Header type 0 only: other header types keep them elsewhere (a
+    /// bridge in a capability), so the attribute files say.
+    pub subsys: Option<(u16, u16)>,
+}
+
+/// Decode the standard header: vendor (0x00), device (0x02), revision
+/// (0x08), class (0x09 programming interface, 0x0a subclass, 0x0b base
+/// class), header type (0x0e, bit 7 is "multi-function") and, for header
+/// type 0, subsystem vendor and device (0x2c, 0x2e). `None` for fewer than
+/// 64 bytes or a vendor of 0xffff or 0 (a function that does not answer,
+/// or a powered-down one): the caller reads the attribute files instead.
+pub fn parse_config_head(b: &[u8]) -> Option<ConfigHead> {
+    let b: &[u8; 64] = b.get(..64)?.try_into().ok()?;
+    let word = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let vendor = word(0x00);
+    if vendor == 0xffff || vendor == 0 {
+        return None;
+    }
+    Some(ConfigHead {
+        vendor,
+        device: word(0x02),
+        class: (u32::from(b[0x0b]) << 16) | (u32::from(b[0x0a]) << 8) | u32::from(b[0x09]),
+        revision: b[0x08],
+        subsys: (b[0x0e] & 0x7f == 0).then(|| (word(0x2c), word(0x2e))),
+    })
+}
+
 /// The warning for an attribute that does not parse: its value quoted, at
 /// most 200 characters of it.
 fn garbled(text: &str) -> String {
@@ -371,6 +467,17 @@ fn garbled(text: &str) -> String {
 }
 
 impl Attrs<'_> {
+    /// The standard header from `config`, when it is there and says it;
+    /// anything else (absent, short, unreadable, not answering) is `None`
+    /// without a warning: the attribute files are read instead.
+    fn config_head(&mut self) -> Option<ConfigHead> {
+        let mut buf = [0u8; 64];
+        match self.dir.read_head("config", &mut buf) {
+            Ok(Some(n)) => parse_config_head(buf.get(..n)?),
+            _ => None,
+        }
+    }
+
     fn uevent(&mut self) -> Uevent {
         match self.text("uevent", false) {
             Some(t) => parse_uevent(&t),
@@ -443,6 +550,7 @@ impl Attrs<'_> {
 fn read_devices(
     host: &HostRoot,
     addresses: &[PciAddress],
+    opts: ReadOptions,
     warnings: &mut Vec<Warning>,
 ) -> Vec<Device> {
     let fast = if host.is_recording() {
@@ -453,26 +561,24 @@ fn read_devices(
     let Some(fast) = fast else {
         return addresses
             .iter()
-            .map(|&address| read_device_slow(host, address, warnings))
+            .map(|&address| read_device_slow(host, address, opts, warnings))
             .collect();
     };
-    // (Asking for the CPU count reads cgroup files: not for a handful.)
-    let threads = if addresses.len() <= 32 {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8)
-            .min(addresses.len().div_ceil(32).max(1))
-    };
-    if threads == 1 {
-        // No thread for a handful of devices: spawning one costs more.
+    // Below this many functions (a desktop or a workstation) threads cost
+    // more than they save: spawning them, and std reading the cgroup's CPU
+    // quota for `available_parallelism`.
+    const PARALLEL_FROM: usize = 128;
+    if addresses.len() < PARALLEL_FROM {
         return addresses
             .iter()
-            .map(|&address| read_device_fast(&fast, address, warnings))
+            .map(|&address| read_device_fast(&fast, address, opts, warnings))
             .collect();
     }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(addresses.len().div_ceil(32).max(1));
     let chunk = addresses.len().div_ceil(threads).max(1);
     let results: Vec<(Vec<Device>, Vec<Warning>)> = std::thread::scope(|s| {
         let handles: Vec<_> = addresses
@@ -483,7 +589,7 @@ fn read_devices(
                     let mut w = Vec::new();
                     let devs = part
                         .iter()
-                        .map(|&address| read_device_fast(fast, address, &mut w))
+                        .map(|&address| read_device_fast(fast, address, opts, &mut w))
                         .collect::<Vec<_>>();
                     (devs, w)
                 })
@@ -502,7 +608,12 @@ fn read_devices(
     devices
 }
 
-fn read_device_fast(fast: &FdRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Device {
+fn read_device_fast(
+    fast: &FdRoot,
+    address: PciAddress,
+    opts: ReadOptions,
+    warnings: &mut Vec<Warning>,
+) -> Device {
     let rel = format!("{PCI_DEVICES}/{address}");
     let shown = fast.path().join(&rel);
     let target = fast.read_link(&rel).ok();
@@ -515,7 +626,7 @@ fn read_device_fast(fast: &FdRoot, address: PciAddress, warnings: &mut Vec<Warni
         None => fast.open_dir(&rel),
     };
     let mut d = match opened {
-        Ok(fd) => parse_device(&mut FdDir { fd, shown }, address, warnings),
+        Ok(fd) => parse_device(&mut FdDir::new(fd, shown), address, opts, warnings),
         Err(e) => {
             warnings.push(Warning::new(shown.display().to_string(), e.to_string()));
             Device::new(address)
@@ -525,7 +636,12 @@ fn read_device_fast(fast: &FdRoot, address: PciAddress, warnings: &mut Vec<Warni
     d
 }
 
-fn read_device_slow(host: &HostRoot, address: PciAddress, warnings: &mut Vec<Warning>) -> Device {
+fn read_device_slow(
+    host: &HostRoot,
+    address: PciAddress,
+    opts: ReadOptions,
+    warnings: &mut Vec<Warning>,
+) -> Device {
     let shown = Path::new(PCI_DEVICES).join(address.to_string());
     let dir: PathBuf = match host.resolve(&shown) {
         Ok(p) => p,
@@ -537,7 +653,7 @@ fn read_device_slow(host: &HostRoot, address: PciAddress, warnings: &mut Vec<War
     let parents = std::fs::read_link(host.path().join(&shown))
         .map(|t| parents_from_link(&t, address))
         .unwrap_or_default();
-    let mut d = parse_device(&mut RootDir { host, shown, dir }, address, warnings);
+    let mut d = parse_device(&mut RootDir { host, shown, dir }, address, opts, warnings);
     d.parents = parents;
     d
 }
@@ -679,6 +795,41 @@ mod tests {
     }
 
     #[test]
+    fn config_header_fields() {
+        let mut c = [0u8; 64];
+        c[..4].copy_from_slice(&[0xde, 0x10, 0x01, 0x14]);
+        c[8] = 0xa1;
+        c[9..12].copy_from_slice(&[0x00, 0x00, 0x03]);
+        c[14] = 0x80; // multi-function, header type 0
+        c[0x2c..0x30].copy_from_slice(&[0x58, 0x14, 0xba, 0x36]);
+        let h = parse_config_head(&c).expect("a header");
+        assert_eq!(
+            h,
+            ConfigHead {
+                vendor: 0x10de,
+                device: 0x1401,
+                class: 0x030000,
+                revision: 0xa1,
+                subsys: Some((0x1458, 0x36ba)),
+            }
+        );
+        // Class bytes: programming interface, subclass, base class.
+        c[9..12].copy_from_slice(&[0x30, 0x03, 0x0c]);
+        assert_eq!(parse_config_head(&c).map(|h| h.class), Some(0x0c0330));
+        // A bridge keeps its subsystem ids elsewhere.
+        c[14] = 0x01;
+        assert_eq!(parse_config_head(&c).map(|h| h.subsys), Some(None));
+        // Longer is fine (root reads 256 or 4096 bytes); shorter is not.
+        let mut long = c.to_vec();
+        long.resize(256, 0xff);
+        assert_eq!(parse_config_head(&long), parse_config_head(&c));
+        assert_eq!(parse_config_head(&c[..63]), None);
+        // A function that does not answer.
+        c[..2].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(parse_config_head(&c), None);
+    }
+
+    #[test]
     fn os_release_quotes() {
         let t = "NAME=\"Debian GNU/Linux\"\nID=debian\nPRETTY_NAME='Debian 12'\n";
         assert_eq!(os_release_value(t, "ID").as_deref(), Some("debian"));
@@ -697,6 +848,7 @@ mod tests {
             let _ = os_release_value(&s, "ID");
             let _ = cpuinfo_value(&s, "flags");
             let _ = parse_uevent(&s);
+            let _ = parse_config_head(s.as_bytes());
         }
     }
 }
