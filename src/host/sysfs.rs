@@ -35,21 +35,25 @@ pub fn load_pci_ids(host: &HostRoot) -> PciIds {
 }
 
 /// How each device directory is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReadOptions {
     /// Take vendor, device, class, revision and (header type 0) subsystem
     /// ids from one read of the first 64 bytes of `config`, as lspci does,
     /// instead of `uevent` and the attribute files. A missing, short or
     /// unreadable `config`, or one reading vendor 0xffff (a function that
-    /// does not answer), falls back to the attribute files. Off: the
-    /// attribute files only (tests compare both).
+    /// does not answer), falls back to the attribute files.
+    ///
+    /// Off by default, and so off for every command: reading `config` is
+    /// not free on a live host. The kernel resumes the function's parent
+    /// bridge for it and powers up a function in D3cold
+    /// (`pci_config_pm_runtime_get` in drivers/pci/pci-sysfs.c), so a scan
+    /// every few minutes (labels, metrics) would keep waking a laptop's
+    /// sleeping discrete GPU, as lspci does; and `config` holds the class
+    /// as the hardware says, not as the kernel's class fixups corrected it.
+    /// The attribute files are cached in the kernel and wake nothing. It
+    /// saved about 2 of 20 syscalls per function (docs/performance.md);
+    /// `tests/scan.rs` keeps both paths equal.
     pub config_space: bool,
-}
-
-impl Default for ReadOptions {
-    fn default() -> Self {
-        Self { config_space: true }
-    }
 }
 
 /// Read the whole inventory. Missing or garbled attributes become warnings;
