@@ -6,8 +6,8 @@
  *     minimal-reader ROOT
  *
  * Per PCI function, as exliar reads it: the sys/bus/pci/devices/ADDR link
- * (parents), the device folder opened once and listed, 64 bytes of
- * `config` (one pread), the `driver`, `iommu_group`, `physfn` and
+ * (parents), the device folder opened once and listed, `uevent` (class,
+ * ids, subsystem ids, driver) and `revision`, the `driver`, `iommu_group`, `physfn` and
  * `virtfnN` links where listed, `driver_override` and `reset_method`,
  * `boot_vga` for a VGA function, and for a function that is not an SR-IOV
  * virtual function `numa_node` and the four link attributes, plus
@@ -53,7 +53,7 @@ static void link_(int dir, const char *name) {
     if (n > 0) bytes += n;
 }
 
-struct seen { int physfn, driver, iommu, totalvfs, config; char virtfn[256][16]; int nvf; };
+struct seen { int physfn, driver, iommu, totalvfs; char virtfn[256][16]; int nvf; };
 
 static void note(const char *name, unsigned char type, void *arg) {
     struct seen *s = arg;
@@ -62,7 +62,6 @@ static void note(const char *name, unsigned char type, void *arg) {
     else if (!strcmp(name, "driver")) s->driver = 1;
     else if (!strcmp(name, "iommu_group")) s->iommu = 1;
     else if (!strcmp(name, "sriov_totalvfs")) s->totalvfs = 1;
-    else if (!strcmp(name, "config")) s->config = 1;
     else if (!strncmp(name, "virtfn", 6) && s->nvf < 256) snprintf(s->virtfn[s->nvf++], 16, "%s", name);
 }
 
@@ -81,16 +80,20 @@ static void device(const char *name, unsigned char type, void *arg) {
     if (dir < 0) return;
     struct seen s = {0};
     list(dir, note, &s);
-    unsigned char cfg[64] = {0};
-    if (s.config) {
-        int fd = openat(dir, "config", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-        if (fd >= 0) { if (pread(fd, cfg, 64, 0) > 0) bytes += 64; close(fd); }
+    char ev[4097];
+    int vga = 0;
+    int efd = openat(dir, "uevent", O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (efd >= 0) {
+        ssize_t n = read(efd, ev, sizeof ev - 1);
+        if (n > 0) { bytes += n; ev[n] = 0; vga = strstr(ev, "PCI_CLASS=300") != NULL; }
+        close(efd);
     }
+    slurp(dir, "revision");
     if (s.driver) link_(dir, "driver");
     if (s.iommu) link_(dir, "iommu_group");
     slurp(dir, "driver_override");
     slurp(dir, "reset_method");
-    if (cfg[11] == 3 && cfg[10] == 0) slurp(dir, "boot_vga");
+    if (vga) slurp(dir, "boot_vga");
     if (!s.physfn) {
         slurp(dir, "numa_node");
         slurp(dir, "current_link_speed");
