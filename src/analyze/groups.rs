@@ -1,8 +1,10 @@
 //! IOMMU group verdicts.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::model::{Device, Inventory, PciAddress};
 
@@ -28,15 +30,19 @@ pub enum GroupVerdict {
     BridgesOnly,
 }
 
+/// Addresses, the first kept inline: most groups hold one device, and a
+/// listing can hold tens of thousands of groups.
+pub type Addrs = SmallVec<[PciAddress; 1]>;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupReport {
     pub id: u32,
-    pub devices: Vec<PciAddress>,
+    pub devices: Addrs,
     /// Non-bridge members.
-    pub endpoints: Vec<PciAddress>,
-    pub gpus: Vec<PciAddress>,
+    pub endpoints: Addrs,
+    pub gpus: Addrs,
     pub verdict: GroupVerdict,
-    pub summary: String,
+    pub summary: Cow<'static, str>,
 }
 
 pub fn analyze_groups(inv: &Inventory) -> Vec<GroupReport> {
@@ -44,7 +50,7 @@ pub fn analyze_groups(inv: &Inventory) -> Vec<GroupReport> {
         .groups
         .iter()
         .map(|(id, members)| {
-            let endpoints: Vec<PciAddress> = members
+            let endpoints: Addrs = members
                 .iter()
                 .filter(|a| !inv.device(a).is_some_and(is_group_infrastructure))
                 .copied()
@@ -53,7 +59,7 @@ pub fn analyze_groups(inv: &Inventory) -> Vec<GroupReport> {
                 .iter()
                 .map(|a| (a.domain, a.bus, a.device))
                 .collect();
-            let gpus: Vec<PciAddress> = members
+            let gpus: Addrs = members
                 .iter()
                 .filter(|a| inv.device(a).is_some_and(Device::is_display))
                 .copied()
@@ -64,19 +70,19 @@ pub fn analyze_groups(inv: &Inventory) -> Vec<GroupReport> {
                 _ => GroupVerdict::Shared,
             };
             let summary = match verdict {
-                GroupVerdict::BridgesOnly => "bridges only".to_string(),
-                GroupVerdict::Isolated if endpoints.len() == 1 => "one device".to_string(),
+                GroupVerdict::BridgesOnly => Cow::Borrowed("bridges only"),
+                GroupVerdict::Isolated if endpoints.len() == 1 => Cow::Borrowed("one device"),
                 GroupVerdict::Isolated => {
-                    format!("one device ({} functions)", endpoints.len())
+                    Cow::Owned(format!("one device ({} functions)", endpoints.len()))
                 }
-                GroupVerdict::Shared => format!(
+                GroupVerdict::Shared => Cow::Owned(format!(
                     "shared by {} devices: they can only be passed through together",
                     slots.len()
-                ),
+                )),
             };
             GroupReport {
                 id: *id,
-                devices: members.clone(),
+                devices: Addrs::from_slice(members),
                 endpoints,
                 gpus,
                 verdict,

@@ -1,7 +1,5 @@
 //! Which GPU to pass through and which one the host keeps.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::model::{Inventory, PciAddress};
@@ -101,13 +99,18 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
 
     // GPUs sharing one group cannot be split: one sentence per group
     // (comparing every pair was quadratic).
-    let mut by_group: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
-    for g in &usable {
-        for id in &g.groups {
-            by_group.entry(*id).or_default().push(g.address);
-        }
-    }
-    let mut shared: Vec<Vec<PciAddress>> = by_group.into_values().filter(|v| v.len() > 1).collect();
+    // (group, GPU) pairs sorted by group, stably (each group's GPUs stay
+    // in order): one list, not one per group.
+    let mut pairs: Vec<(u32, PciAddress)> = usable
+        .iter()
+        .flat_map(|g| g.groups.iter().map(|id| (*id, g.address)))
+        .collect();
+    pairs.sort_by_key(|p| p.0);
+    let mut shared: Vec<Vec<PciAddress>> = pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+        .map(|run| run.iter().map(|p| p.1).collect())
+        .collect();
     shared.sort();
     shared.dedup();
     for v in shared {
@@ -173,7 +176,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             reasons,
         };
     };
-    let mut head = vec![format!("Pass through {}: {}", label(pick), pick.verdict)];
+    let mut head = vec![format!("Pass through {}: {}", label(pick), pick.verdict())];
     if let Some(h) = host {
         let why = if let Some(words) = h.boot_display_words() {
             words

@@ -314,7 +314,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 "inventory",
                 serde_json::json!({
                     "gpus": analysis.gpus.iter().map(|g| serde_json::json!({
-                        "address": g.address, "name": g.name, "driver": g.driver,
+                        "address": g.address, "name": &*g.name, "driver": g.driver,
                         "isolation": g.isolation,
                     })).collect::<Vec<_>>(),
                     "recommendation": analysis.recommendation,
@@ -331,8 +331,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Check(a) => check(&cli.root, a),
         Command::Snapshot(a) => snapshot(&cli.root, &a.out, a.force),
         Command::Analyze(a) => {
-            let files = read_listing_files(&a.files)?;
-            let inv = listing::parse_files(&files)?;
+            // The text is dropped once parsed: the analysis and the report
+            // need only the inventory.
+            let inv = listing::parse_files(&read_listing_files(&a.files)?)?;
             let analysis = analyze::analyze(&inv);
             emit_inventory(&inv, &analysis, None, a.json, a.iommu)
         }
@@ -409,12 +410,14 @@ fn emit_inventory(
         }
         writeln!(out)?;
     } else {
-        let text = if iommu_only {
-            render::iommu(inv, analysis)
+        // Written as it is made, escaped piece by piece (escaping is per
+        // character, so pieces escape as the whole would).
+        let mut emit = |piece: &str| out.write_all(term::safe(piece).as_bytes());
+        if iommu_only {
+            render::iommu(&mut emit, inv, analysis)?;
         } else {
-            render::scan(inv, analysis, stacks)
-        };
-        out.write_all(term::safe(&text).as_bytes())?;
+            render::scan(&mut emit, inv, analysis, stacks)?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)
@@ -518,7 +521,9 @@ fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
                 host::readfile::read_input(p, limit).with_context(|| p.display().to_string())?;
             (p.display().to_string(), bytes)
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        // Valid UTF-8 (nearly always) is taken as it is, not copied.
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         files.push(ListingFile { name, text });
     }
     Ok(files)

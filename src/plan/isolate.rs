@@ -870,7 +870,7 @@ fn select(
         .collect();
     Ok(Selected {
         gpu: gpu.address,
-        functions: gpu.functions.clone(),
+        functions: gpu.functions.to_vec(),
         warnings,
         guest,
         host_ids,

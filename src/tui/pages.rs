@@ -177,7 +177,7 @@ fn gpu_detail(app: &App, t: Theme) -> Vec<Line<'static>> {
             t.fg(Color::Yellow),
         )));
     }
-    l.push(Line::raw(safe(&g.verdict)));
+    l.push(Line::raw(safe(&g.verdict().to_string())));
     l
 }
 

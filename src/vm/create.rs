@@ -374,7 +374,7 @@ pub fn plan(
                 "the IOMMU is off: no device can be passed through (`exliar check` says how to turn it on)".into(),
             );
         }
-        functions = g.functions.clone();
+        functions = g.functions.to_vec();
         gpu_node = v
             .inv
             .device(&g.address)
