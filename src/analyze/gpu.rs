@@ -169,8 +169,6 @@ pub struct Gpu {
     pub functions: Addrs,
     /// IOMMU groups of the card's functions.
     pub groups: SmallVec<[u32; 1]>,
-    /// Other non-bridge devices in those groups.
-    pub group_peers: Vec<PciAddress>,
     pub isolation: Isolation,
     /// Other GPUs with the same ids: at most [`MAX_TWINS_LISTED`] of them
     /// (a pasted listing can hold thousands of identical lines).
@@ -178,14 +176,31 @@ pub struct Gpu {
     /// How many other GPUs have the same ids (`identical_ids_with` lists
     /// the first ones).
     pub identical_ids_count: usize,
+    /// What most GPUs lack (of a pasted listing, all of it), boxed: a
+    /// listing of many GPUs holds one pointer each for it.
+    pub rare: Option<Box<GpuRare>>,
+}
+
+/// The parts of a [`Gpu`] that are usually empty; read them through the
+/// [`Gpu`] methods of the same names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuRare {
+    /// Other non-bridge devices in the GPU's groups.
+    pub group_peers: Vec<PciAddress>,
+    /// For a shared group: its other members, described (`0000:00:1f.3
+    /// (audio device)`), as [`Gpu::verdict`] names them.
+    pub group_peer_words: Option<Box<str>>,
     /// Set when this function is an SR-IOV virtual function.
     pub virtual_function_of: Option<PciAddress>,
     pub reset_methods: Option<Vec<String>>,
     pub quirks: Vec<String>,
     pub quirk_details: Vec<QuirkHit>,
-    /// For a shared group: its other members, described (`0000:00:1f.3
-    /// (audio device)`), as [`Gpu::verdict`] names them.
-    pub group_peer_words: Option<Box<str>>,
+}
+
+impl GpuRare {
+    fn is_empty(&self) -> bool {
+        *self == GpuRare::default()
+    }
 }
 
 /// [`Gpu::verdict`]: written out when shown, never kept (a listing of many
@@ -199,7 +214,7 @@ impl fmt::Display for Verdict<'_> {
             f.write_str(
                 "Board management (BMC) display: it runs the host console and is never passed through.",
             )?;
-        } else if let Some(pf) = g.virtual_function_of {
+        } else if let Some(pf) = g.virtual_function_of() {
             write!(
                 f,
                 "SR-IOV virtual function of {pf}; pass it as a VF, not as a whole card."
@@ -215,7 +230,7 @@ impl fmt::Display for Verdict<'_> {
                 Isolation::Shared => write!(
                     f,
                     "Not isolated: its IOMMU group also holds {}; passing it through would take those too.",
-                    g.group_peer_words.as_deref().unwrap_or("")
+                    g.group_peer_words()
                 )?,
                 Isolation::Isolated => {
                     let several = g.groups.len() > 1;
@@ -285,18 +300,48 @@ impl Serialize for Gpu {
         st.serialize_field("iommu_group", &self.iommu_group)?;
         st.serialize_field("functions", &self.functions)?;
         st.serialize_field("groups", &self.groups)?;
-        st.serialize_field("group_peers", &self.group_peers)?;
+        st.serialize_field("group_peers", self.group_peers())?;
         st.serialize_field("isolation", &self.isolation)?;
         st.serialize_field("identical_ids_with", &self.identical_ids_with)?;
-        st.serialize_field("virtual_function_of", &self.virtual_function_of)?;
-        st.serialize_field("reset_methods", &self.reset_methods)?;
-        st.serialize_field("quirks", &self.quirks)?;
+        st.serialize_field("virtual_function_of", &self.virtual_function_of())?;
+        st.serialize_field("reset_methods", &self.reset_methods())?;
+        st.serialize_field("quirks", self.quirks())?;
         st.serialize_field("verdict", &self.verdict())?;
         st.end()
     }
 }
 
 impl Gpu {
+    /// Other non-bridge devices in the GPU's groups.
+    pub fn group_peers(&self) -> &[PciAddress] {
+        self.rare.as_ref().map_or(&[], |r| &r.group_peers)
+    }
+
+    /// Set when this function is an SR-IOV virtual function.
+    pub fn virtual_function_of(&self) -> Option<PciAddress> {
+        self.rare.as_ref().and_then(|r| r.virtual_function_of)
+    }
+
+    pub fn reset_methods(&self) -> Option<&[String]> {
+        self.rare.as_ref().and_then(|r| r.reset_methods.as_deref())
+    }
+
+    /// The ids of the quirks that apply.
+    pub fn quirks(&self) -> &[String] {
+        self.rare.as_ref().map_or(&[], |r| &r.quirks)
+    }
+
+    pub fn quirk_details(&self) -> &[QuirkHit] {
+        self.rare.as_ref().map_or(&[], |r| &r.quirk_details)
+    }
+
+    fn group_peer_words(&self) -> &str {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.group_peer_words.as_deref())
+            .unwrap_or("")
+    }
+
     /// One sentence: whether and how it can be passed through.
     pub fn verdict(&self) -> Verdict<'_> {
         Verdict(self)
@@ -559,6 +604,14 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                     source: q.source.clone(),
                 })
                 .collect();
+            let rare = GpuRare {
+                group_peers: peers.into_iter().collect(),
+                group_peer_words: None,
+                virtual_function_of: d.sriov.physfn,
+                reset_methods: d.reset_methods.clone(),
+                quirks: quirk_details.iter().map(|q| q.id.clone()).collect(),
+                quirk_details,
+            };
             Gpu {
                 address: d.address,
                 vendor_id: d.vendor_id,
@@ -574,15 +627,10 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 iommu_group: d.iommu_group,
                 functions,
                 groups: groups.into_iter().collect(),
-                group_peers: peers.into_iter().collect(),
                 isolation,
                 identical_ids_with: Twins::default(),
                 identical_ids_count: 0,
-                virtual_function_of: d.sriov.physfn,
-                reset_methods: d.reset_methods.clone(),
-                quirks: quirk_details.iter().map(|q| q.id.clone()).collect(),
-                quirk_details,
-                group_peer_words: None,
+                rare: (!rare.is_empty()).then(|| Box::new(rare)),
             }
         })
         .collect();
@@ -623,9 +671,9 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
         }
     }
     for g in &mut gpus {
-        if g.isolation == Isolation::Shared && !g.bmc && g.virtual_function_of.is_none() {
-            let peers: Vec<String> = g.group_peers.iter().map(|a| peer_desc(inv, a)).collect();
-            g.group_peer_words = Some(peers.join(", ").into());
+        if g.isolation == Isolation::Shared && !g.bmc && g.virtual_function_of().is_none() {
+            let peers: Vec<String> = g.group_peers().iter().map(|a| peer_desc(inv, a)).collect();
+            g.rare.get_or_insert_default().group_peer_words = Some(peers.join(", ").into());
         }
     }
     gpus

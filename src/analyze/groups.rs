@@ -46,48 +46,51 @@ pub struct GroupReport {
 }
 
 pub fn analyze_groups(inv: &Inventory) -> Vec<GroupReport> {
-    inv.iommu
-        .groups
-        .iter()
-        .map(|(id, members)| {
-            let endpoints: Addrs = members
-                .iter()
-                .filter(|a| !inv.device(a).is_some_and(is_group_infrastructure))
-                .copied()
-                .collect();
-            let slots: BTreeSet<(u32, u8, u8)> = endpoints
-                .iter()
-                .map(|a| (a.domain, a.bus, a.device))
-                .collect();
-            let gpus: Addrs = members
-                .iter()
-                .filter(|a| inv.device(a).is_some_and(Device::is_display))
-                .copied()
-                .collect();
-            let verdict = match slots.len() {
-                0 => GroupVerdict::BridgesOnly,
-                1 => GroupVerdict::Isolated,
-                _ => GroupVerdict::Shared,
-            };
-            let summary = match verdict {
-                GroupVerdict::BridgesOnly => Cow::Borrowed("bridges only"),
-                GroupVerdict::Isolated if endpoints.len() == 1 => Cow::Borrowed("one device"),
-                GroupVerdict::Isolated => {
-                    Cow::Owned(format!("one device ({} functions)", endpoints.len()))
-                }
-                GroupVerdict::Shared => Cow::Owned(format!(
-                    "shared by {} devices: they can only be passed through together",
-                    slots.len()
-                )),
-            };
-            GroupReport {
-                id: *id,
-                devices: Addrs::from_slice(members),
-                endpoints,
-                gpus,
-                verdict,
-                summary,
+    reports(inv).collect()
+}
+
+/// The report of each group, in order, made as it is asked for: a report
+/// that writes them one by one holds none of them (a listing can hold tens
+/// of thousands of groups).
+pub fn reports(inv: &Inventory) -> impl Iterator<Item = GroupReport> + '_ {
+    inv.iommu.groups.iter().map(move |(id, members)| {
+        let endpoints: Addrs = members
+            .iter()
+            .filter(|a| !inv.device(a).is_some_and(is_group_infrastructure))
+            .copied()
+            .collect();
+        let slots: BTreeSet<(u32, u8, u8)> = endpoints
+            .iter()
+            .map(|a| (a.domain, a.bus, a.device))
+            .collect();
+        let gpus: Addrs = members
+            .iter()
+            .filter(|a| inv.device(a).is_some_and(Device::is_display))
+            .copied()
+            .collect();
+        let verdict = match slots.len() {
+            0 => GroupVerdict::BridgesOnly,
+            1 => GroupVerdict::Isolated,
+            _ => GroupVerdict::Shared,
+        };
+        let summary = match verdict {
+            GroupVerdict::BridgesOnly => Cow::Borrowed("bridges only"),
+            GroupVerdict::Isolated if endpoints.len() == 1 => Cow::Borrowed("one device"),
+            GroupVerdict::Isolated => {
+                Cow::Owned(format!("one device ({} functions)", endpoints.len()))
             }
-        })
-        .collect()
+            GroupVerdict::Shared => Cow::Owned(format!(
+                "shared by {} devices: they can only be passed through together",
+                slots.len()
+            )),
+        };
+        GroupReport {
+            id: *id,
+            devices: Addrs::from_slice(members),
+            endpoints,
+            gpus,
+            verdict,
+            summary,
+        }
+    })
 }

@@ -33,7 +33,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
     let mut reasons = Vec::new();
     let usable: Vec<&Gpu> = gpus
         .iter()
-        .filter(|g| !g.bmc && g.virtual_function_of.is_none())
+        .filter(|g| !g.bmc && g.virtual_function_of().is_none())
         .collect();
     let bmc: Vec<&Gpu> = gpus.iter().filter(|g| g.bmc).collect();
     let boot = gpus.iter().find(|g| g.boot_display);
@@ -140,7 +140,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             Isolation::Shared => reasons.push(format!(
                 "{} is not isolated: its IOMMU group also holds {}.",
                 label(g),
-                g.group_peers
+                g.group_peers()
                     .iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
@@ -196,7 +196,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             named_list(&pick.identical_ids_with, pick.identical_ids_count)
         ));
     }
-    for q in &pick.quirk_details {
+    for q in pick.quirk_details() {
         head.push(format!("Quirk {}: {}", q.id, q.advice));
     }
     if candidates.len() > 1 {

@@ -304,7 +304,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Scan(a) => {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
-            let analysis = analyze::analyze(&inv);
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             let stacks = host::stacks::read(&host, &analysis.gpus);
             for w in &stacks.warnings {
                 tracing::warn!("{}", term::safe(&w.to_string()));
@@ -325,7 +326,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Iommu(a) => {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
-            let analysis = analyze::analyze(&inv);
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             emit_inventory(&inv, &analysis, None, a.json, true)
         }
         Command::Check(a) => check(&cli.root, a),
@@ -334,7 +336,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             // The text is dropped once parsed: the analysis and the report
             // need only the inventory.
             let inv = listing::parse_files(&read_listing_files(&a.files)?)?;
-            let analysis = analyze::analyze(&inv);
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             emit_inventory(&inv, &analysis, None, a.json, a.iommu)
         }
         Command::Bind(a) => runtime::bind(&cli.root, a),
@@ -404,7 +407,7 @@ fn emit_inventory(
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
         if iommu_only {
-            serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv, analysis))?;
+            serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv))?;
         } else {
             serde_json::to_writer_pretty(&mut out, &InventoryReport::new(inv, analysis, stacks))?;
         }
@@ -414,7 +417,7 @@ fn emit_inventory(
         // character, so pieces escape as the whole would).
         let mut emit = |piece: &str| out.write_all(term::safe(piece).as_bytes());
         if iommu_only {
-            render::iommu(&mut emit, inv, analysis)?;
+            render::iommu(&mut emit, inv)?;
         } else {
             render::scan(&mut emit, inv, analysis, stacks)?;
         }

@@ -142,15 +142,15 @@ fn gpu_block(
     }
     let fns: Vec<String> = g.functions.iter().map(|a| fn_label(inv, a)).collect();
     let _ = writeln!(out, "    functions: {}", fns.join(", "));
-    if !g.group_peers.is_empty() {
-        let peers: Vec<String> = g.group_peers.iter().map(|a| fn_label(inv, a)).collect();
+    if !g.group_peers().is_empty() {
+        let peers: Vec<String> = g.group_peers().iter().map(|a| fn_label(inv, a)).collect();
         let _ = writeln!(out, "    group peers: {}", peers.join(", "));
     }
     if !g.identical_ids_with.is_empty() {
         let twins = crate::analyze::gpu::named_list(&g.identical_ids_with, g.identical_ids_count);
         let _ = writeln!(out, "    identical ids with: {twins}");
     }
-    if let Some(r) = &g.reset_methods {
+    if let Some(r) = g.reset_methods() {
         let _ = writeln!(
             out,
             "    reset methods: {}",
@@ -161,7 +161,7 @@ fn gpu_block(
             }
         );
     }
-    for q in &g.quirk_details {
+    for q in g.quirk_details() {
         let _ = writeln!(out, "    quirk {}: {}", q.id, q.title);
         let _ = writeln!(out, "      {}", q.advice);
     }
@@ -245,15 +245,11 @@ pub fn scan(
 }
 
 /// `exliar iommu`.
-pub fn iommu(
-    emit: &mut dyn FnMut(&str) -> io::Result<()>,
-    inv: &Inventory,
-    a: &Analysis,
-) -> io::Result<()> {
+pub fn iommu(emit: &mut dyn FnMut(&str) -> io::Result<()>, inv: &Inventory) -> io::Result<()> {
     let mut out = Chunks::new(emit);
     let _ = writeln!(out, "exliar iommu: {}", source_line(inv));
     let _ = writeln!(out, "{}", iommu_line(inv));
-    for g in &a.groups {
+    for g in crate::analyze::groups::reports(inv) {
         let mark = match g.verdict {
             GroupVerdict::Isolated => "isolated",
             GroupVerdict::Shared => "SHARED",
