@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::analyze::{Analysis, Gpu, GroupReport, Recommendation};
+use crate::analyze::{Analysis, Gpu, Recommendation};
 use crate::host::stacks::{DevNode, GpuStack, Stacks, Userspace};
 use crate::model::{Device, HostFacts, Inventory, IommuState, Source, Warning};
 
@@ -27,6 +27,17 @@ impl<'a> IommuSummary<'a> {
     }
 }
 
+/// The IOMMU group reports of an inventory ([`crate::analyze::groups::reports`]),
+/// made while they are written: none is held.
+#[derive(Debug)]
+pub struct GroupReports<'a>(pub &'a Inventory);
+
+impl Serialize for GroupReports<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(crate::analyze::groups::reports(self.0))
+    }
+}
+
 /// One GPU of the inventory report: the analysis, and (for a host root,
 /// not a pasted listing) its driver and stack.
 #[derive(Debug, Serialize)]
@@ -47,7 +58,7 @@ pub struct InventoryReport<'a> {
     pub iommu: IommuSummary<'a>,
     pub gpus: Vec<GpuEntry<'a>>,
     pub recommendation: &'a Recommendation,
-    pub iommu_groups: &'a [GroupReport],
+    pub iommu_groups: GroupReports<'a>,
     pub devices: &'a [Device],
     /// Device nodes shared by the GPUs of a driver (host roots only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,7 +86,7 @@ impl<'a> InventoryReport<'a> {
                 })
                 .collect(),
             recommendation: &a.recommendation,
-            iommu_groups: &a.groups,
+            iommu_groups: GroupReports(inv),
             devices: &inv.devices,
             shared_nodes: stacks.map(|s| s.shared_nodes.as_slice()),
             userspace: stacks.map(|s| &s.userspace),
@@ -95,18 +106,18 @@ pub struct IommuReport<'a> {
     pub exliar_version: &'static str,
     pub source: &'a Source,
     pub iommu: IommuSummary<'a>,
-    pub iommu_groups: &'a [GroupReport],
+    pub iommu_groups: GroupReports<'a>,
     pub warnings: &'a [Warning],
 }
 
 impl<'a> IommuReport<'a> {
-    pub fn new(inv: &'a Inventory, a: &'a Analysis) -> Self {
+    pub fn new(inv: &'a Inventory) -> Self {
         Self {
             schema: IOMMU_SCHEMA,
             exliar_version: env!("CARGO_PKG_VERSION"),
             source: &inv.source,
             iommu: IommuSummary::of(&inv.iommu),
-            iommu_groups: &a.groups,
+            iommu_groups: GroupReports(inv),
             warnings: &inv.warnings,
         }
     }

@@ -1,14 +1,18 @@
 //! GPU classification: kind, vendor, integrated or discrete, boot display,
 //! the card's functions, group peers, isolation, identical ids, quirks.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 use crate::model::{Device, Inventory, PciAddress, hex16};
 
 use super::db::{GpuDb, QuirkSubject};
-use super::groups::is_group_infrastructure;
+use super::groups::{Addrs, is_group_infrastructure};
+use smallvec::SmallVec;
 
 /// VGA (0300), 3D (0302) or other display (0380, 0301).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,16 +84,80 @@ pub struct QuirkHit {
     pub needs: String,
 }
 
-/// One GPU and everything exliar concluded about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Other GPUs with the same ids as one GPU: the first
+/// [`MAX_TWINS_LISTED`] of them. Every GPU of those ids shares one list (of
+/// one more, since each leaves itself out), so that thousands of identical
+/// GPUs cost one list, not thousands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Twins {
+    shared: Option<Arc<[PciAddress]>>,
+    this: Option<PciAddress>,
+}
+
+impl Twins {
+    /// `this` GPU's twins among `shared` (the first `MAX_TWINS_LISTED + 1`
+    /// GPUs of its ids, in address order).
+    pub fn new(shared: Arc<[PciAddress]>, this: PciAddress) -> Self {
+        Self {
+            shared: Some(shared),
+            this: Some(this),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PciAddress> + '_ {
+        self.shared
+            .iter()
+            .flat_map(|s| s.iter())
+            .filter(|a| Some(**a) != self.this)
+            .take(MAX_TWINS_LISTED)
+    }
+
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    pub fn first(&self) -> Option<&PciAddress> {
+        self.iter().next()
+    }
+
+    pub fn contains(&self, a: &PciAddress) -> bool {
+        self.iter().any(|t| t == a)
+    }
+
+    pub fn to_vec(&self) -> Vec<PciAddress> {
+        self.iter().copied().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Twins {
+    type Item = &'a PciAddress;
+    type IntoIter = Box<dyn Iterator<Item = &'a PciAddress> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl Serialize for Twins {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// One GPU and everything exliar concluded about it. Serialized (by hand,
+/// below) with its [`Gpu::verdict`] last.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gpu {
     pub address: PciAddress,
-    #[serde(with = "hex16")]
     pub vendor_id: Option<u16>,
-    #[serde(with = "hex16")]
     pub device_id: Option<u16>,
-    pub vendor: String,
-    pub name: String,
+    /// [`vendor_short`]: shared, not copied per GPU.
+    pub vendor: Arc<str>,
+    /// The device's [`Device::display_name`]: GPUs of one name share it.
+    pub name: Arc<str>,
     pub kind: GpuKind,
     pub integrated: bool,
     pub bmc: bool,
@@ -98,48 +166,207 @@ pub struct Gpu {
     pub driver: Option<String>,
     pub iommu_group: Option<u32>,
     /// Every function of the card, the GPU itself included.
-    pub functions: Vec<PciAddress>,
+    pub functions: Addrs,
     /// IOMMU groups of the card's functions.
-    pub groups: Vec<u32>,
-    /// Other non-bridge devices in those groups.
-    pub group_peers: Vec<PciAddress>,
+    pub groups: SmallVec<[u32; 1]>,
     pub isolation: Isolation,
     /// Other GPUs with the same ids: at most [`MAX_TWINS_LISTED`] of them
     /// (a pasted listing can hold thousands of identical lines).
-    pub identical_ids_with: Vec<PciAddress>,
+    pub identical_ids_with: Twins,
     /// How many other GPUs have the same ids (`identical_ids_with` lists
     /// the first ones).
-    #[serde(skip)]
     pub identical_ids_count: usize,
+    /// What most GPUs lack (of a pasted listing, all of it), boxed: a
+    /// listing of many GPUs holds one pointer each for it.
+    pub rare: Option<Box<GpuRare>>,
+}
+
+/// The parts of a [`Gpu`] that are usually empty; read them through the
+/// [`Gpu`] methods of the same names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuRare {
+    /// Other non-bridge devices in the GPU's groups.
+    pub group_peers: Vec<PciAddress>,
+    /// For a shared group: its other members, described (`0000:00:1f.3
+    /// (audio device)`), as [`Gpu::verdict`] names them.
+    pub group_peer_words: Option<Box<str>>,
     /// Set when this function is an SR-IOV virtual function.
     pub virtual_function_of: Option<PciAddress>,
     pub reset_methods: Option<Vec<String>>,
     pub quirks: Vec<String>,
-    #[serde(skip)]
     pub quirk_details: Vec<QuirkHit>,
-    pub verdict: String,
+}
+
+impl GpuRare {
+    fn is_empty(&self) -> bool {
+        *self == GpuRare::default()
+    }
+}
+
+/// [`Gpu::verdict`]: written out when shown, never kept (a listing of many
+/// GPUs would hold one sentence per GPU).
+pub struct Verdict<'a>(&'a Gpu);
+
+impl fmt::Display for Verdict<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = self.0;
+        if g.bmc {
+            f.write_str(
+                "Board management (BMC) display: it runs the host console and is never passed through.",
+            )?;
+        } else if let Some(pf) = g.virtual_function_of() {
+            write!(
+                f,
+                "SR-IOV virtual function of {pf}; pass it as a VF, not as a whole card."
+            )?;
+        } else {
+            match g.isolation {
+                Isolation::NoIommu => f.write_str(
+                    "Cannot be passed through until the IOMMU is enabled (firmware VT-d/AMD-Vi and kernel).",
+                )?,
+                Isolation::Unknown => f.write_str(
+                    "IOMMU group not known from this source; isolation cannot be judged.",
+                )?,
+                Isolation::Shared => write!(
+                    f,
+                    "Not isolated: its IOMMU group also holds {}; passing it through would take those too.",
+                    g.group_peer_words()
+                )?,
+                Isolation::Isolated => {
+                    let several = g.groups.len() > 1;
+                    write!(f, "Isolated: IOMMU group{} ", if several { "s" } else { "" })?;
+                    for (i, n) in g.groups.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "{n}")?;
+                    }
+                    write!(f, " hold{} ", if several { "" } else { "s" })?;
+                    if g.functions.len() == 1 {
+                        f.write_str("only this function")?;
+                    } else {
+                        write!(f, "only the card's {} functions", g.functions.len())?;
+                    }
+                    f.write_str("; it can be passed through.")?;
+                }
+            }
+        }
+        if let Some(words) = g.boot_display_phrase() {
+            write!(f, " It is {words}.")?;
+        }
+        if g.integrated {
+            f.write_str(" Integrated graphics.")?;
+        }
+        if !g.identical_ids_with.is_empty() {
+            write!(
+                f,
+                " Same vendor:device ids as {}: bind by address, not by id.",
+                named_list(&g.identical_ids_with, g.identical_ids_count)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Verdict<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A `u16` as [`hex16`] writes it.
+struct Hex16(Option<u16>);
+
+impl Serialize for Hex16 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        hex16::serialize(&self.0, s)
+    }
+}
+
+impl Serialize for Gpu {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Gpu", 21)?;
+        st.serialize_field("address", &self.address)?;
+        st.serialize_field("vendor_id", &Hex16(self.vendor_id))?;
+        st.serialize_field("device_id", &Hex16(self.device_id))?;
+        st.serialize_field("vendor", &*self.vendor)?;
+        st.serialize_field("name", &*self.name)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("integrated", &self.integrated)?;
+        st.serialize_field("bmc", &self.bmc)?;
+        st.serialize_field("boot_display", &self.boot_display)?;
+        st.serialize_field("boot_display_evidence", &self.boot_display_evidence)?;
+        st.serialize_field("driver", &self.driver)?;
+        st.serialize_field("iommu_group", &self.iommu_group)?;
+        st.serialize_field("functions", &self.functions)?;
+        st.serialize_field("groups", &self.groups)?;
+        st.serialize_field("group_peers", self.group_peers())?;
+        st.serialize_field("isolation", &self.isolation)?;
+        st.serialize_field("identical_ids_with", &self.identical_ids_with)?;
+        st.serialize_field("virtual_function_of", &self.virtual_function_of())?;
+        st.serialize_field("reset_methods", &self.reset_methods())?;
+        st.serialize_field("quirks", self.quirks())?;
+        st.serialize_field("verdict", &self.verdict())?;
+        st.end()
+    }
 }
 
 impl Gpu {
+    /// Other non-bridge devices in the GPU's groups.
+    pub fn group_peers(&self) -> &[PciAddress] {
+        self.rare.as_ref().map_or(&[], |r| &r.group_peers)
+    }
+
+    /// Set when this function is an SR-IOV virtual function.
+    pub fn virtual_function_of(&self) -> Option<PciAddress> {
+        self.rare.as_ref().and_then(|r| r.virtual_function_of)
+    }
+
+    pub fn reset_methods(&self) -> Option<&[String]> {
+        self.rare.as_ref().and_then(|r| r.reset_methods.as_deref())
+    }
+
+    /// The ids of the quirks that apply.
+    pub fn quirks(&self) -> &[String] {
+        self.rare.as_ref().map_or(&[], |r| &r.quirks)
+    }
+
+    pub fn quirk_details(&self) -> &[QuirkHit] {
+        self.rare.as_ref().map_or(&[], |r| &r.quirk_details)
+    }
+
+    fn group_peer_words(&self) -> &str {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.group_peer_words.as_deref())
+            .unwrap_or("")
+    }
+
+    /// One sentence: whether and how it can be passed through.
+    pub fn verdict(&self) -> Verdict<'_> {
+        Verdict(self)
+    }
+
     /// "the boot display", saying so when exliar only inferred it (no
     /// `boot_vga` attribute said yes), and from what: human words that
     /// match `boot_display_evidence`. `None` when it is not the boot display.
     pub fn boot_display_words(&self) -> Option<String> {
+        self.boot_display_phrase().map(str::to_string)
+    }
+
+    fn boot_display_phrase(&self) -> Option<&'static str> {
         if !self.boot_display {
             return None;
         }
         Some(match self.boot_display_evidence {
-            Some(BootEvidence::Inferred) => {
-                let why = if self.bmc {
-                    "a BMC display"
-                } else if self.integrated {
-                    "integrated graphics"
-                } else {
-                    "the first display device"
-                };
-                format!("the boot display (inferred: {why})")
+            Some(BootEvidence::Inferred) if self.bmc => {
+                "the boot display (inferred: a BMC display)"
             }
-            _ => "the boot display".to_string(),
+            Some(BootEvidence::Inferred) if self.integrated => {
+                "the boot display (inferred: integrated graphics)"
+            }
+            Some(BootEvidence::Inferred) => "the boot display (inferred: the first display device)",
+            _ => "the boot display",
         })
     }
 }
@@ -242,14 +469,17 @@ pub const MAX_NAMED: usize = 8;
 
 /// `a, b, c` — or the first [`MAX_NAMED`] of `shown` and `and N more`
 /// (`total` counts every one, listed or not).
-pub fn named_list(shown: &[PciAddress], total: usize) -> String {
-    let mut s = shown
-        .iter()
-        .take(MAX_NAMED)
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let named = shown.len().min(MAX_NAMED);
+pub fn named_list<'a>(shown: impl IntoIterator<Item = &'a PciAddress>, total: usize) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut named = 0;
+    for a in shown.into_iter().take(MAX_NAMED) {
+        if named > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{a}");
+        named += 1;
+    }
     if total > named {
         s.push_str(&format!(" and {} more", total - named));
     }
@@ -296,11 +526,24 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
     let boot = boot_display(&displays, db);
     let iommu_off = inv.iommu.enabled == Some(false);
 
+    // One string per distinct vendor and name, shared by the GPUs that
+    // have it (a listing can repeat one model thousands of times).
+    let mut strings: HashSet<Arc<str>> = HashSet::new();
+    let mut intern = |s: String| -> Arc<str> {
+        match strings.get(s.as_str()) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(s);
+                strings.insert(a.clone());
+                a
+            }
+        }
+    };
     let mut gpus: Vec<Gpu> = displays
         .iter()
         .map(|d| {
             let integrated = is_integrated(d, db);
-            let functions = card_functions(inv, d, integrated);
+            let functions = Addrs::from_vec(card_functions(inv, d, integrated));
             let mut groups: BTreeSet<u32> = BTreeSet::new();
             let mut any_unknown = false;
             for f in &functions {
@@ -361,12 +604,20 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                     source: q.source.clone(),
                 })
                 .collect();
+            let rare = GpuRare {
+                group_peers: peers.into_iter().collect(),
+                group_peer_words: None,
+                virtual_function_of: d.sriov.physfn,
+                reset_methods: d.reset_methods.clone(),
+                quirks: quirk_details.iter().map(|q| q.id.clone()).collect(),
+                quirk_details,
+            };
             Gpu {
                 address: d.address,
                 vendor_id: d.vendor_id,
                 device_id: d.device_id,
-                vendor: vendor_short(d.vendor_id, d.vendor_name.as_deref()),
-                name: d.display_name(),
+                vendor: intern(vendor_short(d.vendor_id, d.vendor_name.as_deref())),
+                name: intern(d.display_name()),
                 kind: GpuKind::of(d.class.map_or(0, |c| c.subclass())),
                 integrated,
                 bmc,
@@ -376,51 +627,54 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 iommu_group: d.iommu_group,
                 functions,
                 groups: groups.into_iter().collect(),
-                group_peers: peers.into_iter().collect(),
                 isolation,
-                identical_ids_with: Vec::new(),
+                identical_ids_with: Twins::default(),
                 identical_ids_count: 0,
-                virtual_function_of: d.sriov.physfn,
-                reset_methods: d.reset_methods.clone(),
-                quirks: quirk_details.iter().map(|q| q.id.clone()).collect(),
-                quirk_details,
-                verdict: String::new(),
+                rare: (!rare.is_empty()).then(|| Box::new(rare)),
             }
         })
         .collect();
 
     // Identical vendor:device pairs (or identical names when ids are unknown).
-    let keys: Vec<Option<String>> = displays
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum Key<'a> {
+        Ids(u16, u16),
+        Names(&'a str, &'a str),
+    }
+    // Sorted by key once, stably (comparing every pair was quadratic; a map
+    // of lists made one list per GPU).
+    let mut keyed: Vec<(Key<'_>, usize)> = displays
         .iter()
-        .map(|d| match (d.vendor_id, d.device_id) {
-            (Some(v), Some(x)) => Some(format!("{v:04x}:{x:04x}")),
+        .enumerate()
+        .filter_map(|(i, d)| match (d.vendor_id, d.device_id) {
+            (Some(v), Some(x)) => Some((Key::Ids(v, x), i)),
             _ => d
                 .device_name
-                .as_ref()
-                .map(|n| format!("{}|{n}", d.vendor_name.as_deref().unwrap_or(""))),
+                .as_deref()
+                .map(|n| (Key::Names(d.vendor_name.as_deref().unwrap_or(""), n), i)),
         })
         .collect();
-    // Grouped by key once (comparing every pair was quadratic).
-    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        if let Some(k) = k {
-            by_key.entry(k.as_str()).or_default().push(i);
-        }
-    }
-    for same in by_key.values().filter(|v| v.len() > 1) {
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    for run in keyed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+        let same: Vec<usize> = run.iter().map(|(_, i)| *i).collect();
+        let same = &same;
+        // The first MAX_TWINS_LISTED + 1: each GPU's list is these, less
+        // itself, cut to MAX_TWINS_LISTED.
+        let shared: Arc<[PciAddress]> = same
+            .iter()
+            .take(MAX_TWINS_LISTED + 1)
+            .map(|&j| gpus[j].address)
+            .collect();
         for &i in same {
-            let twins: Vec<PciAddress> = same
-                .iter()
-                .filter(|&&j| j != i)
-                .take(MAX_TWINS_LISTED)
-                .map(|&j| gpus[j].address)
-                .collect();
-            gpus[i].identical_ids_with = twins;
+            gpus[i].identical_ids_with = Twins::new(shared.clone(), gpus[i].address);
             gpus[i].identical_ids_count = same.len() - 1;
         }
     }
     for g in &mut gpus {
-        g.verdict = verdict(g, inv);
+        if g.isolation == Isolation::Shared && !g.bmc && g.virtual_function_of().is_none() {
+            let peers: Vec<String> = g.group_peers().iter().map(|a| peer_desc(inv, a)).collect();
+            g.rare.get_or_insert_default().group_peer_words = Some(peers.join(", ").into());
+        }
     }
     gpus
 }
@@ -449,61 +703,4 @@ fn peer_desc(inv: &Inventory, a: &PciAddress) -> String {
         Some(c) => format!("{a} ({})", c.describe()),
         None => a.to_string(),
     }
-}
-
-fn verdict(g: &Gpu, inv: &Inventory) -> String {
-    let mut s = if g.bmc {
-        "Board management (BMC) display: it runs the host console and is never passed through."
-            .to_string()
-    } else if g.virtual_function_of.is_some() {
-        format!(
-            "SR-IOV virtual function of {}; pass it as a VF, not as a whole card.",
-            g.virtual_function_of
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        )
-    } else {
-        match g.isolation {
-            Isolation::NoIommu => {
-                "Cannot be passed through until the IOMMU is enabled (firmware VT-d/AMD-Vi and kernel)."
-                    .to_string()
-            }
-            Isolation::Unknown => "IOMMU group not known from this source; isolation cannot be judged."
-                .to_string(),
-            Isolation::Shared => {
-                let peers: Vec<String> = g.group_peers.iter().map(|a| peer_desc(inv, a)).collect();
-                format!(
-                    "Not isolated: its IOMMU group also holds {}; passing it through would take those too.",
-                    peers.join(", ")
-                )
-            }
-            Isolation::Isolated => {
-                let groups: Vec<String> = g.groups.iter().map(u32::to_string).collect();
-                let what = if g.functions.len() == 1 {
-                    "only this function".to_string()
-                } else {
-                    format!("only the card's {} functions", g.functions.len())
-                };
-                format!(
-                    "Isolated: IOMMU group{} {} hold{} {what}; it can be passed through.",
-                    if groups.len() > 1 { "s" } else { "" },
-                    groups.join(", "),
-                    if groups.len() > 1 { "" } else { "s" },
-                )
-            }
-        }
-    };
-    if let Some(words) = g.boot_display_words() {
-        s.push_str(&format!(" It is {words}."));
-    }
-    if g.integrated {
-        s.push_str(" Integrated graphics.");
-    }
-    if !g.identical_ids_with.is_empty() {
-        s.push_str(&format!(
-            " Same vendor:device ids as {}: bind by address, not by id.",
-            named_list(&g.identical_ids_with, g.identical_ids_count)
-        ));
-    }
-    s
 }

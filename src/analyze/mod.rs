@@ -29,6 +29,20 @@ pub fn analyze(inv: &Inventory) -> Analysis {
     analyze_with(inv, &GpuDb::embedded())
 }
 
+/// [`analyze`] without the group reports: [`Analysis::groups`] is left
+/// empty, for the reports that write [`groups::reports`] as they go (a
+/// listing of many groups then holds none of them).
+pub fn analyze_without_groups(inv: &Inventory) -> Analysis {
+    let db = GpuDb::embedded();
+    let gpus = gpu::analyze_gpus(inv, &db);
+    let recommendation = recommend::recommend(inv, &gpus);
+    Analysis {
+        gpus,
+        groups: Vec::new(),
+        recommendation,
+    }
+}
+
 pub fn analyze_with(inv: &Inventory, db: &GpuDb) -> Analysis {
     let gpus = gpu::analyze_gpus(inv, db);
     let groups = groups::analyze_groups(inv);

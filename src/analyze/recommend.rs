@@ -1,7 +1,5 @@
 //! Which GPU to pass through and which one the host keeps.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::model::{Inventory, PciAddress};
@@ -35,7 +33,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
     let mut reasons = Vec::new();
     let usable: Vec<&Gpu> = gpus
         .iter()
-        .filter(|g| !g.bmc && g.virtual_function_of.is_none())
+        .filter(|g| !g.bmc && g.virtual_function_of().is_none())
         .collect();
     let bmc: Vec<&Gpu> = gpus.iter().filter(|g| g.bmc).collect();
     let boot = gpus.iter().find(|g| g.boot_display);
@@ -101,13 +99,18 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
 
     // GPUs sharing one group cannot be split: one sentence per group
     // (comparing every pair was quadratic).
-    let mut by_group: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
-    for g in &usable {
-        for id in &g.groups {
-            by_group.entry(*id).or_default().push(g.address);
-        }
-    }
-    let mut shared: Vec<Vec<PciAddress>> = by_group.into_values().filter(|v| v.len() > 1).collect();
+    // (group, GPU) pairs sorted by group, stably (each group's GPUs stay
+    // in order): one list, not one per group.
+    let mut pairs: Vec<(u32, PciAddress)> = usable
+        .iter()
+        .flat_map(|g| g.groups.iter().map(|id| (*id, g.address)))
+        .collect();
+    pairs.sort_by_key(|p| p.0);
+    let mut shared: Vec<Vec<PciAddress>> = pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+        .map(|run| run.iter().map(|p| p.1).collect())
+        .collect();
     shared.sort();
     shared.dedup();
     for v in shared {
@@ -137,7 +140,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             Isolation::Shared => reasons.push(format!(
                 "{} is not isolated: its IOMMU group also holds {}.",
                 label(g),
-                g.group_peers
+                g.group_peers()
                     .iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
@@ -173,7 +176,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             reasons,
         };
     };
-    let mut head = vec![format!("Pass through {}: {}", label(pick), pick.verdict)];
+    let mut head = vec![format!("Pass through {}: {}", label(pick), pick.verdict())];
     if let Some(h) = host {
         let why = if let Some(words) = h.boot_display_words() {
             words
@@ -193,7 +196,7 @@ pub fn recommend(inv: &Inventory, gpus: &[Gpu]) -> Recommendation {
             named_list(&pick.identical_ids_with, pick.identical_ids_count)
         ));
     }
-    for q in &pick.quirk_details {
+    for q in pick.quirk_details() {
         head.push(format!("Quirk {}: {}", q.id, q.advice));
     }
     if candidates.len() > 1 {

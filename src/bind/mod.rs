@@ -345,7 +345,7 @@ fn reset_bug_cards(analysis: &Analysis, targets: &[PciAddress]) -> BTreeSet<PciA
         .gpus
         .iter()
         .filter(|g| targets.contains(&g.address))
-        .filter(|g| g.quirks.iter().any(|id| id == "amd-reset-bug"))
+        .filter(|g| g.quirks().iter().any(|id| id == "amd-reset-bug"))
         .map(|g| g.address)
         .collect()
 }

@@ -1264,7 +1264,7 @@ impl<'a> Ctx<'a> {
                 let on = parse::efivar_bool(b);
                 let mut c = match on {
                     Some(true) => {
-                        let needs_modules = self.analysis.and_then(target_gpu).is_some_and(|g| g.quirks.iter().any(|q| q == "amd-reset-bug"));
+                        let needs_modules = self.analysis.and_then(target_gpu).is_some_and(|g| g.quirks().iter().any(|q| q == "amd-reset-bug"));
                         let limine = self.boot.loader == Some(Loader::Limine);
                         let mut s = "Secure Boot is on: VFIO itself works, but out-of-tree modules (vendor-reset, kvmfr) must be signed with an enrolled key (MOK)".to_string();
                         if limine {
@@ -1884,7 +1884,7 @@ impl<'a> Ctx<'a> {
             Err(c) => return c,
         };
         let rm = format!("sys/bus/pci/devices/{}/reset_method", g.address);
-        let methods = g.reset_methods.clone();
+        let methods = g.reset_methods().map(<[String]>::to_vec);
         let mut facts = vec![Fact::new(
             &rm,
             match &methods {
@@ -1893,7 +1893,7 @@ impl<'a> Ctx<'a> {
                 None => "not known (no reset_method attribute; kernels before 5.15)".to_string(),
             },
         )];
-        let quirk = g.quirks.iter().any(|q| q == "amd-reset-bug");
+        let quirk = g.quirks().iter().any(|q| q == "amd-reset-bug");
         if quirk {
             facts.push(Fact::new(
                 "exliar GPU database (data/gpu-db.toml)",

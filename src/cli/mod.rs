@@ -304,7 +304,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Scan(a) => {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
-            let analysis = analyze::analyze(&inv);
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             let stacks = host::stacks::read(&host, &analysis.gpus);
             for w in &stacks.warnings {
                 tracing::warn!("{}", term::safe(&w.to_string()));
@@ -314,7 +315,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 "inventory",
                 serde_json::json!({
                     "gpus": analysis.gpus.iter().map(|g| serde_json::json!({
-                        "address": g.address, "name": g.name, "driver": g.driver,
+                        "address": g.address, "name": &*g.name, "driver": g.driver,
                         "isolation": g.isolation,
                     })).collect::<Vec<_>>(),
                     "recommendation": analysis.recommendation,
@@ -325,15 +326,18 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Iommu(a) => {
             let host = HostRoot::new(&cli.root);
             let inv = read_host(&host)?;
-            let analysis = analyze::analyze(&inv);
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             emit_inventory(&inv, &analysis, None, a.json, true)
         }
         Command::Check(a) => check(&cli.root, a),
         Command::Snapshot(a) => snapshot(&cli.root, &a.out, a.force),
         Command::Analyze(a) => {
-            let files = read_listing_files(&a.files)?;
-            let inv = listing::parse_files(&files)?;
-            let analysis = analyze::analyze(&inv);
+            // The text is dropped once parsed: the analysis and the report
+            // need only the inventory.
+            let inv = listing::parse_files(&read_listing_files(&a.files)?)?;
+            // The group reports are written as they are made.
+            let analysis = analyze::analyze_without_groups(&inv);
             emit_inventory(&inv, &analysis, None, a.json, a.iommu)
         }
         Command::Bind(a) => runtime::bind(&cli.root, a),
@@ -416,18 +420,20 @@ fn emit_inventory(
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
         if iommu_only {
-            serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv, analysis))?;
+            serde_json::to_writer_pretty(&mut out, &IommuReport::new(inv))?;
         } else {
             serde_json::to_writer_pretty(&mut out, &InventoryReport::new(inv, analysis, stacks))?;
         }
         writeln!(out)?;
     } else {
-        let text = if iommu_only {
-            render::iommu(inv, analysis)
+        // Written as it is made, escaped piece by piece (escaping is per
+        // character, so pieces escape as the whole would).
+        let mut emit = |piece: &str| out.write_all(term::safe(piece).as_bytes());
+        if iommu_only {
+            render::iommu(&mut emit, inv)?;
         } else {
-            render::scan(inv, analysis, stacks)
-        };
-        out.write_all(term::safe(&text).as_bytes())?;
+            render::scan(&mut emit, inv, analysis, stacks)?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)
@@ -531,7 +537,9 @@ fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
                 host::readfile::read_input(p, limit).with_context(|| p.display().to_string())?;
             (p.display().to_string(), bytes)
         };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        // Valid UTF-8 (nearly always) is taken as it is, not copied.
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         files.push(ListingFile { name, text });
     }
     Ok(files)

@@ -1,6 +1,7 @@
 //! Human output. Pure: analysis in, text out.
 
 use std::fmt::Write as _;
+use std::io;
 
 use crate::analyze::{Analysis, Gpu, GroupVerdict, Mode};
 use crate::check::{CheckReport, Evidence, Status};
@@ -54,8 +55,55 @@ fn fn_label(inv: &Inventory, a: &PciAddress) -> String {
     format!("{a} ({class})")
 }
 
+/// Text handed to `emit` in pieces of about [`Chunks::SIZE`] bytes, so that
+/// a report of tens of megabytes (a listing of many thousand devices) is
+/// never held whole. The first error of `emit` is kept for
+/// [`Chunks::finish`].
+pub struct Chunks<'a> {
+    buf: String,
+    emit: &'a mut dyn FnMut(&str) -> io::Result<()>,
+    error: Option<io::Error>,
+}
+
+impl<'a> Chunks<'a> {
+    const SIZE: usize = 64 << 10;
+
+    pub fn new(emit: &'a mut dyn FnMut(&str) -> io::Result<()>) -> Self {
+        Self {
+            buf: String::with_capacity(Self::SIZE + 1024),
+            emit,
+            error: None,
+        }
+    }
+
+    fn spill(&mut self) {
+        if self.error.is_none()
+            && !self.buf.is_empty()
+            && let Err(e) = (self.emit)(&self.buf)
+        {
+            self.error = Some(e);
+        }
+        self.buf.clear();
+    }
+
+    pub fn finish(mut self) -> io::Result<()> {
+        self.spill();
+        self.error.take().map_or(Ok(()), Err)
+    }
+}
+
+impl std::fmt::Write for Chunks<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.buf.push_str(s);
+        if self.buf.len() >= Self::SIZE {
+            self.spill();
+        }
+        Ok(())
+    }
+}
+
 fn gpu_block(
-    out: &mut String,
+    out: &mut impl std::fmt::Write,
     inv: &Inventory,
     g: &Gpu,
     stack: Option<&crate::host::stacks::GpuStack>,
@@ -64,7 +112,7 @@ fn gpu_block(
         (Some(v), Some(d)) => format!(" [{v:04x}:{d:04x}]"),
         _ => String::new(),
     };
-    let mut tags = vec![g.kind.label().to_string(), g.vendor.clone()];
+    let mut tags = vec![g.kind.label().to_string(), g.vendor.to_string()];
     tags.push(
         if g.bmc {
             "BMC"
@@ -94,15 +142,15 @@ fn gpu_block(
     }
     let fns: Vec<String> = g.functions.iter().map(|a| fn_label(inv, a)).collect();
     let _ = writeln!(out, "    functions: {}", fns.join(", "));
-    if !g.group_peers.is_empty() {
-        let peers: Vec<String> = g.group_peers.iter().map(|a| fn_label(inv, a)).collect();
+    if !g.group_peers().is_empty() {
+        let peers: Vec<String> = g.group_peers().iter().map(|a| fn_label(inv, a)).collect();
         let _ = writeln!(out, "    group peers: {}", peers.join(", "));
     }
     if !g.identical_ids_with.is_empty() {
         let twins = crate::analyze::gpu::named_list(&g.identical_ids_with, g.identical_ids_count);
         let _ = writeln!(out, "    identical ids with: {twins}");
     }
-    if let Some(r) = &g.reset_methods {
+    if let Some(r) = g.reset_methods() {
         let _ = writeln!(
             out,
             "    reset methods: {}",
@@ -113,14 +161,14 @@ fn gpu_block(
             }
         );
     }
-    for q in &g.quirk_details {
+    for q in g.quirk_details() {
         let _ = writeln!(out, "    quirk {}: {}", q.id, q.title);
         let _ = writeln!(out, "      {}", q.advice);
     }
-    let _ = writeln!(out, "    verdict: {}", g.verdict);
+    let _ = writeln!(out, "    verdict: {}", g.verdict());
 }
 
-fn device_table(out: &mut String, devices: &[Device]) {
+fn device_table(out: &mut impl std::fmt::Write, devices: &[Device]) {
     let _ = writeln!(
         out,
         "  {:<13} {:<8} {:<9} {:<16} {:>5}  NAME",
@@ -145,8 +193,13 @@ fn device_table(out: &mut String, devices: &[Device]) {
 }
 
 /// `exliar scan` / `exliar analyze`.
-pub fn scan(inv: &Inventory, a: &Analysis, stacks: Option<&crate::host::stacks::Stacks>) -> String {
-    let mut out = String::new();
+pub fn scan(
+    emit: &mut dyn FnMut(&str) -> io::Result<()>,
+    inv: &Inventory,
+    a: &Analysis,
+    stacks: Option<&crate::host::stacks::Stacks>,
+) -> io::Result<()> {
+    let mut out = Chunks::new(emit);
     let _ = writeln!(out, "exliar scan: {}", source_line(inv));
     let _ = writeln!(out, "{}", iommu_line(inv));
     let _ = writeln!(out);
@@ -188,15 +241,15 @@ pub fn scan(inv: &Inventory, a: &Analysis, stacks: Option<&crate::host::stacks::
             let _ = writeln!(out, "  {w}");
         }
     }
-    out
+    out.finish()
 }
 
 /// `exliar iommu`.
-pub fn iommu(inv: &Inventory, a: &Analysis) -> String {
-    let mut out = String::new();
+pub fn iommu(emit: &mut dyn FnMut(&str) -> io::Result<()>, inv: &Inventory) -> io::Result<()> {
+    let mut out = Chunks::new(emit);
     let _ = writeln!(out, "exliar iommu: {}", source_line(inv));
     let _ = writeln!(out, "{}", iommu_line(inv));
-    for g in &a.groups {
+    for g in crate::analyze::groups::reports(inv) {
         let mark = match g.verdict {
             GroupVerdict::Isolated => "isolated",
             GroupVerdict::Shared => "SHARED",
@@ -237,7 +290,7 @@ pub fn iommu(inv: &Inventory, a: &Analysis) -> String {
             let _ = writeln!(out, "  {w}");
         }
     }
-    out
+    out.finish()
 }
 
 /// `exliar check`.

@@ -77,13 +77,13 @@ pub fn sanitize_value(s: &str) -> Option<String> {
 /// database gives one (`GeForce RTX 3060 Lite Hash Rate`), else the name
 /// without the vendor's company name.
 pub fn model(g: &Gpu) -> Option<String> {
-    let n = &g.name;
+    let n: &str = &g.name;
     let inner = match (n.rfind('['), n.rfind(']')) {
         (Some(a), Some(b)) if b > a + 1 => &n[a + 1..b],
         _ => n
             .split_once(" Corporation ")
             .or_else(|| n.split_once(", Inc. "))
-            .map_or(n.as_str(), |(_, r)| r),
+            .map_or(n, |(_, r)| r),
     };
     sanitize_value(inner)
 }

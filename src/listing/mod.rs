@@ -12,11 +12,7 @@ mod formats;
 mod line;
 mod vendors;
 
-use std::collections::BTreeMap;
-
-use crate::model::{
-    ClassCode, Device, HostFacts, Inventory, IommuState, PciAddress, Source, Warning,
-};
+use crate::model::{ClassCode, Device, HostFacts, Inventory, IommuState, Source, Warning};
 
 use formats::{Detail, LineKind};
 use line::{LineFields, Parsed};
@@ -38,8 +34,10 @@ pub enum ListingError {
 /// One device line of one file, with what its detail lines added.
 #[derive(Debug, Clone)]
 struct Record {
-    /// `file:line`.
-    location: String,
+    /// Which file (index into the files) and which line (1-based): the
+    /// warning's `file:line` is spelled out only when there is a warning.
+    file: u32,
+    line: u32,
     device: Device,
 }
 
@@ -90,14 +88,14 @@ fn indent_of(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 
-/// Read one file.
-fn parse_file(name: &str, text: &str) -> FileFacts {
+/// Read one file (`index` among the files).
+fn parse_file(index: u32, name: &str, text: &str) -> FileFacts {
     let mut facts = FileFacts::default();
     let mut current: Option<usize> = None;
     let mut group: Option<GroupContext> = None;
     for (i, raw) in text.split('\n').enumerate() {
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        let location = format!("{name}:{}", i + 1);
+        let location = || format!("{name}:{}", i + 1);
         let indent = indent_of(raw);
         match formats::classify(raw) {
             LineKind::Blank => current = None,
@@ -110,7 +108,7 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
             }
             LineKind::GroupTooLarge(digits) => {
                 facts.warnings.push(Warning::new(
-                    &location,
+                    location(),
                     format!(
                         "{}; the devices below it are kept without a group",
                         group_too_large(digits)
@@ -134,7 +132,7 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
             }
             LineKind::Detail(Detail::GroupTooLarge(digits)) => {
                 facts.warnings.push(Warning::new(
-                    &location,
+                    location(),
                     format!("{}; ignored", group_too_large(digits)),
                 ));
             }
@@ -180,7 +178,7 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                     Parsed::Device(f) => {
                         if let Some(digits) = &dl.group_too_large {
                             facts.warnings.push(Warning::new(
-                                &location,
+                                location(),
                                 format!(
                                     "{}; {} is kept without a group",
                                     group_too_large(digits),
@@ -190,7 +188,7 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                         }
                         if let Some(why) = &f.damage {
                             facts.warnings.push(Warning::new(
-                                &location,
+                                location(),
                                 format!(
                                     "device line looks truncated or garbled ({why}); kept what it says about {}",
                                     f.address
@@ -199,12 +197,16 @@ fn parse_file(name: &str, text: &str) -> FileFacts {
                         }
                         let mut device = device_from(&f);
                         device.iommu_group = member_of;
-                        facts.records.push(Record { location, device });
+                        facts.records.push(Record {
+                            file: index,
+                            line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                            device,
+                        });
                         current = Some(facts.records.len() - 1);
                     }
                     Parsed::Garbled(why) => {
                         facts.warnings.push(Warning::new(
-                            &location,
+                            location(),
                             format!("device line skipped: {why}"),
                         ));
                         current = None;
@@ -331,38 +333,67 @@ fn merge_device(old: &mut Device, new: &Device) -> Vec<String> {
     c
 }
 
-/// Merge the records of all files, in order, by address.
+/// Merge the records of all files, in order, by address: the first record
+/// of an address takes what the later ones add. Done in place (one stable
+/// sort, then each run of one address folded into its first record), so
+/// that a listing of many devices is held once, not again in a map.
 fn merge(facts: Vec<FileFacts>, names: Vec<String>) -> Inventory {
-    let mut warnings = Vec::new();
-    let mut devices: BTreeMap<PciAddress, Device> = BTreeMap::new();
     let mut cmdline = None;
+    let mut per_file: Vec<Vec<Warning>> = Vec::with_capacity(facts.len());
+    let mut records: Vec<Record> = Vec::new();
     for f in facts {
-        warnings.extend(f.warnings);
+        per_file.push(f.warnings);
         if cmdline.is_none() {
             cmdline = f.cmdline;
         }
-        for r in f.records {
-            match devices.get_mut(&r.device.address) {
-                None => {
-                    devices.insert(r.device.address, r.device);
-                }
-                Some(old) => {
-                    for conflict in merge_device(old, &r.device) {
-                        warnings.push(Warning::new(
-                            &r.location,
-                            format!(
-                                "{}: this line says {conflict}, which an earlier line contradicts",
-                                r.device.address
-                            ),
-                        ));
-                    }
-                }
-            }
+        if records.is_empty() {
+            records = f.records;
+        } else {
+            records.extend(f.records);
         }
     }
+    // Stable: records of one address stay in file and line order.
+    records.sort_by_key(|r| r.device.address);
+    // (file, line, warning) of each contradiction, told after the file's
+    // own warnings, in line order, as reading the files in turn would.
+    let mut conflicts: Vec<(u32, u32, Warning)> = Vec::new();
+    records.dedup_by(|later, first| {
+        if later.device.address != first.device.address {
+            return false;
+        }
+        for conflict in merge_device(&mut first.device, &later.device) {
+            conflicts.push((
+                later.file,
+                later.line,
+                Warning::new(
+                    format!(
+                        "{}:{}",
+                        names.get(later.file as usize).map_or("", String::as_str),
+                        later.line
+                    ),
+                    format!(
+                        "{}: this line says {conflict}, which an earlier line contradicts",
+                        later.device.address
+                    ),
+                ),
+            ));
+        }
+        true
+    });
+    conflicts.sort_by_key(|(file, line, _)| (*file, *line));
+    let mut conflicts = conflicts.into_iter().peekable();
+    let mut warnings = Vec::new();
+    for (i, w) in per_file.into_iter().enumerate() {
+        warnings.extend(w);
+        while let Some((_, _, w)) = conflicts.next_if(|(file, _, _)| *file as usize == i) {
+            warnings.push(w);
+        }
+    }
+    // In place: a device is no larger than its record.
+    let devices: Vec<Device> = records.into_iter().map(|r| r.device).collect();
     let mut inv = Inventory {
         source: Source::Listing { files: names },
-        devices: devices.into_values().collect(),
+        devices,
         iommu: IommuState::default(),
         host: HostFacts {
             kernel_cmdline: cmdline,
@@ -377,8 +408,8 @@ fn merge(facts: Vec<FileFacts>, names: Vec<String>) -> Inventory {
 /// Parse every file and merge them into one inventory.
 pub fn parse_files(files: &[ListingFile]) -> Result<Inventory, ListingError> {
     let mut facts = Vec::with_capacity(files.len());
-    for f in files {
-        let mut ff = parse_file(&f.name, &f.text);
+    for (i, f) in files.iter().enumerate() {
+        let mut ff = parse_file(u32::try_from(i).unwrap_or(u32::MAX), &f.name, &f.text);
         if ff.records.is_empty() {
             ff.warnings.push(Warning::new(
                 &f.name,

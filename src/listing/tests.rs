@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::model::describe_class;
+use crate::model::{PciAddress, describe_class};
 
 fn parse(text: &str) -> Inventory {
     match parse_files(&[ListingFile {
@@ -393,15 +393,20 @@ fn sixteen_thousand_identical_gpus_are_listed_in_part() {
             crate::analyze::gpu::MAX_TWINS_LISTED
         );
         assert!(!g.identical_ids_with.contains(&g.address));
+        let verdict = g.verdict().to_string();
         assert!(
-            g.verdict
-                .ends_with("and 15991 more: bind by address, not by id."),
-            "{}",
-            g.verdict
+            verdict.ends_with("and 15991 more: bind by address, not by id."),
+            "{verdict}"
         );
     }
     assert_eq!(
-        a.gpus[0].identical_ids_with[0], a.gpus[1].address,
+        a.gpus[0].identical_ids_with.first(),
+        Some(&a.gpus[1].address),
         "twins are listed in address order"
+    );
+    assert_eq!(
+        a.gpus[1].identical_ids_with.first(),
+        Some(&a.gpus[0].address),
+        "each GPU leaves itself out of the shared list"
     );
 }

@@ -70,7 +70,7 @@ pub fn gather(opts: &Options) -> Gathered {
                 address: gpu.address,
                 vendor_id: gpu.vendor_id,
                 device_id: gpu.device_id,
-                name: gpu.name.clone(),
+                name: gpu.name.to_string(),
                 driver: gpu.driver.clone(),
                 vfio_bound: gpu.driver.as_deref() == Some(crate::bind::VFIO),
                 group_viable: gpu.isolation == Isolation::Isolated,

@@ -786,7 +786,7 @@ fn select(
     let others = analysis
         .gpus
         .iter()
-        .filter(|g| g.address != gpu.address && g.virtual_function_of.is_none())
+        .filter(|g| g.address != gpu.address && g.virtual_function_of().is_none())
         .count();
     if gpu.boot_display && others == 0 {
         soft.push(format!(
@@ -797,7 +797,7 @@ fn select(
     if gpu.bmc {
         hard.push(format!("{} is a board-management display", gpu.address));
     }
-    for peer in &gpu.group_peers {
+    for peer in gpu.group_peers() {
         if let Some(c) = critical.iter().find(|c| c.address == *peer) {
             hard.push(format!(
                 "its IOMMU group also holds {peer}, which the host needs ({})",
@@ -813,7 +813,7 @@ fn select(
         soft.push(format!(
             "{} is not isolated: its IOMMU group also holds {}",
             gpu.address,
-            gpu.group_peers
+            gpu.group_peers()
                 .iter()
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
@@ -870,7 +870,7 @@ fn select(
         .collect();
     Ok(Selected {
         gpu: gpu.address,
-        functions: gpu.functions.clone(),
+        functions: gpu.functions.to_vec(),
         warnings,
         guest,
         host_ids,

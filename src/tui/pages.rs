@@ -149,7 +149,7 @@ fn gpu_detail(app: &App, t: Theme) -> Vec<Line<'static>> {
     if g.boot_display {
         what.push("boot display".into());
     }
-    if g.virtual_function_of.is_some() {
+    if g.virtual_function_of().is_some() {
         what.push("virtual function".into());
     }
     l.push(Line::from(Span::styled(
@@ -171,13 +171,13 @@ fn gpu_detail(app: &App, t: Theme) -> Vec<Line<'static>> {
     ))));
     let funcs: Vec<String> = g.functions.iter().map(|f| f.to_string()).collect();
     l.push(Line::raw(format!("functions {}", funcs.join(" "))));
-    if !g.quirks.is_empty() {
+    if !g.quirks().is_empty() {
         l.push(Line::from(Span::styled(
-            safe(&format!("quirks: {}", g.quirks.join(", "))),
+            safe(&format!("quirks: {}", g.quirks().join(", "))),
             t.fg(Color::Yellow),
         )));
     }
-    l.push(Line::raw(safe(&g.verdict)));
+    l.push(Line::raw(safe(&g.verdict().to_string())));
     l
 }
 

@@ -329,7 +329,7 @@ pub fn plan(
             .analysis
             .gpus
             .iter()
-            .filter(|o| o.address != g.address && o.virtual_function_of.is_none())
+            .filter(|o| o.address != g.address && o.virtual_function_of().is_none())
             .count();
         if g.bmc {
             refuse.push(format!(
@@ -343,7 +343,7 @@ pub fn plan(
                 g.address
             ));
         }
-        for peer in &g.group_peers {
+        for peer in g.group_peers() {
             let what = v
                 .inv
                 .device(peer)
@@ -374,7 +374,7 @@ pub fn plan(
                 "the IOMMU is off: no device can be passed through (`exliar check` says how to turn it on)".into(),
             );
         }
-        functions = g.functions.clone();
+        functions = g.functions.to_vec();
         gpu_node = v
             .inv
             .device(&g.address)
@@ -782,7 +782,7 @@ pub fn plan(
     if let Some(g) = card
         && o.vbios.is_none()
     {
-        for q in g.quirk_details.iter().filter(|q| q.needs == "romfile") {
+        for q in g.quirk_details().iter().filter(|q| q.needs == "romfile") {
             let msg = format!(
                 "{}: {} — the VM needs a clean copy of the card's ROM: give it with --vbios FILE (`exliar vbios dump` makes one where the card did not initialise the display; `exliar vbios check FILE --for {}` checks one from the vendor). {}",
                 g.address, q.title, g.address, q.advice

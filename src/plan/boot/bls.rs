@@ -5,7 +5,7 @@
 
 use super::params::{Decision, check_params, decide, lint, tokenize};
 use super::region::{Located, TextEdit, apply, edits_for, existing_of};
-use super::{EditError, Edited, line_of, line_ranges};
+use super::{EditError, Edited, LineCursor, line_of, line_ranges};
 
 // ---------------------------------------------------------------------------
 // /etc/kernel/cmdline
@@ -21,6 +21,7 @@ pub fn edit_kernel_cmdline(
 ) -> Result<Edited, EditError> {
     check_params(add)?;
     let spans = tokenize(text).map_err(|e| EditError::new(line_of(text, e.offset), e.message))?;
+    let mut lines = LineCursor::new(text);
     let tokens: Vec<Located> = spans
         .iter()
         .map(|s| Located {
@@ -30,7 +31,7 @@ pub fn edit_kernel_cmdline(
             group: 0,
             opaque: false,
             editable: true,
-            line: line_of(text, s.start),
+            line: lines.line_of(s.start),
         })
         .collect();
     let (existing, map) = existing_of(&tokens, "");

@@ -3,6 +3,8 @@
 //! replace and remove. Editors feed it the parameters already present in
 //! their file and apply the decision to their own syntax.
 
+use std::borrow::Cow;
+
 /// A token of a kernel command line: byte range in the text it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
@@ -78,10 +80,34 @@ pub fn is_single_param(p: &str) -> bool {
 /// (the kernel's `parameq()` in kernel/params.c treats them the same, so
 /// `vfio-pci.ids` and `vfio_pci.ids` are one parameter).
 pub fn key_value(p: &str) -> (String, Option<String>) {
-    let unquoted: String = p.chars().filter(|&c| c != '"').collect();
-    match unquoted.split_once('=') {
-        Some((k, v)) => (k.replace('-', "_"), Some(v.to_string())),
-        None => (unquoted.replace('-', "_"), None),
+    let (k, v) = key_value_ref(p);
+    (k.into_owned(), v.map(Cow::into_owned))
+}
+
+/// [`key_value`], borrowing from `p` when nothing changes (no quote, no
+/// `-` in the key: nearly every parameter), so that comparing a command
+/// line's parameters copies none of them.
+fn key_value_ref(p: &str) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
+    fn key(k: &str) -> Cow<'_, str> {
+        if k.contains('-') {
+            Cow::Owned(k.replace('-', "_"))
+        } else {
+            Cow::Borrowed(k)
+        }
+    }
+    if p.contains('"') {
+        let unquoted: String = p.chars().filter(|&c| c != '"').collect();
+        return match unquoted.split_once('=') {
+            Some((k, v)) => (
+                Cow::Owned(k.replace('-', "_")),
+                Some(Cow::Owned(v.to_string())),
+            ),
+            None => (Cow::Owned(unquoted.replace('-', "_")), None),
+        };
+    }
+    match p.split_once('=') {
+        Some((k, v)) => (key(k), Some(Cow::Borrowed(v))),
+        None => (key(p), None),
     }
 }
 
@@ -104,39 +130,74 @@ const LIST_KEYS: &[&str] = &[
 /// `video=` is per output: `video=efifb:off` and `video=DP-1:1920x1080@60`
 /// are different settings.
 pub fn identity(p: &str) -> String {
-    let (k, v) = key_value(p);
-    if LIST_KEYS.iter().any(|l| l.replace('-', "_") == k) {
-        return format!("{k}={}", v.unwrap_or_default());
+    identity_of(key_value_ref(p)).into_owned()
+}
+
+/// [`identity`] of a parameter's [`key_value_ref`].
+fn identity_of<'a>((k, v): (Cow<'a, str>, Option<Cow<'a, str>>)) -> Cow<'a, str> {
+    // `l` read with `-` as `_` equals `k`.
+    let list_key = |l: &str| {
+        l.len() == k.len()
+            && l.bytes()
+                .zip(k.bytes())
+                .all(|(a, b)| (if a == b'-' { b'_' } else { a }) == b)
+    };
+    if LIST_KEYS.iter().any(|l| list_key(l)) {
+        return Cow::Owned(format!("{k}={}", v.unwrap_or_default()));
     }
     if k == "video"
         && let Some(v) = v
     {
         let output = v.split(':').next().unwrap_or("");
-        return format!("video={output}");
+        return Cow::Owned(format!("video={output}"));
     }
     k
 }
 
 /// Same parameter, same value (`vfio_pci.ids=x` equals `vfio-pci.ids=x`).
 pub fn same_param(a: &str, b: &str) -> bool {
-    key_value(a) == key_value(b)
+    key_value_ref(a) == key_value_ref(b)
 }
 
 /// Whether an existing parameter `have` contradicts the wanted `want`.
 /// `iommu=` takes a comma list and every occurrence counts (`iommu=pt iommu=1`
 /// is fine); only `off`/`nopt` contradict `iommu=pt`.
 pub fn conflicts(have: &str, want: &str) -> bool {
-    if same_param(have, want) || identity(have) != identity(want) {
-        return false;
+    Wanted::new(want).conflicts(have)
+}
+
+/// A parameter to add, read once, compared with each parameter of a
+/// command line without copying either.
+struct Wanted<'a> {
+    kv: (Cow<'a, str>, Option<Cow<'a, str>>),
+    identity: Cow<'a, str>,
+}
+
+impl<'a> Wanted<'a> {
+    fn new(text: &'a str) -> Self {
+        let kv = key_value_ref(text);
+        let identity = identity_of(kv.clone());
+        Self { kv, identity }
     }
-    let (k, hv) = key_value(have);
-    if k == "iommu" {
-        let hv = hv.unwrap_or_default();
-        return hv
-            .split(',')
-            .any(|o| o == "off" || o == "nopt" || o == "soft");
+
+    fn same(&self, have: &str) -> bool {
+        key_value_ref(have) == self.kv
     }
-    true
+
+    fn conflicts(&self, have: &str) -> bool {
+        let hkv = key_value_ref(have);
+        if hkv == self.kv || identity_of(hkv.clone()) != self.identity {
+            return false;
+        }
+        let (k, hv) = hkv;
+        if k == "iommu" {
+            let hv = hv.unwrap_or_default();
+            return hv
+                .split(',')
+                .any(|o| o == "off" || o == "nopt" || o == "soft");
+        }
+        true
+    }
 }
 
 /// A parameter already present where an editor looks.
@@ -216,11 +277,12 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
             continue;
         }
         seen_add.push(a);
+        let want = Wanted::new(a);
         // Already present and staying: nothing to do.
         if existing
             .iter()
             .enumerate()
-            .any(|(i, e)| !deleted[i] && same_param(&e.text, a))
+            .any(|(i, e)| !deleted[i] && want.same(&e.text))
         {
             continue;
         }
@@ -233,13 +295,12 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
             continue;
         }
         // A user's conflicting value wins; say so.
-        let user_conflicts: Vec<&Existing> = existing
+        let user_conflict = existing
             .iter()
             .enumerate()
-            .filter(|(i, e)| !deleted[*i] && conflicts(&e.text, a))
-            .map(|(_, e)| e)
-            .collect();
-        if let Some(e) = user_conflicts.first() {
+            .find(|(i, e)| !deleted[*i] && want.conflicts(&e.text))
+            .map(|(_, e)| e);
+        if let Some(e) = user_conflict {
             d.warnings.push(format!(
                 "`{}` ({}) conflicts with `{a}`, which exliar wants; it is left as it is and `{a}` is not added",
                 e.text, e.place
@@ -250,7 +311,7 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
         if let Some(i) = (0..existing.len()).find(|&i| {
             deleted[i]
                 && existing[i].editable
-                && identity(&existing[i].text) == identity(a)
+                && identity_of(key_value_ref(&existing[i].text)) == want.identity
                 && !replaced.iter().any(|(j, _)| *j == i)
         }) {
             replaced.push((i, a.clone()));
@@ -330,7 +391,7 @@ pub fn check_params(add: &[String]) -> Result<(), super::EditError> {
 pub fn lint(existing: &[Existing]) -> Vec<String> {
     let mut w = Vec::new();
     for e in existing {
-        let (k, v) = key_value(&e.text);
+        let (k, v) = key_value_ref(&e.text);
         if k == "amd_iommu" && v.as_deref() == Some("on") {
             w.push(format!(
                 "`{}` ({}) has no effect: `on` is not an amd_iommu option (the AMD IOMMU is enabled by default)",
@@ -438,6 +499,7 @@ pub fn params_for_host(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ex(v: &[&str]) -> Vec<Existing> {
         v.iter()
@@ -447,6 +509,191 @@ mod tests {
     }
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// The parameter model as it was before it stopped copying each
+    /// parameter for each comparison: the reference the proptest below
+    /// holds [`decide`] to.
+    mod before {
+        use super::super::{Decision, Existing, LIST_KEYS};
+
+        pub fn key_value(p: &str) -> (String, Option<String>) {
+            let unquoted: String = p.chars().filter(|&c| c != '"').collect();
+            match unquoted.split_once('=') {
+                Some((k, v)) => (k.replace('-', "_"), Some(v.to_string())),
+                None => (unquoted.replace('-', "_"), None),
+            }
+        }
+        pub fn identity(p: &str) -> String {
+            let (k, v) = key_value(p);
+            if LIST_KEYS.iter().any(|l| l.replace('-', "_") == k) {
+                return format!("{k}={}", v.unwrap_or_default());
+            }
+            if k == "video"
+                && let Some(v) = v
+            {
+                let output = v.split(':').next().unwrap_or("");
+                return format!("video={output}");
+            }
+            k
+        }
+        pub fn same_param(a: &str, b: &str) -> bool {
+            key_value(a) == key_value(b)
+        }
+        pub fn conflicts(have: &str, want: &str) -> bool {
+            if same_param(have, want) || identity(have) != identity(want) {
+                return false;
+            }
+            let (k, hv) = key_value(have);
+            if k == "iommu" {
+                let hv = hv.unwrap_or_default();
+                return hv
+                    .split(',')
+                    .any(|o| o == "off" || o == "nopt" || o == "soft");
+            }
+            true
+        }
+        pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decision {
+            let mut d = Decision::default();
+            let mut deleted = vec![false; existing.len()];
+            let mut seen_remove: Vec<&str> = Vec::new();
+            for r in remove {
+                if seen_remove.contains(&r.as_str()) {
+                    continue;
+                }
+                seen_remove.push(r);
+                if let Some(i) = (0..existing.len())
+                    .rev()
+                    .find(|&i| existing[i].editable && !deleted[i] && existing[i].text == *r)
+                {
+                    deleted[i] = true;
+                }
+            }
+            let mut replaced: Vec<(usize, String)> = Vec::new();
+            let mut seen_add: Vec<&str> = Vec::new();
+            for a in add {
+                if seen_add.iter().any(|s| same_param(s, a)) {
+                    continue;
+                }
+                seen_add.push(a);
+                if existing
+                    .iter()
+                    .enumerate()
+                    .any(|(i, e)| !deleted[i] && same_param(&e.text, a))
+                {
+                    continue;
+                }
+                if let Some(i) = (0..existing.len())
+                    .rev()
+                    .find(|&i| deleted[i] && existing[i].text == *a)
+                {
+                    deleted[i] = false;
+                    continue;
+                }
+                let user_conflicts: Vec<&Existing> = existing
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| !deleted[*i] && conflicts(&e.text, a))
+                    .map(|(_, e)| e)
+                    .collect();
+                if let Some(e) = user_conflicts.first() {
+                    d.warnings.push(format!(
+                        "`{}` ({}) conflicts with `{a}`, which exliar wants; it is left as it is and `{a}` is not added",
+                        e.text, e.place
+                    ));
+                    continue;
+                }
+                if let Some(i) = (0..existing.len()).find(|&i| {
+                    deleted[i]
+                        && existing[i].editable
+                        && identity(&existing[i].text) == identity(a)
+                        && !replaced.iter().any(|(j, _)| *j == i)
+                }) {
+                    replaced.push((i, a.clone()));
+                    d.added.push(a.clone());
+                    continue;
+                }
+                d.append.push(a.clone());
+                d.added.push(a.clone());
+            }
+            for (i, e) in existing.iter().enumerate() {
+                if deleted[i] {
+                    d.removed.push(e.text.clone());
+                    if !replaced.iter().any(|(j, _)| *j == i) {
+                        d.delete.push(i);
+                    }
+                }
+            }
+            d.replace = replaced;
+            d
+        }
+    }
+
+    /// Parameters drawn from a small vocabulary, so that samples share
+    /// keys, values, quotes, `-`/`_` spellings, list keys and `video=`.
+    fn param() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "quiet",
+            "splash",
+            "iommu=pt",
+            "iommu=off",
+            "iommu=1,nopt",
+            "intel_iommu=on",
+            "intel_iommu=off",
+            "amd_iommu=on",
+            "vfio-pci.ids=10de:2503",
+            "vfio_pci.ids=10de:2503",
+            "vfio-pci.ids=10de:2503,10de:228e",
+            "\"vfio-pci.ids=10de:2503\"",
+            "foo=\"a b\"",
+            "rd.driver.pre=vfio-pci",
+            "rd.driver.pre=nvme",
+            "rd-driver-pre=x",
+            "video=efifb:off",
+            "video=efifb:on",
+            "video=DP-1:1920x1080",
+            "initcall_blacklist=sysfb_init",
+            "console=ttyS0",
+            "console=tty0",
+            "a-b=c",
+            "a_b=c",
+            "a_b",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    proptest! {
+        #[test]
+        fn decide_is_what_it_was(
+            existing in prop::collection::vec((param(), any::<bool>()), 0..12),
+            add in prop::collection::vec(param(), 0..6),
+            remove in prop::collection::vec(param(), 0..6),
+        ) {
+            let existing: Vec<Existing> = existing
+                .into_iter()
+                .enumerate()
+                .map(|(i, (text, editable))| Existing { text, place: format!("token {i}"), editable })
+                .collect();
+            prop_assert_eq!(decide(&existing, &add, &remove), before::decide(&existing, &add, &remove));
+            for e in &existing {
+                for a in &add {
+                    prop_assert_eq!(same_param(&e.text, a), before::same_param(&e.text, a));
+                    prop_assert_eq!(conflicts(&e.text, a), before::conflicts(&e.text, a));
+                    prop_assert_eq!(identity(a), before::identity(a));
+                    prop_assert_eq!(key_value(a), before::key_value(a));
+                }
+            }
+        }
+
+        /// [`super::super::LineCursor`] numbers lines as
+        /// [`super::super::line_of`] does, in any order of offsets.
+        #[test]
+        fn line_cursor_is_line_of(text in "[a\n]{0,40}", offsets in prop::collection::vec(0usize..50, 0..20)) {
+            let mut c = super::super::LineCursor::new(&text);
+            for o in offsets {
+                prop_assert_eq!(c.line_of(o), super::super::line_of(&text, o));
+            }
+        }
     }
 
     #[test]

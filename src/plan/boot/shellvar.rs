@@ -6,7 +6,7 @@
 
 use super::params::{Existing, check_params, decide, lint, tokenize};
 use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::{EditError, Edited, MARK, line_of, line_ranges};
+use super::{EditError, Edited, LineCursor, MARK, line_of, line_ranges};
 use crate::plan::shell::{self, Assignment, SegKind, decode, escape_double};
 
 /// A line exliar added: its comment is [`MARK`].
@@ -27,7 +27,8 @@ pub(crate) fn value_tokens(
             format!("{} (in the value of {})", e.message, a.name),
         )
     })?;
-    let mut v = Vec::new();
+    let mut v = Vec::with_capacity(spans.len());
+    let mut lines = LineCursor::new(text);
     for s in spans {
         let t = d.text[s.start..s.end].to_string();
         let start = d.src[s.start].0;
@@ -47,7 +48,7 @@ pub(crate) fn value_tokens(
             group,
             opaque,
             editable,
-            line: line_of(text, start),
+            line: lines.line_of(start),
         });
     }
     Ok(v)
