@@ -76,13 +76,25 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
             .unwrap_or_default();
         for d in &full.devices {
             let a = d.address;
-            let near = read_inventory_near(&host, &ids, &[a]).expect("the fixture reads");
-            // Every device the partial read holds is read as in the full one.
+            // as `exliar bind` reads it: no PCI names
+            let near = read_inventory_near(&host, &exliar::host::PciIds::empty(), &[a])
+                .expect("the fixture reads");
+            // Every device the partial read holds is read as in the full one,
+            // but for what it leaves out: the PCIe link, the NUMA node, names.
+            let decided = |d: &exliar::model::Device| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    for k in ["link", "numa_node", "vendor_name", "device_name"] {
+                        o.remove(k);
+                    }
+                }
+                v
+            };
             for n in &near.devices {
                 let f = full.device(&n.address).expect("a device of the host");
                 assert_eq!(
-                    serde_json::to_value(n).ok(),
-                    serde_json::to_value(f).ok(),
+                    decided(n),
+                    decided(f),
                     "{name}: {} read differently",
                     n.address
                 );
@@ -124,7 +136,8 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
         }
         // an address that names no device
         let none = PciAddress::parse("0000:fe:1f.7").expect("address");
-        let near = read_inventory_near(&host, &ids, &[none]).expect("the fixture reads");
+        let near = read_inventory_near(&host, &exliar::host::PciIds::empty(), &[none])
+            .expect("the fixture reads");
         assert_eq!(
             bind_doc(&host, &near, none, Scope::Card, false),
             bind_doc(&host, &full, none, Scope::Card, false),

@@ -519,13 +519,21 @@ fn read_both_ways(root: &Path) -> (exliar::model::Inventory, exliar::model::Inve
     use exliar::host::sysfs::{ReadOptions, read_inventory_with};
     let host = HostRoot::new(root);
     let ids = load_pci_ids(&host);
-    let config = read_inventory_with(&host, &ids, ReadOptions { config_space: true })
-        .expect("read with config");
+    let config = read_inventory_with(
+        &host,
+        &ids,
+        ReadOptions {
+            config_space: true,
+            ..ReadOptions::default()
+        },
+    )
+    .expect("read with config");
     let attrs = read_inventory_with(
         &host,
         &ids,
         ReadOptions {
             config_space: false,
+            ..ReadOptions::default()
         },
     )
     .expect("read with attribute files");

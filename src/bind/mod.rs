@@ -592,7 +592,12 @@ pub fn bind_request(
     inv: &Inventory,
     req: &Request,
 ) -> Outcome {
+    let t = std::time::Instant::now();
     let analysis = analyze::analyze(inv);
+    tracing::debug!(
+        "bind: analysis in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut out = Outcome::new("bind", req.scope, req.dry_run);
     let targets = match targets(inv, &analysis, req) {
         Ok(t) => t,
@@ -601,7 +606,12 @@ pub fn bind_request(
             return out;
         }
     };
+    let t = std::time::Instant::now();
     let crit = critical::find(host);
+    tracing::debug!(
+        "bind: host-critical devices in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut all = refusals(inv, &analysis, &targets, &crit);
     if req.scope == Scope::Card {
         all.extend(shared_group_refusals(inv, &targets));

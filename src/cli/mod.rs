@@ -388,13 +388,14 @@ pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
     read_inventory(host, &ids)
 }
 
-/// [`host::sysfs::read_inventory_near`]: what binding `wanted` needs.
+/// [`host::sysfs::read_inventory_near`]: what binding `wanted` needs. No
+/// PCI names: binding decides from ids (names stand in only for the ids a
+/// pasted listing lacks) and shows none.
 pub fn read_near(
     host: &HostRoot,
     wanted: &[crate::model::PciAddress],
 ) -> anyhow::Result<Inventory> {
-    let ids = host::sysfs::load_pci_ids(host);
-    let inv = host::sysfs::read_inventory_near(host, &ids, wanted)?;
+    let inv = host::sysfs::read_inventory_near(host, &host::PciIds::empty(), wanted)?;
     for w in &inv.warnings {
         tracing::warn!("{}", term::safe(&w.to_string()));
     }

@@ -149,11 +149,17 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     };
     // The runtime move needs the card, its groups and the host's GPUs, not
     // the whole host; `--persist` plans boot isolation from all of it.
+    let t = std::time::Instant::now();
     let inv = if a.persist {
         read_host(&host)?
     } else {
         read_near(&host, &req.addresses)?
     };
+    tracing::debug!(
+        "bind: read {} devices in {:.2} ms",
+        inv.devices.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
     // --persist: lock the transactions and plan first, so that a refusal
     // changes nothing, not even the runtime binding.
     let persist = if a.persist {
@@ -174,8 +180,18 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     };
     let kernel = SysfsKernel::new(root);
     let (mut st, _lock) = state(root, a.dry_run)?;
+    let t = std::time::Instant::now();
     let out = bind::bind_request(&host, &kernel, &mut st, &inv, &req);
+    tracing::debug!(
+        "bind: decided and done in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = std::time::Instant::now();
     told("gpu-bound", &out);
+    tracing::debug!(
+        "bind: plugins told in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     if names_no_device(&inv, &req) {
         return no_device(&out, &inv, &req, a.json);
     }

@@ -429,6 +429,27 @@ impl HostRoot {
         if let Some(p) = self.dirs.borrow().get(rel) {
             return Ok(p.clone());
         }
+        // From the resolved parent (cached too), a last component that is
+        // no link costs one lstat, not one per component of the path: the
+        // thousands of `sys/bus/pci/devices/ADDR` share their prefix. A link
+        // there, `..` anywhere, or a recording root: the full walk.
+        if self.record.is_none()
+            && let (Some(parent), Some(Component::Normal(name))) =
+                (rel.parent(), rel.components().next_back())
+            && !parent.as_os_str().is_empty()
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            let base = self.resolve_dir(parent)?;
+            let candidate = base.join(name);
+            if let Ok(md) = std::fs::symlink_metadata(self.root.join(&candidate))
+                && !md.file_type().is_symlink()
+            {
+                self.dirs
+                    .borrow_mut()
+                    .insert(rel.to_path_buf(), candidate.clone());
+                return Ok(candidate);
+            }
+        }
         let p = self.resolve(rel)?;
         self.dirs.borrow_mut().insert(rel.to_path_buf(), p.clone());
         Ok(p)

@@ -35,7 +35,7 @@ pub fn load_pci_ids(host: &HostRoot) -> PciIds {
 }
 
 /// How each device directory is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Take vendor, device, class, revision and (header type 0) subsystem
     /// ids from one read of the first 64 bytes of `config`, as lspci does,
@@ -54,6 +54,20 @@ pub struct ReadOptions {
     /// saved about 2 of 20 syscalls per function (docs/performance.md);
     /// `tests/scan.rs` keeps both paths equal.
     pub config_space: bool,
+    /// Read the PCIe link (speed and width, current and maximum) and the
+    /// NUMA node. The link attributes are not cached: each read is a config
+    /// space access to the hardware. Runtime binding and handover decide
+    /// nothing from them and leave them out (`read_inventory_near`).
+    pub links: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            config_space: false,
+            links: true,
+        }
+    }
 }
 
 /// Read the whole inventory. Missing or garbled attributes become warnings;
@@ -71,7 +85,7 @@ pub fn read_inventory_with(
     let mut warnings = Vec::new();
     let addresses = list_addresses(host, &mut warnings)?;
     let devices = read_devices(host, &addresses, opts, &mut warnings);
-    Ok(finish_inventory(host, ids, devices, warnings))
+    Ok(finish_inventory(host, ids, devices, warnings, true))
 }
 
 /// The inventory that runtime binding and handover need about `wanted`,
@@ -79,7 +93,8 @@ pub fn read_inventory_with(
 /// host: the devices `wanted` names, the other functions of their slots,
 /// the other members of their IOMMU groups, and every display controller
 /// (with the functions of its slot), each read as [`read_inventory`] reads
-/// it; of every other device only `class` is read, to find the display
+/// it but for the PCIe link and NUMA node (see [`ReadOptions::links`]); of
+/// every other device only `class` is read, to find the display
 /// controllers. The result is the full inventory's answer for those devices
 /// (`tests/bind_near.rs` compares both on every fixture host).
 pub fn read_inventory_near(
@@ -88,8 +103,16 @@ pub fn read_inventory_near(
     wanted: &[PciAddress],
 ) -> Result<Inventory, NothingRead> {
     use std::collections::BTreeSet;
+    let t = std::time::Instant::now();
+    let lap = |what: &str| {
+        tracing::debug!(
+            "near read: {what} at {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        )
+    };
     let mut warnings = Vec::new();
     let addresses = list_addresses(host, &mut warnings)?;
+    lap("listed");
     let slot = |a: &PciAddress| (a.domain, a.bus, a.device);
     let mut slots: BTreeSet<(u32, u8, u8)> = wanted.iter().map(slot).collect();
     let fast = if host.is_recording() {
@@ -116,13 +139,18 @@ pub fn read_inventory_near(
             slots.insert(slot(a));
         }
     }
+    lap("classes read");
     let chosen: Vec<PciAddress> = addresses
         .iter()
         .filter(|a| slots.contains(&slot(a)))
         .copied()
         .collect();
-    let opts = ReadOptions::default();
+    let opts = ReadOptions {
+        links: false,
+        ..ReadOptions::default()
+    };
     let mut devices = read_devices(host, &chosen, opts, &mut warnings);
+    lap("devices read");
     // The other members of their groups, and (once) those members' slots.
     let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
     let mut more: BTreeSet<PciAddress> = BTreeSet::new();
@@ -144,7 +172,12 @@ pub fn read_inventory_near(
         let extra: Vec<PciAddress> = more.into_iter().collect();
         devices.extend(read_devices(host, &extra, opts, &mut warnings));
     }
-    Ok(finish_inventory(host, ids, devices, warnings))
+    lap("groups read");
+    // The OS, command line and CPU decide nothing here (and /proc/cpuinfo
+    // is slow to make).
+    let inv = finish_inventory(host, ids, devices, warnings, false);
+    lap("finished");
+    Ok(inv)
 }
 
 /// The PCI addresses under `sys/bus/pci/devices`; other names are warnings.
@@ -174,6 +207,7 @@ fn finish_inventory(
     ids: &PciIds,
     mut devices: Vec<Device>,
     mut warnings: Vec<Warning>,
+    facts: bool,
 ) -> Inventory {
     inherit_from_pf(&mut devices);
     for d in &mut devices {
@@ -184,8 +218,21 @@ fn finish_inventory(
             }
         }
     }
+    let t = std::time::Instant::now();
     let iommu = read_iommu(host, &mut warnings);
-    let host_facts = read_host_facts(host);
+    tracing::debug!(
+        "iommu state read in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let host_facts = if facts {
+        read_host_facts(host)
+    } else {
+        HostFacts::default()
+    };
+    tracing::debug!(
+        "host facts read in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut inv = Inventory {
         source: Source::Sysfs {
             root: host.path().display().to_string(),
@@ -333,7 +380,7 @@ pub fn parse_device(
     // reserves a VF's link registers) and sits on its physical function's
     // NUMA node: those come from the PF (see `inherit_from_pf`), which also
     // keeps scans of VF-heavy servers fast.
-    if !entries.contains("physfn") {
+    if opts.links && !entries.contains("physfn") {
         d.numa_node = a.dec("numa_node");
         d.link.current_speed = a
             .text("current_link_speed", false)
