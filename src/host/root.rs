@@ -426,6 +426,14 @@ impl HostRoot {
 
     /// Resolve a directory path, remembering the answer.
     fn resolve_dir(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        // On the live host nothing lies outside the root: the kernel's own
+        // resolution, when the path is opened, is the answer, and costs no
+        // lstat per component (a runtime bind reads a few dozen paths, and
+        // under a slow CPU every syscall counts). A recording root keeps
+        // the lexical walk: it must note each link it passes.
+        if self.record.is_none() && self.is_live() {
+            return Ok(rel.to_path_buf());
+        }
         if let Some(p) = self.dirs.borrow().get(rel) {
             return Ok(p.clone());
         }
@@ -564,7 +572,33 @@ impl HostRoot {
     /// Whether a path exists (after resolving links inside the root). A
     /// snapshot records only the presence (an empty file, or a folder).
     pub fn exists(&self, rel: impl AsRef<Path>) -> bool {
-        match self.resolve(rel.as_ref()) {
+        if self.record.is_none() && self.is_live() {
+            // the kernel resolves the links (see `resolve_dir`)
+            return std::fs::metadata(self.root.join(rel)).is_ok();
+        }
+        let rel = rel.as_ref();
+        // From the resolved (cached) parent: one lstat when the last
+        // component is no link, instead of one per component. Stack probes
+        // ask about dozens of paths under the same few folders.
+        if let Ok(Some(at)) = self.split_resolved(rel) {
+            match std::fs::symlink_metadata(self.root.join(&at)) {
+                Ok(md) if !md.file_type().is_symlink() => {
+                    self.note(
+                        &at,
+                        if md.is_dir() {
+                            Touched::Dir
+                        } else {
+                            Touched::Present
+                        },
+                    );
+                    return true;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+                Err(_) => {}
+            }
+        }
+        match self.resolve(rel) {
             Ok(p) => match std::fs::symlink_metadata(self.root.join(&p)) {
                 Ok(md) => {
                     self.note(
