@@ -582,6 +582,11 @@ fn before_of(host: &HostRoot, a: &PciAddress) -> Before {
     }
 }
 
+/// A phase's time, at `-vv`.
+fn lap(what: &str, since: std::time::Instant) {
+    tracing::debug!("{what} in {:.2} ms", since.elapsed().as_secs_f64() * 1e3);
+}
+
 /// Bind the devices `req` covers to vfio-pci, after the safety refusals
 /// (`--force` overrides those that may be overridden). In a dry run nothing
 /// is written: neither the kernel nor `store`.
@@ -666,9 +671,11 @@ fn bind(
         prefix: "",
     };
     let groups = groups_of(inv, targets);
+    let t = std::time::Instant::now();
     let before: BTreeMap<PciAddress, Before> =
         targets.iter().map(|a| (*a, before_of(host, a))).collect();
     let vendor_reset = host.exists("sys/module/vendor_reset");
+    lap("bind: drivers and overrides read", t);
     for a in reset_bug.iter().filter(|_| !vendor_reset) {
         out.warnings.push(format!(
             "{a} has the AMD reset bug and the vendor-reset module is not loaded: the card may not reset between VM starts (install vendor-reset and `modprobe vendor-reset` before binding)"
@@ -712,18 +719,21 @@ fn bind(
             })
             .collect();
         if !records.is_empty() {
+            let t = std::time::Instant::now();
             let first = records[0].address;
             store.record_all(records).map_err(|e| Failure {
                 device: Some(first),
                 step: format!("record in /{STATE_FILE}"),
                 message: e.to_string(),
             })?;
+            lap("bind: recorded", t);
         }
         for a in targets {
             let b = before.get(a).cloned().unwrap_or_default();
             if b.driver.as_deref() == Some(VFIO) {
                 continue;
             }
+            let t = std::time::Instant::now();
             let set_reset = set_reset(a, &b);
             if set_reset {
                 run.write(a, dev_rel(a, "reset_method"), "device_specific")?;
@@ -745,11 +755,15 @@ fn bind(
                     ));
                 }
             }
+            lap(&format!("bind: {a} moved"), t);
         }
         if dry_run {
             return Ok(());
         }
-        for g in group_outcomes(host, inv, &groups) {
+        let t = std::time::Instant::now();
+        let groups = group_outcomes(host, inv, &groups);
+        lap("bind: groups read", t);
+        for g in groups {
             if !g.vfio_node {
                 return Err(Failure {
                     device: None,
@@ -861,7 +875,9 @@ pub fn unbind_request(
     inv: &Inventory,
     req: &Request,
 ) -> Outcome {
+    let t = std::time::Instant::now();
     let analysis = analyze::analyze(inv);
+    lap("unbind: analysis", t);
     let mut out = Outcome::new("unbind", req.scope, req.dry_run);
     let mut req = req.clone();
     if req.addresses.is_empty() {
@@ -895,7 +911,10 @@ pub fn unbind_request(
     };
     // A group a VM (or any program) holds open: the kernel's unbind would
     // wait until it is closed, so exliar would hang in the middle.
-    for (g, users) in vfio_users(host, &groups_of(inv, &targets)) {
+    let t = std::time::Instant::now();
+    let users = vfio_users(host, &groups_of(inv, &targets));
+    lap("unbind: VFIO group users", t);
+    for (g, users) in users {
         let who: Vec<String> = users
             .iter()
             .map(|(pid, comm)| format!("process {pid} ({comm})"))
@@ -1033,6 +1052,10 @@ fn unbind(
         .filter(|b| targets.contains(&b.address))
         .map(|b| (b.address, b))
         .collect();
+    // Records of the devices moved back are dropped in one write at the end.
+    // A kill before it leaves records of devices already back on their
+    // drivers, which the next unbind or `recover` finds there and leaves.
+    let mut done: Vec<PciAddress> = Vec::new();
     for a in targets {
         let now = before_of(host, a);
         let rec = recorded.get(a);
@@ -1056,6 +1079,7 @@ fn unbind(
             None => Want::KernelChoice,
         };
         dev.expected = rec.and_then(|r| r.original_driver.clone());
+        let t = std::time::Instant::now();
         let result = restore(
             &mut run,
             a,
@@ -1064,22 +1088,31 @@ fn unbind(
             &want,
             rec.and_then(|r| r.original_reset_method.as_deref()),
         );
+        lap(&format!("unbind: {a} moved"), t);
         dev.driver_after = if dry_run { None } else { driver_of(host, a) };
         match result {
-            Ok(()) if !dry_run => {
-                if let Err(e) = store.forget(a) {
-                    out.warnings
-                        .push(format!("{a}: could not update /{STATE_FILE}: {e}"));
-                }
-            }
+            Ok(()) if !dry_run => done.push(*a),
             Ok(()) => {}
             Err(f) => out.fail(f),
         }
         out.devices.push(dev);
     }
+    if !done.is_empty() {
+        let t = std::time::Instant::now();
+        if let Err(e) = store.forget_all(&done) {
+            let shown: Vec<String> = done.iter().map(ToString::to_string).collect();
+            out.warnings.push(format!(
+                "{}: could not update /{STATE_FILE}: {e}",
+                shown.join(", ")
+            ));
+        }
+        lap("unbind: records dropped", t);
+    }
     out.steps = run.steps;
     if !dry_run {
+        let t = std::time::Instant::now();
         out.groups = group_outcomes(host, inv, &groups);
+        lap("unbind: groups read", t);
         let mut stale = Vec::new();
         for g in &out.groups {
             let any_vfio = inv

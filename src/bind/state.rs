@@ -36,6 +36,13 @@ pub trait BindingState {
         Ok(())
     }
     fn forget(&mut self, a: &PciAddress) -> std::io::Result<()>;
+    /// Forget several at once (one write of the state file).
+    fn forget_all(&mut self, all: &[PciAddress]) -> std::io::Result<()> {
+        for a in all {
+            self.forget(a)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -136,8 +143,11 @@ impl BindingState for StateFile {
         self.save()
     }
     fn forget(&mut self, a: &PciAddress) -> std::io::Result<()> {
+        self.forget_all(std::slice::from_ref(a))
+    }
+    fn forget_all(&mut self, all: &[PciAddress]) -> std::io::Result<()> {
         let n = self.bindings.len();
-        self.bindings.retain(|x| x.address != *a);
+        self.bindings.retain(|x| !all.contains(&x.address));
         if n != self.bindings.len() {
             self.save()
         } else {

@@ -115,19 +115,35 @@ pub fn read_inventory_near(
     lap("listed");
     let slot = |a: &PciAddress| (a.domain, a.bus, a.device);
     let mut slots: BTreeSet<(u32, u8, u8)> = wanted.iter().map(slot).collect();
-    let fast = if host.is_recording() {
-        None
+    let fast = open_fast(host);
+    // On the live host the kernel resolves each `ADDR` link from the listed
+    // folder itself: a shorter walk for every function than from the root
+    // (elsewhere the walk must start at the root, to stay inside it).
+    let listed = if host.is_live() && fast.is_some() {
+        rustix::fs::open(
+            host.path().join(PCI_DEVICES),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()
     } else {
-        FdRoot::open(host.path())
+        None
     };
     for a in &addresses {
         if slots.contains(&slot(a)) {
             continue;
         }
         let rel = format!("{PCI_DEVICES}/{a}/class");
-        let text = match &fast {
-            Some(f) => f.read_attr(&rel).ok().flatten(),
-            None => host
+        let text = match (&listed, &fast) {
+            (Some(dir), _) => super::readfile::open_listed_regular_at(dir, &format!("{a}/class"))
+                .and_then(|fd| {
+                    super::readfile::read_capped(&fd, 4096, super::readfile::ATTRIBUTE_LIMIT, true)
+                })
+                .ok(),
+            (None, Some(f)) => f.read_attr(&rel).ok().flatten(),
+            (None, None) => host
                 .read_optional(&rel)
                 .ok()
                 .flatten()
@@ -149,7 +165,7 @@ pub fn read_inventory_near(
         links: false,
         ..ReadOptions::default()
     };
-    let mut devices = read_devices(host, &chosen, opts, &mut warnings);
+    let mut devices = read_devices_at(host, fast.as_ref(), &chosen, opts, &mut warnings);
     lap("devices read");
     // The other members of their groups, and (once) those members' slots.
     let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
@@ -170,7 +186,13 @@ pub fn read_inventory_near(
     }
     if !more.is_empty() {
         let extra: Vec<PciAddress> = more.into_iter().collect();
-        devices.extend(read_devices(host, &extra, opts, &mut warnings));
+        devices.extend(read_devices_at(
+            host,
+            fast.as_ref(),
+            &extra,
+            opts,
+            &mut warnings,
+        ));
     }
     lap("groups read");
     // The OS, command line and CPU decide nothing here (and /proc/cpuinfo
@@ -604,11 +626,27 @@ fn read_devices(
     opts: ReadOptions,
     warnings: &mut Vec<Warning>,
 ) -> Vec<Device> {
-    let fast = if host.is_recording() {
+    read_devices_at(host, open_fast(host).as_ref(), addresses, opts, warnings)
+}
+
+/// The root opened for `openat2`, unless the root records what it reads
+/// (a snapshot) or the kernel has no `openat2`.
+fn open_fast(host: &HostRoot) -> Option<FdRoot> {
+    if host.is_recording() {
         None
     } else {
         FdRoot::open(host.path())
-    };
+    }
+}
+
+/// [`read_devices`] through an already opened root (`None`: the slow path).
+fn read_devices_at(
+    host: &HostRoot,
+    fast: Option<&FdRoot>,
+    addresses: &[PciAddress],
+    opts: ReadOptions,
+    warnings: &mut Vec<Warning>,
+) -> Vec<Device> {
     let Some(fast) = fast else {
         return addresses
             .iter()
@@ -622,7 +660,7 @@ fn read_devices(
     if addresses.len() < PARALLEL_FROM {
         return addresses
             .iter()
-            .map(|&address| read_device_fast(&fast, address, opts, warnings))
+            .map(|&address| read_device_fast(fast, address, opts, warnings))
             .collect();
     }
     let threads = std::thread::available_parallelism()
@@ -635,7 +673,6 @@ fn read_devices(
         let handles: Vec<_> = addresses
             .chunks(chunk)
             .map(|part| {
-                let fast = &fast;
                 s.spawn(move || {
                     let mut w = Vec::new();
                     let devs = part
