@@ -27,5 +27,7 @@ log=$(mktemp); trap 'rm -f "$log"' EXIT
 grep -h '^bench_bind_handover: ' "$log" | sed 's/^bench_bind_handover: //' | grep -v '^hook .* inside exliar' || true
 echo "exliar's own steps (its hook log):"
 grep -h '^bench_bind_handover: hook .* inside exliar' "$log" | sed 's/^bench_bind_handover: /  /' || true
+echo "exliar's phase times (-vv) of three binds and unbinds, with their outside times:"
+grep -h '^bench_bind_handover: phases: ' "$log" | sed 's/^bench_bind_handover: phases: /  /' || true
 echo "ratios (exliar less its process start / bare sysfs writes):"
 grep -h '^bench_bind_handover: .*ratio' "$log" | sed -E 's/^bench_bind_handover: ([^:]*):.*ratio ([0-9.]+)$/  \1: \2/'

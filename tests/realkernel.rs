@@ -1203,6 +1203,10 @@ fn bench_bind_handover() {
         );
         harness::say(&line);
     }
+    // exliar's own phase times (-vv) of three binds and unbinds, for the notes
+    for l in read("phases.txt").lines() {
+        harness::say(&format!("{}: phases: {l}", run.name));
+    }
     for line in realkernel::bench::report(&samples) {
         let line = format!("{}: {line}", run.name);
         harness::say(&line);

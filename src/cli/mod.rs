@@ -240,9 +240,17 @@ pub struct AnalyzeArgs {
 
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let cli = Cli::parse();
+    let parsed = started.elapsed();
     init_logging(cli.verbose);
-    match run(&cli) {
+    let done = run(&cli);
+    tracing::debug!(
+        "exliar: {:.2} ms in main, of which {:.2} ms parsing the arguments",
+        started.elapsed().as_secs_f64() * 1e3,
+        parsed.as_secs_f64() * 1e3
+    );
+    match done {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if is_broken_pipe(&e) {

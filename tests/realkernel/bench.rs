@@ -107,6 +107,20 @@ while [ $i -lt $cycles ]; do
   timeit hook-foreign x_foreign
   i=$((i+1))
 done
+# where exliar's time goes: its own phase times (-vv), three times each, with the
+# outside time of the same run
+for i in 1 2 3; do
+  for op in bind unbind; do
+    ns; t0=$T
+    /bin/exliar -vv $op $gpu > /dev/null 2> /tmp/phases.stderr
+    ns
+    echo "== $op: $(( (T - t0) / 1000 )) us outside" >> /out/phases.txt
+    cat /tmp/phases.stderr >> /out/phases.txt
+    settle
+  done
+  ns; t0=$T; /bin/exliar --version > /dev/null; ns
+  echo "== --version: $(( (T - t0) / 1000 )) us outside" >> /out/phases.txt
+done
 bind_state after
 /bin/exliar hooks status --json > /out/hooks-status.json 2>&1
 "#;
