@@ -507,6 +507,49 @@ fn a_crash_at_any_point_of_a_bind_is_undone_by_unbind() {
     }
 }
 
+/// Unbind drops its records in one write at the end: a kill anywhere in
+/// it leaves records of functions some of which are back on their drivers
+/// already. The next unbind finishes the job, and the host ends as it was
+/// before the bind.
+#[test]
+fn a_crash_at_any_point_of_an_unbind_is_finished_by_the_next_unbind() {
+    let tree = desktop();
+    let clean = Host::new(&tree);
+    assert!(clean.bind(&req(&[GPU], Scope::Card)).ok);
+    let start = clean.sim.ops().len();
+    assert!(clean.unbind(&req(&[], Scope::Card)).ok);
+    let n = clean.sim.ops().len() - start;
+    assert!(n >= 4, "an unbind of the card writes to the kernel: {n}");
+    for k in 0..=n {
+        let h = Host::new(&tree);
+        let before = h.kernel_tree();
+        let originals = h.drivers();
+        assert!(h.bind(&req(&[GPU], Scope::Card)).ok);
+        h.sim.halt_at(h.sim.ops().len() + k);
+        let mut st = CrashingState {
+            inner: h.state(),
+            sim: &h.sim,
+        };
+        let host = HostRoot::new(h.root());
+        let _ = bind::unbind_request(&host, &h.sim, &mut st, &h.inv(), &req(&[], Scope::Card));
+        h.sim.resume();
+        let left = h.state().all().len();
+        let out = h.unbind(&req(&[], Scope::Card));
+        assert!(
+            out.ok,
+            "crash at unbind op {k} ({left} records left): {out:#?}"
+        );
+        assert_eq!(h.drivers(), originals, "crash at unbind op {k}");
+        same_tree(
+            &h.kernel_tree(),
+            &before,
+            &format!("crash at unbind op {k}"),
+        );
+        assert!(h.sim.vfio_nodes().is_empty(), "crash at unbind op {k}");
+        assert!(h.state().all().is_empty(), "crash at unbind op {k}");
+    }
+}
+
 #[test]
 fn refusals_and_force() {
     let h = Host::new(&desktop());
