@@ -460,15 +460,34 @@ fn verify(a: &PciAddress, message: String) -> Failure {
 }
 
 fn group_outcomes(host: &HostRoot, inv: &Inventory, groups: &BTreeSet<u32>) -> Vec<GroupOutcome> {
+    groups_read(host, inv, groups, false)
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect()
+}
+
+/// [`group_outcomes`], each with whether any member (bridges included) is
+/// on vfio-pci when `all` is set: every member's driver is read once.
+fn groups_read(
+    host: &HostRoot,
+    inv: &Inventory,
+    groups: &BTreeSet<u32>,
+    all: bool,
+) -> Vec<(GroupOutcome, bool)> {
     groups
         .iter()
         .map(|g| {
             let mut blocking = Vec::new();
+            let mut any_vfio = false;
             for m in inv.iommu.groups.get(g).into_iter().flatten() {
-                if inv.device(m).is_some_and(|d| d.is_bridge()) {
+                let bridge = inv.device(m).is_some_and(|d| d.is_bridge());
+                if bridge && !all {
                     continue;
                 }
-                if let Some(d) = driver_of(host, m)
+                let d = driver_of(host, m);
+                any_vfio |= d.as_deref() == Some(VFIO);
+                if let Some(d) = d
+                    && !bridge
                     && !VIABLE_DRIVERS.contains(&d.as_str())
                 {
                     blocking.push(Blocker {
@@ -477,12 +496,13 @@ fn group_outcomes(host: &HostRoot, inv: &Inventory, groups: &BTreeSet<u32>) -> V
                     });
                 }
             }
-            GroupOutcome {
+            let out = GroupOutcome {
                 id: *g,
                 viable: blocking.is_empty(),
                 blocking,
                 vfio_node: host.exists(format!("dev/vfio/{g}")),
-            }
+            };
+            (out, any_vfio)
         })
         .collect()
 }
@@ -574,11 +594,16 @@ fn restore(
     }
 }
 
-fn before_of(host: &HostRoot, a: &PciAddress) -> Before {
+/// What `a` has now; its reset method only when `reset` says so.
+fn before_of(host: &HostRoot, a: &PciAddress, reset: bool) -> Before {
     Before {
         driver: driver_of(host, a),
         driver_override: override_of(host, a),
-        reset_method: reset_method_of(host, a),
+        reset_method: if reset {
+            reset_method_of(host, a)
+        } else {
+            None
+        },
     }
 }
 
@@ -672,9 +697,18 @@ fn bind(
     };
     let groups = groups_of(inv, targets);
     let t = std::time::Instant::now();
-    let before: BTreeMap<PciAddress, Before> =
-        targets.iter().map(|a| (*a, before_of(host, a))).collect();
     let vendor_reset = host.exists("sys/module/vendor_reset");
+    // The reset method is changed (and so read) only for a card with the
+    // AMD reset bug when vendor-reset is loaded.
+    let before: BTreeMap<PciAddress, Before> = targets
+        .iter()
+        .map(|a| {
+            (
+                *a,
+                before_of(host, a, vendor_reset && reset_bug.contains(a)),
+            )
+        })
+        .collect();
     lap("bind: drivers and overrides read", t);
     for a in reset_bug.iter().filter(|_| !vendor_reset) {
         out.warnings.push(format!(
@@ -682,6 +716,9 @@ fn bind(
         ));
     }
 
+    // The groups as checked after the moves, kept for the outcome when
+    // nothing had to be undone.
+    let mut checked: Option<Vec<GroupOutcome>> = None;
     let result = (|| -> Result<(), Failure> {
         if !host.exists("sys/bus/pci/drivers/vfio-pci") {
             run.op(
@@ -761,9 +798,9 @@ fn bind(
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let groups = group_outcomes(host, inv, &groups);
+        let groups = checked.insert(group_outcomes(host, inv, &groups));
         lap("bind: groups read", t);
-        for g in groups {
+        for g in groups.iter() {
             if !g.vfio_node {
                 return Err(Failure {
                     device: None,
@@ -788,6 +825,9 @@ fn bind(
     })();
 
     let mut steps = std::mem::take(&mut run.steps);
+    // A bind that went through checked every target on vfio-pci and every
+    // group just now: the outcome says so without reading them again.
+    let verified = !dry_run && result.is_ok();
     if let Err(f) = result {
         out.fail(f);
         if !dry_run {
@@ -805,7 +845,7 @@ fn bind(
                 if b.driver.as_deref() == Some(VFIO) {
                     continue; // not touched; a record it has stays
                 }
-                let now = before_of(host, a);
+                let now = before_of(host, a, b.reset_method.is_some());
                 let r = restore(
                     &mut undo,
                     a,
@@ -839,13 +879,22 @@ fn bind(
         out.devices.push(DeviceOutcome {
             address: *a,
             driver_before: before.get(a).and_then(|b| b.driver.clone()),
-            driver_after: if dry_run { None } else { driver_of(host, a) },
+            driver_after: if dry_run {
+                None
+            } else if verified {
+                Some(VFIO.to_string())
+            } else {
+                driver_of(host, a)
+            },
             expected: Some(VFIO.to_string()),
             recorded: held.contains(a),
         });
     }
     if !dry_run {
-        out.groups = group_outcomes(host, inv, &groups);
+        out.groups = match checked.take().filter(|_| verified) {
+            Some(g) => g,
+            None => group_outcomes(host, inv, &groups),
+        };
         if out.failures.is_empty() {
             for g in out.groups.iter().filter(|g| !g.viable) {
                 let who: Vec<String> = g
@@ -1057,8 +1106,12 @@ fn unbind(
     // drivers, which the next unbind or `recover` finds there and leaves.
     let mut done: Vec<PciAddress> = Vec::new();
     for a in targets {
-        let now = before_of(host, a);
         let rec = recorded.get(a);
+        let now = before_of(
+            host,
+            a,
+            rec.is_some_and(|r| r.original_reset_method.is_some()),
+        );
         let mut dev = DeviceOutcome {
             address: *a,
             driver_before: now.driver.clone(),
@@ -1111,17 +1164,10 @@ fn unbind(
     out.steps = run.steps;
     if !dry_run {
         let t = std::time::Instant::now();
-        out.groups = group_outcomes(host, inv, &groups);
+        let read = groups_read(host, inv, &groups, true);
         lap("unbind: groups read", t);
         let mut stale = Vec::new();
-        for g in &out.groups {
-            let any_vfio = inv
-                .iommu
-                .groups
-                .get(&g.id)
-                .into_iter()
-                .flatten()
-                .any(|m| driver_of(host, m).as_deref() == Some(VFIO));
+        for (g, any_vfio) in &read {
             if g.vfio_node && !any_vfio {
                 stale.push(Failure {
                     device: None,
@@ -1133,6 +1179,7 @@ fn unbind(
                 });
             }
         }
+        out.groups = read.into_iter().map(|(g, _)| g).collect();
         for f in stale {
             out.fail(f);
         }
