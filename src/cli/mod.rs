@@ -311,14 +311,22 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Scan(a) => {
             let host = HostRoot::new(&cli.root);
+            let t = std::time::Instant::now();
+            let lap = |what: &str| {
+                tracing::debug!("scan: {what} at {:.2} ms", t.elapsed().as_secs_f64() * 1e3)
+            };
             let inv = read_host(&host)?;
+            lap("host read");
             // The group reports are written as they are made.
             let analysis = analyze::analyze_without_groups(&inv);
+            lap("analysed");
             let stacks = host::stacks::read(&host, &analysis.gpus);
+            lap("accelerator stacks read");
             for w in &stacks.warnings {
                 tracing::warn!("{}", term::safe(&w.to_string()));
             }
             let code = emit_inventory(&inv, &analysis, Some(&stacks), a.json, false)?;
+            lap("written");
             notify(
                 "inventory",
                 serde_json::json!({
@@ -392,7 +400,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
 
 /// Read the inventory of a host root.
 pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
+    let t = std::time::Instant::now();
     let ids = host::sysfs::load_pci_ids(host);
+    tracing::debug!(
+        "PCI names loaded in {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     read_inventory(host, &ids)
 }
 
