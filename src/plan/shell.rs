@@ -253,6 +253,16 @@ pub(crate) fn assignments(text: &str) -> Result<Vec<Assignment>, ShellError> {
     lx.run().map_err(|s| better_quote_error(text, lx.error(s)))
 }
 
+/// [`assignments`] without splitting scalar values into words: their
+/// `items` are empty (an array's are not). For readers that split a value
+/// themselves (the kernel-command-line editors, with [`decode`]), which
+/// then pay nothing for words they do not read.
+pub(crate) fn assignments_unsplit(text: &str) -> Result<Vec<Assignment>, ShellError> {
+    let mut lx = Lexer::new(text, false);
+    lx.split = false;
+    lx.run().map_err(|s| better_quote_error(text, lx.error(s)))
+}
+
 /// [`assignments`] for a piece cut out of a file (one statement's lines): a
 /// quote or array that the rest of the file would close runs to the end
 /// instead. A text that is no shell at all gives none.
@@ -293,6 +303,8 @@ struct Lexer<'a> {
     t: &'a str,
     b: &'a [u8],
     lenient: bool,
+    /// Split scalar values into words ([`Value::Scalar`]'s `items`).
+    split: bool,
     /// Offsets of the line starts.
     starts: Vec<usize>,
 }
@@ -305,6 +317,7 @@ impl<'a> Lexer<'a> {
             t,
             b: t.as_bytes(),
             lenient,
+            split: true,
             starts,
         }
     }
@@ -704,7 +717,7 @@ impl<'a> Lexer<'a> {
                 ((w.start, w.end), None, plain)
             }
         };
-        let items = if simple {
+        let items = if simple && self.split {
             split_words(&decode(self.t, &w.segments))
         } else {
             Vec::new()
@@ -725,7 +738,7 @@ impl<'a> Lexer<'a> {
 fn split_words(d: &Decoded) -> Vec<Item> {
     let s = d.text.as_bytes();
     let mut out = Vec::new();
-    if s.len() != d.src.len() {
+    if !d.located() {
         return out;
     }
     let mut i = 0;
@@ -738,9 +751,12 @@ fn split_words(d: &Decoded) -> Vec<Item> {
         while i < s.len() && !s[i].is_ascii_whitespace() {
             i += 1;
         }
+        let (Some((start, _)), Some((_, end))) = (d.src(b), d.src(i - 1)) else {
+            return Vec::new();
+        };
         out.push(Item {
-            start: d.src[b].0,
-            end: d.src[i - 1].1,
+            start,
+            end,
             text: d.text[b..i].to_string(),
             quote: None,
         });
@@ -815,16 +831,156 @@ fn better_quote_error(text: &str, e: ShellError) -> ShellError {
 }
 
 /// The decoded text of a word (what the shell makes of it, with expansions
-/// left as written) and, per decoded byte, its source range, its segment
-/// and whether it is an expansion.
+/// left as written) and where each decoded byte comes from: its source
+/// range, its segment and whether it is an expansion.
+///
+/// Kept as runs of bytes copied one for one (an escape `\x` is a run of
+/// its own) and as ranges of expansions, not as a record per byte: a value
+/// of megabytes is a handful of runs, and finding a byte's origin is a
+/// binary search among them.
 pub(crate) struct Decoded {
     pub text: String,
-    pub src: Vec<(usize, usize)>,
-    pub seg: Vec<usize>,
-    /// The byte is an unescaped `$` or backtick, or part of an opaque
-    /// segment: an expansion the shell performs, so the token holding it
-    /// is not known text.
-    pub expands: Vec<bool>,
+    runs: Vec<Run>,
+    /// Decoded ranges that are expansions: an unescaped `$` or backtick,
+    /// or an opaque segment. In order, apart from each other.
+    expansions: Vec<(usize, usize)>,
+    /// How many bytes were decoded: the length of `text` unless a segment
+    /// cut a character in two (no segment the lexer makes does), which the
+    /// lossy conversion to `text` changed.
+    len: usize,
+}
+
+/// Decoded bytes `at..at + len`, of segment `seg`: from the source bytes
+/// `src..src + len`, or (`escape`, then `len` is 1) from the two bytes
+/// `src..src + 2` of a `\x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    at: usize,
+    len: usize,
+    src: usize,
+    seg: usize,
+    escape: bool,
+}
+
+impl Decoded {
+    /// Every decoded byte of `text` has its source ([`Decoded::src`]).
+    pub fn located(&self) -> bool {
+        self.text.len() == self.len
+    }
+
+    fn run(&self, i: usize) -> Option<&Run> {
+        let k = self.runs.partition_point(|r| r.at + r.len <= i);
+        self.runs.get(k).filter(|r| r.at <= i)
+    }
+
+    /// The source range of decoded byte `i`.
+    pub fn src(&self, i: usize) -> Option<(usize, usize)> {
+        let r = self.run(i)?;
+        Some(if r.escape {
+            (r.src, r.src + 2)
+        } else {
+            let s = r.src + (i - r.at);
+            (s, s + 1)
+        })
+    }
+
+    /// The index of the segment decoded byte `i` comes from.
+    pub fn seg(&self, i: usize) -> Option<usize> {
+        self.run(i).map(|r| r.seg)
+    }
+
+    /// The decoded bytes `a..b` (not empty) all come from one segment.
+    pub fn one_seg(&self, a: usize, b: usize) -> bool {
+        // Segments follow each other: the first and the last byte tell.
+        b > a && self.seg(a).is_some() && self.seg(a) == self.seg(b - 1)
+    }
+
+    /// One of the decoded bytes `a..b` is an expansion.
+    pub fn expands(&self, a: usize, b: usize) -> bool {
+        let k = self.expansions.partition_point(|e| e.1 <= a);
+        self.expansions.get(k).is_some_and(|e| e.0 < b)
+    }
+
+    /// The source range of the decoded bytes `a..b` when they are the
+    /// source bytes there as they are (no escape, no line continuation in
+    /// between): the text can then be borrowed from the source.
+    pub fn verbatim(&self, a: usize, b: usize) -> Option<(usize, usize)> {
+        let r = self.run(a)?;
+        (!r.escape && a <= b && b <= r.at + r.len).then(|| (r.src + (a - r.at), r.src + (b - r.at)))
+    }
+}
+
+/// Builds a [`Decoded`].
+#[derive(Default)]
+struct Decoder {
+    out: Vec<u8>,
+    runs: Vec<Run>,
+    expansions: Vec<(usize, usize)>,
+}
+
+impl Decoder {
+    /// The source bytes `from..to` as they are.
+    fn copy(&mut self, b: &[u8], from: usize, to: usize, seg: usize) {
+        if from >= to {
+            return;
+        }
+        let at = self.out.len();
+        self.out.extend_from_slice(&b[from..to]);
+        let len = to - from;
+        if let Some(r) = self.runs.last_mut()
+            && !r.escape
+            && r.seg == seg
+            && r.src + r.len == from
+        {
+            r.len += len;
+            return;
+        }
+        self.runs.push(Run {
+            at,
+            len,
+            src: from,
+            seg,
+            escape: false,
+        });
+    }
+
+    /// `byte` for the `\x` at `src`.
+    fn escape(&mut self, byte: u8, src: usize, seg: usize) {
+        self.runs.push(Run {
+            at: self.out.len(),
+            len: 1,
+            src,
+            seg,
+            escape: true,
+        });
+        self.out.push(byte);
+    }
+
+    /// The decoded bytes from `from` to the end so far are an expansion.
+    fn expansion(&mut self, from: usize) {
+        let to = self.out.len();
+        if from >= to {
+            return;
+        }
+        match self.expansions.last_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            _ => self.expansions.push((from, to)),
+        }
+    }
+
+    fn finish(self) -> Decoded {
+        let len = self.out.len();
+        let text = match String::from_utf8(self.out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        Decoded {
+            text,
+            runs: self.runs,
+            expansions: self.expansions,
+            len,
+        }
+    }
 }
 
 /// Quote removal: `'…'` as it is, `\` in `"…"` only before `$`, `` ` ``,
@@ -832,54 +988,51 @@ pub(crate) struct Decoded {
 /// expansions ([`SegKind::Opaque`], `$name`) as written.
 pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
     let b = text.as_bytes();
-    let mut out: Vec<u8> = Vec::new();
-    let mut src = Vec::new();
-    let mut seg_of = Vec::new();
-    let mut expands = Vec::new();
+    let mut d = Decoder::default();
     for (si, s) in segments.iter().enumerate() {
         let end = s.end.min(b.len());
         match s.kind {
             SegKind::Single | SegKind::Opaque => {
-                for (k, &c) in b.iter().enumerate().take(end).skip(s.start) {
-                    out.push(c);
-                    src.push((k, k + 1));
-                    seg_of.push(si);
-                    expands.push(s.kind == SegKind::Opaque);
+                let at = d.out.len();
+                d.copy(b, s.start, end, si);
+                if s.kind == SegKind::Opaque {
+                    d.expansion(at);
                 }
             }
             SegKind::Double | SegKind::Plain => {
                 let mut j = s.start;
                 while j < end {
-                    if b[j] == b'\\' && j + 1 < end {
-                        let n = b[j + 1];
+                    // Up to the next byte that is not itself.
+                    let Some(p) = memchr::memchr3(b'\\', b'$', b'`', &b[j..end]) else {
+                        d.copy(b, j, end, si);
+                        break;
+                    };
+                    let k = j + p;
+                    d.copy(b, j, k, si);
+                    if b[k] == b'\\' && k + 1 < end {
+                        let n = b[k + 1];
                         if n == b'\n' {
-                            j += 2;
+                            j = k + 2;
                             continue;
                         }
                         if s.kind == SegKind::Plain || matches!(n, b'$' | b'`' | b'"' | b'\\') {
-                            out.push(n);
-                            src.push((j, j + 2));
-                            seg_of.push(si);
-                            expands.push(false);
-                            j += 2;
+                            d.escape(n, k, si);
+                            j = k + 2;
                             continue;
                         }
                     }
-                    out.push(b[j]);
-                    src.push((j, j + 1));
-                    seg_of.push(si);
-                    expands.push(b[j] == b'$' || b[j] == b'`');
-                    j += 1;
+                    // A `\` that stays, or a `$` or backtick: an expansion.
+                    let at = d.out.len();
+                    d.copy(b, k, k + 1, si);
+                    if b[k] != b'\\' {
+                        d.expansion(at);
+                    }
+                    j = k + 1;
                 }
             }
         }
     }
-    Decoded {
-        text: String::from_utf8_lossy(&out).into_owned(),
-        src,
-        seg: seg_of,
-        expands,
-    }
+    d.finish()
 }
 
 /// `value` (as written) expands the variable `name` (`$X`, `${X}`,
@@ -922,6 +1075,7 @@ pub(crate) fn escape_double(p: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn names(text: &str) -> Vec<(String, bool, Vec<String>)> {
         assignments(text)
@@ -1162,6 +1316,154 @@ mod tests {
         let a = assignments(t).unwrap();
         assert_eq!(a[0].value_text(t), "(a)\r");
         assert!(a[0].value.items().is_empty());
+    }
+
+    /// The decoder as it was, with a record per decoded byte: the
+    /// reference the proptests below hold [`decode`] to.
+    mod before {
+        use super::super::{SegKind, Segment};
+
+        pub struct Decoded {
+            pub text: String,
+            pub src: Vec<(usize, usize)>,
+            pub seg: Vec<usize>,
+            pub expands: Vec<bool>,
+        }
+
+        pub fn decode(text: &str, segments: &[Segment]) -> Decoded {
+            let b = text.as_bytes();
+            let mut out: Vec<u8> = Vec::new();
+            let mut src = Vec::new();
+            let mut seg_of = Vec::new();
+            let mut expands = Vec::new();
+            for (si, s) in segments.iter().enumerate() {
+                let end = s.end.min(b.len());
+                match s.kind {
+                    SegKind::Single | SegKind::Opaque => {
+                        for (k, &c) in b.iter().enumerate().take(end).skip(s.start) {
+                            out.push(c);
+                            src.push((k, k + 1));
+                            seg_of.push(si);
+                            expands.push(s.kind == SegKind::Opaque);
+                        }
+                    }
+                    SegKind::Double | SegKind::Plain => {
+                        let mut j = s.start;
+                        while j < end {
+                            if b[j] == b'\\' && j + 1 < end {
+                                let n = b[j + 1];
+                                if n == b'\n' {
+                                    j += 2;
+                                    continue;
+                                }
+                                if s.kind == SegKind::Plain
+                                    || matches!(n, b'$' | b'`' | b'"' | b'\\')
+                                {
+                                    out.push(n);
+                                    src.push((j, j + 2));
+                                    seg_of.push(si);
+                                    expands.push(false);
+                                    j += 2;
+                                    continue;
+                                }
+                            }
+                            out.push(b[j]);
+                            src.push((j, j + 1));
+                            seg_of.push(si);
+                            expands.push(b[j] == b'$' || b[j] == b'`');
+                            j += 1;
+                        }
+                    }
+                }
+            }
+            Decoded {
+                text: String::from_utf8_lossy(&out).into_owned(),
+                src,
+                seg: seg_of,
+                expands,
+            }
+        }
+    }
+
+    /// [`decode`] says of every decoded byte, and of every range of them,
+    /// what the decoder with a record per byte said.
+    fn same_as_before(text: &str, segments: &[Segment]) -> Result<(), TestCaseError> {
+        let new = decode(text, segments);
+        let old = before::decode(text, segments);
+        prop_assert_eq!(&new.text, &old.text);
+        prop_assert_eq!(new.located(), old.text.len() == old.src.len());
+        let n = old.src.len();
+        prop_assert_eq!(new.src(n), None);
+        for i in 0..n {
+            prop_assert_eq!(new.src(i), Some(old.src[i]), "byte {}", i);
+            prop_assert_eq!(new.seg(i), Some(old.seg[i]), "byte {}", i);
+        }
+        for a in 0..n {
+            for b in a + 1..=n.min(a + 12) {
+                prop_assert_eq!(
+                    new.one_seg(a, b),
+                    old.seg[a..b].iter().all(|&x| x == old.seg[a]),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                prop_assert_eq!(
+                    new.expands(a, b),
+                    old.expands[a..b].iter().any(|&x| x),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                if let Some((s, e)) = new.verbatim(a, b) {
+                    if new.located() {
+                        prop_assert_eq!(&text.as_bytes()[s..e], &old.text.as_bytes()[a..b]);
+                    }
+                    prop_assert_eq!((s, e), (old.src[a].0, old.src[b - 1].1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seg_kind() -> impl Strategy<Value = SegKind> {
+        prop::sample::select(vec![
+            SegKind::Plain,
+            SegKind::Double,
+            SegKind::Single,
+            SegKind::Opaque,
+        ])
+    }
+
+    proptest! {
+        /// Words as the lexer cuts them out of shell-like text.
+        #[test]
+        fn decode_is_what_it_was(raw in "([a-z =\"'\\\\$`(){}\n\t]|\u{e9}|\u{1F600}){0,40}") {
+            let lx = Lexer::new(&raw, true);
+            let mut i = 0;
+            while i < raw.len() {
+                let Ok(w) = lx.word(i) else { break };
+                same_as_before(&raw, &w.segments)?;
+                // What the lexer cuts is always located byte for byte.
+                prop_assert!(decode(&raw, &w.segments).located());
+                i = w.end.max(i + 1);
+                while i < raw.len() && !raw.is_char_boundary(i) {
+                    i += 1;
+                }
+            }
+        }
+
+        /// Any segments, overlapping, out of order or cutting characters.
+        #[test]
+        fn decode_of_any_segments_is_what_it_was(
+            raw in "([a-z \"'\\\\$`\n]|\u{e9}){0,30}",
+            segs in prop::collection::vec((seg_kind(), 0usize..40, 0usize..40), 0..6),
+        ) {
+            let segments: Vec<Segment> = segs
+                .into_iter()
+                .map(|(kind, start, end)| Segment { kind, start, end })
+                .collect();
+            same_as_before(&raw, &segments)?;
+        }
     }
 
     /// `A=(x)y` is the string `(x)y` to bash, not an array and another word.

@@ -4,7 +4,9 @@
 //! `kernel-install add`, `proxmox-boot-tool refresh`, `grubby`.
 
 use super::params::{Decision, check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, apply, edits_for, existing_of};
+use std::borrow::Cow;
+
+use super::region::{Located, TextEdit, apply, edits_for, existing_of, group_ranges};
 use super::{EditError, Edited, LineCursor, line_of, line_ranges};
 
 // ---------------------------------------------------------------------------
@@ -25,7 +27,7 @@ pub fn edit_kernel_cmdline(
     let tokens: Vec<Located> = spans
         .iter()
         .map(|s| Located {
-            text: text[s.start..s.end].to_string(),
+            text: Cow::Borrowed(&text[s.start..s.end]),
             start: s.start,
             end: s.end,
             group: 0,
@@ -34,7 +36,7 @@ pub fn edit_kernel_cmdline(
             line: lines.line_of(s.start),
         })
         .collect();
-    let (existing, map) = existing_of(&tokens, "");
+    let (existing, map) = existing_of(&tokens);
     let mut warnings = lint(&existing);
     for t in &tokens {
         if t.text.starts_with('#') {
@@ -480,10 +482,16 @@ pub fn edit_loader_entry(
             )
         })?;
         for s in spans {
+            let start = l.value_start + s.start;
+            let end = l.value_start + s.end;
             tokens.push(Located {
-                text: l.value[s.start..s.end].to_string(),
-                start: l.value_start + s.start,
-                end: l.value_start + s.end,
+                // The value as it is in the file.
+                text: match text.get(start..end) {
+                    Some(t) => Cow::Borrowed(t),
+                    None => Cow::Owned(l.value[s.start..s.end].to_string()),
+                },
+                start,
+                end,
                 group: g,
                 opaque: false,
                 editable: true,
@@ -491,7 +499,7 @@ pub fn edit_loader_entry(
             });
         }
     }
-    let (existing, map) = existing_of(&tokens, "");
+    let (existing, map) = existing_of(&tokens);
     let mut warnings = lint(&existing);
     let d = decide(&existing, add, remove);
     let mut edits;
@@ -515,16 +523,19 @@ pub fn edit_loader_entry(
         }
         // An options line left without parameters by the removal is
         // deleted (exliar made it, see below).
+        let mut gone = vec![false; tokens.len()];
+        for &i in &d.delete {
+            if let Some(&j) = map.get(i) {
+                gone[j] = true;
+            }
+        }
+        let ranges = group_ranges(&tokens, opts.len());
         for (g, l) in opts.iter().enumerate() {
-            let in_line: Vec<usize> = (0..tokens.len())
-                .filter(|&j| tokens[j].group == g)
-                .collect();
+            let in_line = ranges[g].clone();
             if in_line.is_empty() {
                 continue;
             }
-            let all_gone = in_line
-                .iter()
-                .all(|&j| d.delete.iter().any(|&i| map[i] == j));
+            let all_gone = in_line.clone().all(|j| gone[j]);
             let appended_here = g == opts.len() - 1 && !d.append.is_empty();
             // Only a line exliar made, marked by the comment line above it.
             let mark = text[..l.line_start].strip_suffix('\n').map(|before| {

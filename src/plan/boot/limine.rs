@@ -4,8 +4,10 @@
 
 use super::bls::{finish, insert_line_after};
 use super::params::{check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::shellvar::{NewLine, edit_var};
+use std::borrow::Cow;
+
+use super::region::{Located, TextEdit, edits_for, existing_of, group_ranges, map_range};
+use super::shellvar::{NewLine, edit_var_in};
 use super::{EditError, Edited, line_ranges};
 
 /// Said with every change to limine.conf.
@@ -212,7 +214,7 @@ pub fn edit_limine_conf(
                 for s in spans {
                     let t = &v[s.start..s.end];
                     tokens.push(Located {
-                        text: t.to_string(),
+                        text: Cow::Borrowed(t),
                         start: vstart + s.start,
                         end: vstart + s.end,
                         group,
@@ -236,7 +238,7 @@ pub fn edit_limine_conf(
         }
         group += 1;
     }
-    let (existing, map) = existing_of(&tokens, "");
+    let (existing, map) = existing_of(&tokens);
     let mut warnings = lint(&existing);
     let (add, more) = super::params::not_anywhere(
         &existing,
@@ -253,16 +255,16 @@ pub fn edit_limine_conf(
     let mut dwarn = Vec::new();
     let mut new_lines = 0;
     let mut emptied: Vec<usize> = Vec::new();
+    let ranges = group_ranges(&tokens, group);
     for (ei, tgt, anchor) in &targets {
-        let g = tgt.map(|t| t.0);
-        let idx: Vec<usize> = (0..existing.len())
-            .filter(|&i| Some(tokens[map[i]].group) == g)
-            .collect();
-        let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
-        let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
-        let d = decide(&ex, add, remove);
-        if let Some((g, _)) = tgt {
-            let in_line = tokens.iter().filter(|t| t.group == *g).count();
+        // The entry's own tokens and parameters (none without a command
+        // line).
+        let r = tgt.map_or(0..0, |(g, _)| ranges[g].clone());
+        let m = map_range(&map, &r);
+        let sub_map: Vec<usize> = map[m.clone()].iter().map(|&i| i - r.start).collect();
+        let d = decide(&existing[m], add, remove);
+        if tgt.is_some() {
+            let in_line = r.len();
             if in_line > 0
                 && d.delete.len() == in_line
                 && d.append.is_empty()
@@ -273,7 +275,8 @@ pub fn edit_limine_conf(
         }
         match tgt {
             Some(t) => {
-                let mut es = edits_for(text, &tokens, &sub_map, &d, Some(*t), &|p| p.to_string());
+                let mut es =
+                    edits_for(text, &tokens[r], &sub_map, &d, Some(*t), &|p| p.to_string());
                 // `cmdline:` with no blank after the colon.
                 let l = &ls[*anchor];
                 if t.1 == l.end && !l.body.ends_with([' ', '\t']) {
@@ -438,8 +441,13 @@ pub fn edit_default_limine(
     remove: &[String],
 ) -> Result<Edited, EditError> {
     let var = "KERNEL_CMDLINE[default]";
-    let mut e = edit_var(
+    let file = |e: EditError| e.in_file("/etc/default/limine");
+    // The file is read once, for the edit and for the warnings.
+    super::params::check_params(add).map_err(file)?;
+    let all = crate::plan::shell::assignments_unsplit(text).map_err(|e| file(e.into()))?;
+    let mut e = edit_var_in(
         text,
+        &all,
         var,
         add,
         remove,
@@ -450,18 +458,16 @@ pub fn edit_default_limine(
             plus: true,
         },
     )
-    .map_err(|e| e.in_file("/etc/default/limine"))?;
-    if let Ok(all) = crate::plan::shell::assignments(text) {
-        for a in all
-            .iter()
-            .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
-        {
-            e.warnings.push(format!(
-                "line {}: {} is not changed; the parameters are added to {var} only",
-                a.line(),
-                a.name
-            ));
-        }
+    .map_err(file)?;
+    for a in all
+        .iter()
+        .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
+    {
+        e.warnings.push(format!(
+            "line {}: {} is not changed; the parameters are added to {var} only",
+            a.line(),
+            a.name
+        ));
     }
     Ok(e)
 }
@@ -471,7 +477,7 @@ pub fn edit_default_limine(
 /// is not known).
 pub fn default_limine_cmdline(text: &str) -> Result<Vec<String>, EditError> {
     let var = "KERNEL_CMDLINE[default]";
-    let all = crate::plan::shell::assignments(text)
+    let all = crate::plan::shell::assignments_unsplit(text)
         .map_err(|e| EditError::from(e).in_file("/etc/default/limine"))?;
     let mut tokens = Vec::new();
     for a in all.iter().filter(|a| a.name == var) {
@@ -480,7 +486,11 @@ pub fn default_limine_cmdline(text: &str) -> Result<Vec<String>, EditError> {
         }
         let v = super::shellvar::value_tokens(text, a, 0)
             .map_err(|e| e.in_file("/etc/default/limine"))?;
-        tokens.extend(v.into_iter().filter(|l| !l.opaque).map(|l| l.text));
+        tokens.extend(
+            v.into_iter()
+                .filter(|l| !l.opaque)
+                .map(|l| l.text.into_owned()),
+        );
     }
     Ok(tokens)
 }

@@ -157,7 +157,14 @@ impl<'a> LineCursor<'a> {
             self.at = 0;
             self.line = 1;
         }
-        self.line += memchr::memchr_iter(b'\n', &self.text[self.at..end]).count();
+        let gap = &self.text[self.at..end];
+        // Tokens are mostly a blank apart: counting a few bytes is cheaper
+        // than setting up a vectorised count.
+        self.line += if gap.len() < 32 {
+            gap.iter().filter(|&&c| c == b'\n').count()
+        } else {
+            memchr::memchr_iter(b'\n', gap).count()
+        };
         self.at = end;
         self.line
     }

@@ -111,6 +111,28 @@ fn key_value_ref(p: &str) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
     }
 }
 
+/// Whether the key of `have` as [`key_value`] reads it (quotes taken out,
+/// up to the first `=`, `-` read as `_`) is `key`, without copying: most
+/// parameters of a command line differ from a wanted one in their first
+/// byte. Two parameters that are the same or conflict have the same key.
+fn key_is(have: &str, key: &str) -> bool {
+    let k = key.as_bytes();
+    let mut n = 0;
+    for &c in have.as_bytes() {
+        let c = match c {
+            b'"' => continue,
+            b'=' => break,
+            b'-' => b'_',
+            c => c,
+        };
+        if k.get(n) != Some(&c) {
+            return false;
+        }
+        n += 1;
+    }
+    n == k.len()
+}
+
 /// Keys that may legitimately appear several times, each occurrence adding
 /// to the others (a list), so two different values never conflict.
 const LIST_KEYS: &[&str] = &[
@@ -180,11 +202,20 @@ impl<'a> Wanted<'a> {
         Self { kv, identity }
     }
 
+    /// `have` has the key of this parameter: it may be the same or
+    /// conflict; any other cannot.
+    fn same_key(&self, have: &str) -> bool {
+        key_is(have, &self.kv.0)
+    }
+
     fn same(&self, have: &str) -> bool {
-        key_value_ref(have) == self.kv
+        self.same_key(have) && key_value_ref(have) == self.kv
     }
 
     fn conflicts(&self, have: &str) -> bool {
+        if !self.same_key(have) {
+            return false;
+        }
         let hkv = key_value_ref(have);
         if hkv == self.kv || identity_of(hkv.clone()) != self.identity {
             return false;
@@ -221,6 +252,42 @@ impl Existing {
     }
 }
 
+/// A parameter already present, as [`decide`] reads it: an [`Existing`],
+/// or a token an editor found in its file, read in place (a command line
+/// of millions of tokens is then not copied token by token to be
+/// compared).
+pub trait Present {
+    fn text(&self) -> &str;
+    /// See [`Existing::editable`].
+    fn editable(&self) -> bool;
+    /// See [`Existing::place`]; made only for a warning.
+    fn place(&self) -> Cow<'_, str>;
+}
+
+impl Present for Existing {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn editable(&self) -> bool {
+        self.editable
+    }
+    fn place(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.place)
+    }
+}
+
+impl<T: Present + ?Sized> Present for &T {
+    fn text(&self) -> &str {
+        (**self).text()
+    }
+    fn editable(&self) -> bool {
+        (**self).editable()
+    }
+    fn place(&self) -> Cow<'_, str> {
+        (**self).place()
+    }
+}
+
 /// What to do with a command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
@@ -253,9 +320,12 @@ impl Decision {
 /// - one that conflicts with a user's parameter is not added: a warning says
 ///   which and where;
 /// - anything else is appended.
-pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decision {
+pub fn decide<P: Present>(existing: &[P], add: &[String], remove: &[String]) -> Decision {
     let mut d = Decision::default();
     let mut deleted = vec![false; existing.len()];
+    // The parameters removal marked, in order: the only ones `deleted` can
+    // be true for, so that looking among them is no pass over `existing`.
+    let mut marked: Vec<usize> = Vec::new();
     // Removals first.
     let mut seen_remove: Vec<&str> = Vec::new();
     for r in remove {
@@ -265,11 +335,13 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
         seen_remove.push(r);
         if let Some(i) = (0..existing.len())
             .rev()
-            .find(|&i| existing[i].editable && !deleted[i] && existing[i].text == *r)
+            .find(|&i| existing[i].editable() && !deleted[i] && existing[i].text() == r)
         {
             deleted[i] = true;
+            marked.push(i);
         }
     }
+    marked.sort_unstable();
     let mut replaced: Vec<(usize, String)> = Vec::new();
     let mut seen_add: Vec<&str> = Vec::new();
     for a in add {
@@ -278,40 +350,50 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
         }
         seen_add.push(a);
         let want = Wanted::new(a);
+        // One pass over what stays: the same parameter (then there is
+        // nothing to do), else the first conflicting one.
+        let mut same = false;
+        let mut conflict: Option<usize> = None;
+        for (i, e) in existing.iter().enumerate() {
+            if deleted[i] || !want.same_key(e.text()) {
+                continue;
+            }
+            if want.same(e.text()) {
+                same = true;
+                break;
+            }
+            if conflict.is_none() && want.conflicts(e.text()) {
+                conflict = Some(i);
+            }
+        }
         // Already present and staying: nothing to do.
-        if existing
-            .iter()
-            .enumerate()
-            .any(|(i, e)| !deleted[i] && want.same(&e.text))
-        {
+        if same {
             continue;
         }
         // Present but scheduled for removal (exliar's own, re-added): keep it.
-        if let Some(i) = (0..existing.len())
+        if let Some(&i) = marked
+            .iter()
             .rev()
-            .find(|&i| deleted[i] && existing[i].text == *a)
+            .find(|&&i| deleted[i] && existing[i].text() == a)
         {
             deleted[i] = false;
             continue;
         }
         // A user's conflicting value wins; say so.
-        let user_conflict = existing
-            .iter()
-            .enumerate()
-            .find(|(i, e)| !deleted[*i] && want.conflicts(&e.text))
-            .map(|(_, e)| e);
-        if let Some(e) = user_conflict {
+        if let Some(i) = conflict {
+            let e = &existing[i];
             d.warnings.push(format!(
                 "`{}` ({}) conflicts with `{a}`, which exliar wants; it is left as it is and `{a}` is not added",
-                e.text, e.place
+                e.text(),
+                e.place()
             ));
             continue;
         }
         // exliar's own older value of the same setting: replace in place.
-        if let Some(i) = (0..existing.len()).find(|&i| {
+        if let Some(&i) = marked.iter().find(|&&i| {
             deleted[i]
-                && existing[i].editable
-                && identity_of(key_value_ref(&existing[i].text)) == want.identity
+                && existing[i].editable()
+                && identity_of(key_value_ref(existing[i].text())) == want.identity
                 && !replaced.iter().any(|(j, _)| *j == i)
         }) {
             replaced.push((i, a.clone()));
@@ -321,9 +403,9 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
         d.append.push(a.clone());
         d.added.push(a.clone());
     }
-    for (i, e) in existing.iter().enumerate() {
+    for &i in &marked {
         if deleted[i] {
-            d.removed.push(e.text.clone());
+            d.removed.push(existing[i].text().to_string());
             if !replaced.iter().any(|(j, _)| *j == i) {
                 d.delete.push(i);
             }
@@ -339,8 +421,8 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
 /// parameters later never touches the user's), with a warning.
 /// `group` is the entry of each existing parameter, `groups` how many
 /// entries there are.
-pub fn not_anywhere(
-    existing: &[Existing],
+pub fn not_anywhere<P: Present>(
+    existing: &[P],
     group: &[usize],
     groups: usize,
     add: &[String],
@@ -349,12 +431,13 @@ pub fn not_anywhere(
     let mut keep = Vec::new();
     let mut warnings = Vec::new();
     for a in add {
-        match existing.iter().find(|e| same_param(&e.text, a)) {
+        let want = Wanted::new(a);
+        match existing.iter().find(|e| want.same(e.text())) {
             Some(e) => {
                 let mut with: Vec<usize> = existing
                     .iter()
                     .zip(group)
-                    .filter(|(e, _)| same_param(&e.text, a))
+                    .filter(|(e, _)| want.same(e.text()))
                     .map(|(_, g)| *g)
                     .collect();
                 with.sort_unstable();
@@ -362,7 +445,7 @@ pub fn not_anywhere(
                 if with.len() < groups {
                     warnings.push(format!(
                         "`{a}` is already set ({}); it is not added to the other {entries} (add it by hand where it is missing)",
-                        e.place
+                        e.place()
                     ));
                 }
             }
@@ -388,14 +471,18 @@ pub fn check_params(add: &[String]) -> Result<(), super::EditError> {
 /// Whether existing parameters carry values known to be no-ops or mistakes,
 /// as warnings (`amd_iommu=on` is not a valid value: the AMD IOMMU driver
 /// only knows `fullflush`, `force_enable`, `off`, ... and is on by default).
-pub fn lint(existing: &[Existing]) -> Vec<String> {
+pub fn lint<P: Present>(existing: &[P]) -> Vec<String> {
     let mut w = Vec::new();
     for e in existing {
-        let (k, v) = key_value_ref(&e.text);
+        if !key_is(e.text(), "amd_iommu") {
+            continue;
+        }
+        let (k, v) = key_value_ref(e.text());
         if k == "amd_iommu" && v.as_deref() == Some("on") {
             w.push(format!(
                 "`{}` ({}) has no effect: `on` is not an amd_iommu option (the AMD IOMMU is enabled by default)",
-                e.text, e.place
+                e.text(),
+                e.place()
             ));
         }
     }
@@ -681,6 +768,10 @@ mod tests {
                     prop_assert_eq!(conflicts(&e.text, a), before::conflicts(&e.text, a));
                     prop_assert_eq!(identity(a), before::identity(a));
                     prop_assert_eq!(key_value(a), before::key_value(a));
+                    prop_assert_eq!(
+                        key_is(&e.text, &key_value(a).0),
+                        key_value(&e.text).0 == key_value(a).0
+                    );
                 }
             }
         }

@@ -4,34 +4,57 @@
 
 use super::bls::finish;
 use super::params::{check_params, decide, lint, tokenize};
-use super::region::{Located, edits_for, existing_of};
+use std::borrow::Cow;
+
+use super::region::{Located, edits_for, existing_of, group_ranges, map_range};
 use super::{EditError, Edited, line_ranges};
 
-/// A quoted field from `i` (at the opening quote): decoded text, source
-/// range of each decoded byte, and the end past the closing quote.
-type Field = (String, Vec<(usize, usize)>, usize);
+/// A quoted field: its decoded text, the decoded offsets of its doubled
+/// quotes (each one `"` from two bytes), where its content starts in the
+/// line, and its end past the closing quote.
+struct Field {
+    text: String,
+    doubled: Vec<usize>,
+    start: usize,
+    end: usize,
+}
 
+impl Field {
+    /// The source range (in the line) of the decoded bytes `a..b` (not
+    /// empty), and whether they are written as they are (no doubled quote).
+    fn src(&self, a: usize, b: usize) -> (usize, usize, bool) {
+        // Each doubled quote before a decoded byte moves it one byte on.
+        let before = |i: usize| self.doubled.partition_point(|&q| q < i);
+        let (da, db) = (before(a), before(b));
+        (self.start + a + da, self.start + b + db, da == db)
+    }
+}
+
+/// The quoted field from `i` (at the opening quote), `""` read as `"`.
 fn field(line: &str, i: usize) -> Option<Field> {
     let b = line.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
     let mut out = Vec::new();
-    let mut src = Vec::new();
+    let mut doubled = Vec::new();
     let mut j = i + 1;
-    while j < b.len() {
-        if b[j] == b'"' {
-            if b.get(j + 1) == Some(&b'"') {
-                out.push(b'"');
-                src.push((j, j + 2));
-                j += 2;
-                continue;
-            }
-            return Some((String::from_utf8_lossy(&out).into_owned(), src, j + 1));
+    while let Some(p) = memchr::memchr(b'"', &b[j..]) {
+        out.extend_from_slice(&b[j..j + p]);
+        j += p;
+        if b.get(j + 1) == Some(&b'"') {
+            doubled.push(out.len());
+            out.push(b'"');
+            j += 2;
+            continue;
         }
-        out.push(b[j]);
-        src.push((j, j + 1));
-        j += 1;
+        return Some(Field {
+            text: String::from_utf8(out)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            doubled,
+            start: i + 1,
+            end: j + 1,
+        });
     }
     None
 }
@@ -49,12 +72,17 @@ pub fn refind_entries(text: &str) -> Result<Vec<(usize, String, Vec<String>)>, E
             continue;
         }
         let lead = line.len() - t.len();
-        let Some((label, _, after_label)) = field(line, lead) else {
+        let Some(Field {
+            text: label,
+            end: after_label,
+            ..
+        }) = field(line, lead)
+        else {
             continue;
         };
         let rest = &line[after_label..];
         let opts_at = after_label + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
-        let Some((opts, _, _)) = field(line, opts_at) else {
+        let Some(Field { text: opts, .. }) = field(line, opts_at) else {
             continue;
         };
         let tokens = super::params::split(&opts).map_err(|er| EditError::new(n + 1, er.message))?;
@@ -86,7 +114,7 @@ pub fn edit_refind_linux_conf(
                 format!("{what}; expected `\"Label\" \"kernel options\"`, both double-quoted"),
             )
         };
-        let (_, _, after_label) = field(line, lead).ok_or_else(|| {
+        let after_label = field(line, lead).map(|f| f.end).ok_or_else(|| {
             if t.starts_with('"') {
                 bad("unterminated quote in the label")
             } else {
@@ -101,24 +129,29 @@ pub fn edit_refind_linux_conf(
         if opts_at == after_label {
             return Err(bad("no blank between the label and the options"));
         }
-        let (dec, src, end) = field(line, opts_at).ok_or_else(|| {
+        let opts = field(line, opts_at).ok_or_else(|| {
             if line[opts_at..].starts_with('"') {
                 bad("unterminated quote in the options")
             } else {
                 bad("the options are not quoted")
             }
         })?;
-        if !line[end..].trim().is_empty() {
+        if !line[opts.end..].trim().is_empty() {
             return Err(bad("text after the options field"));
         }
         let g = groups.len();
         groups.push(s + opts_at + 1);
-        let spans = tokenize(&dec).map_err(|er| EditError::new(ln, er.message))?;
+        let spans = tokenize(&opts.text).map_err(|er| EditError::new(ln, er.message))?;
         for sp in spans {
+            let (start, end, verbatim) = opts.src(sp.start, sp.end);
+            let (start, end) = (s + start, s + end);
             tokens.push(Located {
-                text: dec[sp.start..sp.end].to_string(),
-                start: s + src[sp.start].0,
-                end: s + src[sp.end - 1].1,
+                text: match text.get(start..end) {
+                    Some(t) if verbatim => Cow::Borrowed(t),
+                    _ => Cow::Owned(opts.text[sp.start..sp.end].to_string()),
+                },
+                start,
+                end,
                 group: g,
                 opaque: false,
                 editable: true,
@@ -126,7 +159,7 @@ pub fn edit_refind_linux_conf(
             });
         }
     }
-    let (existing, map) = existing_of(&tokens, "");
+    let (existing, map) = existing_of(&tokens);
     let mut warnings = lint(&existing);
     let (add, more) = super::params::not_anywhere(
         &existing,
@@ -142,16 +175,16 @@ pub fn edit_refind_linux_conf(
     let mut added: Vec<String> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let mut dwarn: Vec<String> = Vec::new();
+    let ranges = group_ranges(&tokens, groups.len());
     for (g, &start) in groups.iter().enumerate() {
-        let idx: Vec<usize> = (0..existing.len())
-            .filter(|&i| tokens[map[i]].group == g)
-            .collect();
-        let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
-        let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
-        let d = decide(&ex, add, remove);
+        // The entry's own tokens and parameters.
+        let r = &ranges[g];
+        let m = map_range(&map, r);
+        let sub_map: Vec<usize> = map[m.clone()].iter().map(|&i| i - r.start).collect();
+        let d = decide(&existing[m], add, remove);
         all_edits.extend(edits_for(
             text,
-            &tokens,
+            &tokens[r.clone()],
             &sub_map,
             &d,
             Some((g, start)),

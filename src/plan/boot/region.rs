@@ -2,14 +2,17 @@
 //! edits that delete a parameter with one neighbouring blank, replace one in
 //! place, or insert new ones after the last parameter of a region.
 
-use super::params::{Decision, Existing, is_kernel_space};
+use std::borrow::Cow;
+use std::ops::Range;
+
+use super::params::{Decision, Existing, Present, is_kernel_space};
 
 /// A token found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Located {
+pub(crate) struct Located<'t> {
     /// The parameter as the kernel will see it (decoded from the file's
-    /// quoting).
-    pub text: String,
+    /// quoting): borrowed from the file when it is written as it is.
+    pub text: Cow<'t, str>,
     /// Byte range in the file.
     pub start: usize,
     pub end: usize,
@@ -23,6 +26,47 @@ pub(crate) struct Located {
     pub editable: bool,
     /// 1-based line, for messages.
     pub line: usize,
+}
+
+impl Present for Located<'_> {
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn editable(&self) -> bool {
+        self.editable
+    }
+    fn place(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("line {}", self.line))
+    }
+}
+
+/// A parameter for [`super::params::decide`]: a token of the file being
+/// edited, or one the caller knows of from elsewhere.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a, 't> {
+    Token(&'a Located<'t>),
+    Given(&'a Existing),
+}
+
+impl Present for Param<'_, '_> {
+    fn text(&self) -> &str {
+        match self {
+            Param::Token(t) => &t.text,
+            Param::Given(e) => &e.text,
+        }
+    }
+    fn editable(&self) -> bool {
+        match self {
+            Param::Token(t) => t.editable,
+            Param::Given(e) => e.editable,
+        }
+    }
+    fn place(&self) -> Cow<'_, str> {
+        match self {
+            Param::Token(t) => t.place(),
+            Param::Given(e) => e.place(),
+        }
+    }
 }
 
 /// A byte-range replacement.
@@ -52,28 +96,42 @@ pub(crate) fn apply(src: &str, mut edits: Vec<TextEdit>) -> String {
     out
 }
 
-/// The parameters among `tokens` for [`super::params::decide`], with the
-/// index of each in `tokens`.
-pub(crate) fn existing_of(tokens: &[Located], file: &str) -> (Vec<Existing>, Vec<usize>) {
-    let mut ex = Vec::new();
-    let mut map = Vec::new();
+/// The parameters among `tokens` for [`super::params::decide`] (read in
+/// place, not copied), with the index of each in `tokens`.
+pub(crate) fn existing_of<'a, 't>(tokens: &'a [Located<'t>]) -> (Vec<Param<'a, 't>>, Vec<usize>) {
+    let mut ex = Vec::with_capacity(tokens.len());
+    let mut map = Vec::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
         if t.opaque {
             continue;
         }
-        let place = if file.is_empty() {
-            format!("line {}", t.line)
-        } else {
-            format!("{file} line {}", t.line)
-        };
-        ex.push(Existing {
-            text: t.text.clone(),
-            place,
-            editable: t.editable,
-        });
+        ex.push(Param::Token(t));
         map.push(i);
     }
     (ex, map)
+}
+
+/// The range of `tokens` in each of the groups `0..groups`, for tokens in
+/// group order (as every editor makes them: group after group, in file
+/// order), so that work per group looks at its own tokens only.
+pub(crate) fn group_ranges(tokens: &[Located<'_>], groups: usize) -> Vec<Range<usize>> {
+    debug_assert!(tokens.windows(2).all(|w| w[0].group <= w[1].group));
+    let mut v = Vec::with_capacity(groups);
+    let mut i = 0;
+    for g in 0..groups {
+        let s = i;
+        while i < tokens.len() && tokens[i].group == g {
+            i += 1;
+        }
+        v.push(s..i);
+    }
+    v
+}
+
+/// The entries of `map` (indexes into `tokens`, increasing) that point into
+/// the `tokens` range `r`.
+pub(crate) fn map_range(map: &[usize], r: &Range<usize>) -> Range<usize> {
+    map.partition_point(|&t| t < r.start)..map.partition_point(|&t| t < r.end)
 }
 
 /// Edits for a decision. Deleted tokens take one blank with them: the one
@@ -84,7 +142,7 @@ pub(crate) fn existing_of(tokens: &[Located], file: &str) -> (Vec<Existing>, Vec
 /// (the file's quoting).
 pub(crate) fn edits_for(
     src: &str,
-    tokens: &[Located],
+    tokens: &[Located<'_>],
     map: &[usize],
     d: &Decision,
     target: Option<(usize, usize)>,

@@ -4,8 +4,10 @@
 //! editor that adds and removes them keeping the file's quoting. The shell
 //! itself is read by [`crate::plan::shell`].
 
+use std::borrow::Cow;
+
 use super::params::{Existing, check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, edits_for, existing_of};
+use super::region::{Located, Param, TextEdit, edits_for, existing_of, group_ranges};
 use super::{EditError, Edited, LineCursor, MARK, line_of, line_ranges};
 use crate::plan::shell::{self, Assignment, SegKind, decode, escape_double};
 
@@ -15,11 +17,11 @@ fn marked(text: &str, a: &Assignment) -> bool {
 }
 
 /// Kernel parameters in an assignment's value, located in the file.
-pub(crate) fn value_tokens(
-    text: &str,
+pub(crate) fn value_tokens<'t>(
+    text: &'t str,
     a: &Assignment,
     group: usize,
-) -> Result<Vec<Located>, EditError> {
+) -> Result<Vec<Located<'t>>, EditError> {
     let d = decode(text, a.segments());
     let spans = tokenize(&d.text).map_err(|e| {
         EditError::new(
@@ -27,20 +29,34 @@ pub(crate) fn value_tokens(
             format!("{} (in the value of {})", e.message, a.name),
         )
     })?;
+    // Never for what the lexer cuts out (see `decode`).
+    let lost = || {
+        EditError::new(
+            a.line(),
+            format!("the value of {} cannot be located in the file", a.name),
+        )
+    };
     let mut v = Vec::with_capacity(spans.len());
     let mut lines = LineCursor::new(text);
     for s in spans {
-        let t = d.text[s.start..s.end].to_string();
-        let start = d.src[s.start].0;
-        let end = d.src[s.end - 1].1;
-        let first_seg = d.seg[s.start];
-        let one_seg = d.seg[s.start..s.end].iter().all(|&x| x == first_seg);
-        let kind = a.segments()[first_seg].kind;
-        let opaque = d.expands[s.start..s.end].iter().any(|&x| x) || kind == SegKind::Opaque;
+        let (start, _) = d.src(s.start).ok_or_else(lost)?;
+        let (_, end) = d.src(s.end - 1).ok_or_else(lost)?;
+        let first_seg = d.seg(s.start).ok_or_else(lost)?;
+        let one_seg = d.one_seg(s.start, s.end);
+        let kind = a.segments().get(first_seg).ok_or_else(lost)?.kind;
+        let opaque = d.expands(s.start, s.end) || kind == SegKind::Opaque;
         let editable = !opaque
             && one_seg
             && (matches!(kind, SegKind::Double | SegKind::Single)
-                || (kind == SegKind::Plain && !text[start..end].contains('\\')));
+                || (kind == SegKind::Plain
+                    && text
+                        .as_bytes()
+                        .get(start..end)
+                        .is_some_and(|t| !t.contains(&b'\\'))));
+        let t = match d.verbatim(s.start, s.end).and_then(|(a, b)| text.get(a..b)) {
+            Some(t) => Cow::Borrowed(t),
+            None => Cow::Owned(d.text.get(s.start..s.end).ok_or_else(lost)?.to_string()),
+        };
         v.push(Located {
             text: t,
             start,
@@ -79,15 +95,32 @@ pub(crate) fn edit_var(
     new_line: &NewLine<'_>,
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let all = shell::assignments(text)?;
+    let all = shell::assignments_unsplit(text)?;
+    edit_var_in(text, &all, var, add, remove, inherited, may_add, new_line)
+}
+
+/// [`edit_var`] with the file's assignments read already
+/// ([`shell::assignments_unsplit`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn edit_var_in(
+    text: &str,
+    all: &[Assignment],
+    var: &str,
+    add: &[String],
+    remove: &[String],
+    inherited: &[Existing],
+    may_add: bool,
+    new_line: &NewLine<'_>,
+) -> Result<Edited, EditError> {
+    check_params(add)?;
     let assigns: Vec<&Assignment> = all.iter().filter(|a| a.name == var).collect();
     let mut tokens = Vec::new();
     for (g, a) in assigns.iter().enumerate() {
         tokens.extend(value_tokens(text, a, g)?);
     }
-    let (mut existing, map) = existing_of(&tokens, "");
+    let (mut existing, map) = existing_of(&tokens);
     let mut warnings = lint(&existing);
-    existing.extend(inherited.iter().cloned());
+    existing.extend(inherited.iter().map(Param::Given));
     let add: &[String] = if may_add { add } else { &[] };
     let d = decide(&existing, add, remove);
     // Where appends go: an exliar line, else the last assignment that sets
@@ -169,15 +202,19 @@ pub(crate) fn edit_var(
         }
     }
     // exliar's own lines left without parameters go away.
+    let mut gone = vec![false; tokens.len()];
+    for &i in &d.delete {
+        if let Some(&j) = map.get(i) {
+            gone[j] = true;
+        }
+    }
+    let ranges = group_ranges(&tokens, assigns.len());
     for (g, a) in assigns.iter().enumerate() {
         if !marked(text, a) {
             continue;
         }
-        let mine: Vec<usize> = (0..tokens.len())
-            .filter(|&j| tokens[j].group == g && !tokens[j].opaque)
-            .collect();
-        let all_gone =
-            !mine.is_empty() && mine.iter().all(|&j| d.delete.iter().any(|&i| map[i] == j));
+        let mut mine = ranges[g].clone().filter(|&j| !tokens[j].opaque).peekable();
+        let all_gone = mine.peek().is_some() && mine.all(|j| gone[j]);
         let appended_here = matches!(in_place, Some((tg, _, _)) if tg == g) && !d.append.is_empty();
         if all_gone && !appended_here {
             edits.retain(|e| e.end <= a.line_start || e.start >= a.stmt_end);
