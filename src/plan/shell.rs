@@ -17,6 +17,7 @@
 //! naming the line they open on ([`assignments`]), or run to the end of the
 //! text ([`assignments_in_piece`], for a piece cut out of a file).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A construct that must be closed.
@@ -235,7 +236,7 @@ impl Assignment {
     /// items joined with spaces.
     pub fn decoded(&self, text: &str) -> String {
         match &self.value {
-            Value::Scalar { segments, .. } => decode(text, segments).text,
+            Value::Scalar { segments, .. } => decode(text, segments).text.into_owned(),
             Value::Array { items, .. } => items
                 .iter()
                 .map(|i| i.text.as_str())
@@ -382,15 +383,25 @@ impl<'a> Lexer<'a> {
 
     /// Past the closing `"`.
     fn double(&self, i: usize) -> Result<usize, Stop> {
+        let b = self.b;
         let mut j = i + 1;
-        while j < self.b.len() {
-            match self.b[j] {
-                b'\\' => j += 2,
-                b'"' => return Ok(j + 1),
-                b'$' if self.b.get(j + 1) == Some(&b'(') => j = self.subst(j + 1)?,
-                b'$' if self.b.get(j + 1) == Some(&b'{') => j = self.brace(j + 1)?,
-                b'`' => j = self.backtick(j)?,
-                _ => j += 1,
+        // The next backtick at or after `j` (`b.len()`: none), looked for
+        // again only once `j` is past it: the bytes between the ones that
+        // matter are skipped with memchr, not looked at one by one.
+        let mut tick = 0;
+        while j < b.len() {
+            if tick < j {
+                tick = memchr::memchr(b'`', &b[j..]).map_or(b.len(), |p| j + p);
+            }
+            let k = memchr::memchr3(b'\\', b'"', b'$', &b[j..tick]).map_or(tick, |p| j + p);
+            let Some(&c) = b.get(k) else { break };
+            match c {
+                b'\\' => j = k + 2,
+                b'"' => return Ok(k + 1),
+                b'$' if b.get(k + 1) == Some(&b'(') => j = self.subst(k + 1)?,
+                b'$' if b.get(k + 1) == Some(&b'{') => j = self.brace(k + 1)?,
+                b'`' => j = self.backtick(k)?,
+                _ => j = k + 1,
             }
         }
         Err(Stop::Unclosed(Construct::DoubleQuote, i))
@@ -696,7 +707,7 @@ impl<'a> Lexer<'a> {
                     items.push(Item {
                         start: w.start,
                         end: w.end,
-                        text: decode(self.t, &w.segments).text,
+                        text: decode(self.t, &w.segments).text.into_owned(),
                         quote: raw.bytes().find(|c| matches!(c, b'\'' | b'"')),
                     });
                 }
@@ -735,7 +746,7 @@ impl<'a> Lexer<'a> {
 }
 
 /// The whitespace-separated words of a decoded string, located in the file.
-fn split_words(d: &Decoded) -> Vec<Item> {
+fn split_words(d: &Decoded<'_>) -> Vec<Item> {
     let s = d.text.as_bytes();
     let mut out = Vec::new();
     if !d.located() {
@@ -838,8 +849,10 @@ fn better_quote_error(text: &str, e: ShellError) -> ShellError {
 /// its own) and as ranges of expansions, not as a record per byte: a value
 /// of megabytes is a handful of runs, and finding a byte's origin is a
 /// binary search among them.
-pub(crate) struct Decoded {
-    pub text: String,
+pub(crate) struct Decoded<'t> {
+    /// Borrowed from the source when it is one stretch of it as it is (a
+    /// value without escapes: nearly every one).
+    pub text: Cow<'t, str>,
     runs: Vec<Run>,
     /// Decoded ranges that are expansions: an unescaped `$` or backtick,
     /// or an opaque segment. In order, apart from each other.
@@ -862,7 +875,7 @@ struct Run {
     escape: bool,
 }
 
-impl Decoded {
+impl Decoded<'_> {
     /// Every decoded byte of `text` has its source ([`Decoded::src`]).
     pub fn located(&self) -> bool {
         self.text.len() == self.len
@@ -884,49 +897,84 @@ impl Decoded {
         })
     }
 
-    /// The index of the segment decoded byte `i` comes from.
-    pub fn seg(&self, i: usize) -> Option<usize> {
-        self.run(i).map(|r| r.seg)
-    }
-
-    /// The decoded bytes `a..b` (not empty) all come from one segment.
-    pub fn one_seg(&self, a: usize, b: usize) -> bool {
-        // Segments follow each other: the first and the last byte tell.
-        b > a && self.seg(a).is_some() && self.seg(a) == self.seg(b - 1)
-    }
-
     /// One of the decoded bytes `a..b` is an expansion.
     pub fn expands(&self, a: usize, b: usize) -> bool {
         let k = self.expansions.partition_point(|e| e.1 <= a);
         self.expansions.get(k).is_some_and(|e| e.0 < b)
     }
 
-    /// The source range of the decoded bytes `a..b` when they are the
-    /// source bytes there as they are (no escape, no line continuation in
-    /// between): the text can then be borrowed from the source.
-    pub fn verbatim(&self, a: usize, b: usize) -> Option<(usize, usize)> {
-        let r = self.run(a)?;
-        (!r.escape && a <= b && b <= r.at + r.len).then(|| (r.src + (a - r.at), r.src + (b - r.at)))
+    /// The decoded text is the source from an offset on, byte for byte,
+    /// all of one segment (no escape, no line continuation: nearly every
+    /// value): that offset and the segment. Then [`Decoded::locate`] of
+    /// `a..b` is `offset + a..offset + b`, verbatim, of that segment.
+    pub fn as_written(&self) -> Option<(usize, usize)> {
+        match self.runs.as_slice() {
+            [r] if !r.escape && self.located() => Some((r.src, r.seg)),
+            _ => None,
+        }
+    }
+
+    /// Where the decoded bytes `a..b` (not empty) come from.
+    pub fn locate(&self, a: usize, b: usize) -> Option<Origin> {
+        if b <= a {
+            return None;
+        }
+        let first = self.run(a)?;
+        let last = self.run(b - 1)?;
+        let start = if first.escape {
+            first.src
+        } else {
+            first.src + (a - first.at)
+        };
+        let end = if last.escape {
+            last.src + 2
+        } else {
+            last.src + (b - 1 - last.at) + 1
+        };
+        Some(Origin {
+            start,
+            end,
+            seg: first.seg,
+            // Segments follow each other: the first and the last byte tell.
+            one_seg: first.seg == last.seg,
+            verbatim: std::ptr::eq(first, last) && !first.escape,
+        })
     }
 }
 
-/// Builds a [`Decoded`].
+/// Where some decoded bytes come from ([`Decoded::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The source range from the first byte's start to the last one's end.
+    pub start: usize,
+    pub end: usize,
+    /// The segment of the first byte.
+    pub seg: usize,
+    /// All of them come from that segment.
+    pub one_seg: bool,
+    /// They are the source bytes `start..end` as they are (no escape, no
+    /// line continuation in between).
+    pub verbatim: bool,
+}
+
+/// Builds a [`Decoded`]: the runs first, the text at the end.
 #[derive(Default)]
 struct Decoder {
-    out: Vec<u8>,
+    /// Decoded bytes so far.
+    len: usize,
     runs: Vec<Run>,
     expansions: Vec<(usize, usize)>,
 }
 
 impl Decoder {
     /// The source bytes `from..to` as they are.
-    fn copy(&mut self, b: &[u8], from: usize, to: usize, seg: usize) {
+    fn copy(&mut self, from: usize, to: usize, seg: usize) {
         if from >= to {
             return;
         }
-        let at = self.out.len();
-        self.out.extend_from_slice(&b[from..to]);
+        let at = self.len;
         let len = to - from;
+        self.len += len;
         if let Some(r) = self.runs.last_mut()
             && !r.escape
             && r.seg == seg
@@ -944,21 +992,21 @@ impl Decoder {
         });
     }
 
-    /// `byte` for the `\x` at `src`.
-    fn escape(&mut self, byte: u8, src: usize, seg: usize) {
+    /// The escaped byte of the `\x` at `src`.
+    fn escape(&mut self, src: usize, seg: usize) {
         self.runs.push(Run {
-            at: self.out.len(),
+            at: self.len,
             len: 1,
             src,
             seg,
             escape: true,
         });
-        self.out.push(byte);
+        self.len += 1;
     }
 
     /// The decoded bytes from `from` to the end so far are an expansion.
     fn expansion(&mut self, from: usize) {
-        let to = self.out.len();
+        let to = self.len;
         if from >= to {
             return;
         }
@@ -968,17 +1016,35 @@ impl Decoder {
         }
     }
 
-    fn finish(self) -> Decoded {
-        let len = self.out.len();
-        let text = match String::from_utf8(self.out) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    fn finish(self, text: &str) -> Decoded<'_> {
+        let b = text.as_bytes();
+        let borrowed = match self.runs.as_slice() {
+            [] => Some(""),
+            [r] if !r.escape => text.get(r.src..r.src + r.len),
+            _ => None,
+        };
+        let text = match borrowed {
+            Some(t) => Cow::Borrowed(t),
+            None => {
+                let mut out = Vec::with_capacity(self.len);
+                for r in &self.runs {
+                    if r.escape {
+                        out.extend_from_slice(&b[r.src + 1..r.src + 2]);
+                    } else {
+                        out.extend_from_slice(&b[r.src..r.src + r.len]);
+                    }
+                }
+                Cow::Owned(match String::from_utf8(out) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })
+            }
         };
         Decoded {
             text,
             runs: self.runs,
             expansions: self.expansions,
-            len,
+            len: self.len,
         }
     }
 }
@@ -986,15 +1052,15 @@ impl Decoder {
 /// Quote removal: `'…'` as it is, `\` in `"…"` only before `$`, `` ` ``,
 /// `"`, `\` and newline, unquoted `\x` is `x`, `\`-newline is nothing;
 /// expansions ([`SegKind::Opaque`], `$name`) as written.
-pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
+pub(crate) fn decode<'t>(text: &'t str, segments: &[Segment]) -> Decoded<'t> {
     let b = text.as_bytes();
     let mut d = Decoder::default();
     for (si, s) in segments.iter().enumerate() {
         let end = s.end.min(b.len());
         match s.kind {
             SegKind::Single | SegKind::Opaque => {
-                let at = d.out.len();
-                d.copy(b, s.start, end, si);
+                let at = d.len;
+                d.copy(s.start, end, si);
                 if s.kind == SegKind::Opaque {
                     d.expansion(at);
                 }
@@ -1004,11 +1070,11 @@ pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
                 while j < end {
                     // Up to the next byte that is not itself.
                     let Some(p) = memchr::memchr3(b'\\', b'$', b'`', &b[j..end]) else {
-                        d.copy(b, j, end, si);
+                        d.copy(j, end, si);
                         break;
                     };
                     let k = j + p;
-                    d.copy(b, j, k, si);
+                    d.copy(j, k, si);
                     if b[k] == b'\\' && k + 1 < end {
                         let n = b[k + 1];
                         if n == b'\n' {
@@ -1016,14 +1082,14 @@ pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
                             continue;
                         }
                         if s.kind == SegKind::Plain || matches!(n, b'$' | b'`' | b'"' | b'\\') {
-                            d.escape(n, k, si);
+                            d.escape(k, si);
                             j = k + 2;
                             continue;
                         }
                     }
                     // A `\` that stays, or a `$` or backtick: an expansion.
-                    let at = d.out.len();
-                    d.copy(b, k, k + 1, si);
+                    let at = d.len;
+                    d.copy(k, k + 1, si);
                     if b[k] != b'\\' {
                         d.expansion(at);
                     }
@@ -1032,7 +1098,7 @@ pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
             }
         }
     }
-    d.finish()
+    d.finish(text)
 }
 
 /// `value` (as written) expands the variable `name` (`$X`, `${X}`,
@@ -1093,7 +1159,7 @@ mod tests {
         let lx = Lexer::new(raw, true);
         let w = lx.word(0).unwrap();
         assert_eq!(w.end, raw.len(), "{raw:?} is one word");
-        decode(raw, &w.segments).text
+        decode(raw, &w.segments).text.into_owned()
     }
 
     #[test]
@@ -1321,7 +1387,23 @@ mod tests {
     /// The decoder as it was, with a record per decoded byte: the
     /// reference the proptests below hold [`decode`] to.
     mod before {
-        use super::super::{SegKind, Segment};
+        use super::super::{Construct, Lexer, SegKind, Segment, Stop};
+
+        /// A double-quoted string read byte by byte.
+        pub fn double(lx: &Lexer<'_>, i: usize) -> Result<usize, Stop> {
+            let mut j = i + 1;
+            while j < lx.b.len() {
+                match lx.b[j] {
+                    b'\\' => j += 2,
+                    b'"' => return Ok(j + 1),
+                    b'$' if lx.b.get(j + 1) == Some(&b'(') => j = lx.subst(j + 1)?,
+                    b'$' if lx.b.get(j + 1) == Some(&b'{') => j = lx.brace(j + 1)?,
+                    b'`' => j = lx.backtick(j)?,
+                    _ => j += 1,
+                }
+            }
+            Err(Stop::Unclosed(Construct::DoubleQuote, i))
+        }
 
         pub struct Decoded {
             pub text: String,
@@ -1394,14 +1476,31 @@ mod tests {
         prop_assert_eq!(new.located(), old.text.len() == old.src.len());
         let n = old.src.len();
         prop_assert_eq!(new.src(n), None);
+        if let Some((offset, seg)) = new.as_written() {
+            for i in 0..n {
+                prop_assert_eq!(old.src[i], (offset + i, offset + i + 1));
+                prop_assert_eq!(old.seg[i], seg);
+            }
+        }
         for i in 0..n {
             prop_assert_eq!(new.src(i), Some(old.src[i]), "byte {}", i);
-            prop_assert_eq!(new.seg(i), Some(old.seg[i]), "byte {}", i);
         }
         for a in 0..n {
+            prop_assert_eq!(new.locate(a, a), None);
             for b in a + 1..=n.min(a + 12) {
+                let o = new.locate(a, b);
+                prop_assert!(o.is_some(), "{}..{}", a, b);
+                let Some(o) = o else { continue };
                 prop_assert_eq!(
-                    new.one_seg(a, b),
+                    (o.start, o.end),
+                    (old.src[a].0, old.src[b - 1].1),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                prop_assert_eq!(o.seg, old.seg[a]);
+                prop_assert_eq!(
+                    o.one_seg,
                     old.seg[a..b].iter().all(|&x| x == old.seg[a]),
                     "{}..{}",
                     a,
@@ -1414,11 +1513,17 @@ mod tests {
                     a,
                     b
                 );
-                if let Some((s, e)) = new.verbatim(a, b) {
+                // Verbatim: the source bytes there are the decoded ones.
+                let same_bytes = old.src[a..b].iter().all(|&(s, e)| e == s + 1)
+                    && old.src[a..b].windows(2).all(|w| w[1].0 == w[0].1);
+                if o.verbatim {
+                    prop_assert!(same_bytes, "{}..{}", a, b);
                     if new.located() {
-                        prop_assert_eq!(&text.as_bytes()[s..e], &old.text.as_bytes()[a..b]);
+                        prop_assert_eq!(
+                            &text.as_bytes()[o.start..o.end],
+                            &old.text.as_bytes()[a..b]
+                        );
                     }
-                    prop_assert_eq!((s, e), (old.src[a].0, old.src[b - 1].1));
                 }
             }
         }
@@ -1448,6 +1553,24 @@ mod tests {
                 i = w.end.max(i + 1);
                 while i < raw.len() && !raw.is_char_boundary(i) {
                     i += 1;
+                }
+            }
+        }
+
+        /// Double-quoted strings end where they did when read byte by byte.
+        #[test]
+        fn double_quotes_end_where_they_did(raw in "([a-z \"'\\\\$`(){}\n]|\u{e9}){0,60}") {
+            for lenient in [false, true] {
+                let lx = Lexer::new(&raw, lenient);
+                for (i, c) in raw.bytes().enumerate() {
+                    if c == b'"' {
+                        prop_assert_eq!(
+                            format!("{:?}", lx.double(i)),
+                            format!("{:?}", before::double(&lx, i)),
+                            "at {}",
+                            i
+                        );
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::params::{Existing, split};
-use super::shellvar::{NewLine, edit_var, edit_var_in, value_tokens};
+use super::shellvar::{NewLine, edit_var, edit_var_in, value_words};
 use super::{EditError, Edited};
 use crate::plan::shell::{self, Assignment, decode};
 
@@ -118,7 +118,7 @@ struct Event<'a> {
 }
 
 /// The assignments of the main file (values not split into words: the
-/// command line is read by [`value_tokens`]).
+/// command line is read by [`value_words`]).
 fn main_assignments(inputs: &GrubInputs<'_>) -> Result<Vec<Assignment>, EditError> {
     shell::assignments_unsplit(inputs.main).map_err(|e| EditError::from(e).in_file(DEFAULT_GRUB))
 }
@@ -198,11 +198,11 @@ fn cmdline_setting_in(
     let mut value: Vec<String> = Vec::new();
     let mut base: Option<usize> = None;
     for (i, e) in ev.iter().enumerate() {
-        let toks = value_tokens(e.text, &e.a, 0).map_err(|er| er.in_file(e.file.path()))?;
+        let toks = value_words(e.text, &e.a).map_err(|er| er.in_file(e.file.path()))?;
         let mine: Vec<String> = toks
             .into_iter()
-            .filter(|t| !(t.opaque && refers(&t.text, name)))
-            .map(|t| t.text.into_owned())
+            .filter(|(t, opaque)| !(*opaque && refers(t, name)))
+            .map(|(t, _)| t)
             .collect();
         if e.a.extends(e.text) {
             value.extend(mine);
@@ -261,7 +261,9 @@ fn cmdline_setting_in(
 /// expansions left as written; `None` when no file sets it.
 pub fn grub_variable(inputs: &GrubInputs<'_>, name: &str) -> Result<Option<String>, EditError> {
     let ev = events(inputs, name)?;
-    Ok(ev.last().map(|e| decode(e.text, e.a.segments()).text))
+    Ok(ev
+        .last()
+        .map(|e| decode(e.text, e.a.segments()).text.into_owned()))
 }
 
 /// Which variable to add parameters to: `GRUB_CMDLINE_LINUX_DEFAULT` when
@@ -385,8 +387,8 @@ pub fn edit_grub(
                 .map(|v| {
                     let mut toks = Vec::new();
                     for a in v.iter().filter(|a| a.name == key.name()) {
-                        if let Ok(t) = value_tokens(text, a, 0) {
-                            toks.extend(t.into_iter().map(|t| t.text.into_owned()));
+                        if let Ok(t) = value_words(text, a) {
+                            toks.extend(t.into_iter().map(|(t, _)| t));
                         }
                     }
                     toks

@@ -3,10 +3,8 @@
 //! limine-entry-tool / limine-mkinitcpio-hook, which generate limine.conf).
 
 use super::bls::{finish, insert_line_after};
-use super::params::{check_params, decide, lint, tokenize};
-use std::borrow::Cow;
-
-use super::region::{Located, TextEdit, edits_for, existing_of, group_ranges, map_range};
+use super::params::{check_params, decide, lint, spans};
+use super::region::{TextEdit, Tokens, edits_for};
 use super::shellvar::{NewLine, edit_var_in};
 use super::{EditError, Edited, line_ranges};
 
@@ -180,10 +178,10 @@ pub fn edit_limine_conf(
             .map(|(k, _)| k.trim().to_ascii_lowercase())
             .unwrap_or_default()
     };
-    let mut tokens = Vec::new();
+    // One group per Linux entry.
+    let mut tokens = Tokens::new(text)?;
     // (entry, (group, value start) of its command line, anchor line)
     let mut targets: Vec<Target> = Vec::new();
-    let mut group = 0usize;
     for (ei, e) in entries.iter().enumerate() {
         let linux = e.opts.iter().any(|&i| {
             key_of(&ls[i]) == "protocol" && value_of(&ls[i]).1.trim().eq_ignore_ascii_case("linux")
@@ -207,21 +205,21 @@ pub fn edit_limine_conf(
                 ),
             ));
         }
+        let group = tokens.begin_group();
         match cmdlines.first() {
             Some(&i) => {
                 let (vstart, v) = value_of(&ls[i]);
-                let spans = tokenize(v).map_err(|er| EditError::new(ls[i].n, er.message))?;
-                for s in spans {
+                tokens.reserve_for(v);
+                for s in spans(v) {
+                    let s = s.map_err(|er| EditError::new(ls[i].n, er.message))?;
                     let t = &v[s.start..s.end];
-                    tokens.push(Located {
-                        text: Cow::Borrowed(t),
-                        start: vstart + s.start,
-                        end: vstart + s.end,
-                        group,
-                        opaque: t.contains("${"),
-                        editable: true,
-                        line: ls[i].n,
-                    });
+                    tokens.push(
+                        vstart + s.start,
+                        vstart + s.end,
+                        None,
+                        t.contains("${"),
+                        true,
+                    );
                 }
                 targets.push((ei, Some((group, vstart)), i));
             }
@@ -236,13 +234,11 @@ pub fn edit_limine_conf(
                 targets.push((ei, None, anchor));
             }
         }
-        group += 1;
     }
-    let (existing, map) = existing_of(&tokens);
-    let mut warnings = lint(&existing);
+    let mut warnings = lint(&tokens.all());
     let (add, more) = super::params::not_anywhere(
-        &existing,
-        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        &tokens.all(),
+        &|i| Some(tokens.group_of(i)),
         targets.len(),
         add,
         "Linux entries",
@@ -255,14 +251,11 @@ pub fn edit_limine_conf(
     let mut dwarn = Vec::new();
     let mut new_lines = 0;
     let mut emptied: Vec<usize> = Vec::new();
-    let ranges = group_ranges(&tokens, group);
     for (ei, tgt, anchor) in &targets {
-        // The entry's own tokens and parameters (none without a command
-        // line).
-        let r = tgt.map_or(0..0, |(g, _)| ranges[g].clone());
-        let m = map_range(&map, &r);
-        let sub_map: Vec<usize> = map[m.clone()].iter().map(|&i| i - r.start).collect();
-        let d = decide(&existing[m], add, remove);
+        // The entry's own tokens (none without a command line).
+        let r = tgt.map_or(0..0, |(g, _)| tokens.group(g));
+        let own = tokens.view(r.clone());
+        let d = decide(&own, add, remove);
         if tgt.is_some() {
             let in_line = r.len();
             if in_line > 0
@@ -275,8 +268,7 @@ pub fn edit_limine_conf(
         }
         match tgt {
             Some(t) => {
-                let mut es =
-                    edits_for(text, &tokens[r], &sub_map, &d, Some(*t), &|p| p.to_string());
+                let mut es = edits_for(&own, &d, Some(*t), &|p| p.to_string());
                 // `cmdline:` with no blank after the colon.
                 let l = &ls[*anchor];
                 if t.1 == l.end && !l.body.ends_with([' ', '\t']) {
@@ -484,13 +476,9 @@ pub fn default_limine_cmdline(text: &str) -> Result<Vec<String>, EditError> {
         if !a.extends(text) {
             tokens.clear();
         }
-        let v = super::shellvar::value_tokens(text, a, 0)
-            .map_err(|e| e.in_file("/etc/default/limine"))?;
-        tokens.extend(
-            v.into_iter()
-                .filter(|l| !l.opaque)
-                .map(|l| l.text.into_owned()),
-        );
+        let v =
+            super::shellvar::value_words(text, a).map_err(|e| e.in_file("/etc/default/limine"))?;
+        tokens.extend(v.into_iter().filter(|(_, opaque)| !opaque).map(|(t, _)| t));
     }
     Ok(tokens)
 }

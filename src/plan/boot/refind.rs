@@ -3,10 +3,8 @@
 //! the default; parameters are added to every line.
 
 use super::bls::finish;
-use super::params::{check_params, decide, lint, tokenize};
-use std::borrow::Cow;
-
-use super::region::{Located, edits_for, existing_of, group_ranges, map_range};
+use super::params::{check_params, decide, lint, spans};
+use super::region::{Tokens, edits_for};
 use super::{EditError, Edited, line_ranges};
 
 /// A quoted field: its decoded text, the decoded offsets of its doubled
@@ -98,7 +96,8 @@ pub fn edit_refind_linux_conf(
     remove: &[String],
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let mut tokens: Vec<Located> = Vec::new();
+    // One group per entry.
+    let mut tokens = Tokens::new(text)?;
     let mut groups: Vec<usize> = Vec::new(); // options content start per entry
     for (n, (s, e, _)) in line_ranges(text).into_iter().enumerate() {
         let line = &text[s..e];
@@ -139,31 +138,26 @@ pub fn edit_refind_linux_conf(
         if !line[opts.end..].trim().is_empty() {
             return Err(bad("text after the options field"));
         }
-        let g = groups.len();
+        tokens.begin_group();
         groups.push(s + opts_at + 1);
-        let spans = tokenize(&opts.text).map_err(|er| EditError::new(ln, er.message))?;
-        for sp in spans {
+        tokens.reserve_for(&opts.text);
+        for sp in spans(&opts.text) {
+            let sp = sp.map_err(|er| EditError::new(ln, er.message))?;
             let (start, end, verbatim) = opts.src(sp.start, sp.end);
             let (start, end) = (s + start, s + end);
-            tokens.push(Located {
-                text: match text.get(start..end) {
-                    Some(t) if verbatim => Cow::Borrowed(t),
-                    _ => Cow::Owned(opts.text[sp.start..sp.end].to_string()),
-                },
+            tokens.push(
                 start,
                 end,
-                group: g,
-                opaque: false,
-                editable: true,
-                line: ln,
-            });
+                (!verbatim).then(|| opts.text[sp.start..sp.end].to_string()),
+                false,
+                true,
+            );
         }
     }
-    let (existing, map) = existing_of(&tokens);
-    let mut warnings = lint(&existing);
+    let mut warnings = lint(&tokens.all());
     let (add, more) = super::params::not_anywhere(
-        &existing,
-        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        &tokens.all(),
+        &|i| Some(tokens.group_of(i)),
         groups.len(),
         add,
         "entries",
@@ -175,21 +169,13 @@ pub fn edit_refind_linux_conf(
     let mut added: Vec<String> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let mut dwarn: Vec<String> = Vec::new();
-    let ranges = group_ranges(&tokens, groups.len());
     for (g, &start) in groups.iter().enumerate() {
-        // The entry's own tokens and parameters.
-        let r = &ranges[g];
-        let m = map_range(&map, r);
-        let sub_map: Vec<usize> = map[m.clone()].iter().map(|&i| i - r.start).collect();
-        let d = decide(&existing[m], add, remove);
-        all_edits.extend(edits_for(
-            text,
-            &tokens[r.clone()],
-            &sub_map,
-            &d,
-            Some((g, start)),
-            &|p| p.replace('"', "\"\""),
-        ));
+        // The entry's own tokens.
+        let own = tokens.view(tokens.group(g));
+        let d = decide(&own, add, remove);
+        all_edits.extend(edits_for(&own, &d, Some((g, start)), &|p| {
+            p.replace('"', "\"\"")
+        }));
         super::push_unique(&mut added, d.added);
         super::push_unique(&mut removed, d.removed);
         super::push_unique(&mut dwarn, d.warnings);
