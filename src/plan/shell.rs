@@ -17,6 +17,7 @@
 //! naming the line they open on ([`assignments`]), or run to the end of the
 //! text ([`assignments_in_piece`], for a piece cut out of a file).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A construct that must be closed.
@@ -235,7 +236,7 @@ impl Assignment {
     /// items joined with spaces.
     pub fn decoded(&self, text: &str) -> String {
         match &self.value {
-            Value::Scalar { segments, .. } => decode(text, segments).text,
+            Value::Scalar { segments, .. } => decode(text, segments).text.into_owned(),
             Value::Array { items, .. } => items
                 .iter()
                 .map(|i| i.text.as_str())
@@ -250,6 +251,16 @@ impl Assignment {
 /// error naming the line it opens on.
 pub(crate) fn assignments(text: &str) -> Result<Vec<Assignment>, ShellError> {
     let lx = Lexer::new(text, false);
+    lx.run().map_err(|s| better_quote_error(text, lx.error(s)))
+}
+
+/// [`assignments`] without splitting scalar values into words: their
+/// `items` are empty (an array's are not). For readers that split a value
+/// themselves (the kernel-command-line editors, with [`decode`]), which
+/// then pay nothing for words they do not read.
+pub(crate) fn assignments_unsplit(text: &str) -> Result<Vec<Assignment>, ShellError> {
+    let mut lx = Lexer::new(text, false);
+    lx.split = false;
     lx.run().map_err(|s| better_quote_error(text, lx.error(s)))
 }
 
@@ -293,6 +304,8 @@ struct Lexer<'a> {
     t: &'a str,
     b: &'a [u8],
     lenient: bool,
+    /// Split scalar values into words ([`Value::Scalar`]'s `items`).
+    split: bool,
     /// Offsets of the line starts.
     starts: Vec<usize>,
 }
@@ -305,6 +318,7 @@ impl<'a> Lexer<'a> {
             t,
             b: t.as_bytes(),
             lenient,
+            split: true,
             starts,
         }
     }
@@ -369,15 +383,25 @@ impl<'a> Lexer<'a> {
 
     /// Past the closing `"`.
     fn double(&self, i: usize) -> Result<usize, Stop> {
+        let b = self.b;
         let mut j = i + 1;
-        while j < self.b.len() {
-            match self.b[j] {
-                b'\\' => j += 2,
-                b'"' => return Ok(j + 1),
-                b'$' if self.b.get(j + 1) == Some(&b'(') => j = self.subst(j + 1)?,
-                b'$' if self.b.get(j + 1) == Some(&b'{') => j = self.brace(j + 1)?,
-                b'`' => j = self.backtick(j)?,
-                _ => j += 1,
+        // The next backtick at or after `j` (`b.len()`: none), looked for
+        // again only once `j` is past it: the bytes between the ones that
+        // matter are skipped with memchr, not looked at one by one.
+        let mut tick = 0;
+        while j < b.len() {
+            if tick < j {
+                tick = memchr::memchr(b'`', &b[j..]).map_or(b.len(), |p| j + p);
+            }
+            let k = memchr::memchr3(b'\\', b'"', b'$', &b[j..tick]).map_or(tick, |p| j + p);
+            let Some(&c) = b.get(k) else { break };
+            match c {
+                b'\\' => j = k + 2,
+                b'"' => return Ok(k + 1),
+                b'$' if b.get(k + 1) == Some(&b'(') => j = self.subst(k + 1)?,
+                b'$' if b.get(k + 1) == Some(&b'{') => j = self.brace(k + 1)?,
+                b'`' => j = self.backtick(k)?,
+                _ => j = k + 1,
             }
         }
         Err(Stop::Unclosed(Construct::DoubleQuote, i))
@@ -683,7 +707,7 @@ impl<'a> Lexer<'a> {
                     items.push(Item {
                         start: w.start,
                         end: w.end,
-                        text: decode(self.t, &w.segments).text,
+                        text: decode(self.t, &w.segments).text.into_owned(),
                         quote: raw.bytes().find(|c| matches!(c, b'\'' | b'"')),
                     });
                 }
@@ -704,7 +728,7 @@ impl<'a> Lexer<'a> {
                 ((w.start, w.end), None, plain)
             }
         };
-        let items = if simple {
+        let items = if simple && self.split {
             split_words(&decode(self.t, &w.segments))
         } else {
             Vec::new()
@@ -722,10 +746,10 @@ impl<'a> Lexer<'a> {
 }
 
 /// The whitespace-separated words of a decoded string, located in the file.
-fn split_words(d: &Decoded) -> Vec<Item> {
+fn split_words(d: &Decoded<'_>) -> Vec<Item> {
     let s = d.text.as_bytes();
     let mut out = Vec::new();
-    if s.len() != d.src.len() {
+    if !d.located() {
         return out;
     }
     let mut i = 0;
@@ -738,9 +762,12 @@ fn split_words(d: &Decoded) -> Vec<Item> {
         while i < s.len() && !s[i].is_ascii_whitespace() {
             i += 1;
         }
+        let (Some((start, _)), Some((_, end))) = (d.src(b), d.src(i - 1)) else {
+            return Vec::new();
+        };
         out.push(Item {
-            start: d.src[b].0,
-            end: d.src[i - 1].1,
+            start,
+            end,
             text: d.text[b..i].to_string(),
             quote: None,
         });
@@ -815,71 +842,263 @@ fn better_quote_error(text: &str, e: ShellError) -> ShellError {
 }
 
 /// The decoded text of a word (what the shell makes of it, with expansions
-/// left as written) and, per decoded byte, its source range, its segment
-/// and whether it is an expansion.
-pub(crate) struct Decoded {
-    pub text: String,
-    pub src: Vec<(usize, usize)>,
-    pub seg: Vec<usize>,
-    /// The byte is an unescaped `$` or backtick, or part of an opaque
-    /// segment: an expansion the shell performs, so the token holding it
-    /// is not known text.
-    pub expands: Vec<bool>,
+/// left as written) and where each decoded byte comes from: its source
+/// range, its segment and whether it is an expansion.
+///
+/// Kept as runs of bytes copied one for one (an escape `\x` is a run of
+/// its own) and as ranges of expansions, not as a record per byte: a value
+/// of megabytes is a handful of runs, and finding a byte's origin is a
+/// binary search among them.
+pub(crate) struct Decoded<'t> {
+    /// Borrowed from the source when it is one stretch of it as it is (a
+    /// value without escapes: nearly every one).
+    pub text: Cow<'t, str>,
+    runs: Vec<Run>,
+    /// Decoded ranges that are expansions: an unescaped `$` or backtick,
+    /// or an opaque segment. In order, apart from each other.
+    expansions: Vec<(usize, usize)>,
+    /// How many bytes were decoded: the length of `text` unless a segment
+    /// cut a character in two (no segment the lexer makes does), which the
+    /// lossy conversion to `text` changed.
+    len: usize,
+}
+
+/// Decoded bytes `at..at + len`, of segment `seg`: from the source bytes
+/// `src..src + len`, or (`escape`, then `len` is 1) from the two bytes
+/// `src..src + 2` of a `\x`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    at: usize,
+    len: usize,
+    src: usize,
+    seg: usize,
+    escape: bool,
+}
+
+impl Decoded<'_> {
+    /// Every decoded byte of `text` has its source ([`Decoded::src`]).
+    pub fn located(&self) -> bool {
+        self.text.len() == self.len
+    }
+
+    fn run(&self, i: usize) -> Option<&Run> {
+        let k = self.runs.partition_point(|r| r.at + r.len <= i);
+        self.runs.get(k).filter(|r| r.at <= i)
+    }
+
+    /// The source range of decoded byte `i`.
+    pub fn src(&self, i: usize) -> Option<(usize, usize)> {
+        let r = self.run(i)?;
+        Some(if r.escape {
+            (r.src, r.src + 2)
+        } else {
+            let s = r.src + (i - r.at);
+            (s, s + 1)
+        })
+    }
+
+    /// One of the decoded bytes `a..b` is an expansion.
+    pub fn expands(&self, a: usize, b: usize) -> bool {
+        let k = self.expansions.partition_point(|e| e.1 <= a);
+        self.expansions.get(k).is_some_and(|e| e.0 < b)
+    }
+
+    /// The decoded text is the source from an offset on, byte for byte,
+    /// all of one segment (no escape, no line continuation: nearly every
+    /// value): that offset and the segment. Then [`Decoded::locate`] of
+    /// `a..b` is `offset + a..offset + b`, verbatim, of that segment.
+    pub fn as_written(&self) -> Option<(usize, usize)> {
+        match self.runs.as_slice() {
+            [r] if !r.escape && self.located() => Some((r.src, r.seg)),
+            _ => None,
+        }
+    }
+
+    /// Where the decoded bytes `a..b` (not empty) come from.
+    pub fn locate(&self, a: usize, b: usize) -> Option<Origin> {
+        if b <= a {
+            return None;
+        }
+        let first = self.run(a)?;
+        let last = self.run(b - 1)?;
+        let start = if first.escape {
+            first.src
+        } else {
+            first.src + (a - first.at)
+        };
+        let end = if last.escape {
+            last.src + 2
+        } else {
+            last.src + (b - 1 - last.at) + 1
+        };
+        Some(Origin {
+            start,
+            end,
+            seg: first.seg,
+            // Segments follow each other: the first and the last byte tell.
+            one_seg: first.seg == last.seg,
+            verbatim: std::ptr::eq(first, last) && !first.escape,
+        })
+    }
+}
+
+/// Where some decoded bytes come from ([`Decoded::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The source range from the first byte's start to the last one's end.
+    pub start: usize,
+    pub end: usize,
+    /// The segment of the first byte.
+    pub seg: usize,
+    /// All of them come from that segment.
+    pub one_seg: bool,
+    /// They are the source bytes `start..end` as they are (no escape, no
+    /// line continuation in between).
+    pub verbatim: bool,
+}
+
+/// Builds a [`Decoded`]: the runs first, the text at the end.
+#[derive(Default)]
+struct Decoder {
+    /// Decoded bytes so far.
+    len: usize,
+    runs: Vec<Run>,
+    expansions: Vec<(usize, usize)>,
+}
+
+impl Decoder {
+    /// The source bytes `from..to` as they are.
+    fn copy(&mut self, from: usize, to: usize, seg: usize) {
+        if from >= to {
+            return;
+        }
+        let at = self.len;
+        let len = to - from;
+        self.len += len;
+        if let Some(r) = self.runs.last_mut()
+            && !r.escape
+            && r.seg == seg
+            && r.src + r.len == from
+        {
+            r.len += len;
+            return;
+        }
+        self.runs.push(Run {
+            at,
+            len,
+            src: from,
+            seg,
+            escape: false,
+        });
+    }
+
+    /// The escaped byte of the `\x` at `src`.
+    fn escape(&mut self, src: usize, seg: usize) {
+        self.runs.push(Run {
+            at: self.len,
+            len: 1,
+            src,
+            seg,
+            escape: true,
+        });
+        self.len += 1;
+    }
+
+    /// The decoded bytes from `from` to the end so far are an expansion.
+    fn expansion(&mut self, from: usize) {
+        let to = self.len;
+        if from >= to {
+            return;
+        }
+        match self.expansions.last_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            _ => self.expansions.push((from, to)),
+        }
+    }
+
+    fn finish(self, text: &str) -> Decoded<'_> {
+        let b = text.as_bytes();
+        let borrowed = match self.runs.as_slice() {
+            [] => Some(""),
+            [r] if !r.escape => text.get(r.src..r.src + r.len),
+            _ => None,
+        };
+        let text = match borrowed {
+            Some(t) => Cow::Borrowed(t),
+            None => {
+                let mut out = Vec::with_capacity(self.len);
+                for r in &self.runs {
+                    if r.escape {
+                        out.extend_from_slice(&b[r.src + 1..r.src + 2]);
+                    } else {
+                        out.extend_from_slice(&b[r.src..r.src + r.len]);
+                    }
+                }
+                Cow::Owned(match String::from_utf8(out) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                })
+            }
+        };
+        Decoded {
+            text,
+            runs: self.runs,
+            expansions: self.expansions,
+            len: self.len,
+        }
+    }
 }
 
 /// Quote removal: `'…'` as it is, `\` in `"…"` only before `$`, `` ` ``,
 /// `"`, `\` and newline, unquoted `\x` is `x`, `\`-newline is nothing;
 /// expansions ([`SegKind::Opaque`], `$name`) as written.
-pub(crate) fn decode(text: &str, segments: &[Segment]) -> Decoded {
+pub(crate) fn decode<'t>(text: &'t str, segments: &[Segment]) -> Decoded<'t> {
     let b = text.as_bytes();
-    let mut out: Vec<u8> = Vec::new();
-    let mut src = Vec::new();
-    let mut seg_of = Vec::new();
-    let mut expands = Vec::new();
+    let mut d = Decoder::default();
     for (si, s) in segments.iter().enumerate() {
         let end = s.end.min(b.len());
         match s.kind {
             SegKind::Single | SegKind::Opaque => {
-                for (k, &c) in b.iter().enumerate().take(end).skip(s.start) {
-                    out.push(c);
-                    src.push((k, k + 1));
-                    seg_of.push(si);
-                    expands.push(s.kind == SegKind::Opaque);
+                let at = d.len;
+                d.copy(s.start, end, si);
+                if s.kind == SegKind::Opaque {
+                    d.expansion(at);
                 }
             }
             SegKind::Double | SegKind::Plain => {
                 let mut j = s.start;
                 while j < end {
-                    if b[j] == b'\\' && j + 1 < end {
-                        let n = b[j + 1];
+                    // Up to the next byte that is not itself.
+                    let Some(p) = memchr::memchr3(b'\\', b'$', b'`', &b[j..end]) else {
+                        d.copy(j, end, si);
+                        break;
+                    };
+                    let k = j + p;
+                    d.copy(j, k, si);
+                    if b[k] == b'\\' && k + 1 < end {
+                        let n = b[k + 1];
                         if n == b'\n' {
-                            j += 2;
+                            j = k + 2;
                             continue;
                         }
                         if s.kind == SegKind::Plain || matches!(n, b'$' | b'`' | b'"' | b'\\') {
-                            out.push(n);
-                            src.push((j, j + 2));
-                            seg_of.push(si);
-                            expands.push(false);
-                            j += 2;
+                            d.escape(k, si);
+                            j = k + 2;
                             continue;
                         }
                     }
-                    out.push(b[j]);
-                    src.push((j, j + 1));
-                    seg_of.push(si);
-                    expands.push(b[j] == b'$' || b[j] == b'`');
-                    j += 1;
+                    // A `\` that stays, or a `$` or backtick: an expansion.
+                    let at = d.len;
+                    d.copy(k, k + 1, si);
+                    if b[k] != b'\\' {
+                        d.expansion(at);
+                    }
+                    j = k + 1;
                 }
             }
         }
     }
-    Decoded {
-        text: String::from_utf8_lossy(&out).into_owned(),
-        src,
-        seg: seg_of,
-        expands,
-    }
+    d.finish(text)
 }
 
 /// `value` (as written) expands the variable `name` (`$X`, `${X}`,
@@ -922,6 +1141,7 @@ pub(crate) fn escape_double(p: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn names(text: &str) -> Vec<(String, bool, Vec<String>)> {
         assignments(text)
@@ -939,7 +1159,7 @@ mod tests {
         let lx = Lexer::new(raw, true);
         let w = lx.word(0).unwrap();
         assert_eq!(w.end, raw.len(), "{raw:?} is one word");
-        decode(raw, &w.segments).text
+        decode(raw, &w.segments).text.into_owned()
     }
 
     #[test]
@@ -1162,6 +1382,211 @@ mod tests {
         let a = assignments(t).unwrap();
         assert_eq!(a[0].value_text(t), "(a)\r");
         assert!(a[0].value.items().is_empty());
+    }
+
+    /// The decoder as it was, with a record per decoded byte: the
+    /// reference the proptests below hold [`decode`] to.
+    mod before {
+        use super::super::{Construct, Lexer, SegKind, Segment, Stop};
+
+        /// A double-quoted string read byte by byte.
+        pub fn double(lx: &Lexer<'_>, i: usize) -> Result<usize, Stop> {
+            let mut j = i + 1;
+            while j < lx.b.len() {
+                match lx.b[j] {
+                    b'\\' => j += 2,
+                    b'"' => return Ok(j + 1),
+                    b'$' if lx.b.get(j + 1) == Some(&b'(') => j = lx.subst(j + 1)?,
+                    b'$' if lx.b.get(j + 1) == Some(&b'{') => j = lx.brace(j + 1)?,
+                    b'`' => j = lx.backtick(j)?,
+                    _ => j += 1,
+                }
+            }
+            Err(Stop::Unclosed(Construct::DoubleQuote, i))
+        }
+
+        pub struct Decoded {
+            pub text: String,
+            pub src: Vec<(usize, usize)>,
+            pub seg: Vec<usize>,
+            pub expands: Vec<bool>,
+        }
+
+        pub fn decode(text: &str, segments: &[Segment]) -> Decoded {
+            let b = text.as_bytes();
+            let mut out: Vec<u8> = Vec::new();
+            let mut src = Vec::new();
+            let mut seg_of = Vec::new();
+            let mut expands = Vec::new();
+            for (si, s) in segments.iter().enumerate() {
+                let end = s.end.min(b.len());
+                match s.kind {
+                    SegKind::Single | SegKind::Opaque => {
+                        for (k, &c) in b.iter().enumerate().take(end).skip(s.start) {
+                            out.push(c);
+                            src.push((k, k + 1));
+                            seg_of.push(si);
+                            expands.push(s.kind == SegKind::Opaque);
+                        }
+                    }
+                    SegKind::Double | SegKind::Plain => {
+                        let mut j = s.start;
+                        while j < end {
+                            if b[j] == b'\\' && j + 1 < end {
+                                let n = b[j + 1];
+                                if n == b'\n' {
+                                    j += 2;
+                                    continue;
+                                }
+                                if s.kind == SegKind::Plain
+                                    || matches!(n, b'$' | b'`' | b'"' | b'\\')
+                                {
+                                    out.push(n);
+                                    src.push((j, j + 2));
+                                    seg_of.push(si);
+                                    expands.push(false);
+                                    j += 2;
+                                    continue;
+                                }
+                            }
+                            out.push(b[j]);
+                            src.push((j, j + 1));
+                            seg_of.push(si);
+                            expands.push(b[j] == b'$' || b[j] == b'`');
+                            j += 1;
+                        }
+                    }
+                }
+            }
+            Decoded {
+                text: String::from_utf8_lossy(&out).into_owned(),
+                src,
+                seg: seg_of,
+                expands,
+            }
+        }
+    }
+
+    /// [`decode`] says of every decoded byte, and of every range of them,
+    /// what the decoder with a record per byte said.
+    fn same_as_before(text: &str, segments: &[Segment]) -> Result<(), TestCaseError> {
+        let new = decode(text, segments);
+        let old = before::decode(text, segments);
+        prop_assert_eq!(&new.text, &old.text);
+        prop_assert_eq!(new.located(), old.text.len() == old.src.len());
+        let n = old.src.len();
+        prop_assert_eq!(new.src(n), None);
+        if let Some((offset, seg)) = new.as_written() {
+            for i in 0..n {
+                prop_assert_eq!(old.src[i], (offset + i, offset + i + 1));
+                prop_assert_eq!(old.seg[i], seg);
+            }
+        }
+        for i in 0..n {
+            prop_assert_eq!(new.src(i), Some(old.src[i]), "byte {}", i);
+        }
+        for a in 0..n {
+            prop_assert_eq!(new.locate(a, a), None);
+            for b in a + 1..=n.min(a + 12) {
+                let o = new.locate(a, b);
+                prop_assert!(o.is_some(), "{}..{}", a, b);
+                let Some(o) = o else { continue };
+                prop_assert_eq!(
+                    (o.start, o.end),
+                    (old.src[a].0, old.src[b - 1].1),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                prop_assert_eq!(o.seg, old.seg[a]);
+                prop_assert_eq!(
+                    o.one_seg,
+                    old.seg[a..b].iter().all(|&x| x == old.seg[a]),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                prop_assert_eq!(
+                    new.expands(a, b),
+                    old.expands[a..b].iter().any(|&x| x),
+                    "{}..{}",
+                    a,
+                    b
+                );
+                // Verbatim: the source bytes there are the decoded ones.
+                let same_bytes = old.src[a..b].iter().all(|&(s, e)| e == s + 1)
+                    && old.src[a..b].windows(2).all(|w| w[1].0 == w[0].1);
+                if o.verbatim {
+                    prop_assert!(same_bytes, "{}..{}", a, b);
+                    if new.located() {
+                        prop_assert_eq!(
+                            &text.as_bytes()[o.start..o.end],
+                            &old.text.as_bytes()[a..b]
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seg_kind() -> impl Strategy<Value = SegKind> {
+        prop::sample::select(vec![
+            SegKind::Plain,
+            SegKind::Double,
+            SegKind::Single,
+            SegKind::Opaque,
+        ])
+    }
+
+    proptest! {
+        /// Words as the lexer cuts them out of shell-like text.
+        #[test]
+        fn decode_is_what_it_was(raw in "([a-z =\"'\\\\$`(){}\n\t]|\u{e9}|\u{1F600}){0,40}") {
+            let lx = Lexer::new(&raw, true);
+            let mut i = 0;
+            while i < raw.len() {
+                let Ok(w) = lx.word(i) else { break };
+                same_as_before(&raw, &w.segments)?;
+                // What the lexer cuts is always located byte for byte.
+                prop_assert!(decode(&raw, &w.segments).located());
+                i = w.end.max(i + 1);
+                while i < raw.len() && !raw.is_char_boundary(i) {
+                    i += 1;
+                }
+            }
+        }
+
+        /// Double-quoted strings end where they did when read byte by byte.
+        #[test]
+        fn double_quotes_end_where_they_did(raw in "([a-z \"'\\\\$`(){}\n]|\u{e9}){0,60}") {
+            for lenient in [false, true] {
+                let lx = Lexer::new(&raw, lenient);
+                for (i, c) in raw.bytes().enumerate() {
+                    if c == b'"' {
+                        prop_assert_eq!(
+                            format!("{:?}", lx.double(i)),
+                            format!("{:?}", before::double(&lx, i)),
+                            "at {}",
+                            i
+                        );
+                    }
+                }
+            }
+        }
+
+        /// Any segments, overlapping, out of order or cutting characters.
+        #[test]
+        fn decode_of_any_segments_is_what_it_was(
+            raw in "([a-z \"'\\\\$`\n]|\u{e9}){0,30}",
+            segs in prop::collection::vec((seg_kind(), 0usize..40, 0usize..40), 0..6),
+        ) {
+            let segments: Vec<Segment> = segs
+                .into_iter()
+                .map(|(kind, start, end)| Segment { kind, start, end })
+                .collect();
+            same_as_before(&raw, &segments)?;
+        }
     }
 
     /// `A=(x)y` is the string `(x)y` to bash, not an array and another word.

@@ -3,9 +3,9 @@
 //! (kernel-install, UKIs, Proxmox), and the commands that apply them:
 //! `kernel-install add`, `proxmox-boot-tool refresh`, `grubby`.
 
-use super::params::{Decision, check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, apply, edits_for, existing_of};
-use super::{EditError, Edited, LineCursor, line_of, line_ranges};
+use super::params::{Decision, TokenizeError, check_params, decide, lint, spans};
+use super::region::{TextEdit, Tokens, apply, edits_for};
+use super::{EditError, Edited, line_of, line_ranges};
 
 // ---------------------------------------------------------------------------
 // /etc/kernel/cmdline
@@ -20,33 +20,27 @@ pub fn edit_kernel_cmdline(
     remove: &[String],
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let spans = tokenize(text).map_err(|e| EditError::new(line_of(text, e.offset), e.message))?;
-    let mut lines = LineCursor::new(text);
-    let tokens: Vec<Located> = spans
-        .iter()
-        .map(|s| Located {
-            text: text[s.start..s.end].to_string(),
-            start: s.start,
-            end: s.end,
-            group: 0,
-            opaque: false,
-            editable: true,
-            line: lines.line_of(s.start),
-        })
-        .collect();
-    let (existing, map) = existing_of(&tokens, "");
+    let mut tokens = Tokens::new(text)?;
+    tokens.begin_group();
+    tokens.reserve_for(text);
+    for s in spans(text) {
+        let s = s.map_err(|e| EditError::new(line_of(text, e.offset), e.message))?;
+        tokens.push(s.start, s.end, None, false, true);
+    }
+    let existing = tokens.all();
     let mut warnings = lint(&existing);
-    for t in &tokens {
-        if t.text.starts_with('#') {
-            warnings.push(format!(
-                "line {}: `{}` looks like a comment, but /etc/kernel/cmdline has no comment syntax: it is passed to the kernel as a parameter",
-                t.line, t.text
-            ));
-            break;
-        }
+    // A token starting with `#` has `#` as its initial.
+    if let Some(i) = (0..tokens.len())
+        .find(|&i| tokens.initial(i) == Some(b'#') && tokens.text(i).starts_with('#'))
+    {
+        warnings.push(format!(
+            "line {}: `{}` looks like a comment, but /etc/kernel/cmdline has no comment syntax: it is passed to the kernel as a parameter",
+            tokens.line(i),
+            tokens.text(i)
+        ));
     }
     let d = decide(&existing, add, remove);
-    let edits = edits_for(text, &tokens, &map, &d, Some((0, 0)), &|p| p.to_string());
+    let edits = edits_for(&existing, &d, Some((0, 0)), &|p| p.to_string());
     Ok(finish(text, edits, d, warnings))
 }
 
@@ -466,10 +460,11 @@ pub fn edit_loader_entry(
     }
     let add: &[String] = if fallback { &[] } else { add };
     // Tokens of every options line, one group per line.
-    let mut tokens = Vec::new();
+    let mut tokens = Tokens::new(text)?;
     let opts: Vec<&KeyLine> = lines.iter().filter(|l| l.key == "options").collect();
-    for (g, l) in opts.iter().enumerate() {
-        let spans = tokenize(&l.value).map_err(|e| {
+    for l in &opts {
+        tokens.begin_group();
+        let bad = |e: TokenizeError| {
             EditError::new(
                 l.line,
                 format!(
@@ -478,20 +473,21 @@ pub fn edit_loader_entry(
                     l.value_start - l.line_start + e.offset + 1
                 ),
             )
-        })?;
-        for s in spans {
-            tokens.push(Located {
-                text: l.value[s.start..s.end].to_string(),
-                start: l.value_start + s.start,
-                end: l.value_start + s.end,
-                group: g,
-                opaque: false,
-                editable: true,
-                line: l.line,
-            });
+        };
+        tokens.reserve_for(&l.value);
+        for s in spans(&l.value) {
+            let s = s.map_err(bad)?;
+            // The value as it is in the file.
+            tokens.push(
+                l.value_start + s.start,
+                l.value_start + s.end,
+                None,
+                false,
+                true,
+            );
         }
     }
-    let (existing, map) = existing_of(&tokens, "");
+    let existing = tokens.all();
     let mut warnings = lint(&existing);
     let d = decide(&existing, add, remove);
     let mut edits;
@@ -503,9 +499,7 @@ pub fn edit_loader_entry(
             last.value_start
         };
         let lead = if last.sep.is_empty() { " " } else { "" };
-        edits = edits_for(text, &tokens, &map, &d, Some((g, group_start)), &|p| {
-            p.to_string()
-        });
+        edits = edits_for(&existing, &d, Some((g, group_start)), &|p| p.to_string());
         if !lead.is_empty() {
             for e in edits.iter_mut() {
                 if e.start == group_start && e.start == e.end && !e.text.starts_with(' ') {
@@ -515,16 +509,17 @@ pub fn edit_loader_entry(
         }
         // An options line left without parameters by the removal is
         // deleted (exliar made it, see below).
+        let mut gone = d.delete.clone();
+        gone.sort_unstable();
+        gone.dedup();
         for (g, l) in opts.iter().enumerate() {
-            let in_line: Vec<usize> = (0..tokens.len())
-                .filter(|&j| tokens[j].group == g)
-                .collect();
+            let in_line = tokens.group(g);
             if in_line.is_empty() {
                 continue;
             }
-            let all_gone = in_line
-                .iter()
-                .all(|&j| d.delete.iter().any(|&i| map[i] == j));
+            let deleted = gone.partition_point(|&j| j < in_line.end)
+                - gone.partition_point(|&j| j < in_line.start);
+            let all_gone = deleted == in_line.len();
             let appended_here = g == opts.len() - 1 && !d.append.is_empty();
             // Only a line exliar made, marked by the comment line above it.
             let mark = text[..l.line_start].strip_suffix('\n').map(|before| {

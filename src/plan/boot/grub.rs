@@ -2,8 +2,10 @@
 //! (POSIX shell, sourced by `grub-mkconfig`; the last assignment wins), and
 //! the command that regenerates `grub.cfg`.
 
+use std::collections::HashMap;
+
 use super::params::{Existing, split};
-use super::shellvar::{NewLine, edit_var, value_tokens};
+use super::shellvar::{NewLine, edit_var, edit_var_in, value_words};
 use super::{EditError, Edited};
 use crate::plan::shell::{self, Assignment, decode};
 
@@ -115,13 +117,26 @@ struct Event<'a> {
     a: Assignment,
 }
 
+/// The assignments of the main file (values not split into words: the
+/// command line is read by [`value_words`]).
+fn main_assignments(inputs: &GrubInputs<'_>) -> Result<Vec<Assignment>, EditError> {
+    shell::assignments_unsplit(inputs.main).map_err(|e| EditError::from(e).in_file(DEFAULT_GRUB))
+}
+
 fn events<'a>(inputs: &GrubInputs<'a>, name: &str) -> Result<Vec<Event<'a>>, EditError> {
-    let main_assigns =
-        shell::assignments(inputs.main).map_err(|e| EditError::from(e).in_file(DEFAULT_GRUB))?;
+    events_in(inputs, &main_assignments(inputs)?, name)
+}
+
+/// [`events`] with the main file's assignments read already.
+fn events_in<'a>(
+    inputs: &GrubInputs<'a>,
+    main_assigns: &[Assignment],
+    name: &str,
+) -> Result<Vec<Event<'a>>, EditError> {
     let mut drop_assigns = Vec::new();
     for (n, t) in inputs.dropins {
         let f = GrubFile::DropIn(n.clone());
-        let v = shell::assignments(t).map_err(|e| EditError::from(e).in_file(f.path()))?;
+        let v = shell::assignments_unsplit(t).map_err(|e| EditError::from(e).in_file(f.path()))?;
         drop_assigns.push((f, t.as_str(), v));
     }
     let dropin_events = |out: &mut Vec<Event<'a>>| {
@@ -169,16 +184,25 @@ pub fn grub_cmdline_setting(
     inputs: &GrubInputs<'_>,
     key: GrubKey,
 ) -> Result<CmdlineSetting, EditError> {
+    cmdline_setting_in(inputs, &main_assignments(inputs)?, key)
+}
+
+/// [`grub_cmdline_setting`] with the main file's assignments read already.
+fn cmdline_setting_in(
+    inputs: &GrubInputs<'_>,
+    main_assigns: &[Assignment],
+    key: GrubKey,
+) -> Result<CmdlineSetting, EditError> {
     let name = key.name();
-    let ev = events(inputs, name)?;
+    let ev = events_in(inputs, main_assigns, name)?;
     let mut value: Vec<String> = Vec::new();
     let mut base: Option<usize> = None;
     for (i, e) in ev.iter().enumerate() {
-        let toks = value_tokens(e.text, &e.a, 0).map_err(|er| er.in_file(e.file.path()))?;
+        let toks = value_words(e.text, &e.a).map_err(|er| er.in_file(e.file.path()))?;
         let mine: Vec<String> = toks
             .into_iter()
-            .filter(|t| !(t.opaque && refers(&t.text, name)))
-            .map(|t| t.text)
+            .filter(|(t, opaque)| !(*opaque && refers(t, name)))
+            .map(|(t, _)| t)
             .collect();
         if e.a.extends(e.text) {
             value.extend(mine);
@@ -237,7 +261,9 @@ pub fn grub_cmdline_setting(
 /// expansions left as written; `None` when no file sets it.
 pub fn grub_variable(inputs: &GrubInputs<'_>, name: &str) -> Result<Option<String>, EditError> {
     let ev = events(inputs, name)?;
-    Ok(ev.last().map(|e| decode(e.text, e.a.segments()).text))
+    Ok(ev
+        .last()
+        .map(|e| decode(e.text, e.a.segments()).text.into_owned()))
 }
 
 /// Which variable to add parameters to: `GRUB_CMDLINE_LINUX_DEFAULT` when
@@ -278,9 +304,20 @@ pub fn edit_default_grub(
         dropins: &[],
         dropins_sourced: false,
     };
-    let other = other_key_params(&inputs, key)?;
-    edit_var(text, key.name(), add, remove, &other, true, &new_line(key))
-        .map_err(|e| e.in_file(DEFAULT_GRUB))
+    // The file is read once, for both variables.
+    let all = main_assignments(&inputs)?;
+    let other = other_key_params_in(&inputs, &all, key)?;
+    edit_var_in(
+        text,
+        &all,
+        key.name(),
+        add,
+        remove,
+        &other,
+        true,
+        &new_line(key),
+    )
+    .map_err(|e| e.in_file(DEFAULT_GRUB))
 }
 
 impl GrubKey {
@@ -295,8 +332,12 @@ impl GrubKey {
 
 /// The parameters the other variable puts on the same (normal) command
 /// line: present already, so not added again.
-fn other_key_params(inputs: &GrubInputs<'_>, key: GrubKey) -> Result<Vec<Existing>, EditError> {
-    let other = grub_cmdline_setting(inputs, key.other())?;
+fn other_key_params_in(
+    inputs: &GrubInputs<'_>,
+    main_assigns: &[Assignment],
+    key: GrubKey,
+) -> Result<Vec<Existing>, EditError> {
+    let other = cmdline_setting_in(inputs, main_assigns, key.other())?;
     Ok(other
         .value
         .into_iter()
@@ -329,8 +370,9 @@ pub fn edit_grub(
     add: &[String],
     remove: &[String],
 ) -> Result<(Vec<(GrubFile, Edited)>, CmdlineSetting), EditError> {
-    let setting = grub_cmdline_setting(inputs, key)?;
-    let other = other_key_params(inputs, key)?;
+    let main = main_assignments(inputs)?;
+    let setting = cmdline_setting_in(inputs, &main, key)?;
+    let other = other_key_params_in(inputs, &main, key)?;
     let mut files: Vec<(GrubFile, &str)> = vec![(GrubFile::Main, inputs.main)];
     for (n, t) in inputs.dropins {
         files.push((GrubFile::DropIn(n.clone()), t.as_str()));
@@ -340,24 +382,37 @@ pub fn edit_grub(
         let is_target = f == setting.file;
         // What reaches the value from elsewhere.
         let mut inherited: Vec<Existing> = if is_target {
-            let here = shell::assignments(text)
+            let here = shell::assignments_unsplit(text)
                 .ok()
                 .map(|v| {
                     let mut toks = Vec::new();
                     for a in v.iter().filter(|a| a.name == key.name()) {
-                        if let Ok(t) = value_tokens(text, a, 0) {
-                            toks.extend(t.into_iter().map(|t| t.text));
+                        if let Ok(t) = value_words(text, a) {
+                            toks.extend(t.into_iter().map(|(t, _)| t));
                         }
                     }
                     toks
                 })
                 .unwrap_or_default();
-            let mut rest = setting.value.clone();
+            // The value less what this file holds: each of its tokens
+            // takes out the first equal one left (counted, not searched
+            // for and removed one by one from the front).
+            let mut take: HashMap<&str, usize> = HashMap::new();
             for h in &here {
-                if let Some(p) = rest.iter().position(|r| r == h) {
-                    rest.remove(p);
-                }
+                *take.entry(h.as_str()).or_default() += 1;
             }
+            let rest: Vec<String> = setting
+                .value
+                .iter()
+                .filter(|r| match take.get_mut(r.as_str()) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        false
+                    }
+                    _ => true,
+                })
+                .cloned()
+                .collect();
             rest.into_iter()
                 .filter(|t| !t.contains('$') && !t.contains('`'))
                 .map(|t| Existing {

@@ -3,9 +3,9 @@
 //! limine-entry-tool / limine-mkinitcpio-hook, which generate limine.conf).
 
 use super::bls::{finish, insert_line_after};
-use super::params::{check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::shellvar::{NewLine, edit_var};
+use super::params::{check_params, decide, lint, spans};
+use super::region::{TextEdit, Tokens, edits_for};
+use super::shellvar::{NewLine, edit_var_in};
 use super::{EditError, Edited, line_ranges};
 
 /// Said with every change to limine.conf.
@@ -178,10 +178,10 @@ pub fn edit_limine_conf(
             .map(|(k, _)| k.trim().to_ascii_lowercase())
             .unwrap_or_default()
     };
-    let mut tokens = Vec::new();
+    // One group per Linux entry.
+    let mut tokens = Tokens::new(text)?;
     // (entry, (group, value start) of its command line, anchor line)
     let mut targets: Vec<Target> = Vec::new();
-    let mut group = 0usize;
     for (ei, e) in entries.iter().enumerate() {
         let linux = e.opts.iter().any(|&i| {
             key_of(&ls[i]) == "protocol" && value_of(&ls[i]).1.trim().eq_ignore_ascii_case("linux")
@@ -205,21 +205,21 @@ pub fn edit_limine_conf(
                 ),
             ));
         }
+        let group = tokens.begin_group();
         match cmdlines.first() {
             Some(&i) => {
                 let (vstart, v) = value_of(&ls[i]);
-                let spans = tokenize(v).map_err(|er| EditError::new(ls[i].n, er.message))?;
-                for s in spans {
+                tokens.reserve_for(v);
+                for s in spans(v) {
+                    let s = s.map_err(|er| EditError::new(ls[i].n, er.message))?;
                     let t = &v[s.start..s.end];
-                    tokens.push(Located {
-                        text: t.to_string(),
-                        start: vstart + s.start,
-                        end: vstart + s.end,
-                        group,
-                        opaque: t.contains("${"),
-                        editable: true,
-                        line: ls[i].n,
-                    });
+                    tokens.push(
+                        vstart + s.start,
+                        vstart + s.end,
+                        None,
+                        t.contains("${"),
+                        true,
+                    );
                 }
                 targets.push((ei, Some((group, vstart)), i));
             }
@@ -234,13 +234,11 @@ pub fn edit_limine_conf(
                 targets.push((ei, None, anchor));
             }
         }
-        group += 1;
     }
-    let (existing, map) = existing_of(&tokens, "");
-    let mut warnings = lint(&existing);
+    let mut warnings = lint(&tokens.all());
     let (add, more) = super::params::not_anywhere(
-        &existing,
-        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        &tokens.all(),
+        &|i| Some(tokens.group_of(i)),
         targets.len(),
         add,
         "Linux entries",
@@ -254,15 +252,12 @@ pub fn edit_limine_conf(
     let mut new_lines = 0;
     let mut emptied: Vec<usize> = Vec::new();
     for (ei, tgt, anchor) in &targets {
-        let g = tgt.map(|t| t.0);
-        let idx: Vec<usize> = (0..existing.len())
-            .filter(|&i| Some(tokens[map[i]].group) == g)
-            .collect();
-        let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
-        let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
-        let d = decide(&ex, add, remove);
-        if let Some((g, _)) = tgt {
-            let in_line = tokens.iter().filter(|t| t.group == *g).count();
+        // The entry's own tokens (none without a command line).
+        let r = tgt.map_or(0..0, |(g, _)| tokens.group(g));
+        let own = tokens.view(r.clone());
+        let d = decide(&own, add, remove);
+        if tgt.is_some() {
+            let in_line = r.len();
             if in_line > 0
                 && d.delete.len() == in_line
                 && d.append.is_empty()
@@ -273,7 +268,7 @@ pub fn edit_limine_conf(
         }
         match tgt {
             Some(t) => {
-                let mut es = edits_for(text, &tokens, &sub_map, &d, Some(*t), &|p| p.to_string());
+                let mut es = edits_for(&own, &d, Some(*t), &|p| p.to_string());
                 // `cmdline:` with no blank after the colon.
                 let l = &ls[*anchor];
                 if t.1 == l.end && !l.body.ends_with([' ', '\t']) {
@@ -438,8 +433,13 @@ pub fn edit_default_limine(
     remove: &[String],
 ) -> Result<Edited, EditError> {
     let var = "KERNEL_CMDLINE[default]";
-    let mut e = edit_var(
+    let file = |e: EditError| e.in_file("/etc/default/limine");
+    // The file is read once, for the edit and for the warnings.
+    super::params::check_params(add).map_err(file)?;
+    let all = crate::plan::shell::assignments_unsplit(text).map_err(|e| file(e.into()))?;
+    let mut e = edit_var_in(
         text,
+        &all,
         var,
         add,
         remove,
@@ -450,18 +450,16 @@ pub fn edit_default_limine(
             plus: true,
         },
     )
-    .map_err(|e| e.in_file("/etc/default/limine"))?;
-    if let Ok(all) = crate::plan::shell::assignments(text) {
-        for a in all
-            .iter()
-            .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
-        {
-            e.warnings.push(format!(
-                "line {}: {} is not changed; the parameters are added to {var} only",
-                a.line(),
-                a.name
-            ));
-        }
+    .map_err(file)?;
+    for a in all
+        .iter()
+        .filter(|a| a.name.starts_with("KERNEL_CMDLINE[") && a.name != var)
+    {
+        e.warnings.push(format!(
+            "line {}: {} is not changed; the parameters are added to {var} only",
+            a.line(),
+            a.name
+        ));
     }
     Ok(e)
 }
@@ -471,16 +469,16 @@ pub fn edit_default_limine(
 /// is not known).
 pub fn default_limine_cmdline(text: &str) -> Result<Vec<String>, EditError> {
     let var = "KERNEL_CMDLINE[default]";
-    let all = crate::plan::shell::assignments(text)
+    let all = crate::plan::shell::assignments_unsplit(text)
         .map_err(|e| EditError::from(e).in_file("/etc/default/limine"))?;
     let mut tokens = Vec::new();
     for a in all.iter().filter(|a| a.name == var) {
         if !a.extends(text) {
             tokens.clear();
         }
-        let v = super::shellvar::value_tokens(text, a, 0)
-            .map_err(|e| e.in_file("/etc/default/limine"))?;
-        tokens.extend(v.into_iter().filter(|l| !l.opaque).map(|l| l.text));
+        let v =
+            super::shellvar::value_words(text, a).map_err(|e| e.in_file("/etc/default/limine"))?;
+        tokens.extend(v.into_iter().filter(|(_, opaque)| !opaque).map(|(t, _)| t));
     }
     Ok(tokens)
 }

@@ -133,36 +133,6 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     memchr::memchr_iter(b'\n', &text.as_bytes()[..end]).count() + 1
 }
 
-/// [`line_of`] for offsets that mostly increase (the tokens of a value, in
-/// order): each call counts only the newlines since the previous one, so a
-/// whole file's tokens cost one pass, not one pass each.
-pub(crate) struct LineCursor<'a> {
-    text: &'a [u8],
-    at: usize,
-    line: usize,
-}
-
-impl<'a> LineCursor<'a> {
-    pub(crate) fn new(text: &'a str) -> Self {
-        Self {
-            text: text.as_bytes(),
-            at: 0,
-            line: 1,
-        }
-    }
-
-    pub(crate) fn line_of(&mut self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        if end < self.at {
-            self.at = 0;
-            self.line = 1;
-        }
-        self.line += memchr::memchr_iter(b'\n', &self.text[self.at..end]).count();
-        self.at = end;
-        self.line
-    }
-}
-
 /// Lines with their byte ranges: `(start, end_without_newline, end_with_newline)`.
 pub(crate) fn line_ranges(text: &str) -> Vec<(usize, usize, usize)> {
     let mut v = Vec::new();

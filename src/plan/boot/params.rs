@@ -30,13 +30,49 @@ pub fn is_kernel_space(b: u8) -> bool {
 /// quote, which the kernel would silently run to the end of the line, is an
 /// error here.
 pub fn tokenize(cmdline: &str) -> Result<Vec<Span>, TokenizeError> {
-    let b = cmdline.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if is_kernel_space(b[i]) {
+    spans(cmdline).collect()
+}
+
+/// At least as many as the tokens of `cmdline` (a quoted blank may count
+/// one too many): to size a list of them once.
+pub(crate) fn max_tokens(cmdline: &str) -> usize {
+    let mut n = 0;
+    let mut blank = true;
+    for &c in cmdline.as_bytes() {
+        let b = is_kernel_space(c);
+        n += usize::from(blank && !b);
+        blank = b;
+    }
+    n
+}
+
+/// [`tokenize`] one token at a time, for editors that make something of
+/// each token at once instead of keeping a list of spans too. After an
+/// error it ends.
+pub(crate) fn spans(cmdline: &str) -> Spans<'_> {
+    Spans {
+        b: cmdline.as_bytes(),
+        i: 0,
+    }
+}
+
+pub(crate) struct Spans<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Iterator for Spans<'_> {
+    type Item = Result<Span, TokenizeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.b;
+        let mut i = self.i;
+        while i < b.len() && is_kernel_space(b[i]) {
             i += 1;
-            continue;
+        }
+        if i >= b.len() {
+            self.i = i;
+            return None;
         }
         let start = i;
         let mut quote_at: Option<usize> = None;
@@ -50,14 +86,15 @@ pub fn tokenize(cmdline: &str) -> Result<Vec<Span>, TokenizeError> {
             i += 1;
         }
         if let Some(q) = quote_at {
-            return Err(TokenizeError {
+            self.i = b.len();
+            return Some(Err(TokenizeError {
                 offset: q,
                 message: "unterminated double quote in the kernel command line".into(),
-            });
+            }));
         }
-        out.push(Span { start, end: i });
+        self.i = i;
+        Some(Ok(Span { start, end: i }))
     }
-    Ok(out)
 }
 
 /// The tokens of a command line as strings.
@@ -109,6 +146,43 @@ fn key_value_ref(p: &str) -> (Cow<'_, str>, Option<Cow<'_, str>>) {
         Some((k, v)) => (key(k), Some(Cow::Borrowed(v))),
         None => (key(p), None),
     }
+}
+
+/// Whether the key of `have` as [`key_value`] reads it (quotes taken out,
+/// up to the first `=`, `-` read as `_`) is `key`, without copying: most
+/// parameters of a command line differ from a wanted one in their first
+/// byte. Two parameters that are the same or conflict have the same key.
+fn key_is(have: &str, key: &str) -> bool {
+    let k = key.as_bytes();
+    let mut n = 0;
+    for &c in have.as_bytes() {
+        let c = match c {
+            b'"' => continue,
+            b'=' => break,
+            b'-' => b'_',
+            c => c,
+        };
+        if k.get(n) != Some(&c) {
+            return false;
+        }
+        n += 1;
+    }
+    n == k.len()
+}
+
+/// The first byte of the key of `p` as [`key_is`] reads it (`None`: the
+/// key is empty): a parameter whose key starts otherwise is not the one
+/// looked for, and an editor can tell that without reading it again.
+pub(crate) fn key_initial(p: &str) -> Option<u8> {
+    for &c in p.as_bytes() {
+        match c {
+            b'"' => continue,
+            b'=' => return None,
+            b'-' => return Some(b'_'),
+            c => return Some(c),
+        }
+    }
+    None
 }
 
 /// Keys that may legitimately appear several times, each occurrence adding
@@ -171,20 +245,41 @@ pub fn conflicts(have: &str, want: &str) -> bool {
 struct Wanted<'a> {
     kv: (Cow<'a, str>, Option<Cow<'a, str>>),
     identity: Cow<'a, str>,
+    /// The first byte of its key ([`key_initial`]).
+    initial: Option<u8>,
 }
 
 impl<'a> Wanted<'a> {
     fn new(text: &'a str) -> Self {
         let kv = key_value_ref(text);
         let identity = identity_of(kv.clone());
-        Self { kv, identity }
+        let initial = kv.0.as_bytes().first().copied();
+        Self {
+            kv,
+            identity,
+            initial,
+        }
+    }
+
+    /// `have` has the key of this parameter: it may be the same or
+    /// conflict; any other cannot.
+    fn same_key(&self, have: &str) -> bool {
+        key_is(have, &self.kv.0)
     }
 
     fn same(&self, have: &str) -> bool {
+        self.same_key(have) && self.same_value(have)
+    }
+
+    /// [`Wanted::same`] for a parameter of the same key.
+    fn same_value(&self, have: &str) -> bool {
         key_value_ref(have) == self.kv
     }
 
     fn conflicts(&self, have: &str) -> bool {
+        if !self.same_key(have) {
+            return false;
+        }
         let hkv = key_value_ref(have);
         if hkv == self.kv || identity_of(hkv.clone()) != self.identity {
             return false;
@@ -221,6 +316,65 @@ impl Existing {
     }
 }
 
+/// The parameters already present, as [`decide`], [`lint`] and
+/// [`not_anywhere`] read them, by index: a list of [`Existing`], or the
+/// tokens an editor found in its file, read in place (a command line of
+/// millions of tokens is then not copied token by token to be compared).
+pub trait Present {
+    /// How many entries; indexes are `0..len()`.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn text(&self, i: usize) -> &str;
+    /// See [`Existing::editable`].
+    fn editable(&self, i: usize) -> bool;
+    /// See [`Existing::place`]; made only for a warning.
+    fn place(&self, i: usize) -> Cow<'_, str>;
+    /// [`key_initial`] of entry `i`: parameters whose initial differs
+    /// from a wanted one's are passed over without being read.
+    fn initial(&self, i: usize) -> Option<u8> {
+        key_initial(self.text(i))
+    }
+    /// Entry `i` is a parameter: not an expansion whose value is not
+    /// known (`$X`), which is kept but never compared, removed or
+    /// replaced, as if it were not in the list.
+    fn is_param(&self, i: usize) -> bool {
+        let _ = i;
+        true
+    }
+}
+
+impl Present for [Existing] {
+    fn len(&self) -> usize {
+        <[Existing]>::len(self)
+    }
+    fn text(&self, i: usize) -> &str {
+        &self[i].text
+    }
+    fn editable(&self, i: usize) -> bool {
+        self[i].editable
+    }
+    fn place(&self, i: usize) -> Cow<'_, str> {
+        Cow::Borrowed(&self[i].place)
+    }
+}
+
+impl Present for Vec<Existing> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn text(&self, i: usize) -> &str {
+        self.as_slice().text(i)
+    }
+    fn editable(&self, i: usize) -> bool {
+        self.as_slice().editable(i)
+    }
+    fn place(&self, i: usize) -> Cow<'_, str> {
+        self.as_slice().place(i)
+    }
+}
+
 /// What to do with a command line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
@@ -253,9 +407,12 @@ impl Decision {
 /// - one that conflicts with a user's parameter is not added: a warning says
 ///   which and where;
 /// - anything else is appended.
-pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decision {
+pub fn decide<P: Present + ?Sized>(existing: &P, add: &[String], remove: &[String]) -> Decision {
     let mut d = Decision::default();
-    let mut deleted = vec![false; existing.len()];
+    // The parameters removal marked, by index, in order (a few: at most
+    // one per parameter to remove), and which of them are deleted: no
+    // record per parameter.
+    let mut marked: Vec<usize> = Vec::new();
     // Removals first.
     let mut seen_remove: Vec<&str> = Vec::new();
     for r in remove {
@@ -263,56 +420,91 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
             continue;
         }
         seen_remove.push(r);
-        if let Some(i) = (0..existing.len())
-            .rev()
-            .find(|&i| existing[i].editable && !deleted[i] && existing[i].text == *r)
-        {
-            deleted[i] = true;
+        if let Some(i) = (0..existing.len()).rev().find(|&i| {
+            existing.is_param(i)
+                && existing.editable(i)
+                && existing.text(i) == r
+                && !marked.contains(&i)
+        }) {
+            marked.push(i);
+        }
+    }
+    marked.sort_unstable();
+    let mut deleted = vec![true; marked.len()];
+    let is_deleted =
+        |deleted: &[bool], i: usize| marked.binary_search(&i).is_ok_and(|k| deleted[k]);
+    // The parameters to add, in order, each once.
+    let mut wants: Vec<(&String, Wanted<'_>)> = Vec::new();
+    for a in add {
+        if wants.iter().any(|(s, _)| same_param(s, a)) {
+            continue;
+        }
+        wants.push((a, Wanted::new(a)));
+    }
+    // One pass over the parameters for all of them: for each, the first
+    // parameters that are the same and the first that conflict, whether
+    // removal marked them or not. One more than removal marked is enough:
+    // when it is a parameter's turn, at most that many are deleted, so
+    // the first of these not deleted is the first of all not deleted.
+    let keep = marked.len() + 1;
+    let mut same: Vec<Vec<usize>> = vec![Vec::new(); wants.len()];
+    let mut conflicting: Vec<Vec<usize>> = vec![Vec::new(); wants.len()];
+    if !wants.is_empty() {
+        for i in 0..existing.len() {
+            if !existing.is_param(i) {
+                continue;
+            }
+            let initial = existing.initial(i);
+            for (w, (_, want)) in wants.iter().enumerate() {
+                if want.initial != initial {
+                    continue;
+                }
+                let t = existing.text(i);
+                if !want.same_key(t) {
+                    continue;
+                }
+                if want.same_value(t) {
+                    if same[w].len() < keep {
+                        same[w].push(i);
+                    }
+                } else if conflicting[w].len() < keep && want.conflicts(t) {
+                    conflicting[w].push(i);
+                }
+            }
         }
     }
     let mut replaced: Vec<(usize, String)> = Vec::new();
-    let mut seen_add: Vec<&str> = Vec::new();
-    for a in add {
-        if seen_add.iter().any(|s| same_param(s, a)) {
-            continue;
-        }
-        seen_add.push(a);
-        let want = Wanted::new(a);
+    for (w, (a, want)) in wants.iter().enumerate() {
+        let a = *a;
         // Already present and staying: nothing to do.
-        if existing
-            .iter()
-            .enumerate()
-            .any(|(i, e)| !deleted[i] && want.same(&e.text))
-        {
+        if same[w].iter().any(|&i| !is_deleted(&deleted, i)) {
             continue;
         }
         // Present but scheduled for removal (exliar's own, re-added): keep it.
-        if let Some(i) = (0..existing.len())
+        if let Some(k) = (0..marked.len())
             .rev()
-            .find(|&i| deleted[i] && existing[i].text == *a)
+            .find(|&k| deleted[k] && existing.text(marked[k]) == a)
         {
-            deleted[i] = false;
+            deleted[k] = false;
             continue;
         }
         // A user's conflicting value wins; say so.
-        let user_conflict = existing
-            .iter()
-            .enumerate()
-            .find(|(i, e)| !deleted[*i] && want.conflicts(&e.text))
-            .map(|(_, e)| e);
-        if let Some(e) = user_conflict {
+        if let Some(&i) = conflicting[w].iter().find(|&&i| !is_deleted(&deleted, i)) {
             d.warnings.push(format!(
                 "`{}` ({}) conflicts with `{a}`, which exliar wants; it is left as it is and `{a}` is not added",
-                e.text, e.place
+                existing.text(i),
+                existing.place(i)
             ));
             continue;
         }
         // exliar's own older value of the same setting: replace in place.
-        if let Some(i) = (0..existing.len()).find(|&i| {
-            deleted[i]
-                && existing[i].editable
-                && identity_of(key_value_ref(&existing[i].text)) == want.identity
-                && !replaced.iter().any(|(j, _)| *j == i)
+        if let Some(i) = (0..marked.len()).find_map(|k| {
+            let i = marked[k];
+            (deleted[k]
+                && existing.editable(i)
+                && identity_of(key_value_ref(existing.text(i))) == want.identity
+                && !replaced.iter().any(|(j, _)| *j == i))
+            .then_some(i)
         }) {
             replaced.push((i, a.clone()));
             d.added.push(a.clone());
@@ -321,9 +513,9 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
         d.append.push(a.clone());
         d.added.push(a.clone());
     }
-    for (i, e) in existing.iter().enumerate() {
-        if deleted[i] {
-            d.removed.push(e.text.clone());
+    for (k, &i) in marked.iter().enumerate() {
+        if deleted[k] {
+            d.removed.push(existing.text(i).to_string());
             if !replaced.iter().any(|(j, _)| *j == i) {
                 d.delete.push(i);
             }
@@ -337,32 +529,51 @@ pub fn decide(existing: &[Existing], add: &[String], remove: &[String]) -> Decis
 /// alike: the parameters of `add` that no entry has yet. One that some
 /// entry already has is added to none (so that removing exliar's
 /// parameters later never touches the user's), with a warning.
-/// `group` is the entry of each existing parameter, `groups` how many
+/// `group` gives the entry of each existing parameter, `groups` how many
 /// entries there are.
-pub fn not_anywhere(
-    existing: &[Existing],
-    group: &[usize],
+pub fn not_anywhere<P: Present + ?Sized>(
+    existing: &P,
+    group: &dyn Fn(usize) -> Option<usize>,
     groups: usize,
     add: &[String],
     entries: &str,
 ) -> (Vec<String>, Vec<String>) {
+    // One pass over the parameters for all of `add`: the first that is
+    // the same as each, and the entries that have it.
+    let wants: Vec<Wanted<'_>> = add.iter().map(|a| Wanted::new(a)).collect();
+    let mut first: Vec<Option<usize>> = vec![None; add.len()];
+    let mut with: Vec<Vec<usize>> = vec![Vec::new(); add.len()];
+    if !wants.is_empty() {
+        for i in 0..existing.len() {
+            if !existing.is_param(i) {
+                continue;
+            }
+            let initial = existing.initial(i);
+            for (w, want) in wants.iter().enumerate() {
+                if want.initial != initial || !want.same(existing.text(i)) {
+                    continue;
+                }
+                first[w].get_or_insert(i);
+                if let Some(g) = group(i)
+                    && with[w].last() != Some(&g)
+                {
+                    with[w].push(g);
+                }
+            }
+        }
+    }
     let mut keep = Vec::new();
     let mut warnings = Vec::new();
-    for a in add {
-        match existing.iter().find(|e| same_param(&e.text, a)) {
-            Some(e) => {
-                let mut with: Vec<usize> = existing
-                    .iter()
-                    .zip(group)
-                    .filter(|(e, _)| same_param(&e.text, a))
-                    .map(|(_, g)| *g)
-                    .collect();
+    for (w, a) in add.iter().enumerate() {
+        match first[w] {
+            Some(i) => {
+                let with = &mut with[w];
                 with.sort_unstable();
                 with.dedup();
                 if with.len() < groups {
                     warnings.push(format!(
                         "`{a}` is already set ({}); it is not added to the other {entries} (add it by hand where it is missing)",
-                        e.place
+                        existing.place(i)
                     ));
                 }
             }
@@ -388,14 +599,21 @@ pub fn check_params(add: &[String]) -> Result<(), super::EditError> {
 /// Whether existing parameters carry values known to be no-ops or mistakes,
 /// as warnings (`amd_iommu=on` is not a valid value: the AMD IOMMU driver
 /// only knows `fullflush`, `force_enable`, `off`, ... and is on by default).
-pub fn lint(existing: &[Existing]) -> Vec<String> {
+pub fn lint<P: Present + ?Sized>(existing: &P) -> Vec<String> {
     let mut w = Vec::new();
-    for e in existing {
-        let (k, v) = key_value_ref(&e.text);
+    for i in 0..existing.len() {
+        if !existing.is_param(i)
+            || existing.initial(i) != Some(b'a')
+            || !key_is(existing.text(i), "amd_iommu")
+        {
+            continue;
+        }
+        let (k, v) = key_value_ref(existing.text(i));
         if k == "amd_iommu" && v.as_deref() == Some("on") {
             w.push(format!(
                 "`{}` ({}) has no effect: `on` is not an amd_iommu option (the AMD IOMMU is enabled by default)",
-                e.text, e.place
+                existing.text(i),
+                existing.place(i)
             ));
         }
     }
@@ -627,6 +845,38 @@ mod tests {
             d.replace = replaced;
             d
         }
+        pub fn not_anywhere(
+            existing: &[Existing],
+            group: &[usize],
+            groups: usize,
+            add: &[String],
+            entries: &str,
+        ) -> (Vec<String>, Vec<String>) {
+            let mut keep = Vec::new();
+            let mut warnings = Vec::new();
+            for a in add {
+                match existing.iter().find(|e| same_param(&e.text, a)) {
+                    Some(e) => {
+                        let mut with: Vec<usize> = existing
+                            .iter()
+                            .zip(group)
+                            .filter(|(e, _)| same_param(&e.text, a))
+                            .map(|(_, g)| *g)
+                            .collect();
+                        with.sort_unstable();
+                        with.dedup();
+                        if with.len() < groups {
+                            warnings.push(format!(
+                                "`{a}` is already set ({}); it is not added to the other {entries} (add it by hand where it is missing)",
+                                e.place
+                            ));
+                        }
+                    }
+                    None => keep.push(a.clone()),
+                }
+            }
+            (keep, warnings)
+        }
     }
 
     /// Parameters drawn from a small vocabulary, so that samples share
@@ -675,23 +925,29 @@ mod tests {
                 .map(|(i, (text, editable))| Existing { text, place: format!("token {i}"), editable })
                 .collect();
             prop_assert_eq!(decide(&existing, &add, &remove), before::decide(&existing, &add, &remove));
+            // Entries: the parameters' groups, in order, some without any.
+            let group: Vec<usize> = (0..existing.len()).map(|i| i / 3 + i % 2).collect();
+            let mut distinct = group.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            for groups in [distinct.len(), distinct.len() + 1] {
+                prop_assert_eq!(
+                    not_anywhere(&existing, &|i| group.get(i).copied(), groups, &add, "entries"),
+                    before::not_anywhere(&existing, &group, groups, &add, "entries")
+                );
+            }
             for e in &existing {
                 for a in &add {
                     prop_assert_eq!(same_param(&e.text, a), before::same_param(&e.text, a));
                     prop_assert_eq!(conflicts(&e.text, a), before::conflicts(&e.text, a));
                     prop_assert_eq!(identity(a), before::identity(a));
                     prop_assert_eq!(key_value(a), before::key_value(a));
+                    prop_assert_eq!(
+                        key_is(&e.text, &key_value(a).0),
+                        key_value(&e.text).0 == key_value(a).0
+                    );
+                    prop_assert_eq!(key_initial(&e.text), key_value(&e.text).0.bytes().next());
                 }
-            }
-        }
-
-        /// [`super::super::LineCursor`] numbers lines as
-        /// [`super::super::line_of`] does, in any order of offsets.
-        #[test]
-        fn line_cursor_is_line_of(text in "[a\n]{0,40}", offsets in prop::collection::vec(0usize..50, 0..20)) {
-            let mut c = super::super::LineCursor::new(&text);
-            for o in offsets {
-                prop_assert_eq!(c.line_of(o), super::super::line_of(&text, o));
             }
         }
     }

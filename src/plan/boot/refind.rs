@@ -3,35 +3,56 @@
 //! the default; parameters are added to every line.
 
 use super::bls::finish;
-use super::params::{check_params, decide, lint, tokenize};
-use super::region::{Located, edits_for, existing_of};
+use super::params::{check_params, decide, lint, spans};
+use super::region::{Tokens, edits_for};
 use super::{EditError, Edited, line_ranges};
 
-/// A quoted field from `i` (at the opening quote): decoded text, source
-/// range of each decoded byte, and the end past the closing quote.
-type Field = (String, Vec<(usize, usize)>, usize);
+/// A quoted field: its decoded text, the decoded offsets of its doubled
+/// quotes (each one `"` from two bytes), where its content starts in the
+/// line, and its end past the closing quote.
+struct Field {
+    text: String,
+    doubled: Vec<usize>,
+    start: usize,
+    end: usize,
+}
 
+impl Field {
+    /// The source range (in the line) of the decoded bytes `a..b` (not
+    /// empty), and whether they are written as they are (no doubled quote).
+    fn src(&self, a: usize, b: usize) -> (usize, usize, bool) {
+        // Each doubled quote before a decoded byte moves it one byte on.
+        let before = |i: usize| self.doubled.partition_point(|&q| q < i);
+        let (da, db) = (before(a), before(b));
+        (self.start + a + da, self.start + b + db, da == db)
+    }
+}
+
+/// The quoted field from `i` (at the opening quote), `""` read as `"`.
 fn field(line: &str, i: usize) -> Option<Field> {
     let b = line.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
     let mut out = Vec::new();
-    let mut src = Vec::new();
+    let mut doubled = Vec::new();
     let mut j = i + 1;
-    while j < b.len() {
-        if b[j] == b'"' {
-            if b.get(j + 1) == Some(&b'"') {
-                out.push(b'"');
-                src.push((j, j + 2));
-                j += 2;
-                continue;
-            }
-            return Some((String::from_utf8_lossy(&out).into_owned(), src, j + 1));
+    while let Some(p) = memchr::memchr(b'"', &b[j..]) {
+        out.extend_from_slice(&b[j..j + p]);
+        j += p;
+        if b.get(j + 1) == Some(&b'"') {
+            doubled.push(out.len());
+            out.push(b'"');
+            j += 2;
+            continue;
         }
-        out.push(b[j]);
-        src.push((j, j + 1));
-        j += 1;
+        return Some(Field {
+            text: String::from_utf8(out)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            doubled,
+            start: i + 1,
+            end: j + 1,
+        });
     }
     None
 }
@@ -49,12 +70,17 @@ pub fn refind_entries(text: &str) -> Result<Vec<(usize, String, Vec<String>)>, E
             continue;
         }
         let lead = line.len() - t.len();
-        let Some((label, _, after_label)) = field(line, lead) else {
+        let Some(Field {
+            text: label,
+            end: after_label,
+            ..
+        }) = field(line, lead)
+        else {
             continue;
         };
         let rest = &line[after_label..];
         let opts_at = after_label + (rest.len() - rest.trim_start_matches([' ', '\t']).len());
-        let Some((opts, _, _)) = field(line, opts_at) else {
+        let Some(Field { text: opts, .. }) = field(line, opts_at) else {
             continue;
         };
         let tokens = super::params::split(&opts).map_err(|er| EditError::new(n + 1, er.message))?;
@@ -70,7 +96,8 @@ pub fn edit_refind_linux_conf(
     remove: &[String],
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let mut tokens: Vec<Located> = Vec::new();
+    // One group per entry.
+    let mut tokens = Tokens::new(text)?;
     let mut groups: Vec<usize> = Vec::new(); // options content start per entry
     for (n, (s, e, _)) in line_ranges(text).into_iter().enumerate() {
         let line = &text[s..e];
@@ -86,7 +113,7 @@ pub fn edit_refind_linux_conf(
                 format!("{what}; expected `\"Label\" \"kernel options\"`, both double-quoted"),
             )
         };
-        let (_, _, after_label) = field(line, lead).ok_or_else(|| {
+        let after_label = field(line, lead).map(|f| f.end).ok_or_else(|| {
             if t.starts_with('"') {
                 bad("unterminated quote in the label")
             } else {
@@ -101,36 +128,36 @@ pub fn edit_refind_linux_conf(
         if opts_at == after_label {
             return Err(bad("no blank between the label and the options"));
         }
-        let (dec, src, end) = field(line, opts_at).ok_or_else(|| {
+        let opts = field(line, opts_at).ok_or_else(|| {
             if line[opts_at..].starts_with('"') {
                 bad("unterminated quote in the options")
             } else {
                 bad("the options are not quoted")
             }
         })?;
-        if !line[end..].trim().is_empty() {
+        if !line[opts.end..].trim().is_empty() {
             return Err(bad("text after the options field"));
         }
-        let g = groups.len();
+        tokens.begin_group();
         groups.push(s + opts_at + 1);
-        let spans = tokenize(&dec).map_err(|er| EditError::new(ln, er.message))?;
-        for sp in spans {
-            tokens.push(Located {
-                text: dec[sp.start..sp.end].to_string(),
-                start: s + src[sp.start].0,
-                end: s + src[sp.end - 1].1,
-                group: g,
-                opaque: false,
-                editable: true,
-                line: ln,
-            });
+        tokens.reserve_for(&opts.text);
+        for sp in spans(&opts.text) {
+            let sp = sp.map_err(|er| EditError::new(ln, er.message))?;
+            let (start, end, verbatim) = opts.src(sp.start, sp.end);
+            let (start, end) = (s + start, s + end);
+            tokens.push(
+                start,
+                end,
+                (!verbatim).then(|| opts.text[sp.start..sp.end].to_string()),
+                false,
+                true,
+            );
         }
     }
-    let (existing, map) = existing_of(&tokens, "");
-    let mut warnings = lint(&existing);
+    let mut warnings = lint(&tokens.all());
     let (add, more) = super::params::not_anywhere(
-        &existing,
-        &map.iter().map(|&i| tokens[i].group).collect::<Vec<_>>(),
+        &tokens.all(),
+        &|i| Some(tokens.group_of(i)),
         groups.len(),
         add,
         "entries",
@@ -143,20 +170,12 @@ pub fn edit_refind_linux_conf(
     let mut removed: Vec<String> = Vec::new();
     let mut dwarn: Vec<String> = Vec::new();
     for (g, &start) in groups.iter().enumerate() {
-        let idx: Vec<usize> = (0..existing.len())
-            .filter(|&i| tokens[map[i]].group == g)
-            .collect();
-        let ex: Vec<_> = idx.iter().map(|&i| existing[i].clone()).collect();
-        let sub_map: Vec<usize> = idx.iter().map(|&i| map[i]).collect();
-        let d = decide(&ex, add, remove);
-        all_edits.extend(edits_for(
-            text,
-            &tokens,
-            &sub_map,
-            &d,
-            Some((g, start)),
-            &|p| p.replace('"', "\"\""),
-        ));
+        // The entry's own tokens.
+        let own = tokens.view(tokens.group(g));
+        let d = decide(&own, add, remove);
+        all_edits.extend(edits_for(&own, &d, Some((g, start)), &|p| {
+            p.replace('"', "\"\"")
+        }));
         super::push_unique(&mut added, d.added);
         super::push_unique(&mut removed, d.removed);
         super::push_unique(&mut dwarn, d.warnings);

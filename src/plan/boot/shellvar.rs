@@ -4,9 +4,9 @@
 //! editor that adds and removes them keeping the file's quoting. The shell
 //! itself is read by [`crate::plan::shell`].
 
-use super::params::{Existing, check_params, decide, lint, tokenize};
-use super::region::{Located, TextEdit, edits_for, existing_of};
-use super::{EditError, Edited, LineCursor, MARK, line_of, line_ranges};
+use super::params::{Existing, TokenizeError, check_params, decide, lint, spans};
+use super::region::{TextEdit, Then, Tokens, edits_for};
+use super::{EditError, Edited, MARK, line_of, line_ranges};
 use crate::plan::shell::{self, Assignment, SegKind, decode, escape_double};
 
 /// A line exliar added: its comment is [`MARK`].
@@ -14,44 +14,79 @@ fn marked(text: &str, a: &Assignment) -> bool {
     a.trailing(text).contains(MARK)
 }
 
-/// Kernel parameters in an assignment's value, located in the file.
+/// Kernel parameters in an assignment's value, located in the file
+/// `tokens` is of: added to its last group.
 pub(crate) fn value_tokens(
     text: &str,
     a: &Assignment,
-    group: usize,
-) -> Result<Vec<Located>, EditError> {
+    tokens: &mut Tokens<'_>,
+) -> Result<(), EditError> {
     let d = decode(text, a.segments());
-    let spans = tokenize(&d.text).map_err(|e| {
+    let bad = |e: TokenizeError| {
         EditError::new(
             a.line(),
             format!("{} (in the value of {})", e.message, a.name),
         )
-    })?;
-    let mut v = Vec::with_capacity(spans.len());
-    let mut lines = LineCursor::new(text);
-    for s in spans {
-        let t = d.text[s.start..s.end].to_string();
-        let start = d.src[s.start].0;
-        let end = d.src[s.end - 1].1;
-        let first_seg = d.seg[s.start];
-        let one_seg = d.seg[s.start..s.end].iter().all(|&x| x == first_seg);
-        let kind = a.segments()[first_seg].kind;
-        let opaque = d.expands[s.start..s.end].iter().any(|&x| x) || kind == SegKind::Opaque;
-        let editable = !opaque
-            && one_seg
-            && (matches!(kind, SegKind::Double | SegKind::Single)
-                || (kind == SegKind::Plain && !text[start..end].contains('\\')));
-        v.push(Located {
-            text: t,
-            start,
-            end,
-            group,
-            opaque,
-            editable,
-            line: lines.line_of(start),
-        });
+    };
+    // Never for what the lexer cuts out (see `decode`).
+    let lost = || {
+        EditError::new(
+            a.line(),
+            format!("the value of {} cannot be located in the file", a.name),
+        )
+    };
+    tokens.reserve_for(&d.text);
+    // No backslash in an unquoted token's source: it is as the kernel
+    // sees it (and may be edited as text).
+    let no_backslash = |start: usize, end: usize| {
+        text.as_bytes()
+            .get(start..end)
+            .is_some_and(|t| !t.contains(&b'\\'))
+    };
+    if let Some((offset, seg)) = d.as_written() {
+        // The common value: what follows, with nothing to look up per token.
+        let kind = a.segments().get(seg).ok_or_else(lost)?.kind;
+        for s in spans(&d.text) {
+            let s = s.map_err(bad)?;
+            let (start, end) = (offset + s.start, offset + s.end);
+            let opaque = d.expands(s.start, s.end) || kind == SegKind::Opaque;
+            let editable = !opaque
+                && (matches!(kind, SegKind::Double | SegKind::Single)
+                    || (kind == SegKind::Plain && no_backslash(start, end)));
+            tokens.push(start, end, None, opaque, editable);
+        }
+        return Ok(());
     }
-    Ok(v)
+    for s in spans(&d.text) {
+        let s = s.map_err(bad)?;
+        let o = d.locate(s.start, s.end).ok_or_else(lost)?;
+        let (start, end) = (o.start, o.end);
+        let kind = a.segments().get(o.seg).ok_or_else(lost)?.kind;
+        let opaque = d.expands(s.start, s.end) || kind == SegKind::Opaque;
+        let editable = !opaque
+            && o.one_seg
+            && (matches!(kind, SegKind::Double | SegKind::Single)
+                || (kind == SegKind::Plain && no_backslash(start, end)));
+        // The text is the file's own unless quotes or escapes were taken
+        // out.
+        let decoded = if o.verbatim {
+            None
+        } else {
+            Some(d.text.get(s.start..s.end).ok_or_else(lost)?.to_string())
+        };
+        tokens.push(start, end, decoded, opaque, editable);
+    }
+    Ok(())
+}
+
+/// The words of an assignment's value as the kernel will see them, each
+/// with whether it is an expansion (opaque).
+pub(crate) fn value_words(text: &str, a: &Assignment) -> Result<Vec<(String, bool)>, EditError> {
+    let mut tokens = Tokens::new(text)?;
+    value_tokens(text, a, &mut tokens)?;
+    Ok((0..tokens.len())
+        .map(|i| (tokens.text(i).to_string(), tokens.opaque(i)))
+        .collect())
 }
 
 /// How a new line for a variable is written when the file has no
@@ -79,17 +114,43 @@ pub(crate) fn edit_var(
     new_line: &NewLine<'_>,
 ) -> Result<Edited, EditError> {
     check_params(add)?;
-    let all = shell::assignments(text)?;
+    let all = shell::assignments_unsplit(text)?;
+    edit_var_in(text, &all, var, add, remove, inherited, may_add, new_line)
+}
+
+/// [`edit_var`] with the file's assignments read already
+/// ([`shell::assignments_unsplit`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn edit_var_in(
+    text: &str,
+    all: &[Assignment],
+    var: &str,
+    add: &[String],
+    remove: &[String],
+    inherited: &[Existing],
+    may_add: bool,
+    new_line: &NewLine<'_>,
+) -> Result<Edited, EditError> {
+    check_params(add)?;
     let assigns: Vec<&Assignment> = all.iter().filter(|a| a.name == var).collect();
-    let mut tokens = Vec::new();
-    for (g, a) in assigns.iter().enumerate() {
-        tokens.extend(value_tokens(text, a, g)?);
+    // One group per assignment.
+    let mut tokens = Tokens::new(text)?;
+    for a in &assigns {
+        tokens.begin_group();
+        value_tokens(text, a, &mut tokens)?;
     }
-    let (mut existing, map) = existing_of(&tokens, "");
+    let existing = tokens.all();
     let mut warnings = lint(&existing);
-    existing.extend(inherited.iter().cloned());
     let add: &[String] = if may_add { add } else { &[] };
-    let d = decide(&existing, add, remove);
+    // The inherited ones after the file's own.
+    let d = decide(
+        &Then {
+            first: &existing,
+            then: inherited,
+        },
+        add,
+        remove,
+    );
     // Where appends go: an exliar line, else the last assignment that sets
     // the value (not one that extends it), if it is one quoted string.
     let target = assigns
@@ -120,10 +181,10 @@ pub(crate) fn edit_var(
             } else {
                 &|p: &str| p.to_string()
             };
-            edits = edits_for(text, &tokens, &map, &d, Some((g, start)), enc);
+            edits = edits_for(&existing, &d, Some((g, start)), enc);
         }
         None => {
-            edits = edits_for(text, &tokens, &map, &d, None, &|p| p.to_string());
+            edits = edits_for(&existing, &d, None, &|p| p.to_string());
             if !d.append.is_empty() {
                 let body: Vec<String> = d.append.iter().map(|p| escape_double(p)).collect();
                 let body = body.join(" ");
@@ -169,15 +230,19 @@ pub(crate) fn edit_var(
         }
     }
     // exliar's own lines left without parameters go away.
+    let mut gone = d.delete.clone();
+    gone.sort_unstable();
+    gone.dedup();
     for (g, a) in assigns.iter().enumerate() {
         if !marked(text, a) {
             continue;
         }
-        let mine: Vec<usize> = (0..tokens.len())
-            .filter(|&j| tokens[j].group == g && !tokens[j].opaque)
-            .collect();
-        let all_gone =
-            !mine.is_empty() && mine.iter().all(|&j| d.delete.iter().any(|&i| map[i] == j));
+        // Its parameters (the expansions stay) are all deleted: as many
+        // as are deleted in it (only parameters are).
+        let r = tokens.group(g);
+        let mine = r.clone().filter(|&j| !tokens.opaque(j)).count();
+        let deleted = gone.partition_point(|&j| j < r.end) - gone.partition_point(|&j| j < r.start);
+        let all_gone = mine > 0 && deleted == mine;
         let appended_here = matches!(in_place, Some((tg, _, _)) if tg == g) && !d.append.is_empty();
         if all_gone && !appended_here {
             edits.retain(|e| e.end <= a.line_start || e.start >= a.stmt_end);

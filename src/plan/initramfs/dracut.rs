@@ -142,7 +142,7 @@ pub fn evaluate(files: &[(&str, &str)]) -> DracutSummary {
             let Value::Scalar { segments, .. } = &a.value else {
                 continue;
             };
-            let v = shell::decode(text, segments).text;
+            let v = shell::decode(text, segments).text.into_owned();
             let line = a.first_line + 1;
             if LISTS.contains(&a.name.as_str()) && a.append && !v.is_empty() {
                 let (lead, trail) = (
