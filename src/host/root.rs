@@ -583,14 +583,7 @@ impl HostRoot {
         if let Ok(Some(at)) = self.split_resolved(rel) {
             match std::fs::symlink_metadata(self.root.join(&at)) {
                 Ok(md) if !md.file_type().is_symlink() => {
-                    self.note(
-                        &at,
-                        if md.is_dir() {
-                            Touched::Dir
-                        } else {
-                            Touched::Present
-                        },
-                    );
+                    self.note_present(&at, &md);
                     return true;
                 }
                 Ok(_) => {}
@@ -601,20 +594,25 @@ impl HostRoot {
         match self.resolve(rel) {
             Ok(p) => match std::fs::symlink_metadata(self.root.join(&p)) {
                 Ok(md) => {
-                    self.note(
-                        &p,
-                        if md.is_dir() {
-                            Touched::Dir
-                        } else {
-                            Touched::Present
-                        },
-                    );
+                    self.note_present(&p, &md);
                     true
                 }
                 Err(_) => false,
             },
             Err(_) => false,
         }
+    }
+
+    /// Record that `rel` exists (a folder, or anything else).
+    fn note_present(&self, rel: &Path, md: &std::fs::Metadata) {
+        self.note(
+            rel,
+            if md.is_dir() {
+                Touched::Dir
+            } else {
+                Touched::Present
+            },
+        );
     }
 
     /// The entry names of a directory, sorted. Entries are not recorded:
