@@ -18,6 +18,7 @@
 //! text ([`assignments_in_piece`], for a piece cut out of a file).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 /// A construct that must be closed.
@@ -308,6 +309,8 @@ struct Lexer<'a> {
     split: bool,
     /// Offsets of the line starts.
     starts: Vec<usize>,
+    /// The line [`Lexer::line0`] answered last.
+    last_line: Cell<usize>,
 }
 
 impl<'a> Lexer<'a> {
@@ -320,15 +323,32 @@ impl<'a> Lexer<'a> {
             lenient,
             split: true,
             starts,
+            last_line: Cell::new(0),
         }
     }
 
-    /// 0-based line of an offset.
+    /// 0-based line of an offset. The lexer asks in file order, mostly
+    /// about the line it is on or one just after: those are looked at
+    /// first, from the line of the last answer, before a binary search
+    /// (a file of many lines would otherwise cost one per statement).
     fn line0(&self, off: usize) -> usize {
-        match self.starts.binary_search(&off) {
+        let s = &self.starts;
+        let mut k = self.last_line.get().min(s.len().saturating_sub(1));
+        if s.get(k).is_some_and(|&st| st <= off) {
+            for _ in 0..4 {
+                if s.get(k + 1).is_none_or(|&next| next > off) {
+                    self.last_line.set(k);
+                    return k;
+                }
+                k += 1;
+            }
+        }
+        let k = match s.binary_search(&off) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
-        }
+        };
+        self.last_line.set(k);
+        k
     }
 
     fn error(&self, s: Stop) -> ShellError {
@@ -385,15 +405,22 @@ impl<'a> Lexer<'a> {
     fn double(&self, i: usize) -> Result<usize, Stop> {
         let b = self.b;
         let mut j = i + 1;
-        // The next backtick at or after `j` (`b.len()`: none), looked for
-        // again only once `j` is past it: the bytes between the ones that
-        // matter are skipped with memchr, not looked at one by one.
+        // The bytes between the ones that matter are skipped with memchr,
+        // not looked at one by one. `next`: the next `\`, `"` or `$` at or
+        // after `j` (`b.len()`: none); `tick`: the next backtick before
+        // `next`, else `next`. Each is looked for again only once `j` is
+        // past it, and never past the closing quote: no byte is looked at
+        // twice, nor any after the string.
+        let mut next = 0;
         let mut tick = 0;
         while j < b.len() {
-            if tick < j {
-                tick = memchr::memchr(b'`', &b[j..]).map_or(b.len(), |p| j + p);
+            if next < j {
+                next = memchr::memchr3(b'\\', b'"', b'$', &b[j..]).map_or(b.len(), |p| j + p);
             }
-            let k = memchr::memchr3(b'\\', b'"', b'$', &b[j..tick]).map_or(tick, |p| j + p);
+            if tick < j || tick > next {
+                tick = memchr::memchr(b'`', &b[j..next]).map_or(next, |p| j + p);
+            }
+            let k = tick;
             let Some(&c) = b.get(k) else { break };
             match c {
                 b'\\' => j = k + 2,
@@ -861,6 +888,28 @@ pub(crate) struct Decoded<'t> {
     /// cut a character in two (no segment the lexer makes does), which the
     /// lossy conversion to `text` changed.
     len: usize,
+    /// Where the last look-ups ended ([`seek`]).
+    run_hint: Cell<usize>,
+    expansion_hint: Cell<usize>,
+}
+
+/// `v.partition_point(before)`, looked for first at `hint` and just after
+/// it (where the last answer was: the tokens of a value are located in
+/// order), then by binary search; `hint` is set to the answer.
+pub(crate) fn seek<T>(v: &[T], hint: &Cell<usize>, before: impl Fn(&T) -> bool) -> usize {
+    let mut k = hint.get().min(v.len());
+    if k == 0 || before(&v[k - 1]) {
+        for _ in 0..4 {
+            if v.get(k).is_none_or(|x| !before(x)) {
+                hint.set(k);
+                return k;
+            }
+            k += 1;
+        }
+    }
+    let k = v.partition_point(before);
+    hint.set(k);
+    k
 }
 
 /// Decoded bytes `at..at + len`, of segment `seg`: from the source bytes
@@ -882,7 +931,7 @@ impl Decoded<'_> {
     }
 
     fn run(&self, i: usize) -> Option<&Run> {
-        let k = self.runs.partition_point(|r| r.at + r.len <= i);
+        let k = seek(&self.runs, &self.run_hint, |r| r.at + r.len <= i);
         self.runs.get(k).filter(|r| r.at <= i)
     }
 
@@ -899,7 +948,7 @@ impl Decoded<'_> {
 
     /// One of the decoded bytes `a..b` is an expansion.
     pub fn expands(&self, a: usize, b: usize) -> bool {
-        let k = self.expansions.partition_point(|e| e.1 <= a);
+        let k = seek(&self.expansions, &self.expansion_hint, |e| e.1 <= a);
         self.expansions.get(k).is_some_and(|e| e.0 < b)
     }
 
@@ -1045,6 +1094,8 @@ impl Decoder {
             runs: self.runs,
             expansions: self.expansions,
             len: self.len,
+            run_hint: Cell::new(0),
+            expansion_hint: Cell::new(0),
         }
     }
 }
@@ -1554,6 +1605,29 @@ mod tests {
                 while i < raw.len() && !raw.is_char_boundary(i) {
                     i += 1;
                 }
+            }
+        }
+
+        /// [`seek`] is `partition_point`, whatever the order asked in.
+        #[test]
+        fn seek_is_partition_point(mut v in prop::collection::vec(0usize..50, 0..20), qs in prop::collection::vec(0usize..55, 0..30)) {
+            v.sort_unstable();
+            let hint = Cell::new(0);
+            for q in qs {
+                prop_assert_eq!(seek(&v, &hint, |&x| x <= q), v.partition_point(|&x| x <= q));
+            }
+        }
+
+        /// Lines are what a binary search says, whatever the order asked in.
+        #[test]
+        fn line0_in_any_order(text in "[a\n]{0,30}", offs in prop::collection::vec(0usize..32, 0..30)) {
+            let lx = Lexer::new(&text, true);
+            for o in offs {
+                let want = match lx.starts.binary_search(&o) {
+                    Ok(i) => i,
+                    Err(i) => i.saturating_sub(1),
+                };
+                prop_assert_eq!(lx.line0(o), want, "offset {}", o);
             }
         }
 

@@ -301,8 +301,8 @@ pub fn entry_cmdline(text: &str) -> Result<EntryCmdline, EditError> {
     let lines = parse_lines(text);
     let kind = match lines
         .iter()
-        .find(|l| matches!(l.key.as_str(), "linux" | "efi" | "uki"))
-        .map(|l| l.key.as_str())
+        .find(|l| matches!(l.key, "linux" | "efi" | "uki"))
+        .map(|l| l.key)
     {
         Some("linux") => EntryKind::Linux,
         Some("efi") => EntryKind::Efi,
@@ -316,7 +316,7 @@ pub fn entry_cmdline(text: &str) -> Result<EntryCmdline, EditError> {
     };
     let mut options: Option<Vec<String>> = None;
     for l in lines.iter().filter(|l| l.key == "options") {
-        let t = super::params::split(&l.value).map_err(|e| EditError::new(l.line, e.message))?;
+        let t = super::params::split(l.value).map_err(|e| EditError::new(l.line, e.message))?;
         options.get_or_insert_with(Vec::new).extend(t);
     }
     Ok(EntryCmdline { kind, options })
@@ -354,26 +354,27 @@ pub fn is_fallback_entry(file_name: &str, text: &str) -> bool {
         return true;
     }
     parse_lines(text).iter().any(|l| {
-        matches!(l.key.as_str(), "title" | "initrd" | "linux")
+        matches!(l.key, "title" | "initrd" | "linux")
             && (l.value.to_ascii_lowercase().contains("fallback")
                 || (l.key == "title" && l.value.to_ascii_lowercase().contains("rescue")))
     })
 }
 
+/// A `key value` line, borrowed from the file.
 #[derive(Debug)]
-struct KeyLine {
-    key: String,
-    value: String,
+struct KeyLine<'a> {
+    key: &'a str,
+    value: &'a str,
     /// 1-based.
     line: usize,
     line_start: usize,
     line_end: usize,
     line_end_nl: usize,
     value_start: usize,
-    sep: String,
+    sep: &'a str,
 }
 
-fn parse_lines(text: &str) -> Vec<KeyLine> {
+fn parse_lines(text: &str) -> Vec<KeyLine<'_>> {
     let mut v = Vec::new();
     for (n, (s, e, enl)) in line_ranges(text).into_iter().enumerate() {
         let raw = &text[s..e];
@@ -388,14 +389,14 @@ fn parse_lines(text: &str) -> Vec<KeyLine> {
         let value = rest.trim_start_matches([' ', '\t']);
         let sep = &rest[..rest.len() - value.len()];
         v.push(KeyLine {
-            key: key.to_string(),
-            value: value.to_string(),
+            key,
+            value,
             line: n + 1,
             line_start: s,
             line_end: e,
             line_end_nl: enl,
             value_start: s + lead + key_len + sep.len(),
-            sep: sep.to_string(),
+            sep,
         });
     }
     v
@@ -422,7 +423,7 @@ pub fn edit_loader_entry(
     let first = |k: &str| lines.iter().find(|l| l.key == k);
     let mut boot_keys = lines
         .iter()
-        .filter(|l| matches!(l.key.as_str(), "linux" | "efi" | "uki"));
+        .filter(|l| matches!(l.key, "linux" | "efi" | "uki"));
     let kind_line = boot_keys.next().ok_or_else(|| {
         EditError::new(
             lines.first().map(|l| l.line).unwrap_or(1),
@@ -438,7 +439,7 @@ pub fn edit_loader_entry(
             ),
         ));
     }
-    let kind = match kind_line.key.as_str() {
+    let kind = match kind_line.key {
         "linux" => EntryKind::Linux,
         "efi" => EntryKind::Efi,
         _ => EntryKind::Uki,
@@ -461,7 +462,7 @@ pub fn edit_loader_entry(
     let add: &[String] = if fallback { &[] } else { add };
     // Tokens of every options line, one group per line.
     let mut tokens = Tokens::new(text)?;
-    let opts: Vec<&KeyLine> = lines.iter().filter(|l| l.key == "options").collect();
+    let opts: Vec<&KeyLine<'_>> = lines.iter().filter(|l| l.key == "options").collect();
     for l in &opts {
         tokens.begin_group();
         let bad = |e: TokenizeError| {
@@ -474,8 +475,8 @@ pub fn edit_loader_entry(
                 ),
             )
         };
-        tokens.reserve_for(&l.value);
-        for s in spans(&l.value) {
+        tokens.reserve_for(l.value);
+        for s in spans(l.value) {
             let s = s.map_err(bad)?;
             // The value as it is in the file.
             tokens.push(
@@ -512,6 +513,7 @@ pub fn edit_loader_entry(
         let mut gone = d.delete.clone();
         gone.sort_unstable();
         gone.dedup();
+        let mut cuts = Vec::new();
         for (g, l) in opts.iter().enumerate() {
             let in_line = tokens.group(g);
             if in_line.is_empty() {
@@ -530,16 +532,16 @@ pub fn edit_loader_entry(
                 && !appended_here
                 && let Some((mark_start, true)) = mark
             {
-                edits.retain(|e| e.end <= mark_start || e.start >= l.line_end);
-                edits.push(whole_line(text, mark_start, l.line_end, l.line_end_nl));
+                cuts.push((mark_start, l.line_end, l.line_end_nl));
             }
         }
+        cut_lines(text, &mut edits, &cuts);
     } else {
         edits = Vec::new();
         if !d.append.is_empty() {
             let anchor = lines
                 .iter()
-                .rfind(|l| matches!(l.key.as_str(), "linux" | "initrd"))
+                .rfind(|l| matches!(l.key, "linux" | "initrd"))
                 .unwrap_or(kind_line);
             let sep = match first("linux") {
                 Some(l) if l.sep.contains('\t') => "\t".to_string(),
@@ -581,6 +583,34 @@ pub(crate) fn whole_line(text: &str, start: usize, end: usize, end_nl: usize) ->
             start: start - 1,
             end,
             text: String::new(),
+        }
+    }
+}
+
+/// Delete whole lines ([`whole_line`]: `(start, end, end_nl)`) and, first,
+/// every edit within `start..end` of one, as doing it line by line in
+/// order would (a line's deletion goes too when a later line overlaps
+/// it), in one pass when the lines are in file order and apart, as the
+/// editors give them.
+pub(crate) fn cut_lines(text: &str, edits: &mut Vec<TextEdit>, lines: &[(usize, usize, usize)]) {
+    if !lines.windows(2).all(|w| w[0].1 <= w[1].0) {
+        for &(s, e, enl) in lines {
+            edits.retain(|x| x.end <= s || x.start >= e);
+            edits.push(whole_line(text, s, e, enl));
+        }
+        return;
+    }
+    // Among `lines[from..]` (in order, apart), one overlaps `x`: the first
+    // that ends after `x` starts begins before `x` ends.
+    let overlaps = |x: &TextEdit, from: usize| {
+        let k = lines.partition_point(|l| l.1 <= x.start).max(from);
+        lines.get(k).is_some_and(|l| l.0 < x.end && l.1 > x.start)
+    };
+    edits.retain(|x| !overlaps(x, 0));
+    for (i, &(s, e, enl)) in lines.iter().enumerate() {
+        let w = whole_line(text, s, e, enl);
+        if !overlaps(&w, i + 1) {
+            edits.push(w);
         }
     }
 }
@@ -631,6 +661,39 @@ pub fn loader_conf_default(text: &str) -> Option<(usize, String)> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// [`cut_lines`] does what cutting line by line did.
+        #[test]
+        fn cut_lines_is_line_by_line(
+            text in "[a\n]{0,30}",
+            edits in prop::collection::vec((0usize..32, 0usize..4, "[xy]{0,2}"), 0..8),
+            lines in prop::collection::vec((0usize..32, 0usize..6, 0usize..2), 0..5),
+            sorted in any::<bool>(),
+        ) {
+            let edits: Vec<TextEdit> = edits
+                .into_iter()
+                .map(|(s, l, t)| TextEdit { start: s, end: s + l, text: t })
+                .collect();
+            let mut lines: Vec<(usize, usize, usize)> = lines
+                .into_iter()
+                .map(|(s, l, nl)| (s + 1, s + 1 + l, s + 1 + l + nl))
+                .collect();
+            if sorted {
+                lines.sort_unstable();
+                lines.dedup_by(|b, a| b.0 < a.1);
+            }
+            let mut want = edits.clone();
+            for &(s, e, enl) in &lines {
+                want.retain(|x| x.end <= s || x.start >= e);
+                want.push(whole_line(&text, s, e, enl));
+            }
+            let mut got = edits;
+            cut_lines(&text, &mut got, &lines);
+            prop_assert_eq!(got, want);
+        }
+    }
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

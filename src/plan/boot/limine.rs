@@ -217,7 +217,7 @@ pub fn edit_limine_conf(
                         vstart + s.start,
                         vstart + s.end,
                         None,
-                        t.contains("${"),
+                        t.as_bytes().windows(2).any(|w| w == b"${"),
                         true,
                     );
                 }
@@ -305,14 +305,15 @@ pub fn edit_limine_conf(
     // A `cmdline:` line left empty by the removal goes (exliar made it).
     // Only a line exliar made (marked by the comment line above it) goes;
     // a user's `cmdline:` stays, empty.
+    let mut cuts = Vec::new();
     for &anchor in &emptied {
         let l = &ls[anchor];
         if anchor > 0 && ls[anchor - 1].body.trim_end() == super::MARK {
             let m = &ls[anchor - 1];
-            edits.retain(|e| e.end <= m.start || e.start >= l.end);
-            edits.push(super::bls::whole_line(text, m.start, l.end, l.end_nl));
+            cuts.push((m.start, l.end, l.end_nl));
         }
     }
+    super::bls::cut_lines(text, &mut edits, &cuts);
     if targets.is_empty() && !add.is_empty() {
         warnings.push(
             "no Linux entry (`protocol: linux`) in this file: nothing to add the parameters to"

@@ -2,22 +2,25 @@
 //! fields double-quoted, a literal quote doubled (`""`). The first line is
 //! the default; parameters are added to every line.
 
+use std::borrow::Cow;
+
 use super::bls::finish;
 use super::params::{check_params, decide, lint, spans};
 use super::region::{Tokens, edits_for};
 use super::{EditError, Edited, line_ranges};
 
-/// A quoted field: its decoded text, the decoded offsets of its doubled
-/// quotes (each one `"` from two bytes), where its content starts in the
-/// line, and its end past the closing quote.
-struct Field {
-    text: String,
+/// A quoted field: its decoded text (borrowed from the line when no quote
+/// is doubled), the decoded offsets of its doubled quotes (each one `"`
+/// from two bytes), where its content starts in the line, and its end past
+/// the closing quote.
+struct Field<'a> {
+    text: Cow<'a, str>,
     doubled: Vec<usize>,
     start: usize,
     end: usize,
 }
 
-impl Field {
+impl Field<'_> {
     /// The source range (in the line) of the decoded bytes `a..b` (not
     /// empty), and whether they are written as they are (no doubled quote).
     fn src(&self, a: usize, b: usize) -> (usize, usize, bool) {
@@ -29,28 +32,33 @@ impl Field {
 }
 
 /// The quoted field from `i` (at the opening quote), `""` read as `"`.
-fn field(line: &str, i: usize) -> Option<Field> {
+fn field(line: &str, i: usize) -> Option<Field<'_>> {
     let b = line.as_bytes();
     if b.get(i) != Some(&b'"') {
         return None;
     }
-    let mut out = Vec::new();
+    let start = i + 1;
     let mut doubled = Vec::new();
-    let mut j = i + 1;
+    let mut j = start;
     while let Some(p) = memchr::memchr(b'"', &b[j..]) {
-        out.extend_from_slice(&b[j..j + p]);
         j += p;
         if b.get(j + 1) == Some(&b'"') {
-            doubled.push(out.len());
-            out.push(b'"');
+            // Decoded so far: the bytes read less one per doubled quote.
+            doubled.push(j - start - doubled.len());
             j += 2;
             continue;
         }
+        let raw = line.get(start..j)?;
+        // Every quote inside is one of a pair, read from the left.
+        let text = if doubled.is_empty() {
+            Cow::Borrowed(raw)
+        } else {
+            Cow::Owned(raw.replace("\"\"", "\""))
+        };
         return Some(Field {
-            text: String::from_utf8(out)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            text,
             doubled,
-            start: i + 1,
+            start,
             end: j + 1,
         });
     }
@@ -84,7 +92,7 @@ pub fn refind_entries(text: &str) -> Result<Vec<(usize, String, Vec<String>)>, E
             continue;
         };
         let tokens = super::params::split(&opts).map_err(|er| EditError::new(n + 1, er.message))?;
-        v.push((n + 1, label, tokens));
+        v.push((n + 1, label.into_owned(), tokens));
     }
     Ok(v)
 }

@@ -4,11 +4,14 @@
 //! of a region.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 use std::ops::Range;
 
 use super::EditError;
-use super::params::{Decision, Existing, Present, is_kernel_space, key_initial, max_tokens};
+use super::params::{
+    Decision, Existing, Present, about_tokens, is_kernel_space, key_initial, key_initial_of,
+};
+use crate::plan::shell::seek;
 
 /// Not a parameter exliar can judge (a shell expansion such as `$X`): kept,
 /// never removed, not compared.
@@ -40,6 +43,8 @@ pub(crate) struct Tokens<'t> {
     initials: Vec<u8>,
     /// The text of each token marked [`DECODED`], by index.
     texts: Vec<(usize, String)>,
+    /// Where the last look-up in `texts` ended (passes go in order).
+    text_hint: Cell<usize>,
     /// The first token of each group.
     groups: Vec<usize>,
     /// The offsets of the line starts, made for the first message that
@@ -62,6 +67,7 @@ impl<'t> Tokens<'t> {
             flags: Vec::new(),
             initials: Vec::new(),
             texts: Vec::new(),
+            text_hint: Cell::new(0),
             groups: Vec::new(),
             lines: OnceCell::new(),
         })
@@ -77,7 +83,7 @@ impl<'t> Tokens<'t> {
     /// Make room for the tokens of `cmdline` at once (a list grown step
     /// by step copies itself over and over).
     pub(crate) fn reserve_for(&mut self, cmdline: &str) {
-        let n = max_tokens(cmdline);
+        let n = about_tokens(cmdline);
         self.spans.reserve(n);
         self.flags.reserve(n);
         self.initials.reserve(n);
@@ -109,7 +115,7 @@ impl<'t> Tokens<'t> {
         }
         let initial = match &text {
             Some(t) => key_initial(t),
-            None => key_initial(self.src.get(start..end).unwrap_or("")),
+            None => key_initial_of(self.src.as_bytes().get(start..end).unwrap_or_default()),
         };
         match initial {
             Some(c) => self.initials.push(c),
@@ -153,7 +159,7 @@ impl<'t> Tokens<'t> {
 
     #[cold]
     fn decoded(&self, i: usize) -> &str {
-        let k = self.texts.partition_point(|(j, _)| *j < i);
+        let k = seek(&self.texts, &self.text_hint, |(j, _)| *j < i);
         self.texts.get(k).map_or("", |(_, t)| t.as_str())
     }
 
@@ -420,6 +426,8 @@ mod tests {
         t.push(9, 10, None, false, true);
         let texts: Vec<&str> = (0..t.len()).map(|i| t.text(i)).collect();
         assert_eq!(texts, ["a", "b", "$X", "c"]);
+        // Asked again, out of order.
+        assert_eq!((t.text(3), t.text(1), t.text(1)), ("c", "b", "b"));
         assert_eq!((t.start(1), t.end(1)), (2, 5));
         assert!(t.editable(0) && !t.editable(1) && t.opaque(2));
         assert_eq!((t.group(0), t.group(1), t.group(2)), (0..2, 2..2, 2..4));

@@ -233,6 +233,7 @@ pub(crate) fn edit_var_in(
     let mut gone = d.delete.clone();
     gone.sort_unstable();
     gone.dedup();
+    let mut cuts = Vec::new();
     for (g, a) in assigns.iter().enumerate() {
         if !marked(text, a) {
             continue;
@@ -245,15 +246,10 @@ pub(crate) fn edit_var_in(
         let all_gone = mine > 0 && deleted == mine;
         let appended_here = matches!(in_place, Some((tg, _, _)) if tg == g) && !d.append.is_empty();
         if all_gone && !appended_here {
-            edits.retain(|e| e.end <= a.line_start || e.start >= a.stmt_end);
-            edits.push(super::bls::whole_line(
-                text,
-                a.line_start,
-                a.stmt_end,
-                a.stmt_end_nl,
-            ));
+            cuts.push((a.line_start, a.stmt_end, a.stmt_end_nl));
         }
     }
+    super::bls::cut_lines(text, &mut edits, &cuts);
     Ok(super::bls::finish(text, edits, d, warnings))
 }
 
