@@ -25,7 +25,7 @@ pub fn edit_kernel_cmdline(
     tokens.reserve_for(text);
     for s in spans(text) {
         let s = s.map_err(|e| EditError::new(line_of(text, e.offset), e.message))?;
-        tokens.push(s.start, s.end, None, false, true);
+        tokens.push(s.start, s.end, false, true);
     }
     let existing = tokens.all();
     let mut warnings = lint(&existing);
@@ -479,13 +479,7 @@ pub fn edit_loader_entry(
         for s in spans(l.value) {
             let s = s.map_err(bad)?;
             // The value as it is in the file.
-            tokens.push(
-                l.value_start + s.start,
-                l.value_start + s.end,
-                None,
-                false,
-                true,
-            );
+            tokens.push(l.value_start + s.start, l.value_start + s.end, false, true);
         }
     }
     let existing = tokens.all();

@@ -216,7 +216,6 @@ pub fn edit_limine_conf(
                     tokens.push(
                         vstart + s.start,
                         vstart + s.end,
-                        None,
                         t.as_bytes().windows(2).any(|w| w == b"${"),
                         true,
                     );

@@ -153,13 +153,12 @@ pub fn edit_refind_linux_conf(
             let sp = sp.map_err(|er| EditError::new(ln, er.message))?;
             let (start, end, verbatim) = opts.src(sp.start, sp.end);
             let (start, end) = (s + start, s + end);
-            tokens.push(
-                start,
-                end,
-                (!verbatim).then(|| opts.text[sp.start..sp.end].to_string()),
-                false,
-                true,
-            );
+            if verbatim {
+                tokens.push(start, end, false, true);
+            } else {
+                let t = opts.text[sp.start..sp.end].to_string();
+                tokens.push_decoded(start, end, t, false, true);
+            }
         }
     }
     let mut warnings = lint(&tokens.all());

@@ -89,45 +89,41 @@ impl<'t> Tokens<'t> {
         self.initials.reserve(n);
     }
 
-    /// Add a token at `start..end` of the file to the last group. `text`:
-    /// what the kernel sees, when it is not the bytes there as they are.
-    #[inline]
-    pub(crate) fn push(
+    /// Add a token at `start..end` of the file, written as it is (its text
+    /// is the bytes there), to the last group.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, start: usize, end: usize, opaque: bool, editable: bool) {
+        let initial = key_initial_of(self.src.as_bytes().get(start..end).unwrap_or_default());
+        self.push_raw(start, end, initial, flags(opaque, editable));
+    }
+
+    /// [`Tokens::push`] for a token written otherwise (quotes or escapes
+    /// taken out): `text` is what the kernel sees.
+    pub(crate) fn push_decoded(
         &mut self,
         start: usize,
         end: usize,
-        text: Option<String>,
+        text: String,
         opaque: bool,
         editable: bool,
     ) {
+        let initial = key_initial(&text);
+        self.texts.push((self.flags.len(), text));
+        self.push_raw(start, end, initial, flags(opaque, editable) | DECODED);
+    }
+
+    #[inline(always)]
+    fn push_raw(&mut self, start: usize, end: usize, initial: Option<u8>, mut f: u8) {
         if self.groups.is_empty() {
             self.begin_group();
         }
         // Within the file, whose length fits (see `new`).
         let off = |o: usize| u32::try_from(o.min(self.src.len())).unwrap_or(u32::MAX);
         self.spans.push((off(start), off(end)));
-        let mut f = 0;
-        if opaque {
-            f |= OPAQUE;
+        if initial.is_none() {
+            f |= NO_INITIAL;
         }
-        if !editable {
-            f |= FIXED;
-        }
-        let initial = match &text {
-            Some(t) => key_initial(t),
-            None => key_initial_of(self.src.as_bytes().get(start..end).unwrap_or_default()),
-        };
-        match initial {
-            Some(c) => self.initials.push(c),
-            None => {
-                f |= NO_INITIAL;
-                self.initials.push(0);
-            }
-        }
-        if let Some(t) = text {
-            f |= DECODED;
-            self.texts.push((self.flags.len(), t));
-        }
+        self.initials.push(initial.unwrap_or(0));
         self.flags.push(f);
     }
 
@@ -211,6 +207,19 @@ impl<'t> Tokens<'t> {
     pub(crate) fn all(&self) -> View<'_, 't> {
         self.view(0..self.len())
     }
+}
+
+/// The flags of a token.
+#[inline(always)]
+fn flags(opaque: bool, editable: bool) -> u8 {
+    let mut f = 0;
+    if opaque {
+        f |= OPAQUE;
+    }
+    if !editable {
+        f |= FIXED;
+    }
+    f
 }
 
 /// Some of the [`Tokens`], as [`Present`] parameters: opaque tokens are
@@ -418,12 +427,12 @@ mod tests {
         let src = "a \"b\" $X\nc";
         let mut t = Tokens::new(src).unwrap();
         assert_eq!(t.begin_group(), 0);
-        t.push(0, 1, None, false, true);
-        t.push(2, 5, Some("b".into()), false, false);
+        t.push(0, 1, false, true);
+        t.push_decoded(2, 5, "b".into(), false, false);
         assert_eq!(t.begin_group(), 1);
         assert_eq!(t.begin_group(), 2);
-        t.push(6, 8, None, true, false);
-        t.push(9, 10, None, false, true);
+        t.push(6, 8, true, false);
+        t.push(9, 10, false, true);
         let texts: Vec<&str> = (0..t.len()).map(|i| t.text(i)).collect();
         assert_eq!(texts, ["a", "b", "$X", "c"]);
         // Asked again, out of order.
@@ -449,7 +458,7 @@ mod tests {
             let mut t = Tokens::new(&text).unwrap();
             for &o in &offsets {
                 let o = o.min(text.len());
-                t.push(o, o, None, false, true);
+                t.push(o, o, false, true);
             }
             for (i, &o) in offsets.iter().enumerate() {
                 prop_assert_eq!(t.line(i), super::super::line_of(&text, o.min(text.len())));

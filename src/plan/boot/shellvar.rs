@@ -53,7 +53,7 @@ pub(crate) fn value_tokens(
             let editable = !opaque
                 && (matches!(kind, SegKind::Double | SegKind::Single)
                     || (kind == SegKind::Plain && no_backslash(start, end)));
-            tokens.push(start, end, None, opaque, editable);
+            tokens.push(start, end, opaque, editable);
         }
         return Ok(());
     }
@@ -69,12 +69,12 @@ pub(crate) fn value_tokens(
                 || (kind == SegKind::Plain && no_backslash(start, end)));
         // The text is the file's own unless quotes or escapes were taken
         // out.
-        let decoded = if o.verbatim {
-            None
+        if o.verbatim {
+            tokens.push(start, end, opaque, editable);
         } else {
-            Some(d.text.get(s.start..s.end).ok_or_else(lost)?.to_string())
-        };
-        tokens.push(start, end, decoded, opaque, editable);
+            let t = d.text.get(s.start..s.end).ok_or_else(lost)?.to_string();
+            tokens.push_decoded(start, end, t, opaque, editable);
+        }
     }
     Ok(())
 }
