@@ -1,9 +1,9 @@
 //! Names from the system's `pci.ids`, looked up lazily.
 //!
-//! The file (about 1.3 MB) is read once, but not parsed: a lookup scans for
-//! the vendor's line at the start of a line, then the device line inside that
-//! vendor's block. Results are cached, so a host with 4096 functions of three
-//! vendors scans the file a handful of times.
+//! The file (about 1.3 MB) is not read whole: the first lookup streams it
+//! once to index where each vendor's block lies, and each vendor looked up
+//! has its block read (see [`super::idsdb`]). Results are cached, so a host
+//! with 4096 functions of three vendors reads three blocks.
 
 use super::idsdb::IdsDb;
 
@@ -21,6 +21,12 @@ pub struct PciIds(IdsDb);
 impl PciIds {
     pub fn new(text: String) -> Self {
         Self(IdsDb::new("pci.ids", text))
+    }
+
+    /// Names from the open `pci.ids` file of `len` bytes, read as lookups
+    /// need it (see [`super::idsdb`]).
+    pub fn from_file(file: std::fs::File, len: u64) -> Self {
+        Self(IdsDb::from_file("pci.ids", file, len))
     }
 
     /// An empty database: every lookup gives `None`.

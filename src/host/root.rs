@@ -498,6 +498,48 @@ impl HostRoot {
         Ok(bytes)
     }
 
+    /// Open a regular file for reading, as [`HostRoot::read_bytes`] would
+    /// read it (links resolved inside the root, nothing but a regular file,
+    /// no more than the size limit for its kind), without reading it: the
+    /// open file and its size. `Ok(None)` when it does not exist.
+    pub fn open_optional(
+        &self,
+        rel: impl AsRef<Path>,
+    ) -> Result<Option<(std::fs::File, u64)>, ReadError> {
+        let rel = rel.as_ref();
+        let open = |at: &Path| -> io::Result<(std::fs::File, u64)> {
+            let (fd, size) =
+                super::readfile::open_regular_at(rustix::fs::CWD, &self.root.join(at), true)?;
+            let limit = super::readfile::limit_for(at);
+            if size > limit {
+                return Err(super::readfile::too_large(limit));
+            }
+            Ok((std::fs::File::from(fd), size))
+        };
+        let at = match self.split_resolved(rel)? {
+            Some(at) => match open(&at) {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                    self.resolve(rel)?
+                }
+                r => return self.opened(&at, r),
+            },
+            None => self.resolve(rel)?,
+        };
+        let r = open(&at);
+        self.opened(&at, r)
+    }
+
+    fn opened<T>(&self, at: &Path, r: io::Result<T>) -> Result<Option<T>, ReadError> {
+        match r {
+            Ok(v) => {
+                self.note(at, Touched::File);
+                Ok(Some(v))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(at, e)),
+        }
+    }
+
     /// Read a file when it exists: `Ok(None)` when it does not.
     pub fn read_optional(&self, rel: impl AsRef<Path>) -> Result<Option<String>, ReadError> {
         match self.read_string(rel) {

@@ -562,8 +562,8 @@ pub fn load_usb_ids(host: &HostRoot) -> UsbIds {
 
 fn load_usb_ids_at(host: &HostRoot) -> (UsbIds, Option<&'static str>) {
     for p in super::usbids::USB_IDS_PATHS {
-        if let Ok(Some(text)) = host.read_optional(p) {
-            return (UsbIds::new(text), Some(p));
+        if let Ok(Some((file, len))) = host.open_optional(p) {
+            return (UsbIds::from_file(file, len), Some(p));
         }
     }
     (UsbIds::empty(), None)

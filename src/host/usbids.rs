@@ -28,6 +28,12 @@ impl UsbIds {
         Self(IdsDb::new("usb.ids", text))
     }
 
+    /// Names from the open `usb.ids` file of `len` bytes, read as lookups
+    /// need it (see [`super::idsdb`]).
+    pub fn from_file(file: std::fs::File, len: u64) -> Self {
+        Self(IdsDb::from_file("usb.ids", file, len))
+    }
+
     /// An empty database: every lookup gives `None`.
     pub fn empty() -> Self {
         Self::new(String::new())
