@@ -302,7 +302,7 @@ pub(crate) fn notify(kind: &str, fields: serde_json::Value) {
     let root = PLUGIN_ROOT
         .get()
         .map_or(std::path::Path::new("/"), |p| p.as_path());
-    let _ = crate::plugin::emit(root, &crate::plugin::event(kind, fields));
+    let _ = crate::plugin::emit(root, || crate::plugin::event(kind, fields));
 }
 
 /// Run a parsed command line; returns the exit code.
