@@ -440,15 +440,6 @@ impl Runner<'_> {
             &a.to_string(),
         )
     }
-
-    /// The device's driver now (in a dry run: `assumed`, what it would be).
-    fn driver(&self, a: &PciAddress, assumed: Option<&str>) -> Option<String> {
-        if self.dry_run {
-            assumed.map(str::to_string)
-        } else {
-            driver_of(self.host, a)
-        }
-    }
 }
 
 fn verify(a: &PciAddress, message: String) -> Failure {
@@ -459,20 +450,27 @@ fn verify(a: &PciAddress, message: String) -> Failure {
     }
 }
 
-fn group_outcomes(host: &HostRoot, inv: &Inventory, groups: &BTreeSet<u32>) -> Vec<GroupOutcome> {
-    groups_read(host, inv, groups, false)
+fn group_outcomes(
+    host: &HostRoot,
+    inv: &Inventory,
+    groups: &BTreeSet<u32>,
+    known: &BTreeMap<PciAddress, Option<String>>,
+) -> Vec<GroupOutcome> {
+    groups_read(host, inv, groups, false, known)
         .into_iter()
         .map(|(g, _)| g)
         .collect()
 }
 
 /// [`group_outcomes`], each with whether any member (bridges included) is
-/// on vfio-pci when `all` is set: every member's driver is read once.
+/// on vfio-pci when `all` is set: every member's driver is read once, but
+/// for those in `known` (just checked after a move).
 fn groups_read(
     host: &HostRoot,
     inv: &Inventory,
     groups: &BTreeSet<u32>,
     all: bool,
+    known: &BTreeMap<PciAddress, Option<String>>,
 ) -> Vec<(GroupOutcome, bool)> {
     groups
         .iter()
@@ -484,7 +482,10 @@ fn groups_read(
                 if bridge && !all {
                     continue;
                 }
-                let d = driver_of(host, m);
+                let d = match known.get(m) {
+                    Some(d) => d.clone(),
+                    None => driver_of(host, m),
+                };
                 any_vfio |= d.as_deref() == Some(VFIO);
                 if let Some(d) = d
                     && !bridge
@@ -533,7 +534,7 @@ enum Want {
 }
 
 /// Put one device back: override, driver, reset method. Verifies the
-/// driver afterwards (not in a dry run).
+/// driver afterwards (not in a dry run) and returns it (`None` in a dry run).
 fn restore(
     run: &mut Runner<'_>,
     a: &PciAddress,
@@ -541,7 +542,7 @@ fn restore(
     want_override: Option<&str>,
     want: &Want,
     want_reset: Option<&str>,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     if current.driver_override.as_deref() != want_override {
         run.set_override(a, want_override)?;
     }
@@ -574,7 +575,7 @@ fn restore(
         run.write(a, dev_rel(a, "reset_method"), &format!("{m}\n"))?;
     }
     if run.dry_run {
-        return Ok(());
+        return Ok(None);
     }
     let now = driver_of(run.host, a);
     match want {
@@ -590,7 +591,25 @@ fn restore(
             a,
             "still on vfio-pci afterwards: vfio-pci claims it by id (vfio-pci.ids= or new_id), not by exliar's override".to_string(),
         )),
-        _ => Ok(()),
+        _ => Ok(now),
+    }
+}
+
+/// What `a` had when the host was read, moments ago (its driver and
+/// override from `inv`, not read again); its reset method, read now, only
+/// when `reset` says so. A device `inv` lacks is read now.
+fn before_in(host: &HostRoot, inv: &Inventory, a: &PciAddress, reset: bool) -> Before {
+    match inv.device(a) {
+        Some(d) => Before {
+            driver: d.driver.clone(),
+            driver_override: d.driver_override.clone(),
+            reset_method: if reset {
+                reset_method_of(host, a)
+            } else {
+                None
+            },
+        },
+        None => before_of(host, a, reset),
     }
 }
 
@@ -705,7 +724,7 @@ fn bind(
         .map(|a| {
             (
                 *a,
-                before_of(host, a, vendor_reset && reset_bug.contains(a)),
+                before_in(host, inv, a, vendor_reset && reset_bug.contains(a)),
             )
         })
         .collect();
@@ -776,8 +795,10 @@ fn bind(
                 run.write(a, dev_rel(a, "reset_method"), "device_specific")?;
             }
             run.set_override(a, Some(VFIO))?;
-            if let Some(d) = run.driver(a, b.driver.as_deref()) {
-                run.unbind_from(a, &d)?;
+            // Its driver as read moments ago: should another program have
+            // moved it since, this unbind fails and the bind is undone.
+            if let Some(d) = &b.driver {
+                run.unbind_from(a, d)?;
             }
             run.probe(a)?;
             if !dry_run {
@@ -798,7 +819,12 @@ fn bind(
             return Ok(());
         }
         let t = std::time::Instant::now();
-        let groups = checked.insert(group_outcomes(host, inv, &groups));
+        // The targets were each just seen on vfio-pci.
+        let moved: BTreeMap<PciAddress, Option<String>> = targets
+            .iter()
+            .map(|a| (*a, Some(VFIO.to_string())))
+            .collect();
+        let groups = checked.insert(group_outcomes(host, inv, &groups, &moved));
         lap("bind: groups read", t);
         for g in groups.iter() {
             if !g.vfio_node {
@@ -855,7 +881,7 @@ fn bind(
                     b.reset_method.as_deref(),
                 );
                 match r {
-                    Ok(()) => {
+                    Ok(_) => {
                         if let Err(e) = store.forget(a) {
                             out.warnings
                                 .push(format!("{a}: could not update /{STATE_FILE}: {e}"));
@@ -893,7 +919,7 @@ fn bind(
     if !dry_run {
         out.groups = match checked.take().filter(|_| verified) {
             Some(g) => g,
-            None => group_outcomes(host, inv, &groups),
+            None => group_outcomes(host, inv, &groups, &BTreeMap::new()),
         };
         if out.failures.is_empty() {
             for g in out.groups.iter().filter(|g| !g.viable) {
@@ -1105,10 +1131,12 @@ fn unbind(
     // A kill before it leaves records of devices already back on their
     // drivers, which the next unbind or `recover` finds there and leaves.
     let mut done: Vec<PciAddress> = Vec::new();
+    let mut verified: BTreeMap<PciAddress, Option<String>> = BTreeMap::new();
     for a in targets {
         let rec = recorded.get(a);
-        let now = before_of(
+        let now = before_in(
             host,
+            inv,
             a,
             rec.is_some_and(|r| r.original_reset_method.is_some()),
         );
@@ -1142,11 +1170,18 @@ fn unbind(
             rec.and_then(|r| r.original_reset_method.as_deref()),
         );
         lap(&format!("unbind: {a} moved"), t);
-        dev.driver_after = if dry_run { None } else { driver_of(host, a) };
         match result {
-            Ok(()) if !dry_run => done.push(*a),
-            Ok(()) => {}
-            Err(f) => out.fail(f),
+            Ok(after) if !dry_run => {
+                // As verified just now.
+                verified.insert(*a, after.clone());
+                dev.driver_after = after;
+                done.push(*a);
+            }
+            Ok(_) => dev.driver_after = None,
+            Err(f) => {
+                dev.driver_after = if dry_run { None } else { driver_of(host, a) };
+                out.fail(f);
+            }
         }
         out.devices.push(dev);
     }
@@ -1164,7 +1199,7 @@ fn unbind(
     out.steps = run.steps;
     if !dry_run {
         let t = std::time::Instant::now();
-        let read = groups_read(host, inv, &groups, true);
+        let read = groups_read(host, inv, &groups, true, &verified);
         lap("unbind: groups read", t);
         let mut stale = Vec::new();
         for (g, any_vfio) in &read {
@@ -1238,7 +1273,7 @@ pub fn status(host: &HostRoot, inv: &Inventory, store: &dyn BindingState) -> Sta
     StatusDoc {
         schema: "exliar.status/1",
         exliar_version: env!("CARGO_PKG_VERSION"),
-        groups: group_outcomes(host, inv, &groups),
+        groups: group_outcomes(host, inv, &groups, &BTreeMap::new()),
         runtime_bindings,
         vfio_devices,
     }
