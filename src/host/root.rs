@@ -509,7 +509,7 @@ impl HostRoot {
         let rel = rel.as_ref();
         let open = |at: &Path| -> io::Result<(std::fs::File, u64)> {
             let (fd, size) =
-                super::readfile::open_regular_at(rustix::fs::CWD, &self.root.join(at), true)?;
+                super::readfile::open_regular_at(rustix::fs::CWD, self.root.join(at), true)?;
             let limit = super::readfile::limit_for(at);
             if size > limit {
                 return Err(super::readfile::too_large(limit));
