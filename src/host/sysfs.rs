@@ -24,12 +24,11 @@ pub struct NothingRead {
     pub source: Option<super::root::ReadError>,
 }
 
-/// Open `pci.ids` in the host root (read as lookups need it), or an empty
-/// database.
+/// Load `pci.ids` from the host root, or an empty database.
 pub fn load_pci_ids(host: &HostRoot) -> PciIds {
     for p in PCI_IDS_PATHS {
-        if let Ok(Some((file, len))) = host.open_optional(p) {
-            return PciIds::from_file(file, len);
+        if let Ok(Some(text)) = host.read_optional(p) {
+            return PciIds::new(text);
         }
     }
     PciIds::empty()
@@ -654,47 +653,40 @@ fn read_devices_at(
             .map(|&address| read_device_slow(host, address, opts, warnings))
             .collect();
     };
-    // One thread per 32 functions, as many as the CPUs this process may run
-    // on, at most 8; the calling thread reads the first share. On a
-    // workstation (60 functions) the second thread halves the device reads
-    // for about 60 µs of spawning. The CPU count: below 128 functions this
-    // process's affinity mask (one syscall); from there std's, which also
-    // reads the cgroup's CPU quota (a dozen files, worth it only then).
-    let wanted = addresses.len().div_ceil(32);
-    let cpus = if wanted <= 1 {
-        1
-    } else if addresses.len() < 128 {
-        rustix::thread::sched_getaffinity(None)
-            .map(|s| s.count() as usize)
-            .unwrap_or(1)
-    } else {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    };
-    let threads = cpus.clamp(1, 8).min(wanted);
-    if threads <= 1 {
+    // Below this many functions (a desktop or a workstation) threads cost
+    // more than they save: spawning them, and std reading the cgroup's CPU
+    // quota for `available_parallelism`.
+    const PARALLEL_FROM: usize = 128;
+    if addresses.len() < PARALLEL_FROM {
         return addresses
             .iter()
             .map(|&address| read_device_fast(fast, address, opts, warnings))
             .collect();
     }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(addresses.len().div_ceil(32).max(1));
     let chunk = addresses.len().div_ceil(threads).max(1);
-    let read_part = |part: &[PciAddress]| {
-        let mut w = Vec::new();
-        let devs = part
-            .iter()
-            .map(|&address| read_device_fast(fast, address, opts, &mut w))
-            .collect::<Vec<_>>();
-        (devs, w)
-    };
     let results: Vec<(Vec<Device>, Vec<Warning>)> = std::thread::scope(|s| {
-        let mut parts = addresses.chunks(chunk);
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts.map(|part| s.spawn(move || read_part(part))).collect();
-        let mut out = vec![read_part(first)];
-        out.extend(handles.into_iter().map(|h| h.join().unwrap_or_default()));
-        out
+        let handles: Vec<_> = addresses
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut w = Vec::new();
+                    let devs = part
+                        .iter()
+                        .map(|&address| read_device_fast(fast, address, opts, &mut w))
+                        .collect::<Vec<_>>();
+                    (devs, w)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     let mut devices = Vec::with_capacity(addresses.len());
     for (d, w) in results {
