@@ -475,68 +475,60 @@ impl HostRoot {
         Ok(Some(self.resolve_dir(parent)?.join(name)))
     }
 
-    /// Read a whole file.
-    pub fn read_bytes(&self, rel: impl AsRef<Path>) -> Result<Vec<u8>, ReadError> {
-        let rel = rel.as_ref();
-        if let Some(at) = self.split_resolved(rel)? {
-            // Fast path: the parent is resolved; open the last component
-            // without following a link. A link there takes the slow path.
-            match open_nofollow(&self.root.join(&at), super::readfile::limit_for(&at)) {
-                Ok(bytes) => {
-                    self.note(&at, Touched::File);
-                    return Ok(bytes);
-                }
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {}
-                Err(e) => return Err(self.err(&at, e)),
-            }
-        }
-        let rel = self.resolve(rel)?;
-        // Resolved: no link is left to follow (one there now is refused).
-        let bytes = open_nofollow(&self.root.join(&rel), super::readfile::limit_for(&rel))
-            .map_err(|e| self.err(&rel, e))?;
-        self.note(&rel, Touched::File);
-        Ok(bytes)
-    }
-
-    /// Open a regular file for reading, as [`HostRoot::read_bytes`] would
-    /// read it (links resolved inside the root, nothing but a regular file,
-    /// no more than the size limit for its kind), without reading it: the
-    /// open file and its size. `Ok(None)` when it does not exist.
-    pub fn open_optional(
-        &self,
-        rel: impl AsRef<Path>,
-    ) -> Result<Option<(std::fs::File, u64)>, ReadError> {
-        let rel = rel.as_ref();
-        let open = |at: &Path| -> io::Result<(std::fs::File, u64)> {
+    /// Open a regular file inside the root for reading: links resolved
+    /// inside the root (from the cached parent when the last component is
+    /// no link), nothing but a regular file, no more than the size limit for
+    /// its kind. The descriptor, the size `fstat` gave, and the resolved
+    /// path.
+    fn open_file(&self, rel: &Path) -> Result<(std::os::fd::OwnedFd, u64, PathBuf), ReadError> {
+        let open = |at: &Path| -> io::Result<(std::os::fd::OwnedFd, u64)> {
             let (fd, size) =
                 super::readfile::open_regular_at(rustix::fs::CWD, self.root.join(at), true)?;
             let limit = super::readfile::limit_for(at);
             if size > limit {
                 return Err(super::readfile::too_large(limit));
             }
-            Ok((std::fs::File::from(fd), size))
+            Ok((fd, size))
         };
         let at = match self.split_resolved(rel)? {
+            // Fast path: the parent is resolved; open the last component
+            // without following a link. A link there takes the slow path.
             Some(at) => match open(&at) {
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
                     self.resolve(rel)?
                 }
-                r => return self.opened(&at, r),
+                r => {
+                    let (fd, size) = r.map_err(|e| self.err(&at, e))?;
+                    self.note(&at, Touched::File);
+                    return Ok((fd, size, at));
+                }
             },
             None => self.resolve(rel)?,
         };
-        let r = open(&at);
-        self.opened(&at, r)
+        // Resolved: no link is left to follow (one there now is refused).
+        let (fd, size) = open(&at).map_err(|e| self.err(&at, e))?;
+        self.note(&at, Touched::File);
+        Ok((fd, size, at))
     }
 
-    fn opened<T>(&self, at: &Path, r: io::Result<T>) -> Result<Option<T>, ReadError> {
-        match r {
-            Ok(v) => {
-                self.note(at, Touched::File);
-                Ok(Some(v))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.err(at, e)),
+    /// Read a whole file.
+    pub fn read_bytes(&self, rel: impl AsRef<Path>) -> Result<Vec<u8>, ReadError> {
+        let (fd, size, at) = self.open_file(rel.as_ref())?;
+        super::readfile::read_capped(&fd, size, super::readfile::limit_for(&at), false)
+            .map_err(|e| self.err(&at, e))
+    }
+
+    /// [`HostRoot::read_bytes`] without the read: the open file and its
+    /// size (for a file read in parts, `pci.ids`). `Ok(None)` when it does
+    /// not exist.
+    pub fn open_optional(
+        &self,
+        rel: impl AsRef<Path>,
+    ) -> Result<Option<(std::fs::File, u64)>, ReadError> {
+        match self.open_file(rel.as_ref()) {
+            Ok((fd, size, _)) => Ok(Some((std::fs::File::from(fd), size))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
