@@ -3,18 +3,20 @@
 //! tab (two tabs: subsystems or interfaces), then other sections (`C 03
 //! Display controller`, …) whose lines are never taken for vendors.
 //!
-//! The file is not read whole. The first lookup streams it once through a
-//! small buffer (one pass over the line ends, stopping where the vendor list
-//! ends) to index where each vendor's block starts and ends; a lookup then
-//! reads that vendor's block alone (one `pread`) and searches the item line
-//! inside it. Blocks and results are cached, so a host with 4096 functions
-//! of three vendors reads three blocks. Reading the whole 1.3 MB `pci.ids`
-//! into fresh memory cost about 1.2 ms per run (page faults and a cold
-//! copy); the stream through a 64 KiB buffer that stays in cache costs about
-//! 0.5 ms, and the vendor blocks a host needs a few dozen KiB.
+//! The file is not read into memory. The first lookup streams it once
+//! through a small buffer (one pass over the line ends, stopping where the
+//! vendor list ends) to index where each vendor's block starts and ends. The
+//! first lookup of a vendor streams its block the same way to index where
+//! each item's line lies, and a name is read with one `pread` of its line
+//! when it is first asked for. Results are cached, so a host with 4096
+//! functions of three vendors streams three blocks. Reading the whole 1.3 MB
+//! `pci.ids` into fresh memory cost about 1.2 ms per run (page faults and a
+//! cold copy), and holding Intel's 370 KB block with a map of its 5000
+//! devices about 200 page faults more; the stream through a 64 KiB buffer
+//! that stays in cache costs about 0.5 ms.
 //!
 //! A text given in memory ([`IdsDb::new`]: tests, a pasted `pci.ids`) is
-//! indexed by the same pass.
+//! read by the same passes.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -88,45 +90,154 @@ pub struct IdsDb {
     items: RefCell<HashMap<(u16, u16), Option<String>>>,
 }
 
-/// One vendor's block: its vendor line and the indented lines under it.
+/// One vendor's block, indexed: its name, and where each item's line lies.
 #[derive(Debug)]
 struct Block {
-    text: String,
-    /// Where each item's name lies in `text` (one tab, four lower-case
-    /// digits, two spaces: the first line of that id), indexed when the
-    /// block is read, so that a vendor with dozens of devices on the host
-    /// is searched once, not once per device.
-    items: HashMap<u16, (usize, usize)>,
+    name: Option<String>,
+    /// Where the block starts in the text.
+    start: u64,
+    /// Each item's first line (one tab, four lower-case digits, two spaces:
+    /// the first line of that id), sorted by id: (id, where its name starts,
+    /// counted from `start`, and its length up to the line's end). Indexed
+    /// once, so that a vendor with dozens of devices on the host is streamed
+    /// once, not once per device.
+    items: Vec<(u16, u32, u32)>,
+}
+
+/// Four lower-case hex digits (as lookups spell ids), read as a number.
+fn lower_hex_id(digits: &[u8]) -> Option<u16> {
+    if digits.len() != 4
+        || !digits
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|h| u16::from_str_radix(h, 16).ok())
+}
+
+/// Each line of `src` from `from` up to `to` (or the text's end), read
+/// `buf.len()` bytes at a time: `f(start, head, end)` with where the line
+/// starts, its first `HEAD` bytes (fewer when it is shorter) and where it
+/// ends (its newline, or the end of what is read). A line that `f` answers
+/// false to ends the pass, which returns that line's start; otherwise the
+/// end of what was read.
+fn for_each_line<const HEAD: usize>(
+    src: &Source,
+    from: u64,
+    to: u64,
+    buf: &mut [u8],
+    mut f: impl FnMut(u64, &[u8], u64) -> bool,
+) -> io::Result<u64> {
+    let mut start = from;
+    let mut head = [0u8; HEAD];
+    let mut head_len = 0;
+    let mut offset = from;
+    loop {
+        let want = usize::try_from(to.saturating_sub(offset))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = if want == 0 {
+            0
+        } else {
+            src.read_at(&mut buf[..want], offset)?
+        };
+        if n == 0 {
+            // The last line, when the text does not end with a newline.
+            if offset > start && !f(start, &head[..head_len], offset) {
+                return Ok(start);
+            }
+            return Ok(offset);
+        }
+        let data = &buf[..n];
+        let mut at = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            let take = (nl - at).min(HEAD - head_len);
+            head[head_len..head_len + take].copy_from_slice(&data[at..at + take]);
+            head_len += take;
+            if !f(start, &head[..head_len], offset + nl as u64) {
+                return Ok(start);
+            }
+            at = nl + 1;
+            start = offset + at as u64;
+            head_len = 0;
+        }
+        let take = (n - at).min(HEAD - head_len);
+        head[head_len..head_len + take].copy_from_slice(&data[at..at + take]);
+        head_len += take;
+        offset += n as u64;
+    }
 }
 
 impl Block {
-    fn new(text: String) -> Self {
-        let mut items = HashMap::new();
-        let bytes = text.as_bytes();
-        for nl in memchr::memchr_iter(b'\n', bytes) {
-            let line = &bytes[nl + 1..];
-            if line.len() < 7 || line[0] != b'\t' || &line[5..7] != b"  " {
-                continue;
-            }
-            let digits = &line[1..5];
-            if !digits
-                .iter()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            {
-                continue;
-            }
-            let Some(id) = std::str::from_utf8(digits)
-                .ok()
-                .and_then(|h| u16::from_str_radix(h, 16).ok())
-            else {
-                continue;
+    /// Stream the block from `start` to `end`, `chunk` bytes at a time.
+    /// None when it does not start with the vendor's line (a file rewritten
+    /// in place since the index was made gives no name rather than another
+    /// vendor's) or cannot be read.
+    fn read(src: &Source, vendor: u16, start: u64, end: u64, chunk: usize) -> Option<Self> {
+        let len = end.checked_sub(start).filter(|l| *l <= BLOCK_LIMIT)?;
+        let want = format!("{vendor:04x}  ");
+        let mut name_at = None;
+        let mut items = Vec::new();
+        let mut buf = vec![0u8; chunk.clamp(1, usize::try_from(len).ok()?.max(1))];
+        for_each_line::<7>(src, start, end, &mut buf, |s, head, e| {
+            let (Ok(at), Ok(n)) = (u32::try_from(s + 7 - start), u32::try_from(e - s)) else {
+                return false;
             };
-            let start = nl + 8;
-            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
-            items.entry(id).or_insert((start, end));
-        }
-        Self { text, items }
+            if name_at.is_none() {
+                if !head.starts_with(want.as_bytes()) {
+                    return false;
+                }
+                name_at = Some((s + 6, e));
+                return true;
+            }
+            if head.len() == 7
+                && head[0] == b'\t'
+                && &head[5..7] == b"  "
+                && let Some(id) = lower_hex_id(&head[1..5])
+            {
+                items.push((id, at, n - 7));
+            }
+            true
+        })
+        .ok()?;
+        let (name_start, name_end) = name_at?;
+        // The first line of an id is the one kept.
+        items.sort_by_key(|i| i.0);
+        items.dedup_by_key(|i| i.0);
+        let name = read_text(src, name_start, name_end)?;
+        Some(Self {
+            name: Some(name.trim().to_string()).filter(|n| !n.is_empty()),
+            start,
+            items,
+        })
     }
+
+    /// The item's name: its line read again, and checked to be still that
+    /// item's line.
+    fn item(&self, src: &Source, product: u16) -> Option<String> {
+        let i = self.items.binary_search_by_key(&product, |i| i.0).ok()?;
+        let (_, at, len) = self.items[i];
+        let from = self.start + u64::from(at) - 7;
+        let line = read_text(src, from, from + 7 + u64::from(len))?;
+        let name = line.strip_prefix(&format!("\t{product:04x}  "))?.trim();
+        Some(name.to_string()).filter(|n| !n.is_empty())
+    }
+}
+
+/// The text from `from` to `to` (invalid UTF-8 replaced), None when it
+/// cannot all be read.
+fn read_text(src: &Source, from: u64, to: u64) -> Option<String> {
+    let len = usize::try_from(to.checked_sub(from)?).ok()?;
+    let mut buf = vec![0u8; len];
+    let n = src.read_at(&mut buf, from).ok()?;
+    (n == len).then_some(())?;
+    Some(match String::from_utf8(buf) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// The buffer the index pass streams the text through.
@@ -136,9 +247,11 @@ const CHUNK: usize = 64 << 10;
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Index {
     /// Each vendor line written with lower-case digits (as lookups spell
-    /// it), the first one where an id appears twice: (start of the line,
-    /// start of the next top-level line or `vendor_end`).
-    blocks: HashMap<u16, (u64, u64)>,
+    /// it), the first one where an id appears twice, sorted by id: (id,
+    /// start of the line, start of the next top-level line or
+    /// `vendor_end`). A sorted list, not a map: 2300 vendors in 56 KB
+    /// written once, where a growing map touched three times as much.
+    blocks: Vec<(u16, u64, u64)>,
     /// The end of the vendor list: the start of the first line that is not
     /// a vendor line, an indented line, a comment or empty (another
     /// section), or the text's end.
@@ -154,28 +267,12 @@ impl Index {
     }
 
     fn try_scan(src: &Source, chunk: usize) -> io::Result<Self> {
-        let mut blocks = HashMap::new();
-        // The vendor whose block is open: id (`None`: an id seen before or
-        // written in capitals, whose block is not kept) and start.
+        let mut blocks = Vec::new();
+        // The vendor whose block is open: id (`None`: written in capitals,
+        // not kept) and start.
         let mut open: Option<(Option<u16>, u64)> = None;
-        let close = |blocks: &mut HashMap<u16, (u64, u64)>,
-                     open: &mut Option<(Option<u16>, u64)>,
-                     end: u64| {
-            if let Some((Some(v), start)) = open.take() {
-                blocks.entry(v).or_insert((start, end));
-            }
-        };
-        // The line being read: where it starts and its first bytes.
-        let mut start: u64 = 0;
-        let mut head = [0u8; 6];
-        let mut head_len = 0;
-        // Decide one whole line (`head` holds its first bytes); false when
-        // it ends the vendor list.
-        let line = |blocks: &mut HashMap<u16, (u64, u64)>,
-                    open: &mut Option<(Option<u16>, u64)>,
-                    start: u64,
-                    head: &[u8]|
-         -> bool {
+        let mut buf = vec![0u8; chunk.max(1)];
+        let vendor_end = for_each_line::<6>(src, 0, u64::MAX, &mut buf, |start, head, _| {
             match head.first() {
                 None | Some(b'\t' | b'#' | b'\n' | b'\r') => return true,
                 Some(_) => {}
@@ -183,47 +280,24 @@ impl Index {
             if !is_vendor_line(head) {
                 return false;
             }
-            close(blocks, open, start);
-            let id = head[..4]
-                .iter()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                .then(|| std::str::from_utf8(&head[..4]).ok())
-                .flatten()
-                .and_then(|h| u16::from_str_radix(h, 16).ok());
-            *open = Some((id, start));
+            if let Some((Some(v), s)) = open.take() {
+                blocks.push((v, s, start));
+            }
+            open = Some((lower_hex_id(&head[..4]), start));
             true
-        };
-        let mut buf = vec![0u8; chunk.max(1)];
-        let mut offset: u64 = 0;
-        let vendor_end = 'text: loop {
-            let n = src.read_at(&mut buf, offset)?;
-            if n == 0 {
-                // The last line, when the text does not end with a newline.
-                if offset > start && !line(&mut blocks, &mut open, start, &head[..head_len]) {
-                    break 'text start;
-                }
-                break 'text offset;
-            }
-            let data = &buf[..n];
-            let mut at = 0;
-            for nl in memchr::memchr_iter(b'\n', data) {
-                let take = (nl - at).min(head.len() - head_len);
-                head[head_len..head_len + take].copy_from_slice(&data[at..at + take]);
-                head_len += take;
-                if !line(&mut blocks, &mut open, start, &head[..head_len]) {
-                    break 'text start;
-                }
-                at = nl + 1;
-                start = offset + at as u64;
-                head_len = 0;
-            }
-            let take = (n - at).min(head.len() - head_len);
-            head[head_len..head_len + take].copy_from_slice(&data[at..at + take]);
-            head_len += take;
-            offset += n as u64;
-        };
-        close(&mut blocks, &mut open, vendor_end);
+        })?;
+        if let Some((Some(v), s)) = open {
+            blocks.push((v, s, vendor_end));
+        }
+        // A stable sort: of an id listed twice, the first block is kept.
+        blocks.sort_by_key(|b| b.0);
+        blocks.dedup_by_key(|b| b.0);
         Ok(Self { blocks, vendor_end })
+    }
+
+    fn block(&self, vendor: u16) -> Option<(u64, u64)> {
+        let i = self.blocks.binary_search_by_key(&vendor, |b| b.0).ok()?;
+        Some((self.blocks[i].1, self.blocks[i].2))
     }
 }
 
@@ -233,7 +307,7 @@ fn is_vendor_line(line: &[u8]) -> bool {
 }
 
 /// The most a vendor block may take (the largest, Intel's in `pci.ids`, is
-/// about 150 KiB; a file that grew past the ids files' limit since it was
+/// about 370 KiB; a file that grew past the ids files' limit since it was
 /// opened is not followed there).
 const BLOCK_LIMIT: u64 = super::readfile::LARGE_LIMIT;
 
@@ -266,6 +340,11 @@ impl IdsDb {
 
     pub fn is_empty(&self) -> bool {
         self.source.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(super) fn reads_a_file(&self) -> bool {
+        matches!(self.source, Source::File { .. })
     }
 
     /// The end of the vendor list: the start of the first line that is not
@@ -312,56 +391,29 @@ impl IdsDb {
         out
     }
 
-    /// `f` of the vendor's block (its vendor line and the indented lines
-    /// under it, up to the next vendor), read once and kept.
+    /// `f` of the vendor's block, read once and kept.
     fn with_block<T>(&self, vendor: u16, f: impl FnOnce(&Block) -> Option<T>) -> Option<T> {
         if let Some(b) = self.vendors.borrow().get(&vendor) {
             return f(b.as_ref()?);
         }
         let block = self
             .index()
-            .blocks
-            .get(&vendor)
-            .and_then(|&(start, end)| self.read_block(vendor, start, end))
-            .map(Block::new);
+            .block(vendor)
+            .and_then(|(start, end)| Block::read(&self.source, vendor, start, end, CHUNK));
         let mut vendors = self.vendors.borrow_mut();
         let b = vendors.entry(vendor).or_insert(block);
         f(b.as_ref()?)
     }
 
-    /// The text from `start` to `end`, when it still starts with the
-    /// vendor's line (a file rewritten in place since the index was made
-    /// gives no name rather than another vendor's).
-    fn read_block(&self, vendor: u16, start: u64, end: u64) -> Option<String> {
-        let len = end.checked_sub(start).filter(|l| *l <= BLOCK_LIMIT)?;
-        let mut buf = vec![0u8; usize::try_from(len).ok()?];
-        let n = self.source.read_at(&mut buf, start).ok()?;
-        buf.truncate(n);
-        let text = match String::from_utf8(buf) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        };
-        text.starts_with(&format!("{vendor:04x}  ")).then_some(text)
-    }
-
     pub fn vendor(&self, vendor: u16) -> Option<String> {
-        self.with_block(vendor, |block| {
-            let line = block.text.lines().next()?;
-            Some(line.get(6..)?.trim().to_string()).filter(|s| !s.is_empty())
-        })
+        self.with_block(vendor, |block| block.name.clone())
     }
 
     pub fn item(&self, vendor: u16, product: u16) -> Option<String> {
         if let Some(v) = self.items.borrow().get(&(vendor, product)) {
             return v.clone();
         }
-        let name = self.with_block(vendor, |block| {
-            let &(start, end) = block.items.get(&product)?;
-            let name = String::from_utf8_lossy(&block.text.as_bytes()[start..end])
-                .trim()
-                .to_string();
-            Some(name).filter(|n| !n.is_empty())
-        });
+        let name = self.with_block(vendor, |block| block.item(&self.source, product));
         self.items
             .borrow_mut()
             .insert((vendor, product), name.clone());
@@ -395,6 +447,38 @@ mod tests {
             let src = Source::Text(text.clone());
             let whole = Index::scan(&src, text.len().max(1));
             prop_assert_eq!(Index::scan(&src, chunk), whole);
+        }
+    }
+
+    proptest! {
+        /// A vendor's block is indexed as a plain reading of the text
+        /// would: every item's name is the rest of its id's first line
+        /// (trimmed), for any size of the reads streaming it.
+        #[test]
+        fn a_block_answers_like_a_plain_search(
+            items in prop::collection::vec(prop::sample::select(vec![
+                "\t0a0a  Product", "\taaaa  P2 ", "\t0c0a  ", "\t0a0a  Again",
+                "\t\t0a0a 0001  Subsystem", "# comment", "", "\t00AA  Capitals",
+                "\t0b0b  Name\r", "\t0b0b", "\t0c0c X",
+            ]), 0..16),
+            chunk in 1usize..16,
+        ) {
+            let text = format!("0a0a  Vendor\n{}\n0b0b  Next\n", items.join("\n"));
+            let src = Source::Text(text.clone());
+            let index = Index::scan(&src, 64);
+            let (start, end) = index.block(0x0a0a).ok_or_else(|| TestCaseError::fail("no block"))?;
+            let block = Block::read(&src, 0x0a0a, start, end, chunk)
+                .ok_or_else(|| TestCaseError::fail("block not read"))?;
+            prop_assert_eq!(block.name.as_deref(), Some("Vendor"));
+            for id in [0x0a0a_u16, 0xaaaa, 0x0c0a, 0x0b0b, 0x00aa, 0x0c0c, 0x0001] {
+                let prefix = format!("\t{id:04x}  ");
+                let plain = items
+                    .iter()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()))
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty());
+                prop_assert_eq!(block.item(&src, id), plain, "id {:04x}", id);
+            }
         }
     }
 

@@ -38,6 +38,13 @@ impl PciIds {
         self.0.is_empty()
     }
 
+    /// Whether names are read from an open file as lookups need them
+    /// (rather than from a text in memory).
+    #[cfg(test)]
+    pub(crate) fn reads_a_file(&self) -> bool {
+        self.0.reads_a_file()
+    }
+
     /// A `pci.ids` holding only the lines looked up so far: what a snapshot
     /// needs to reproduce the same names.
     pub fn trimmed(&self) -> String {

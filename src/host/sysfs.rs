@@ -24,11 +24,13 @@ pub struct NothingRead {
     pub source: Option<super::root::ReadError>,
 }
 
-/// Load `pci.ids` from the host root, or an empty database.
+/// Open `pci.ids` in the host root (read as lookups need it: the vendor
+/// index streamed once, then one block per vendor looked up), or an empty
+/// database.
 pub fn load_pci_ids(host: &HostRoot) -> PciIds {
     for p in PCI_IDS_PATHS {
-        if let Ok(Some(text)) = host.read_optional(p) {
-            return PciIds::new(text);
+        if let Ok(Some((file, len))) = host.open_optional(p) {
+            return PciIds::from_file(file, len);
         }
     }
     PciIds::empty()
@@ -842,6 +844,20 @@ pub fn cpuinfo_value(text: &str, key: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The host's `pci.ids` is kept open and read as lookups need it, not
+    /// read whole (1.3 MB of page faults on every scan; see idsdb.rs).
+    #[test]
+    fn pci_ids_are_read_from_the_open_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(PCI_IDS_PATHS[0]);
+        fs_err::create_dir_all(path.parent().ok_or("no parent")?)?;
+        fs_err::write(&path, "10de  NVIDIA Corporation\n\t1401  GM206\n")?;
+        let ids = load_pci_ids(&HostRoot::new(dir.path()));
+        assert!(ids.reads_a_file());
+        assert_eq!(ids.device(0x10de, 0x1401).as_deref(), Some("GM206"));
+        Ok(())
+    }
 
     #[test]
     fn hex_attributes() {
