@@ -16,7 +16,8 @@ use crate::txn::{
     CommandRunner, Journal, NOT_RUN, NoRunner, RunState, Status, Store, SystemRunner,
 };
 
-/// Flags shared by `plan` and `apply`.
+// Flags shared by `plan` and `apply`. (Not a doc comment: it would be
+// the subcommands' about text once clap builds them, deferred.)
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// The GPU to isolate (`0000:01:00.0`), or `auto` for the recommendation

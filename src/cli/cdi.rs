@@ -19,6 +19,7 @@ pub struct CdiCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum CdiSub {
     /// Write CDI specs for every GPU the host's drivers hold, as a transaction (diff, confirm, `exliar rollback` undoes it): exliar.dev/gpu (NVIDIA: /dev/nvidiaN, its DRM nodes, the driver's shared nodes and user-space files read-only; AMD: render node + /dev/kfd; Intel and others: render node) and exliar.dev/vfio (cards on vfio-pci: /dev/vfio/vfio + the group's node), each named by index, PCI address and NVIDIA UUID, plus `all`; refused when an engine under the root would reject them; --check says whether the written ones still match
     Generate(super::cdigen::GenerateArgs),

@@ -18,6 +18,7 @@ pub struct RuntimeCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum RuntimeSub {
     /// The container engines found under the root (dpkg, pacman; `--version` on the live root): version, where from, whether it can do CDI and the newest cdiVersion it loads, and whether its configuration turns CDI on now
     List(ListArgs),

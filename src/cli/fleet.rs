@@ -25,6 +25,7 @@ pub struct NfdCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum NfdSub {
     /// Print a NodeFeatureRule (JSON) that derives, from NFD's own pci.device source, the labels it can: GPU vendors and models present, IOMMU on; for this host's GPUs or those of snapshots of several nodes
     Rule(RuleArgs),
@@ -87,6 +88,7 @@ pub struct KubevirtCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum KubevirtSub {
     /// Print the KubeVirt resource (JSON) whose spec.configuration.permittedHostDevices.pciHostDevices permits the cards the nodes isolate (on vfio-pci, or the card exliar recommends), each function's vendor:device with resourceName exliar.dev/vfio-VVVV-DDDD; for `kubectl patch kubevirt kubevirt -n kubevirt --type merge --patch-file`
     Config(KubevirtArgs),

@@ -19,6 +19,7 @@ pub struct HooksCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum HooksSub {
     /// Install exliar's libvirt QEMU hook as a transaction: /etc/libvirt/hooks/qemu.d/10-exliar (libvirt ≥ 6.5; another qemu hook stays and runs first), else a dispatcher as /etc/libvirt/hooks/qemu that runs the hook it replaces first; then the daemon is reloaded (libvirt finds hooks only then)
     Install(HooksInstallArgs),
@@ -57,8 +58,9 @@ pub struct HooksStatusArgs {
     pub json: bool,
 }
 
-/// `exliar hook qemu DOMAIN OPERATION SUB-OPERATION EXTRA` (libvirt's argv),
-/// the domain XML on standard input.
+// `exliar hook qemu DOMAIN OPERATION SUB-OPERATION EXTRA` (libvirt's argv),
+// the domain XML on standard input. (Plain comments: a doc comment would be
+// the subcommand's about text once clap builds it, deferred.)
 #[derive(Debug, Args)]
 pub struct HookArgs {
     /// The hook's kind (`qemu`)
@@ -68,7 +70,7 @@ pub struct HookArgs {
     pub args: Vec<String>,
 }
 
-/// `exliar recover-display`.
+// `exliar recover-display`.
 #[derive(Debug, Args)]
 pub struct RecoverDisplayArgs {
     /// Only when it is stuck: do nothing while the VM runs (the watchdog's

@@ -75,6 +75,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// GPU-first report of this host: GPUs, their groups and functions, quirks, a recommendation, then every PCI device
     Scan(ReportArgs),
@@ -260,6 +261,27 @@ fn parse_args() -> Cli {
     }
 }
 
+/// The whole command tree with every subcommand built, for what walks it
+/// (completions, man pages). A run builds only the subcommand it parses
+/// (`#[command(defer = true)]`). Building the whole tree at once gives its
+/// `help` subcommand a copy of the top-level subcommands made before their
+/// deferred parts were added (no `exliar help cdi generate` in the
+/// completions): so the subcommands built once are put into a fresh top
+/// level, and that one is built.
+pub fn full_command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut built = Cli::command();
+    built.build();
+    let mut cmd = Cli::command();
+    for sub in built.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = sub.get_name().to_string();
+        let sub = sub.clone();
+        cmd = cmd.mut_subcommand(name, move |_| sub);
+    }
+    cmd.build();
+    cmd
+}
+
 /// Entry point used by `main.rs`.
 pub fn main() -> ExitCode {
     let started = std::time::Instant::now();
@@ -399,12 +421,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Plugin(a) => plugin::run(&cli.root, a),
         Command::Completions { shell } => {
             let mut out = Vec::new();
-            clap_complete::generate(
-                *shell,
-                &mut <Cli as clap::CommandFactory>::command(),
-                "exliar",
-                &mut out,
-            );
+            clap_complete::generate(*shell, &mut full_command(), "exliar", &mut out);
             std::io::stdout().write_all(&out)?;
             Ok(exit::OK)
         }
@@ -587,4 +604,65 @@ fn read_listing_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ListingFile>> {
         files.push(ListingFile { name, text });
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own checks of the whole command tree (names, defaults,
+    /// conflicts), the deferred subcommands built.
+    #[test]
+    fn the_command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    /// `--help` of the command at `path`, unwrapped.
+    fn help(path: &[&str]) -> String {
+        let args = std::iter::once("exliar")
+            .chain(path.iter().copied())
+            .chain(["--help"]);
+        match Cli::command().term_width(10_000).try_get_matches_from(args) {
+            Ok(_) => String::new(),
+            Err(e) => e.render().to_string(),
+        }
+    }
+
+    /// Subcommands are built only when they are parsed (`#[command(defer =
+    /// true)]`, for start-up). Building one must not change the text its
+    /// parent lists for it: a doc comment on its arguments' struct would
+    /// replace the variant's once the deferred part runs.
+    #[test]
+    fn deferred_subcommands_keep_their_about() {
+        let mut todo: Vec<Vec<&'static str>> = vec![vec![]];
+        let mut checked = 0;
+        while let Some(path) = todo.pop() {
+            let text = help(&path);
+            let Some(listing) = text.split("Commands:\n").nth(1) else {
+                continue;
+            };
+            for line in listing.lines().take_while(|l| l.starts_with("  ")) {
+                let line = line.trim_start();
+                let (name, about) = line.split_once("  ").unwrap_or((line, ""));
+                if name == "help" {
+                    continue;
+                }
+                let name: &'static str = Box::leak(name.to_string().into_boxed_str());
+                let mut sub = path.clone();
+                sub.push(name);
+                let own = help(&sub);
+                let about = about.trim().trim_end_matches('.');
+                assert!(
+                    own.starts_with(about),
+                    "`exliar {}` lists {about:?}, its --help starts {:?}",
+                    sub.join(" "),
+                    own.lines().next().unwrap_or("")
+                );
+                checked += 1;
+                todo.push(sub);
+            }
+        }
+        assert!(checked > 40, "only {checked} subcommands found");
+    }
 }

@@ -14,6 +14,7 @@ pub struct PluginCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum PluginSub {
     /// The plugins under the root (/usr/lib/exliar/plugins, /etc/exliar/plugins), whether each may run and why not, and what each asks for
     List {

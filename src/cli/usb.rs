@@ -17,6 +17,7 @@ pub struct UsbCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum UsbSub {
     /// USB devices (bus, ids, names, kind, PCI controller), what each controller holds that the host needs, and the evdev keyboards and mice
     List(UsbListArgs),

@@ -20,6 +20,7 @@ pub struct VbiosCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VbiosSub {
     /// Read a card's option ROM from sysfs into FILE (enabled for the read, disabled again), then check it; needs root
     Dump(DumpArgs),

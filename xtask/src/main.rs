@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 fn main() -> anyhow::Result<()> {
@@ -22,7 +21,9 @@ fn dist(out: &Path) -> anyhow::Result<()> {
     let comp = out.join("completions");
     std::fs::create_dir_all(&man).with_context(|| man.display().to_string())?;
     std::fs::create_dir_all(&comp).with_context(|| comp.display().to_string())?;
-    let cmd = exliar::cli::Cli::command();
+    // Every subcommand built: a run builds only the one it parses
+    // (`#[command(defer = true)]`).
+    let cmd = exliar::cli::full_command();
     let mut pages = 0;
     write_pages(&cmd, "exliar", &man, &mut pages)?;
     for (shell, name) in [
@@ -31,7 +32,7 @@ fn dist(out: &Path) -> anyhow::Result<()> {
         (Shell::Fish, "exliar.fish"),
     ] {
         let mut buf = Vec::new();
-        clap_complete::generate(shell, &mut exliar::cli::Cli::command(), "exliar", &mut buf);
+        clap_complete::generate(shell, &mut exliar::cli::full_command(), "exliar", &mut buf);
         let p = comp.join(name);
         std::fs::write(&p, buf).with_context(|| p.display().to_string())?;
     }
@@ -61,7 +62,11 @@ fn write_pages(
     let p = dir.join(format!("{name}.1"));
     std::fs::write(&p, buf).with_context(|| p.display().to_string())?;
     *pages += 1;
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's own `help` subcommands (present once built) get no page.
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, pages)?;
     }
     Ok(())

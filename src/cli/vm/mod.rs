@@ -11,6 +11,7 @@ pub struct VmCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VmSub {
     /// Build a libvirt domain from this host's facts (the card and all its functions, pinning from the CPU topology, firmware, TPM), show it as a plan, and define it as one transaction (`exliar rollback` undoes it)
     Create(Box<CreateArgs>),
@@ -39,6 +40,7 @@ pub struct VmUsbCmd {
 }
 
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum VmUsbSub {
     /// Give a host USB device to the running VM now (until it stops)
     Attach(VmUsbArgs),
