@@ -11,8 +11,8 @@
 //! when it is first asked for. Results are cached, so a host with 4096
 //! functions of three vendors streams three blocks. Reading the whole 1.3 MB
 //! `pci.ids` into fresh memory cost about 1.2 ms per run (page faults and a
-//! cold copy), and holding Intel's 370 KB block with a map of its 5000
-//! devices about 200 page faults more; the stream through a 64 KiB buffer
+//! cold copy), and holding Intel's 372 KB block with a map of its 5000
+//! devices about 180 page faults more; the stream through a 64 KiB buffer
 //! that stays in cache costs about 0.5 ms.
 //!
 //! A text given in memory ([`IdsDb::new`]: tests, a pasted `pci.ids`) is
@@ -348,8 +348,8 @@ struct Index {
     /// Each vendor line written with lower-case digits (as lookups spell
     /// it), the first one where an id appears twice, sorted by id: (id,
     /// start of the line, start of the next top-level line or
-    /// `vendor_end`). A sorted list, not a map: 2300 vendors in 56 KB
-    /// written once, where a growing map touched three times as much.
+    /// `vendor_end`). A sorted list, not a map: 2300 vendors in 56 KB,
+    /// where a growing map rehashed into more memory as it grew.
     blocks: Vec<(u16, u64, u64)>,
     /// The end of the vendor list: the start of the first line that is not
     /// a vendor line, an indented line, a comment or empty (another
