@@ -3,17 +3,22 @@
 //! tab (two tabs: subsystems or interfaces), then other sections (`C 03
 //! Display controller`, …) whose lines are never taken for vendors.
 //!
-//! The file is not read into memory. The first lookup streams it once
-//! through a small buffer (one pass over the line ends, stopping where the
-//! vendor list ends) to index where each vendor's block starts and ends. The
-//! first lookup of a vendor streams its block the same way to index where
-//! each item's line lies, and a name is read with one `pread` of its line
-//! when it is first asked for. Results are cached, so a host with 4096
-//! functions of three vendors streams three blocks. Reading the whole 1.3 MB
-//! `pci.ids` into fresh memory cost about 1.2 ms per run (page faults and a
-//! cold copy), and holding Intel's 372 KB block with a map of its 5000
-//! devices about 180 page faults more; the stream through a 64 KiB buffer
-//! that stays in cache costs about 0.5 ms.
+//! The file is not read into memory. A vendor's line is found by a binary
+//! search over the vendor list, which both files keep sorted: a dozen
+//! probes reading outwards from a point until a vendor line (a few hundred
+//! bytes each, more inside a large block such as Intel's). The block is
+//! then streamed through a small buffer to its end, indexing where each
+//! item's line lies, and a name is read with one `pread` of its line when
+//! it is first asked for. Where the search misses (a vendor that is not
+//! listed, or a list out of order), one pass over the whole file indexes
+//! every vendor's block, and that index answers from then on. Results are
+//! cached, so a host with 4096 functions of three vendors streams three
+//! blocks. Reading the whole 1.3 MB `pci.ids` into fresh memory cost about
+//! 1.2 ms per run (page faults and a cold copy). The names of the
+//! 60-function bench host (two vendors, ten devices) took 1.0–1.1 ms when
+//! the whole file was streamed to index every vendor, and take 0.5–0.7 ms
+//! with the search (Intel's 372 KB block and NVIDIA's 100 KB are most of
+//! the 714 KB read).
 //!
 //! A text given in memory ([`IdsDb::new`]: tests, a pasted `pci.ids`) is
 //! read by the same passes.
@@ -70,9 +75,14 @@ impl Source {
     }
 
     fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text's length (a file's: its size when it was opened).
+    fn len(&self) -> u64 {
         match self {
-            Self::Text(t) => t.is_empty(),
-            Self::File { len, .. } => *len == 0,
+            Self::Text(t) => t.len() as u64,
+            Self::File { len, .. } => *len,
         }
     }
 }
@@ -196,21 +206,23 @@ fn line_ends(data: &[u8], fold: &[u8], mut f: impl FnMut(usize) -> bool) {
     let mut i = 0;
     // Whole blocks with the bytes after them (for `fold`) inside `data`.
     while i + 16 + fold.len() <= data.len() {
+        // The folded newlines are taken out before the only branch on the
+        // data: half of the 16-byte blocks of `pci.ids` hold a newline, so a
+        // branch on that was mispredicted about every other block, while
+        // one in 35 holds a line that is not folded (a vendor's).
         let mut m = eq16(&data[i..], b'\n');
-        if m != 0 {
-            if !fold.is_empty() {
-                let mut folded = u32::MAX;
-                for (j, &c) in fold.iter().enumerate() {
-                    folded &= eq16(&data[i + 1 + j..], c);
-                }
-                m &= !folded;
+        if !fold.is_empty() {
+            let mut folded = u32::MAX;
+            for (j, &c) in fold.iter().enumerate() {
+                folded &= eq16(&data[i + 1 + j..], c);
             }
-            while m != 0 {
-                let nl = i + m.trailing_zeros() as usize;
-                m &= m - 1;
-                if !f(nl) {
-                    return;
-                }
+            m &= !folded;
+        }
+        while m != 0 {
+            let nl = i + m.trailing_zeros() as usize;
+            m &= m - 1;
+            if !f(nl) {
+                return;
             }
         }
         i += 16;
@@ -264,13 +276,18 @@ impl Block {
     /// None when it does not start with the vendor's line (a file rewritten
     /// in place since the index was made gives no name rather than another
     /// vendor's) or cannot be read.
+    /// The block ends at `end` at the latest: where the index says it
+    /// ends, or the text's end for a block found by [`seek_vendor`]; it
+    /// ends before at the next top-level line (the index ends blocks there
+    /// too).
     fn read(src: &Source, vendor: u16, start: u64, end: u64, chunk: usize) -> Option<Self> {
-        let len = end.checked_sub(start).filter(|l| *l <= BLOCK_LIMIT)?;
+        let to = end.min(start.saturating_add(BLOCK_LIMIT + 1));
+        let len = to.checked_sub(start)?;
         let want = format!("{vendor:04x}  ");
         let mut name_at = None;
         let mut items = Vec::new();
         let mut buf = vec![0u8; chunk.clamp(1, usize::try_from(len).ok()?.max(1))];
-        for_each_line::<7>(src, start, end, &mut buf, b"\t\t", |s, head, e| {
+        let block_end = for_each_line::<7>(src, start, to, &mut buf, b"\t\t", |s, head, e| {
             let (Ok(at), Ok(n)) = (u32::try_from(s + 7 - start), u32::try_from(e - s)) else {
                 return false;
             };
@@ -280,6 +297,9 @@ impl Block {
                 }
                 name_at = Some((s + 6, e));
                 return true;
+            }
+            if head.first().is_some_and(|&b| is_top_level(b)) {
+                return false;
             }
             if head.len() == 7
                 && head[0] == b'\t'
@@ -291,6 +311,9 @@ impl Block {
             true
         })
         .ok()?;
+        if block_end - start > BLOCK_LIMIT {
+            return None;
+        }
         let (name_start, name_end) = name_at?;
         // The first line of an id is the one kept.
         items.sort_by_key(|i| i.0);
@@ -373,9 +396,8 @@ impl Index {
         let mut buf = vec![0u8; chunk.max(1)];
         let vendor_end =
             for_each_line::<6>(src, 0, u64::MAX, &mut buf, b"\t", |start, head, _| {
-                match head.first() {
-                    None | Some(b'\t' | b'#' | b'\n' | b'\r') => return true,
-                    Some(_) => {}
+                if !head.first().is_some_and(|&b| is_top_level(b)) {
+                    return true;
                 }
                 if !is_vendor_line(head) {
                     return false;
@@ -405,6 +427,138 @@ impl Index {
 fn is_vendor_line(line: &[u8]) -> bool {
     line.len() >= 6 && line[..4].iter().all(u8::is_ascii_hexdigit) && &line[4..6] == b"  "
 }
+
+/// Whether a line starting with `first` is a top-level line: a vendor's,
+/// or one of another section (not indented, a comment or empty).
+fn is_top_level(first: u8) -> bool {
+    !matches!(first, b'\t' | b'#' | b'\n' | b'\r')
+}
+
+/// Where a top-level line sorts in the vendor list: its id for a vendor
+/// line (either case), after every vendor for any other (the sections
+/// after the list).
+fn top_level_key(head: &[u8]) -> u32 {
+    if is_vendor_line(head) {
+        head[..4]
+            .iter()
+            .fold(0, |k, &b| k << 4 | (b as char).to_digit(16).unwrap_or(0))
+    } else {
+        u32::MAX
+    }
+}
+
+/// What a probe reads on each side first; each round reads twice as much.
+const PROBE: u64 = 512;
+
+/// The top-level line nearest to `mid` among those starting in `[lo,
+/// hi)`: its start and [`top_level_key`]. Read outwards from `mid`, a
+/// little on each side and then twice as much each round, so that a probe
+/// costs about twice the distance to the nearest vendor line (inside
+/// Intel's 372 KB block, up to that; elsewhere a few hundred bytes).
+fn probe(src: &Source, lo: u64, hi: u64, mid: u64) -> io::Result<Option<(u64, u32)>> {
+    // Line starts still to look at: `[lo, left)` and `[right, hi)`.
+    let mut left = mid + 1;
+    let mut right = mid + 1;
+    let mut step = PROBE;
+    let mut buf = Vec::new();
+    // The line at `p` (read from `data`, which starts at `at`, or again
+    // when it does not hold the line's first six bytes): its key when it
+    // is a top-level line.
+    let key_at = |p: u64, data: &[u8], at: u64| -> io::Result<Option<u32>> {
+        let from = usize::try_from(p - at).unwrap_or(usize::MAX);
+        let mut head = [0u8; 6];
+        let n = match data.get(from..) {
+            Some(rest) if rest.len() >= 6 => {
+                head.copy_from_slice(&rest[..6]);
+                6
+            }
+            _ => src.read_at(&mut head, p)?,
+        };
+        Ok(match head[..n].first() {
+            Some(&b) if is_top_level(b) => Some(top_level_key(&head[..n])),
+            _ => None,
+        })
+    };
+    while left > lo || right < hi {
+        if left > lo {
+            // The starts in `[from, left)`: each follows a newline in
+            // `[from - 1, left - 1)`, or is the text's first byte.
+            let from = left.saturating_sub(step).max(lo);
+            let at = from.saturating_sub(1);
+            buf.resize(usize::try_from(left + 6 - at).unwrap_or(0), 0);
+            let n = src.read_at(&mut buf, at)?;
+            let data = &buf[..n];
+            let end = usize::try_from(left - 1 - at).unwrap_or(0).min(n);
+            for nl in memchr::memrchr_iter(b'\n', &data[..end]) {
+                let p = at + nl as u64 + 1;
+                if p < from {
+                    break;
+                }
+                if let Some(k) = key_at(p, data, at)? {
+                    return Ok(Some((p, k)));
+                }
+            }
+            if from == 0
+                && let Some(k) = key_at(0, data, at)?
+            {
+                return Ok(Some((0, k)));
+            }
+            left = from;
+        }
+        if right < hi {
+            // The starts in `[right, to)`: each follows a newline in
+            // `[right - 1, to - 1)`.
+            let to = right.saturating_add(step).min(hi);
+            let at = right - 1;
+            buf.resize(usize::try_from(to + 6 - at).unwrap_or(0), 0);
+            let n = src.read_at(&mut buf, at)?;
+            let data = &buf[..n];
+            let end = usize::try_from(to - 1 - at).unwrap_or(0).min(n);
+            for nl in memchr::memchr_iter(b'\n', &data[..end]) {
+                let p = at + nl as u64 + 1;
+                if let Some(k) = key_at(p, data, at)? {
+                    return Ok(Some((p, k)));
+                }
+            }
+            right = to;
+        }
+        step = step.saturating_mul(2);
+    }
+    Ok(None)
+}
+
+/// The start of `vendor`'s line, found by a binary search over the vendor
+/// list, which `pci.ids` and `usb.ids` keep sorted ("Please keep
+/// sorted"): a dozen probes of a few hundred bytes, where the index pass
+/// streams the whole 1.3 MB file. None when the search does not find the
+/// line; in a file that is not sorted it may miss a vendor that is there,
+/// and the caller falls back to the index. Of a vendor listed twice (the
+/// index keeps the first), either line may be found.
+fn seek_vendor(src: &Source, vendor: u16) -> io::Result<Option<u64>> {
+    let want = u32::from(vendor);
+    // Every top-level line starting before `lo` sorts before `vendor`, and
+    // every one starting at or after `hi` after it.
+    let (mut lo, mut hi) = (0, src.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let Some((s, k)) = probe(src, lo, hi, mid)? else {
+            return Ok(None);
+        };
+        // The probe saw no top-level line between `s` and `mid`.
+        match (k.cmp(&want), s <= mid) {
+            (std::cmp::Ordering::Equal, _) => return Ok(Some(s)),
+            (std::cmp::Ordering::Less, true) => lo = mid + 1,
+            (std::cmp::Ordering::Less, false) => lo = s + 1,
+            (std::cmp::Ordering::Greater, true) => hi = s,
+            (std::cmp::Ordering::Greater, false) => hi = mid,
+        }
+    }
+    Ok(None)
+}
+
+/// The buffer a block found by [`seek_vendor`] streams through: its end is
+/// not known, and most blocks are a few hundred bytes.
+const SEEK_CHUNK: usize = 16 << 10;
 
 /// The most a vendor block may take (the largest, Intel's in `pci.ids`, is
 /// about 370 KiB; a file that grew past the ids files' limit since it was
@@ -496,10 +650,21 @@ impl IdsDb {
         if let Some(b) = self.vendors.borrow().get(&vendor) {
             return f(b.as_ref()?);
         }
-        let block = self
-            .index()
-            .block(vendor)
-            .and_then(|(start, end)| Block::read(&self.source, vendor, start, end, CHUNK));
+        let from_index = |index: &Index| {
+            index
+                .block(vendor)
+                .and_then(|(start, end)| Block::read(&self.source, vendor, start, end, CHUNK))
+        };
+        // Once the index is made (a search missed), it answers; before, the
+        // search, and the index where the search finds nothing.
+        let block = match self.index.get() {
+            Some(index) => from_index(index),
+            None => seek_vendor(&self.source, vendor)
+                .ok()
+                .flatten()
+                .and_then(|start| Block::read(&self.source, vendor, start, u64::MAX, SEEK_CHUNK))
+                .or_else(|| from_index(self.index())),
+        };
         let mut vendors = self.vendors.borrow_mut();
         let b = vendors.entry(vendor).or_insert(block);
         f(b.as_ref()?)
@@ -624,12 +789,132 @@ mod tests {
     fn a_file_rewritten_in_place_gives_no_wrong_name() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("pci.ids");
-        std::fs::write(&path, "1002  AMD\n10de  NVIDIA\n\t1401  GM206\n")?;
+        // Out of order, so that the search misses 1002 and the index is made.
+        std::fs::write(&path, "10de  NVIDIA\n\t1401  GM206\n1002  AMD\n")?;
         let db = IdsDb::from_file("pci.ids", File::open(&path)?, 36);
         assert_eq!(db.vendor(0x1002).as_deref(), Some("AMD"));
+        assert!(db.index.get().is_some());
         std::fs::write(&path, "1af4  Red Hat, Inc.\n10de  NVIDIA\n")?;
         assert_eq!(db.vendor(0x10de), None);
         assert_eq!(db.item(0x10de, 0x1401), None);
+        Ok(())
+    }
+
+    /// A vendor list with a vendor out of order still names it: the
+    /// search misses it and the index finds it.
+    #[test]
+    fn an_unsorted_list_still_names_every_vendor() {
+        let text = "10de  NVIDIA\n\t1401  GM206\n1002  AMD\n\t67df  Ellesmere\n8086  Intel\nC 03  Display\n";
+        let db = IdsDb::new("pci.ids", text.to_string());
+        assert_eq!(db.item(0x1002, 0x67df).as_deref(), Some("Ellesmere"));
+        assert_eq!(db.vendor(0x10de).as_deref(), Some("NVIDIA"));
+        assert_eq!(db.item(0x10de, 0x1401).as_deref(), Some("GM206"));
+        assert_eq!(db.vendor(0x8086).as_deref(), Some("Intel"));
+        assert_eq!(db.vendor(0x0303), None);
+    }
+
+    /// Each vendor's block as the index finds it, or None.
+    fn indexed_block(src: &Source, vendor: u16) -> Option<Block> {
+        Index::scan(src, CHUNK)
+            .block(vendor)
+            .and_then(|(start, end)| Block::read(src, vendor, start, end, CHUNK))
+    }
+
+    /// The block the search finds, or None.
+    fn sought_block(src: &Source, vendor: u16) -> Result<Option<Block>, io::Error> {
+        Ok(seek_vendor(src, vendor)?
+            .and_then(|start| Block::read(src, vendor, start, u64::MAX, SEEK_CHUNK)))
+    }
+
+    fn same_block(a: &Option<Block>, b: &Option<Block>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.name == b.name && a.start == b.start && a.items == b.items,
+            _ => false,
+        }
+    }
+
+    proptest! {
+        /// In a sorted vendor list, the search finds each vendor's block
+        /// where the index does (the same name and items), and no block
+        /// for a vendor that is not there: lists with comments and empty
+        /// lines between blocks, blocks from one line to many times the
+        /// probe's first read, capitals, another section after the list.
+        #[test]
+        fn the_search_finds_what_the_index_finds(
+            vendors in prop::collection::btree_map(
+                0u16..48,
+                (
+                    0usize..4,
+                    prop::collection::vec((0u16..8, 0usize..40), 0..4),
+                    prop::sample::select(vec!["", "# comment\n", "\n", "#\n\n"]),
+                    any::<bool>(),
+                ),
+                0..24,
+            ),
+            trailer in prop::sample::select(vec!["", "C 03  Display\n\t00  VGA\n", "C 0c  Serial"]),
+        ) {
+            let mut text = String::from("# header\n\n");
+            for (&v, (name, items, after, capitals)) in &vendors {
+                // Spread over the id space; ids next to each other too.
+                let id = v * 0x0551;
+                let line = format!("{id:04x}  Vendor {name}\n");
+                text.push_str(&if *capitals { line.to_uppercase() } else { line });
+                for (item, subs) in items {
+                    text.push_str(&format!("\t{:04x}  Item {item}\n", item * 0x1111));
+                    for k in 0..*subs {
+                        text.push_str(&format!("\t\t{:04x} 0001  Subsystem {k}\n", id));
+                    }
+                }
+                text.push_str(after);
+            }
+            text.push_str(trailer);
+            let src = Source::Text(text.clone());
+            for v in 0u16..48 {
+                for id in [v * 0x0551, v * 0x0551 + 1] {
+                    let want = indexed_block(&src, id);
+                    let got = sought_block(&src, id)?;
+                    prop_assert!(same_block(&want, &got), "vendor {:04x} in {:?}", id, text);
+                }
+            }
+        }
+    }
+
+    /// The system's `pci.ids` and `usb.ids` (where installed): the search
+    /// finds every vendor's line where the index does.
+    #[test]
+    fn the_search_finds_every_vendor_of_the_system_files() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let mut read = 0;
+        for path in [
+            "/usr/share/misc/pci.ids",
+            "/usr/share/hwdata/pci.ids",
+            "/usr/share/misc/usb.ids",
+            "/var/lib/usbutils/usb.ids",
+        ] {
+            let Ok(text) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            read += 1;
+            let src = Source::Text(text);
+            let index = Index::scan(&src, CHUNK);
+            assert!(index.blocks.len() > 1000, "{path}");
+            for &(vendor, start, _) in &index.blocks {
+                assert_eq!(
+                    seek_vendor(&src, vendor)?,
+                    Some(start),
+                    "{path}: vendor {vendor:04x}"
+                );
+            }
+            for absent in [0x0000_u16, 0x0002, 0xfffe] {
+                if index.block(absent).is_none() {
+                    assert_eq!(seek_vendor(&src, absent)?, None, "{path}: {absent:04x}");
+                }
+            }
+        }
+        if read == 0 {
+            eprintln!("skipped: no pci.ids or usb.ids installed (pciutils, usbutils)");
+        }
         Ok(())
     }
 }

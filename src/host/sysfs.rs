@@ -234,6 +234,7 @@ fn finish_inventory(
     facts: bool,
 ) -> Inventory {
     inherit_from_pf(&mut devices);
+    let tn = std::time::Instant::now();
     for d in &mut devices {
         if let Some(v) = d.vendor_id {
             d.vendor_name = ids.vendor(v);
@@ -242,6 +243,10 @@ fn finish_inventory(
             }
         }
     }
+    tracing::debug!(
+        "PCI names looked up in {:.2} ms",
+        tn.elapsed().as_secs_f64() * 1e3
+    );
     let t = std::time::Instant::now();
     let iommu = read_iommu(host, &mut warnings);
     tracing::debug!(
