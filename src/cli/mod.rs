@@ -355,7 +355,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     let _ = PLUGIN_ROOT.set(cli.root.clone());
     match &cli.command {
         Command::Scan(a) => {
-            let host = HostRoot::new(&cli.root);
+            let host = HostRoot::new(&cli.root).read_only();
             let t = std::time::Instant::now();
             let lap = |what: &str| {
                 tracing::debug!("scan: {what} at {:.2} ms", t.elapsed().as_secs_f64() * 1e3)
@@ -385,7 +385,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             Ok(code)
         }
         Command::Iommu(a) => {
-            let host = HostRoot::new(&cli.root);
+            let host = HostRoot::new(&cli.root).read_only();
             let inv = read_host(&host)?;
             // The group reports are written as they are made.
             let analysis = analyze::analyze_without_groups(&inv);
