@@ -11,7 +11,9 @@ use std::path::Path;
 use exliar::bind::{self, Binding, MemoryState, Request, Scope};
 use exliar::host::HostRoot;
 use exliar::host::kernel::SysfsKernel;
-use exliar::host::sysfs::{load_pci_ids, read_inventory, read_inventory_near};
+use exliar::host::sysfs::{
+    ClassCache, load_pci_ids, read_inventory, read_inventory_near, read_inventory_near_cached,
+};
 use exliar::model::{Inventory, PciAddress};
 
 fn outcome_json(o: &bind::Outcome) -> serde_json::Value {
@@ -67,6 +69,9 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
     entries.sort();
     for root in entries {
         let host = HostRoot::new(&root);
+        // One class cache per host, kept from one device's read to the next,
+        // as from one bind to the next.
+        let mut cache = ClassCache::default();
         let ids = load_pci_ids(&host);
         let full = read_inventory(&host, &ids).expect("the fixture reads");
         hosts += 1;
@@ -79,6 +84,16 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
             // as `exliar bind` reads it: no PCI names
             let near = read_inventory_near(&host, &exliar::host::PciIds::empty(), &[a])
                 .expect("the fixture reads");
+            // The classes from the cache (made by the reads of the devices
+            // before) give the same read.
+            let cached =
+                read_inventory_near_cached(&host, &exliar::host::PciIds::empty(), &[a], &mut cache)
+                    .expect("the fixture reads");
+            assert_eq!(
+                serde_json::to_value(&cached.devices).unwrap_or_default(),
+                serde_json::to_value(&near.devices).unwrap_or_default(),
+                "{name}: {a} read from the class cache"
+            );
             // Every device the partial read holds is read as in the full one,
             // but for what it leaves out: the PCIe link, the NUMA node, names.
             let decided = |d: &exliar::model::Device| {
@@ -146,4 +161,70 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
     }
     assert!(hosts >= 20, "the fixture hosts are there ({hosts})");
     eprintln!("{hosts} fixture hosts, {compared} decisions compared");
+}
+
+/// The class cache is used, and only while an entry is the same device: a
+/// class file garbled after the cache was made is not read again, until the
+/// device's entry is made anew (a new inode number); a cache of another boot
+/// is not used; what is saved reads back.
+#[test]
+fn the_class_cache_skips_unchanged_devices_only() {
+    let (_t, root) = common::fixture_copy("hw09-ryzen-x570-rtx3060", "host");
+    let boot = root.join("proc/sys/kernel/random");
+    std::fs::create_dir_all(&boot).expect("proc");
+    std::fs::write(boot.join("boot_id"), "11111111-2222\n").expect("boot id");
+    let host = HostRoot::new(&root);
+    let full = read_inventory(&host, &load_pci_ids(&host)).expect("reads");
+    let gpu = full
+        .devices
+        .iter()
+        .find(|d| d.class.is_some_and(|c| c.0 >> 16 == 0x03))
+        .map(|d| d.address)
+        .expect("a GPU");
+    // a device outside the GPU's slot, not a display controller
+    let other = full
+        .devices
+        .iter()
+        .find(|d| d.address.bus != gpu.bus && d.class.is_some_and(|c| c.0 >> 16 != 0x03))
+        .map(|d| d.address)
+        .expect("another device");
+    let empty = exliar::host::PciIds::empty();
+    let mut cache = ClassCache::load(&host);
+    let first = read_inventory_near_cached(&host, &empty, &[gpu], &mut cache).expect("reads");
+    assert!(cache.changed());
+    cache.save(&root).expect("saved");
+    let link = root.join(format!("sys/bus/pci/devices/{other}"));
+    let target = std::fs::read_link(&link).expect("a link");
+    let class = root.join("sys/bus/pci/devices").join(&target).join("class");
+    std::fs::write(&class, "garbled\n").expect("garble");
+    let mut loaded = ClassCache::load(&host);
+    let again = read_inventory_near_cached(&host, &empty, &[gpu], &mut loaded).expect("reads");
+    assert!(!loaded.changed(), "{}", loaded.render());
+    assert_eq!(
+        serde_json::to_value(&again).unwrap_or_default(),
+        serde_json::to_value(&first).unwrap_or_default(),
+        "the garbled class was read although cached"
+    );
+    // the same entry made anew: its inode number changes, the file is read
+    std::fs::remove_file(&link).expect("unlink");
+    std::fs::write(root.join("sys/bus/pci/devices/placeholder"), "").expect("hold the inode");
+    std::os::unix::fs::symlink(&target, &link).expect("relink");
+    std::fs::remove_file(root.join("sys/bus/pci/devices/placeholder")).expect("placeholder");
+    let mut loaded = ClassCache::load(&host);
+    let fresh = read_inventory_near_cached(&host, &empty, &[gpu], &mut loaded).expect("reads");
+    // (a class that cannot be read has its device read in full)
+    let holds = |inv: &exliar::model::Inventory| inv.device(&other).is_some();
+    assert!(!holds(&again));
+    assert!(
+        holds(&fresh),
+        "the garbled class of a new entry was not read"
+    );
+    // another boot: the cache is not used
+    std::fs::write(&class, "0x0c0330\n").expect("restore");
+    loaded.save(&root).expect("saved");
+    std::fs::write(boot.join("boot_id"), "33333333-4444\n").expect("boot id");
+    std::fs::write(&class, "garbled\n").expect("garble");
+    let mut other_boot = ClassCache::load(&host);
+    let read = read_inventory_near_cached(&host, &empty, &[gpu], &mut other_boot).expect("reads");
+    assert!(holds(&read), "a cache of another boot was used");
 }

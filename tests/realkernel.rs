@@ -371,6 +371,8 @@ fn bind_gpu_pair() {
         "bind_state before
 timed bind bind 0000:02:00.0 --json
 bind_state bound
+cp /run/exliar/pci-classes /out/pci-classes
+for d in /sys/bus/pci/devices/*; do echo ${d##*/} $(cat $d/class); done > /out/kernel-classes
 run_exliar status_bound status --json
 # a stand-in VM holds the group open: unbind must refuse, not hang in the kernel
 g=$(readlink /sys/bus/pci/devices/0000:02:00.0/iommu_group); g=${g##*/}
@@ -417,6 +419,34 @@ bind_state again
         ]
     );
     assert_eq!(only_group(&bind), (u64::from(g), true, true));
+    // The class cache the bind saved: every function but the pair's slot,
+    // with the class the kernel gives.
+    let cache = std::fs::read_to_string(run.out.join("pci-classes")).unwrap_or_default();
+    let kernel: std::collections::BTreeMap<String, u32> =
+        std::fs::read_to_string(run.out.join("kernel-classes"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (a, c) = l.split_once(' ')?;
+                Some((
+                    a.to_string(),
+                    u32::from_str_radix(c.trim_start_matches("0x"), 16).ok()?,
+                ))
+            })
+            .collect();
+    let entries: Vec<(&str, u32)> = cache
+        .lines()
+        .skip(2)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            Some((*f.first()?, u32::from_str_radix(f.get(2)?, 16).ok()?))
+        })
+        .collect();
+    assert!(cache.starts_with("exliar pci classes 1\nboot "), "{cache}");
+    assert_eq!(entries.len(), kernel.len() - 2, "{cache}");
+    for (a, c) in entries {
+        assert_eq!(kernel.get(a), Some(&c), "{a} in {cache}");
+    }
     let bound = KernelState::read(&run.out, "bound");
     for f in [GUEST_GPU, GUEST_GPU_AUDIO] {
         assert_eq!(bound.driver(f), Some("vfio-pci"), "{f}");

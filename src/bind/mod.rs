@@ -12,7 +12,7 @@
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -623,6 +623,22 @@ fn before_of(host: &HostRoot, a: &PciAddress, reset: bool) -> Before {
         } else {
             None
         },
+    }
+}
+
+/// Save the class cache of a near read ([`crate::host::sysfs::ClassCache`])
+/// once `out` moved devices: not after a dry run, a refusal or a failure,
+/// which write nothing of their own either. Failing is a debug line; the
+/// next run reads the classes again.
+pub fn save_classes(root: &Path, classes: &crate::host::sysfs::ClassCache, out: &Outcome) {
+    if out.dry_run || !out.ok || !out.refusals.is_empty() || out.error.is_some() {
+        return;
+    }
+    if let Err(e) = classes.save(root) {
+        tracing::debug!(
+            "{}: {e}",
+            root.join(crate::host::sysfs::CLASS_CACHE).display()
+        );
     }
 }
 

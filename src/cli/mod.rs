@@ -452,15 +452,22 @@ pub fn read_host(host: &HostRoot) -> anyhow::Result<Inventory> {
 /// [`host::sysfs::read_inventory_near`]: what binding `wanted` needs. No
 /// PCI names: binding decides from ids (names stand in only for the ids a
 /// pasted listing lacks) and shows none.
+///
+/// The other functions' classes come from the class cache where it is
+/// still right ([`host::sysfs::ClassCache`]), which is given back for the
+/// caller to save once the command has moved a device (a dry run or a
+/// refusal writes nothing).
 pub fn read_near(
     host: &HostRoot,
     wanted: &[crate::model::PciAddress],
-) -> anyhow::Result<Inventory> {
-    let inv = host::sysfs::read_inventory_near(host, &host::PciIds::empty(), wanted)?;
+) -> anyhow::Result<(Inventory, host::sysfs::ClassCache)> {
+    let mut cache = host::sysfs::ClassCache::load(host);
+    let inv =
+        host::sysfs::read_inventory_near_cached(host, &host::PciIds::empty(), wanted, &mut cache)?;
     for w in &inv.warnings {
         tracing::warn!("{}", term::safe(&w.to_string()));
     }
-    Ok(inv)
+    Ok((inv, cache))
 }
 
 fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {

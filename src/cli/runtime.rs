@@ -150,10 +150,11 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
     // The runtime move needs the card, its groups and the host's GPUs, not
     // the whole host; `--persist` plans boot isolation from all of it.
     let t = std::time::Instant::now();
-    let inv = if a.persist {
-        read_host(&host)?
+    let (inv, classes) = if a.persist {
+        (read_host(&host)?, None)
     } else {
-        read_near(&host, &req.addresses)?
+        let (inv, classes) = read_near(&host, &req.addresses)?;
+        (inv, Some(classes))
     };
     tracing::debug!(
         "bind: read {} devices in {:.2} ms",
@@ -186,6 +187,9 @@ pub fn bind(root: &Path, a: &BindArgs) -> anyhow::Result<u8> {
         "bind: decided and done in {:.2} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
+    if let Some(classes) = &classes {
+        bind::save_classes(root, classes, &out);
+    }
     let t = std::time::Instant::now();
     told("gpu-bound", &out);
     tracing::debug!(
@@ -235,9 +239,10 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     } else {
         req.addresses.clone()
     };
-    let inv = read_near(&host, &wanted)?;
+    let (inv, classes) = read_near(&host, &wanted)?;
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
+    bind::save_classes(root, &classes, &out);
     told("gpu-unbound", &out);
     if names_no_device(&inv, &req) {
         return no_device(&out, &inv, &req, a.json);

@@ -853,8 +853,14 @@ fn move_card(
     take: bool,
 ) -> Result<crate::bind::Outcome, String> {
     // the card, its groups and the host's GPUs: not the whole host
-    let inv = crate::host::sysfs::read_inventory_near(host, &crate::host::PciIds::empty(), fs)
-        .map_err(|e| e.to_string())?;
+    let mut classes = crate::host::sysfs::ClassCache::load(host);
+    let inv = crate::host::sysfs::read_inventory_near_cached(
+        host,
+        &crate::host::PciIds::empty(),
+        fs,
+        &mut classes,
+    )
+    .map_err(|e| e.to_string())?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),
         scope: crate::bind::Scope::Exact,
@@ -862,11 +868,13 @@ fn move_card(
         force: take,
         dry_run: false,
     };
-    Ok(if take {
+    let out = if take {
         crate::bind::bind_request(host, ctx.kernel, ctx.store, &inv, &req)
     } else {
         crate::bind::unbind_request(host, ctx.kernel, ctx.store, &inv, &req)
-    })
+    };
+    crate::bind::save_classes(host.path(), &classes, &out);
+    Ok(out)
 }
 
 /// Wait (bounded, polled) until no process holds the card's DRM nodes.

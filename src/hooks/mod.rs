@@ -671,8 +671,14 @@ fn moved(
 ) -> Result<crate::bind::Outcome, (bool, String)> {
     let t = Instant::now();
     // the card, its groups and the host's GPUs: not the whole host
-    let inv = crate::host::sysfs::read_inventory_near(host, &crate::host::PciIds::empty(), fs)
-        .map_err(|e| (true, e.to_string()))?;
+    let mut classes = crate::host::sysfs::ClassCache::load(host);
+    let inv = crate::host::sysfs::read_inventory_near_cached(
+        host,
+        &crate::host::PciIds::empty(),
+        fs,
+        &mut classes,
+    )
+    .map_err(|e| (true, e.to_string()))?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),
         scope: crate::bind::Scope::Exact,
@@ -690,6 +696,7 @@ fn moved(
             "give the card's functions back to their drivers",
         )
     };
+    crate::bind::save_classes(host.path(), &classes, &out);
     steps.push(Timed {
         what: what.to_string(),
         secs: t.elapsed().as_secs_f64(),

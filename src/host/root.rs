@@ -732,6 +732,20 @@ impl HostRoot {
     /// The entry names of a directory, sorted. Entries are not recorded:
     /// callers read (or [`HostRoot::mark_present`]) the ones they use.
     pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, ReadError> {
+        Ok(self
+            .list_dir_with_ino(rel)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// [`HostRoot::list_dir`] with each entry's inode number, as the
+    /// listing gives it (no syscall per entry).
+    pub fn list_dir_with_ino(
+        &self,
+        rel: impl AsRef<Path>,
+    ) -> Result<Vec<(String, u64)>, ReadError> {
+        use std::os::unix::fs::DirEntryExt;
         let rel = self.resolve_dir(rel.as_ref())?;
         if self.known_missing(&rel) {
             return Err(self.missing_err(&rel));
@@ -749,7 +763,7 @@ impl HostRoot {
             let entry = entry.map_err(|e| self.err(&rel, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name != super::snapshot::KEEP {
-                names.push(name);
+                names.push((name, entry.ino()));
             }
         }
         names.sort();
