@@ -206,10 +206,10 @@ fn the_class_cache_skips_unchanged_devices_only() {
         "the garbled class was read although cached"
     );
     // the same entry made anew: its inode number changes, the file is read
-    std::fs::remove_file(&link).expect("unlink");
-    std::fs::write(root.join("sys/bus/pci/devices/placeholder"), "").expect("hold the inode");
-    std::os::unix::fs::symlink(&target, &link).expect("relink");
-    std::fs::remove_file(root.join("sys/bus/pci/devices/placeholder")).expect("placeholder");
+    // (made before the old one goes, so that it cannot take its number)
+    let made = root.join("sys/bus/pci/devices/new-entry");
+    std::os::unix::fs::symlink(&target, &made).expect("relink");
+    std::fs::rename(&made, &link).expect("replace");
     let mut loaded = ClassCache::load(&host);
     let fresh = read_inventory_near_cached(&host, &empty, &[gpu], &mut loaded).expect("reads");
     // (a class that cannot be read has its device read in full)
