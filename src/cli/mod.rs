@@ -461,9 +461,7 @@ pub fn read_near(
     host: &HostRoot,
     wanted: &[crate::model::PciAddress],
 ) -> anyhow::Result<(Inventory, host::sysfs::ClassCache)> {
-    let mut cache = host::sysfs::ClassCache::load(host);
-    let inv =
-        host::sysfs::read_inventory_near_cached(host, &host::PciIds::empty(), wanted, &mut cache)?;
+    let (inv, cache) = host::sysfs::read_inventory_for_binding(host, wanted)?;
     for w in &inv.warnings {
         tracing::warn!("{}", term::safe(&w.to_string()));
     }

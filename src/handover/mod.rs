@@ -853,14 +853,8 @@ fn move_card(
     take: bool,
 ) -> Result<crate::bind::Outcome, String> {
     // the card, its groups and the host's GPUs: not the whole host
-    let mut classes = crate::host::sysfs::ClassCache::load(host);
-    let inv = crate::host::sysfs::read_inventory_near_cached(
-        host,
-        &crate::host::PciIds::empty(),
-        fs,
-        &mut classes,
-    )
-    .map_err(|e| e.to_string())?;
+    let (inv, classes) =
+        crate::host::sysfs::read_inventory_for_binding(host, fs).map_err(|e| e.to_string())?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),
         scope: crate::bind::Scope::Exact,

@@ -197,6 +197,18 @@ impl ClassCache {
     }
 }
 
+/// What binding `wanted` needs, without PCI names, with the class cache
+/// under `host` ([`ClassCache::load`]): the inventory, and the cache for the
+/// caller to save once it moved devices (`bind::save_classes`).
+pub fn read_inventory_for_binding(
+    host: &HostRoot,
+    wanted: &[PciAddress],
+) -> Result<(Inventory, ClassCache), NothingRead> {
+    let mut cache = ClassCache::load(host);
+    let inv = read_inventory_near_cached(host, &PciIds::empty(), wanted, &mut cache)?;
+    Ok((inv, cache))
+}
+
 /// [`read_inventory_near`], taking the other functions' classes from
 /// `cache` where their entries are unchanged, and leaving in it the class
 /// of every function listed now.
