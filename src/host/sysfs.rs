@@ -122,8 +122,9 @@ const BOOT_ID: &str = "proc/sys/kernel/random/boot_id";
 /// when it added it (the attribute cannot be written). With it, a bind
 /// reads the class of no other function when nothing was added since the
 /// last bind: 22 reads, 4.5–6.5 ms of a bind under TCG. Binding, unbinding
-/// and handover load it and save it when it changed (a dry run does not);
-/// a missing or garbled file is an empty cache.
+/// and handover load it, and save it when it changed and they moved devices
+/// (not after a dry run, a refusal or a failure); a missing or garbled file
+/// is an empty cache.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClassCache {
     boot: String,
@@ -369,21 +370,10 @@ fn list_addresses(
     host: &HostRoot,
     warnings: &mut Vec<Warning>,
 ) -> Result<Vec<PciAddress>, NothingRead> {
-    let names = host.list_dir(PCI_DEVICES).map_err(|e| NothingRead {
-        path: host.display(Path::new(PCI_DEVICES)),
-        source: Some(e),
-    })?;
-    let mut addresses = Vec::with_capacity(names.len());
-    for name in &names {
-        match PciAddress::parse(name) {
-            Ok(a) => addresses.push(a),
-            Err(_) => warnings.push(Warning::new(
-                host.display(&Path::new(PCI_DEVICES).join(name)),
-                "not a PCI address; entry skipped",
-            )),
-        }
-    }
-    Ok(addresses)
+    Ok(list_addresses_with_ino(host, warnings)?
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect())
 }
 
 fn finish_inventory(
