@@ -117,7 +117,9 @@ const BOOT_ID: &str = "proc/sys/kernel/random/boot_id";
 /// The class of every PCI function, as a near read found it, each with the
 /// inode number of its `sys/bus/pci/devices/ADDR` entry and the boot's id.
 /// The listing gives each entry's inode number with its name, and kernfs
-/// never gives a new entry the number of a removed one, so an entry whose
+/// numbers entries cyclically (`idr_alloc_cyclic`, with a generation above
+/// the low 32 bits where inode numbers are 64-bit), so a new entry does not
+/// get the number of a removed one, and an entry whose
 /// number and boot match is the same device, with the class the kernel set
 /// when it added it (the attribute cannot be written). With it, a bind
 /// reads the class of no other function when nothing was added since the
