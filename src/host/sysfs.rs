@@ -252,8 +252,8 @@ pub fn read_inventory_near_cached(
     } else {
         None
     };
-    for &(a, ino) in &listed_ino {
-        let a = &a;
+    for (a, ino) in &listed_ino {
+        let ino = *ino;
         let cached = cache.entries.get(a).filter(|e| e.0 == ino).map(|e| e.1);
         if slots.contains(&slot(a)) {
             // Read in full below; an entry still right is kept.
@@ -387,15 +387,11 @@ fn finish_inventory(
 ) -> Inventory {
     inherit_from_pf(&mut devices);
     let tn = std::time::Instant::now();
-    // No names to look up (a near read for binding): the lookups would each
-    // answer None, and under TCG their first run cost 1.2–1.5 ms of a bind.
-    if !ids.is_empty() {
-        for d in &mut devices {
-            if let Some(v) = d.vendor_id {
-                d.vendor_name = ids.vendor(v);
-                if let Some(dev) = d.device_id {
-                    d.device_name = ids.device(v, dev);
-                }
+    for d in &mut devices {
+        if let Some(v) = d.vendor_id {
+            d.vendor_name = ids.vendor(v);
+            if let Some(dev) = d.device_id {
+                d.device_name = ids.device(v, dev);
             }
         }
     }
