@@ -360,12 +360,29 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let lap = |what: &str| {
                 tracing::debug!("scan: {what} at {:.2} ms", t.elapsed().as_secs_f64() * 1e3)
             };
-            let inv = read_host(&host)?;
+            // The stack probes that do not depend on the GPUs (libraries,
+            // KFD topology, NVIDIA version) run on a second thread, with
+            // its own root, while this one reads the devices.
+            let (inv, wide) = std::thread::scope(|s| {
+                // A thread that cannot be made, or panics: read here after.
+                let wide = std::thread::Builder::new()
+                    .spawn_scoped(s, || {
+                        let wide =
+                            host::stacks::read_host_wide(&HostRoot::new(&cli.root).read_only());
+                        lap("host-wide stack probes read (second thread)");
+                        wide
+                    })
+                    .ok();
+                let inv = read_host(&host);
+                (inv, wide.and_then(|h| h.join().ok()))
+            });
+            let inv = inv?;
             lap("host read");
             // The group reports are written as they are made.
             let analysis = analyze::analyze_without_groups(&inv);
             lap("analysed");
-            let stacks = host::stacks::read(&host, &analysis.gpus);
+            let wide = wide.unwrap_or_else(|| host::stacks::read_host_wide(&host));
+            let stacks = host::stacks::read_with(&host, &analysis.gpus, wide);
             lap("accelerator stacks read");
             for w in &stacks.warnings {
                 tracing::warn!("{}", term::safe(&w.to_string()));

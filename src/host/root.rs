@@ -745,6 +745,18 @@ impl HostRoot {
         &self,
         rel: impl AsRef<Path>,
     ) -> Result<Vec<(String, u64)>, ReadError> {
+        self.list_dir_where(rel, |_| true)
+    }
+
+    /// [`HostRoot::list_dir_with_ino`] of the names that `keep` takes,
+    /// given as the listing has them: the others are never copied, sorted
+    /// or held (a library folder of 1500 names, of which a probe wants a
+    /// few).
+    pub fn list_dir_where(
+        &self,
+        rel: impl AsRef<Path>,
+        mut keep: impl FnMut(&std::ffi::OsStr) -> bool,
+    ) -> Result<Vec<(String, u64)>, ReadError> {
         use std::os::unix::fs::DirEntryExt;
         let rel = self.resolve_dir(rel.as_ref())?;
         if self.known_missing(&rel) {
@@ -761,7 +773,11 @@ impl HostRoot {
         let mut names = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.err(&rel, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let raw = entry.file_name();
+            if !keep(&raw) {
+                continue;
+            }
+            let name = raw.to_string_lossy().into_owned();
             if name != super::snapshot::KEEP {
                 names.push((name, entry.ino()));
             }

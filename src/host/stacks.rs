@@ -337,6 +337,12 @@ pub fn parse_kfd_properties(text: &str) -> KfdProperties {
 /// `ld.so-1.7.0` and new `glibc-ld.so.cache1.1` caches both keep the paths
 /// as plain strings), sorted and without duplicates.
 pub fn ldcache_paths(bytes: &[u8]) -> Vec<String> {
+    ldcache_paths_where(bytes, |_| true)
+}
+
+/// [`ldcache_paths`] whose file name `keep` takes; the others are never
+/// copied (a cache lists about 1500 libraries).
+fn ldcache_paths_where(bytes: &[u8], keep: impl Fn(&str) -> bool) -> Vec<String> {
     let mut out = BTreeSet::new();
     for chunk in bytes.split(|&b| b == 0) {
         if chunk.first() != Some(&b'/') || chunk.len() > 4096 {
@@ -346,7 +352,7 @@ pub fn ldcache_paths(bytes: &[u8]) -> Vec<String> {
             continue;
         };
         let name = s.rsplit('/').next().unwrap_or("");
-        if name.contains(".so") && s.chars().all(|c| !c.is_control()) {
+        if name.contains(".so") && keep(name) && s.chars().all(|c| !c.is_control()) {
             out.insert(s.to_string());
         }
     }
@@ -382,8 +388,24 @@ pub fn icd_vendor(file_name: &str, library: Option<&str>) -> &'static str {
 
 /// Read the driver, nodes and stacks of every GPU in `gpus`.
 pub fn read(host: &HostRoot, gpus: &[Gpu]) -> Stacks {
-    let mut st = Stacks::default();
-    let mut warn = |loc: String, msg: String| st.warnings.push(Warning::new(loc, msg));
+    read_with(host, gpus, read_host_wide(host))
+}
+
+/// What [`read`] finds that does not depend on the GPUs: the user-space
+/// libraries, the KFD topology and the NVIDIA driver's version. `scan`
+/// reads it on a second thread while the first reads the devices.
+#[derive(Debug, Default)]
+pub struct HostWide {
+    userspace: Userspace,
+    kfd: Vec<(u32, KfdProperties)>,
+    nvidia_version: Option<NvidiaVersion>,
+    warnings: Vec<Warning>,
+}
+
+/// The GPU-independent part of [`read`].
+pub fn read_host_wide(host: &HostRoot) -> HostWide {
+    let mut warnings = Vec::new();
+    let mut warn = |loc: String, msg: String| warnings.push(Warning::new(loc, msg));
     let userspace = read_userspace(host, &mut warn);
     let kfd = read_kfd_topology(host, &mut warn);
     let nvidia_version = read_text(host, "proc/driver/nvidia/version", &mut warn).and_then(|t| {
@@ -396,6 +418,27 @@ pub fn read(host: &HostRoot, gpus: &[Gpu]) -> Stacks {
         }
         v
     });
+    HostWide {
+        userspace,
+        kfd,
+        nvidia_version,
+        warnings,
+    }
+}
+
+/// [`read`], given its GPU-independent part (read from the same host).
+pub fn read_with(host: &HostRoot, gpus: &[Gpu], wide: HostWide) -> Stacks {
+    let HostWide {
+        userspace,
+        kfd,
+        nvidia_version,
+        warnings,
+    } = wide;
+    let mut st = Stacks {
+        warnings,
+        ..Stacks::default()
+    };
+    let mut warn = |loc: String, msg: String| st.warnings.push(Warning::new(loc, msg));
     let mut gpu_stacks = Vec::new();
     let mut drivers = BTreeSet::new();
     for g in gpus {
@@ -705,16 +748,14 @@ fn read_shared_nodes(
     out
 }
 
-/// Candidate library files: what the ld cache names and what the known
-/// folders hold, as root-relative paths.
+/// Candidate library files: those of the stacks reported
+/// ([`wanted_library`]) that the ld cache names or the known folders hold,
+/// as root-relative paths.
 fn library_candidates(host: &HostRoot, warn: &mut impl FnMut(String, String)) -> Vec<String> {
     let mut all = BTreeSet::new();
     match host.read_bytes(LD_CACHE) {
         Ok(b) => {
-            let paths: Vec<String> = ldcache_paths(&b)
-                .into_iter()
-                .filter(|p| wanted_library(file_name(p)))
-                .collect();
+            let paths = ldcache_paths_where(&b, wanted_library);
             // A snapshot keeps only the paths used, as NUL-terminated
             // strings: `ldcache_paths` reads them back the same.
             let mut trimmed = b"exliar snapshot: the ld.so.cache paths used\0".to_vec();
@@ -728,12 +769,12 @@ fn library_candidates(host: &HostRoot, warn: &mut impl FnMut(String, String)) ->
         Err(e) if e.is_not_found() => {}
         Err(e) => warn(e.path.clone(), format!("unreadable: {}", e.source)),
     }
+    // Only the libraries reported are kept: the callers look at no other.
+    let wanted = |n: &std::ffi::OsStr| n.to_str().is_some_and(wanted_library);
     for d in LIB_DIRS {
-        if let Ok(names) = host.list_dir(d) {
-            for n in names {
-                if n.contains(".so") {
-                    all.insert(format!("{d}/{n}"));
-                }
+        if let Ok(names) = host.list_dir_where(d, wanted) {
+            for (n, _) in names {
+                all.insert(format!("{d}/{n}"));
             }
         }
     }
