@@ -364,15 +364,19 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             // KFD topology, NVIDIA version) run on a second thread, with
             // its own root, while this one reads the devices.
             let (inv, wide) = std::thread::scope(|s| {
-                // A thread that cannot be made, or panics: read here after.
-                let wide = std::thread::Builder::new()
-                    .spawn_scoped(s, || {
-                        let wide =
-                            host::stacks::read_host_wide(&HostRoot::new(&cli.root).read_only());
-                        lap("host-wide stack probes read (second thread)");
-                        wide
-                    })
-                    .ok();
+                // With one CPU, or a thread that cannot be made or panics:
+                // read here after.
+                let wide = (host::sysfs::cpu_count() > 1)
+                    .then(std::thread::Builder::new)
+                    .and_then(|b| {
+                        b.spawn_scoped(s, || {
+                            let wide =
+                                host::stacks::read_host_wide(&HostRoot::new(&cli.root).read_only());
+                            lap("host-wide stack probes read (second thread)");
+                            wide
+                        })
+                        .ok()
+                    });
                 let inv = read_host(&host);
                 (inv, wide.and_then(|h| h.join().ok()))
             });

@@ -882,7 +882,7 @@ const PARALLEL_FROM: usize = 32;
 
 /// The CPUs this process may run on (one `sched_getaffinity`; std's
 /// `available_parallelism` also reads the cgroup's CPU quota).
-fn cpu_count() -> usize {
+pub(crate) fn cpu_count() -> usize {
     rustix::thread::sched_getaffinity(None)
         .map(|set| set.count() as usize)
         .unwrap_or(1)
