@@ -227,6 +227,56 @@ fn bad_driver_files_give_warnings() {
     let doc = json(&out);
     assert_valid(&schema("inventory-1.schema.json"), &doc, "bad driver files");
     assert!(doc["gpus"][0]["stack"]["driver"]["version"].is_null());
+    same_stacks_as_scan(r, &s);
+}
+
+/// `scan` reads the GPU-independent probes on a second thread: its report
+/// holds what `stacks::read` finds, and the stack warnings (host-wide
+/// first, then each GPU's) last in the same order.
+fn same_stacks_as_scan(root: &Path, s: &Stacks) {
+    let out = exliar()
+        .args(["scan", "--json", "--root"])
+        .arg(root)
+        .output()
+        .expect("scan");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    let want = |v: serde_json::Result<serde_json::Value>| v.expect("to JSON");
+    let shown = root.display();
+    assert_eq!(
+        doc["userspace"],
+        want(serde_json::to_value(&s.userspace)),
+        "{shown}"
+    );
+    assert_eq!(
+        doc["shared_nodes"],
+        want(serde_json::to_value(&s.shared_nodes)),
+        "{shown}"
+    );
+    let warnings = doc["warnings"].as_array().expect("warnings");
+    let tail = &warnings[warnings.len().saturating_sub(s.warnings.len())..];
+    assert_eq!(
+        serde_json::Value::Array(tail.to_vec()),
+        want(serde_json::to_value(&s.warnings)),
+        "{shown}"
+    );
+}
+
+#[test]
+fn scan_reports_what_read_finds() {
+    for h in [
+        "hw28-truenas-dual-t400-nvidia-vfio",
+        "drv-nvidia-open-rtx3060",
+        "hw17-alderlake-asus-rx6700xt-rx550-vfio",
+        "hw18-asrock-z370-i5-9400-gt1030-uhd630",
+    ] {
+        let root = host(h);
+        same_stacks_as_scan(&root, &read(&root));
+    }
 }
 
 /// A real device node (made with mknod under a temporary root, where the
