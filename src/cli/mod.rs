@@ -338,6 +338,37 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// [`read_host`], while a second thread, with its own root at `root`,
+/// reads the stack probes that do not depend on the GPUs (libraries, KFD
+/// topology, NVIDIA version). With one CPU, or a thread that cannot be
+/// made or panics, they are read here after.
+fn read_host_beside_stack_probes(
+    host: &HostRoot,
+    root: &std::path::Path,
+) -> anyhow::Result<(Inventory, host::stacks::HostWide)> {
+    let (inv, wide) = std::thread::scope(|s| {
+        let wide = (host::sysfs::cpu_count() > 1)
+            .then(std::thread::Builder::new)
+            .and_then(|b| {
+                b.spawn_scoped(s, || {
+                    let t = std::time::Instant::now();
+                    let wide = host::stacks::read_host_wide(&HostRoot::new(root).read_only());
+                    tracing::debug!(
+                        "host-wide stack probes read in {:.2} ms (second thread)",
+                        t.elapsed().as_secs_f64() * 1e3
+                    );
+                    wide
+                })
+                .ok()
+            });
+        let inv = read_host(host);
+        (inv, wide.and_then(|h| h.join().ok()))
+    });
+    let inv = inv?;
+    let wide = wide.unwrap_or_else(|| host::stacks::read_host_wide(host));
+    Ok((inv, wide))
+}
+
 /// The root whose plugins hear this run's events (`--root`).
 static PLUGIN_ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -360,32 +391,11 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             let lap = |what: &str| {
                 tracing::debug!("scan: {what} at {:.2} ms", t.elapsed().as_secs_f64() * 1e3)
             };
-            // The stack probes that do not depend on the GPUs (libraries,
-            // KFD topology, NVIDIA version) run on a second thread, with
-            // its own root, while this one reads the devices.
-            let (inv, wide) = std::thread::scope(|s| {
-                // With one CPU, or a thread that cannot be made or panics:
-                // read here after.
-                let wide = (host::sysfs::cpu_count() > 1)
-                    .then(std::thread::Builder::new)
-                    .and_then(|b| {
-                        b.spawn_scoped(s, || {
-                            let wide =
-                                host::stacks::read_host_wide(&HostRoot::new(&cli.root).read_only());
-                            lap("host-wide stack probes read (second thread)");
-                            wide
-                        })
-                        .ok()
-                    });
-                let inv = read_host(&host);
-                (inv, wide.and_then(|h| h.join().ok()))
-            });
-            let inv = inv?;
+            let (inv, wide) = read_host_beside_stack_probes(&host, &cli.root)?;
             lap("host read");
             // The group reports are written as they are made.
             let analysis = analyze::analyze_without_groups(&inv);
             lap("analysed");
-            let wide = wide.unwrap_or_else(|| host::stacks::read_host_wide(&host));
             let stacks = host::stacks::read_with(&host, &analysis.gpus, wide);
             lap("accelerator stacks read");
             for w in &stacks.warnings {

@@ -394,7 +394,7 @@ pub fn read(host: &HostRoot, gpus: &[Gpu]) -> Stacks {
 /// What [`read`] finds that does not depend on the GPUs: the user-space
 /// libraries, the KFD topology and the NVIDIA driver's version. `scan`
 /// reads it on a second thread while the first reads the devices.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostWide {
     userspace: Userspace,
     kfd: Vec<(u32, KfdProperties)>,

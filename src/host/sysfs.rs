@@ -830,13 +830,6 @@ fn read_fast_on(
     warnings: &mut Vec<Warning>,
     threads: usize,
 ) -> Vec<Device> {
-    if threads <= 1 {
-        return addresses
-            .iter()
-            .map(|&address| read_device_fast(fast, address, opts, warnings))
-            .collect();
-    }
-    let chunk = addresses.len().div_ceil(threads).max(1);
     let read_part = |part: &[PciAddress]| {
         let mut w = Vec::new();
         let devs = part
@@ -845,6 +838,12 @@ fn read_fast_on(
             .collect::<Vec<_>>();
         (devs, w)
     };
+    if threads <= 1 {
+        let (devices, w) = read_part(addresses);
+        warnings.extend(w);
+        return devices;
+    }
+    let chunk = addresses.len().div_ceil(threads).max(1);
     // The calling thread reads the first part itself.
     let results: Vec<(Vec<Device>, Vec<Warning>)> = std::thread::scope(|s| {
         let mut parts = addresses.chunks(chunk);
