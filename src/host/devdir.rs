@@ -159,6 +159,34 @@ impl DevDir for RootDir<'_> {
     }
 }
 
+/// How many times [`openat2_scoped`] tries a lookup the kernel asked to
+/// retry. A scoped lookup (`RESOLVE_IN_ROOT`, `RESOLVE_BENEATH`) that
+/// crosses `..` fails with `EAGAIN` when any rename or mount happened
+/// anywhere on the system meanwhile; each retry is one lookup, so this
+/// only bounds a system renaming without pause.
+const SCOPED_TRIES: u32 = 1000;
+
+/// `openat2` with a scoped resolution, retried while the kernel answers
+/// `EAGAIN` (a rename or mount elsewhere raced a `..` step; see
+/// [`SCOPED_TRIES`]) or `EINTR`. Every `openat2` in exliar goes through it.
+pub(crate) fn openat2_scoped<P: rustix::path::Arg + Copy>(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: P,
+    oflags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    let mut tries = 1;
+    loop {
+        match rustix::fs::openat2(dir, path, oflags, mode, resolve) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if tries < SCOPED_TRIES => {
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// The root directory opened for `openat2`.
 pub struct FdRoot {
     fd: OwnedFd,
@@ -195,7 +223,7 @@ impl FdRoot {
     pub fn open_device(&self, link_rel: &str, target: &Path) -> io::Result<OwnedFd> {
         if let (Some(devs), Ok(rest)) = (&self.sys_devices, target.strip_prefix("../../../devices"))
         {
-            return rustix::fs::openat2(
+            return openat2_scoped(
                 devs.as_fd(),
                 rest,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -210,7 +238,7 @@ impl FdRoot {
     /// Open a directory inside the root, links resolved by the kernel as if
     /// the root were `/`.
     pub fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
-        rustix::fs::openat2(
+        openat2_scoped(
             self.fd.as_fd(),
             rel,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -223,7 +251,7 @@ impl FdRoot {
     /// A small attribute file inside the root (links resolved as by
     /// [`FdRoot::open_dir`]); `None` when it does not exist.
     pub fn read_attr(&self, rel: &str) -> io::Result<Option<Vec<u8>>> {
-        let fd = match rustix::fs::openat2(
+        let fd = match openat2_scoped(
             self.fd.as_fd(),
             rel,
             OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
@@ -375,5 +403,71 @@ impl DevDir for FdDir {
 
     fn display(&self, name: &str) -> String {
         self.shown.join(name).display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A scoped lookup that crosses `..` (every `sys/bus/pci/devices/ADDR`
+    /// link does) fails with `EAGAIN` when anything on the system is
+    /// renamed meanwhile; the reads must not fail with it. Without the
+    /// retry, about one read in ten failed here while another thread
+    /// renamed a file elsewhere.
+    #[test]
+    fn reads_through_links_survive_renames_elsewhere() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        let dev = root.join("sys/devices/pci0000:00/0000:00:01.0");
+        fs_err::create_dir_all(&dev)?;
+        fs_err::write(dev.join("class"), "0x030000\n")?;
+        fs_err::create_dir_all(root.join("sys/bus/pci/devices"))?;
+        std::os::unix::fs::symlink(
+            "../../../devices/pci0000:00/0000:00:01.0",
+            root.join("sys/bus/pci/devices/0000:00:01.0"),
+        )?;
+        let Some(fast) = FdRoot::open(root) else {
+            eprintln!("skipped: no openat2 here");
+            return Ok(());
+        };
+        let elsewhere = tempfile::tempdir()?;
+        let (a, b) = (elsewhere.path().join("a"), elsewhere.path().join("b"));
+        fs_err::write(&a, "")?;
+        let stop = AtomicBool::new(false);
+        let (failed, renamed) = std::thread::scope(|s| {
+            let renamer = s.spawn(|| {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::fs::rename(&a, &b)?;
+                    std::fs::rename(&b, &a)?;
+                    n += 2;
+                }
+                Ok::<u64, io::Error>(n)
+            });
+            let mut failed = Vec::new();
+            for _ in 0..20_000 {
+                match fast.read_attr("sys/bus/pci/devices/0000:00:01.0/class") {
+                    Ok(Some(t)) if t == b"0x030000\n" => {}
+                    other => failed.push(format!("{other:?}")),
+                }
+                // The device folder by its link, as a scan opens it.
+                if let Err(e) = fast.open_dir("sys/bus/pci/devices/0000:00:01.0") {
+                    failed.push(e.to_string());
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            (failed, renamer.join())
+        });
+        let renamed = renamed.map_err(|_| "the renaming thread panicked")??;
+        assert!(renamed > 0, "nothing was renamed");
+        assert!(
+            failed.is_empty(),
+            "{} of 40000 lookups failed while {renamed} renames ran, first: {}",
+            failed.len(),
+            failed[0]
+        );
+        Ok(())
     }
 }

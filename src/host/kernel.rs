@@ -3,8 +3,9 @@
 //! a host is a file edit planned as data.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
@@ -45,26 +46,47 @@ pub trait Kernel {
 
 /// The real kernel under a root (normally `/`). Paths are opened with
 /// `openat2(RESOLVE_IN_ROOT)`, so no link leads a write outside the root.
+/// The root is opened at the first write and kept for the others (a bind
+/// writes five to eight attributes).
 #[derive(Debug)]
 pub struct SysfsKernel {
     root: PathBuf,
+    root_fd: OnceLock<OwnedFd>,
 }
 
 impl SysfsKernel {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            root_fd: OnceLock::new(),
+        }
+    }
+
+    /// The root, opened once (a failed open is tried again next time).
+    fn root_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.root_fd.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = rustix::fs::open(
+            &self.root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{}: {e}", self.root.display()),
+            )
+        })?;
+        Ok(self.root_fd.get_or_init(|| fd).as_fd())
     }
 }
 
 impl Kernel for SysfsKernel {
     fn write_attr(&self, rel: &Path, value: &str) -> io::Result<()> {
-        let root = rustix::fs::open(
-            &self.root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        let fd = rustix::fs::openat2(
-            root.as_fd(),
+        let root = self.root_fd()?;
+        let fd = super::devdir::openat2_scoped(
+            root,
             rel,
             // TRUNC, as a shell's `>` does: sysfs ignores it, and a plain
             // file (a tree that is not sysfs) is then rewritten whole.
