@@ -1,22 +1,33 @@
-//! The GPU knowledge file (`data/gpu-db.toml`), embedded at build time.
+//! The GPU knowledge file (`data/gpu-db.toml`), compiled in at build time.
+//!
+//! `build.rs` turns the file into a Rust `static` (`OUT_DIR/gpu-db.rs`), so
+//! the embedded database costs nothing at run time: no parse, no
+//! allocation. Another file (`GpuDb::parse`) is read into owned values of
+//! the same types.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 
 /// The embedded data file's text.
 pub const GPU_DB_TOML: &str = include_str!("../../data/gpu-db.toml");
 
-/// The same file as JSON, converted by `build.rs`: what exliar reads at run
-/// time (a fraction of the TOML parse, which every bind paid).
-const GPU_DB_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/gpu-db.json"));
+/// Text: borrowed in the embedded database, owned in a parsed one.
+pub type Text = Cow<'static, str>;
+/// A list: borrowed in the embedded database, owned in a parsed one.
+pub type List<T> = Cow<'static, [T]>;
+
+// `static EMBEDDED: GpuDb`, written by build.rs from data/gpu-db.toml.
+include!(concat!(env!("OUT_DIR"), "/gpu-db.rs"));
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdSet {
-    pub vendor: String,
+    pub vendor: Text,
     /// Empty: every device of the vendor.
     #[serde(default)]
-    pub devices: Vec<String>,
-    pub name: String,
-    pub source: String,
+    pub devices: List<Text>,
+    pub name: Text,
+    pub source: Text,
 }
 
 impl IdSet {
@@ -37,29 +48,29 @@ pub enum QuirkMatch {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Quirk {
-    pub id: String,
+    pub id: Text,
     #[serde(rename = "match")]
     pub matcher: QuirkMatch,
-    pub vendor: String,
+    pub vendor: Text,
     #[serde(default)]
-    pub devices: Vec<String>,
+    pub devices: List<Text>,
     #[serde(default)]
-    pub classes: Vec<String>,
-    pub title: String,
-    pub advice: String,
+    pub classes: List<Text>,
+    pub title: Text,
+    pub advice: Text,
     #[serde(default)]
-    pub needs: String,
-    pub source: String,
+    pub needs: Text,
+    pub source: Text,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct GpuDb {
     #[serde(default)]
-    pub bmc: Vec<IdSet>,
+    pub bmc: List<IdSet>,
     #[serde(default)]
-    pub integrated: Vec<IdSet>,
+    pub integrated: List<IdSet>,
     #[serde(default, rename = "quirk")]
-    pub quirks: Vec<Quirk>,
+    pub quirks: List<Quirk>,
 }
 
 fn hex_eq(text: &str, v: u16) -> bool {
@@ -82,14 +93,10 @@ impl GpuDb {
         toml::from_str(text)
     }
 
-    /// The embedded data file. It is checked by the test suite, so a parse
-    /// failure here is a build defect; it degrades to an empty database.
-    pub fn embedded() -> Self {
-        serde_json::from_str(GPU_DB_JSON).unwrap_or(GpuDb {
-            bmc: Vec::new(),
-            integrated: Vec::new(),
-            quirks: Vec::new(),
-        })
+    /// The embedded data file, as build.rs compiled it (a file that does
+    /// not parse fails the build).
+    pub fn embedded() -> &'static GpuDb {
+        &EMBEDDED
     }
 
     pub fn bmc(&self, vendor: Option<u16>, device: Option<u16>) -> Option<&IdSet> {
@@ -132,11 +139,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_json_is_the_toml() -> Result<(), Box<dyn std::error::Error>> {
+    fn embedded_static_is_the_toml() -> Result<(), Box<dyn std::error::Error>> {
         let from_toml = GpuDb::parse(GPU_DB_TOML)?;
-        let from_json: GpuDb = serde_json::from_str(GPU_DB_JSON)?;
-        assert_eq!(format!("{from_json:?}"), format!("{from_toml:?}"));
+        // Cow's Debug shows the text, not whether it is borrowed.
         assert_eq!(format!("{:?}", GpuDb::embedded()), format!("{from_toml:?}"));
+        assert!(matches!(EMBEDDED.quirks, Cow::Borrowed(_)));
         Ok(())
     }
 
@@ -144,10 +151,10 @@ mod tests {
     fn embedded_file_parses_and_every_entry_has_a_source() -> Result<(), toml::de::Error> {
         let db = GpuDb::parse(GPU_DB_TOML)?;
         assert!(!db.bmc.is_empty() && !db.integrated.is_empty() && db.quirks.len() >= 3);
-        for q in &db.quirks {
+        for q in db.quirks.iter() {
             assert!(!q.source.trim().is_empty(), "quirk {} has no source", q.id);
             assert!(u16::from_str_radix(&q.vendor, 16).is_ok(), "{}", q.id);
-            for d in &q.devices {
+            for d in q.devices.iter() {
                 assert!(
                     d.len() == 4 && u16::from_str_radix(d, 16).is_ok(),
                     "{}: {d}",
@@ -155,9 +162,9 @@ mod tests {
                 );
             }
         }
-        for s in db.bmc.iter().chain(&db.integrated) {
+        for s in db.bmc.iter().chain(db.integrated.iter()) {
             assert!(!s.source.trim().is_empty(), "{} has no source", s.name);
-            for d in &s.devices {
+            for d in s.devices.iter() {
                 assert!(
                     d.len() == 4 && u16::from_str_radix(d, 16).is_ok(),
                     "{}: {d}",
@@ -180,7 +187,7 @@ mod tests {
             card_classes: &[0x0300, 0x0403],
         });
         assert_eq!(
-            polaris.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+            polaris.iter().map(|q| &*q.id).collect::<Vec<_>>(),
             ["amd-reset-bug"]
         );
         let turing = db.quirks_for(QuirkSubject {
@@ -190,7 +197,7 @@ mod tests {
             card_classes: &[0x0300, 0x0403, 0x0c03, 0x0c80],
         });
         assert_eq!(
-            turing.iter().map(|q| q.id.as_str()).collect::<Vec<_>>(),
+            turing.iter().map(|q| &*q.id).collect::<Vec<_>>(),
             ["nvidia-usb-ucsi"]
         );
         assert!(db.bmc(Some(0x1a03), Some(0x2000)).is_some());

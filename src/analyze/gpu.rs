@@ -597,11 +597,11 @@ pub fn analyze_gpus(inv: &Inventory, db: &GpuDb) -> Vec<Gpu> {
                 })
                 .into_iter()
                 .map(|q| QuirkHit {
-                    id: q.id.clone(),
-                    title: q.title.clone(),
-                    advice: q.advice.clone(),
-                    needs: q.needs.clone(),
-                    source: q.source.clone(),
+                    id: q.id.to_string(),
+                    title: q.title.to_string(),
+                    advice: q.advice.to_string(),
+                    needs: q.needs.to_string(),
+                    source: q.source.to_string(),
                 })
                 .collect();
             let rare = GpuRare {

@@ -26,7 +26,7 @@ pub struct Analysis {
 
 /// Analyze an inventory with the embedded GPU database.
 pub fn analyze(inv: &Inventory) -> Analysis {
-    analyze_with(inv, &GpuDb::embedded())
+    analyze_with(inv, GpuDb::embedded())
 }
 
 /// [`analyze`] without the group reports: [`Analysis::groups`] is left
@@ -34,7 +34,7 @@ pub fn analyze(inv: &Inventory) -> Analysis {
 /// listing of many groups then holds none of them).
 pub fn analyze_without_groups(inv: &Inventory) -> Analysis {
     let db = GpuDb::embedded();
-    let gpus = gpu::analyze_gpus(inv, &db);
+    let gpus = gpu::analyze_gpus(inv, db);
     let recommendation = recommend::recommend(inv, &gpus);
     Analysis {
         gpus,
