@@ -133,7 +133,10 @@ pub fn read_capped(
     // sysfs reports 4096 for text attributes, procfs 0: the size is a hint.
     // Reads go straight into the result, one byte more than the hint asked
     // for, so a file of the size `fstat` reported (`pci.ids`) takes one read
-    // and the read that finds its end.
+    // and the read that finds its end. A size of 0 (procfs: `mountinfo`,
+    // `modules`, a few KiB) starts at a page, not at 256 bytes and four
+    // doublings.
+    let size = if size == 0 { 4096 } else { size };
     let hint = usize::try_from(size.clamp(256, limit)).unwrap_or(256);
     let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     let mut out = vec![0u8; hint.saturating_add(1).min(cap)];

@@ -403,7 +403,19 @@ impl HostRoot {
 
     /// Resolve every symbolic link in `rel` lexically, inside the root.
     /// Returns the resolved root-relative path.
+    ///
+    /// On the live host (not recording) the kernel resolves a path that
+    /// exists: one `O_PATH` open and one `readlink` of its descriptor, where
+    /// the walk costs an `lstat` per component and a `readlink` per link
+    /// (`sys/class/block/X` is eleven components deep). A path that does not
+    /// exist, or no `/proc`, takes the walk.
     pub fn resolve(&self, rel: &Path) -> Result<PathBuf, ReadError> {
+        if self.record.is_none()
+            && self.is_live()
+            && let Some(p) = live_real_path(rel)
+        {
+            return Ok(p);
+        }
         self.resolve_links(rel, false)
     }
 
@@ -757,24 +769,36 @@ impl HostRoot {
         rel: impl AsRef<Path>,
         mut keep: impl FnMut(&std::ffi::OsStr) -> bool,
     ) -> Result<Vec<(String, u64)>, ReadError> {
-        use std::os::unix::fs::DirEntryExt;
+        use std::os::unix::ffi::OsStrExt;
         let rel = self.resolve_dir(rel.as_ref())?;
         if self.known_missing(&rel) {
             return Err(self.missing_err(&rel));
         }
         let full = self.root.join(&rel);
-        let rd = std::fs::read_dir(&full).map_err(|e| {
+        // rustix's getdents64 reader: std's `read_dir` (glibc's opendir)
+        // adds an `fstat` per folder.
+        let fd = rustix::fs::open(
+            &full,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| {
+            let e = io::Error::from(e);
             if e.kind() == io::ErrorKind::NotFound {
                 self.note_missing(&rel);
             }
             self.err(&rel, e)
         })?;
         self.note(&rel, Touched::Dir);
+        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut it = rustix::fs::RawDir::new(&fd, &mut buf);
         let mut names = Vec::new();
-        for entry in rd {
-            let entry = entry.map_err(|e| self.err(&rel, e))?;
-            let raw = entry.file_name();
-            if !keep(&raw) {
+        while let Some(entry) = it.next() {
+            let entry = entry.map_err(|e| self.err(&rel, e.into()))?;
+            let raw = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
+            if raw == "." || raw == ".." || !keep(raw) {
                 continue;
             }
             let name = raw.to_string_lossy().into_owned();
@@ -803,6 +827,29 @@ impl HostRoot {
             }
         }
     }
+}
+
+/// Where the kernel resolves `rel` (relative to `/`), as a relative path;
+/// `None` when it does not exist or `/proc` cannot say.
+fn live_real_path(rel: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        Path::new("/").join(rel),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let link = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
+    let target = rustix::fs::readlink(link.as_str(), Vec::new()).ok()?;
+    let t = target.as_bytes();
+    // An absolute path, not a removed file's "… (deleted)" nor another
+    // namespace's "anon_inode:…".
+    let rest = t.strip_prefix(b"/")?;
+    if t.ends_with(b" (deleted)") {
+        return None;
+    }
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(rest)))
 }
 
 /// Read a file, refusing to follow a symbolic link in its last component,
@@ -853,6 +900,45 @@ mod tests {
             touched.get(Path::new("sys/bus/pci/devices/0000:01:00.0")),
             Some(Touched::Link(_))
         ));
+        Ok(())
+    }
+
+    /// On the live host the kernel's answer is the lexical walk's, for
+    /// paths through the links a bind resolves (block devices, network
+    /// interfaces, PCI devices).
+    #[test]
+    fn live_resolution_is_the_walks() -> Result<(), Box<dyn std::error::Error>> {
+        let host = HostRoot::new("/");
+        let mut paths = vec![PathBuf::from("sys/bus/pci"), PathBuf::from("etc")];
+        for dir in ["sys/class/block", "sys/class/net", "sys/bus/pci/devices"] {
+            if let Ok(names) = host.list_dir(dir) {
+                paths.extend(names.iter().take(8).map(|n| Path::new(dir).join(n)));
+                if let Some(n) = names.first() {
+                    paths.push(Path::new(dir).join(n).join("subsystem/.."));
+                }
+            }
+        }
+        let mut compared = 0;
+        for p in &paths {
+            let Some(kernel) = live_real_path(p) else {
+                continue;
+            };
+            let walk = host.resolve_links(p, false)?;
+            assert_eq!(kernel, walk, "{}", p.display());
+            assert_eq!(host.resolve(p)?, walk, "{}", p.display());
+            compared += 1;
+        }
+        if compared == 0 {
+            eprintln!("skipped: no /proc or /sys here");
+            return Ok(());
+        }
+        assert!(paths.len() > 2, "no links to resolve under /sys");
+        // What does not exist still resolves, by the walk.
+        assert_eq!(live_real_path(Path::new("no/such/path")), None);
+        assert_eq!(
+            host.resolve(Path::new("no/such/../path"))?,
+            PathBuf::from("no/path")
+        );
         Ok(())
     }
 
