@@ -87,7 +87,7 @@ pub fn read_inventory_with(
     let mut warnings = Vec::new();
     let addresses = list_addresses(host, &mut warnings)?;
     let devices = read_devices(host, &addresses, opts, &mut warnings);
-    Ok(finish_inventory(host, ids, devices, warnings, true))
+    Ok(finish_inventory(host, ids, devices, warnings, Facts::Host))
 }
 
 /// The inventory that runtime binding and handover need about `wanted`,
@@ -336,9 +336,7 @@ pub fn read_inventory_near_cached(
         ));
     }
     lap("groups read");
-    // The OS, command line and CPU decide nothing here (and /proc/cpuinfo
-    // is slow to make).
-    let inv = finish_inventory(host, ids, devices, warnings, false);
+    let inv = finish_inventory(host, ids, devices, warnings, Facts::Near);
     lap("finished");
     Ok(inv)
 }
@@ -378,12 +376,26 @@ fn list_addresses(
         .collect())
 }
 
+/// What [`finish_inventory`] reads beside the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Facts {
+    /// The IOMMU's groups and units, the OS, command line and CPU.
+    Host,
+    /// What a near read decides from: whether the IOMMU is on. A read
+    /// function in a group says it is (the kernel makes groups only then),
+    /// and the groups' members come from the functions read; else the
+    /// groups folder is listed. The OS, command line and CPU decide
+    /// nothing there (and `/proc/cpuinfo` is slow to make), nor do the
+    /// IOMMU units, which are left out.
+    Near,
+}
+
 fn finish_inventory(
     host: &HostRoot,
     ids: &PciIds,
     mut devices: Vec<Device>,
     mut warnings: Vec<Warning>,
-    facts: bool,
+    facts: Facts,
 ) -> Inventory {
     inherit_from_pf(&mut devices);
     let tn = std::time::Instant::now();
@@ -400,15 +412,21 @@ fn finish_inventory(
         tn.elapsed().as_secs_f64() * 1e3
     );
     let t = std::time::Instant::now();
-    let iommu = read_iommu(host, &mut warnings);
+    let iommu = if facts == Facts::Near && devices.iter().any(|d| d.iommu_group.is_some()) {
+        IommuState {
+            enabled: Some(true),
+            ..IommuState::default()
+        }
+    } else {
+        read_iommu(host, &mut warnings)
+    };
     tracing::debug!(
         "iommu state read in {:.2} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
-    let host_facts = if facts {
-        read_host_facts(host)
-    } else {
-        HostFacts::default()
+    let host_facts = match facts {
+        Facts::Host => read_host_facts(host),
+        Facts::Near => HostFacts::default(),
     };
     tracing::debug!(
         "host facts read in {:.2} ms",
