@@ -49,6 +49,13 @@ x_unbind() { /bin/exliar unbind $gpu > /dev/null 2>> /out/bench.stderr; }
 x_prepare() { /bin/exliar hook qemu dyn prepare begin - < /tmp/dyn.xml > /dev/null 2>> /out/bench.stderr; }
 x_release() { /bin/exliar hook qemu dyn release end - < /tmp/dyn.xml > /dev/null 2>> /out/bench.stderr; }
 x_foreign() { /bin/exliar hook qemu other prepare begin - < /tmp/other.xml > /dev/null 2>> /out/bench.stderr; }
+# another build, when the initramfs holds one (EXLIAR_GUEST_BASE_BIN): timed in the
+# same cycles, for a before/after in one boot
+b_version() { /bin/exliar-base --version > /dev/null 2>&1; }
+b_bind() { /bin/exliar-base bind $gpu > /dev/null 2>> /out/bench.stderr; }
+b_unbind() { /bin/exliar-base unbind $gpu > /dev/null 2>> /out/bench.stderr; }
+b_prepare() { /bin/exliar-base hook qemu dyn prepare begin - < /tmp/dyn.xml > /dev/null 2>> /out/bench.stderr; }
+b_release() { /bin/exliar-base hook qemu dyn release end - < /tmp/dyn.xml > /dev/null 2>> /out/bench.stderr; }
 echo "<domain type='kvm'><name>other</name></domain>" > /tmp/other.xml
 # the same operations as bare sysfs writes: driver_override, unbind, drivers_probe,
 # verify by the driver link (the drivers are known here: no readlink fork)
@@ -105,6 +112,13 @@ while [ $i -lt $cycles ]; do
   timeit prepare x_prepare
   timeit release x_release
   timeit hook-foreign x_foreign
+  if [ -x /bin/exliar-base ]; then
+    timeit base-version b_version
+    timeit base-bind b_bind
+    timeit base-unbind b_unbind
+    timeit base-prepare b_prepare
+    timeit base-release b_release
+  fi
   i=$((i+1))
 done
 # where exliar's time goes: its own phase times (-vv), three times each, with the
@@ -216,6 +230,55 @@ pub fn report(samples: &[Sample]) -> Vec<String> {
         get("hook-foreign"),
         get("hook-foreign") - start
     ));
+    // Per cycle: each operation less that cycle's start, over that cycle's bare
+    // writes; the median of those (less moved by a slow moment of the machine).
+    let paired = |x: &str, bare: &str, version: &str| {
+        let of = |t: &str| {
+            samples
+                .iter()
+                .filter(|s| s.tag == t)
+                .map(|s| s.ms)
+                .collect::<Vec<_>>()
+        };
+        let (x, b, v) = (of(x), of(bare), of(version));
+        median(
+            x.iter()
+                .zip(&b)
+                .zip(&v)
+                .map(|((x, b), v)| (x - v) / b)
+                .collect(),
+        )
+        .unwrap_or(f64::NAN)
+    };
+    let ops = [
+        ("bind", "bare-bind"),
+        ("unbind", "bare-unbind"),
+        ("prepare", "bare-bind"),
+        ("release", "bare-unbind"),
+    ];
+    out.push(format!(
+        "per-cycle ratios (median over cycles): {}",
+        ops.iter()
+            .map(|(x, b)| format!("{x} {:.2}", paired(x, b, "version")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if samples.iter().any(|s| s.tag == "base-bind") {
+        let base_start = get("base-version");
+        out.push(format!(
+            "another build in the same cycles (exliar-base), process start {base_start:.1} ms"
+        ));
+        for (x, b) in ops {
+            let bx = format!("base-{x}");
+            let (xt, bt) = (get(x) - start, get(&bx) - base_start);
+            out.push(format!(
+                "{x}: exliar-base less start {bt:.1} ms, ratio {:.2} (per cycle {:.2}); this build / exliar-base {:.2}",
+                bt / get(b),
+                paired(&bx, b, "base-version"),
+                xt / bt
+            ));
+        }
+    }
     out
 }
 
@@ -238,5 +301,37 @@ mod tests {
         assert_eq!(m["version"], 200.0);
         assert_eq!(median(vec![1.0, 3.0]), Some(2.0));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn per_cycle_ratios_pair_each_cycle() {
+        // cycle 1: (30 - 10) / 10 = 2.0; cycle 2: (50 - 10) / 40 = 1.0;
+        // cycle 3: (40 - 20) / 10 = 2.0. Medians apart: (40 - 10) / 10 = 3.0.
+        let mut text = String::new();
+        for (v, b, bare) in [(10, 30, 10), (10, 50, 40), (20, 40, 10)] {
+            for (tag, ms) in [("version", v), ("bind", b), ("bare-bind", bare)] {
+                text.push_str(&format!("{tag} 0 {} 0\n", ms * 1_000_000));
+            }
+            for (tag, ms) in [("base-version", v), ("base-bind", b * 2)] {
+                text.push_str(&format!("{tag} 0 {} 0\n", ms * 1_000_000));
+            }
+        }
+        let r = report(&parse(&text));
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("bind: exliar") && l.ends_with("ratio 3.00")),
+            "{r:?}"
+        );
+        assert!(
+            r.iter()
+                .any(|l| l.starts_with("per-cycle ratios") && l.contains("bind 2.00")),
+            "{r:?}"
+        );
+        // exliar-base: (80 - 10) / 10 = 7.0 from medians; per cycle 5, 2.25, 6 → 5.0;
+        // this build / base: 30 / 70
+        assert!(
+            r.iter().any(|l| l.starts_with("bind: exliar-base less start 70.0 ms, ratio 7.00 (per cycle 5.00); this build / exliar-base 0.43")),
+            "{r:?}"
+        );
     }
 }

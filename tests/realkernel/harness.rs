@@ -241,9 +241,16 @@ fn try_setup() -> Result<Result<Setup, Unavailable>> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(EXLIAR));
     eprintln!("realkernel: the guest runs {}", guest_bin.display());
+    // EXLIAR_GUEST_BASE_BIN: a second build the benchmark times beside the
+    // first in the same boot (benches/bind-realkernel.sh --base).
+    let base_bin = std::env::var_os("EXLIAR_GUEST_BASE_BIN").map(std::path::PathBuf::from);
+    if let Some(b) = &base_bin {
+        eprintln!("realkernel: and, as exliar-base, {}", b.display());
+    }
     let image = initramfs::build(&initramfs::Contents {
         busybox: &tools.busybox,
         exliar: &guest_bin,
+        exliar_base: base_bin.as_deref(),
         ldd: &tools.ldd,
         module_root: &kernel.module_root,
     })?;

@@ -209,6 +209,9 @@ fn shared_libraries(bin: &Path, ldd: &Path) -> Result<Vec<PathBuf>> {
 pub struct Contents<'a> {
     pub busybox: &'a Path,
     pub exliar: &'a Path,
+    /// Another build, as `bin/exliar-base`, which the benchmark times beside
+    /// `bin/exliar` in the same boot (before/after a change).
+    pub exliar_base: Option<&'a Path>,
     pub ldd: &'a Path,
     /// A directory holding `lib/modules/<kver>/...` (the depmod'ed module subset).
     pub module_root: &'a Path,
@@ -227,18 +230,22 @@ pub fn build(c: &Contents<'_>) -> Result<Vec<u8>> {
     a.file("init", 0o755, GUEST_INIT.as_bytes());
     a.host_executable("bin/busybox", c.busybox, c.ldd)?;
     a.symlink("bin/sh", "busybox");
-    let stripped = std::env::temp_dir().join(format!("exliar-guest-{}", std::process::id()));
-    let use_stripped = strip_debug(c.exliar, &stripped);
-    let exe = if use_stripped {
-        stripped.as_path()
-    } else {
-        c.exliar
-    };
-    let r = a.host_executable("bin/exliar", exe, c.ldd);
-    if use_stripped {
-        let _ = fs::remove_file(&stripped);
+    let mut bins = vec![("bin/exliar", c.exliar)];
+    bins.extend(c.exliar_base.map(|b| ("bin/exliar-base", b)));
+    for (at, bin) in bins {
+        let stripped = std::env::temp_dir().join(format!("exliar-guest-{}", std::process::id()));
+        let use_stripped = strip_debug(bin, &stripped);
+        let exe = if use_stripped {
+            stripped.as_path()
+        } else {
+            bin
+        };
+        let r = a.host_executable(at, exe, c.ldd);
+        if use_stripped {
+            let _ = fs::remove_file(&stripped);
+        }
+        r?;
     }
-    r?;
     a.host_tree("lib/modules", &c.module_root.join("lib/modules"))?;
     Ok(a.finish())
 }
