@@ -5,11 +5,14 @@
 # verify by the driver link), in one real-kernel guest (Debian's kernel, QEMU
 # q35 under TCG, emulated IOMMU), same boot, interleaved.
 #
-#   benches/bind-realkernel.sh [--base EXLIAR] [CYCLES]      (default: 15)
+#   benches/bind-realkernel.sh [--base EXLIAR] [--after-work] [CYCLES]   (default: 15)
 #
 # --base: another build of exliar (say, of the commit before a change), put in
 # the guest as /bin/exliar-base and timed in the same cycles: a before/after in
 # one boot, which separate runs cannot give (their ratios move by ±0.3).
+# --after-work: also time a fixed piece of work settled and right after the bare
+# writes: how much the kernel's asynchronous work after a rebind (which the bare
+# writes do not wait for) slows whatever runs next, as exliar's last steps do.
 #
 # exliar's process start (`exliar --version`, timed in the same loop) is taken
 # off exliar's times: under TCG one exec costs tens of milliseconds (about one
@@ -22,16 +25,20 @@
 # are printed, never asserted; CI runs the scenario once as a smoke check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-base=
-if [ "${1:-}" = --base ]; then
-  base=$(realpath "$2"); shift 2
-  [ -x "$base" ] || { echo "--base $base: not an executable" >&2; exit 2; }
-fi
+base=; after=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --base) base=$(realpath "$2"); shift 2
+      [ -x "$base" ] || { echo "--base $base: not an executable" >&2; exit 2; } ;;
+    --after-work) after=1; shift ;;
+    *) break ;;
+  esac
+done
 cycles=${1:-15}
 cargo build --release --manifest-path "$here/Cargo.toml" --quiet
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 (cd "$here" && env EXLIAR_GUEST_BIN="$here/target/release/exliar" EXLIAR_BENCH_CYCLES="$cycles" \
-  ${base:+EXLIAR_GUEST_BASE_BIN="$base"} \
+  ${base:+EXLIAR_GUEST_BASE_BIN="$base"} ${after:+EXLIAR_BENCH_AFTER_WORK=1} \
   cargo test --quiet --test realkernel -- --exact bench_bind_handover --nocapture) >"$log" 2>&1 || {
   tail -40 "$log"; echo "the benchmark guest failed" >&2; exit 1; }
 grep -h '^bench_bind_handover: ' "$log" | sed 's/^bench_bind_handover: //' | grep -v '^hook .* inside exliar\|^phases: ' || true
@@ -42,3 +49,4 @@ grep -h '^bench_bind_handover: phases: ' "$log" | sed 's/^bench_bind_handover: p
 echo "ratios (exliar less its process start / bare sysfs writes):"
 grep -h '^bench_bind_handover: [^:]*: exliar .*ratio [0-9.]*$' "$log" | sed -E 's/^bench_bind_handover: ([^:]*):.*ratio ([0-9.]+)$/  \1: \2/'
 grep -h '^bench_bind_handover: per-cycle ratios' "$log" | sed 's/^bench_bind_handover: /  /'
+grep -h '^bench_bind_handover: work right after' "$log" | sed 's/^bench_bind_handover: /  /' || true

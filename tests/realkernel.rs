@@ -1163,7 +1163,15 @@ fn bench_bind_handover() {
     let script = realkernel::bench::SCRIPT
         .replace("@GPU@", GUEST_GPU)
         .replace("@AUDIO@", GUEST_GPU_AUDIO)
-        .replace("@CYCLES@", &cycles.to_string());
+        .replace("@CYCLES@", &cycles.to_string())
+        .replace(
+            "@AFTERWORK@",
+            if std::env::var_os("EXLIAR_BENCH_AFTER_WORK").is_some() {
+                "1"
+            } else {
+                "0"
+            },
+        );
     let scenario = bind_scenario("bench_bind_handover", GPU_PAIR_DEVICES, &script)
         .with_timeout(Duration::from_secs(120 + 30 * u64::from(cycles)));
     let Some(run) = harness::boot(&scenario) else {

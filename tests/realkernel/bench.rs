@@ -75,6 +75,13 @@ bare_unbind() {
   done
   [ -e /sys/bus/pci/drivers/bochs-drm/$gpu ] && [ -e /sys/bus/pci/drivers/snd_hda_intel/$audio ]
 }
+# --after-work: a fixed piece of work (300 sysfs reads by the shell) timed settled
+# and right after the bare writes, which end before the kernel's asynchronous work
+# of the rebind (fbcon, the codec probe) runs; exliar's last steps share the vCPU
+# with it
+work() { k=0; while [ $k -lt 300 ]; do read -r _ < /sys/bus/pci/devices/$gpu/class; k=$((k+1)); done; }
+bare_bind_then_work() { bare_bind && work; }
+bare_unbind_then_work() { bare_unbind && work; }
 bind_state before
 # Runtime power management off for the pair (and snd_hda's codec power saving):
 # snd_hda_intel suspends an idle controller after a second, and taking a
@@ -112,6 +119,13 @@ while [ $i -lt $cycles ]; do
   timeit prepare x_prepare
   timeit release x_release
   timeit hook-foreign x_foreign
+  if [ @AFTERWORK@ = 1 ]; then
+    timeit work-settled work
+    timeit bare-bind-then-work bare_bind_then_work
+    timeit bare-unbind-then-work bare_unbind_then_work
+    timeit bare-bind-alone bare_bind
+    timeit bare-unbind-alone bare_unbind
+  fi
   if [ -x /bin/exliar-base ]; then
     timeit base-version b_version
     timeit base-bind b_bind
@@ -263,6 +277,37 @@ pub fn report(samples: &[Sample]) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    if samples.iter().any(|s| s.tag == "work-settled") {
+        // per cycle: (writes then work) - (writes alone), over the settled work
+        let after = |op: &str| {
+            let of = |t: &str| {
+                samples
+                    .iter()
+                    .filter(|s| s.tag == t)
+                    .map(|s| s.ms)
+                    .collect::<Vec<_>>()
+            };
+            let (then, alone, settled) = (
+                of(&format!("bare-{op}-then-work")),
+                of(&format!("bare-{op}-alone")),
+                of("work-settled"),
+            );
+            median(
+                then.iter()
+                    .zip(&alone)
+                    .zip(&settled)
+                    .map(|((t, a), w)| (t - a) / w)
+                    .collect(),
+            )
+            .unwrap_or(f64::NAN)
+        };
+        out.push(format!(
+            "work right after the bare writes / settled ({:.1} ms), per cycle: after a bind {:.2}, after an unbind {:.2}",
+            get("work-settled"),
+            after("bind"),
+            after("unbind")
+        ));
+    }
     if samples.iter().any(|s| s.tag == "base-bind") {
         let base_start = get("base-version");
         out.push(format!(
@@ -301,6 +346,33 @@ mod tests {
         assert_eq!(m["version"], 200.0);
         assert_eq!(median(vec![1.0, 3.0]), Some(2.0));
         assert_eq!(median(vec![]), None);
+    }
+
+    #[test]
+    fn work_after_the_writes_is_compared_with_settled_work() {
+        let text = [
+            ("work-settled", 100),
+            ("bare-bind-then-work", 150),
+            ("bare-unbind-then-work", 180),
+            ("bare-bind-alone", 40),
+            ("bare-unbind-alone", 60),
+        ]
+        .iter()
+        .map(|(t, ms)| format!("{t} 0 {} 0\n", ms * 1_000_000))
+        .collect::<String>();
+        let r = report(&parse(&text));
+        assert!(
+            r.iter()
+                .any(|l| l
+                    .ends_with("(100.0 ms), per cycle: after a bind 1.10, after an unbind 1.20")),
+            "{r:?}"
+        );
+        // without those samples, no such line
+        assert!(
+            !report(&parse("bind 0 1 0\n"))
+                .iter()
+                .any(|l| l.starts_with("work right after"))
+        );
     }
 
     #[test]
