@@ -246,24 +246,7 @@ pub fn report(samples: &[Sample]) -> Vec<String> {
     ));
     // Per cycle: each operation less that cycle's start, over that cycle's bare
     // writes; the median of those (less moved by a slow moment of the machine).
-    let paired = |x: &str, bare: &str, version: &str| {
-        let of = |t: &str| {
-            samples
-                .iter()
-                .filter(|s| s.tag == t)
-                .map(|s| s.ms)
-                .collect::<Vec<_>>()
-        };
-        let (x, b, v) = (of(x), of(bare), of(version));
-        median(
-            x.iter()
-                .zip(&b)
-                .zip(&v)
-                .map(|((x, b), v)| (x - v) / b)
-                .collect(),
-        )
-        .unwrap_or(f64::NAN)
-    };
+    let paired = |x: &str, bare: &str, version: &str| per_cycle(samples, x, version, bare);
     let ops = [
         ("bind", "bare-bind"),
         ("unbind", "bare-unbind"),
@@ -280,26 +263,12 @@ pub fn report(samples: &[Sample]) -> Vec<String> {
     if samples.iter().any(|s| s.tag == "work-settled") {
         // per cycle: (writes then work) - (writes alone), over the settled work
         let after = |op: &str| {
-            let of = |t: &str| {
-                samples
-                    .iter()
-                    .filter(|s| s.tag == t)
-                    .map(|s| s.ms)
-                    .collect::<Vec<_>>()
-            };
-            let (then, alone, settled) = (
-                of(&format!("bare-{op}-then-work")),
-                of(&format!("bare-{op}-alone")),
-                of("work-settled"),
-            );
-            median(
-                then.iter()
-                    .zip(&alone)
-                    .zip(&settled)
-                    .map(|((t, a), w)| (t - a) / w)
-                    .collect(),
+            per_cycle(
+                samples,
+                &format!("bare-{op}-then-work"),
+                &format!("bare-{op}-alone"),
+                "work-settled",
             )
-            .unwrap_or(f64::NAN)
         };
         out.push(format!(
             "work right after the bare writes / settled ({:.1} ms), per cycle: after a bind {:.2}, after an unbind {:.2}",
@@ -325,6 +294,22 @@ pub fn report(samples: &[Sample]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The median over cycles of `(a - b) / c`, the n-th sample of each tag being
+/// cycle n's.
+fn per_cycle(samples: &[Sample], a: &str, b: &str, c: &str) -> f64 {
+    fn of<'a>(samples: &'a [Sample], t: &'a str) -> impl Iterator<Item = f64> + 'a {
+        samples.iter().filter(move |s| s.tag == t).map(|s| s.ms)
+    }
+    median(
+        of(samples, a)
+            .zip(of(samples, b))
+            .zip(of(samples, c))
+            .map(|((a, b), c)| (a - b) / c)
+            .collect(),
+    )
+    .unwrap_or(f64::NAN)
 }
 
 pub fn read(out: &Path) -> Vec<Sample> {
