@@ -10,11 +10,10 @@
 //! that they agree.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, RawDir, ResolveFlags};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::root::HostRoot;
 
@@ -301,16 +300,10 @@ impl FdRoot {
 }
 
 fn names_of(fd: &OwnedFd) -> io::Result<Vec<String>> {
-    let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
-    let mut it = RawDir::new(fd.as_fd(), &mut buf);
     let mut names = Vec::new();
-    while let Some(e) = it.next() {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(String::from_utf8_lossy(n).into_owned());
-        }
-    }
+    super::readfile::each_dir_entry(fd, |n, _, _| {
+        names.push(String::from_utf8_lossy(n).into_owned())
+    })?;
     Ok(names)
 }
 
@@ -351,16 +344,8 @@ impl FdDir {
 
 impl DevDir for FdDir {
     fn entries(&mut self) -> io::Result<Entries> {
-        let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
-        let mut it = RawDir::new(self.fd.as_fd(), &mut buf);
         let mut names = Entries::default();
-        while let Some(e) = it.next() {
-            let e = e?;
-            names.add_typed(
-                e.file_name().to_bytes(),
-                e.file_type() == rustix::fs::FileType::RegularFile,
-            );
-        }
+        super::readfile::each_dir_entry(&self.fd, |n, _, regular| names.add_typed(n, regular))?;
         let names = names.finish();
         self.listed = Entries {
             known: names.known,
@@ -420,14 +405,12 @@ mod tests {
     fn reads_through_links_survive_renames_elsewhere() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let root = dir.path();
-        let dev = root.join("sys/devices/pci0000:00/0000:00:01.0");
-        fs_err::create_dir_all(&dev)?;
-        fs_err::write(dev.join("class"), "0x030000\n")?;
-        fs_err::create_dir_all(root.join("sys/bus/pci/devices"))?;
-        std::os::unix::fs::symlink(
-            "../../../devices/pci0000:00/0000:00:01.0",
-            root.join("sys/bus/pci/devices/0000:00:01.0"),
-        )?;
+        let a = crate::model::PciAddress::parse("0000:00:01.0")?;
+        super::super::sim::SimTree::new()
+            .device(super::super::sim::SimDevice::new(
+                a, 0x030000, 0x1234, 0x1111,
+            ))
+            .build(root)?;
         let Some(fast) = FdRoot::open(root) else {
             eprintln!("skipped: no openat2 here");
             return Ok(());

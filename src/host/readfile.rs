@@ -25,6 +25,23 @@ pub const LARGE_LIMIT: u64 = 16 << 20;
 /// A PCI device's option ROM (`sys/bus/pci/devices/ADDR/rom`).
 pub const ROM_LIMIT: u64 = 16 << 20;
 
+/// Every entry of the open directory `dir` but `.` and `..`: its name, inode
+/// number and whether the listing says it is a regular file (`d_type`).
+/// rustix's `getdents64` reader into one 32 KiB stack buffer: std's
+/// `read_dir` (glibc's `opendir`) adds an `fstat` per folder.
+pub fn each_dir_entry(dir: impl AsFd, mut f: impl FnMut(&[u8], u64, bool)) -> io::Result<()> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut it = rustix::fs::RawDir::new(dir, &mut buf);
+    while let Some(e) = it.next() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            f(name, e.ino(), e.file_type() == FileType::RegularFile);
+        }
+    }
+    Ok(())
+}
+
 /// The limit for a file inside a host root (`rel` is root-relative, links
 /// resolved).
 pub fn limit_for(rel: &Path) -> u64 {
@@ -133,10 +150,10 @@ pub fn read_capped(
     // sysfs reports 4096 for text attributes, procfs 0: the size is a hint.
     // Reads go straight into the result, one byte more than the hint asked
     // for, so a file of the size `fstat` reported (`pci.ids`) takes one read
-    // and the read that finds its end. A size of 0 (procfs: `mountinfo`,
-    // `modules`, a few KiB) starts at a page, not at 256 bytes and four
-    // doublings.
-    let size = if size == 0 { 4096 } else { size };
+    // and the read that finds its end. A size of 0 (procfs; a listed sysfs
+    // attribute read without `fstat`) starts at 256 bytes, which holds any
+    // attribute, and a file that fills them grows to a page at once
+    // (`mountinfo`, `modules`: a few KiB), not by four doublings.
     let hint = usize::try_from(size.clamp(256, limit)).unwrap_or(256);
     let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
     let mut out = vec![0u8; hint.saturating_add(1).min(cap)];
@@ -146,7 +163,7 @@ pub fn read_capped(
             if out.len() >= cap {
                 return Err(too_large(limit));
             }
-            out.resize(out.len().saturating_mul(2).min(cap), 0);
+            out.resize(out.len().saturating_mul(2).max(4097).min(cap), 0);
         }
         let asked = out.len() - len;
         let n = match rustix::io::read(fd.as_fd(), &mut out[len..]) {
@@ -284,6 +301,24 @@ mod tests {
         let (fd, _) = open_regular_at(rustix::fs::CWD, &p, true)?;
         let e = read_capped(&fd, 0, 512, false).expect_err("over the limit");
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        Ok(())
+    }
+
+    /// Whatever the size hint (0 for procfs, 4096 for sysfs, the real
+    /// size), every file is read whole, across the buffer's growth steps.
+    #[test]
+    fn files_are_read_whole_whatever_the_hint() -> Result<(), Box<dyn std::error::Error>> {
+        let t = tempfile::tempdir()?;
+        let p = t.path().join("f");
+        for len in [0usize, 1, 255, 256, 257, 4095, 4096, 4097, 9000, 70_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&p, &body)?;
+            for hint in [0, 4096, len as u64] {
+                let (fd, _) = open_regular_at(rustix::fs::CWD, &p, true)?;
+                let got = read_capped(&fd, hint, LARGE_LIMIT, false)?;
+                assert!(got == body, "{len} bytes, hint {hint}: {} read", got.len());
+            }
+        }
         Ok(())
     }
 

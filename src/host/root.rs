@@ -775,8 +775,6 @@ impl HostRoot {
             return Err(self.missing_err(&rel));
         }
         let full = self.root.join(&rel);
-        // rustix's getdents64 reader: std's `read_dir` (glibc's opendir)
-        // adds an `fstat` per folder.
         let fd = rustix::fs::open(
             &full,
             rustix::fs::OFlags::RDONLY
@@ -792,20 +790,14 @@ impl HostRoot {
             self.err(&rel, e)
         })?;
         self.note(&rel, Touched::Dir);
-        let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
-        let mut it = rustix::fs::RawDir::new(&fd, &mut buf);
         let mut names = Vec::new();
-        while let Some(entry) = it.next() {
-            let entry = entry.map_err(|e| self.err(&rel, e.into()))?;
-            let raw = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes());
-            if raw == "." || raw == ".." || !keep(raw) {
-                continue;
+        super::readfile::each_dir_entry(&fd, |raw, ino, _| {
+            let raw = std::ffi::OsStr::from_bytes(raw);
+            if keep(raw) && raw != super::snapshot::KEEP {
+                names.push((raw.to_string_lossy().into_owned(), ino));
             }
-            let name = raw.to_string_lossy().into_owned();
-            if name != super::snapshot::KEEP {
-                names.push((name, entry.ino()));
-            }
-        }
+        })
+        .map_err(|e| self.err(&rel, e))?;
         names.sort();
         Ok(names)
     }
