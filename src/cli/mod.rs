@@ -499,6 +499,19 @@ pub fn read_near(
     Ok((inv, cache))
 }
 
+/// [`host::sysfs::read_inventory_for_unbinding`]: what giving `wanted`
+/// back needs (no PCI names, no other display controllers).
+pub fn read_for_unbinding(
+    host: &HostRoot,
+    wanted: &[crate::model::PciAddress],
+) -> anyhow::Result<Inventory> {
+    let inv = host::sysfs::read_inventory_for_unbinding(host, wanted)?;
+    for w in &inv.warnings {
+        tracing::warn!("{}", term::safe(&w.to_string()));
+    }
+    Ok(inv)
+}
+
 fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {
     let inv = host::sysfs::read_inventory(host, ids)?;
     for w in &inv.warnings {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{BindArgs, UnbindArgs, boot, exit, read_host, read_near, term};
+use super::{BindArgs, UnbindArgs, boot, exit, read_for_unbinding, read_host, read_near, term};
 use crate::bind::{self, BindingState, Outcome, Request, Scope, StateFile, StateLock};
 use crate::host::HostRoot;
 use crate::host::kernel::SysfsKernel;
@@ -239,10 +239,11 @@ pub fn unbind(root: &Path, a: &UnbindArgs) -> anyhow::Result<u8> {
     } else {
         req.addresses.clone()
     };
-    let (inv, classes) = read_near(&host, &wanted)?;
+    // The card's slots and groups: giving devices back takes no display
+    // from the host, so the other display controllers are not read.
+    let inv = read_for_unbinding(&host, &wanted)?;
     let kernel = SysfsKernel::new(root);
     let out = bind::unbind_request(&host, &kernel, &mut st, &inv, &req);
-    bind::save_classes(root, &classes, &out);
     told("gpu-unbound", &out);
     if names_no_device(&inv, &req) {
         return no_device(&out, &inv, &req, a.json);

@@ -670,9 +670,15 @@ fn moved(
     steps: &mut Vec<Timed>,
 ) -> Result<crate::bind::Outcome, (bool, String)> {
     let t = Instant::now();
-    // the card, its groups and the host's GPUs: not the whole host
-    let (inv, classes) = crate::host::sysfs::read_inventory_for_binding(host, fs)
-        .map_err(|e| (true, e.to_string()))?;
+    // the card, its groups and (to take it) the host's GPUs: not the whole
+    // host; giving it back takes no display from the host
+    let (inv, classes) = if take {
+        crate::host::sysfs::read_inventory_for_binding(host, fs)
+    } else {
+        crate::host::sysfs::read_inventory_for_unbinding(host, fs)
+            .map(|inv| (inv, crate::host::sysfs::ClassCache::default()))
+    }
+    .map_err(|e| (true, e.to_string()))?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),
         scope: crate::bind::Scope::Exact,

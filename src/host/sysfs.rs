@@ -61,6 +61,10 @@ pub struct ReadOptions {
     /// space access to the hardware. Runtime binding and handover decide
     /// nothing from them and leave them out (`read_inventory_near`).
     pub links: bool,
+    /// Read the revision. Runtime binding and handover decide nothing from
+    /// it and show none (`read_inventory_near` leaves it out: 3 syscalls a
+    /// function).
+    pub revision: bool,
 }
 
 impl Default for ReadOptions {
@@ -68,6 +72,7 @@ impl Default for ReadOptions {
         Self {
             config_space: false,
             links: true,
+            revision: true,
         }
     }
 }
@@ -95,9 +100,9 @@ pub fn read_inventory_with(
 /// host: the devices `wanted` names, the other functions of their slots,
 /// the other members of their IOMMU groups, and every display controller
 /// (with the functions of its slot), each read as [`read_inventory`] reads
-/// it but for the PCIe link and NUMA node (see [`ReadOptions::links`]); of
-/// every other device only `class` is read, to find the display
-/// controllers. The result is the full inventory's answer for those devices
+/// it but for the PCIe link, NUMA node and revision (see
+/// [`ReadOptions::links`], [`ReadOptions::revision`]); of every other
+/// device only `class` is read, to find the display controllers. The result is the full inventory's answer for those devices
 /// (`tests/bind_near.rs` compares both on every fixture host).
 pub fn read_inventory_near(
     host: &HostRoot,
@@ -212,6 +217,21 @@ pub fn read_inventory_for_binding(
     Ok((inv, cache))
 }
 
+/// What giving `wanted` back to the host needs, without PCI names: the
+/// devices `wanted` names, the other functions of their slots and the other
+/// members of their IOMMU groups, read as [`read_inventory_near`] reads
+/// them, but not the host's other display controllers. Those decide only
+/// bind's refusals (the boot display, the host's last GPU): giving a device
+/// back takes no display from the host. So no other function's class is
+/// read, and the class cache is neither read nor changed. An unbind decides
+/// from it as from the whole inventory (`tests/bind_near.rs`).
+pub fn read_inventory_for_unbinding(
+    host: &HostRoot,
+    wanted: &[PciAddress],
+) -> Result<Inventory, NothingRead> {
+    read_near(host, &PciIds::empty(), wanted, None)
+}
+
 /// [`read_inventory_near`], taking the other functions' classes from
 /// `cache` where their entries are unchanged, and leaving in it the class
 /// of every function listed now.
@@ -220,6 +240,18 @@ pub fn read_inventory_near_cached(
     ids: &PciIds,
     wanted: &[PciAddress],
     cache: &mut ClassCache,
+) -> Result<Inventory, NothingRead> {
+    read_near(host, ids, wanted, Some(cache))
+}
+
+/// The near read: with a class cache, every display controller's slot
+/// too ([`read_inventory_near_cached`]); without, only the slots of
+/// `wanted` and their groups ([`read_inventory_for_unbinding`]).
+fn read_near(
+    host: &HostRoot,
+    ids: &PciIds,
+    wanted: &[PciAddress],
+    cache: Option<&mut ClassCache>,
 ) -> Result<Inventory, NothingRead> {
     use std::collections::BTreeSet;
     let t = std::time::Instant::now();
@@ -233,10 +265,75 @@ pub fn read_inventory_near_cached(
     let listed_ino = list_addresses_with_ino(host, &mut warnings)?;
     let addresses: Vec<PciAddress> = listed_ino.iter().map(|(a, _)| *a).collect();
     lap("listed");
-    let mut classes = std::collections::BTreeMap::new();
-    let slot = |a: &PciAddress| (a.domain, a.bus, a.device);
     let mut slots: BTreeSet<(u32, u8, u8)> = wanted.iter().map(slot).collect();
     let fast = open_fast(host);
+    if let Some(cache) = cache {
+        find_displays(host, fast.as_ref(), &listed_ino, &mut slots, cache);
+    }
+    lap("classes read");
+    let chosen: Vec<PciAddress> = addresses
+        .iter()
+        .filter(|a| slots.contains(&slot(a)))
+        .copied()
+        .collect();
+    let opts = ReadOptions {
+        links: false,
+        revision: false,
+        ..ReadOptions::default()
+    };
+    let mut devices = read_devices_at(host, fast.as_ref(), &chosen, opts, &mut warnings);
+    lap("devices read");
+    // The other members of their groups, and (once) those members' slots.
+    let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
+    let mut more: BTreeSet<PciAddress> = BTreeSet::new();
+    for g in groups {
+        let dir = format!("{IOMMU_GROUPS}/{g}/devices");
+        let members = match &fast {
+            Some(f) => f.names(&dir).unwrap_or_default(),
+            None => host.list_dir(&dir).unwrap_or_default(),
+        };
+        for m in members {
+            if let Ok(m) = PciAddress::parse(&m)
+                && !chosen.contains(&m)
+            {
+                more.insert(m);
+            }
+        }
+    }
+    if !more.is_empty() {
+        let extra: Vec<PciAddress> = more.into_iter().collect();
+        devices.extend(read_devices_at(
+            host,
+            fast.as_ref(),
+            &extra,
+            opts,
+            &mut warnings,
+        ));
+    }
+    lap("groups read");
+    let inv = finish_inventory(host, ids, devices, warnings, Facts::Near);
+    lap("finished");
+    Ok(inv)
+}
+
+/// The slot of a function.
+fn slot(a: &PciAddress) -> (u32, u8, u8) {
+    (a.domain, a.bus, a.device)
+}
+
+/// Add to `slots` the slot of every display controller of `listed` (a
+/// function whose class cannot be read counts as one: it is read in full,
+/// and its warning comes from there), its class taken from `cache` where
+/// the entry is unchanged and read otherwise; `cache` is left holding the
+/// class of every listed function.
+fn find_displays(
+    host: &HostRoot,
+    fast: Option<&FdRoot>,
+    listed_ino: &[(PciAddress, u64)],
+    slots: &mut std::collections::BTreeSet<(u32, u8, u8)>,
+    cache: &mut ClassCache,
+) {
+    let mut classes = std::collections::BTreeMap::new();
     // On the live host the kernel resolves each `ADDR` link from the listed
     // folder itself: a shorter walk for every function than from the root
     // (elsewhere the walk must start at the root, to stay inside it).
@@ -252,7 +349,7 @@ pub fn read_inventory_near_cached(
     } else {
         None
     };
-    for (a, ino) in &listed_ino {
+    for (a, ino) in listed_ino {
         let ino = *ino;
         let cached = cache.entries.get(a).filter(|e| e.0 == ino).map(|e| e.1);
         if slots.contains(&slot(a)) {
@@ -292,53 +389,10 @@ pub fn read_inventory_near_cached(
             slots.insert(slot(a));
         }
     }
-    lap("classes read");
     if classes != cache.entries {
         cache.entries = classes;
         cache.changed = true;
     }
-    let chosen: Vec<PciAddress> = addresses
-        .iter()
-        .filter(|a| slots.contains(&slot(a)))
-        .copied()
-        .collect();
-    let opts = ReadOptions {
-        links: false,
-        ..ReadOptions::default()
-    };
-    let mut devices = read_devices_at(host, fast.as_ref(), &chosen, opts, &mut warnings);
-    lap("devices read");
-    // The other members of their groups, and (once) those members' slots.
-    let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
-    let mut more: BTreeSet<PciAddress> = BTreeSet::new();
-    for g in groups {
-        let dir = format!("{IOMMU_GROUPS}/{g}/devices");
-        let members = match &fast {
-            Some(f) => f.names(&dir).unwrap_or_default(),
-            None => host.list_dir(&dir).unwrap_or_default(),
-        };
-        for m in members {
-            if let Ok(m) = PciAddress::parse(&m)
-                && !chosen.contains(&m)
-            {
-                more.insert(m);
-            }
-        }
-    }
-    if !more.is_empty() {
-        let extra: Vec<PciAddress> = more.into_iter().collect();
-        devices.extend(read_devices_at(
-            host,
-            fast.as_ref(),
-            &extra,
-            opts,
-            &mut warnings,
-        ));
-    }
-    lap("groups read");
-    let inv = finish_inventory(host, ids, devices, warnings, Facts::Near);
-    lap("finished");
-    Ok(inv)
 }
 
 /// [`list_addresses`] with the inode number of each entry.
@@ -560,7 +614,8 @@ pub fn parse_device(
     d.subsystem_device_id = sd;
     d.revision = match head {
         Some(h) => Some(h.revision),
-        None => a.hex("revision", false, 0xff).map(|v| v as u8),
+        None if opts.revision => a.hex("revision", false, 0xff).map(|v| v as u8),
+        None => None,
     };
     d.driver_override = a
         .text("driver_override", false)
