@@ -643,21 +643,38 @@ impl HostRoot {
     pub fn probe_exclusive(&self, rel: impl AsRef<Path>) -> Option<bool> {
         use rustix::fs::{FileType, Mode, OFlags};
         let rel = rel.as_ref();
-        let at = match self.resolve(rel) {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => return Some(false),
-            Err(_) => return None,
+        // On the live host nothing lies outside the root: the kernel follows
+        // the links itself (`stat`, then an open that follows them), where
+        // the walk takes an `O_PATH` open and a `readlink` of it first.
+        let live = self.is_live() && !self.is_recording();
+        let path = if live {
+            self.root.join(rel)
+        } else {
+            match self.resolve(rel) {
+                Ok(at) => self.root.join(at),
+                Err(e) if e.is_not_found() => return Some(false),
+                Err(_) => return None,
+            }
         };
-        let path = self.root.join(&at);
-        match rustix::fs::lstat(&path) {
+        let st = if live {
+            rustix::fs::stat(&path)
+        } else {
+            rustix::fs::lstat(&path)
+        };
+        match st {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice => {}
             Ok(_) => return None,
             Err(rustix::io::Errno::NOENT) => return Some(false),
             Err(_) => return None,
         }
+        let follow = if live {
+            OFlags::empty()
+        } else {
+            OFlags::NOFOLLOW
+        };
         match rustix::fs::open(
             &path,
-            OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
+            OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | follow,
             Mode::empty(),
         ) {
             Ok(_fd) => Some(false),
@@ -892,6 +909,45 @@ mod tests {
             touched.get(Path::new("sys/bus/pci/devices/0000:01:00.0")),
             Some(Touched::Link(_))
         ));
+        Ok(())
+    }
+
+    /// On the live host a VFIO group's probe (the kernel following the
+    /// links) answers as through the walk: nodes, missing paths, files.
+    #[test]
+    fn live_exclusive_probes_are_the_walks() -> Result<(), Box<dyn std::error::Error>> {
+        // `/` taken by the kernel, and `/` walked (a root that names it
+        // through a link is not the live root).
+        let dir = tempfile::tempdir()?;
+        let slash = dir.path().join("slash");
+        std::os::unix::fs::symlink("/", &slash)?;
+        let live = HostRoot::new("/");
+        let walked = HostRoot::new(&slash);
+        assert!(live.is_live() && !walked.is_live());
+        let mut rels = vec![
+            "dev/null".to_string(),
+            "dev/no-such-node".to_string(),
+            "no/such/dir/node".to_string(),
+            "etc/hostname".to_string(),
+            "dev".to_string(),
+        ];
+        rels.extend(
+            live.list_dir("dev/vfio")
+                .unwrap_or_default()
+                .into_iter()
+                .map(|g| format!("dev/vfio/{g}")),
+        );
+        for rel in &rels {
+            assert_eq!(
+                live.probe_exclusive(rel),
+                walked.probe_exclusive(rel),
+                "{rel}"
+            );
+        }
+        if Path::new("/dev/null").exists() {
+            assert_eq!(live.probe_exclusive("dev/null"), Some(false));
+        }
+        assert_eq!(live.probe_exclusive("dev/no-such-node"), Some(false));
         Ok(())
     }
 
