@@ -128,10 +128,12 @@ const BOOT_ID: &str = "proc/sys/kernel/random/boot_id";
 /// number and boot match is the same device, with the class the kernel set
 /// when it added it (the attribute cannot be written). With it, a bind
 /// reads the class of no other function when nothing was added since the
-/// last bind: 22 reads, 4.5–6.5 ms of a bind under TCG. Binding, unbinding
-/// and handover load it, and save it when it changed and they moved devices
-/// (not after a dry run, a refusal or a failure); a missing or garbled file
-/// is an empty cache.
+/// last bind: 22 reads, 4.5–6.5 ms of a bind under TCG. Binding, and a
+/// handover taking a card, load it, and save it when it changed and they
+/// moved devices (not after a dry run, a refusal or a failure); giving a
+/// card back needs no other function's class
+/// ([`read_inventory_for_unbinding`]). A missing or garbled file is an
+/// empty cache.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ClassCache {
     boot: String,
