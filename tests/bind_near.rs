@@ -13,7 +13,7 @@ use exliar::host::HostRoot;
 use exliar::host::kernel::SysfsKernel;
 use exliar::host::sysfs::{
     ClassCache, load_pci_ids, read_inventory, read_inventory_for_unbinding, read_inventory_near,
-    read_inventory_near_cached,
+    read_inventory_near_cached, read_inventory_to_move,
 };
 use exliar::model::{Inventory, PciAddress};
 
@@ -119,6 +119,27 @@ fn partial_reads_decide_as_the_whole_inventory_on_every_fixture_host() {
             // as `exliar unbind` and a handover's give-back read it: the
             // card's slots and groups, not the other display controllers
             let giving_back = read_inventory_for_unbinding(&host, &[a]).expect("the fixture reads");
+            // the handover's give-back: the same read, and a class cache
+            // neither read nor changed (so never saved)
+            let (moved, kept) =
+                read_inventory_to_move(&host, &[a], false).expect("the fixture reads");
+            assert_eq!(
+                serde_json::to_value(&moved.devices).unwrap_or_default(),
+                serde_json::to_value(&giving_back.devices).unwrap_or_default(),
+                "{name}: {a} given back by a handover"
+            );
+            assert!(
+                !kept.changed(),
+                "{name}: giving {a} back changed the class cache"
+            );
+            // a near read leaves the revision out
+            assert!(
+                near.devices
+                    .iter()
+                    .chain(&giving_back.devices)
+                    .all(|d| d.revision.is_none()),
+                "{name}: {a}: a near read read a revision"
+            );
             for n in near.devices.iter().chain(&giving_back.devices) {
                 let f = full.device(&n.address).expect("a device of the host");
                 assert_eq!(

@@ -493,10 +493,7 @@ pub fn read_near(
     wanted: &[crate::model::PciAddress],
 ) -> anyhow::Result<(Inventory, host::sysfs::ClassCache)> {
     let (inv, cache) = host::sysfs::read_inventory_for_binding(host, wanted)?;
-    for w in &inv.warnings {
-        tracing::warn!("{}", term::safe(&w.to_string()));
-    }
-    Ok((inv, cache))
+    Ok((warned(inv), cache))
 }
 
 /// [`host::sysfs::read_inventory_for_unbinding`]: what giving `wanted`
@@ -505,19 +502,21 @@ pub fn read_for_unbinding(
     host: &HostRoot,
     wanted: &[crate::model::PciAddress],
 ) -> anyhow::Result<Inventory> {
-    let inv = host::sysfs::read_inventory_for_unbinding(host, wanted)?;
-    for w in &inv.warnings {
-        tracing::warn!("{}", term::safe(&w.to_string()));
-    }
-    Ok(inv)
+    Ok(warned(host::sysfs::read_inventory_for_unbinding(
+        host, wanted,
+    )?))
 }
 
 fn read_inventory(host: &HostRoot, ids: &host::PciIds) -> anyhow::Result<Inventory> {
-    let inv = host::sysfs::read_inventory(host, ids)?;
+    Ok(warned(host::sysfs::read_inventory(host, ids)?))
+}
+
+/// `inv`, its read's warnings logged (escaped).
+fn warned(inv: Inventory) -> Inventory {
     for w in &inv.warnings {
         tracing::warn!("{}", term::safe(&w.to_string()));
     }
-    Ok(inv)
+    inv
 }
 
 fn emit_inventory(

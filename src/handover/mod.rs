@@ -854,13 +854,8 @@ fn move_card(
 ) -> Result<crate::bind::Outcome, String> {
     // the card, its groups and (to take it) the host's GPUs: not the whole
     // host; giving it back takes no display from the host
-    let (inv, classes) = if take {
-        crate::host::sysfs::read_inventory_for_binding(host, fs)
-    } else {
-        crate::host::sysfs::read_inventory_for_unbinding(host, fs)
-            .map(|inv| (inv, crate::host::sysfs::ClassCache::default()))
-    }
-    .map_err(|e| e.to_string())?;
+    let (inv, classes) =
+        crate::host::sysfs::read_inventory_to_move(host, fs, take).map_err(|e| e.to_string())?;
     let req = crate::bind::Request {
         addresses: fs.to_vec(),
         scope: crate::bind::Scope::Exact,

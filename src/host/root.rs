@@ -646,17 +646,16 @@ impl HostRoot {
         // On the live host nothing lies outside the root: the kernel follows
         // the links itself (`stat`, then an open that follows them), where
         // the walk takes an `O_PATH` open and a `readlink` of it first.
-        let live = self.is_live() && !self.is_recording();
-        let path = if live {
-            self.root.join(rel)
+        let (path, follow) = if self.is_live() && !self.is_recording() {
+            (self.root.join(rel), OFlags::empty())
         } else {
             match self.resolve(rel) {
-                Ok(at) => self.root.join(at),
+                Ok(at) => (self.root.join(at), OFlags::NOFOLLOW),
                 Err(e) if e.is_not_found() => return Some(false),
                 Err(_) => return None,
             }
         };
-        let st = if live {
+        let st = if follow.is_empty() {
             rustix::fs::stat(&path)
         } else {
             rustix::fs::lstat(&path)
@@ -667,11 +666,6 @@ impl HostRoot {
             Err(rustix::io::Errno::NOENT) => return Some(false),
             Err(_) => return None,
         }
-        let follow = if live {
-            OFlags::empty()
-        } else {
-            OFlags::NOFOLLOW
-        };
         match rustix::fs::open(
             &path,
             OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | follow,

@@ -102,7 +102,8 @@ pub fn read_inventory_with(
 /// (with the functions of its slot), each read as [`read_inventory`] reads
 /// it but for the PCIe link, NUMA node and revision (see
 /// [`ReadOptions::links`], [`ReadOptions::revision`]); of every other
-/// device only `class` is read, to find the display controllers. The result is the full inventory's answer for those devices
+/// device only `class` is read, to find the display controllers. The
+/// result is the full inventory's answer for those devices
 /// (`tests/bind_near.rs` compares both on every fixture host).
 pub fn read_inventory_near(
     host: &HostRoot,
@@ -234,6 +235,21 @@ pub fn read_inventory_for_unbinding(
     read_near(host, &PciIds::empty(), wanted, None)
 }
 
+/// What moving `wanted` needs: to take it, [`read_inventory_for_binding`];
+/// to give it back, [`read_inventory_for_unbinding`], with an unchanged
+/// (empty) cache, which `bind::save_classes` leaves alone.
+pub fn read_inventory_to_move(
+    host: &HostRoot,
+    wanted: &[PciAddress],
+    take: bool,
+) -> Result<(Inventory, ClassCache), NothingRead> {
+    if take {
+        read_inventory_for_binding(host, wanted)
+    } else {
+        read_inventory_for_unbinding(host, wanted).map(|inv| (inv, ClassCache::default()))
+    }
+}
+
 /// [`read_inventory_near`], taking the other functions' classes from
 /// `cache` where their entries are unchanged, and leaving in it the class
 /// of every function listed now.
@@ -265,7 +281,6 @@ fn read_near(
     };
     let mut warnings = Vec::new();
     let listed_ino = list_addresses_with_ino(host, &mut warnings)?;
-    let addresses: Vec<PciAddress> = listed_ino.iter().map(|(a, _)| *a).collect();
     lap("listed");
     let mut slots: BTreeSet<(u32, u8, u8)> = wanted.iter().map(slot).collect();
     let fast = open_fast(host);
@@ -273,10 +288,10 @@ fn read_near(
         find_displays(host, fast.as_ref(), &listed_ino, &mut slots, cache);
     }
     lap("classes read");
-    let chosen: Vec<PciAddress> = addresses
+    let chosen: Vec<PciAddress> = listed_ino
         .iter()
+        .map(|(a, _)| *a)
         .filter(|a| slots.contains(&slot(a)))
-        .copied()
         .collect();
     let opts = ReadOptions {
         links: false,
@@ -285,7 +300,7 @@ fn read_near(
     };
     let mut devices = read_devices_at(host, fast.as_ref(), &chosen, opts, &mut warnings);
     lap("devices read");
-    // The other members of their groups, and (once) those members' slots.
+    // The other members of their groups (not those members' slots).
     let groups: BTreeSet<u32> = devices.iter().filter_map(|d| d.iommu_group).collect();
     let mut more: BTreeSet<PciAddress> = BTreeSet::new();
     for g in groups {
