@@ -154,14 +154,17 @@ impl ClassCache {
             .map(|b| b.trim().to_string())
             .unwrap_or_default();
         let text = host.read_optional(CLASS_CACHE).ok().flatten();
-        let mut cache = Self {
-            boot,
-            ..Self::default()
-        };
-        if let Some(entries) = text.and_then(|t| Self::parse(&t, &cache.boot)) {
-            cache.entries = entries;
+        Self::from_text(text.as_deref().unwrap_or(""), &boot)
+    }
+
+    /// The cache that a file's `text` holds for `boot`: empty when the
+    /// text is garbled or of another boot.
+    pub fn from_text(text: &str, boot: &str) -> Self {
+        Self {
+            boot: boot.to_string(),
+            entries: Self::parse(text, boot).unwrap_or_default(),
+            changed: false,
         }
-        cache
     }
 
     fn parse(text: &str, boot: &str) -> Option<std::collections::BTreeMap<PciAddress, (u64, u32)>> {
