@@ -23,33 +23,19 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use exliar::host::devdir::{DevDir, Entries};
+use exliar::host::devdir::{DevDir, Entries, KNOWN};
 use exliar::host::sysfs::{ReadOptions, parse_device};
 use exliar::model::{ClassCode, Device, PciAddress, Warning};
 use libfuzzer_sys::fuzz_target;
 
-/// Regular attribute files the parser knows.
-const FILES: &[&str] = &[
-    "class",
-    "vendor",
-    "device",
-    "subsystem_vendor",
-    "subsystem_device",
-    "revision",
-    "uevent",
-    "driver_override",
-    "boot_vga",
-    "reset_method",
-    "numa_node",
-    "current_link_speed",
-    "current_link_width",
-    "max_link_speed",
-    "max_link_width",
-    "sriov_totalvfs",
-    "sriov_numvfs",
-    "rom",
-    "config",
-];
+/// Regular attribute files the parser knows: its list less the links.
+fn files() -> Vec<&'static str> {
+    KNOWN
+        .iter()
+        .copied()
+        .filter(|k| !LINKS.contains(k))
+        .collect()
+}
 /// Links: the target's last component is what the parser reads.
 const LINKS: &[&str] = &[
     "driver",
@@ -163,17 +149,18 @@ fn built_uevent(b: &[u8]) -> Vec<u8> {
 }
 
 fn decode(data: &[u8]) -> Dir {
+    let files = files();
     let mut dir = Dir::default();
     for rec in data.split(|b| *b == 0) {
         let Some((&pick, rest)) = rec.split_first() else {
             continue;
         };
-        let n = FILES.len() + LINKS.len() + 3;
+        let n = files.len() + LINKS.len() + 3;
         match usize::from(pick) % n {
-            i if i < FILES.len() => dir.file(FILES[i], rest.to_vec()),
+            i if i < files.len() => dir.file(files[i], rest.to_vec()),
             i if i == n - 3 => dir.file("uevent", built_uevent(rest)),
-            i if i < FILES.len() + LINKS.len() => {
-                dir.link(LINKS[i - FILES.len()], String::from_utf8_lossy(rest))
+            i if i < files.len() + LINKS.len() => {
+                dir.link(LINKS[i - files.len()], String::from_utf8_lossy(rest))
             }
             i => {
                 let prefix = if i == n - 2 {

@@ -17,8 +17,9 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use super::root::HostRoot;
 
-/// Attribute names the parser looks for, as a compact set.
-const KNOWN: &[&str] = &[
+/// Attribute names the parser looks for, as a compact set (links among
+/// them: `driver`, `iommu_group`, `physfn`).
+pub const KNOWN: &[&str] = &[
     "class",
     "vendor",
     "device",
