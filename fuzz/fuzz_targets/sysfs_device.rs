@@ -28,14 +28,6 @@ use exliar::host::sysfs::{ReadOptions, parse_device};
 use exliar::model::{ClassCode, Device, PciAddress, Warning};
 use libfuzzer_sys::fuzz_target;
 
-/// Regular attribute files the parser knows: its list less the links.
-fn files() -> Vec<&'static str> {
-    KNOWN
-        .iter()
-        .copied()
-        .filter(|k| !LINKS.contains(k))
-        .collect()
-}
 /// Links: the target's last component is what the parser reads.
 const LINKS: &[&str] = &[
     "driver",
@@ -45,6 +37,15 @@ const LINKS: &[&str] = &[
     "virtfn1",
     "virtfn2",
 ];
+
+/// Regular attribute files the parser knows: its list less the links.
+fn files() -> Vec<&'static str> {
+    KNOWN
+        .iter()
+        .copied()
+        .filter(|k| !LINKS.contains(k))
+        .collect()
+}
 
 #[derive(Clone)]
 enum Entry {
@@ -155,15 +156,14 @@ fn decode(data: &[u8]) -> Dir {
         let Some((&pick, rest)) = rec.split_first() else {
             continue;
         };
-        let n = files.len() + LINKS.len() + 3;
-        match usize::from(pick) % n {
-            i if i < files.len() => dir.file(files[i], rest.to_vec()),
-            i if i == n - 3 => dir.file("uevent", built_uevent(rest)),
-            i if i < files.len() + LINKS.len() => {
-                dir.link(LINKS[i - files.len()], String::from_utf8_lossy(rest))
-            }
+        // the files, the links, then a built uevent and the two device links
+        let (f, l) = (files.len(), LINKS.len());
+        match usize::from(pick) % (f + l + 3) {
+            i if i < f => dir.file(files[i], rest.to_vec()),
+            i if i < f + l => dir.link(LINKS[i - f], String::from_utf8_lossy(rest)),
+            i if i == f + l => dir.file("uevent", built_uevent(rest)),
             i => {
-                let prefix = if i == n - 2 {
+                let prefix = if i == f + l + 1 {
                     "consumer:pci:"
                 } else {
                     "supplier:pci:"

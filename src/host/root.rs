@@ -92,14 +92,16 @@ impl NodeStat {
             ) else {
                 continue;
             };
-            let path = PathBuf::from(path.trim_start_matches('/'));
             // a node names a file below the root: not the root itself, no
-            // `..`, and not one whose line would read as a comment
-            if path.as_os_str().is_empty()
-                || path.as_os_str().as_encoded_bytes().starts_with(b"#")
-                || path
-                    .components()
-                    .any(|c| !matches!(c, Component::Normal(_)))
+            // `..`, and not one whose line would read back as a comment
+            let rel = path.trim_start_matches('/');
+            if rel.is_empty() || rel.starts_with('#') {
+                continue;
+            }
+            let path = PathBuf::from(rel);
+            if path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
             {
                 continue;
             }
